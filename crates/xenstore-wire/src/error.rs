@@ -94,7 +94,10 @@ impl ErrorCode {
 
     /// The error with this wire name (without its nul).
     pub fn from_name(name: &[u8]) -> Option<ErrorCode> {
-        ErrorCode::ALL.iter().copied().find(|e| e.name().as_bytes() == name)
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|e| e.name().as_bytes() == name)
     }
 
     /// Decodes an `ERROR` reply payload (`E<name>` plus its nul).

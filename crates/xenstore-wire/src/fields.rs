@@ -34,8 +34,14 @@ pub(crate) fn up_to<const N: usize>(payload: &[u8]) -> Result<(usize, [&[u8]; N]
 
 /// Splits at the first nul: the string before it and everything after.
 pub(crate) fn head(payload: &[u8]) -> Result<(&[u8], &[u8]), ErrorCode> {
-    let nul = payload.iter().position(|b| *b == 0).ok_or(ErrorCode::EINVAL)?;
-    Ok((payload.get(..nul).unwrap_or_default(), payload.get(nul + 1..).unwrap_or_default()))
+    let nul = payload
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or(ErrorCode::EINVAL)?;
+    Ok((
+        payload.get(..nul).unwrap_or_default(),
+        payload.get(nul + 1..).unwrap_or_default(),
+    ))
 }
 
 /// Parses an unsigned decimal number strictly: digits only, no sign, no
@@ -83,7 +89,10 @@ mod tests {
         assert_eq!(up_to::<2>(b"").map(|r| r.0), Ok(0));
         assert_eq!(up_to::<2>(b"x\0").map(|r| r.0), Ok(1));
         assert_eq!(up_to::<2>(b"x\0y\0").map(|r| r.0), Ok(2));
-        assert_eq!(up_to::<2>(b"x\0y\0z\0").map(|r| r.0), Err(ErrorCode::EINVAL));
+        assert_eq!(
+            up_to::<2>(b"x\0y\0z\0").map(|r| r.0),
+            Err(ErrorCode::EINVAL)
+        );
         assert_eq!(up_to::<2>(b"x").map(|r| r.0), Err(ErrorCode::EINVAL));
     }
 
@@ -91,7 +100,15 @@ mod tests {
     fn decimal_is_strict() {
         assert_eq!(parse_decimal(b"0"), Ok(0));
         assert_eq!(parse_decimal(b"18446744073709551615"), Ok(u64::MAX));
-        for bad in [&b""[..], b"-1", b"+1", b" 1", b"1 ", b"18446744073709551616", b"0x1"] {
+        for bad in [
+            &b""[..],
+            b"-1",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"18446744073709551616",
+            b"0x1",
+        ] {
             assert_eq!(parse_decimal(bad), Err(ErrorCode::EINVAL), "{bad:?}");
         }
         assert_eq!(parse_u32(b"4294967296"), Err(ErrorCode::EINVAL));

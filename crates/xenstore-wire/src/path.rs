@@ -128,7 +128,11 @@ pub fn depth_below(path: &str, ancestor: &str) -> Option<usize> {
     if !is_at_or_below(path, ancestor) {
         return None;
     }
-    let rest = if ancestor == "/" { path.get(1..)? } else { path.get(ancestor.len()..)? };
+    let rest = if ancestor == "/" {
+        path.get(1..)?
+    } else {
+        path.get(ancestor.len()..)?
+    };
     Some(rest.split('/').filter(|c| !c.is_empty()).count())
 }
 
@@ -156,7 +160,17 @@ mod tests {
 
     #[test]
     fn check_rejects_bad_syntax_with_einval() {
-        for bad in [&b""[..], b"//", b"/a//b", b"/a/", b"a/", b"/a b", b"/a\0", b"/\xff", b"/a.b"] {
+        for bad in [
+            &b""[..],
+            b"//",
+            b"/a//b",
+            b"/a/",
+            b"a/",
+            b"/a b",
+            b"/a\0",
+            b"/\xff",
+            b"/a.b",
+        ] {
             assert_eq!(check(bad, false), Err(ErrorCode::EINVAL), "{bad:?}");
         }
     }
@@ -214,7 +228,10 @@ mod tests {
             assert!(lo.as_str() <= inside && inside < hi.as_str(), "{inside}");
         }
         for outside in ["/a", "/a-b", "/ab", "/a0", "/b"] {
-            assert!(!(lo.as_str() <= outside && outside < hi.as_str()), "{outside}");
+            assert!(
+                !(lo.as_str() <= outside && outside < hi.as_str()),
+                "{outside}"
+            );
         }
     }
 }
