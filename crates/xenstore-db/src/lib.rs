@@ -1,1 +1,40 @@
-//! placeholder
+//! The XenStore store engine, with no I/O and no clock.
+//!
+//! A request goes in with the identity of its caller; a reply and the watch
+//! events it causes come out ([`Engine::handle`]). Everything the protocol
+//! specification (`docs/misc/xenstore.txt`) says about nodes, permissions,
+//! transactions, watches, quotas and domain ownership lives here, so the
+//! daemon is a thin loop that moves bytes. Determinism makes the engine easy
+//! to test against a model and to fuzz.
+//!
+//! Design notes:
+//! - The tree is a persistent ordered map from path to node ([`tree`]), so
+//!   a transaction's snapshot costs O(1) and a subtree is one key range.
+//! - Transactions conflict only when a node they depended on changed
+//!   ([`tx`] states the rule and why it is safe).
+//! - Watches are indexed by path ([`watch`]): an event costs O(depth), not
+//!   O(watches).
+//! - Per-domain ownership sets make domain removal proportional to what the
+//!   domain owns, not to the store.
+
+#![forbid(unsafe_code)]
+
+pub mod access;
+mod commit;
+mod ctx;
+pub mod domain;
+mod engine;
+mod engine_domain;
+mod engine_watch;
+mod event;
+pub mod node;
+pub mod quota;
+mod route;
+pub mod tree;
+mod tx;
+pub mod watch;
+
+pub use access::Caller;
+pub use engine::{features, Config, ConnId, Engine, Outcome};
+pub use event::Delivery;
+pub use quota::{QuotaExceeded, QuotaKind, Quotas};

@@ -1,0 +1,206 @@
+//! TRANSACTION_START and TRANSACTION_END: opening, validating and applying.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use xenstore_wire::{path, ErrorCode, Reply};
+
+use crate::access::Caller;
+use crate::ctx::Mutation;
+use crate::event::Change;
+use crate::node::Node;
+use crate::quota::{QuotaExceeded, QuotaKind};
+use crate::tx::Transaction;
+use crate::{ConnId, Engine, Outcome};
+
+impl Engine {
+    /// TRANSACTION_START: O(1) whatever the store size.
+    pub(crate) fn transaction_start(
+        &mut self,
+        conn: ConnId,
+        caller: Caller,
+        tx_id: u32,
+    ) -> Outcome {
+        if tx_id != 0 {
+            return Outcome::error(ErrorCode::EBUSY);
+        }
+        let quotas = self.quotas_of(caller.domid);
+        let open = self.conns.get(&conn).map_or(0, |c| c.txs.len());
+        if !caller.privileged && quotas.exceeded(QuotaKind::Transactions, open + 1) {
+            let hit = QuotaExceeded {
+                kind: QuotaKind::Transactions,
+                domid: caller.domid,
+                limit: quotas.get(QuotaKind::Transactions),
+            };
+            return Outcome {
+                quota: Some(hit),
+                ..Outcome::error(ErrorCode::ENOSPC)
+            };
+        }
+        let id = self.allocate_tx_id();
+        let node_limit = if caller.privileged {
+            0
+        } else {
+            quotas.get(QuotaKind::TransactionNodes)
+        };
+        self.txs
+            .insert(id, Transaction::new(conn, &self.tree, node_limit));
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.txs.push(id);
+        }
+        Outcome {
+            reply: Ok(Reply::TransactionStart(id)),
+            events: Vec::new(),
+            after_reply: None,
+            quota: None,
+        }
+    }
+
+    fn allocate_tx_id(&mut self) -> u32 {
+        loop {
+            let id = self.next_tx;
+            self.next_tx = self.next_tx.wrapping_add(1);
+            if id != 0 && !self.txs.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// TRANSACTION_END: abort, or commit if nothing it depended on changed.
+    pub(crate) fn transaction_end(&mut self, conn: ConnId, tx_id: u32, commit: bool) -> Outcome {
+        match self.txs.get(&tx_id) {
+            Some(tx) if tx.conn == conn => {}
+            _ => return Outcome::error(ErrorCode::ENOENT),
+        }
+        let Some(tx) = self.txs.remove(&tx_id) else {
+            return Outcome::error(ErrorCode::ENOENT);
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.txs.retain(|t| *t != tx_id);
+        }
+        if !commit {
+            return Outcome {
+                reply: Ok(Reply::Ok),
+                events: Vec::new(),
+                after_reply: None,
+                quota: None,
+            };
+        }
+        if !tx.validate(&self.tree) {
+            return Outcome::error(ErrorCode::EAGAIN);
+        }
+        let changes = self.apply(tx);
+        let events = self.route_all(&changes);
+        Outcome {
+            reply: Ok(Reply::Ok),
+            events,
+            after_reply: None,
+            quota: None,
+        }
+    }
+
+    /// Applies a validated transaction's writes to the live tree and returns
+    /// its changes (watch events), recorded when they happened.
+    fn apply(&mut self, tx: Transaction) -> Vec<Change> {
+        let Transaction {
+            work,
+            written,
+            changes,
+            ..
+        } = tx;
+        // Domains named by new permissions must be known before the nodes
+        // are stamped, or their entries would be judged stale.
+        let named: BTreeSet<_> = written
+            .iter()
+            .filter_map(|p| work.get(p))
+            .flat_map(|n| n.perms.entries().iter().map(|e| e.domid))
+            .collect();
+        for domid in named {
+            self.ensure_domain(domid);
+        }
+        let mut mutations = Vec::new();
+        let mut created: Vec<&Arc<str>> = Vec::new();
+        // Removals first: names the transaction removed leave the live lists.
+        for p in &written {
+            if work.get(p).is_none() && self.tree.get(p).is_some() {
+                self.gen += 1;
+                for (key, node) in self.tree.remove_subtree(p, self.gen) {
+                    mutations.push(Mutation::Removed {
+                        key,
+                        owner: node.perms.owner(),
+                    });
+                }
+            }
+        }
+        for p in &written {
+            let Some(new) = work.get(p) else { continue };
+            match self.tree.get(p).cloned() {
+                Some(old) => {
+                    self.gen += 1;
+                    let updated = Node {
+                        value: new.value.clone(),
+                        perms: new.perms.clone(),
+                        meta_gen: self.gen,
+                        ..(*old).clone()
+                    };
+                    if old.perms.owner() != new.perms.owner() {
+                        let key = self
+                            .tree
+                            .get_key_value(p)
+                            .map(|(k, _)| k.clone())
+                            .unwrap_or_else(|| p.clone());
+                        mutations.push(Mutation::Chowned {
+                            key,
+                            from: old.perms.owner(),
+                            to: new.perms.owner(),
+                        });
+                    }
+                    self.tree.replace(p, updated);
+                }
+                None => created.push(p),
+            }
+        }
+        // Creations parent first, and siblings in the order the transaction
+        // created them (their order at the end of its own children list).
+        created.sort_by_key(|p| p.bytes().filter(|b| *b == b'/').count());
+        let mut by_parent: BTreeMap<&str, Vec<&Arc<str>>> = BTreeMap::new();
+        let mut parents_in_order: Vec<&str> = Vec::new();
+        for p in &created {
+            let parent = path::parent(p).unwrap_or("/");
+            if !by_parent.contains_key(parent) {
+                parents_in_order.push(parent);
+            }
+            by_parent.entry(parent).or_default().push(p);
+        }
+        for parent in parents_in_order {
+            let Some(kids) = by_parent.get(parent) else {
+                continue;
+            };
+            let ordered = work.get(parent).map(|n| {
+                let wanted: BTreeSet<&str> = kids.iter().map(|k| path::basename(k)).collect();
+                let mut found: Vec<String> = n
+                    .children
+                    .iter()
+                    .rev()
+                    .filter(|c| wanted.contains(&***c))
+                    .take(wanted.len())
+                    .map(|c| path::join(parent, c))
+                    .collect();
+                found.reverse();
+                found
+            });
+            for child in ordered.unwrap_or_default() {
+                let Some(new) = work.get(&child) else {
+                    continue;
+                };
+                self.gen += 1;
+                let node = Node::new(new.value.clone(), new.perms.clone(), self.gen);
+                let owner = node.perms.owner();
+                let key = self.tree.create(&child, node, self.gen);
+                mutations.push(Mutation::Created { key, owner });
+            }
+        }
+        self.apply_mutations(mutations);
+        changes
+    }
+}

@@ -1,0 +1,55 @@
+//! What the store knows about each domain.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use xenstore_wire::DomId;
+
+use crate::quota::Quotas;
+
+/// A domain as the store sees it: known from the first time something
+/// names it (a connection, a permission entry, INTRODUCE) until it is
+/// removed.
+#[derive(Debug, Clone)]
+pub struct Domain {
+    /// Generation at which this incarnation became known. Permission entries
+    /// naming the domain on nodes last written before it are stale.
+    pub since_gen: u64,
+    /// Paths of the nodes it owns (for removal and the `nodes` quota).
+    pub owned: BTreeSet<Arc<str>>,
+    /// Its quotas (starting as the global ones).
+    pub quotas: Quotas,
+    /// The domain it acts for (SET_TARGET).
+    pub target: Option<DomId>,
+    /// Whether INTRODUCE was accepted and RELEASE not yet.
+    pub introduced: Option<RingAddress>,
+    /// Whether `@releaseDomain` already fired for its shutdown (RESUME
+    /// re-arms it).
+    pub release_fired: bool,
+    /// Ring feature bits to advertise (SET_FEATURE before INTRODUCE).
+    pub features: u32,
+}
+
+/// Where a domain's ring is, as INTRODUCE gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingAddress {
+    /// Guest frame of the ring page.
+    pub gfn: u64,
+    /// Unbound event channel port in the guest.
+    pub port: u32,
+}
+
+impl Domain {
+    /// A newly known domain.
+    pub fn new(since_gen: u64, quotas: Quotas, features: u32) -> Domain {
+        Domain {
+            since_gen,
+            owned: BTreeSet::new(),
+            quotas,
+            target: None,
+            introduced: None,
+            release_fired: false,
+            features,
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! The engine: the whole store state and the one entry point for requests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use xenstore_wire::path;
+use xenstore_wire::{Access, DomId, ErrorCode, PermList, Reply, Request};
+
+use crate::access::Caller;
+use crate::ctx::{Ctx, Store};
+use crate::domain::Domain;
+use crate::event::Delivery;
+use crate::node::Node;
+use crate::quota::{QuotaExceeded, QuotaKind, Quotas};
+use crate::tree::Tree;
+use crate::tx::Transaction;
+use crate::watch::{WatchId, Watches};
+
+/// Identifies a connection (a socket client or a domain's ring).
+pub type ConnId = u64;
+
+/// Ring feature bits (`docs/misc/xenstore-ring.txt`).
+pub mod features {
+    /// The ring can be reconnected.
+    pub const RECONNECTION: u32 = 1;
+    /// The ring has an error indicator.
+    pub const ERROR: u32 = 2;
+    /// WATCH accepts a depth.
+    pub const WATCH_DEPTH: u32 = 4;
+}
+
+/// Settings fixed when the engine is created.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Global quotas: the values for domains without their own.
+    pub quotas: Quotas,
+    /// Keep a removed domain's nodes (given to dom0) instead of deleting them.
+    pub keep_orphans: bool,
+    /// Ring features this store supports and advertises by default.
+    pub features: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            quotas: Quotas::default(),
+            keep_orphans: false,
+            features: features::RECONNECTION | features::ERROR | features::WATCH_DEPTH,
+        }
+    }
+}
+
+/// What a request produced.
+///
+/// The driver sends `events` first (each on its connection; some may be the
+/// caller's own, and the C daemon sends those before the reply), then the
+/// reply to the caller, then `after_reply` (a new watch's initial event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The reply, or the error to send.
+    pub reply: Result<Reply, ErrorCode>,
+    /// Watch events caused by the request.
+    pub events: Vec<Delivery>,
+    /// The event a new watch fires at once, to the caller, after the reply.
+    pub after_reply: Option<Delivery>,
+    /// Which quota refused the request, for the daemon's log.
+    pub quota: Option<QuotaExceeded>,
+}
+
+impl Outcome {
+    pub(crate) fn error(e: ErrorCode) -> Outcome {
+        Outcome {
+            reply: Err(e),
+            events: Vec::new(),
+            after_reply: None,
+            quota: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Conn {
+    pub(crate) caller: Caller,
+    pub(crate) watches: Vec<WatchId>,
+    pub(crate) txs: Vec<u32>,
+}
+
+/// The store engine: nodes, permissions, transactions, watches, quotas and
+/// domains, with no I/O and no clock.
+///
+/// Call order: [`Engine::connect`] for each client (socket or domain ring)
+/// with its identity; [`Engine::handle`] for each parsed request, sending
+/// the [`Outcome`] as it says; [`Engine::domain_shutdown`] when a domain
+/// stops running and [`Engine::remove_domain`] when it is gone, sending the
+/// events they return; [`Engine::disconnect`] when a client goes away. The
+/// same inputs always give the same outputs.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub(crate) tree: Tree,
+    pub(crate) gen: u64,
+    pub(crate) config: Config,
+    pub(crate) conns: BTreeMap<ConnId, Conn>,
+    pub(crate) next_conn: ConnId,
+    pub(crate) txs: BTreeMap<u32, Transaction>,
+    pub(crate) next_tx: u32,
+    pub(crate) domains: BTreeMap<DomId, Domain>,
+    pub(crate) watches: Watches,
+    pub(crate) special_perms: BTreeMap<&'static str, PermList>,
+    pub(crate) empty: Arc<[u8]>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new(Config::default())
+    }
+}
+
+impl Engine {
+    /// A store holding `/`, `/tool` and `/tool/xenstored`, owned by dom0 with
+    /// no access for others, as the C daemon starts.
+    pub fn new(config: Config) -> Engine {
+        let empty: Arc<[u8]> = Arc::from(&b""[..]);
+        let root_perms = PermList::owned_by(0, Access::None);
+        let mut engine = Engine {
+            tree: Tree::with_root(Node::new(empty.clone(), root_perms.clone(), 1)),
+            gen: 1,
+            conns: BTreeMap::new(),
+            next_conn: 1,
+            txs: BTreeMap::new(),
+            next_tx: 1,
+            domains: BTreeMap::new(),
+            watches: Watches::default(),
+            special_perms: [path::INTRODUCE_DOMAIN, path::RELEASE_DOMAIN]
+                .into_iter()
+                .map(|name| (name, root_perms.clone()))
+                .collect(),
+            empty,
+            config,
+        };
+        engine.ensure_domain(0);
+        for p in ["/tool", "/tool/xenstored"] {
+            engine.gen += 1;
+            let gen = engine.gen;
+            engine.tree.create(
+                p,
+                Node::new(engine.empty.clone(), root_perms.clone(), gen),
+                gen,
+            );
+        }
+        engine
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Registers a client with its identity.
+    pub fn connect(&mut self, caller: Caller) -> ConnId {
+        self.ensure_domain(caller.domid);
+        let id = self.next_conn;
+        self.next_conn += 1;
+        self.conns.insert(
+            id,
+            Conn {
+                caller,
+                watches: Vec::new(),
+                txs: Vec::new(),
+            },
+        );
+        id
+    }
+
+    /// Forgets a client: its watches and open transactions go with it.
+    pub fn disconnect(&mut self, conn: ConnId) {
+        self.reset_conn(conn);
+        self.conns.remove(&conn);
+    }
+
+    /// The identity a connection runs with.
+    pub fn caller(&self, conn: ConnId) -> Option<Caller> {
+        self.conns.get(&conn).map(|c| c.caller)
+    }
+
+    fn reset_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            for id in std::mem::take(&mut c.watches) {
+                self.watches.remove_id(id);
+            }
+            for tx in std::mem::take(&mut c.txs) {
+                self.txs.remove(&tx);
+            }
+        }
+    }
+
+    pub(crate) fn ensure_domain(&mut self, domid: DomId) -> &mut Domain {
+        let gen = &mut self.gen;
+        let quotas = self.config.quotas;
+        let features = self.config.features;
+        self.domains.entry(domid).or_insert_with(|| {
+            *gen += 1;
+            Domain::new(*gen, quotas, features)
+        })
+    }
+
+    /// The quotas that apply to a domain.
+    pub fn quotas_of(&self, domid: DomId) -> Quotas {
+        self.domains
+            .get(&domid)
+            .map(|d| d.quotas)
+            .unwrap_or(self.config.quotas)
+    }
+
+    /// Number of nodes in the live store.
+    pub fn node_count(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Number of nodes a domain owns (dom0's are not counted).
+    pub fn owned_count(&self, domid: DomId) -> usize {
+        self.domains.get(&domid).map_or(0, |d| d.owned.len())
+    }
+
+    /// Number of registered watches.
+    pub fn watch_count(&self) -> usize {
+        self.watches.len()
+    }
+
+    /// Number of open transactions.
+    pub fn transaction_count(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// A live node's value and effective permissions, bypassing permission
+    /// checks (for the daemon's own use and for tests).
+    pub fn peek(&self, p: &str) -> Option<(Arc<[u8]>, PermList)> {
+        let node = self.tree.get(p)?;
+        let perms = crate::access::without_stale(&node.perms, |e| {
+            crate::ctx::entry_valid(&self.domains, e, node.meta_gen)
+        });
+        Some((node.value.clone(), perms))
+    }
+
+    /// A live node's children, bypassing permission checks.
+    pub fn peek_children(&self, p: &str) -> Option<Vec<Arc<str>>> {
+        Some(self.tree.get(p)?.children.iter().cloned().collect())
+    }
+
+    /// Every live path in byte order, bypassing permission checks.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.tree.iter().map(|(k, _)| &**k)
+    }
+
+    /// Handles one request from `conn` in transaction `tx_id` (0: none).
+    pub fn handle(&mut self, conn: ConnId, tx_id: u32, request: &Request<'_>) -> Outcome {
+        let Some(caller) = self.caller(conn) else {
+            return Outcome::error(ErrorCode::EIO);
+        };
+        match request {
+            Request::Read(p) => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.read(p)),
+            Request::Directory(p) => {
+                self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.directory(p))
+            }
+            Request::DirectoryPart { path: p, offset } => {
+                let offset = *offset;
+                self.node_op(conn, caller, tx_id, p, move |ctx, p| {
+                    ctx.directory_part(p, offset)
+                })
+            }
+            Request::GetPerms(p) if p.starts_with('@') => self.special_get_perms(caller, p),
+            Request::GetPerms(p) => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.get_perms(p)),
+            Request::Write { path: p, value } => {
+                self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.write(p, value))
+            }
+            Request::Mkdir(p) => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.mkdir(p)),
+            Request::Rm(p) => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.rm(p)),
+            Request::SetPerms { path: p, perms } if p.starts_with('@') => {
+                self.special_set_perms(caller, p, perms)
+            }
+            Request::SetPerms { path: p, perms } => {
+                if caller.privileged && tx_id == 0 {
+                    for entry in perms.entries() {
+                        self.ensure_domain(entry.domid);
+                    }
+                }
+                self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.set_perms(p, perms))
+            }
+            Request::Watch {
+                path: p,
+                token,
+                depth,
+            } => self.watch(conn, caller, p, token, *depth),
+            Request::Unwatch { path: p, token } => self.unwatch(conn, caller, p, token),
+            Request::ResetWatches => {
+                self.reset_conn(conn);
+                Outcome {
+                    reply: Ok(Reply::Ok),
+                    events: Vec::new(),
+                    after_reply: None,
+                    quota: None,
+                }
+            }
+            Request::TransactionStart => self.transaction_start(conn, caller, tx_id),
+            Request::TransactionEnd { commit } => self.transaction_end(conn, tx_id, *commit),
+            Request::Control(payload) => self.control(caller, payload),
+            Request::GetDomainPath(domid) => ok(Reply::DomainPath(path::domain_home(*domid))),
+            Request::IsDomainIntroduced(domid) => {
+                let introduced = *domid == 0
+                    || self
+                        .domains
+                        .get(domid)
+                        .is_some_and(|d| d.introduced.is_some());
+                ok(Reply::Bool(introduced))
+            }
+            Request::Introduce { domid, gfn, port } => self.introduce(caller, *domid, *gfn, *port),
+            Request::Release(domid) => self.release(caller, *domid),
+            Request::Resume(domid) => self.resume(caller, *domid),
+            Request::SetTarget { domid, target } => self.set_target(caller, *domid, *target),
+            Request::GetFeature(domid) => self.get_feature(caller, *domid),
+            Request::SetFeature { domid, value } => self.set_feature(caller, *domid, *value),
+            Request::GetQuota { domid, quota } => self.get_quota(caller, *domid, *quota),
+            Request::SetQuota {
+                domid,
+                quota,
+                value,
+            } => self.set_quota(caller, *domid, quota, *value),
+        }
+    }
+
+    /// Makes a request path absolute and applies the path-length quota.
+    pub(crate) fn canonical<'p>(
+        &self,
+        caller: Caller,
+        p: &'p str,
+    ) -> Result<std::borrow::Cow<'p, str>, (ErrorCode, Option<QuotaExceeded>)> {
+        let canonical = path::canonicalize(p, caller.domid);
+        if !caller.privileged && !canonical.starts_with('@') {
+            let quotas = self.quotas_of(caller.domid);
+            let home = path::domain_home(caller.domid);
+            let measured = match canonical.strip_prefix(home.as_str()) {
+                Some(rest) if rest.starts_with('/') => rest.len() - 1,
+                _ => canonical.len(),
+            };
+            if quotas.exceeded(QuotaKind::PathLength, measured) {
+                let hit = QuotaExceeded {
+                    kind: QuotaKind::PathLength,
+                    domid: caller.domid,
+                    limit: quotas.get(QuotaKind::PathLength),
+                };
+                return Err((ErrorCode::EINVAL, Some(hit)));
+            }
+        }
+        if canonical.len() > xenstore_wire::ABS_PATH_MAX {
+            return Err((ErrorCode::EINVAL, None));
+        }
+        Ok(canonical)
+    }
+
+    fn node_op(
+        &mut self,
+        conn: ConnId,
+        caller: Caller,
+        tx_id: u32,
+        p: &str,
+        op: impl FnOnce(&mut Ctx<'_>, &str) -> Result<Reply, ErrorCode>,
+    ) -> Outcome {
+        let canonical = match self.canonical(caller, p) {
+            Ok(c) => c,
+            Err((e, quota)) => {
+                return Outcome {
+                    quota,
+                    ..Outcome::error(e)
+                }
+            }
+        };
+        if canonical.starts_with('@') {
+            return Outcome::error(ErrorCode::EINVAL);
+        }
+        let quotas = self.quotas_of(caller.domid);
+        let target = self.domains.get(&caller.domid).and_then(|d| d.target);
+        let mut owned = self.owned_count(caller.domid);
+        let Engine {
+            tree,
+            gen,
+            txs,
+            domains,
+            empty,
+            ..
+        } = self;
+        let store = if tx_id == 0 {
+            Store::Live(tree)
+        } else {
+            match txs.get_mut(&tx_id) {
+                Some(tx) if tx.conn == conn => {
+                    let owned_in_tx = i64::try_from(owned)
+                        .unwrap_or(i64::MAX)
+                        .saturating_add(tx.node_delta);
+                    owned = usize::try_from(owned_in_tx).unwrap_or(0);
+                    Store::Tx(tx)
+                }
+                _ => return Outcome::error(ErrorCode::ENOENT),
+            }
+        };
+        let mut ctx = Ctx {
+            caller,
+            target,
+            quotas,
+            domains,
+            store,
+            gen,
+            empty: empty.clone(),
+            owned_now: owned,
+            changes: Vec::new(),
+            mutations: Vec::new(),
+            quota_hit: None,
+        };
+        let reply = op(&mut ctx, &canonical);
+        let Ctx {
+            changes,
+            mutations,
+            quota_hit,
+            ..
+        } = ctx;
+        self.apply_mutations(mutations);
+        let events = self.route_all(&changes);
+        Outcome {
+            reply,
+            events,
+            after_reply: None,
+            quota: quota_hit,
+        }
+    }
+}
+
+fn ok(reply: Reply) -> Outcome {
+    Outcome {
+        reply: Ok(reply),
+        events: Vec::new(),
+        after_reply: None,
+        quota: None,
+    }
+}

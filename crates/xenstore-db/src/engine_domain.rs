@@ -1,0 +1,358 @@
+//! Domain management requests, quotas, CONTROL, and domain removal.
+
+use xenstore_wire::{path, DomId, ErrorCode, Reply};
+
+use crate::access::Caller;
+use crate::ctx::Mutation;
+use crate::domain::RingAddress;
+use crate::event::{Change, Delivery};
+use crate::quota::QuotaKind;
+use crate::{Engine, Outcome};
+
+fn ok(reply: Reply) -> Outcome {
+    Outcome {
+        reply: Ok(reply),
+        events: Vec::new(),
+        after_reply: None,
+        quota: None,
+    }
+}
+
+impl Engine {
+    /// Keeps the domains' owned-node sets in step with the live tree.
+    pub(crate) fn apply_mutations(&mut self, mutations: Vec<Mutation>) {
+        for m in mutations {
+            match m {
+                Mutation::Created { key, owner } => {
+                    if owner != 0 {
+                        self.ensure_domain(owner).owned.insert(key);
+                    }
+                }
+                Mutation::Removed { key, owner } => {
+                    if let Some(d) = self.domains.get_mut(&owner) {
+                        d.owned.remove(&key);
+                    }
+                }
+                Mutation::Chowned { key, from, to } => {
+                    if let Some(d) = self.domains.get_mut(&from) {
+                        d.owned.remove(&key);
+                    }
+                    if to != 0 {
+                        self.ensure_domain(to).owned.insert(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// INTRODUCE: the store side. The driver maps the ring and binds the
+    /// event channel first, and only then calls this.
+    pub(crate) fn introduce(
+        &mut self,
+        caller: Caller,
+        domid: DomId,
+        gfn: u64,
+        port: u32,
+    ) -> Outcome {
+        if !caller.privileged {
+            return Outcome::error(ErrorCode::EACCES);
+        }
+        if domid == 0 {
+            return Outcome::error(ErrorCode::EINVAL);
+        }
+        let ring = RingAddress { gfn, port };
+        let domain = self.ensure_domain(domid);
+        match domain.introduced {
+            Some(existing) if existing == ring => return ok(Reply::Ok),
+            Some(_) => return Outcome::error(ErrorCode::EINVAL),
+            None => {
+                domain.introduced = Some(ring);
+                domain.release_fired = false;
+            }
+        }
+        let events = self.route_all(&[Change::Special {
+            name: path::INTRODUCE_DOMAIN,
+            domid,
+        }]);
+        Outcome {
+            reply: Ok(Reply::Ok),
+            events,
+            after_reply: None,
+            quota: None,
+        }
+    }
+
+    /// RELEASE: forget the domain, as if it had died.
+    pub(crate) fn release(&mut self, caller: Caller, domid: DomId) -> Outcome {
+        if !caller.privileged {
+            return Outcome::error(ErrorCode::EACCES);
+        }
+        if domid == 0 {
+            return Outcome::error(ErrorCode::EINVAL);
+        }
+        if self
+            .domains
+            .get(&domid)
+            .is_none_or(|d| d.introduced.is_none())
+        {
+            return Outcome::error(ErrorCode::ENOENT);
+        }
+        let events = self.remove_domain(domid);
+        Outcome {
+            reply: Ok(Reply::Ok),
+            events,
+            after_reply: None,
+            quota: None,
+        }
+    }
+
+    /// RESUME: `@releaseDomain` fires again at the next shutdown.
+    pub(crate) fn resume(&mut self, caller: Caller, domid: DomId) -> Outcome {
+        if !caller.privileged {
+            return Outcome::error(ErrorCode::EACCES);
+        }
+        match self.domains.get_mut(&domid) {
+            Some(d) if d.introduced.is_some() => {
+                d.release_fired = false;
+                ok(Reply::Ok)
+            }
+            _ => Outcome::error(ErrorCode::ENOENT),
+        }
+    }
+
+    /// SET_TARGET: `domid` acts for `target` from now on.
+    pub(crate) fn set_target(&mut self, caller: Caller, domid: DomId, target: DomId) -> Outcome {
+        if !caller.privileged {
+            return Outcome::error(ErrorCode::EACCES);
+        }
+        self.ensure_domain(target);
+        self.ensure_domain(domid).target = Some(target);
+        ok(Reply::Ok)
+    }
+
+    /// GET_FEATURE.
+    pub(crate) fn get_feature(&self, caller: Caller, domid: Option<DomId>) -> Outcome {
+        if !caller.privileged {
+            return Outcome::error(ErrorCode::EACCES);
+        }
+        match domid {
+            None => ok(Reply::Number(u64::from(self.config.features))),
+            Some(d) => match self.domains.get(&d) {
+                Some(dom) => ok(Reply::Number(u64::from(dom.features))),
+                None => Outcome::error(ErrorCode::ENOENT),
+            },
+        }
+    }
+
+    /// SET_FEATURE: only bits this store supports, only before INTRODUCE.
+    pub(crate) fn set_feature(&mut self, caller: Caller, domid: DomId, value: u32) -> Outcome {
+        if !caller.privileged {
+            return Outcome::error(ErrorCode::EACCES);
+        }
+        if value & !self.config.features != 0 {
+            return Outcome::error(ErrorCode::EINVAL);
+        }
+        let domain = self.ensure_domain(domid);
+        if domain.introduced.is_some() {
+            return Outcome::error(ErrorCode::EBUSY);
+        }
+        domain.features = value;
+        ok(Reply::Ok)
+    }
+
+    /// GET_QUOTA.
+    pub(crate) fn get_quota(
+        &self,
+        caller: Caller,
+        domid: Option<DomId>,
+        quota: Option<&str>,
+    ) -> Outcome {
+        if !caller.privileged {
+            return Outcome::error(ErrorCode::EACCES);
+        }
+        let Some(name) = quota else {
+            return ok(Reply::Names(
+                QuotaKind::ALL.iter().map(|q| q.name().to_owned()).collect(),
+            ));
+        };
+        let Some(kind) = QuotaKind::from_name(name) else {
+            return Outcome::error(ErrorCode::EINVAL);
+        };
+        let quotas = match domid {
+            None => self.config.quotas,
+            Some(d) => match self.domains.get(&d) {
+                Some(dom) => dom.quotas,
+                None => return Outcome::error(ErrorCode::ENOENT),
+            },
+        };
+        ok(Reply::Number(u64::from(quotas.get(kind))))
+    }
+
+    /// SET_QUOTA. The global value is what domains get when first known;
+    /// a domain's own value changes only that domain.
+    pub(crate) fn set_quota(
+        &mut self,
+        caller: Caller,
+        domid: Option<DomId>,
+        quota: &str,
+        value: u32,
+    ) -> Outcome {
+        if !caller.privileged {
+            return Outcome::error(ErrorCode::EACCES);
+        }
+        let Some(kind) = QuotaKind::from_name(quota) else {
+            return Outcome::error(ErrorCode::EINVAL);
+        };
+        match domid {
+            None => self.config.quotas.set(kind, value),
+            Some(d) => match self.domains.get_mut(&d) {
+                Some(dom) => dom.quotas.set(kind, value),
+                None => return Outcome::error(ErrorCode::ENOENT),
+            },
+        }
+        ok(Reply::Ok)
+    }
+
+    /// CONTROL: the engine answers `check`; the daemon answers the rest
+    /// before they get here. Guests may not use CONTROL at all.
+    pub(crate) fn control(&self, caller: Caller, payload: &[u8]) -> Outcome {
+        if !caller.privileged {
+            return Outcome::error(ErrorCode::EACCES);
+        }
+        let mut args = xenstore_wire::Request::control_args(payload);
+        match args.next() {
+            Some(b"check") => match self.check() {
+                Ok(()) => ok(Reply::Text(Vec::new())),
+                Err(problem) => ok(Reply::Text(problem.into_bytes())),
+            },
+            _ => Outcome::error(ErrorCode::EINVAL),
+        }
+    }
+
+    /// The domain has shut down or crashed: fire `@releaseDomain` once
+    /// (until RESUME). Its nodes stay until [`Engine::remove_domain`].
+    pub fn domain_shutdown(&mut self, domid: DomId) -> Vec<Delivery> {
+        match self.domains.get_mut(&domid) {
+            Some(d) if d.introduced.is_some() && !d.release_fired => d.release_fired = true,
+            _ => return Vec::new(),
+        }
+        self.route_all(&[Change::Special {
+            name: path::RELEASE_DOMAIN,
+            domid,
+        }])
+    }
+
+    /// The domain is gone (destroyed, or RELEASE): fire `@releaseDomain` if
+    /// not yet fired, remove every node it owns with the events that causes
+    /// (or give them to dom0 with keep-orphans), and forget it, so that a
+    /// later domain with the same id inherits none of its permissions.
+    /// Its connections stay until the driver disconnects them.
+    pub fn remove_domain(&mut self, domid: DomId) -> Vec<Delivery> {
+        if domid == 0 {
+            return Vec::new();
+        }
+        let Some(domain) = self.domains.get(&domid) else {
+            return Vec::new();
+        };
+        let mut changes = Vec::new();
+        if !domain.release_fired {
+            changes.push(Change::Special {
+                name: path::RELEASE_DOMAIN,
+                domid,
+            });
+        }
+        let owned: Vec<_> = domain.owned.iter().cloned().collect();
+        let mut mutations = Vec::new();
+        for key in owned {
+            let Some(node) = self.tree.get(&key).cloned() else {
+                continue;
+            };
+            self.gen += 1;
+            if self.config.keep_orphans {
+                let perms = node.perms.with_owner(0);
+                let updated = crate::node::Node {
+                    perms: perms.clone(),
+                    meta_gen: self.gen,
+                    ..(*node).clone()
+                };
+                self.tree.replace(&key, updated);
+                mutations.push(Mutation::Chowned {
+                    key,
+                    from: domid,
+                    to: 0,
+                });
+                continue;
+            }
+            let removed = self.tree.remove_subtree(&key, self.gen);
+            let mut below = Vec::new();
+            for (k, n) in removed.iter().skip(1) {
+                below.push((k.clone(), self.peek_perms(n)));
+            }
+            let top_perms = self.peek_perms(&node);
+            for (k, n) in removed {
+                mutations.push(Mutation::Removed {
+                    key: k,
+                    owner: n.perms.owner(),
+                });
+            }
+            changes.push(Change::Removed {
+                path: key,
+                perms: top_perms,
+                below,
+            });
+        }
+        self.apply_mutations(mutations);
+        let deliveries = self.route_all(&changes);
+        self.domains.remove(&domid);
+        for d in self.domains.values_mut() {
+            if d.target == Some(domid) {
+                d.target = None;
+            }
+        }
+        deliveries
+    }
+
+    fn peek_perms(&self, node: &crate::node::Node) -> xenstore_wire::PermList {
+        crate::access::without_stale(&node.perms, |e| {
+            crate::ctx::entry_valid(&self.domains, e, node.meta_gen)
+        })
+    }
+
+    /// Checks the store's invariants: every node's parent exists and lists
+    /// it once; every listed child exists; owned sets match owners.
+    pub fn check(&self) -> Result<(), String> {
+        for (key, node) in self.tree.iter() {
+            if let Some(parent) = path::parent(key) {
+                let Some(p) = self.tree.get(parent) else {
+                    return Err(format!("{key}: parent missing"));
+                };
+                let name = path::basename(key);
+                if p.children.iter().filter(|c| &***c == name).count() != 1 {
+                    return Err(format!("{key}: not listed once by its parent"));
+                }
+            }
+            for child in node.children.iter() {
+                if self.tree.get(&path::join(key, child)).is_none() {
+                    return Err(format!("{key}: lists missing child {child}"));
+                }
+            }
+            let owner = node.perms.owner();
+            if owner != 0
+                && !self
+                    .domains
+                    .get(&owner)
+                    .is_some_and(|d| d.owned.contains(key))
+            {
+                return Err(format!("{key}: owner {owner} does not record it"));
+            }
+        }
+        for (domid, d) in &self.domains {
+            for key in &d.owned {
+                if self.tree.get(key).is_none_or(|n| n.perms.owner() != *domid) {
+                    return Err(format!("domain {domid} records {key} wrongly"));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,48 @@
+//! One node of the store.
+
+use std::sync::Arc;
+
+use imbl::Vector;
+use xenstore_wire::PermList;
+
+/// A child's leaf name, shared between its parent's list and its own key.
+pub type Name = Arc<str>;
+
+/// A node: value, permissions, children in creation order, generations.
+///
+/// Nodes are immutable once in a tree and shared between the live store and
+/// transaction snapshots through `Arc`; a change builds a new node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The value: any bytes, nul included.
+    pub value: Arc<[u8]>,
+    /// Permissions, owner first.
+    pub perms: PermList,
+    /// Leaf names of the children, in the order they were created.
+    pub children: Vector<Name>,
+    /// Generation of the last change to value or permissions (or creation).
+    /// Transactions validate against it; stale permission entries are
+    /// judged against it.
+    pub meta_gen: u64,
+    /// Generation of the last change to the children list (or creation).
+    /// `DIRECTORY_PART` reports it so a reader can detect a change.
+    pub list_gen: u64,
+}
+
+impl Node {
+    /// A childless node.
+    pub fn new(value: Arc<[u8]>, perms: PermList, gen: u64) -> Node {
+        Node {
+            value,
+            perms,
+            children: Vector::new(),
+            meta_gen: gen,
+            list_gen: gen,
+        }
+    }
+
+    /// Size charged against the `node-size` quota: the value's bytes.
+    pub fn charged_size(value: &[u8]) -> usize {
+        value.len()
+    }
+}

@@ -1,0 +1,148 @@
+//! Matching changes against watches and permissions.
+
+use xenstore_wire::{path, PermList, WatchEvent};
+
+use crate::access::rights;
+use crate::event::{Change, Delivery};
+use crate::watch::WatchId;
+use crate::{ConnId, Engine};
+
+impl Engine {
+    /// Whether the connection may see an event on a node with `perms`.
+    fn can_see(&self, conn: ConnId, perms: &PermList) -> bool {
+        let Some(caller) = self.caller(conn) else {
+            return false;
+        };
+        let target = self.domains.get(&caller.domid).and_then(|d| d.target);
+        // `perms` were made effective when the change was recorded.
+        rights(caller, target, perms, |_| true).read
+    }
+
+    /// Deliveries for a list of changes, in order.
+    pub(crate) fn route_all(&self, changes: &[Change]) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        for change in changes {
+            self.route(change, &mut out);
+        }
+        out
+    }
+
+    /// Appends the deliveries one change causes, ordered by connection and
+    /// then by watch registration, as the C daemon walks them.
+    fn route(&self, change: &Change, out: &mut Vec<Delivery>) {
+        let mut hits: Vec<(ConnId, WatchId, Delivery)> = Vec::new();
+        match change {
+            Change::Node { path: p, perms } => {
+                for (id, w) in self.watches.matching(p) {
+                    if self.can_see(w.conn, perms) {
+                        let event = WatchEvent {
+                            path: w.deliver_path(p),
+                            token: w.token.clone(),
+                        };
+                        hits.push((
+                            w.conn,
+                            id,
+                            Delivery {
+                                conn: w.conn,
+                                event,
+                            },
+                        ));
+                    }
+                }
+            }
+            Change::Removed {
+                path: p,
+                perms,
+                below,
+            } => {
+                for (id, w) in self.watches.matching(p) {
+                    if self.can_see(w.conn, perms) {
+                        let event = WatchEvent {
+                            path: w.deliver_path(p),
+                            token: w.token.clone(),
+                        };
+                        hits.push((
+                            w.conn,
+                            id,
+                            Delivery {
+                                conn: w.conn,
+                                event,
+                            },
+                        ));
+                    }
+                }
+                for (id, w) in self.watches.below(p) {
+                    let Ok(i) = below.binary_search_by(|(k, _)| (**k).cmp(&*w.path)) else {
+                        continue;
+                    };
+                    let Some((_, node_perms)) = below.get(i) else {
+                        continue;
+                    };
+                    if self.can_see(w.conn, node_perms) {
+                        let event = WatchEvent {
+                            path: w.deliver_path(&w.path),
+                            token: w.token.clone(),
+                        };
+                        hits.push((
+                            w.conn,
+                            id,
+                            Delivery {
+                                conn: w.conn,
+                                event,
+                            },
+                        ));
+                    }
+                }
+            }
+            Change::Special { name, domid } => {
+                let perms = self.special_perms.get(name);
+                let allowed = |conn: ConnId| {
+                    self.caller(conn).is_some_and(|c| c.privileged)
+                        || perms.is_some_and(|p| self.can_see(conn, p))
+                };
+                for (id, w) in self.watches.at(name) {
+                    if allowed(w.conn) {
+                        let shown = if w.depth == Some(1) {
+                            format!("{name}/{domid}")
+                        } else {
+                            (*name).to_owned()
+                        };
+                        let event = WatchEvent {
+                            path: shown,
+                            token: w.token.clone(),
+                        };
+                        hits.push((
+                            w.conn,
+                            id,
+                            Delivery {
+                                conn: w.conn,
+                                event,
+                            },
+                        ));
+                    }
+                }
+                if *name == path::RELEASE_DOMAIN {
+                    let single = format!("{name}/{domid}");
+                    for (id, w) in self.watches.at(&single) {
+                        if allowed(w.conn) {
+                            let event = WatchEvent {
+                                path: single.clone(),
+                                token: w.token.clone(),
+                            };
+                            hits.push((
+                                w.conn,
+                                id,
+                                Delivery {
+                                    conn: w.conn,
+                                    event,
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        hits.sort_by_key(|(conn, id, _)| (*conn, *id));
+        out.extend(hits.into_iter().map(|(_, _, d)| d));
+    }
+}
