@@ -21,17 +21,11 @@ pub struct Caller {
 
 impl Caller {
     /// A privileged dom0 caller (a local socket connection).
-    pub const DOM0: Caller = Caller {
-        domid: 0,
-        privileged: true,
-    };
+    pub const DOM0: Caller = Caller { domid: 0, privileged: true };
 
     /// An unprivileged guest.
     pub fn guest(domid: DomId) -> Caller {
-        Caller {
-            domid,
-            privileged: false,
-        }
+        Caller { domid, privileged: false }
     }
 }
 
@@ -47,18 +41,10 @@ pub struct Rights {
 }
 
 impl Rights {
-    const ALL: Rights = Rights {
-        read: true,
-        write: true,
-        owner: true,
-    };
+    const ALL: Rights = Rights { read: true, write: true, owner: true };
 
     fn from_access(access: Access) -> Rights {
-        Rights {
-            read: access.can_read(),
-            write: access.can_write(),
-            owner: false,
-        }
+        Rights { read: access.can_read(), write: access.can_write(), owner: false }
     }
 }
 
@@ -66,12 +52,7 @@ impl Rights {
 ///
 /// `target` is the domain the caller acts for (SET_TARGET), and `valid`
 /// says whether a non-owner entry still counts (see the module docs).
-pub fn rights(
-    caller: Caller,
-    target: Option<DomId>,
-    perms: &PermList,
-    valid: impl Fn(&Perm) -> bool,
-) -> Rights {
+pub fn rights(caller: Caller, target: Option<DomId>, perms: &PermList, valid: impl Fn(&Perm) -> bool) -> Rights {
     if caller.privileged {
         return Rights::ALL;
     }
@@ -94,11 +75,6 @@ pub fn without_stale(perms: &PermList, valid: impl Fn(&Perm) -> bool) -> PermLis
     if entries.iter().skip(1).all(&valid) {
         return perms.clone();
     }
-    let kept: Vec<Perm> = entries
-        .iter()
-        .enumerate()
-        .filter(|(i, p)| *i == 0 || valid(p))
-        .map(|(_, p)| *p)
-        .collect();
+    let kept: Vec<Perm> = entries.iter().enumerate().filter(|(i, p)| *i == 0 || valid(p)).map(|(_, p)| *p).collect();
     PermList::new(kept).unwrap_or_else(|| perms.clone())
 }

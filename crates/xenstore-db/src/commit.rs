@@ -15,12 +15,7 @@ use crate::{ConnId, Engine, Outcome};
 
 impl Engine {
     /// TRANSACTION_START: O(1) whatever the store size.
-    pub(crate) fn transaction_start(
-        &mut self,
-        conn: ConnId,
-        caller: Caller,
-        tx_id: u32,
-    ) -> Outcome {
+    pub(crate) fn transaction_start(&mut self, conn: ConnId, caller: Caller, tx_id: u32) -> Outcome {
         if tx_id != 0 {
             return Outcome::error(ErrorCode::EBUSY);
         }
@@ -32,28 +27,15 @@ impl Engine {
                 domid: caller.domid,
                 limit: quotas.get(QuotaKind::Transactions),
             };
-            return Outcome {
-                quota: Some(hit),
-                ..Outcome::error(ErrorCode::ENOSPC)
-            };
+            return Outcome { quota: Some(hit), ..Outcome::error(ErrorCode::ENOSPC) };
         }
         let id = self.allocate_tx_id();
-        let node_limit = if caller.privileged {
-            0
-        } else {
-            quotas.get(QuotaKind::TransactionNodes)
-        };
-        self.txs
-            .insert(id, Transaction::new(conn, &self.tree, node_limit));
+        let node_limit = if caller.privileged { 0 } else { quotas.get(QuotaKind::TransactionNodes) };
+        self.txs.insert(id, Transaction::new(conn, &self.tree, node_limit));
         if let Some(c) = self.conns.get_mut(&conn) {
             c.txs.push(id);
         }
-        Outcome {
-            reply: Ok(Reply::TransactionStart(id)),
-            events: Vec::new(),
-            after_reply: None,
-            quota: None,
-        }
+        Outcome { reply: Ok(Reply::TransactionStart(id)), events: Vec::new(), after_reply: None, quota: None }
     }
 
     fn allocate_tx_id(&mut self) -> u32 {
@@ -79,35 +61,20 @@ impl Engine {
             c.txs.retain(|t| *t != tx_id);
         }
         if !commit {
-            return Outcome {
-                reply: Ok(Reply::Ok),
-                events: Vec::new(),
-                after_reply: None,
-                quota: None,
-            };
+            return Outcome { reply: Ok(Reply::Ok), events: Vec::new(), after_reply: None, quota: None };
         }
         if !tx.validate(&self.tree) {
             return Outcome::error(ErrorCode::EAGAIN);
         }
         let changes = self.apply(tx);
         let events = self.route_all(&changes);
-        Outcome {
-            reply: Ok(Reply::Ok),
-            events,
-            after_reply: None,
-            quota: None,
-        }
+        Outcome { reply: Ok(Reply::Ok), events, after_reply: None, quota: None }
     }
 
     /// Applies a validated transaction's writes to the live tree and returns
     /// its changes (watch events), recorded when they happened.
     fn apply(&mut self, tx: Transaction) -> Vec<Change> {
-        let Transaction {
-            work,
-            written,
-            changes,
-            ..
-        } = tx;
+        let Transaction { work, written, changes, .. } = tx;
         // Domains named by new permissions must be known before the nodes
         // are stamped, or their entries would be judged stale.
         let named: BTreeSet<_> = written
@@ -125,10 +92,7 @@ impl Engine {
             if work.get(p).is_none() && self.tree.get(p).is_some() {
                 self.gen += 1;
                 for (key, node) in self.tree.remove_subtree(p, self.gen) {
-                    mutations.push(Mutation::Removed {
-                        key,
-                        owner: node.perms.owner(),
-                    });
+                    mutations.push(Mutation::Removed { key, owner: node.perms.owner() });
                 }
             }
         }
@@ -144,16 +108,8 @@ impl Engine {
                         ..(*old).clone()
                     };
                     if old.perms.owner() != new.perms.owner() {
-                        let key = self
-                            .tree
-                            .get_key_value(p)
-                            .map(|(k, _)| k.clone())
-                            .unwrap_or_else(|| p.clone());
-                        mutations.push(Mutation::Chowned {
-                            key,
-                            from: old.perms.owner(),
-                            to: new.perms.owner(),
-                        });
+                        let key = self.tree.get_key_value(p).map(|(k, _)| k.clone()).unwrap_or_else(|| p.clone());
+                        mutations.push(Mutation::Chowned { key, from: old.perms.owner(), to: new.perms.owner() });
                     }
                     self.tree.replace(p, updated);
                 }

@@ -25,11 +25,7 @@ pub(crate) enum Mutation {
     /// A node owned by `owner` was removed.
     Removed { key: Arc<str>, owner: DomId },
     /// A node's owner changed.
-    Chowned {
-        key: Arc<str>,
-        from: DomId,
-        to: DomId,
-    },
+    Chowned { key: Arc<str>, from: DomId, to: DomId },
 }
 
 /// The access a request needs on its node.
@@ -54,10 +50,7 @@ impl Need {
 /// `node_gen`: dom0 always; others only if the domain's current incarnation
 /// was known by then.
 pub(crate) fn entry_valid(domains: &BTreeMap<DomId, Domain>, perm: &Perm, node_gen: u64) -> bool {
-    perm.domid == 0
-        || domains
-            .get(&perm.domid)
-            .is_some_and(|d| d.since_gen <= node_gen)
+    perm.domid == 0 || domains.get(&perm.domid).is_some_and(|d| d.since_gen <= node_gen)
 }
 
 /// The tree a request runs against.
@@ -135,11 +128,7 @@ impl Ctx<'_> {
     }
 
     fn hit(&self, kind: QuotaKind) -> QuotaExceeded {
-        QuotaExceeded {
-            kind,
-            domid: self.caller.domid,
-            limit: self.quotas.get(kind),
-        }
+        QuotaExceeded { kind, domid: self.caller.domid, limit: self.quotas.get(kind) }
     }
 
     /// Fails with the quota's error if `amount` exceeds it for an
@@ -158,9 +147,7 @@ impl Ctx<'_> {
     }
 
     fn rights_on(&self, node: &Node) -> Rights {
-        rights(self.caller, self.target, &node.perms, |p| {
-            entry_valid(self.domains, p, node.meta_gen)
-        })
+        rights(self.caller, self.target, &node.perms, |p| entry_valid(self.domains, p, node.meta_gen))
     }
 
     /// Finds a node the caller may access as `need`. A missing node is
@@ -169,14 +156,9 @@ impl Ctx<'_> {
     pub fn lookup(&mut self, p: &str, need: Need) -> Result<Arc<Node>, ErrorCode> {
         self.observe_meta(p)?;
         if let Some(node) = self.tree().get(p).cloned() {
-            return if need.granted(self.rights_on(&node)) {
-                Ok(node)
-            } else {
-                Err(ErrorCode::EACCES)
-            };
+            return if need.granted(self.rights_on(&node)) { Ok(node) } else { Err(ErrorCode::EACCES) };
         }
-        let Some((ancestor, node)) = self.tree().nearest_ancestor(p).map(|(a, n)| (a, n.clone()))
-        else {
+        let Some((ancestor, node)) = self.tree().nearest_ancestor(p).map(|(a, n)| (a, n.clone())) else {
             return Err(ErrorCode::ENOENT);
         };
         self.observe_meta(ancestor)?;
@@ -234,11 +216,7 @@ impl Ctx<'_> {
             names.push(0);
             pos = end;
         }
-        Ok(Reply::DirectoryPart {
-            generation,
-            names,
-            complete,
-        })
+        Ok(Reply::DirectoryPart { generation, names, complete })
     }
 
     /// GET_PERMS.
@@ -254,23 +232,14 @@ impl Ctx<'_> {
             Ok(node) => {
                 let gen = self.next_gen();
                 let perms = self.effective_perms(&node);
-                let updated = Node {
-                    value: Arc::from(value),
-                    perms: perms.clone(),
-                    meta_gen: gen,
-                    ..(*node).clone()
-                };
+                let updated = Node { value: Arc::from(value), perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
                 self.tree_mut().replace(p, updated);
                 let key = self.key(p);
                 self.mark_written(&key);
                 self.changes.push(Change::Node { path: key, perms });
             }
             Err(ErrorCode::ENOENT) => {
-                let value = if value.is_empty() {
-                    self.empty.clone()
-                } else {
-                    Arc::from(value)
-                };
+                let value = if value.is_empty() { self.empty.clone() } else { Arc::from(value) };
                 self.create(p, value)?;
             }
             Err(e) => return Err(e),
@@ -293,10 +262,7 @@ impl Ctx<'_> {
     }
 
     fn key(&self, p: &str) -> Arc<str> {
-        self.tree()
-            .get_key_value(p)
-            .map(|(k, _)| k.clone())
-            .unwrap_or_else(|| Arc::from(p))
+        self.tree().get_key_value(p).map(|(k, _)| k.clone()).unwrap_or_else(|| Arc::from(p))
     }
 
     /// Creates `p` (which must be missing, with write access on its nearest
@@ -316,28 +282,14 @@ impl Ctx<'_> {
         let mut perms_out = None;
         for (i, level) in missing.iter().rev().enumerate() {
             let parent_path = path::parent(level).ok_or(ErrorCode::EINVAL)?;
-            let parent = self
-                .tree()
-                .get(parent_path)
-                .cloned()
-                .ok_or(ErrorCode::ENOENT)?;
+            let parent = self.tree().get(parent_path).cloned().ok_or(ErrorCode::ENOENT)?;
             let inherited = self.effective_perms(&parent);
-            let perms = if self.caller.privileged {
-                inherited
-            } else {
-                inherited.with_owner(self.caller.domid)
-            };
+            let perms = if self.caller.privileged { inherited } else { inherited.with_owner(self.caller.domid) };
             let owner = perms.owner();
             let gen = self.next_gen();
             let is_last = i + 1 == missing.len();
-            let node_value = if is_last {
-                value.clone()
-            } else {
-                self.empty.clone()
-            };
-            let key = self
-                .tree_mut()
-                .create(level, Node::new(node_value, perms.clone(), gen), gen);
+            let node_value = if is_last { value.clone() } else { self.empty.clone() };
+            let key = self.tree_mut().create(level, Node::new(node_value, perms.clone(), gen), gen);
             self.mark_written(&key);
             if owner == self.caller.domid {
                 self.owned_now += 1;
@@ -345,10 +297,7 @@ impl Ctx<'_> {
                     tx.node_delta += 1;
                 }
             }
-            self.mutations.push(Mutation::Created {
-                key: key.clone(),
-                owner,
-            });
+            self.mutations.push(Mutation::Created { key: key.clone(), owner });
             if is_last {
                 perms_out = Some((key, perms));
             }
@@ -369,8 +318,7 @@ impl Ctx<'_> {
             Ok(node) => {
                 let perms = self.effective_perms(&node);
                 if matches!(self.store, Store::Tx(_)) {
-                    let below: Vec<Arc<str>> =
-                        self.tree().descendants(p).map(|(k, _)| k.clone()).collect();
+                    let below: Vec<Arc<str>> = self.tree().descendants(p).map(|(k, _)| k.clone()).collect();
                     self.observe_list(p)?;
                     for k in &below {
                         self.observe_meta(k)?;
@@ -388,10 +336,7 @@ impl Ctx<'_> {
                     if let Some(tx) = self.tx_mut().filter(|_| mine) {
                         tx.node_delta -= 1;
                     }
-                    self.mutations.push(Mutation::Removed {
-                        key: key.clone(),
-                        owner,
-                    });
+                    self.mutations.push(Mutation::Removed { key: key.clone(), owner });
                     if top.is_none() {
                         top = Some(key);
                     } else {
@@ -426,25 +371,14 @@ impl Ctx<'_> {
             return Err(ErrorCode::EPERM);
         }
         let gen = self.next_gen();
-        let updated = Node {
-            perms: perms.clone(),
-            meta_gen: gen,
-            ..(*node).clone()
-        };
+        let updated = Node { perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
         self.tree_mut().replace(p, updated);
         let key = self.key(p);
         self.mark_written(&key);
         if perms.owner() != old_owner {
-            self.mutations.push(Mutation::Chowned {
-                key: key.clone(),
-                from: old_owner,
-                to: perms.owner(),
-            });
+            self.mutations.push(Mutation::Chowned { key: key.clone(), from: old_owner, to: perms.owner() });
         }
-        self.changes.push(Change::Node {
-            path: key,
-            perms: perms.clone(),
-        });
+        self.changes.push(Change::Node { path: key, perms: perms.clone() });
         Ok(Reply::Ok)
     }
 }

@@ -69,12 +69,7 @@ pub struct Outcome {
 
 impl Outcome {
     pub(crate) fn error(e: ErrorCode) -> Outcome {
-        Outcome {
-            reply: Err(e),
-            events: Vec::new(),
-            after_reply: None,
-            quota: None,
-        }
+        Outcome { reply: Err(e), events: Vec::new(), after_reply: None, quota: None }
     }
 }
 
@@ -141,11 +136,7 @@ impl Engine {
         for p in ["/tool", "/tool/xenstored"] {
             engine.gen += 1;
             let gen = engine.gen;
-            engine.tree.create(
-                p,
-                Node::new(engine.empty.clone(), root_perms.clone(), gen),
-                gen,
-            );
+            engine.tree.create(p, Node::new(engine.empty.clone(), root_perms.clone(), gen), gen);
         }
         engine
     }
@@ -160,14 +151,7 @@ impl Engine {
         self.ensure_domain(caller.domid);
         let id = self.next_conn;
         self.next_conn += 1;
-        self.conns.insert(
-            id,
-            Conn {
-                caller,
-                watches: Vec::new(),
-                txs: Vec::new(),
-            },
-        );
+        self.conns.insert(id, Conn { caller, watches: Vec::new(), txs: Vec::new() });
         id
     }
 
@@ -205,10 +189,7 @@ impl Engine {
 
     /// The quotas that apply to a domain.
     pub fn quotas_of(&self, domid: DomId) -> Quotas {
-        self.domains
-            .get(&domid)
-            .map(|d| d.quotas)
-            .unwrap_or(self.config.quotas)
+        self.domains.get(&domid).map(|d| d.quotas).unwrap_or(self.config.quotas)
     }
 
     /// Number of nodes in the live store.
@@ -235,9 +216,8 @@ impl Engine {
     /// checks (for the daemon's own use and for tests).
     pub fn peek(&self, p: &str) -> Option<(Arc<[u8]>, PermList)> {
         let node = self.tree.get(p)?;
-        let perms = crate::access::without_stale(&node.perms, |e| {
-            crate::ctx::entry_valid(&self.domains, e, node.meta_gen)
-        });
+        let perms =
+            crate::access::without_stale(&node.perms, |e| crate::ctx::entry_valid(&self.domains, e, node.meta_gen));
         Some((node.value.clone(), perms))
     }
 
@@ -253,30 +233,31 @@ impl Engine {
 
     /// Handles one request from `conn` in transaction `tx_id` (0: none).
     pub fn handle(&mut self, conn: ConnId, tx_id: u32, request: &Request<'_>) -> Outcome {
+        let mut outcome = self.dispatch(conn, tx_id, request);
+        // No reply over the payload limit is ever produced.
+        if outcome.reply.as_ref().is_ok_and(|r| r.payload_len() > xenstore_wire::PAYLOAD_MAX) {
+            outcome.reply = Err(ErrorCode::E2BIG);
+        }
+        outcome
+    }
+
+    fn dispatch(&mut self, conn: ConnId, tx_id: u32, request: &Request<'_>) -> Outcome {
         let Some(caller) = self.caller(conn) else {
             return Outcome::error(ErrorCode::EIO);
         };
         match request {
             Request::Read(p) => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.read(p)),
-            Request::Directory(p) => {
-                self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.directory(p))
-            }
+            Request::Directory(p) => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.directory(p)),
             Request::DirectoryPart { path: p, offset } => {
                 let offset = *offset;
-                self.node_op(conn, caller, tx_id, p, move |ctx, p| {
-                    ctx.directory_part(p, offset)
-                })
+                self.node_op(conn, caller, tx_id, p, move |ctx, p| ctx.directory_part(p, offset))
             }
             Request::GetPerms(p) if p.starts_with('@') => self.special_get_perms(caller, p),
             Request::GetPerms(p) => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.get_perms(p)),
-            Request::Write { path: p, value } => {
-                self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.write(p, value))
-            }
+            Request::Write { path: p, value } => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.write(p, value)),
             Request::Mkdir(p) => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.mkdir(p)),
             Request::Rm(p) => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.rm(p)),
-            Request::SetPerms { path: p, perms } if p.starts_with('@') => {
-                self.special_set_perms(caller, p, perms)
-            }
+            Request::SetPerms { path: p, perms } if p.starts_with('@') => self.special_set_perms(caller, p, perms),
             Request::SetPerms { path: p, perms } => {
                 if caller.privileged && tx_id == 0 {
                     for entry in perms.entries() {
@@ -285,31 +266,18 @@ impl Engine {
                 }
                 self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.set_perms(p, perms))
             }
-            Request::Watch {
-                path: p,
-                token,
-                depth,
-            } => self.watch(conn, caller, p, token, *depth),
+            Request::Watch { path: p, token, depth } => self.watch(conn, caller, p, token, *depth),
             Request::Unwatch { path: p, token } => self.unwatch(conn, caller, p, token),
             Request::ResetWatches => {
                 self.reset_conn(conn);
-                Outcome {
-                    reply: Ok(Reply::Ok),
-                    events: Vec::new(),
-                    after_reply: None,
-                    quota: None,
-                }
+                Outcome { reply: Ok(Reply::Ok), events: Vec::new(), after_reply: None, quota: None }
             }
             Request::TransactionStart => self.transaction_start(conn, caller, tx_id),
             Request::TransactionEnd { commit } => self.transaction_end(conn, tx_id, *commit),
             Request::Control(payload) => self.control(caller, payload),
             Request::GetDomainPath(domid) => ok(Reply::DomainPath(path::domain_home(*domid))),
             Request::IsDomainIntroduced(domid) => {
-                let introduced = *domid == 0
-                    || self
-                        .domains
-                        .get(domid)
-                        .is_some_and(|d| d.introduced.is_some());
+                let introduced = *domid == 0 || self.domains.get(domid).is_some_and(|d| d.introduced.is_some());
                 ok(Reply::Bool(introduced))
             }
             Request::Introduce { domid, gfn, port } => self.introduce(caller, *domid, *gfn, *port),
@@ -319,11 +287,7 @@ impl Engine {
             Request::GetFeature(domid) => self.get_feature(caller, *domid),
             Request::SetFeature { domid, value } => self.set_feature(caller, *domid, *value),
             Request::GetQuota { domid, quota } => self.get_quota(caller, *domid, *quota),
-            Request::SetQuota {
-                domid,
-                quota,
-                value,
-            } => self.set_quota(caller, *domid, quota, *value),
+            Request::SetQuota { domid, quota, value } => self.set_quota(caller, *domid, quota, *value),
         }
     }
 
@@ -366,12 +330,7 @@ impl Engine {
     ) -> Outcome {
         let canonical = match self.canonical(caller, p) {
             Ok(c) => c,
-            Err((e, quota)) => {
-                return Outcome {
-                    quota,
-                    ..Outcome::error(e)
-                }
-            }
+            Err((e, quota)) => return Outcome { quota, ..Outcome::error(e) },
         };
         if canonical.starts_with('@') {
             return Outcome::error(ErrorCode::EINVAL);
@@ -379,22 +338,13 @@ impl Engine {
         let quotas = self.quotas_of(caller.domid);
         let target = self.domains.get(&caller.domid).and_then(|d| d.target);
         let mut owned = self.owned_count(caller.domid);
-        let Engine {
-            tree,
-            gen,
-            txs,
-            domains,
-            empty,
-            ..
-        } = self;
+        let Engine { tree, gen, txs, domains, empty, .. } = self;
         let store = if tx_id == 0 {
             Store::Live(tree)
         } else {
             match txs.get_mut(&tx_id) {
                 Some(tx) if tx.conn == conn => {
-                    let owned_in_tx = i64::try_from(owned)
-                        .unwrap_or(i64::MAX)
-                        .saturating_add(tx.node_delta);
+                    let owned_in_tx = i64::try_from(owned).unwrap_or(i64::MAX).saturating_add(tx.node_delta);
                     owned = usize::try_from(owned_in_tx).unwrap_or(0);
                     Store::Tx(tx)
                 }
@@ -415,28 +365,22 @@ impl Engine {
             quota_hit: None,
         };
         let reply = op(&mut ctx, &canonical);
-        let Ctx {
-            changes,
-            mutations,
-            quota_hit,
-            ..
-        } = ctx;
-        self.apply_mutations(mutations);
-        let events = self.route_all(&changes);
-        Outcome {
-            reply,
-            events,
-            after_reply: None,
-            quota: quota_hit,
-        }
+        let Ctx { changes, mutations, quota_hit, store, .. } = ctx;
+        let events = match store {
+            // A transaction's changes wait for its commit.
+            Store::Tx(tx) => {
+                tx.changes.extend(changes);
+                Vec::new()
+            }
+            Store::Live(_) => {
+                self.apply_mutations(mutations);
+                self.route_all(&changes)
+            }
+        };
+        Outcome { reply, events, after_reply: None, quota: quota_hit }
     }
 }
 
 fn ok(reply: Reply) -> Outcome {
-    Outcome {
-        reply: Ok(reply),
-        events: Vec::new(),
-        after_reply: None,
-        quota: None,
-    }
+    Outcome { reply: Ok(reply), events: Vec::new(), after_reply: None, quota: None }
 }

@@ -10,12 +10,7 @@ use crate::quota::QuotaKind;
 use crate::{Engine, Outcome};
 
 fn ok(reply: Reply) -> Outcome {
-    Outcome {
-        reply: Ok(reply),
-        events: Vec::new(),
-        after_reply: None,
-        quota: None,
-    }
+    Outcome { reply: Ok(reply), events: Vec::new(), after_reply: None, quota: None }
 }
 
 impl Engine {
@@ -47,13 +42,7 @@ impl Engine {
 
     /// INTRODUCE: the store side. The driver maps the ring and binds the
     /// event channel first, and only then calls this.
-    pub(crate) fn introduce(
-        &mut self,
-        caller: Caller,
-        domid: DomId,
-        gfn: u64,
-        port: u32,
-    ) -> Outcome {
+    pub(crate) fn introduce(&mut self, caller: Caller, domid: DomId, gfn: u64, port: u32) -> Outcome {
         if !caller.privileged {
             return Outcome::error(ErrorCode::EACCES);
         }
@@ -70,16 +59,8 @@ impl Engine {
                 domain.release_fired = false;
             }
         }
-        let events = self.route_all(&[Change::Special {
-            name: path::INTRODUCE_DOMAIN,
-            domid,
-        }]);
-        Outcome {
-            reply: Ok(Reply::Ok),
-            events,
-            after_reply: None,
-            quota: None,
-        }
+        let events = self.route_all(&[Change::Special { name: path::INTRODUCE_DOMAIN, domid }]);
+        Outcome { reply: Ok(Reply::Ok), events, after_reply: None, quota: None }
     }
 
     /// RELEASE: forget the domain, as if it had died.
@@ -90,20 +71,11 @@ impl Engine {
         if domid == 0 {
             return Outcome::error(ErrorCode::EINVAL);
         }
-        if self
-            .domains
-            .get(&domid)
-            .is_none_or(|d| d.introduced.is_none())
-        {
+        if self.domains.get(&domid).is_none_or(|d| d.introduced.is_none()) {
             return Outcome::error(ErrorCode::ENOENT);
         }
         let events = self.remove_domain(domid);
-        Outcome {
-            reply: Ok(Reply::Ok),
-            events,
-            after_reply: None,
-            quota: None,
-        }
+        Outcome { reply: Ok(Reply::Ok), events, after_reply: None, quota: None }
     }
 
     /// RESUME: `@releaseDomain` fires again at the next shutdown.
@@ -161,19 +133,12 @@ impl Engine {
     }
 
     /// GET_QUOTA.
-    pub(crate) fn get_quota(
-        &self,
-        caller: Caller,
-        domid: Option<DomId>,
-        quota: Option<&str>,
-    ) -> Outcome {
+    pub(crate) fn get_quota(&self, caller: Caller, domid: Option<DomId>, quota: Option<&str>) -> Outcome {
         if !caller.privileged {
             return Outcome::error(ErrorCode::EACCES);
         }
         let Some(name) = quota else {
-            return ok(Reply::Names(
-                QuotaKind::ALL.iter().map(|q| q.name().to_owned()).collect(),
-            ));
+            return ok(Reply::Names(QuotaKind::ALL.iter().map(|q| q.name().to_owned()).collect()));
         };
         let Some(kind) = QuotaKind::from_name(name) else {
             return Outcome::error(ErrorCode::EINVAL);
@@ -190,13 +155,7 @@ impl Engine {
 
     /// SET_QUOTA. The global value is what domains get when first known;
     /// a domain's own value changes only that domain.
-    pub(crate) fn set_quota(
-        &mut self,
-        caller: Caller,
-        domid: Option<DomId>,
-        quota: &str,
-        value: u32,
-    ) -> Outcome {
+    pub(crate) fn set_quota(&mut self, caller: Caller, domid: Option<DomId>, quota: &str, value: u32) -> Outcome {
         if !caller.privileged {
             return Outcome::error(ErrorCode::EACCES);
         }
@@ -236,10 +195,7 @@ impl Engine {
             Some(d) if d.introduced.is_some() && !d.release_fired => d.release_fired = true,
             _ => return Vec::new(),
         }
-        self.route_all(&[Change::Special {
-            name: path::RELEASE_DOMAIN,
-            domid,
-        }])
+        self.route_all(&[Change::Special { name: path::RELEASE_DOMAIN, domid }])
     }
 
     /// The domain is gone (destroyed, or RELEASE): fire `@releaseDomain` if
@@ -256,10 +212,7 @@ impl Engine {
         };
         let mut changes = Vec::new();
         if !domain.release_fired {
-            changes.push(Change::Special {
-                name: path::RELEASE_DOMAIN,
-                domid,
-            });
+            changes.push(Change::Special { name: path::RELEASE_DOMAIN, domid });
         }
         let owned: Vec<_> = domain.owned.iter().cloned().collect();
         let mut mutations = Vec::new();
@@ -270,17 +223,9 @@ impl Engine {
             self.gen += 1;
             if self.config.keep_orphans {
                 let perms = node.perms.with_owner(0);
-                let updated = crate::node::Node {
-                    perms: perms.clone(),
-                    meta_gen: self.gen,
-                    ..(*node).clone()
-                };
+                let updated = crate::node::Node { perms: perms.clone(), meta_gen: self.gen, ..(*node).clone() };
                 self.tree.replace(&key, updated);
-                mutations.push(Mutation::Chowned {
-                    key,
-                    from: domid,
-                    to: 0,
-                });
+                mutations.push(Mutation::Chowned { key, from: domid, to: 0 });
                 continue;
             }
             let removed = self.tree.remove_subtree(&key, self.gen);
@@ -290,16 +235,9 @@ impl Engine {
             }
             let top_perms = self.peek_perms(&node);
             for (k, n) in removed {
-                mutations.push(Mutation::Removed {
-                    key: k,
-                    owner: n.perms.owner(),
-                });
+                mutations.push(Mutation::Removed { key: k, owner: n.perms.owner() });
             }
-            changes.push(Change::Removed {
-                path: key,
-                perms: top_perms,
-                below,
-            });
+            changes.push(Change::Removed { path: key, perms: top_perms, below });
         }
         self.apply_mutations(mutations);
         let deliveries = self.route_all(&changes);
@@ -313,9 +251,7 @@ impl Engine {
     }
 
     fn peek_perms(&self, node: &crate::node::Node) -> xenstore_wire::PermList {
-        crate::access::without_stale(&node.perms, |e| {
-            crate::ctx::entry_valid(&self.domains, e, node.meta_gen)
-        })
+        crate::access::without_stale(&node.perms, |e| crate::ctx::entry_valid(&self.domains, e, node.meta_gen))
     }
 
     /// Checks the store's invariants: every node's parent exists and lists
@@ -337,12 +273,7 @@ impl Engine {
                 }
             }
             let owner = node.perms.owner();
-            if owner != 0
-                && !self
-                    .domains
-                    .get(&owner)
-                    .is_some_and(|d| d.owned.contains(key))
-            {
+            if owner != 0 && !self.domains.get(&owner).is_some_and(|d| d.owned.contains(key)) {
                 return Err(format!("{key}: owner {owner} does not record it"));
             }
         }

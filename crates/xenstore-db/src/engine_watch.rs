@@ -12,39 +12,21 @@ use crate::{ConnId, Engine, Outcome};
 
 impl Engine {
     /// WATCH (`xenstore.txt`, "Watches"): registers and fires once at once.
-    pub(crate) fn watch(
-        &mut self,
-        conn: ConnId,
-        caller: Caller,
-        p: &str,
-        token: &[u8],
-        depth: Option<u32>,
-    ) -> Outcome {
+    pub(crate) fn watch(&mut self, conn: ConnId, caller: Caller, p: &str, token: &[u8], depth: Option<u32>) -> Outcome {
         let special = p.starts_with('@');
         if special && depth.is_some_and(|d| d != 1) {
             return Outcome::error(ErrorCode::EINVAL);
         }
         let canonical = match self.canonical(caller, p) {
             Ok(c) => c,
-            Err((e, quota)) => {
-                return Outcome {
-                    quota,
-                    ..Outcome::error(e)
-                }
-            }
+            Err((e, quota)) => return Outcome { quota, ..Outcome::error(e) },
         };
         let count = self.conns.get(&conn).map_or(0, |c| c.watches.len());
         let quotas = self.quotas_of(caller.domid);
         if !caller.privileged && quotas.exceeded(QuotaKind::Watches, count + 1) {
-            let hit = QuotaExceeded {
-                kind: QuotaKind::Watches,
-                domid: caller.domid,
-                limit: quotas.get(QuotaKind::Watches),
-            };
-            return Outcome {
-                quota: Some(hit),
-                ..Outcome::error(ErrorCode::E2BIG)
-            };
+            let hit =
+                QuotaExceeded { kind: QuotaKind::Watches, domid: caller.domid, limit: quotas.get(QuotaKind::Watches) };
+            return Outcome { quota: Some(hit), ..Outcome::error(ErrorCode::E2BIG) };
         }
         let relative = !special && path::check(p.as_bytes(), false) == Ok(path::PathKind::Relative);
         let token: Arc<[u8]> = Arc::from(token);
@@ -61,50 +43,26 @@ impl Engine {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.watches.push(id);
         }
-        let initial = Delivery {
-            conn,
-            event: WatchEvent {
-                path: p.to_owned(),
-                token,
-            },
-        };
-        Outcome {
-            reply: Ok(Reply::Ok),
-            events: Vec::new(),
-            after_reply: Some(initial),
-            quota: None,
-        }
+        let initial = Delivery { conn, event: WatchEvent { path: p.to_owned(), token } };
+        Outcome { reply: Ok(Reply::Ok), events: Vec::new(), after_reply: Some(initial), quota: None }
     }
 
     /// UNWATCH.
-    pub(crate) fn unwatch(
-        &mut self,
-        conn: ConnId,
-        caller: Caller,
-        p: &str,
-        token: &[u8],
-    ) -> Outcome {
+    pub(crate) fn unwatch(&mut self, conn: ConnId, caller: Caller, p: &str, token: &[u8]) -> Outcome {
         let canonical = path::canonicalize(p, caller.domid);
         match self.watches.remove(conn, &canonical, token) {
             Some(id) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.watches.retain(|w| *w != id);
                 }
-                Outcome {
-                    reply: Ok(Reply::Ok),
-                    events: Vec::new(),
-                    after_reply: None,
-                    quota: None,
-                }
+                Outcome { reply: Ok(Reply::Ok), events: Vec::new(), after_reply: None, quota: None }
             }
             None => Outcome::error(ErrorCode::ENOENT),
         }
     }
 
     fn special_name(p: &str) -> Option<&'static str> {
-        [path::INTRODUCE_DOMAIN, path::RELEASE_DOMAIN]
-            .into_iter()
-            .find(|n| *n == p)
+        [path::INTRODUCE_DOMAIN, path::RELEASE_DOMAIN].into_iter().find(|n| *n == p)
     }
 
     /// GET_PERMS on `@introduceDomain` / `@releaseDomain`.
@@ -116,22 +74,12 @@ impl Engine {
         if !rights(caller, target, perms, |_| true).read {
             return Outcome::error(ErrorCode::EACCES);
         }
-        Outcome {
-            reply: Ok(Reply::GetPerms(perms.clone())),
-            events: Vec::new(),
-            after_reply: None,
-            quota: None,
-        }
+        Outcome { reply: Ok(Reply::GetPerms(perms.clone())), events: Vec::new(), after_reply: None, quota: None }
     }
 
     /// SET_PERMS on `@introduceDomain` / `@releaseDomain`: lets the listed
     /// domains receive those events. Only the owner (dom0) may.
-    pub(crate) fn special_set_perms(
-        &mut self,
-        caller: Caller,
-        p: &str,
-        perms: &PermList,
-    ) -> Outcome {
+    pub(crate) fn special_set_perms(&mut self, caller: Caller, p: &str, perms: &PermList) -> Outcome {
         let Some(name) = Self::special_name(p) else {
             return Outcome::error(ErrorCode::ENOENT);
         };
@@ -141,19 +89,10 @@ impl Engine {
         if !allowed {
             return Outcome::error(ErrorCode::EACCES);
         }
-        if !caller.privileged
-            && self
-                .quotas_of(caller.domid)
-                .exceeded(QuotaKind::Permissions, perms.entries().len())
-        {
+        if !caller.privileged && self.quotas_of(caller.domid).exceeded(QuotaKind::Permissions, perms.entries().len()) {
             return Outcome::error(ErrorCode::ENOSPC);
         }
         self.special_perms.insert(name, perms.clone());
-        Outcome {
-            reply: Ok(Reply::Ok),
-            events: Vec::new(),
-            after_reply: None,
-            quota: None,
-        }
+        Outcome { reply: Ok(Reply::Ok), events: Vec::new(), after_reply: None, quota: None }
     }
 }

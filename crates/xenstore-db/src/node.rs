@@ -32,13 +32,7 @@ pub struct Node {
 impl Node {
     /// A childless node.
     pub fn new(value: Arc<[u8]>, perms: PermList, gen: u64) -> Node {
-        Node {
-            value,
-            perms,
-            children: Vector::new(),
-            meta_gen: gen,
-            list_gen: gen,
-        }
+        Node { value, perms, children: Vector::new(), meta_gen: gen, list_gen: gen }
     }
 
     /// Size charged against the `node-size` quota: the value's bytes.

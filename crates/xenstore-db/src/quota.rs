@@ -92,9 +92,7 @@ pub struct Quotas {
 
 impl Default for Quotas {
     fn default() -> Self {
-        Quotas {
-            values: QuotaKind::ALL.map(QuotaKind::default_value),
-        }
+        Quotas { values: QuotaKind::ALL.map(QuotaKind::default_value) }
     }
 }
 
@@ -131,12 +129,6 @@ pub struct QuotaExceeded {
 
 impl std::fmt::Display for QuotaExceeded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "domain {} exceeded quota {} (limit {})",
-            self.domid,
-            self.kind.name(),
-            self.limit
-        )
+        write!(f, "domain {} exceeded quota {} (limit {})", self.domid, self.kind.name(), self.limit)
     }
 }

@@ -35,40 +35,16 @@ impl Engine {
             Change::Node { path: p, perms } => {
                 for (id, w) in self.watches.matching(p) {
                     if self.can_see(w.conn, perms) {
-                        let event = WatchEvent {
-                            path: w.deliver_path(p),
-                            token: w.token.clone(),
-                        };
-                        hits.push((
-                            w.conn,
-                            id,
-                            Delivery {
-                                conn: w.conn,
-                                event,
-                            },
-                        ));
+                        let event = WatchEvent { path: w.deliver_path(p), token: w.token.clone() };
+                        hits.push((w.conn, id, Delivery { conn: w.conn, event }));
                     }
                 }
             }
-            Change::Removed {
-                path: p,
-                perms,
-                below,
-            } => {
+            Change::Removed { path: p, perms, below } => {
                 for (id, w) in self.watches.matching(p) {
                     if self.can_see(w.conn, perms) {
-                        let event = WatchEvent {
-                            path: w.deliver_path(p),
-                            token: w.token.clone(),
-                        };
-                        hits.push((
-                            w.conn,
-                            id,
-                            Delivery {
-                                conn: w.conn,
-                                event,
-                            },
-                        ));
+                        let event = WatchEvent { path: w.deliver_path(p), token: w.token.clone() };
+                        hits.push((w.conn, id, Delivery { conn: w.conn, event }));
                     }
                 }
                 for (id, w) in self.watches.below(p) {
@@ -79,64 +55,29 @@ impl Engine {
                         continue;
                     };
                     if self.can_see(w.conn, node_perms) {
-                        let event = WatchEvent {
-                            path: w.deliver_path(&w.path),
-                            token: w.token.clone(),
-                        };
-                        hits.push((
-                            w.conn,
-                            id,
-                            Delivery {
-                                conn: w.conn,
-                                event,
-                            },
-                        ));
+                        let event = WatchEvent { path: w.deliver_path(&w.path), token: w.token.clone() };
+                        hits.push((w.conn, id, Delivery { conn: w.conn, event }));
                     }
                 }
             }
             Change::Special { name, domid } => {
                 let perms = self.special_perms.get(name);
                 let allowed = |conn: ConnId| {
-                    self.caller(conn).is_some_and(|c| c.privileged)
-                        || perms.is_some_and(|p| self.can_see(conn, p))
+                    self.caller(conn).is_some_and(|c| c.privileged) || perms.is_some_and(|p| self.can_see(conn, p))
                 };
                 for (id, w) in self.watches.at(name) {
                     if allowed(w.conn) {
-                        let shown = if w.depth == Some(1) {
-                            format!("{name}/{domid}")
-                        } else {
-                            (*name).to_owned()
-                        };
-                        let event = WatchEvent {
-                            path: shown,
-                            token: w.token.clone(),
-                        };
-                        hits.push((
-                            w.conn,
-                            id,
-                            Delivery {
-                                conn: w.conn,
-                                event,
-                            },
-                        ));
+                        let shown = if w.depth == Some(1) { format!("{name}/{domid}") } else { (*name).to_owned() };
+                        let event = WatchEvent { path: shown, token: w.token.clone() };
+                        hits.push((w.conn, id, Delivery { conn: w.conn, event }));
                     }
                 }
                 if *name == path::RELEASE_DOMAIN {
                     let single = format!("{name}/{domid}");
                     for (id, w) in self.watches.at(&single) {
                         if allowed(w.conn) {
-                            let event = WatchEvent {
-                                path: single.clone(),
-                                token: w.token.clone(),
-                            };
-                            hits.push((
-                                w.conn,
-                                id,
-                                Delivery {
-                                    conn: w.conn,
-                                    event,
-                                },
-                            ));
+                            let event = WatchEvent { path: single.clone(), token: w.token.clone() };
+                            hits.push((w.conn, id, Delivery { conn: w.conn, event }));
                         }
                     }
                 }

@@ -72,9 +72,7 @@ impl Tree {
         if let Some(parent) = path::parent(path) {
             if let Some(slot) = self.nodes.get_mut(parent) {
                 let parent_node = Arc::make_mut(slot);
-                parent_node
-                    .children
-                    .push_back(Name::from(path::basename(path)));
+                parent_node.children.push_back(Name::from(path::basename(path)));
                 parent_node.list_gen = gen;
             }
         }
@@ -94,10 +92,7 @@ impl Tree {
         let (lo, hi) = path::descendants_range(path);
         let below: Vec<Arc<str>> = self
             .nodes
-            .range::<_, str>((
-                std::ops::Bound::Included(lo.as_str()),
-                std::ops::Bound::Excluded(hi.as_str()),
-            ))
+            .range::<_, str>((std::ops::Bound::Included(lo.as_str()), std::ops::Bound::Excluded(hi.as_str())))
             .map(|(k, _)| k.clone())
             .collect();
         for k in below {
@@ -121,10 +116,7 @@ impl Tree {
     /// Paths strictly below `path`, in key order.
     pub fn descendants(&self, path: &str) -> impl Iterator<Item = (&Arc<str>, &Arc<Node>)> {
         let (lo, hi) = path::descendants_range(path);
-        self.nodes.range::<_, str>((
-            std::ops::Bound::Included(lo.as_str()),
-            std::ops::Bound::Excluded(hi.as_str()),
-        ))
+        self.nodes.range::<_, str>((std::ops::Bound::Included(lo.as_str()), std::ops::Bound::Excluded(hi.as_str())))
     }
 
     /// Every node, in key order.

@@ -41,9 +41,7 @@ impl Watch {
     pub fn depth_ok(&self, event_path: &str) -> bool {
         match self.depth {
             None => true,
-            Some(max) => {
-                path::depth_below(event_path, &self.path).is_some_and(|d| d <= max as usize)
-            }
+            Some(max) => path::depth_below(event_path, &self.path).is_some_and(|d| d <= max as usize),
         }
     }
 }
@@ -64,11 +62,7 @@ impl Watches {
     /// this path and token.
     pub fn add(&mut self, watch: Watch) -> Option<WatchId> {
         let ids = self.by_path.entry(watch.path.clone()).or_default();
-        if ids.iter().any(|id| {
-            self.by_id
-                .get(id)
-                .is_some_and(|w| w.conn == watch.conn && w.token == watch.token)
-        }) {
+        if ids.iter().any(|id| self.by_id.get(id).is_some_and(|w| w.conn == watch.conn && w.token == watch.token)) {
             return None;
         }
         let id = self.next_id;
@@ -81,11 +75,7 @@ impl Watches {
     /// Removes the connection's watch with this path and token.
     pub fn remove(&mut self, conn: ConnId, path: &str, token: &[u8]) -> Option<WatchId> {
         let ids = self.by_path.get(path)?;
-        let id = *ids.iter().find(|id| {
-            self.by_id
-                .get(id)
-                .is_some_and(|w| w.conn == conn && *w.token == *token)
-        })?;
+        let id = *ids.iter().find(|id| self.by_id.get(id).is_some_and(|w| w.conn == conn && *w.token == *token))?;
         self.remove_id(id);
         Some(id)
     }
@@ -119,18 +109,11 @@ impl Watches {
 
     /// Watches registered exactly at `path`.
     pub fn at(&self, path: &str) -> impl Iterator<Item = (WatchId, &Watch)> {
-        self.by_path
-            .get(path)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.by_id.get(id).map(|w| (*id, w)))
+        self.by_path.get(path).into_iter().flatten().filter_map(|id| self.by_id.get(id).map(|w| (*id, w)))
     }
 
     /// Watches whose path is `event_path` or an ancestor of it, within depth.
-    pub fn matching<'a>(
-        &'a self,
-        event_path: &'a str,
-    ) -> impl Iterator<Item = (WatchId, &'a Watch)> + 'a {
+    pub fn matching<'a>(&'a self, event_path: &'a str) -> impl Iterator<Item = (WatchId, &'a Watch)> + 'a {
         let mut next = Some(event_path);
         std::iter::from_fn(move || {
             let current = next?;
@@ -145,10 +128,7 @@ impl Watches {
     pub fn below<'a>(&'a self, path: &str) -> impl Iterator<Item = (WatchId, &'a Watch)> + 'a {
         let (lo, hi) = path::descendants_range(path);
         self.by_path
-            .range::<str, _>((
-                std::ops::Bound::Included(lo.as_str()),
-                std::ops::Bound::Excluded(hi.as_str()),
-            ))
+            .range::<str, _>((std::ops::Bound::Included(lo.as_str()), std::ops::Bound::Excluded(hi.as_str())))
             .flat_map(|(_, ids)| ids.iter())
             .filter_map(|id| self.by_id.get(id).map(|w| (*id, w)))
             .collect::<Vec<_>>()

@@ -40,23 +40,12 @@ impl World {
         let conn = self.conn(who);
         match Request::parse(op as u32, payload) {
             Ok(req) => self.engine.handle(conn, tx, &req),
-            Err(e) => Outcome {
-                reply: Err(e),
-                events: vec![],
-                after_reply: None,
-                quota: None,
-            },
+            Err(e) => Outcome { reply: Err(e), events: vec![], after_reply: None, quota: None },
         }
     }
 
     /// The reply payload bytes (or error) of a request.
-    pub fn reply(
-        &mut self,
-        who: &str,
-        tx: u32,
-        op: Op,
-        payload: &[u8],
-    ) -> Result<Vec<u8>, ErrorCode> {
+    pub fn reply(&mut self, who: &str, tx: u32, op: Op, payload: &[u8]) -> Result<Vec<u8>, ErrorCode> {
         let out = self.send(who, tx, op, payload);
         out.reply.map(|r| {
             let mut buf = Vec::new();
@@ -68,11 +57,7 @@ impl World {
     /// Runs a request that must succeed (setup steps).
     pub fn ok(&mut self, who: &str, op: Op, payload: &[u8]) {
         let r = self.reply(who, 0, op, payload);
-        assert!(
-            r.is_ok(),
-            "{who} {op} {:?} failed: {r:?}",
-            String::from_utf8_lossy(payload)
-        );
+        assert!(r.is_ok(), "{who} {op} {:?} failed: {r:?}", String::from_utf8_lossy(payload));
     }
 
     pub fn write(&mut self, who: &str, path: &str, value: &str) {
@@ -98,13 +83,8 @@ impl World {
     }
 
     pub fn tx_start(&mut self, who: &str) -> u32 {
-        let r = self
-            .reply(who, 0, Op::TransactionStart, b"\0")
-            .expect("tx start");
-        std::str::from_utf8(&r[..r.len() - 1])
-            .unwrap()
-            .parse()
-            .unwrap()
+        let r = self.reply(who, 0, Op::TransactionStart, b"\0").expect("tx start");
+        std::str::from_utf8(&r[..r.len() - 1]).unwrap().parse().unwrap()
     }
 
     /// Events as (connection name, path, token), in delivery order.
@@ -112,17 +92,9 @@ impl World {
         out.events
             .iter()
             .map(|d| {
-                let name = self
-                    .conns
-                    .iter()
-                    .find(|(_, c)| **c == d.conn)
-                    .map(|(n, _)| n.to_string())
-                    .unwrap_or_default();
-                (
-                    name,
-                    d.event.path.clone(),
-                    String::from_utf8_lossy(&d.event.token).into_owned(),
-                )
+                let name =
+                    self.conns.iter().find(|(_, c)| **c == d.conn).map(|(n, _)| n.to_string()).unwrap_or_default();
+                (name, d.event.path.clone(), String::from_utf8_lossy(&d.event.token).into_owned())
             })
             .collect()
     }
