@@ -32,10 +32,7 @@ impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FrameError::PayloadTooLong { len } => {
-                write!(
-                    f,
-                    "payload length {len} exceeds the protocol maximum of {PAYLOAD_MAX}"
-                )
+                write!(f, "payload length {len} exceeds the protocol maximum of {PAYLOAD_MAX}")
             }
         }
     }
@@ -77,8 +74,7 @@ impl Decoder {
                     let want = HEADER_LEN - self.header_fill;
                     let take = want.min(input.len());
                     let (chunk, rest) = input.split_at(take);
-                    self.header_buf[self.header_fill..self.header_fill + take]
-                        .copy_from_slice(chunk);
+                    self.header_buf[self.header_fill..self.header_fill + take].copy_from_slice(chunk);
                     self.header_fill += take;
                     *input = rest;
                     if self.header_fill < HEADER_LEN {
@@ -104,10 +100,7 @@ impl Decoder {
             *input = rest;
             if self.payload.len() == header.len as usize {
                 self.header = None;
-                return Ok(Some(Packet {
-                    header,
-                    payload: std::mem::take(&mut self.payload),
-                }));
+                return Ok(Some(Packet { header, payload: std::mem::take(&mut self.payload) }));
             }
             if input.is_empty() {
                 return Ok(None);

@@ -94,10 +94,7 @@ impl ErrorCode {
 
     /// The error with this wire name (without its nul).
     pub fn from_name(name: &[u8]) -> Option<ErrorCode> {
-        ErrorCode::ALL
-            .iter()
-            .copied()
-            .find(|e| e.name().as_bytes() == name)
+        ErrorCode::ALL.iter().copied().find(|e| e.name().as_bytes() == name)
     }
 
     /// Decodes an `ERROR` reply payload (`E<name>` plus its nul).
@@ -131,12 +128,8 @@ impl ErrorCode {
     /// Appends a complete `ERROR` reply to `out`, echoing the request's ids.
     pub fn encode_reply(self, req_id: u32, tx_id: u32, out: &mut Vec<u8>) {
         let name = self.name().as_bytes();
-        let header = Header {
-            op: Op::Error as u32,
-            req_id,
-            tx_id,
-            len: u32::try_from(name.len() + 1).unwrap_or(u32::MAX),
-        };
+        let header =
+            Header { op: Op::Error as u32, req_id, tx_id, len: u32::try_from(name.len() + 1).unwrap_or(u32::MAX) };
         out.extend_from_slice(&header.encode());
         out.extend_from_slice(name);
         out.push(0);

@@ -34,14 +34,8 @@ pub(crate) fn up_to<const N: usize>(payload: &[u8]) -> Result<(usize, [&[u8]; N]
 
 /// Splits at the first nul: the string before it and everything after.
 pub(crate) fn head(payload: &[u8]) -> Result<(&[u8], &[u8]), ErrorCode> {
-    let nul = payload
-        .iter()
-        .position(|b| *b == 0)
-        .ok_or(ErrorCode::EINVAL)?;
-    Ok((
-        payload.get(..nul).unwrap_or_default(),
-        payload.get(nul + 1..).unwrap_or_default(),
-    ))
+    let nul = payload.iter().position(|b| *b == 0).ok_or(ErrorCode::EINVAL)?;
+    Ok((payload.get(..nul).unwrap_or_default(), payload.get(nul + 1..).unwrap_or_default()))
 }
 
 /// Parses an unsigned decimal number strictly: digits only, no sign, no
@@ -54,9 +48,7 @@ pub(crate) fn parse_decimal(digits: &[u8]) -> Result<u64, ErrorCode> {
         if !d.is_ascii_digit() {
             return Err(ErrorCode::EINVAL);
         }
-        acc.checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(d - b'0')))
-            .ok_or(ErrorCode::EINVAL)
+        acc.checked_mul(10).and_then(|v| v.checked_add(u64::from(d - b'0'))).ok_or(ErrorCode::EINVAL)
     })
 }
 
@@ -89,10 +81,7 @@ mod tests {
         assert_eq!(up_to::<2>(b"").map(|r| r.0), Ok(0));
         assert_eq!(up_to::<2>(b"x\0").map(|r| r.0), Ok(1));
         assert_eq!(up_to::<2>(b"x\0y\0").map(|r| r.0), Ok(2));
-        assert_eq!(
-            up_to::<2>(b"x\0y\0z\0").map(|r| r.0),
-            Err(ErrorCode::EINVAL)
-        );
+        assert_eq!(up_to::<2>(b"x\0y\0z\0").map(|r| r.0), Err(ErrorCode::EINVAL));
         assert_eq!(up_to::<2>(b"x").map(|r| r.0), Err(ErrorCode::EINVAL));
     }
 
@@ -100,15 +89,7 @@ mod tests {
     fn decimal_is_strict() {
         assert_eq!(parse_decimal(b"0"), Ok(0));
         assert_eq!(parse_decimal(b"18446744073709551615"), Ok(u64::MAX));
-        for bad in [
-            &b""[..],
-            b"-1",
-            b"+1",
-            b" 1",
-            b"1 ",
-            b"18446744073709551616",
-            b"0x1",
-        ] {
+        for bad in [&b""[..], b"-1", b"+1", b" 1", b"1 ", b"18446744073709551616", b"0x1"] {
             assert_eq!(parse_decimal(bad), Err(ErrorCode::EINVAL), "{bad:?}");
         }
         assert_eq!(parse_u32(b"4294967296"), Err(ErrorCode::EINVAL));

@@ -24,14 +24,8 @@ pub struct Header {
 impl Header {
     /// Decodes a header from exactly [`HEADER_LEN`] bytes.
     pub fn decode(bytes: &[u8; HEADER_LEN]) -> Self {
-        let word =
-            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-        Header {
-            op: word(0),
-            req_id: word(4),
-            tx_id: word(8),
-            len: word(12),
-        }
+        let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        Header { op: word(0), req_id: word(4), tx_id: word(8), len: word(12) }
     }
 
     /// Encodes the header.

@@ -47,11 +47,8 @@ pub fn check(path: &[u8], allow_special: bool) -> Result<PathKind, ErrorCode> {
         }
         return Ok(PathKind::Special);
     }
-    let (kind, max) = if first == b'/' {
-        (PathKind::Absolute, ABS_PATH_MAX)
-    } else {
-        (PathKind::Relative, REL_PATH_MAX)
-    };
+    let (kind, max) =
+        if first == b'/' { (PathKind::Absolute, ABS_PATH_MAX) } else { (PathKind::Relative, REL_PATH_MAX) };
     if path.len() > max || !path.iter().all(|b| is_path_byte(*b)) {
         return Err(ErrorCode::EINVAL);
     }
@@ -128,11 +125,7 @@ pub fn depth_below(path: &str, ancestor: &str) -> Option<usize> {
     if !is_at_or_below(path, ancestor) {
         return None;
     }
-    let rest = if ancestor == "/" {
-        path.get(1..)?
-    } else {
-        path.get(ancestor.len()..)?
-    };
+    let rest = if ancestor == "/" { path.get(1..)? } else { path.get(ancestor.len()..)? };
     Some(rest.split('/').filter(|c| !c.is_empty()).count())
 }
 
@@ -160,17 +153,7 @@ mod tests {
 
     #[test]
     fn check_rejects_bad_syntax_with_einval() {
-        for bad in [
-            &b""[..],
-            b"//",
-            b"/a//b",
-            b"/a/",
-            b"a/",
-            b"/a b",
-            b"/a\0",
-            b"/\xff",
-            b"/a.b",
-        ] {
+        for bad in [&b""[..], b"//", b"/a//b", b"/a/", b"a/", b"/a b", b"/a\0", b"/\xff", b"/a.b"] {
             assert_eq!(check(bad, false), Err(ErrorCode::EINVAL), "{bad:?}");
         }
     }
@@ -228,10 +211,7 @@ mod tests {
             assert!(lo.as_str() <= inside && inside < hi.as_str(), "{inside}");
         }
         for outside in ["/a", "/a-b", "/ab", "/a0", "/b"] {
-            assert!(
-                !(lo.as_str() <= outside && outside < hi.as_str()),
-                "{outside}"
-            );
+            assert!(!(lo.as_str() <= outside && outside < hi.as_str()), "{outside}");
         }
     }
 }

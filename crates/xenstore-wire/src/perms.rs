@@ -100,19 +100,13 @@ impl PermList {
 
     /// Owned by `owner`, with `default` access for everyone else.
     pub fn owned_by(owner: DomId, default: Access) -> PermList {
-        PermList(Box::new([Perm {
-            domid: owner,
-            access: default,
-        }]))
+        PermList(Box::new([Perm { domid: owner, access: default }]))
     }
 
     /// The owner's entry.
     pub fn owner_entry(&self) -> Perm {
         // A PermList is never empty (see `new`), so index 0 exists.
-        self.0.first().copied().unwrap_or(Perm {
-            domid: 0,
-            access: Access::None,
-        })
+        self.0.first().copied().unwrap_or(Perm { domid: 0, access: Access::None })
     }
 
     /// The owning domain.
@@ -138,10 +132,7 @@ impl PermList {
     /// more nul-terminated entries.
     pub fn parse_nul_list(payload: &[u8]) -> Result<PermList, ErrorCode> {
         let body = payload.strip_suffix(b"\0").ok_or(ErrorCode::EINVAL)?;
-        let entries = body
-            .split(|b| *b == 0)
-            .map(Perm::parse)
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = body.split(|b| *b == 0).map(Perm::parse).collect::<Result<Vec<_>, _>>()?;
         PermList::new(entries).ok_or(ErrorCode::EINVAL)
     }
 
@@ -179,48 +170,15 @@ mod tests {
 
     #[test]
     fn perm_parses_every_letter() {
-        assert_eq!(
-            Perm::parse(b"n0"),
-            Ok(Perm {
-                domid: 0,
-                access: Access::None
-            })
-        );
-        assert_eq!(
-            Perm::parse(b"r5"),
-            Ok(Perm {
-                domid: 5,
-                access: Access::Read
-            })
-        );
-        assert_eq!(
-            Perm::parse(b"w65535"),
-            Ok(Perm {
-                domid: 65535,
-                access: Access::Write
-            })
-        );
-        assert_eq!(
-            Perm::parse(b"b12"),
-            Ok(Perm {
-                domid: 12,
-                access: Access::Both
-            })
-        );
+        assert_eq!(Perm::parse(b"n0"), Ok(Perm { domid: 0, access: Access::None }));
+        assert_eq!(Perm::parse(b"r5"), Ok(Perm { domid: 5, access: Access::Read }));
+        assert_eq!(Perm::parse(b"w65535"), Ok(Perm { domid: 65535, access: Access::Write }));
+        assert_eq!(Perm::parse(b"b12"), Ok(Perm { domid: 12, access: Access::Both }));
     }
 
     #[test]
     fn perm_rejects_bad_entries() {
-        for bad in [
-            &b""[..],
-            b"r",
-            b"x1",
-            b"r-1",
-            b"r65536",
-            b"r 1",
-            b"r1a",
-            b"R1",
-        ] {
+        for bad in [&b""[..], b"r", b"x1", b"r-1", b"r65536", b"r 1", b"r1a", b"R1"] {
             assert_eq!(Perm::parse(bad), Err(ErrorCode::EINVAL), "{bad:?}");
         }
     }

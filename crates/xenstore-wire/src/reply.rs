@@ -62,11 +62,7 @@ impl Reply {
                     out.push(0);
                 }
             }
-            Reply::DirectoryPart {
-                generation,
-                names,
-                complete,
-            } => {
+            Reply::DirectoryPart { generation, names, complete } => {
                 out.extend_from_slice(generation.to_string().as_bytes());
                 out.push(0);
                 out.extend_from_slice(names);
@@ -105,23 +101,15 @@ impl Reply {
             Reply::Ok => 3,
             Reply::Read(value) => value.len(),
             Reply::Directory(names) => names.iter().map(|n| n.len() + 1).sum(),
-            Reply::DirectoryPart {
-                generation,
-                names,
-                complete,
-            } => digits(*generation) + 1 + names.len() + usize::from(*complete),
-            Reply::GetPerms(perms) => perms
-                .entries()
-                .iter()
-                .map(|p| 2 + digits(u64::from(p.domid)))
-                .sum(),
+            Reply::DirectoryPart { generation, names, complete } => {
+                digits(*generation) + 1 + names.len() + usize::from(*complete)
+            }
+            Reply::GetPerms(perms) => perms.entries().iter().map(|p| 2 + digits(u64::from(p.domid))).sum(),
             Reply::TransactionStart(id) => digits(u64::from(*id)) + 1,
             Reply::DomainPath(path) => path.len() + 1,
             Reply::Bool(_) => 2,
             Reply::Number(n) => digits(*n) + 1,
-            Reply::Names(names) => {
-                names.iter().map(String::len).sum::<usize>() + names.len().max(1)
-            }
+            Reply::Names(names) => names.iter().map(String::len).sum::<usize>() + names.len().max(1),
             Reply::Text(text) => text.len() + 1,
         }
     }
@@ -135,12 +123,7 @@ impl Reply {
             ErrorCode::E2BIG.encode_reply(req_id, tx_id, out);
             return;
         }
-        let header = Header {
-            op: op as u32,
-            req_id,
-            tx_id,
-            len: u32::try_from(len).unwrap_or(u32::MAX),
-        };
+        let header = Header { op: op as u32, req_id, tx_id, len: u32::try_from(len).unwrap_or(u32::MAX) };
         out.reserve(HEADER_LEN + len);
         out.extend_from_slice(&header.encode());
         self.encode_payload(out);
@@ -164,25 +147,13 @@ impl Reply {
                 // The end marker is an empty name: the run ends in two nuls,
                 // or is a lone nul when the offset is past the end.
                 let complete = rest == b"\0" || rest.ends_with(b"\0\0");
-                let names = if complete {
-                    rest.get(..rest.len() - 1).unwrap_or_default()
-                } else {
-                    rest
-                };
-                Ok(Reply::DirectoryPart {
-                    generation,
-                    names: names.to_vec(),
-                    complete,
-                })
+                let names = if complete { rest.get(..rest.len() - 1).unwrap_or_default() } else { rest };
+                Ok(Reply::DirectoryPart { generation, names: names.to_vec(), complete })
             }
-            Op::GetPerms => PermList::parse_nul_list(payload)
-                .map(Reply::GetPerms)
-                .map_err(invalid),
+            Op::GetPerms => PermList::parse_nul_list(payload).map(Reply::GetPerms).map_err(invalid),
             Op::TransactionStart => {
                 let [id] = exact::<1>(payload).map_err(invalid)?;
-                Ok(Reply::TransactionStart(
-                    fields::parse_u32(id).map_err(invalid)?,
-                ))
+                Ok(Reply::TransactionStart(fields::parse_u32(id).map_err(invalid)?))
             }
             Op::GetDomainPath => {
                 let [p] = exact::<1>(payload).map_err(invalid)?;
@@ -203,18 +174,11 @@ impl Reply {
                     Ok(value) => Ok(Reply::Number(value)),
                     Err(_) => {
                         let list = text(n).map_err(invalid)?;
-                        Ok(Reply::Names(
-                            list.split(' ')
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_owned)
-                                .collect(),
-                        ))
+                        Ok(Reply::Names(list.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()))
                     }
                 }
             }
-            Op::Control => Ok(Reply::Text(
-                payload.strip_suffix(b"\0").unwrap_or(payload).to_vec(),
-            )),
+            Op::Control => Ok(Reply::Text(payload.strip_suffix(b"\0").unwrap_or(payload).to_vec())),
             Op::Write
             | Op::Mkdir
             | Op::Rm
@@ -264,12 +228,7 @@ impl WatchEvent {
         if len > PAYLOAD_MAX {
             return false;
         }
-        let header = Header {
-            op: Op::WatchEvent as u32,
-            req_id: 0,
-            tx_id: 0,
-            len: u32::try_from(len).unwrap_or(0),
-        };
+        let header = Header { op: Op::WatchEvent as u32, req_id: 0, tx_id: 0, len: u32::try_from(len).unwrap_or(0) };
         out.extend_from_slice(&header.encode());
         out.extend_from_slice(self.path.as_bytes());
         out.push(0);
@@ -286,10 +245,7 @@ impl WatchEvent {
         if token.contains(&0) {
             return Err(ErrorCode::EINVAL);
         }
-        Ok(WatchEvent {
-            path: text(path)?.to_owned(),
-            token: Arc::from(token),
-        })
+        Ok(WatchEvent { path: text(path)?.to_owned(), token: Arc::from(token) })
     }
 }
 
@@ -298,9 +254,7 @@ fn split_names(payload: &[u8]) -> Result<Vec<Arc<str>>, ErrorCode> {
         return Ok(Vec::new());
     }
     let body = payload.strip_suffix(b"\0").ok_or(ErrorCode::EINVAL)?;
-    body.split(|b| *b == 0)
-        .map(|n| text(n).map(Arc::from))
-        .collect()
+    body.split(|b| *b == 0).map(|n| text(n).map(Arc::from)).collect()
 }
 
 fn digits(mut n: u64) -> usize {

@@ -146,10 +146,7 @@ impl<'a> Request<'a> {
             Op::Rm => Request::Rm(one_path(payload, false)?),
             Op::DirectoryPart => {
                 let [p, off] = exact::<2>(payload)?;
-                Request::DirectoryPart {
-                    path: checked_path(p, false)?,
-                    offset: parse_u32(off)?,
-                }
+                Request::DirectoryPart { path: checked_path(p, false)?, offset: parse_u32(off)? }
             }
             Op::Watch => {
                 let (count, [p, token, depth]) = up_to::<3>(payload)?;
@@ -158,18 +155,11 @@ impl<'a> Request<'a> {
                     3 => Some(parse_u32(depth)?),
                     _ => return Err(ErrorCode::EINVAL),
                 };
-                Request::Watch {
-                    path: checked_path(p, true)?,
-                    token,
-                    depth,
-                }
+                Request::Watch { path: checked_path(p, true)?, token, depth }
             }
             Op::Unwatch => {
                 let [p, token] = exact::<2>(payload)?;
-                Request::Unwatch {
-                    path: checked_path(p, true)?,
-                    token,
-                }
+                Request::Unwatch { path: checked_path(p, true)?, token }
             }
             Op::TransactionStart => Request::TransactionStart,
             Op::TransactionEnd => match exact::<1>(payload)? {
@@ -182,11 +172,7 @@ impl<'a> Request<'a> {
                 if count < 3 {
                     return Err(ErrorCode::EINVAL);
                 }
-                Request::Introduce {
-                    domid: parse_domid(d)?,
-                    gfn: fields::parse_decimal(gfn)?,
-                    port: parse_u32(port)?,
-                }
+                Request::Introduce { domid: parse_domid(d)?, gfn: fields::parse_decimal(gfn)?, port: parse_u32(port)? }
             }
             Op::Release => Request::Release(one_domid(payload)?),
             Op::GetDomainPath => Request::GetDomainPath(one_domid(payload)?),
@@ -194,24 +180,15 @@ impl<'a> Request<'a> {
             Op::Resume => Request::Resume(one_domid(payload)?),
             Op::Write => {
                 let (p, value) = head(payload)?;
-                Request::Write {
-                    path: checked_path(p, false)?,
-                    value,
-                }
+                Request::Write { path: checked_path(p, false)?, value }
             }
             Op::SetPerms => {
                 let (p, rest) = head(payload)?;
-                Request::SetPerms {
-                    path: checked_path(p, true)?,
-                    perms: PermList::parse_nul_list(rest)?,
-                }
+                Request::SetPerms { path: checked_path(p, true)?, perms: PermList::parse_nul_list(rest)? }
             }
             Op::SetTarget => {
                 let [d, t] = exact::<2>(payload)?;
-                Request::SetTarget {
-                    domid: parse_domid(d)?,
-                    target: parse_domid(t)?,
-                }
+                Request::SetTarget { domid: parse_domid(d)?, target: parse_domid(t)? }
             }
             Op::ResetWatches => Request::ResetWatches,
             Op::GetFeature => match up_to::<1>(payload)? {
@@ -220,36 +197,18 @@ impl<'a> Request<'a> {
             },
             Op::SetFeature => {
                 let [d, v] = exact::<2>(payload)?;
-                Request::SetFeature {
-                    domid: parse_domid(d)?,
-                    value: parse_u32(v)?,
-                }
+                Request::SetFeature { domid: parse_domid(d)?, value: parse_u32(v)? }
             }
             Op::GetQuota => match up_to::<2>(payload)? {
-                (0, _) => Request::GetQuota {
-                    domid: None,
-                    quota: None,
-                },
-                (1, [q, _]) => Request::GetQuota {
-                    domid: None,
-                    quota: Some(text(q)?),
-                },
-                (_, [d, q]) => Request::GetQuota {
-                    domid: Some(parse_domid(d)?),
-                    quota: Some(text(q)?),
-                },
+                (0, _) => Request::GetQuota { domid: None, quota: None },
+                (1, [q, _]) => Request::GetQuota { domid: None, quota: Some(text(q)?) },
+                (_, [d, q]) => Request::GetQuota { domid: Some(parse_domid(d)?), quota: Some(text(q)?) },
             },
             Op::SetQuota => match up_to::<3>(payload)? {
-                (2, [q, v, _]) => Request::SetQuota {
-                    domid: None,
-                    quota: text(q)?,
-                    value: parse_u32(v)?,
-                },
-                (3, [d, q, v]) => Request::SetQuota {
-                    domid: Some(parse_domid(d)?),
-                    quota: text(q)?,
-                    value: parse_u32(v)?,
-                },
+                (2, [q, v, _]) => Request::SetQuota { domid: None, quota: text(q)?, value: parse_u32(v)? },
+                (3, [d, q, v]) => {
+                    Request::SetQuota { domid: Some(parse_domid(d)?), quota: text(q)?, value: parse_u32(v)? }
+                }
                 _ => return Err(ErrorCode::EINVAL),
             },
             Op::WatchEvent | Op::Error | Op::Invalid => return Err(ErrorCode::ENOSYS),
@@ -288,10 +247,7 @@ impl<'a> Request<'a> {
 
     /// The nul-separated arguments of a `CONTROL` request (command first).
     pub fn control_args(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
-        payload
-            .strip_suffix(b"\0")
-            .unwrap_or(payload)
-            .split(|b| *b == 0)
+        payload.strip_suffix(b"\0").unwrap_or(payload).split(|b| *b == 0)
     }
 
     /// Appends the payload (no header).
@@ -305,11 +261,9 @@ impl<'a> Request<'a> {
         }
         match self {
             Request::Control(raw) => out.extend_from_slice(raw),
-            Request::Directory(p)
-            | Request::Read(p)
-            | Request::GetPerms(p)
-            | Request::Mkdir(p)
-            | Request::Rm(p) => s(out, p.as_bytes()),
+            Request::Directory(p) | Request::Read(p) | Request::GetPerms(p) | Request::Mkdir(p) | Request::Rm(p) => {
+                s(out, p.as_bytes())
+            }
             Request::DirectoryPart { path, offset } => {
                 s(out, path.as_bytes());
                 n(out, offset);
@@ -332,10 +286,9 @@ impl<'a> Request<'a> {
                 n(out, gfn);
                 n(out, port);
             }
-            Request::Release(d)
-            | Request::GetDomainPath(d)
-            | Request::IsDomainIntroduced(d)
-            | Request::Resume(d) => n(out, d),
+            Request::Release(d) | Request::GetDomainPath(d) | Request::IsDomainIntroduced(d) | Request::Resume(d) => {
+                n(out, d)
+            }
             Request::Write { path, value } => {
                 s(out, path.as_bytes());
                 out.extend_from_slice(value);
@@ -365,11 +318,7 @@ impl<'a> Request<'a> {
                     s(out, q.as_bytes());
                 }
             }
-            Request::SetQuota {
-                domid,
-                quota,
-                value,
-            } => {
+            Request::SetQuota { domid, quota, value } => {
                 if let Some(d) = domid {
                     n(out, d);
                 }
@@ -390,12 +339,7 @@ impl<'a> Request<'a> {
             out.truncate(start);
             return Err(ErrorCode::E2BIG);
         }
-        let header = Header {
-            op: self.op() as u32,
-            req_id,
-            tx_id,
-            len: u32::try_from(len).unwrap_or(u32::MAX),
-        };
+        let header = Header { op: self.op() as u32, req_id, tx_id, len: u32::try_from(len).unwrap_or(u32::MAX) };
         if let Some(slot) = out.get_mut(start..start + crate::HEADER_LEN) {
             slot.copy_from_slice(&header.encode());
         }
