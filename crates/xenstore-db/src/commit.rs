@@ -21,16 +21,21 @@ impl Engine {
         }
         let quotas = self.quotas_of(caller.domid);
         let open = self.conns.get(&conn).map_or(0, |c| c.txs.len());
-        if !caller.privileged && quotas.exceeded(QuotaKind::Transactions, open + 1) {
-            let hit = QuotaExceeded {
-                kind: QuotaKind::Transactions,
-                domid: caller.domid,
-                limit: quotas.get(QuotaKind::Transactions),
-            };
+        let over_quota = !caller.privileged && quotas.exceeded(QuotaKind::Transactions, open + 1);
+        if over_quota || open >= self.config.max_transactions_per_conn as usize {
+            let limit =
+                if over_quota { quotas.get(QuotaKind::Transactions) } else { self.config.max_transactions_per_conn };
+            let hit = QuotaExceeded { kind: QuotaKind::Transactions, domid: caller.domid, limit };
             return Outcome { quota: Some(hit), ..Outcome::error(ErrorCode::ENOSPC) };
         }
         let id = self.allocate_tx_id();
-        let node_limit = if caller.privileged { 0 } else { quotas.get(QuotaKind::TransactionNodes) };
+        let hard = self.config.max_transaction_nodes;
+        let quota = if caller.privileged { 0 } else { quotas.get(QuotaKind::TransactionNodes) };
+        let node_limit = match (quota, hard) {
+            (0, h) => h,
+            (q, 0) => q,
+            (q, h) => q.min(h),
+        };
         self.txs.insert(id, Transaction::new(conn, &self.tree, node_limit));
         if let Some(c) = self.conns.get_mut(&conn) {
             c.txs.push(id);

@@ -38,6 +38,12 @@ pub struct Config {
     pub keep_orphans: bool,
     /// Ring features this store supports and advertises by default.
     pub features: u32,
+    /// Open transactions per connection for every caller, privileged ones
+    /// included (quotas spare dom0, this does not): a leaking client cannot
+    /// pin unbounded snapshots.
+    pub max_transactions_per_conn: u32,
+    /// Distinct nodes one transaction may touch, for every caller.
+    pub max_transaction_nodes: u32,
 }
 
 impl Default for Config {
@@ -46,6 +52,8 @@ impl Default for Config {
             quotas: Quotas::default(),
             keep_orphans: false,
             features: features::RECONNECTION | features::ERROR | features::WATCH_DEPTH,
+            max_transactions_per_conn: 256,
+            max_transaction_nodes: 65536,
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Table-driven tests: transcripts of rows (caller, transaction, request,
 //! expected reply, expected events), run in order against one world.
 
+// Payloads are written as on the wire: `\0` is the nul separator, never octal.
+#![allow(clippy::octal_escapes)]
+
 mod support;
 
 use support::*;
@@ -528,4 +531,17 @@ fn directory_part_pages_with_generation_and_end_marker() {
         panic!()
     };
     assert_ne!(Some(generation), gen);
+}
+
+#[test]
+fn privileged_callers_are_bounded_too() {
+    let config = xenstore_db::Config { max_transactions_per_conn: 2, max_transaction_nodes: 3, ..Default::default() };
+    let mut w = World::with_config(config);
+    let tx = w.tx_start("dom0");
+    let _second = w.tx_start("dom0");
+    assert_eq!(w.send("dom0", 0, TransactionStart, b"\0").reply, Err(ENOSPC));
+    for (i, expect) in [Ok(b"OK\0".to_vec()), Ok(b"OK\0".to_vec()), Err(ENOSPC)].into_iter().enumerate() {
+        // Each new top-level node touches itself and the root.
+        assert_eq!(w.reply("dom0", tx, Write, format!("/n{i}\0").as_bytes()), expect, "write {i}");
+    }
 }
