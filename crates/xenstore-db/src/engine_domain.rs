@@ -181,7 +181,7 @@ impl Engine {
         let mut args = xenstore_wire::Request::control_args(payload);
         match args.next() {
             Some(b"check") => match self.check() {
-                Ok(()) => ok(Reply::Text(Vec::new())),
+                Ok(()) => ok(Reply::Text(b"OK".to_vec())),
                 Err(problem) => ok(Reply::Text(problem.into_bytes())),
             },
             _ => Outcome::error(ErrorCode::EINVAL),

@@ -12,33 +12,34 @@ use xenstore_wire::ErrorCode;
 pub enum QuotaKind {
     /// Nodes a domain may own (`-E`; ENOSPC).
     Nodes,
-    /// Bytes in one node's value (`-S`; ENOSPC).
-    NodeSize,
     /// Watches per connection (`-W`; E2BIG).
     Watches,
     /// Open transactions per connection (`-t`; ENOSPC).
     Transactions,
-    /// Distinct nodes one transaction may touch (`-Q transaction-nodes`; ENOSPC).
-    TransactionNodes,
-    /// Entries in one permission list (`-A`; ENOSPC).
-    Permissions,
-    /// Path length below the domain's home (`-M`; EINVAL).
-    PathLength,
     /// Requests in flight per connection, enforced by the daemon (`-Q outstanding`).
     Outstanding,
+    /// Distinct nodes one transaction may touch (`-Q transaction-nodes`; ENOSPC).
+    TransactionNodes,
+    /// Bytes in one node's value (`-S`; ENOSPC).
+    NodeSize,
+    /// Path length below the domain's home, named `path-max` as in C (`-M`; EINVAL).
+    PathLength,
+    /// Entries in one permission list (`-A`; ENOSPC).
+    Permissions,
 }
 
 impl QuotaKind {
-    /// Every quota, in the order `GET_QUOTA` lists them.
+    /// Every quota, in the order `GET_QUOTA` lists them (the C daemon's
+    /// order; discriminants follow it, as [`Quotas`] indexes by them).
     pub const ALL: [QuotaKind; 8] = [
         QuotaKind::Nodes,
-        QuotaKind::NodeSize,
         QuotaKind::Watches,
         QuotaKind::Transactions,
-        QuotaKind::TransactionNodes,
-        QuotaKind::Permissions,
-        QuotaKind::PathLength,
         QuotaKind::Outstanding,
+        QuotaKind::TransactionNodes,
+        QuotaKind::NodeSize,
+        QuotaKind::PathLength,
+        QuotaKind::Permissions,
     ];
 
     /// The name used on the wire and on the command line.
@@ -50,7 +51,7 @@ impl QuotaKind {
             QuotaKind::Transactions => "transactions",
             QuotaKind::TransactionNodes => "transaction-nodes",
             QuotaKind::Permissions => "permissions",
-            QuotaKind::PathLength => "path-length",
+            QuotaKind::PathLength => "path-max",
             QuotaKind::Outstanding => "outstanding",
         }
     }
@@ -130,5 +131,33 @@ pub struct QuotaExceeded {
 impl std::fmt::Display for QuotaExceeded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "domain {} exceeded quota {} (limit {})", self.domid, self.kind.name(), self.limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_discriminant_order_so_quotas_index_right() {
+        for (i, kind) in QuotaKind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, i);
+        }
+    }
+
+    #[test]
+    fn names_round_trip_and_defaults_are_the_c_daemons() {
+        for kind in QuotaKind::ALL {
+            assert_eq!(QuotaKind::from_name(kind.name()), Some(kind));
+        }
+        let q = Quotas::default();
+        let expected =
+            [("nodes", 1000), ("watches", 128), ("transactions", 10), ("outstanding", 20), ("transaction-nodes", 1024)];
+        for (name, value) in expected {
+            assert_eq!(q.get(QuotaKind::from_name(name).unwrap()), value, "{name}");
+        }
+        assert_eq!(q.get(QuotaKind::NodeSize), 2048);
+        assert_eq!(q.get(QuotaKind::PathLength), 2048);
+        assert_eq!(q.get(QuotaKind::Permissions), 5);
     }
 }

@@ -379,7 +379,7 @@ fn quotas_return_the_reference_errors_and_name_the_quota() {
     assert_eq!(out.reply, Err(ENOSPC));
     assert_eq!(out.quota.map(|q| q.kind), Some(xenstore_db::QuotaKind::Transactions));
     // Path length below the home: EINVAL.
-    w.ok("dom0", SetQuota, b"1\0path-length\010\0");
+    w.ok("dom0", SetQuota, b"1\0path-max\010\0");
     assert_eq!(w.reply("d1", 0, Read, b"data/abcdef\0"), Err(EINVAL));
     assert_eq!(w.reply("d1", 0, Read, b"data/abcd\0"), Err(ENOENT));
 }
