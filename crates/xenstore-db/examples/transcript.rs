@@ -2,6 +2,9 @@
 //! prints every request, reply and watch event: the engine's behaviour at a
 //! glance, with no daemon. `cargo run -p xenstore-db --example transcript`
 
+// Payloads are written as on the wire: `\0` is the nul separator, never octal.
+#![allow(clippy::octal_escapes)]
+
 use xenstore_db::{Caller, ConnId, Engine};
 use xenstore_wire::{Op, Reply, Request};
 
