@@ -35,6 +35,6 @@ mod tx;
 pub mod watch;
 
 pub use access::Caller;
-pub use engine::{features, Config, ConnId, Engine, Outcome};
+pub use engine::{features, Config, ConnId, Engine, Outcome, Usage};
 pub use event::Delivery;
 pub use quota::{QuotaExceeded, QuotaKind, Quotas};

@@ -1,0 +1,252 @@
+//! A connection's output queue, and the policy that keeps it bounded.
+//!
+//! Replies are never dropped: each answers a request the client sent, and
+//! the loop stops reading a connection's requests while its queue is above
+//! [`Limits::pause_reading_above`] bytes, so replies are bounded by
+//! backpressure. Watch events are caused by other clients, so a client that
+//! never reads could otherwise make the daemon grow without bound. Two rules
+//! bound them, both safe under the protocol ("watches may be triggered
+//! spuriously", so a client must re-read state on an event anyway):
+//!
+//! 1. **Coalesce**: an event identical (same path and token) to one still
+//!    queued and unsent is not queued again; the queued one already tells the
+//!    client to look at that path.
+//! 2. **Cap**: when queued event bytes exceed [`Limits::max_event_bytes`], the
+//!    oldest queued events are dropped (counted, and the daemon logs it), the
+//!    way the C daemon drops events a client has not read for 20 seconds.
+//!
+//! Messages leave in the order they were queued, replies and events
+//! interleaved as produced.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice, Write};
+
+/// Bounds of one connection's queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Stop reading requests while more than this many bytes are queued.
+    pub pause_reading_above: usize,
+    /// Queued watch-event bytes above which the oldest events are dropped.
+    pub max_event_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { pause_reading_above: 256 * 1024, max_event_bytes: 256 * 1024 }
+    }
+}
+
+#[derive(Debug)]
+struct Message {
+    bytes: Vec<u8>,
+    /// For events: the coalescing key (the payload: path and token).
+    event: bool,
+}
+
+/// The queue.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    queue: VecDeque<Message>,
+    /// Bytes of the front message already written.
+    front_sent: usize,
+    queued_bytes: usize,
+    event_bytes: usize,
+    /// Unsent events by payload, with how many copies are queued (at most
+    /// one, except for one already partly written).
+    pending_events: HashMap<Vec<u8>, usize>,
+    /// Events dropped by the cap since the last [`Outbox::take_dropped`].
+    dropped: u64,
+    /// Events not queued because an identical one was pending.
+    coalesced: u64,
+}
+
+impl Outbox {
+    /// Queues a reply (never dropped).
+    pub fn push_reply(&mut self, bytes: Vec<u8>) {
+        self.queued_bytes += bytes.len();
+        self.queue.push_back(Message { bytes, event: false });
+    }
+
+    /// Queues a watch event (header included), coalescing and capping.
+    pub fn push_event(&mut self, bytes: Vec<u8>, limits: &Limits) {
+        let key = event_key(&bytes);
+        // The front message may be partly written: it no longer counts as
+        // pending for coalescing purposes only once it is fully sent, which
+        // `advance` handles.
+        if self.pending_events.get(key).is_some_and(|n| *n > 0) {
+            self.coalesced += 1;
+            return;
+        }
+        *self.pending_events.entry(key.to_vec()).or_insert(0) += 1;
+        self.queued_bytes += bytes.len();
+        self.event_bytes += bytes.len();
+        self.queue.push_back(Message { bytes, event: true });
+        while self.event_bytes > limits.max_event_bytes {
+            if !self.drop_oldest_event() {
+                break;
+            }
+        }
+    }
+
+    fn drop_oldest_event(&mut self) -> bool {
+        // Never drop the front message if it is partly written.
+        let skip = usize::from(self.front_sent > 0);
+        let Some(i) = self.queue.iter().skip(skip).position(|m| m.event).map(|i| i + skip) else {
+            return false;
+        };
+        let Some(msg) = self.queue.remove(i) else { return false };
+        self.forget_event(&msg);
+        self.dropped += 1;
+        true
+    }
+
+    fn forget_event(&mut self, msg: &Message) {
+        self.queued_bytes -= msg.bytes.len();
+        self.event_bytes -= msg.bytes.len();
+        let key = event_key(&msg.bytes);
+        if let Some(n) = self.pending_events.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_events.remove(key);
+            }
+        }
+    }
+
+    /// Bytes waiting to be written.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Events dropped by the cap and coalesced since the last call.
+    pub fn take_counters(&mut self) -> (u64, u64) {
+        (std::mem::take(&mut self.dropped), std::mem::take(&mut self.coalesced))
+    }
+
+    /// Writes as much as the sink takes, many messages per call
+    /// (`writev`). Returns the bytes written; `WouldBlock` is not an error.
+    pub fn flush_to(&mut self, sink: &mut impl Write) -> io::Result<usize> {
+        let mut total = 0;
+        while !self.queue.is_empty() {
+            let slices: Vec<IoSlice<'_>> = self
+                .queue
+                .iter()
+                .take(64)
+                .enumerate()
+                .map(|(i, m)| {
+                    IoSlice::new(if i == 0 { m.bytes.get(self.front_sent..).unwrap_or_default() } else { &m.bytes })
+                })
+                .collect();
+            let written = match sink.write_vectored(&slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            total += written;
+            self.advance(written);
+        }
+        Ok(total)
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let Some(front) = self.queue.front() else { break };
+            let left = front.bytes.len() - self.front_sent;
+            if written < left {
+                self.front_sent += written;
+                return;
+            }
+            written -= left;
+            self.front_sent = 0;
+            if let Some(msg) = self.queue.pop_front() {
+                if msg.event {
+                    self.forget_event(&msg);
+                } else {
+                    self.queued_bytes -= msg.bytes.len();
+                }
+            }
+        }
+    }
+}
+
+/// The part of an event message that identifies it: its payload.
+fn event_key(bytes: &[u8]) -> &[u8] {
+    bytes.get(xenstore_wire::HEADER_LEN..).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xenstore_wire::WatchEvent;
+
+    fn event(path: &str, token: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        assert!(WatchEvent { path: path.into(), token: token.as_bytes().into() }.encode(&mut out));
+        out
+    }
+
+    #[test]
+    fn identical_pending_events_coalesce() {
+        let mut outbox = Outbox::default();
+        let limits = Limits::default();
+        for _ in 0..100 {
+            outbox.push_event(event("/a", "t"), &limits);
+        }
+        outbox.push_event(event("/b", "t"), &limits);
+        assert_eq!(outbox.queue.len(), 2);
+        assert_eq!(outbox.take_counters(), (0, 99));
+    }
+
+    #[test]
+    fn event_bytes_are_capped_oldest_first_and_replies_kept() {
+        let mut outbox = Outbox::default();
+        let limits = Limits { pause_reading_above: 1 << 20, max_event_bytes: 1000 };
+        outbox.push_reply(b"reply-one".to_vec());
+        for i in 0..1000 {
+            outbox.push_event(event(&format!("/n/{i}"), "t"), &limits);
+        }
+        assert!(outbox.event_bytes <= 1000);
+        assert!(!outbox.queue.iter().any(|m| m.event && event_key(&m.bytes).starts_with(b"/n/0\0")));
+        assert_eq!(outbox.queue.front().map(|m| m.bytes.as_slice()), Some(&b"reply-one"[..]));
+        let (dropped, _) = outbox.take_counters();
+        assert!(dropped > 900);
+    }
+
+    #[test]
+    fn flush_writes_in_order_across_partial_writes() {
+        struct Trickle(Vec<u8>);
+        impl Write for Trickle {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                let n = buf.len().min(3);
+                self.0.extend_from_slice(&buf[..n]);
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut outbox = Outbox::default();
+        let limits = Limits::default();
+        outbox.push_reply(b"first".to_vec());
+        let ev = event("/x", "tok");
+        outbox.push_event(ev.clone(), &limits);
+        outbox.push_reply(b"last".to_vec());
+        let mut sink = Trickle(Vec::new());
+        outbox.flush_to(&mut sink).unwrap();
+        let mut want = b"first".to_vec();
+        want.extend_from_slice(&ev);
+        want.extend_from_slice(b"last");
+        assert_eq!(sink.0, want);
+        assert!(outbox.is_empty());
+        assert_eq!(outbox.queued_bytes(), 0);
+        // Once sent, the same event may be queued again.
+        outbox.push_event(ev, &limits);
+        assert_eq!(outbox.queue.len(), 1);
+    }
+}
