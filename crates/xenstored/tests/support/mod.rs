@@ -107,7 +107,8 @@ impl Client {
     pub fn send_raw(&mut self, op: u32, tx: u32, payload: &[u8]) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
-        let header = Header { op, req_id: id, tx_id: tx, len: payload.len() as u32 };
+        let len = u32::try_from(payload.len()).expect("test payload fits a u32");
+        let header = Header { op, req_id: id, tx_id: tx, len };
         let mut bytes = header.encode().to_vec();
         bytes.extend_from_slice(payload);
         self.stream.write_all(&bytes).unwrap();
