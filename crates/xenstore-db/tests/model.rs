@@ -19,6 +19,16 @@
 //! commit must be serializable: replaying the transaction's requests on the
 //! live store at the commit point must give the same replies and changes as
 //! inside the transaction, and the same store as the committed one.
+//!
+//! Two properties drive it: `random_requests_match_model` (every request
+//! kind, permissions, quotas, watches, transactions) and
+//! `concurrent_transactions_match_model` (many transactions over five
+//! nodes). Two request shapes that hit known engine bugs are skipped (see
+//! [`Model::excluded`]); each bug has ignored tests at the end of the hand
+//! cases. The node-count and transaction-node quotas are out of reach (the
+//! paths number about forty) and not modelled; the guests' transaction quota
+//! is lowered to [`GUEST_TX_LIMIT`] so that it is reached. SET_TARGET,
+//! DIRECTORY_PART and watch depths are not modelled.
 
 mod support;
 
@@ -27,7 +37,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use proptest::prelude::*;
 use proptest::sample::select;
 use support::World;
-use xenstore_db::{Delivery, Engine, Outcome};
+use xenstore_db::{Config, Delivery, Engine, Outcome, QuotaKind};
 use xenstore_wire::{ErrorCode, Op};
 
 // ---------------------------------------------------------------------------
@@ -45,6 +55,16 @@ proptest! {
     /// transactions, answer and fire exactly as the model says.
     #[test]
     fn random_requests_match_model(steps in run()) {
+        let mut h = Harness::new();
+        if let Err(e) = h.run(&steps) {
+            return Err(TestCaseError::fail(e));
+        }
+    }
+
+    /// Many transactions at once over five nodes everyone may write: the
+    /// conflict rule, commit order and commit events under contention.
+    #[test]
+    fn concurrent_transactions_match_model(steps in contended_run()) {
         let mut h = Harness::new();
         if let Err(e) = h.run(&steps) {
             return Err(TestCaseError::fail(e));
@@ -155,8 +175,9 @@ fn random_runs_reach_every_outcome() {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let mut stats: BTreeMap<String, usize> = BTreeMap::new();
-    for _ in 0..128 {
-        let steps = run().new_tree(&mut runner).unwrap().current();
+    for i in 0..128 {
+        let steps = if i % 2 == 0 { run().boxed() } else { contended_run().boxed() };
+        let steps = steps.new_tree(&mut runner).unwrap().current();
         let mut h = Harness::new();
         // A failure here is the property's to report.
         let _ = h.run(&steps);
@@ -166,6 +187,119 @@ fn random_runs_reach_every_outcome() {
     }
     for (k, n) in &stats {
         eprintln!("{n:6} {k}");
+    }
+    let at_least = |key: &str, n: usize| {
+        let got = stats.get(key).copied().unwrap_or(0);
+        assert!(got >= n, "only {got} of {key:?} (want {n})");
+    };
+    at_least("TRANSACTION_END guest OK", 50);
+    at_least("TRANSACTION_END dom0 OK", 30);
+    at_least("TRANSACTION_END guest EAGAIN", 10);
+    at_least("TRANSACTION_END dom0 EAGAIN", 5);
+    at_least("TRANSACTION_END events", 5);
+    at_least("TRANSACTION_START guest ENOSPC", 1);
+    at_least("WRITE guest OK", 100);
+    at_least("WRITE guest in tx OK", 20);
+    at_least("RM guest in tx OK", 10);
+    at_least("SET_PERMS guest EPERM", 1);
+    at_least("WRITE guest ENOSPC", 5);
+    at_least("WRITE events", 50);
+    at_least("RM events", 10);
+    at_least("event relative", 1);
+    at_least("event below removed node", 2);
+    at_least("UNWATCH guest OK", 5);
+    at_least("UNWATCH dom0 OK", 5);
+    at_least("WATCH guest EEXIST", 1);
+}
+
+// ---------------------------------------------------------------------------
+// Known engine bugs, kept as failing cases (`cargo test -- --ignored`). The
+// random runs skip exactly these request shapes (see `Model::excluded`).
+
+#[test]
+#[ignore = "engine bug: a transaction that removes a node and creates it again commits it at its old place in \
+            the parent's children list, not last where the transaction itself (and a serial run) put it"]
+fn tx_recreating_removed_node_keeps_old_children_order() {
+    let mut w = World::new();
+    w.write("dom0", "/d/x", "1");
+    w.write("dom0", "/d/y", "2");
+    let t = w.tx_start("dom0");
+    assert_eq!(w.reply("dom0", t, Op::Rm, b"/d/x\0"), Ok(OK.to_vec()));
+    assert_eq!(w.reply("dom0", t, Op::Write, b"/d/x\0new"), Ok(OK.to_vec()));
+    assert_eq!(w.reply("dom0", t, Op::Directory, b"/d\0"), Ok(b"y\0x\0".to_vec()));
+    assert_eq!(w.reply("dom0", t, Op::TransactionEnd, b"T\0"), Ok(OK.to_vec()));
+    // Nobody else touched /d: the store must now be what the transaction
+    // saw. The engine answers "x\0y\0".
+    assert_eq!(w.reply("dom0", 0, Op::Directory, b"/d\0"), Ok(b"y\0x\0".to_vec()));
+}
+
+/// The random runs' shrunk case for the bug above: the removed node comes
+/// back as a missing parent.
+#[test]
+#[ignore = "engine bug: a transaction that removes a node and creates it again commits it at its old place in \
+            the parent's children list"]
+fn tx_recreating_removed_node_random_case() {
+    let mut h = Harness::new();
+    h.exclude_known_bugs = false;
+    let in_tx = |action| Step { who: 2, tx: TxSel::Own(0), action };
+    let result = h.run(&[
+        dom0(Action::node(NodeOp::SetPerms(vec![(0, 'b')]), "/")),
+        dom0(Action::node(NodeOp::Write(Val::Empty), "/a/a/a")),
+        dom0(Action::node(NodeOp::Write(Val::Empty), "/b")),
+        Step { who: 2, tx: TxSel::None, action: Action::TxStart },
+        in_tx(Action::node(NodeOp::Rm, "/a")),
+        in_tx(Action::node(NodeOp::Write(Val::Empty), "/a/a")),
+        in_tx(Action::TxEnd { commit: true }),
+    ]);
+    // The engine commits `/` as [tool, a, b]; run at the commit point the
+    // transaction gives [tool, b, a].
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+#[test]
+#[ignore = "engine bug: for a missing node a transaction records only the node and its nearest existing \
+            ancestor, so a node created in between (turning ENOENT into EACCES) does not make the commit fail"]
+fn tx_missing_path_answer_can_change_unnoticed() {
+    let mut w = World::new();
+    // d1 may read and write at the top.
+    w.set_perms("dom0", "/", &["n0", "b1"]);
+    w.write("dom0", "/w", "0");
+    let t = w.tx_start("d1");
+    assert_eq!(w.reply("d1", t, Op::Read, b"/p/q\0"), Err(ErrorCode::ENOENT));
+    assert_eq!(w.reply("d1", t, Op::Write, b"/w\x001"), Ok(OK.to_vec()));
+    // Meanwhile dom0 reads /w and creates /p, closed to d1, atomically.
+    let d = w.tx_start("dom0");
+    assert_eq!(w.reply("dom0", d, Op::Read, b"/w\0"), Ok(b"0".to_vec()));
+    assert_eq!(w.reply("dom0", d, Op::Mkdir, b"/p\0"), Ok(OK.to_vec()));
+    assert_eq!(w.reply("dom0", d, Op::SetPerms, b"/p\0n0\0"), Ok(OK.to_vec()));
+    assert_eq!(w.reply("dom0", d, Op::TransactionEnd, b"T\0"), Ok(OK.to_vec()));
+    // d1's transaction cannot follow dom0's (its read would be EACCES now)
+    // nor precede it (dom0 would have read "1"): it must not commit. The
+    // engine commits it.
+    assert_eq!(w.reply("d1", 0, Op::Read, b"/p/q\0"), Err(ErrorCode::EACCES));
+    assert_eq!(w.reply("d1", t, Op::TransactionEnd, b"T\0"), Err(ErrorCode::EAGAIN));
+}
+
+/// The random runs' shrunk case for the bug above, through RM: the
+/// transaction records `/b/a/a`, its parent `/b/a` and `/`, not `/b`.
+#[test]
+#[ignore = "engine bug: for a missing node a transaction records only the node and its nearest existing \
+            ancestor (and RM the parent)"]
+fn tx_missing_path_answer_can_change_unnoticed_random_case() {
+    let mut h = Harness::new();
+    h.exclude_known_bugs = false;
+    let result = h.run(&[
+        dom0(Action::node(NodeOp::SetPerms(vec![(2, 'n'), (1, 'w'), (0, 'n')]), "/")),
+        Step { who: 2, tx: TxSel::None, action: Action::TxStart },
+        Step { who: 1, tx: TxSel::None, action: Action::node(NodeOp::Mkdir, "/b") },
+        // ENOENT in the transaction's snapshot; EACCES once d1 owns /b.
+        Step { who: 2, tx: TxSel::Own(0), action: Action::node(NodeOp::Rm, "/b/a/a") },
+        Step { who: 2, tx: TxSel::Own(0), action: Action::TxEnd { commit: true } },
+    ]);
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 
@@ -196,6 +330,9 @@ fn snapshot(engine: &Engine) -> Snapshot {
 const NAMES: [&str; 4] = ["dom0", "d1", "d2", "d3"];
 const DOMIDS: [u16; 4] = [0, 1, 2, 3];
 
+/// Open transactions a guest connection may have in these tests.
+const GUEST_TX_LIMIT: u32 = 2;
+
 /// One generated request: who sends it, in which transaction, what.
 #[derive(Debug, Clone)]
 struct Step {
@@ -221,11 +358,25 @@ enum TxSel {
 
 #[derive(Debug, Clone)]
 enum Action {
-    Node { op: NodeOp, path: String },
-    Watch { path: String, token: &'static str },
-    Unwatch { path: String, token: &'static str },
+    Node {
+        op: NodeOp,
+        path: String,
+    },
+    Watch {
+        path: String,
+        token: &'static str,
+    },
+    Unwatch {
+        path: String,
+        token: &'static str,
+    },
+    /// UNWATCH of one of the sender's watches, as it registered it (or of
+    /// `/` and `t1` if it has none).
+    UnwatchOwn(usize),
     TxStart,
-    TxEnd { commit: bool },
+    TxEnd {
+        commit: bool,
+    },
     ResetWatches,
 }
 
@@ -256,6 +407,7 @@ impl Action {
             },
             Action::Watch { path, token } => (Op::Watch, [nul(path), nul(token)].concat()),
             Action::Unwatch { path, token } => (Op::Unwatch, [nul(path), nul(token)].concat()),
+            Action::UnwatchOwn(_) => unreachable!("resolved before sending"),
             Action::TxStart => (Op::TransactionStart, b"\0".to_vec()),
             Action::TxEnd { commit: true } => (Op::TransactionEnd, b"T\0".to_vec()),
             Action::TxEnd { commit: false } => (Op::TransactionEnd, b"F\0".to_vec()),
@@ -319,7 +471,7 @@ fn home_steps() -> Vec<Step> {
 }
 
 /// A run: maybe homes for the guests, maybe new permissions on `/` (so that
-/// guests can create and see nodes), then random requests.
+/// guests can create and see nodes), a few watches, then random requests.
 fn run() -> impl Strategy<Value = Vec<Step>> {
     let root = prop_oneof![
         1 => Just(None),
@@ -327,11 +479,13 @@ fn run() -> impl Strategy<Value = Vec<Step>> {
         1 => Just(Some(vec![(0, 'n'), (1, 'b'), (2, 'b'), (3, 'r')])),
         1 => perms().prop_map(Some),
     ];
-    (any::<bool>(), root, prop::collection::vec(step(), 1..60)).prop_map(|(homes, root, steps)| {
+    let watches = prop::collection::vec(watch(), 0..4);
+    (any::<bool>(), root, watches, prop::collection::vec(step(), 1..60)).prop_map(|(homes, root, watches, steps)| {
         let mut all = if homes { home_steps() } else { Vec::new() };
         if let Some(perms) = root {
             all.push(dom0(Action::node(NodeOp::SetPerms(perms), "/")));
         }
+        all.extend(watches);
         all.extend(steps);
         all
     })
@@ -340,8 +494,8 @@ fn run() -> impl Strategy<Value = Vec<Step>> {
 // ---------------------------------------------------------------------------
 // Generation: few paths, values and callers, so that requests collide.
 
-/// Node paths: `/`, `/a` .. `/c`, two levels more over `a` and `b`, the
-/// first guest's home, and relative paths (under the caller's home).
+/// Node paths: `/`, `/a` .. `/c`, two levels more over `a` and `b`, some
+/// under the guests' homes, and relative paths (under the caller's home).
 fn path() -> impl Strategy<Value = String> {
     prop_oneof![
         1 => Just("/".to_owned()),
@@ -349,8 +503,9 @@ fn path() -> impl Strategy<Value = String> {
         4 => (select(vec!["/a", "/b"]), select(vec!["a", "b"])).prop_map(|(p, b)| format!("{p}/{b}")),
         2 => (select(vec!["/a", "/b"]), select(vec!["a", "b"]), select(vec!["a", "b"]))
             .prop_map(|(p, b, c)| format!("{p}/{b}/{c}")),
-        3 => select(vec!["/local", "/local/domain/1", "/local/domain/1/x", "/local/domain/2/x", "x", "x/y", "y", "/tool"])
+        2 => select(vec!["/local", "/local/domain/1", "/local/domain/1/x", "/local/domain/2/x", "/tool"])
             .prop_map(str::to_owned),
+        3 => select(vec!["x", "x/y", "y"]).prop_map(str::to_owned),
     ]
 }
 
@@ -358,9 +513,11 @@ fn path() -> impl Strategy<Value = String> {
 fn watch_path() -> impl Strategy<Value = String> {
     prop_oneof![
         2 => Just("/".to_owned()),
-        2 => select(vec!["/a", "/b", "/a/a", "/a/b", "/b/a"]).prop_map(str::to_owned),
+        2 => select(vec!["/a", "/b"]).prop_map(str::to_owned),
+        3 => select(vec!["/a/a", "/a/b", "/b/a"]).prop_map(str::to_owned),
+        3 => select(vec!["x", "x/y"]).prop_map(str::to_owned),
+        1 => select(vec!["/local/domain/1", "/local/domain/2/x"]).prop_map(str::to_owned),
         1 => path(),
-        1 => select(vec!["x", "/local/domain/1", "/local/domain/2/x"]).prop_map(str::to_owned),
     ]
 }
 
@@ -408,21 +565,72 @@ fn node_op() -> impl Strategy<Value = NodeOp> {
     ]
 }
 
+/// Mostly commit, sometimes abort.
+fn commit() -> impl Strategy<Value = bool> {
+    prop_oneof![4 => Just(true), 1 => Just(false)]
+}
+
 fn token() -> impl Strategy<Value = &'static str> {
     select(vec!["t1", "t2"])
 }
 
+/// Everyone may read and write everything (`/` is `b0`, and new nodes
+/// inherit it); a few watches; then transactions, mostly, on five paths.
+fn contended_run() -> impl Strategy<Value = Vec<Step>> {
+    let path = select(vec!["/a", "/b", "/a/a", "/a/b", "/b/a"]).prop_map(str::to_owned);
+    let op = prop_oneof![
+        2 => Just(NodeOp::Read),
+        2 => Just(NodeOp::Directory),
+        5 => val().prop_map(NodeOp::Write),
+        2 => Just(NodeOp::Mkdir),
+        3 => Just(NodeOp::Rm),
+        1 => select(vec![vec![(0, 'b')], vec![(0, 'r')], vec![(0, 'b'), (2, 'n')]]).prop_map(NodeOp::SetPerms),
+    ];
+    let tx = prop_oneof![2 => Just(TxSel::None), 5 => (0usize..4).prop_map(TxSel::Open), 2 => (0usize..4).prop_map(TxSel::Own)];
+    let who = 0usize..4;
+    let step = prop_oneof![
+        70 => (who.clone(), tx, op, path)
+            .prop_map(|(who, tx, op, path)| Step { who, tx, action: Action::Node { op, path } }),
+        15 => who.clone().prop_map(|who| Step { who, tx: TxSel::None, action: Action::TxStart }),
+        12 => (who, commit())
+            .prop_map(|(who, commit)| Step { who, tx: TxSel::Open(0), action: Action::TxEnd { commit } }),
+    ];
+    let watches = prop::collection::vec(watch(), 0..4);
+    (watches, prop::collection::vec(step, 1..60)).prop_map(|(watches, steps)| {
+        let mut all = vec![dom0(Action::node(NodeOp::SetPerms(vec![(0, 'b')]), "/"))];
+        all.extend(watches);
+        all.extend(steps);
+        all
+    })
+}
+
+fn watch() -> impl Strategy<Value = Step> {
+    (who(), watch_path(), token()).prop_map(|(who, path, token)| Step {
+        who,
+        tx: TxSel::None,
+        action: Action::Watch { path, token },
+    })
+}
+
 fn step() -> impl Strategy<Value = Step> {
+    let unwatch_path = prop_oneof![1 => watch_path(), 2 => select(vec!["/", "/a", "x"]).prop_map(str::to_owned)];
+    let end_tx = prop_oneof![
+        8 => (0usize..4).prop_map(TxSel::Open),
+        1 => (0usize..4).prop_map(TxSel::Own),
+        1 => (0usize..8).prop_map(TxSel::Any),
+        1 => Just(TxSel::None),
+    ];
     prop_oneof![
         70 => (who(), tx_sel(), node_op(), path())
             .prop_map(|(who, tx, op, path)| Step { who, tx, action: Action::Node { op, path } }),
-        8 => (who(), watch_path(), token())
-            .prop_map(|(who, path, token)| Step { who, tx: TxSel::None, action: Action::Watch { path, token } }),
-        3 => (who(), prop_oneof![1 => watch_path(), 2 => select(vec!["/", "/a", "x"]).prop_map(str::to_owned)], token())
+        8 => watch(),
+        2 => (who(), unwatch_path, token())
             .prop_map(|(who, path, token)| Step { who, tx: TxSel::None, action: Action::Unwatch { path, token } }),
-        9 => (who(), prop_oneof![9 => Just(TxSel::None), 1 => Just(TxSel::Own(0))])
+        2 => (who(), 0usize..4).prop_map(|(who, k)| Step { who, tx: TxSel::None, action: Action::UnwatchOwn(k) }),
+        // Now and then inside a transaction (EBUSY).
+        10 => (who(), prop_oneof![9 => Just(TxSel::None), 1 => Just(TxSel::Own(0))])
             .prop_map(|(who, tx)| Step { who, tx, action: Action::TxStart }),
-        9 => (who(), prop_oneof![8 => (0usize..4).prop_map(TxSel::Open), 1 => (0usize..4).prop_map(TxSel::Own), 1 => (0usize..8).prop_map(TxSel::Any), 1 => Just(TxSel::None)], prop_oneof![4 => Just(true), 1 => Just(false)])
+        5 => (who(), end_tx, commit())
             .prop_map(|(who, tx, commit)| Step { who, tx, action: Action::TxEnd { commit } }),
         1 => who().prop_map(|who| Step { who, tx: TxSel::None, action: Action::ResetWatches }),
     ]
@@ -446,6 +654,9 @@ struct Observed {
 struct Harness {
     world: World,
     model: Model,
+    /// Skip the request shapes that hit known engine bugs (see
+    /// [`Model::excluded`]); off only in the tests that show those bugs.
+    exclude_known_bugs: bool,
     transcript: Vec<String>,
     /// How often each kind of outcome happened, to show the runs are not
     /// vacuous.
@@ -453,8 +664,18 @@ struct Harness {
 }
 
 impl Harness {
+    /// The guests' transaction quota is lowered from 10 to
+    /// [`GUEST_TX_LIMIT`] so that random runs reach it.
     fn new() -> Harness {
-        Harness { world: World::new(), model: Model::new(), transcript: Vec::new(), stats: BTreeMap::new() }
+        let mut config = Config::default();
+        config.quotas.set(QuotaKind::Transactions, GUEST_TX_LIMIT);
+        Harness {
+            world: World::with_config(config),
+            model: Model::new(),
+            exclude_known_bugs: true,
+            transcript: Vec::new(),
+            stats: BTreeMap::new(),
+        }
     }
 
     /// Runs the steps, checking each; on failure, the reason and the
@@ -470,34 +691,48 @@ impl Harness {
 
     fn step(&mut self, step: &Step) -> Result<(), String> {
         let (who, tx_id) = self.model.resolve(step.who, step.tx);
+        let action = self.model.resolve_action(who, &step.action);
         let name = NAMES[who];
-        let (op, payload) = step.action.wire();
-        let line = format!("{name} tx={tx_id} {:?}", step.action);
-        if let Some(reason) = self.model.excluded(who, tx_id, &step.action) {
+        let (op, payload) = action.wire();
+        let line = format!("{name} tx={tx_id} {action:?}");
+        if let Some(reason) = self.model.excluded(who, tx_id, &action).filter(|_| self.exclude_known_bugs) {
+            *self.stats.entry(format!("skipped: {reason}")).or_default() += 1;
             self.transcript.push(format!("(skipped: {reason}) {line}"));
             return Ok(());
         }
         let out = self.world.send(name, tx_id, op, &payload);
         let got = self.observe(&out);
-        let want = self.model.apply(who, tx_id, &step.action);
+        let want = self.model.apply(who, tx_id, &action);
         self.transcript.push(format!("{line} -> {}", show(&got)));
         let want = want?;
         if got != want {
             return Err(format!("request {line}\n  engine: {}\n  model:  {}", show(&got), show(&want)));
         }
-        self.count(who, tx_id, &step.action, &got);
+        self.count(who, tx_id, &action, &got);
         compare_store(&self.world.engine, &self.model.live)?;
         self.world.engine.check().map_err(|e| format!("engine.check() after {line}: {e}"))
     }
 
     fn count(&mut self, who: usize, tx_id: u32, action: &Action, got: &Observed) {
         let (op, _) = action.wire();
+        let caller = caller(who);
         let who = if who == 0 { "dom0" } else { "guest" };
         let tx = if tx_id == 0 || matches!(action, Action::TxEnd { .. }) { "" } else { " in tx" };
         let reply = got.reply.as_ref().map_or_else(|e| e.to_string(), |_| "OK".to_owned());
         *self.stats.entry(format!("{op} {who}{tx} {reply}")).or_default() += 1;
         if !got.events.is_empty() {
             *self.stats.entry(format!("{op} events")).or_default() += 1;
+        }
+        for (watcher, path, _) in &got.events {
+            if !path.starts_with('/') {
+                *self.stats.entry("event relative".to_owned()).or_default() += 1;
+            }
+            if let Action::Node { op: NodeOp::Rm, path: removed } = action {
+                let watcher = NAMES.iter().position(|n| n == watcher).unwrap_or(0);
+                if strictly_below(&canonical(path, DOMIDS[watcher]), &canonical(removed, caller.domid)) {
+                    *self.stats.entry("event below removed node".to_owned()).or_default() += 1;
+                }
+            }
         }
     }
 
@@ -537,8 +772,7 @@ fn compare_store(engine: &Engine, live: &Nodes) -> Result<(), String> {
     for (p, node) in live {
         let (value, perms) = engine.peek(p).ok_or_else(|| format!("{p}: engine lost it"))?;
         let perms: Perms = perms.entries().iter().map(|e| (e.domid, char::from(e.access.letter()))).collect();
-        let children: Vec<String> =
-            engine.peek_children(p).unwrap_or_default().iter().map(|c| c.to_string()).collect();
+        let children: Vec<String> = engine.peek_children(p).unwrap_or_default().iter().map(|c| c.to_string()).collect();
         if *value != *node.value || perms != node.perms || children != node.children {
             return Err(format!(
                 "{p} differs\n  engine: {:?} {perms:?} {children:?}\n  model:  {:?} {:?} {:?}",
@@ -580,6 +814,8 @@ enum Change {
 #[derive(Debug, Clone)]
 struct ModelWatch {
     who: usize,
+    /// As registered.
+    given: String,
     /// Absolute.
     path: String,
     token: &'static str,
@@ -744,6 +980,16 @@ impl Model {
         }
     }
 
+    /// The request a step stands for, now.
+    fn resolve_action(&self, who: usize, action: &Action) -> Action {
+        let Action::UnwatchOwn(k) = action else { return action.clone() };
+        let mine: Vec<&ModelWatch> = self.watches.iter().filter(|w| w.who == who).collect();
+        match mine.get(k % mine.len().max(1)) {
+            Some(w) => Action::Unwatch { path: w.given.clone(), token: w.token },
+            None => Action::Unwatch { path: "/".to_owned(), token: "t1" },
+        }
+    }
+
     /// Request shapes left out of the random runs because they hit a known
     /// engine bug (each has its own ignored test below).
     fn excluded(&self, who: usize, tx_id: u32, action: &Action) -> Option<&'static str> {
@@ -768,11 +1014,13 @@ impl Model {
         // missing node the engine records only the node and its nearest
         // existing ancestor (WRITE and MKDIR that go on to create record the
         // levels between; RM records the parent). A node created between
-        // them later changes who may learn the absence (ENOENT against
-        // EACCES), yet the transaction commits.
-        if !tx.work.contains_key(&p) {
+        // them later changes whether a guest may learn the absence (ENOENT
+        // against EACCES), yet the transaction commits. (dom0's answer
+        // cannot change: it may always know.)
+        if !tx.work.contains_key(&p) && who != 0 {
             let mut fx = Effects::default();
-            exec(&mut tx.work.clone(), &mut 0, caller(who), op, &p, &mut fx);
+            // Only what it records matters here, not its answer.
+            let _ = exec(&mut tx.work.clone(), &mut 0, caller(who), op, &p, &mut fx);
             let mut level = parent(&p);
             while !tx.work.contains_key(level) {
                 if !fx.meta.contains(level) {
@@ -816,7 +1064,7 @@ impl Model {
                     reply_only(Err(ErrorCode::EEXIST))
                 } else {
                     let relative = !path.starts_with('/');
-                    self.watches.push(ModelWatch { who, path: p, token, relative });
+                    self.watches.push(ModelWatch { who, given: path.clone(), path: p, token, relative });
                     let after = (NAMES[who].to_owned(), path.clone(), token.to_string());
                     Observed { reply: Ok(OK.to_vec()), events: Vec::new(), after: Some(after) }
                 }
@@ -834,7 +1082,7 @@ impl Model {
             Action::TxStart => {
                 if tx_id != 0 {
                     reply_only(Err(ErrorCode::EBUSY))
-                } else if !c.privileged && self.open_txs(who).len() >= 10 {
+                } else if !c.privileged && self.open_txs(who).len() >= GUEST_TX_LIMIT as usize {
                     reply_only(Err(ErrorCode::ENOSPC))
                 } else {
                     let id = self.next_tx;
@@ -871,6 +1119,7 @@ impl Model {
                     Observed { reply: Ok(OK.to_vec()), events: self.route_all(&tx.changes), after: None }
                 }
             }
+            Action::UnwatchOwn(_) => unreachable!("resolved before sending"),
             Action::ResetWatches => {
                 self.watches.retain(|w| w.who != who);
                 self.txs.retain(|t| t.who != who);
@@ -922,7 +1171,8 @@ impl ModelTx {
     /// Whether something it depended on changed since it started.
     fn conflicts(&self, live: &Nodes) -> bool {
         let moved = |p: &String, ver: fn(&ModelNode) -> u64| self.base.get(p).map(ver) != live.get(p).map(ver);
-        self.seen_meta.iter().any(|p| moved(p, |n| n.meta_ver)) || self.seen_list.iter().any(|p| moved(p, |n| n.list_ver))
+        self.seen_meta.iter().any(|p| moved(p, |n| n.meta_ver))
+            || self.seen_list.iter().any(|p| moved(p, |n| n.list_ver))
     }
 }
 
@@ -1159,30 +1409,4 @@ fn check_serializable(live: &Nodes, committed: &Nodes, tx: &ModelTx) -> Result<(
         ));
     }
     Ok(())
-}
-
-#[test]
-fn probe_a() {
-    let mut w = World::new();
-    w.write("dom0", "/d/x", "1");
-    w.write("dom0", "/d/y", "2");
-    let t = w.tx_start("dom0");
-    assert_eq!(w.reply("dom0", t, Op::Rm, b"/d/x\0"), Ok(b"OK\0".to_vec()));
-    assert_eq!(w.reply("dom0", t, Op::Write, b"/d/x\0new"), Ok(b"OK\0".to_vec()));
-    let inside = w.reply("dom0", t, Op::Directory, b"/d\0");
-    assert_eq!(w.reply("dom0", t, Op::TransactionEnd, b"T\0"), Ok(b"OK\0".to_vec()));
-    let after = w.reply("dom0", 0, Op::Directory, b"/d\0");
-    assert_eq!(inside, after);
-}
-
-#[test]
-fn probe_b() {
-    let mut w = World::new();
-    w.set_perms("dom0", "/", &["n0", "b1"]);
-    let t = w.tx_start("d1");
-    assert_eq!(w.reply("d1", t, Op::Read, b"/p/q\0"), Err(ErrorCode::ENOENT));
-    w.ok("dom0", Op::Mkdir, b"/p\0");
-    w.set_perms("dom0", "/p", &["n0"]);
-    assert_eq!(w.reply("d1", 0, Op::Read, b"/p/q\0"), Err(ErrorCode::EACCES));
-    assert_eq!(w.reply("d1", t, Op::TransactionEnd, b"T\0"), Err(ErrorCode::EAGAIN));
 }
