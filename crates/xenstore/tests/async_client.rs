@@ -174,3 +174,12 @@ async fn hang_up_fails_waiting_requests_and_ends_streams() {
     assert!(watch.next().await.is_none());
     assert!(client.is_closed());
 }
+
+#[test]
+fn async_types_can_cross_tasks() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<AsyncClient>();
+    send_sync::<xenstore::tokio::AsyncTransaction>();
+    send::<xenstore::tokio::AsyncWatch>();
+}

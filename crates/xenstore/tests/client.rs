@@ -434,3 +434,13 @@ fn dropping_the_client_closes_the_connection() {
     drop(client);
     assert!(daemon.recv().is_none());
 }
+
+#[test]
+fn client_types_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<xenstore::Client>();
+    send_sync::<xenstore::Transaction<'_>>();
+    send::<xenstore::Watch>();
+    send_sync::<Error>();
+}

@@ -166,7 +166,7 @@ pub fn run(msgs: &Messages<'_>, mode: Mode, argv0: &[u8], incl_mode: bool, args:
         }
     };
     if !out.is_empty() {
-        let _ = io::stdout().write_all(&out);
+        io::stdout().write_all(&out).map_err(|_| Exit(BROKEN_PIPE))?;
     }
     Ok(ret)
 }
@@ -262,8 +262,9 @@ impl Job<'_> {
                 let stdout = io::stdout();
                 let mut w = io::BufWriter::new(stdout.lock());
                 let result = roots.iter().try_for_each(|root| self.ls(store, &mut w, root, 0));
-                let _ = w.flush();
+                let flushed = w.flush();
                 result?;
+                flushed.map_err(|_| Exit(BROKEN_PIPE))?;
             }
             Mode::Chmod => {
                 let Some((path, specs)) = self.operands.split_first() else { return Ok(0) };
@@ -410,21 +411,25 @@ impl Job<'_> {
                         line.push(b')');
                     }
                     Err(err) => {
-                        let _ = w.write_all(&line);
+                        w.write_all(&line).and_then(|()| w.flush()).map_err(|_| Exit(BROKEN_PIPE))?;
                         line.clear();
-                        let _ = w.flush();
                         let msg = cat(&[b"\ncould not access permissions for ", name]);
                         self.msgs.warn(&msg, err.errno());
                     }
                 }
             }
             line.push(b'\n');
-            let _ = w.write_all(&line);
+            w.write_all(&line).map_err(|_| Exit(BROKEN_PIPE))?;
             self.ls(store, w, &full, depth + 1)?;
         }
         Ok(())
     }
 }
+
+/// The status when stdout is gone (a closed pipe). The C tools die of
+/// SIGPIPE there, which Rust programs ignore; 128 + 13 is what a shell
+/// reports for that death.
+const BROKEN_PIPE: i32 = 141;
 
 /// `strlen(" = \"...\"")`.
 const TAG_LEN: i32 = 8;
@@ -486,8 +491,8 @@ fn watch(msgs: &Messages<'_>, client: &Client, keys: &[Vec<u8>], nr: i32) -> Res
         // The connection ended: the C tool would spin on failed reads.
         let Some(event) = events.next() else { break };
         let mut out = stdout.lock();
-        let _ = out.write_all(&cat(&[event.path.as_bytes(), b"\n"]));
-        let _ = out.flush();
+        let written = out.write_all(&cat(&[event.path.as_bytes(), b"\n"])).and_then(|()| out.flush());
+        written.map_err(|_| Exit(BROKEN_PIPE))?;
         count += 1;
     }
     Ok(0)
