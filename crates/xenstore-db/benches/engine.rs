@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{black_box, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
-use xenstore_db::{Caller, Engine};
+use xenstore_db::{Caller, ConnId, Engine};
 use xenstore_wire::{DomId, ErrorCode, Reply, Request};
 
 mod host;
@@ -27,7 +27,7 @@ use host::Host;
 /// Store sizes, in nodes.
 const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
 
-/// Children of the node listed by the `directory` group.
+/// Children of the node listed by the `directory_10k_children` group.
 const WIDE_CHILDREN: usize = 10_000;
 
 /// Guests whose paths the background watches are on (4 watches each).
@@ -72,13 +72,15 @@ fn vif_state(d: DomId) -> String {
     format!("/local/domain/{d}/device/vif/0/state")
 }
 
+/// 18 benchmarks at about 8 s each, plus building the stores (about 3 s at
+/// 1M), keep a whole run near 3 minutes on a 2-core machine.
 fn configure<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
     let mut group = c.benchmark_group(name);
-    group.sample_size(40).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    group.sample_size(60).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(6));
     group
 }
 
-fn expect_ok(engine: &mut Engine, conn: u64, tx: u32, request: &Request<'_>) -> Reply {
+fn expect_ok(engine: &mut Engine, conn: ConnId, tx: u32, request: &Request<'_>) -> Reply {
     let out = engine.handle(conn, tx, request);
     match out.reply {
         Ok(reply) => reply,
@@ -265,7 +267,7 @@ fn add_wide(fx: &mut Fixture, wide: &str) {
 
 /// Lists `path` with DIRECTORY_PART as a client does: the names (nul
 /// terminated) and the number of requests it took.
-fn list_by_parts(engine: &mut Engine, conn: u64, path: &str) -> (Vec<u8>, usize) {
+fn list_by_parts(engine: &mut Engine, conn: ConnId, path: &str) -> (Vec<u8>, usize) {
     let mut all = Vec::new();
     let mut requests = 0;
     loop {

@@ -30,7 +30,13 @@ impl Demo {
         };
         let out = self.engine.handle(conn, tx, &request);
         for d in &out.events {
-            println!("{:>30} event to {}: {} ({})", "<-", self.name(d.conn), d.event.path, String::from_utf8_lossy(&d.event.token));
+            println!(
+                "{:>30} event to {}: {} ({})",
+                "<-",
+                self.name(d.conn),
+                d.event.path,
+                String::from_utf8_lossy(&d.event.token)
+            );
         }
         match &out.reply {
             Ok(reply) => {
@@ -41,7 +47,13 @@ impl Demo {
             Err(e) => println!("{:>30} {e}{}", "<-", out.quota.map(|q| format!(" ({q})")).unwrap_or_default()),
         }
         if let Some(d) = &out.after_reply {
-            println!("{:>30} event to {}: {} ({})", "<-", self.name(d.conn), d.event.path, String::from_utf8_lossy(&d.event.token));
+            println!(
+                "{:>30} event to {}: {} ({})",
+                "<-",
+                self.name(d.conn),
+                d.event.path,
+                String::from_utf8_lossy(&d.event.token)
+            );
         }
         out.reply.ok()
     }

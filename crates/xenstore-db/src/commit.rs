@@ -79,7 +79,7 @@ impl Engine {
     /// Applies a validated transaction's writes to the live tree and returns
     /// its changes (watch events), recorded when they happened.
     fn apply(&mut self, tx: Transaction) -> Vec<Change> {
-        let Transaction { work, written, changes, .. } = tx;
+        let Transaction { work, written, removed, changes, .. } = tx;
         // Domains named by new permissions must be known before the nodes
         // are stamped, or their entries would be judged stale.
         let named: BTreeSet<_> = written
@@ -93,8 +93,11 @@ impl Engine {
         let mut mutations = Vec::new();
         let mut created: Vec<&Arc<str>> = Vec::new();
         // Removals first: names the transaction removed leave the live lists.
+        // A node it removed and created again is removed here and created
+        // below, so it takes the place the transaction gave it.
         for p in &written {
-            if work.get(p).is_none() && self.tree.get(p).is_some() {
+            let gone = work.get(p).is_none() || removed.contains(p);
+            if gone && self.tree.get(p).is_some() {
                 self.gen += 1;
                 for (key, node) in self.tree.remove_subtree(p, self.gen) {
                     mutations.push(Mutation::Removed { key, owner: node.perms.owner() });

@@ -161,6 +161,14 @@ impl Ctx<'_> {
         let Some((ancestor, node)) = self.tree().nearest_ancestor(p).map(|(a, n)| (a, n.clone())) else {
             return Err(ErrorCode::ENOENT);
         };
+        // The answer (ENOENT or EACCES) depends on every missing level
+        // staying missing, not only on the ancestor: a node created in
+        // between would change it.
+        let mut level = p;
+        while let Some(parent) = path::parent(level).filter(|parent| *parent != ancestor) {
+            self.observe_meta(parent)?;
+            level = parent;
+        }
         self.observe_meta(ancestor)?;
         let granted = match need {
             Need::Read => self.rights_on(&node).read,
@@ -331,6 +339,9 @@ impl Ctx<'_> {
                 let mut top = None;
                 for (key, n) in removed {
                     self.mark_written(&key);
+                    if let Some(tx) = self.tx_mut() {
+                        tx.removed.insert(key.clone());
+                    }
                     let owner = n.perms.owner();
                     let mine = owner == self.caller.domid;
                     if let Some(tx) = self.tx_mut().filter(|_| mine) {

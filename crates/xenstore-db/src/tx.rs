@@ -28,7 +28,7 @@
 //! appended to the live list in its order, names it removed are dropped,
 //! and names others created meanwhile stay.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use xenstore_wire::ErrorCode;
@@ -59,6 +59,9 @@ pub(crate) struct Transaction {
     pub seen: BTreeMap<Arc<str>, Seen>,
     /// Nodes it wrote (created, changed or removed), first write first.
     pub written: Vec<Arc<str>>,
+    /// Nodes it removed at some point: one it then created again is a new
+    /// node (new place in its parent's list), not an update.
+    pub removed: BTreeSet<Arc<str>>,
     /// Watch events to fire if it commits.
     pub changes: Vec<Change>,
     /// Net change of the caller's owned-node count.
@@ -76,6 +79,7 @@ impl Transaction {
             work: live.clone(),
             seen: BTreeMap::new(),
             written: Vec::new(),
+            removed: BTreeSet::new(),
             changes: Vec::new(),
             node_delta: 0,
             node_limit,

@@ -213,12 +213,9 @@ fn random_runs_reach_every_outcome() {
 }
 
 // ---------------------------------------------------------------------------
-// Known engine bugs, kept as failing cases (`cargo test -- --ignored`). The
-// random runs skip exactly these request shapes (see `Model::excluded`).
+// Engine bugs this test found, kept as regression cases.
 
 #[test]
-#[ignore = "engine bug: a transaction that removes a node and creates it again commits it at its old place in \
-            the parent's children list, not last where the transaction itself (and a serial run) put it"]
 fn tx_recreating_removed_node_keeps_old_children_order() {
     let mut w = World::new();
     w.write("dom0", "/d/x", "1");
@@ -236,8 +233,6 @@ fn tx_recreating_removed_node_keeps_old_children_order() {
 /// The random runs' shrunk case for the bug above: the removed node comes
 /// back as a missing parent.
 #[test]
-#[ignore = "engine bug: a transaction that removes a node and creates it again commits it at its old place in \
-            the parent's children list"]
 fn tx_recreating_removed_node_random_case() {
     let mut h = Harness::new();
     h.exclude_known_bugs = false;
@@ -259,8 +254,6 @@ fn tx_recreating_removed_node_random_case() {
 }
 
 #[test]
-#[ignore = "engine bug: for a missing node a transaction records only the node and its nearest existing \
-            ancestor, so a node created in between (turning ENOENT into EACCES) does not make the commit fail"]
 fn tx_missing_path_answer_can_change_unnoticed() {
     let mut w = World::new();
     // d1 may read and write at the top.
@@ -285,8 +278,6 @@ fn tx_missing_path_answer_can_change_unnoticed() {
 /// The random runs' shrunk case for the bug above, through RM: the
 /// transaction records `/b/a/a`, its parent `/b/a` and `/`, not `/b`.
 #[test]
-#[ignore = "engine bug: for a missing node a transaction records only the node and its nearest existing \
-            ancestor (and RM the parent)"]
 fn tx_missing_path_answer_can_change_unnoticed_random_case() {
     let mut h = Harness::new();
     h.exclude_known_bugs = false;
@@ -991,44 +982,11 @@ impl Model {
     }
 
     /// Request shapes left out of the random runs because they hit a known
-    /// engine bug (each has its own ignored test below).
-    fn excluded(&self, who: usize, tx_id: u32, action: &Action) -> Option<&'static str> {
-        let Action::Node { op, path } = action else { return None };
-        let tx = self.txs.iter().find(|t| t.id == tx_id && t.who == who)?;
-        let p = canonical(path, DOMIDS[who]);
-        // Engine bug (`tx_recreating_removed_node_keeps_old_children_order`):
-        // a transaction that removes a node and then creates it again (as
-        // the node written or as a missing parent) commits it at its old
-        // place in the live children list, not at the end where the
-        // transaction itself (and a serial run) put it.
-        if matches!(op, NodeOp::Write(_) | NodeOp::Mkdir) {
-            let mut level = p.as_str();
-            while !tx.work.contains_key(level) {
-                if tx.removed.contains(level) {
-                    return Some("recreates a node removed in the same transaction");
-                }
-                level = parent(level);
-            }
-        }
-        // Engine bug (`tx_missing_path_answer_can_change_unnoticed`): for a
-        // missing node the engine records only the node and its nearest
-        // existing ancestor (WRITE and MKDIR that go on to create record the
-        // levels between; RM records the parent). A node created between
-        // them later changes whether a guest may learn the absence (ENOENT
-        // against EACCES), yet the transaction commits. (dom0's answer
-        // cannot change: it may always know.)
-        if !tx.work.contains_key(&p) && who != 0 {
-            let mut fx = Effects::default();
-            // Only what it records matters here, not its answer.
-            let _ = exec(&mut tx.work.clone(), &mut 0, caller(who), op, &p, &mut fx);
-            let mut level = parent(&p);
-            while !tx.work.contains_key(level) {
-                if !fx.meta.contains(level) {
-                    return Some("answer depends on the absence of a node the engine does not record");
-                }
-                level = parent(level);
-            }
-        }
+    /// engine bug. None at present: the two found by this test (a node
+    /// removed and created again in one transaction kept its old place; a
+    /// missing path's intermediate levels were not recorded) are fixed, and
+    /// their cases are the `tx_recreating_*` and `tx_missing_path_*` tests.
+    fn excluded(&self, _who: usize, _tx_id: u32, _action: &Action) -> Option<&'static str> {
         None
     }
 
@@ -1273,8 +1231,8 @@ fn exec(nodes: &mut Nodes, ver: &mut u64, c: Caller, op: &NodeOp, p: &str, fx: &
 }
 
 /// Finds `p` with access `need`. Depends on `p`, and when it is missing on
-/// its nearest existing ancestor, whose rights decide between ENOENT (may
-/// know) and EACCES.
+/// the missing levels above it and its nearest existing ancestor, whose
+/// rights decide between ENOENT (may know) and EACCES.
 fn lookup(nodes: &Nodes, c: Caller, p: &str, need: Need, fx: &mut Effects) -> Result<(), ErrorCode> {
     fx.meta.insert(p.to_owned());
     if let Some(node) = nodes.get(p) {
@@ -1286,8 +1244,10 @@ fn lookup(nodes: &Nodes, c: Caller, p: &str, need: Need, fx: &mut Effects) -> Re
         };
         return if granted { Ok(()) } else { Err(ErrorCode::EACCES) };
     }
+    // The answer depends on every missing level staying missing.
     let mut ancestor = parent(p);
     while !nodes.contains_key(ancestor) {
+        fx.meta.insert(ancestor.to_owned());
         ancestor = parent(ancestor);
     }
     fx.meta.insert(ancestor.to_owned());
@@ -1345,8 +1305,10 @@ fn remove_subtree(nodes: &mut Nodes, p: &str, ver: &mut u64) -> Vec<String> {
 /// wrote takes its value and permissions (keeping the live children), what
 /// it created is appended to the live parent in the transaction's order.
 fn apply_net(live: &mut Nodes, tx: &ModelTx, ver: &mut u64) {
+    // Removed nodes go, and so do nodes removed and created again: those
+    // are created anew below, at the place the transaction gave them.
     for p in &tx.written {
-        if !tx.work.contains_key(p) && live.contains_key(p) {
+        if (!tx.work.contains_key(p) || tx.removed.contains(p)) && live.contains_key(p) {
             remove_subtree(live, p, ver);
         }
     }
