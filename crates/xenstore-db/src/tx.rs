@@ -24,9 +24,12 @@
 //! (serializable). Writes always observe what they overwrite (the permission
 //! check reads the node, or its nearest ancestor when creating), so two
 //! transactions writing one node cannot both commit from the same snapshot.
-//! Applying merges children lists: names the transaction created are
-//! appended to the live list in its order, names it removed are dropped,
-//! and names others created meanwhile stay.
+//! A missing node's answer (ENOENT or EACCES) depends on every missing level
+//! above it, so all of them are recorded, up to the nearest existing
+//! ancestor. Applying merges children lists: names the transaction created
+//! are appended to the live list in its order, names it removed are
+//! dropped, and names others created meanwhile stay; a node it removed and
+//! created again is a new node and goes where the transaction put it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
