@@ -45,6 +45,11 @@ pub enum Reply {
     /// `GET_FEATURE` / `GET_QUOTA` with a name: a decimal number.
     Number(u64),
     /// `GET_QUOTA` without a name: the supported quota names, blank-separated.
+    ///
+    /// The two `GET_QUOTA` reply forms share a syntax, so [`Reply::parse`]
+    /// picks `Number` for anything decimal. A list of exactly one all-digit
+    /// name therefore encodes to the bytes of a `Number` and parses back as
+    /// one; no real quota name is a number.
     Names(Vec<String>),
     /// `CONTROL`: free text (the command's output).
     Text(Vec<u8>),
