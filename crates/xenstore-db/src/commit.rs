@@ -79,7 +79,12 @@ impl Engine {
     /// Applies a validated transaction's writes to the live tree and returns
     /// its changes (watch events), recorded when they happened.
     fn apply(&mut self, tx: Transaction) -> Vec<Change> {
-        let Transaction { work, written, removed, changes, .. } = tx;
+        let Transaction { work, written, removed, changes, base, seen, .. } = tx;
+        // Release the snapshot first: while it shares the live tree's nodes,
+        // every write below would copy its path instead of changing it in
+        // place (a third of a commit's cost, measured).
+        drop(base);
+        drop(seen);
         // Domains named by new permissions must be known before the nodes
         // are stamped, or their entries would be judged stale.
         let named: BTreeSet<_> = written

@@ -191,6 +191,10 @@ impl Ctx<'_> {
     pub fn directory(&mut self, p: &str) -> Result<Reply, ErrorCode> {
         let node = self.lookup(p, Need::Read)?;
         self.observe_list(p)?;
+        // Refuse an oversize listing before building it.
+        if node.children.iter().map(|c| c.len() + 1).sum::<usize>() > PAYLOAD_MAX {
+            return Err(ErrorCode::E2BIG);
+        }
         Ok(Reply::Directory(node.children.iter().cloned().collect()))
     }
 
