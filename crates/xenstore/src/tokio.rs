@@ -100,6 +100,20 @@ impl Inner {
     }
 }
 
+/// Aborts (without waiting) a transaction still open when dropped.
+struct AbortOnDrop<'a> {
+    inner: &'a Inner,
+    id: Option<u32>,
+}
+
+impl Drop for AbortOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.inner.send_detached(id, &Request::TransactionEnd { commit: false });
+        }
+    }
+}
+
 /// Forgets a request whose future is dropped before its reply came.
 struct Abandon<'a> {
     inner: &'a Inner,
@@ -265,6 +279,9 @@ impl AsyncClient {
             let mut tx = self.transaction_start().await?;
             tx.abort_on_drop = false;
             let id = tx.id;
+            // If this future is dropped before the transaction ends, abort
+            // it rather than leave it open on the daemon.
+            let mut open = AbortOnDrop { inner: &self.inner, id: Some(id) };
             let result = match body(tx).await {
                 Ok(value) => self.end(id, true).await.map(|()| value),
                 Err(err) => {
@@ -272,6 +289,7 @@ impl AsyncClient {
                     Err(err)
                 }
             };
+            open.id = None;
             match result {
                 Err(err) if err.is_eagain() && attempt < self.inner.options.transaction_retries => attempt += 1,
                 other => return other,

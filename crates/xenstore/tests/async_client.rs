@@ -183,3 +183,30 @@ fn async_types_can_cross_tasks() {
     send_sync::<xenstore::tokio::AsyncTransaction>();
     send::<xenstore::tokio::AsyncWatch>();
 }
+
+#[tokio::test]
+async fn dropping_the_transaction_helper_future_aborts_the_transaction() {
+    let (client, mut daemon) = pair(Options::default());
+    let (started, wait_started) = tokio::sync::oneshot::channel::<()>();
+    let server = thread::spawn(move || {
+        let start = daemon.expect(Op::TransactionStart);
+        daemon.reply(&start, b"9\0");
+        let end = daemon.expect(Op::TransactionEnd);
+        assert_eq!((end.header.tx_id, &end.payload[..]), (9, &b"F\0"[..]));
+        daemon.ok(&end);
+        daemon
+    });
+    let mut started = Some(started);
+    let helper = client.transaction(|_tx| {
+        if let Some(started) = started.take() {
+            let _ = started.send(());
+        }
+        std::future::pending::<Result<(), Error>>()
+    });
+    tokio::select! {
+        _ = helper => unreachable!("the body never finishes"),
+        _ = wait_started => {}
+    }
+    // Join off the runtime: its writer task must still send the abort.
+    tokio::task::spawn_blocking(move || server.join().unwrap()).await.unwrap();
+}

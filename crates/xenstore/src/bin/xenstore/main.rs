@@ -45,9 +45,9 @@ pub struct Messages<'a> {
 }
 
 impl Messages<'_> {
-    /// `warnx`: "name: msg\n" on stderr.
+    /// `warnx`: "name: msg\n" on stderr (stdout is not flushed first,
+    /// as in C, where it is a separate buffer).
     pub fn warnx(&self, msg: &[u8]) {
-        let _ = io::stdout().flush();
         let _ = io::stderr().write_all(&cat(&[self.short_name, b": ", msg, b"\n"]));
     }
 

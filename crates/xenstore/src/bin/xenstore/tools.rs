@@ -348,7 +348,6 @@ impl Job<'_> {
             Ok(names) => names,
             Err(Error::Xs(ErrorCode::ENOENT)) if depth > 0 => return Ok(()),
             Err(err) => {
-                let _ = w.flush();
                 return Err(self.msgs.err(1, &cat(&[b"xs_directory (", path, b")"]), err.errno()));
             }
         };
@@ -411,8 +410,6 @@ impl Job<'_> {
                         line.push(b')');
                     }
                     Err(err) => {
-                        w.write_all(&line).and_then(|()| w.flush()).map_err(|_| Exit(BROKEN_PIPE))?;
-                        line.clear();
                         let msg = cat(&[b"\ncould not access permissions for ", name]);
                         self.msgs.warn(&msg, err.errno());
                     }
