@@ -334,6 +334,16 @@ impl AsyncClient {
         store::expect_ok(Op::Release, self.inner.call(0, &Request::Release(domid)).await?)
     }
 
+    /// `RESUME`.
+    pub async fn resume(&self, domid: DomId) -> Result<(), Error> {
+        store::expect_ok(Op::Resume, self.inner.call(0, &Request::Resume(domid)).await?)
+    }
+
+    /// `SET_TARGET`: `domid` may act for `target`.
+    pub async fn set_target(&self, domid: DomId, target: DomId) -> Result<(), Error> {
+        store::expect_ok(Op::SetTarget, self.inner.call(0, &Request::SetTarget { domid, target }).await?)
+    }
+
     /// `CONTROL`: `args` is the command and its parameters.
     pub async fn control(&self, args: &[&[u8]]) -> Result<Vec<u8>, Error> {
         let payload = store::control_payload(args);
