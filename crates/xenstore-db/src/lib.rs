@@ -11,7 +11,7 @@
 //! - The tree is a persistent ordered map from path to node ([`tree`]), so
 //!   a transaction's snapshot costs O(1) and a subtree is one key range.
 //! - Transactions conflict only when a node they depended on changed
-//!   ([`tx`] states the rule and why it is safe).
+//!   (the rule and why it is safe are in `src/tx.rs` and `docs/DESIGN.md`).
 //! - Watches are indexed by path ([`watch`]): an event costs O(depth), not
 //!   O(watches).
 //! - Per-domain ownership sets make domain removal proportional to what the

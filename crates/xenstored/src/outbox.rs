@@ -54,7 +54,7 @@ pub struct Outbox {
     /// Unsent events by payload, with how many copies are queued (at most
     /// one, except for one already partly written).
     pending_events: HashMap<Vec<u8>, usize>,
-    /// Events dropped by the cap since the last [`Outbox::take_dropped`].
+    /// Events dropped by the cap since the last [`Outbox::take_counters`].
     dropped: u64,
     /// Events not queued because an identical one was pending.
     coalesced: u64,
