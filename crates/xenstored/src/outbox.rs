@@ -18,7 +18,9 @@
 //! Messages leave in the order they were queued, replies and events
 //! interleaved as produced.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::io::{self, IoSlice, Write};
 
 /// Bounds of one connection's queue.
@@ -51,9 +53,12 @@ pub struct Outbox {
     front_sent: usize,
     queued_bytes: usize,
     event_bytes: usize,
-    /// Unsent events by payload, with how many copies are queued (at most
-    /// one, except for one already partly written).
-    pending_events: HashMap<Vec<u8>, usize>,
+    /// Unsent events by a keyed 64-bit hash of their payload, with how many
+    /// copies are queued (at most one, except for one already partly
+    /// written). The keys are random per outbox, so nobody can make two
+    /// different events collide on purpose; by chance it is a 2^-64 event.
+    pending_events: HashMap<u64, usize>,
+    hasher: RandomState,
     /// Events dropped by the cap since the last [`Outbox::take_counters`].
     dropped: u64,
     /// Events not queued because an identical one was pending.
@@ -69,15 +74,15 @@ impl Outbox {
 
     /// Queues a watch event (header included), coalescing and capping.
     pub fn push_event(&mut self, bytes: Vec<u8>, limits: &Limits) {
-        let key = event_key(&bytes);
-        // The front message may be partly written: it no longer counts as
-        // pending for coalescing purposes only once it is fully sent, which
-        // `advance` handles.
-        if self.pending_events.get(key).is_some_and(|n| *n > 0) {
+        let key = self.hasher.hash_one(event_key(&bytes));
+        // A message partly written still counts as pending until it is fully
+        // sent (see `advance`): the client has not seen it yet.
+        let count = self.pending_events.entry(key).or_insert(0);
+        if *count > 0 {
             self.coalesced += 1;
             return;
         }
-        *self.pending_events.entry(key.to_vec()).or_insert(0) += 1;
+        *count += 1;
         self.queued_bytes += bytes.len();
         self.event_bytes += bytes.len();
         self.queue.push_back(Message { bytes, event: true });
@@ -103,11 +108,11 @@ impl Outbox {
     fn forget_event(&mut self, msg: &Message) {
         self.queued_bytes -= msg.bytes.len();
         self.event_bytes -= msg.bytes.len();
-        let key = event_key(&msg.bytes);
-        if let Some(n) = self.pending_events.get_mut(key) {
+        let key = self.hasher.hash_one(event_key(&msg.bytes));
+        if let Some(n) = self.pending_events.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
-                self.pending_events.remove(key);
+                self.pending_events.remove(&key);
             }
         }
     }

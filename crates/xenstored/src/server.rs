@@ -35,6 +35,10 @@ pub(crate) struct Connection {
     want_write: bool,
     /// Reading is paused until the outbox drains (backpressure).
     paused: bool,
+    /// The socket took no more at the last write: wait for WRITABLE rather
+    /// than retry on every new message (a client that never reads would
+    /// otherwise cost a failing `writev` per event).
+    blocked: bool,
 }
 
 /// The daemon's state.
@@ -133,6 +137,9 @@ impl Server {
                     Token(t) => {
                         let id = t as ConnId;
                         if event.is_writable() {
+                            if let Some(conn) = self.conns.get_mut(&id) {
+                                conn.blocked = false;
+                            }
                             self.dirty.insert(id);
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -171,6 +178,7 @@ impl Server {
                             outbox: Outbox::default(),
                             want_write: false,
                             paused: false,
+                            blocked: false,
                         },
                     );
                 }
@@ -300,10 +308,13 @@ impl Server {
     /// resumes reading once the backlog has drained.
     fn flush(&mut self, id: ConnId) {
         let Some(conn) = self.conns.get_mut(&id) else { return };
-        if let Err(e) = conn.outbox.flush_to(&mut conn.stream) {
-            debug!(conn = id, "write failed: {e}");
-            self.close(id);
-            return;
+        if !conn.blocked {
+            if let Err(e) = conn.outbox.flush_to(&mut conn.stream) {
+                debug!(conn = id, "write failed: {e}");
+                self.close(id);
+                return;
+            }
+            conn.blocked = !conn.outbox.is_empty();
         }
         let (dropped, coalesced) = conn.outbox.take_counters();
         if dropped > 0 {

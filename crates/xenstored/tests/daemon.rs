@@ -9,7 +9,7 @@
 mod support;
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 use xenstore_wire::{Header, Op};
@@ -197,65 +197,4 @@ fn sigterm_exits_cleanly_and_removes_the_socket() {
     assert!(!d.socket.exists(), "socket removed");
     assert!(!pid_file.exists(), "pid file removed");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Median round trip of `n` READs.
-fn median_read_latency(c: &mut Client, n: usize) -> Duration {
-    let mut times: Vec<Duration> = (0..n)
-        .map(|_| {
-            let start = Instant::now();
-            let _ = c.call(Op::Read, 0, &p("/tool"));
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[n / 2]
-}
-
-#[test]
-fn flooded_daemon_keeps_other_clients_fast_and_memory_bounded() {
-    let d = Daemon::start(&[]);
-    let mut probe = d.client();
-    let idle = median_read_latency(&mut probe, 400);
-
-    // A client that watches everything and never reads.
-    let mut sleeper = d.client();
-    let _ = sleeper.send_raw(Op::Watch as u32, 0, b"/\0all\0");
-    let rss_before = d.rss();
-
-    // A writer fires 10,000 distinct events at it, while the probe measures.
-    // It is paced (bursts of 20 writes, then 1 ms) so that the machine has
-    // CPU to spare: the test is about what the stuck client costs the
-    // daemon, not about three processes sharing two cores.
-    let socket = d.socket.clone();
-    let writer = std::thread::spawn(move || {
-        let mut w = Client::connect(&socket);
-        for i in 0..10_000 {
-            w.write(&format!("/flood/n{i}"), b"0123456789012345678901234567890123456789");
-            if i % 20 == 19 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    });
-    // And a client sends a megabyte of garbage.
-    let mut garbage = d.client();
-    let _ = garbage.stream.write_all(&vec![0xa5u8; 1 << 20]);
-
-    let mut flooded = Vec::new();
-    while !writer.is_finished() {
-        flooded.push(median_read_latency(&mut probe, 50));
-    }
-    writer.join().unwrap();
-    flooded.sort();
-    let during = flooded[flooded.len() / 2];
-    let grown = d.rss().saturating_sub(rss_before);
-
-    eprintln!("idle median {idle:?}, flooded median {during:?}, rss growth {grown} bytes");
-    // The queue for the sleeper is capped at 256 KiB of events (plus the
-    // 10,000 nodes themselves): growth stays far below the 10,000 events'
-    // size if they were all kept with their bookkeeping.
-    assert!(grown < 32 << 20, "daemon grew by {grown} bytes");
-    // Latency: the flood must not make the probe more than twice as slow.
-    assert!(during <= idle * 2, "idle median {idle:?}, flooded median {during:?}");
-    assert!(d.log().contains("not reading"), "dropping events for the sleeper is logged");
 }

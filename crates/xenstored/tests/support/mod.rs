@@ -19,6 +19,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(extra: &[&str]) -> Daemon {
+        Daemon::start_on(None, extra)
+    }
+
+    /// Starts the daemon, pinned to one CPU if `cpu` is given.
+    pub fn start_on(cpu: Option<usize>, extra: &[&str]) -> Daemon {
         let dir = std::env::temp_dir().join(format!(
             "xenstored-test-{}-{}",
             std::process::id(),
@@ -27,7 +32,15 @@ impl Daemon {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("socket");
-        let child = Command::new(env!("CARGO_BIN_EXE_xenstored"))
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).arg(env!("CARGO_BIN_EXE_xenstored"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_xenstored")),
+        };
+        let child = command
             .arg("-N")
             .arg("--socket")
             .arg(&socket)
