@@ -40,7 +40,7 @@ impl Engine {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.txs.push(id);
         }
-        Outcome { reply: Ok(Reply::TransactionStart(id)), events: Vec::new(), after_reply: None, quota: None }
+        Outcome::ok(Reply::TransactionStart(id))
     }
 
     fn allocate_tx_id(&mut self) -> u32 {
@@ -66,7 +66,7 @@ impl Engine {
             c.txs.retain(|t| *t != tx_id);
         }
         if !commit {
-            return Outcome { reply: Ok(Reply::Ok), events: Vec::new(), after_reply: None, quota: None };
+            return Outcome::ok(Reply::Ok);
         }
         if !tx.validate(&self.tree) {
             return Outcome::error(ErrorCode::EAGAIN);

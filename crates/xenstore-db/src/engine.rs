@@ -87,7 +87,13 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub(crate) fn error(e: ErrorCode) -> Outcome {
+    /// A successful reply with no events.
+    pub fn ok(reply: Reply) -> Outcome {
+        Outcome { reply: Ok(reply), events: Vec::new(), after_reply: None, quota: None }
+    }
+
+    /// An error reply with no events.
+    pub fn error(e: ErrorCode) -> Outcome {
         Outcome { reply: Err(e), events: Vec::new(), after_reply: None, quota: None }
     }
 }
@@ -304,15 +310,15 @@ impl Engine {
             Request::Unwatch { path: p, token } => self.unwatch(conn, caller, p, token),
             Request::ResetWatches => {
                 self.reset_conn(conn);
-                Outcome { reply: Ok(Reply::Ok), events: Vec::new(), after_reply: None, quota: None }
+                Outcome::ok(Reply::Ok)
             }
             Request::TransactionStart => self.transaction_start(conn, caller, tx_id),
             Request::TransactionEnd { commit } => self.transaction_end(conn, tx_id, *commit),
             Request::Control(payload) => self.control(caller, payload),
-            Request::GetDomainPath(domid) => ok(Reply::DomainPath(path::domain_home(*domid))),
+            Request::GetDomainPath(domid) => Outcome::ok(Reply::DomainPath(path::domain_home(*domid))),
             Request::IsDomainIntroduced(domid) => {
                 let introduced = *domid == 0 || self.domains.get(domid).is_some_and(|d| d.introduced.is_some());
-                ok(Reply::Bool(introduced))
+                Outcome::ok(Reply::Bool(introduced))
             }
             Request::Introduce { domid, gfn, port } => self.introduce(caller, *domid, *gfn, *port),
             Request::Release(domid) => self.release(caller, *domid),
@@ -413,8 +419,4 @@ impl Engine {
         };
         Outcome { reply, events, after_reply: None, quota: quota_hit }
     }
-}
-
-fn ok(reply: Reply) -> Outcome {
-    Outcome { reply: Ok(reply), events: Vec::new(), after_reply: None, quota: None }
 }

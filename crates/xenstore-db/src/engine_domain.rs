@@ -9,10 +9,6 @@ use crate::event::{Change, Delivery};
 use crate::quota::QuotaKind;
 use crate::{Engine, Outcome};
 
-fn ok(reply: Reply) -> Outcome {
-    Outcome { reply: Ok(reply), events: Vec::new(), after_reply: None, quota: None }
-}
-
 impl Engine {
     /// Keeps the domains' owned-node sets in step with the live tree.
     pub(crate) fn apply_mutations(&mut self, mutations: Vec<Mutation>) {
@@ -52,7 +48,7 @@ impl Engine {
         let ring = RingAddress { gfn, port };
         let domain = self.ensure_domain(domid);
         match domain.introduced {
-            Some(existing) if existing == ring => return ok(Reply::Ok),
+            Some(existing) if existing == ring => return Outcome::ok(Reply::Ok),
             Some(_) => return Outcome::error(ErrorCode::EINVAL),
             None => {
                 domain.introduced = Some(ring);
@@ -86,7 +82,7 @@ impl Engine {
         match self.domains.get_mut(&domid) {
             Some(d) if d.introduced.is_some() => {
                 d.release_fired = false;
-                ok(Reply::Ok)
+                Outcome::ok(Reply::Ok)
             }
             _ => Outcome::error(ErrorCode::ENOENT),
         }
@@ -99,7 +95,7 @@ impl Engine {
         }
         self.ensure_domain(target);
         self.ensure_domain(domid).target = Some(target);
-        ok(Reply::Ok)
+        Outcome::ok(Reply::Ok)
     }
 
     /// GET_FEATURE.
@@ -108,9 +104,9 @@ impl Engine {
             return Outcome::error(ErrorCode::EACCES);
         }
         match domid {
-            None => ok(Reply::Number(u64::from(self.config.features))),
+            None => Outcome::ok(Reply::Number(u64::from(self.config.features))),
             Some(d) => match self.domains.get(&d) {
-                Some(dom) => ok(Reply::Number(u64::from(dom.features))),
+                Some(dom) => Outcome::ok(Reply::Number(u64::from(dom.features))),
                 None => Outcome::error(ErrorCode::ENOENT),
             },
         }
@@ -129,7 +125,7 @@ impl Engine {
             return Outcome::error(ErrorCode::EBUSY);
         }
         domain.features = value;
-        ok(Reply::Ok)
+        Outcome::ok(Reply::Ok)
     }
 
     /// GET_QUOTA.
@@ -138,7 +134,7 @@ impl Engine {
             return Outcome::error(ErrorCode::EACCES);
         }
         let Some(name) = quota else {
-            return ok(Reply::Names(QuotaKind::ALL.iter().map(|q| q.name().to_owned()).collect()));
+            return Outcome::ok(Reply::Names(QuotaKind::ALL.iter().map(|q| q.name().to_owned()).collect()));
         };
         let Some(kind) = QuotaKind::from_name(name) else {
             return Outcome::error(ErrorCode::EINVAL);
@@ -150,7 +146,7 @@ impl Engine {
                 None => return Outcome::error(ErrorCode::ENOENT),
             },
         };
-        ok(Reply::Number(u64::from(quotas.get(kind))))
+        Outcome::ok(Reply::Number(u64::from(quotas.get(kind))))
     }
 
     /// SET_QUOTA. The global value is what domains get when first known;
@@ -169,7 +165,7 @@ impl Engine {
                 None => return Outcome::error(ErrorCode::ENOENT),
             },
         }
-        ok(Reply::Ok)
+        Outcome::ok(Reply::Ok)
     }
 
     /// CONTROL: the engine answers `check`; the daemon answers the rest
@@ -181,8 +177,8 @@ impl Engine {
         let mut args = xenstore_wire::Request::control_args(payload);
         match args.next() {
             Some(b"check") => match self.check() {
-                Ok(()) => ok(Reply::Text(b"OK".to_vec())),
-                Err(problem) => ok(Reply::Text(problem.into_bytes())),
+                Ok(()) => Outcome::ok(Reply::Text(b"OK".to_vec())),
+                Err(problem) => Outcome::ok(Reply::Text(problem.into_bytes())),
             },
             _ => Outcome::error(ErrorCode::EINVAL),
         }

@@ -55,7 +55,7 @@ impl Engine {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.watches.retain(|w| *w != id);
                 }
-                Outcome { reply: Ok(Reply::Ok), events: Vec::new(), after_reply: None, quota: None }
+                Outcome::ok(Reply::Ok)
             }
             None => Outcome::error(ErrorCode::ENOENT),
         }
@@ -74,7 +74,7 @@ impl Engine {
         if !rights(caller, target, perms, |_| true).read {
             return Outcome::error(ErrorCode::EACCES);
         }
-        Outcome { reply: Ok(Reply::GetPerms(perms.clone())), events: Vec::new(), after_reply: None, quota: None }
+        Outcome::ok(Reply::GetPerms(perms.clone()))
     }
 
     /// SET_PERMS on `@introduceDomain` / `@releaseDomain`: lets the listed
@@ -93,6 +93,6 @@ impl Engine {
             return Outcome::error(ErrorCode::ENOSPC);
         }
         self.special_perms.insert(name, perms.clone());
-        Outcome { reply: Ok(Reply::Ok), events: Vec::new(), after_reply: None, quota: None }
+        Outcome::ok(Reply::Ok)
     }
 }

@@ -28,22 +28,18 @@ fn describe(kind: QuotaKind) -> &'static str {
 }
 
 fn text(s: impl Into<Vec<u8>>) -> Outcome {
-    Outcome { reply: Ok(Reply::Text(s.into())), events: Vec::new(), after_reply: None, quota: None }
-}
-
-fn error(e: ErrorCode) -> Outcome {
-    Outcome { reply: Err(e), events: Vec::new(), after_reply: None, quota: None }
+    Outcome::ok(Reply::Text(s.into()))
 }
 
 impl Server {
     /// Runs one CONTROL request.
     pub(crate) fn control(&mut self, id: ConnId, payload: &[u8]) -> Outcome {
         if !self.engine.caller(id).is_some_and(|c| c.privileged) {
-            return error(ErrorCode::EACCES);
+            return Outcome::error(ErrorCode::EACCES);
         }
         let args: Vec<&[u8]> = Request::control_args(payload).collect();
         let Some(args_str) = args.iter().map(|a| std::str::from_utf8(a).ok()).collect::<Option<Vec<&str>>>() else {
-            return error(ErrorCode::EINVAL);
+            return Outcome::error(ErrorCode::EINVAL);
         };
         match args_str.as_slice() {
             ["help"] => text(HELP),
@@ -86,17 +82,17 @@ impl Server {
                     }
                     text(out)
                 }
-                None => error(ErrorCode::ENOENT),
+                None => Outcome::error(ErrorCode::ENOENT),
             },
             ["quota-soft"] => text(quota_table(|k| self.soft_quotas.get(k), "warning level")),
             ["quota-soft", "set", name, value] => self.set_quota(name, value, true),
-            _ => error(ErrorCode::EINVAL),
+            _ => Outcome::error(ErrorCode::EINVAL),
         }
     }
 
     fn set_quota(&mut self, name: &str, value: &str, soft: bool) -> Outcome {
         let (Some(kind), Ok(value)) = (QuotaKind::from_name(name), value.parse::<u32>()) else {
-            return error(ErrorCode::EINVAL);
+            return Outcome::error(ErrorCode::EINVAL);
         };
         if soft {
             self.soft_quotas.set(kind, value);
@@ -107,7 +103,7 @@ impl Server {
         self.engine.disconnect(dom0);
         match out.reply {
             Ok(_) => text("OK"),
-            Err(e) => error(e),
+            Err(e) => Outcome::error(e),
         }
     }
 

@@ -254,7 +254,7 @@ impl Server {
         let outcome = match Request::parse(header.op, &packet.payload) {
             Ok(Request::Control(payload)) => self.control(id, payload),
             Ok(request) => self.engine.handle(id, header.tx_id, &request),
-            Err(e) => Outcome { reply: Err(e), events: Vec::new(), after_reply: None, quota: None },
+            Err(e) => Outcome::error(e),
         };
         if let Some(hit) = outcome.quota {
             info!(conn = id, "request refused: {hit}");
