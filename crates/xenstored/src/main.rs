@@ -44,7 +44,8 @@ fn run() -> Result<()> {
     options.socket = cwd.join(&options.socket);
     options.pid_file = options.pid_file.map(|p| cwd.join(p));
     options.trace_file = options.trace_file.map(|p| cwd.join(p));
-    init_logging(&options);
+    options.log_file = options.log_file.map(|p| cwd.join(p));
+    init_logging(&options)?;
     let mut soft = xenstore_db::Quotas::default();
     for kind in xenstore_db::QuotaKind::ALL {
         soft.set(kind, 0);
@@ -84,7 +85,20 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-fn init_logging(options: &Options) {
+fn init_logging(options: &Options) -> Result<()> {
     let level = if options.verbose { tracing::Level::DEBUG } else { tracing::Level::INFO };
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_ansi(false).init();
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_ansi(false);
+    match &options.log_file {
+        Some(path) => {
+            // Opened before forking: the descriptor survives daemonizing.
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening log file {}", path.display()))?;
+            builder.with_writer(std::sync::Mutex::new(file)).init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
 }

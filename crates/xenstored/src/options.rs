@@ -29,6 +29,9 @@ pub struct Options {
     pub keep_orphans: bool,
     /// More logging (`-V`).
     pub verbose: bool,
+    /// Where log lines go (`--log-file`); standard error when not set, which
+    /// a forked daemon has closed.
+    pub log_file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             soft_quotas: Vec::new(),
             keep_orphans: false,
             verbose: false,
+            log_file: None,
         }
     }
 }
@@ -67,6 +71,8 @@ Usage: xenstored [options]
   -q, --quota-soft <what>=<nb>  set a soft quota (exceeding it is logged)
   -K, --keep-orphans       keep a removed domain's nodes (given to dom0)
   -V, --verbose            verbose logging
+  --log-file <file>        append log lines to this file (default: standard
+                           error, which a forked daemon does not have)
   -D, -R, -I <on|off>, -w <what>=<s>, --trace-control=<x>
                            accepted for compatibility with the C daemon; no effect
   -H, --help               this text
@@ -131,6 +137,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, env_socket: Option<String>)
             }
             "-K" | "--keep-orphans" => o.keep_orphans = true,
             "-V" | "--verbose" => o.verbose = true,
+            "--log-file" => o.log_file = Some(PathBuf::from(value("--log-file")?)),
             "-D" | "--no-domain-init" | "-R" | "--no-recovery" => {}
             "-I" | "--internal-db" | "-w" | "--timeout" => {
                 value(&name)?;
@@ -183,6 +190,14 @@ mod tests {
         assert_eq!(o.quotas.get(QuotaKind::Permissions), 9);
         assert_eq!(o.quotas.get(QuotaKind::PathLength), 10);
         assert_eq!(o.quotas.get(QuotaKind::Outstanding), 11);
+    }
+
+    #[test]
+    fn log_file_and_flags_parse() {
+        let o = run(&["--log-file", "/tmp/x.log", "-N", "-K", "-V", "-T", "/tmp/t"], None);
+        assert_eq!(o.log_file, Some(PathBuf::from("/tmp/x.log")));
+        assert!(o.no_fork && o.keep_orphans && o.verbose);
+        assert_eq!(o.trace_file, Some(PathBuf::from("/tmp/t")));
     }
 
     #[test]

@@ -198,3 +198,41 @@ fn sigterm_exits_cleanly_and_removes_the_socket() {
     assert!(!pid_file.exists(), "pid file removed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn forked_daemon_serves_logs_to_its_file_and_stops_on_sigterm() {
+    let dir = std::env::temp_dir().join(format!("xenstored-fork-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (socket, pid_file, log) = (dir.join("socket"), dir.join("pid"), dir.join("log"));
+    // Without -N the parent returns once the socket is bound and the child
+    // has detached.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_xenstored"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg("--log-file")
+        .arg(&log)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !pid_file.exists() {
+        assert!(std::time::Instant::now() < deadline, "no pid file");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+    let mut c = Client::connect(&socket);
+    c.write("/forked", b"yes");
+    assert_eq!(c.call(Op::Read, 0, &p("/forked")), (Op::Read as u32, b"yes".to_vec()));
+    assert!(std::process::Command::new("kill").arg(&pid).status().unwrap().success());
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(std::time::Instant::now() < deadline, "daemon did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("xenstored ready") && text.contains("shutting down"), "{text}");
+    assert!(!socket.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
