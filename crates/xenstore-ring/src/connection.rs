@@ -1,0 +1,275 @@
+//! The server's connection over a ring: framing on input, an output queue
+//! that writes whole encoded messages as space allows.
+
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+
+use xenstore_wire::{Decoder, FrameError, Packet};
+
+use crate::layout::{ERROR_PROTO, ERROR_RINGIDX, RING_SIZE};
+use crate::ring::ServerRing;
+use crate::{Notify, RingError};
+
+/// Encoded messages waiting for space in a ring.
+///
+/// A message may leave in several writes and cross the wrap; the queue
+/// keeps its place. Bytes of several messages are gathered into one ring
+/// write so that one flush costs at most one notification per ring-full.
+#[derive(Debug, Default)]
+pub struct OutputQueue {
+    messages: VecDeque<Vec<u8>>,
+    /// Bytes of the front message already written.
+    offset: usize,
+    /// Bytes not yet written, over all messages.
+    pending: usize,
+}
+
+impl OutputQueue {
+    /// An empty queue.
+    pub fn new() -> OutputQueue {
+        OutputQueue::default()
+    }
+
+    /// Queues one encoded message (header and payload).
+    pub fn push(&mut self, message: Vec<u8>) {
+        self.pending += message.len();
+        if !message.is_empty() {
+            self.messages.push_back(message);
+        }
+    }
+
+    /// Bytes not yet written.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Whether everything was written.
+    pub fn is_empty(&self) -> bool {
+        self.pending == 0
+    }
+
+    /// Whether no message is partly written.
+    pub fn at_boundary(&self) -> bool {
+        self.offset == 0
+    }
+
+    /// Drops everything, including a partly written message.
+    pub fn clear(&mut self) {
+        self.messages.clear();
+        self.offset = 0;
+        self.pending = 0;
+    }
+
+    /// Writes queued bytes with `write` (a ring end's `write`), which
+    /// returns how many of the offered bytes it took; stops when it takes
+    /// fewer than offered. Returns the bytes written.
+    pub fn flush_with<E>(&mut self, mut write: impl FnMut(&[u8]) -> Result<usize, E>) -> Result<usize, E> {
+        let mut total = 0;
+        let mut staging = [0u8; RING_SIZE];
+        while self.pending > 0 {
+            let filled = self.gather(&mut staging);
+            let written = write(&staging[..filled])?.min(filled);
+            self.advance(written);
+            total += written;
+            if written < filled || written == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Copies the first bytes pending into `buf`; returns how many.
+    fn gather(&self, buf: &mut [u8]) -> usize {
+        let mut filled = 0;
+        let mut offset = self.offset;
+        for message in &self.messages {
+            let rest = &message[offset..];
+            let take = rest.len().min(buf.len() - filled);
+            buf[filled..filled + take].copy_from_slice(&rest[..take]);
+            filled += take;
+            offset = 0;
+            if filled == buf.len() {
+                break;
+            }
+        }
+        filled
+    }
+
+    /// Marks `n` pending bytes as written.
+    fn advance(&mut self, mut n: usize) {
+        self.pending -= n;
+        while n > 0 {
+            let Some(front) = self.messages.front() else { break };
+            let rest = front.len() - self.offset;
+            if n >= rest {
+                n -= rest;
+                self.offset = 0;
+                self.messages.pop_front();
+            } else {
+                self.offset += n;
+                n = 0;
+            }
+        }
+    }
+}
+
+/// What [`ServerConnection::poll`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A complete request.
+    Packet(Packet),
+    /// The guest asked for a reconnection and it was completed: partial
+    /// input and queued output are gone; the caller must now discard the
+    /// connection's in-flight requests, watches and transactions.
+    Reconnected,
+}
+
+/// Why a [`ServerConnection`] stopped serving its ring. The error indicator
+/// on the page was set accordingly; the connection fails every later call
+/// with the same error until the guest reconnects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The guest corrupted the ring indices ([`crate::ERROR_RINGIDX`]).
+    Ring(RingError),
+    /// The guest sent a packet whose payload is over the protocol maximum
+    /// ([`crate::ERROR_PROTO`]).
+    Frame(FrameError),
+}
+
+impl std::fmt::Display for ConnectionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectionError::Ring(e) => write!(f, "ring: {e}"),
+            ConnectionError::Frame(e) => write!(f, "protocol: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectionError {}
+
+/// The server side of one guest's ring, from bytes to [`Packet`]s and back.
+///
+/// Call order, on each event-channel notification:
+///
+/// 1. call [`ServerConnection::poll`] until it returns `Ok(None)`, handling
+///    each [`Incoming::Packet`] and, on [`Incoming::Reconnected`], dropping
+///    the connection's watches, transactions and in-flight requests;
+/// 2. [`ServerConnection::send`] the replies and watch events;
+/// 3. [`ServerConnection::flush`]; whatever does not fit stays queued for
+///    the next notification (the guest notifies when it frees space).
+///
+/// An `Err` means the connection is stopped (error indicator set); only a
+/// guest reconnection (seen by `poll`) revives it.
+#[derive(Debug)]
+pub struct ServerConnection<'a, N> {
+    ring: ServerRing<'a, N>,
+    decoder: Decoder,
+    input: Box<[u8; RING_SIZE]>,
+    input_start: usize,
+    input_end: usize,
+    output: OutputQueue,
+    failed: Option<ConnectionError>,
+}
+
+impl<'a, N: Notify> ServerConnection<'a, N> {
+    /// Serves `ring`. Advertise features on it first
+    /// ([`ServerRing::set_features`]).
+    pub fn new(ring: ServerRing<'a, N>) -> ServerConnection<'a, N> {
+        ServerConnection {
+            ring,
+            decoder: Decoder::new(),
+            input: Box::new([0; RING_SIZE]),
+            input_start: 0,
+            input_end: 0,
+            output: OutputQueue::new(),
+            failed: None,
+        }
+    }
+
+    /// The ring.
+    pub fn ring(&self) -> &ServerRing<'a, N> {
+        &self.ring
+    }
+
+    /// The ring, mutably (to advertise features).
+    pub fn ring_mut(&mut self) -> &mut ServerRing<'a, N> {
+        &mut self.ring
+    }
+
+    /// The next request or reconnection, or `None` when the ring is
+    /// drained. Reads at most one ring-full ahead of the decoder.
+    pub fn poll(&mut self) -> Result<Option<Incoming>, ConnectionError> {
+        if self.ring.reconnect_requested() {
+            self.decoder.reset();
+            self.input_start = 0;
+            self.input_end = 0;
+            self.output.clear();
+            self.failed = None;
+            self.ring.complete_reconnect();
+            return Ok(Some(Incoming::Reconnected));
+        }
+        if let Some(err) = self.failed {
+            return Err(err);
+        }
+        loop {
+            if self.input_start < self.input_end {
+                let mut rest = &self.input[self.input_start..self.input_end];
+                let decoded = self.decoder.decode(&mut rest);
+                self.input_start = self.input_end - rest.len();
+                match decoded {
+                    Ok(Some(packet)) => return Ok(Some(Incoming::Packet(packet))),
+                    Ok(None) => {}
+                    Err(e) => return Err(self.fail(ConnectionError::Frame(e), ERROR_PROTO)),
+                }
+            }
+            let n = match self.ring.read(&mut self.input[..]) {
+                Ok(n) => n,
+                Err(e) => return Err(self.fail(ConnectionError::Ring(e), ERROR_RINGIDX)),
+            };
+            if n == 0 {
+                return Ok(None);
+            }
+            self.input_start = 0;
+            self.input_end = n;
+        }
+    }
+
+    /// Queues one encoded message (a reply or a watch event). Dropped if
+    /// the connection has failed.
+    pub fn send(&mut self, message: Vec<u8>) {
+        if self.failed.is_none() {
+            self.output.push(message);
+        }
+    }
+
+    /// Writes queued output as space allows; returns the bytes written.
+    pub fn flush(&mut self) -> Result<usize, ConnectionError> {
+        if let Some(err) = self.failed {
+            return Err(err);
+        }
+        let ring = &mut self.ring;
+        match self.output.flush_with(|bytes| ring.write(bytes)) {
+            Ok(n) => Ok(n),
+            Err(e) => Err(self.fail(ConnectionError::Ring(e), ERROR_RINGIDX)),
+        }
+    }
+
+    /// Output bytes still queued.
+    pub fn pending_output(&self) -> usize {
+        self.output.pending()
+    }
+
+    /// Whether the connection has stopped (and why).
+    pub fn failure(&self) -> Option<ConnectionError> {
+        self.failed
+    }
+
+    fn fail(&mut self, err: ConnectionError, indicator: u32) -> ConnectionError {
+        self.failed = Some(err);
+        self.output.clear();
+        self.ring.set_error(indicator);
+        err
+    }
+}
