@@ -273,3 +273,141 @@ impl<'a, N: Notify> ServerConnection<'a, N> {
         err
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use xenstore_wire::Header;
+
+    use super::*;
+    use crate::layout::{Field, FEATURE_ERROR, FEATURE_RECONNECTION};
+    use crate::page::OwnedPage;
+    use crate::ring::GuestRing;
+
+    fn message(req_id: u32, payload: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(payload.len()).unwrap();
+        let header = Header { op: 2, req_id, tx_id: 0, len };
+        let mut out = header.encode().to_vec();
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn start_at(owned: &OwnedPage, req: u32, rsp: u32) {
+        let page = owned.page();
+        page.set_field(Field::ReqCons, req);
+        page.set_field(Field::ReqProd, req);
+        page.set_field(Field::RspCons, rsp);
+        page.set_field(Field::RspProd, rsp);
+    }
+
+    fn server(owned: &OwnedPage) -> ServerConnection<'_, impl FnMut()> {
+        let mut ring = ServerRing::new(owned.page(), || {});
+        ring.set_features(FEATURE_RECONNECTION | FEATURE_ERROR);
+        ServerConnection::new(ring)
+    }
+
+    #[test]
+    fn poll_decodes_packets_split_across_the_wrap() {
+        let owned = OwnedPage::new();
+        start_at(&owned, 1000, 0);
+        let mut conn = server(&owned);
+        let mut guest = GuestRing::new(owned.page(), || {});
+        let first = message(1, b"/local/domain/1\0");
+        let second = message(2, &[b'x'; 40]);
+        guest.write(&[first.clone(), second.clone()].concat()).unwrap();
+        let Some(Incoming::Packet(p1)) = conn.poll().unwrap() else { panic!("no packet") };
+        assert_eq!((p1.header.req_id, &p1.payload[..]), (1, &b"/local/domain/1\0"[..]));
+        let Some(Incoming::Packet(p2)) = conn.poll().unwrap() else { panic!("no packet") };
+        assert_eq!(p2.payload, vec![b'x'; 40]);
+        assert_eq!(conn.poll().unwrap(), None);
+    }
+
+    #[test]
+    fn poll_with_payload_over_max_sets_proto_error_and_stops() {
+        let owned = OwnedPage::new();
+        let mut conn = server(&owned);
+        let mut guest = GuestRing::new(owned.page(), || {});
+        let header = Header { op: 2, req_id: 1, tx_id: 0, len: 4097 };
+        guest.write(&header.encode()).unwrap();
+        let err = conn.poll().unwrap_err();
+        assert!(matches!(err, ConnectionError::Frame(FrameError::PayloadTooLong { len: 4097 })));
+        assert_eq!(guest.error(), ERROR_PROTO);
+        assert_eq!(conn.poll().unwrap_err(), err);
+        assert_eq!(conn.flush().unwrap_err(), err);
+        assert_eq!(conn.failure(), Some(err));
+    }
+
+    #[test]
+    fn poll_with_corrupt_indices_sets_ringidx_error() {
+        let owned = OwnedPage::new();
+        let mut conn = server(&owned);
+        owned.page().set_field(Field::ReqProd, 2000);
+        let err = conn.poll().unwrap_err();
+        assert!(matches!(err, ConnectionError::Ring(RingError::BadIndex { cons: 0, prod: 2000 })));
+        assert_eq!(owned.page().field(Field::Error), ERROR_RINGIDX);
+    }
+
+    #[test]
+    fn reconnect_after_error_drops_partial_packet_and_revives() {
+        let owned = OwnedPage::new();
+        start_at(&owned, u32::MAX - 7, 500);
+        let mut conn = server(&owned);
+        let mut guest = GuestRing::new(owned.page(), || {});
+        // Half a header: the decoder holds a partial packet.
+        guest.write(&message(9, b"abc")[..8]).unwrap();
+        assert_eq!(conn.poll().unwrap(), None);
+        conn.send(message(1, b"queued reply"));
+        owned.page().set_field(Field::ReqProd, 0x4000_0000);
+        assert!(conn.poll().is_err());
+        guest.request_reconnect();
+        assert_eq!(conn.poll().unwrap(), Some(Incoming::Reconnected));
+        assert_eq!(guest.connection_state(), crate::CONNECTED);
+        assert_eq!(guest.error(), crate::ERROR_NONE);
+        assert_eq!(conn.pending_output(), 0);
+        guest.write(&message(10, b"fresh")).unwrap();
+        let Some(Incoming::Packet(p)) = conn.poll().unwrap() else { panic!("no packet") };
+        assert_eq!((p.header.req_id, &p.payload[..]), (10, &b"fresh"[..]));
+    }
+
+    #[test]
+    fn flush_splits_messages_across_writes_and_the_wrap() {
+        let owned = OwnedPage::new();
+        start_at(&owned, 0, 1020);
+        let mut conn = server(&owned);
+        let mut guest = GuestRing::new(owned.page(), || {});
+        let messages: Vec<Vec<u8>> = (0..5u8).map(|i| message(u32::from(i), &vec![i; 700])).collect();
+        for m in &messages {
+            conn.send(m.clone());
+        }
+        let expected = messages.concat();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 333];
+        while received.len() < expected.len() {
+            conn.flush().unwrap();
+            let n = guest.read(&mut buf).unwrap();
+            received.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(received, expected);
+        assert_eq!(conn.pending_output(), 0);
+    }
+
+    #[test]
+    fn output_queue_keeps_its_place_in_a_partly_written_message() {
+        let mut queue = OutputQueue::new();
+        queue.push(b"hello".to_vec());
+        queue.push(Vec::new());
+        queue.push(b"world".to_vec());
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            queue
+                .flush_with(|b: &[u8]| {
+                    let n = b.len().min(3);
+                    out.extend_from_slice(&b[..n]);
+                    Ok::<_, RingError>(n)
+                })
+                .unwrap();
+            assert_eq!(queue.at_boundary(), out.len() % 5 == 0);
+        }
+        assert_eq!(out, b"helloworld");
+        assert!(queue.is_empty());
+    }
+}
