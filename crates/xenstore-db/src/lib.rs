@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod children;
 mod commit;
 mod ctx;
 pub mod domain;

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use imbl::Vector;
 use xenstore_wire::PermList;
+
+use crate::children::Children;
 
 /// A child's leaf name, shared between its parent's list and its own key.
 pub type Name = Arc<str>;
@@ -19,7 +20,7 @@ pub struct Node {
     /// Permissions, owner first.
     pub perms: PermList,
     /// Leaf names of the children, in the order they were created.
-    pub children: Vector<Name>,
+    pub children: Children,
     /// Generation of the last change to value or permissions (or creation).
     /// Transactions validate against it; stale permission entries are
     /// judged against it.
@@ -32,7 +33,7 @@ pub struct Node {
 impl Node {
     /// A childless node.
     pub fn new(value: Arc<[u8]>, perms: PermList, gen: u64) -> Node {
-        Node { value, perms, children: Vector::new(), meta_gen: gen, list_gen: gen }
+        Node { value, perms, children: Children::Empty, meta_gen: gen, list_gen: gen }
     }
 
     /// Size charged against the `node-size` quota: the value's bytes.

@@ -72,7 +72,7 @@ impl Tree {
         if let Some(parent) = path::parent(path) {
             if let Some(slot) = self.nodes.get_mut(parent) {
                 let parent_node = Arc::make_mut(slot);
-                parent_node.children.push_back(Name::from(path::basename(path)));
+                parent_node.children.push(Name::from(path::basename(path)));
                 parent_node.list_gen = gen;
             }
         }
@@ -104,9 +104,7 @@ impl Tree {
             if let Some(slot) = self.nodes.get_mut(parent) {
                 let parent_node = Arc::make_mut(slot);
                 let name = path::basename(path);
-                if let Some(i) = parent_node.children.iter().position(|c| &**c == name) {
-                    parent_node.children.remove(i);
-                }
+                parent_node.children.remove(name);
                 parent_node.list_gen = gen;
             }
         }

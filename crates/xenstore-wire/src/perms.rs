@@ -86,7 +86,24 @@ impl std::fmt::Display for Perm {
 
 /// A node's permissions: never empty, owner first.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PermList(Box<[Perm]>);
+pub struct PermList(Entries);
+
+/// The entries, without an allocation for the common single-entry list
+/// (a store holds one list per node).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Entries {
+    One(Perm),
+    Many(std::sync::Arc<[Perm]>),
+}
+
+impl PermList {
+    fn from_vec(entries: Vec<Perm>) -> PermList {
+        match entries.as_slice() {
+            [one] => PermList(Entries::One(*one)),
+            _ => PermList(Entries::Many(entries.into())),
+        }
+    }
+}
 
 impl PermList {
     /// A list from entries; `None` if `entries` is empty.
@@ -94,19 +111,19 @@ impl PermList {
         if entries.is_empty() {
             None
         } else {
-            Some(PermList(entries.into_boxed_slice()))
+            Some(PermList::from_vec(entries))
         }
     }
 
     /// Owned by `owner`, with `default` access for everyone else.
     pub fn owned_by(owner: DomId, default: Access) -> PermList {
-        PermList(Box::new([Perm { domid: owner, access: default }]))
+        PermList(Entries::One(Perm { domid: owner, access: default }))
     }
 
     /// The owner's entry.
     pub fn owner_entry(&self) -> Perm {
         // A PermList is never empty (see `new`), so index 0 exists.
-        self.0.first().copied().unwrap_or(Perm { domid: 0, access: Access::None })
+        self.entries().first().copied().unwrap_or(Perm { domid: 0, access: Access::None })
     }
 
     /// The owning domain.
@@ -116,16 +133,19 @@ impl PermList {
 
     /// All entries, owner first.
     pub fn entries(&self) -> &[Perm] {
-        &self.0
+        match &self.0 {
+            Entries::One(perm) => std::slice::from_ref(perm),
+            Entries::Many(perms) => perms,
+        }
     }
 
     /// The same list with another owner (other entries unchanged).
     pub fn with_owner(&self, owner: DomId) -> PermList {
-        let mut entries = self.0.to_vec();
+        let mut entries = self.entries().to_vec();
         if let Some(first) = entries.first_mut() {
             first.domid = owner;
         }
-        PermList(entries.into_boxed_slice())
+        PermList::from_vec(entries)
     }
 
     /// Parses `<perm>|+` as found in SET_PERMS and GET_PERMS payloads: one or
@@ -138,7 +158,7 @@ impl PermList {
 
     /// Appends every entry, each followed by a nul.
     pub fn write_nul_list(&self, out: &mut Vec<u8>) {
-        for perm in self.0.iter() {
+        for perm in self.entries() {
             perm.write_to(out);
             out.push(0);
         }
@@ -147,7 +167,7 @@ impl PermList {
 
 impl std::fmt::Display for PermList {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, perm) in self.0.iter().enumerate() {
+        for (i, perm) in self.entries().iter().enumerate() {
             if i > 0 {
                 f.write_str(" ")?;
             }
