@@ -274,7 +274,7 @@ impl<'a, N: Notify> ServerConnection<'a, N> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use xenstore_wire::Header;
 

@@ -49,11 +49,26 @@
 //!
 //! Indices are free-running and may start anywhere; offsets are
 //! `index & 1023`.
+//!
+//! # Loom
+//!
+//! Built with `--cfg loom`, the page is modelled with loom's atomics and
+//! `tests/loom.rs` explores the index handshake (data visibility through
+//! acquire/release, and no lost wake-up with the guest's notification
+//! suppression):
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" cargo test -p xenstore-ring --release loom
+//! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod connection;
 pub mod layout;
+#[cfg(loom)]
+#[path = "loom_page.rs"]
+mod page;
+#[cfg(not(loom))]
 mod page;
 pub mod ring;
 

@@ -17,6 +17,7 @@
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
+pub(crate) use core::sync::atomic::fence;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use crate::layout::{Field, Queue, PAGE_SIZE, RING_SIZE};

@@ -17,10 +17,10 @@
 
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{fence, Ordering};
+use core::sync::atomic::Ordering;
 
 use crate::layout::{Field, Queue, CONNECTED, ERROR_NONE, FEATURE_RECONNECTION, RECONNECT, RING_MASK, RING_SIZE_U32};
-use crate::page::RingPage;
+use crate::page::{fence, RingPage};
 use crate::{Notify, RingError};
 
 /// What one consume or produce did.
@@ -362,7 +362,7 @@ impl<'a, N: Notify> GuestRing<'a, N> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use std::cell::Cell;
 

@@ -2,6 +2,7 @@
 //! starting indices, arrive byte-identical in both directions.
 
 #![forbid(unsafe_code)]
+#![cfg(not(loom))]
 
 use proptest::prelude::*;
 use xenstore_ring::{Field, GuestRing, OwnedPage, ServerRing};

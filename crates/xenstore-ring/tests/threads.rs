@@ -2,6 +2,7 @@
 //! echoed back as replies, with no loss or reordering.
 
 #![forbid(unsafe_code)]
+#![cfg(not(loom))]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
