@@ -190,6 +190,12 @@ fn sigterm_exits_cleanly_and_removes_the_socket() {
     std::fs::create_dir_all(&dir).unwrap();
     let pid_file = dir.join("pid");
     let mut d = Daemon::start(&["-F", pid_file.to_str().unwrap()]);
+    // The socket answers as soon as it is bound; the pid file follows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !pid_file.exists() {
+        assert!(std::time::Instant::now() < deadline, "no pid file");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     assert_eq!(pid, d.pid());
     let _c = d.client();
