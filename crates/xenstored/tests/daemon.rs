@@ -191,12 +191,7 @@ fn sigterm_exits_cleanly_and_removes_the_socket() {
     let pid_file = dir.join("pid");
     let mut d = Daemon::start(&["-F", pid_file.to_str().unwrap()]);
     // The socket answers as soon as it is bound; the pid file follows.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !pid_file.exists() {
-        assert!(std::time::Instant::now() < deadline, "no pid file");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: u32 = read_pid_file(&pid_file).parse().unwrap();
     assert_eq!(pid, d.pid());
     let _c = d.client();
     assert!(d.terminate(), "exit status must be success");
@@ -224,11 +219,7 @@ fn forked_daemon_serves_logs_to_its_file_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !pid_file.exists() {
-        assert!(std::time::Instant::now() < deadline, "no pid file");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+    let pid = read_pid_file(&pid_file);
     let mut c = Client::connect(&socket);
     c.write("/forked", b"yes");
     assert_eq!(c.call(Op::Read, 0, &p("/forked")), (Op::Read as u32, b"yes".to_vec()));
@@ -241,4 +232,19 @@ fn forked_daemon_serves_logs_to_its_file_and_stops_on_sigterm() {
     assert!(text.contains("xenstored ready") && text.contains("shutting down"), "{text}");
     assert!(!socket.exists());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits for a pid file to hold a whole pid (it is written after the socket
+/// is bound, so a test may get there first).
+fn read_pid_file(path: &std::path::Path) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if text.ends_with('\n') && text.trim().parse::<u32>().is_ok() {
+                return text.trim().to_owned();
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no pid in {}", path.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
