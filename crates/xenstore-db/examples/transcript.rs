@@ -18,6 +18,11 @@ impl Demo {
         self.names.iter().find(|(c, _)| *c == conn).map_or("?", |(_, n)| n)
     }
 
+    fn show_event(&self, d: &xenstore_db::Delivery) {
+        let token = String::from_utf8_lossy(&d.event.token);
+        println!("{:>30} event to {}: {} ({token})", "<-", self.name(d.conn), d.event.path);
+    }
+
     fn send(&mut self, conn: ConnId, tx: u32, op: Op, payload: &[u8]) -> Option<Reply> {
         let shown = String::from_utf8_lossy(payload).replace('\0', "|");
         println!("{:>5} tx={tx:<2} {op:<17} {shown}", self.name(conn));
@@ -30,13 +35,7 @@ impl Demo {
         };
         let out = self.engine.handle(conn, tx, &request);
         for d in &out.events {
-            println!(
-                "{:>30} event to {}: {} ({})",
-                "<-",
-                self.name(d.conn),
-                d.event.path,
-                String::from_utf8_lossy(&d.event.token)
-            );
+            self.show_event(d);
         }
         match &out.reply {
             Ok(reply) => {
@@ -47,13 +46,7 @@ impl Demo {
             Err(e) => println!("{:>30} {e}{}", "<-", out.quota.map(|q| format!(" ({q})")).unwrap_or_default()),
         }
         if let Some(d) = &out.after_reply {
-            println!(
-                "{:>30} event to {}: {} ({})",
-                "<-",
-                self.name(d.conn),
-                d.event.path,
-                String::from_utf8_lossy(&d.event.token)
-            );
+            self.show_event(d);
         }
         out.reply.ok()
     }
