@@ -130,6 +130,28 @@ pub(crate) fn control_payload(args: &[&[u8]]) -> Vec<u8> {
 }
 
 /// A token must be one nul-free string on the wire.
+/// After a WATCH reply, for both the blocking and the async watch handles:
+/// remember the registration on success, or undo its event route
+/// (`unroute`) on failure.
+pub(crate) fn settle_watch(
+    result: Result<Reply, Error>,
+    registered: &mut Vec<(String, Vec<u8>)>,
+    path: &str,
+    token: &[u8],
+    unroute: impl FnOnce(),
+) -> Result<(), Error> {
+    match result.and_then(|reply| expect_ok(Op::Watch, reply)) {
+        Ok(()) => {
+            registered.push((path.to_owned(), token.to_vec()));
+            Ok(())
+        }
+        Err(err) => {
+            unroute();
+            Err(err)
+        }
+    }
+}
+
 pub(crate) fn check_token(token: &[u8]) -> Result<(), Error> {
     if token.contains(&0) {
         Err(Error::Xs(ErrorCode::EINVAL))

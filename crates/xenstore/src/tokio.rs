@@ -425,16 +425,9 @@ impl AsyncWatch {
         store::check_token(token)?;
         self.inner.hub().add_route(self.subscription, token);
         let result = self.inner.call(0, &Request::Watch { path, token, depth: None }).await;
-        match result.and_then(|reply| store::expect_ok(Op::Watch, reply)) {
-            Ok(()) => {
-                self.registered.push((path.to_owned(), token.to_vec()));
-                Ok(())
-            }
-            Err(err) => {
-                self.inner.hub().remove_route(self.subscription, token);
-                Err(err)
-            }
-        }
+        store::settle_watch(result, &mut self.registered, path, token, || {
+            self.inner.hub().remove_route(self.subscription, token)
+        })
     }
 
     /// Unregisters every watch of this stream and waits for the daemon.
