@@ -256,9 +256,7 @@ impl Engine {
     /// checks (for the daemon's own use and for tests).
     pub fn peek(&self, p: &str) -> Option<(Arc<[u8]>, PermList)> {
         let node = self.tree.get(p)?;
-        let perms =
-            crate::access::without_stale(&node.perms, |e| crate::ctx::entry_valid(&self.domains, e, node.meta_gen));
-        Some((node.value.clone(), perms))
+        Some((node.value.clone(), self.peek_perms(node)))
     }
 
     /// A live node's children, bypassing permission checks.

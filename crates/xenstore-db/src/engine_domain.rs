@@ -246,7 +246,8 @@ impl Engine {
         deliveries
     }
 
-    fn peek_perms(&self, node: &crate::node::Node) -> xenstore_wire::PermList {
+    /// A node's permissions without entries that no longer count.
+    pub(crate) fn peek_perms(&self, node: &crate::node::Node) -> xenstore_wire::PermList {
         crate::access::without_stale(&node.perms, |e| crate::ctx::entry_valid(&self.domains, e, node.meta_gen))
     }
 
