@@ -31,20 +31,22 @@ impl Engine {
     /// then by watch registration, as the C daemon walks them.
     fn route(&self, change: &Change, out: &mut Vec<Delivery>) {
         let mut hits: Vec<(ConnId, WatchId, Delivery)> = Vec::new();
+        let mut hit = |id: WatchId, w: &crate::watch::Watch, path: String| {
+            let event = WatchEvent { path, token: w.token.clone() };
+            hits.push((w.conn, id, Delivery { conn: w.conn, event }));
+        };
         match change {
             Change::Node { path: p, perms } => {
                 for (id, w) in self.watches.matching(p) {
                     if self.can_see(w.conn, perms) {
-                        let event = WatchEvent { path: w.deliver_path(p), token: w.token.clone() };
-                        hits.push((w.conn, id, Delivery { conn: w.conn, event }));
+                        hit(id, w, w.deliver_path(p));
                     }
                 }
             }
             Change::Removed { path: p, perms, below } => {
                 for (id, w) in self.watches.matching(p) {
                     if self.can_see(w.conn, perms) {
-                        let event = WatchEvent { path: w.deliver_path(p), token: w.token.clone() };
-                        hits.push((w.conn, id, Delivery { conn: w.conn, event }));
+                        hit(id, w, w.deliver_path(p));
                     }
                 }
                 for (id, w) in self.watches.below(p) {
@@ -55,8 +57,7 @@ impl Engine {
                         continue;
                     };
                     if self.can_see(w.conn, node_perms) {
-                        let event = WatchEvent { path: w.deliver_path(&w.path), token: w.token.clone() };
-                        hits.push((w.conn, id, Delivery { conn: w.conn, event }));
+                        hit(id, w, w.deliver_path(&w.path));
                     }
                 }
             }
@@ -67,17 +68,14 @@ impl Engine {
                 };
                 for (id, w) in self.watches.at(name) {
                     if allowed(w.conn) {
-                        let shown = if w.depth == Some(1) { format!("{name}/{domid}") } else { (*name).to_owned() };
-                        let event = WatchEvent { path: shown, token: w.token.clone() };
-                        hits.push((w.conn, id, Delivery { conn: w.conn, event }));
+                        hit(id, w, if w.depth == Some(1) { format!("{name}/{domid}") } else { (*name).to_owned() });
                     }
                 }
                 if *name == path::RELEASE_DOMAIN {
                     let single = format!("{name}/{domid}");
                     for (id, w) in self.watches.at(&single) {
                         if allowed(w.conn) {
-                            let event = WatchEvent { path: single.clone(), token: w.token.clone() };
-                            hits.push((w.conn, id, Delivery { conn: w.conn, event }));
+                            hit(id, w, single.clone());
                         }
                     }
                 }
