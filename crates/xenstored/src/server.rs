@@ -268,11 +268,7 @@ impl Server {
             (Err(e), _) => e.encode_reply(header.req_id, header.tx_id, &mut bytes),
             (Ok(_), None) => ErrorCode::ENOSYS.encode_reply(header.req_id, header.tx_id, &mut bytes),
         }
-        if self.trace.active() {
-            let reply_header =
-                xenstore_wire::Header::decode(bytes.first_chunk::<{ xenstore_wire::HEADER_LEN }>().unwrap_or(&[0; 16]));
-            self.trace.message("OUT", id, &reply_header, bytes.get(xenstore_wire::HEADER_LEN..).unwrap_or_default());
-        }
+        self.trace.outgoing(id, &bytes);
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.outbox.push_reply(bytes);
             self.dirty.insert(id);
@@ -289,10 +285,7 @@ impl Server {
             warn!(conn = delivery.conn, path = %delivery.event.path, "watch event over the payload limit dropped");
             return;
         }
-        if self.trace.active() {
-            let header = xenstore_wire::Header::decode(bytes.first_chunk::<16>().unwrap_or(&[0; 16]));
-            self.trace.message("OUT", delivery.conn, &header, bytes.get(16..).unwrap_or_default());
-        }
+        self.trace.outgoing(delivery.conn, &bytes);
         conn.outbox.push_event(bytes, &self.limits);
         self.dirty.insert(delivery.conn);
     }

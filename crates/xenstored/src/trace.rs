@@ -62,6 +62,17 @@ impl Trace {
         self.write_line(&line);
     }
 
+    /// Records an encoded outgoing message (header and payload).
+    pub fn outgoing(&mut self, conn: u64, message: &[u8]) {
+        if !self.active() {
+            return;
+        }
+        let Some((header, payload)) = message.split_first_chunk::<{ xenstore_wire::HEADER_LEN }>() else {
+            return;
+        };
+        self.message("OUT", conn, &Header::decode(header), payload);
+    }
+
     /// Records a free-form line (CONTROL `print`, connection events).
     pub fn note(&mut self, text: &str) {
         if self.active() {
