@@ -1,0 +1,358 @@
+//! The seam between the control plane and the machine it runs on.
+//!
+//! Everything above this crate (xenstored, the client library's ring
+//! transport, xenbus drivers, vchan, the xsim toolstack) reaches the
+//! hypervisor only through the traits here:
+//!
+//! - [`EventChannels`]: one process's handle on event channels, as Linux's
+//!   `/dev/xen/evtchn` gives it: bind ports, signal them, and one pollable
+//!   file descriptor that becomes readable when any bound port is pending;
+//! - [`ForeignMemory`]: a privileged domain mapping another domain's page
+//!   by frame number (`/dev/xen/privcmd`; xenstored maps each guest's
+//!   xenstore ring this way);
+//! - [`Grants`]: sharing pages between domains by grant reference
+//!   (`/dev/xen/gntalloc` to offer, `/dev/xen/gntdev` to map);
+//! - [`Domains`]: the toolstack's view of domain lifecycle (create paused,
+//!   unpause, pause, shutdown with a reason, destroy, list).
+//!
+//! Two implementations fit: [`hosted`], where a host process plays the
+//! hypervisor, each domain is a process, pages are shared memory passed as
+//! file descriptors and event channels are eventfds; and real Xen (a later
+//! step), over the `/dev/xen/*` devices. Callers hold trait objects, so
+//! choosing one is a start-up decision, not a recompilation.
+//!
+//! Unsafe code (mapping and unmapping pages) lives in [`pages`], each block
+//! with its `// SAFETY:` argument.
+
+pub mod hosted;
+pub mod pages;
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use pages::MappedPages;
+
+/// A domain id (`domid_t`). Dom0 is 0.
+pub type DomId = u16;
+
+/// An event-channel port, local to the domain that holds it.
+pub type Port = u32;
+
+/// A grant reference, local to the granting domain.
+pub type GrantRef = u32;
+
+/// Bytes in a page.
+pub const PAGE_SIZE: usize = 4096;
+
+/// The virtual interrupts a domain may bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum Virq {
+    /// `VIRQ_DOM_EXC` (3): some domain shut down, crashed or is dying.
+    /// Privileged; xenstored binds it to learn of deaths.
+    DomExc,
+}
+
+impl Virq {
+    /// The number Xen gives it.
+    pub fn number(self) -> u32 {
+        match self {
+            Virq::DomExc => 3,
+        }
+    }
+}
+
+/// Why a domain shut down (`SHUTDOWN_*` in `xen/sched.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ShutdownReason {
+    /// Clean halt (0).
+    Poweroff,
+    /// Restart requested (1).
+    Reboot,
+    /// Suspended for save or migration (2).
+    Suspend,
+    /// Crashed (3).
+    Crash,
+    /// Restart by the watchdog (4).
+    Watchdog,
+    /// Soft reset (5).
+    SoftReset,
+}
+
+impl ShutdownReason {
+    /// The `SHUTDOWN_*` code.
+    pub fn code(self) -> u32 {
+        match self {
+            ShutdownReason::Poweroff => 0,
+            ShutdownReason::Reboot => 1,
+            ShutdownReason::Suspend => 2,
+            ShutdownReason::Crash => 3,
+            ShutdownReason::Watchdog => 4,
+            ShutdownReason::SoftReset => 5,
+        }
+    }
+
+    /// The name `xl` and the `control/shutdown` node use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ShutdownReason::Poweroff => "poweroff",
+            ShutdownReason::Reboot => "reboot",
+            ShutdownReason::Suspend => "suspend",
+            ShutdownReason::Crash => "crash",
+            ShutdownReason::Watchdog => "watchdog",
+            ShutdownReason::SoftReset => "soft_reset",
+        }
+    }
+
+    /// Parses [`ShutdownReason::name`].
+    pub fn from_name(name: &str) -> Option<ShutdownReason> {
+        [
+            ShutdownReason::Poweroff,
+            ShutdownReason::Reboot,
+            ShutdownReason::Suspend,
+            ShutdownReason::Crash,
+            ShutdownReason::Watchdog,
+            ShutdownReason::SoftReset,
+        ]
+        .into_iter()
+        .find(|r| r.name() == name)
+    }
+}
+
+/// Where a domain is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum DomainState {
+    /// Created or paused: exists, does not run.
+    Paused,
+    /// Running.
+    Running,
+    /// Stopped for the given reason; exists until destroyed.
+    Shutdown(ShutdownReason),
+    /// Being destroyed: its resources are going away.
+    Dying,
+}
+
+impl DomainState {
+    /// Whether xenstored should consider the domain gone or going
+    /// (`@releaseDomain` fires for it).
+    pub fn is_shutdown_or_dying(self) -> bool {
+        matches!(self, DomainState::Shutdown(_) | DomainState::Dying)
+    }
+}
+
+impl fmt::Display for DomainState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DomainState::Paused => f.write_str("paused"),
+            DomainState::Running => f.write_str("running"),
+            DomainState::Shutdown(reason) => write!(f, "shutdown ({})", reason.name()),
+            DomainState::Dying => f.write_str("dying"),
+        }
+    }
+}
+
+/// One domain as the hypervisor sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DomainInfo {
+    /// Its id.
+    pub domid: DomId,
+    /// Its name (the hypervisor does not know names on Xen, where this is
+    /// read from XenStore; the hosted hypervisor keeps it for listing).
+    pub name: String,
+    /// Its state.
+    pub state: DomainState,
+}
+
+/// What to create: a domain and, when hosted, the program it runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DomainConfig {
+    /// The domain's name.
+    pub name: String,
+    /// Hosted: the program and its arguments (`argv[0]` first).
+    pub program: Vec<String>,
+    /// Hosted: extra environment for the program.
+    pub env: Vec<(String, String)>,
+    /// Hosted: the working directory for the program (the host's when
+    /// `None`).
+    pub cwd: Option<String>,
+}
+
+/// A domain just created, paused, with what a toolstack needs to introduce
+/// it to xenstored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NewDomain {
+    /// Its id.
+    pub domid: DomId,
+    /// The frame number of its xenstore page (`store/ring-ref`, the `gfn`
+    /// of INTRODUCE).
+    pub store_gfn: u64,
+    /// Its xenstore event-channel port, unbound for dom0 to bind
+    /// (`store/port`).
+    pub store_port: Port,
+}
+
+/// Signals the remote end of one event channel. Cheap to clone and to
+/// call, usable from any thread: it is what a ring end holds to wake its
+/// peer.
+#[derive(Clone)]
+pub struct Notifier {
+    signal: Arc<dyn Fn() -> io::Result<()> + Send + Sync>,
+}
+
+impl Notifier {
+    /// A notifier that calls `signal`.
+    pub fn new(signal: impl Fn() -> io::Result<()> + Send + Sync + 'static) -> Notifier {
+        Notifier { signal: Arc::new(signal) }
+    }
+
+    /// Signals the peer. An event channel is a level, not a queue: several
+    /// notifications before the peer looks are one.
+    pub fn notify(&self) -> io::Result<()> {
+        (self.signal)()
+    }
+}
+
+impl fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Notifier")
+    }
+}
+
+/// One process's event channels (`/dev/xen/evtchn`).
+///
+/// Ports bound through a handle are pending-tracked by that handle: its
+/// [`AsFd`] file descriptor polls readable when any is pending, and
+/// [`EventChannels::take_pending`] says which (and re-arms them). Dropping
+/// the handle unbinds everything it bound.
+pub trait EventChannels: AsFd + Send + fmt::Debug {
+    /// Allocates a port in this domain that `remote` may bind.
+    fn alloc_unbound(&mut self, remote: DomId) -> io::Result<Port>;
+
+    /// Binds a new local port to `remote_port` of domain `remote`, which
+    /// must be unbound and offered to this domain.
+    fn bind_interdomain(&mut self, remote: DomId, remote_port: Port) -> io::Result<Port>;
+
+    /// Binds a new local port to a virtual interrupt.
+    fn bind_virq(&mut self, virq: Virq) -> io::Result<Port>;
+
+    /// Closes a port this handle bound.
+    fn unbind(&mut self, port: Port) -> io::Result<()>;
+
+    /// A handle that signals the remote end of `port`.
+    fn notifier(&self, port: Port) -> io::Result<Notifier>;
+
+    /// Signals the remote end of `port`.
+    fn notify(&self, port: Port) -> io::Result<()> {
+        self.notifier(port)?.notify()
+    }
+
+    /// Appends the ports that became pending since the last call, without
+    /// blocking, and re-arms them.
+    fn take_pending(&mut self, out: &mut Vec<Port>) -> io::Result<()>;
+
+    /// Blocks until some port is pending or `timeout` passes; returns
+    /// whether one is. Does not consume anything.
+    fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        wait_readable(self.as_fd(), timeout)
+    }
+}
+
+/// Mapping another domain's pages by frame number (`/dev/xen/privcmd`);
+/// privileged.
+pub trait ForeignMemory: Send + fmt::Debug {
+    /// Maps `count` pages of domain `domid` starting at frame `gfn`,
+    /// writable. xenstored maps each guest's xenstore page this way.
+    fn map_foreign(&mut self, domid: DomId, gfn: u64, count: usize) -> io::Result<MappedPages>;
+}
+
+/// Pages this domain allocated and granted to another; the grants end
+/// (and the pages are unmapped here) when this is dropped.
+pub struct GrantedPages {
+    pages: MappedPages,
+    refs: Vec<GrantRef>,
+    on_drop: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl GrantedPages {
+    /// Pages and their grant references; `on_drop` ends the grants.
+    pub fn new(pages: MappedPages, refs: Vec<GrantRef>, on_drop: Option<Box<dyn FnOnce() + Send>>) -> GrantedPages {
+        GrantedPages { pages, refs, on_drop }
+    }
+
+    /// The pages, mapped here.
+    pub fn pages(&self) -> &MappedPages {
+        &self.pages
+    }
+
+    /// One grant reference per page, in order.
+    pub fn refs(&self) -> &[GrantRef] {
+        &self.refs
+    }
+}
+
+impl Drop for GrantedPages {
+    fn drop(&mut self) {
+        if let Some(end) = self.on_drop.take() {
+            end();
+        }
+    }
+}
+
+impl fmt::Debug for GrantedPages {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrantedPages").field("pages", &self.pages).field("refs", &self.refs).finish()
+    }
+}
+
+/// Sharing pages by grant (`/dev/xen/gntalloc` and `/dev/xen/gntdev`).
+pub trait Grants: Send + fmt::Debug {
+    /// Allocates `count` zeroed pages and grants each to `remote`
+    /// (read-only unless `writable`).
+    fn grant_pages(&mut self, remote: DomId, count: usize, writable: bool) -> io::Result<GrantedPages>;
+
+    /// Maps pages domain `remote` granted to this domain, contiguously,
+    /// in the order of `refs`. Unmapped when dropped.
+    fn map_grants(&mut self, remote: DomId, refs: &[GrantRef], writable: bool) -> io::Result<MappedPages>;
+}
+
+/// Domain lifecycle, as a toolstack drives it; privileged.
+pub trait Domains: Send + fmt::Debug {
+    /// Creates a paused domain with a xenstore page and an unbound
+    /// xenstore port for dom0.
+    fn create(&mut self, config: &DomainConfig) -> io::Result<NewDomain>;
+    /// Lets a paused domain run.
+    fn unpause(&mut self, domid: DomId) -> io::Result<()>;
+    /// Stops a running domain from running.
+    fn pause(&mut self, domid: DomId) -> io::Result<()>;
+    /// Shuts a domain down for `reason`; it exists until destroyed.
+    fn shutdown(&mut self, domid: DomId, reason: ShutdownReason) -> io::Result<()>;
+    /// Destroys a domain and frees its resources.
+    fn destroy(&mut self, domid: DomId) -> io::Result<()>;
+    /// Every domain, by id.
+    fn list(&mut self) -> io::Result<Vec<DomainInfo>>;
+    /// One domain, or `None` if there is no such domain.
+    fn info(&mut self, domid: DomId) -> io::Result<Option<DomainInfo>> {
+        Ok(self.list()?.into_iter().find(|d| d.domid == domid))
+    }
+}
+
+/// Blocks until `fd` is readable or `timeout` passes; returns whether it
+/// is readable.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let timeout = timeout.map(|t| Timespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    loop {
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(n) => return Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
