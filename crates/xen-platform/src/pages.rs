@@ -106,3 +106,14 @@ impl Drop for MappedPages {
         let _ = unsafe { munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
+
+// SAFETY: a MappedPages owns its mapping: `base` never changes, stays
+// mapped (readable and writable when mapped writable, which ring pages
+// are) until the value is dropped, and this crate never touches the memory
+// itself; callers reach it only through raw pointers, which the ring crate
+// uses atomically.
+unsafe impl xenstore_ring::PageMemory for MappedPages {
+    fn page_base(&self) -> NonNull<u8> {
+        self.base
+    }
+}

@@ -65,6 +65,8 @@
 
 pub mod connection;
 pub mod layout;
+#[cfg(not(loom))]
+pub mod mapped;
 #[cfg(loom)]
 #[path = "loom_page.rs"]
 mod page;
@@ -77,6 +79,8 @@ pub use layout::{
     Field, CONNECTED, ERROR_COMM, ERROR_NONE, ERROR_PROTO, ERROR_RINGIDX, FEATURE_ERROR, FEATURE_RECONNECTION,
     FEATURE_WATCH_DEPTH, PAGE_SIZE, RECONNECT, RING_SIZE,
 };
+#[cfg(not(loom))]
+pub use mapped::{MappedGuest, MappedServer, PageMemory};
 pub use page::{OwnedPage, RingPage};
 pub use ring::{GuestRing, ServerRing};
 
