@@ -191,6 +191,24 @@ impl Engine {
         self.conns.get(&conn).map(|c| c.caller)
     }
 
+    /// Drops a client's watches and open transactions but keeps the
+    /// client (a ring reconnection, or a ring stopped for an error).
+    pub fn reset(&mut self, conn: ConnId) {
+        self.reset_conn(conn);
+    }
+
+    /// The ring address of an introduced domain (`None` if not
+    /// introduced), as INTRODUCE gave it.
+    pub fn introduced(&self, domid: DomId) -> Option<(u64, u32)> {
+        self.domains.get(&domid).and_then(|d| d.introduced).map(|r| (r.gfn, r.port))
+    }
+
+    /// The ring features to advertise to a domain: SET_FEATURE's value, or
+    /// the store's own.
+    pub fn domain_features(&self, domid: DomId) -> u32 {
+        self.domains.get(&domid).map_or(self.config.features, |d| d.features)
+    }
+
     fn reset_conn(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(&conn) {
             for id in std::mem::take(&mut c.watches) {
