@@ -1,6 +1,9 @@
 //! The hosted platform: a host process plays the hypervisor.
 //!
-//! API outline (bodies to be written; signatures are what callers use):
+//! Each domain is a process, its pages are memfds passed as descriptors,
+//! event channels are eventfds. It is a simulation (every process runs as
+//! the same user), but the hypervisor process still enforces what Xen
+//! would: who is privileged, who may bind which port, map which page.
 //!
 //! - [`Hypervisor::serve`] runs the hypervisor in the calling thread,
 //!   listening on `<state>/hypervisor.sock`; every process that connects
@@ -8,10 +11,27 @@
 //! - Guest processes are spawned by the hypervisor with an inherited,
 //!   pre-connected socket that identifies them as their domain;
 //!   [`Host::from_guest_env`] picks it up.
-//! - A [`Host`] hands out the trait objects: [`Host::event_channels`],
-//!   [`Host::foreign_memory`], [`Host::grants`], [`Host::domains`].
+//! - A [`Host`] hands out the trait implementations:
+//!   [`Host::event_channels`], [`Host::foreign_memory`], [`Host::grants`],
+//!   [`Host::domains`].
+//!
+//! Files: `protocol` (messages and framing) is shared; `client`,
+//! `evtchn`, `memory` and `toolstack` are a process's side; `hypervisor`
+//! is the hypervisor's.
 
-use std::io;
+mod client;
+mod evtchn;
+mod hypervisor;
+mod memory;
+pub(crate) mod protocol;
+mod toolstack;
+
+pub use client::Host;
+pub use evtchn::HostedEventChannels;
+pub use hypervisor::{Hypervisor, StopHandle};
+pub use memory::{HostedForeignMemory, HostedGrants};
+pub use toolstack::HostedDomains;
+
 use std::path::{Path, PathBuf};
 
 use crate::{DomId, MappedPages, Port};
@@ -32,27 +52,6 @@ pub fn hypervisor_socket(state_dir: &Path) -> PathBuf {
     state_dir.join("hypervisor.sock")
 }
 
-/// The hypervisor process's state and loop.
-#[derive(Debug)]
-pub struct Hypervisor {
-    _private: (),
-}
-
-impl Hypervisor {
-    /// Binds `<state_dir>/hypervisor.sock` (consoles go to
-    /// `<state_dir>/console/<domid>.log`).
-    pub fn bind(state_dir: &Path) -> io::Result<Hypervisor> {
-        let _ = state_dir;
-        unimplemented!()
-    }
-
-    /// Serves until SIGTERM/SIGINT or [`Hypervisor::stop_handle`] is used;
-    /// destroys every domain on the way out.
-    pub fn serve(self) -> io::Result<()> {
-        unimplemented!()
-    }
-}
-
 /// What a hosted guest is handed at start.
 #[derive(Debug)]
 pub struct GuestStart {
@@ -63,16 +62,4 @@ pub struct GuestStart {
     /// Its xenstore port (claim it on an event-channel handle with
     /// [`HostedEventChannels::claim`]).
     pub store_port: Port,
-}
-
-/// One process's connection to the hosted hypervisor.
-#[derive(Debug, Clone)]
-pub struct Host {
-    _private: (),
-}
-
-/// A hosted event-channel handle.
-#[derive(Debug)]
-pub struct HostedEventChannels {
-    _private: (),
 }

@@ -1,0 +1,153 @@
+//! Starting a guest's program paused, with its hypervisor socket.
+//!
+//! The child, between fork and exec, makes its socket end inheritable,
+//! closes every other descriptor above stderr and stops itself with
+//! SIGSTOP; the hypervisor waits until it is stopped. Unpausing
+//! (SIGCONT) lets it exec the program.
+//!
+//! Closing the other descriptors is not only hygiene: `std`'s spawn waits
+//! on a close-on-exec pipe for the exec to happen, which would never come
+//! while the child is stopped before exec. Closing that pipe early tells
+//! the parent "exec'd" at once. The cost: an exec that fails after
+//! unpause can no longer be reported to `spawn`, so the child aborts and
+//! the domain crashes; [`resolve`] checks the program beforehand to make
+//! that rare.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use rustix::fs::{access, Access};
+use rustix::io::{fcntl_dupfd_cloexec, fcntl_setfd, Errno, FdFlags};
+use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+use rustix::process::{getpid, kill_process, pidfd_open, waitid, Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+
+use crate::hosted::{ENV_DOMID, ENV_HYPERVISOR_FD};
+use crate::{DomId, DomainConfig};
+
+/// A guest process, stopped before exec.
+#[derive(Debug)]
+pub(super) struct Spawned {
+    /// Its pidfd: polls readable when it exits.
+    pub(super) pidfd: OwnedFd,
+    /// The hypervisor's end of its socket, non-blocking.
+    pub(super) socket: OwnedFd,
+}
+
+/// Starts `config.program` as domain `domid`, stopped, with stdin from
+/// `/dev/null` and stdout and stderr appended to `console`.
+pub(super) fn spawn_paused(config: &DomainConfig, domid: DomId, console: &Path) -> io::Result<Spawned> {
+    let (name, args) = config.program.split_first().ok_or(Errno::INVAL)?;
+    let cwd = config.cwd.as_ref().map(PathBuf::from);
+    let program = resolve(name, cwd.as_deref(), config)?;
+
+    let (ours, theirs) = socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
+    rustix::io::ioctl_fionbio(&ours, true)?;
+    // Keep the child's end off 0..=2, which the child's stdio replaces.
+    let theirs = if theirs.as_raw_fd() < 3 { fcntl_dupfd_cloexec(&theirs, 3)? } else { theirs };
+    let number = theirs.as_raw_fd();
+
+    let log = OpenOptions::new().create(true).append(true).open(console)?;
+    let mut command = Command::new(&program);
+    command
+        .arg0(name)
+        .args(args)
+        .envs(config.env.iter().map(|(k, v)| (k, v)))
+        .env(ENV_HYPERVISOR_FD, number.to_string())
+        .env(ENV_DOMID, domid.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if let Some(cwd) = &cwd {
+        command.current_dir(cwd);
+    }
+    let in_child = move || -> io::Result<()> {
+        fcntl_setfd(&theirs, FdFlags::empty())?;
+        close_all_but(theirs.as_fd().as_raw_fd())?;
+        kill_process(getpid(), Signal::STOP)?;
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe work is allowed. It makes three raw system calls
+    // (fcntl, close_range, kill) through rustix and libc, allocates
+    // nothing and takes no lock; the descriptor it uses is one it owns.
+    unsafe { command.pre_exec(in_child) };
+    let child = command.spawn()?;
+    // Dropping the command closes our copy of the child's end.
+    drop(command);
+
+    let pid = i32::try_from(child.id()).ok().and_then(Pid::from_raw).ok_or(Errno::SRCH)?;
+    let pidfd = pidfd_open(pid, PidfdFlags::empty())?;
+    wait_stopped(&pidfd)?;
+    Ok(Spawned { pidfd, socket: ours })
+}
+
+/// Waits until the child stops itself; an error if it died instead
+/// (then it is reaped).
+fn wait_stopped(pidfd: &OwnedFd) -> io::Result<()> {
+    let options = WaitIdOptions::STOPPED | WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
+    loop {
+        match waitid(WaitId::PidFd(pidfd.as_fd()), options) {
+            Ok(Some(status)) if status.stopped() => return Ok(()),
+            Ok(Some(_)) => {
+                let _ = waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED);
+                return Err(io::Error::other("guest died before it was paused"));
+            }
+            Ok(None) | Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Closes every descriptor from 3 up except `keep`; async-signal-safe.
+fn close_all_but(keep: i32) -> io::Result<()> {
+    let keep = u32::try_from(keep).map_err(|_| Errno::BADF)?;
+    if keep > 3 {
+        close_range(3, keep - 1)?;
+    }
+    close_range(keep.saturating_add(1), u32::MAX)
+}
+
+/// `close_range(first, last, 0)`, which rustix does not offer.
+fn close_range(first: u32, last: u32) -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors; the child owns every
+    // descriptor in the range and none is used again before exec (the
+    // exec error pipe of `std` among them, on purpose: see the module
+    // documentation).
+    let result = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The program `name` names, as an absolute path to an executable: with a
+/// slash it is a path (relative to `cwd`); without, it is looked up on
+/// the guest's `PATH` (or the hypervisor's). `ENOENT`/`EACCES` if none.
+fn resolve(name: &str, cwd: Option<&Path>, config: &DomainConfig) -> io::Result<PathBuf> {
+    let base = match cwd {
+        Some(cwd) => cwd.to_path_buf(),
+        None => std::env::current_dir()?,
+    };
+    if name.contains('/') {
+        let path = base.join(name);
+        access(&path, Access::EXEC_OK)?;
+        return Ok(path);
+    }
+    let path_var = config
+        .env
+        .iter()
+        .rev()
+        .find(|(key, _)| key == "PATH")
+        .map(|(_, value)| value.clone())
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".to_owned());
+    std::env::split_paths(&path_var)
+        .map(|dir| base.join(dir).join(name))
+        .find(|candidate| access(candidate, Access::EXEC_OK).is_ok() && candidate.is_file())
+        .ok_or_else(|| Errno::NOENT.into())
+}

@@ -1,0 +1,502 @@
+//! The hosted platform end to end: a hypervisor in a thread on a
+//! temporary directory, dom0 as this test process, guests as this test
+//! binary re-executed into [`guest_entry`] with a role in the environment.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use xen_platform::hosted::{hypervisor_socket, Host, Hypervisor, StopHandle};
+use xen_platform::{
+    DomId, DomainConfig, DomainState, Domains, EventChannels, ForeignMemory, Grants, MappedPages, Port, ShutdownReason,
+    Virq, PAGE_SIZE,
+};
+
+/// Selects a guest role in a re-executed test binary.
+const ROLE: &str = "XEN_PLATFORM_TEST_GUEST";
+
+/// Xen-like errnos the hosted platform returns.
+const EPERM: i32 = 1;
+const ESRCH: i32 = 3;
+const EINVAL: i32 = 22;
+
+/// Long enough for a loaded CI machine, short enough to fail a hung test.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------- world
+
+/// A hypervisor serving in a thread, and dom0's connection to it.
+struct World {
+    dir: tempfile::TempDir,
+    host: Host,
+    stop: StopHandle,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let hypervisor = Hypervisor::bind(dir.path()).unwrap();
+        let stop = hypervisor.stop_handle();
+        let thread = std::thread::spawn(move || hypervisor.serve());
+        let host = Host::connect(&hypervisor_socket(dir.path())).unwrap();
+        World { dir, host, stop, thread: Some(thread) }
+    }
+
+    fn domains(&self) -> impl Domains {
+        self.host.domains()
+    }
+
+    /// Creates a paused guest running `role`.
+    fn create(&self, name: &str, role: &str, env: &[(&str, String)]) -> xen_platform::NewDomain {
+        self.domains().create(&guest_config(name, role, env)).unwrap()
+    }
+
+    fn state(&self, domid: DomId) -> Option<DomainState> {
+        self.domains().info(domid).unwrap().map(|d| d.state)
+    }
+
+    /// Waits until `domid`'s state satisfies `want`.
+    fn wait_state(&self, domid: DomId, want: impl Fn(Option<DomainState>) -> bool) -> Option<DomainState> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let state = self.state(domid);
+            if want(state) {
+                return state;
+            }
+            assert!(Instant::now() < deadline, "domain {domid} stuck in {state:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn console(&self, domid: DomId) -> String {
+        std::fs::read_to_string(self.dir.path().join("console").join(format!("{domid}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop.stop();
+        if let Some(thread) = self.thread.take() {
+            let result = thread.join();
+            if !std::thread::panicking() {
+                result.unwrap().unwrap();
+            }
+        }
+    }
+}
+
+fn guest_config(name: &str, role: &str, env: &[(&str, String)]) -> DomainConfig {
+    let exe = std::env::current_exe().unwrap().to_string_lossy().into_owned();
+    let mut vars = vec![(ROLE.to_owned(), role.to_owned())];
+    vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    DomainConfig {
+        name: name.to_owned(),
+        program: vec![exe, "--exact".into(), "guest_entry".into(), "--nocapture".into(), "--test-threads=1".into()],
+        env: vars,
+        cwd: None,
+    }
+}
+
+/// Waits for an event on `port` of `channels`.
+fn await_event(channels: &mut impl EventChannels, port: Port) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut pending = Vec::new();
+    loop {
+        assert!(Instant::now() < deadline, "no event on port {port}");
+        channels.wait(Some(Duration::from_millis(100))).unwrap();
+        pending.clear();
+        channels.take_pending(&mut pending).unwrap();
+        if pending.contains(&port) {
+            return;
+        }
+    }
+}
+
+fn peek(pages: &MappedPages, offset: usize) -> u8 {
+    assert!(offset < pages.len());
+    // SAFETY: `offset` is inside the mapping, which lives as long as
+    // `pages`; a volatile read of shared memory creates no reference.
+    unsafe { pages.as_ptr().add(offset).read_volatile() }
+}
+
+fn poke(pages: &MappedPages, offset: usize, value: u8) {
+    assert!(offset < pages.len());
+    // SAFETY: as in `peek`; the mapping is writable where we poke.
+    unsafe { pages.as_ptr().add(offset).write_volatile(value) }
+}
+
+fn errno(result: io::Result<impl std::fmt::Debug>) -> i32 {
+    result.expect_err("expected an error").raw_os_error().expect("an errno")
+}
+
+// ---------------------------------------------------------------- guests
+
+/// Runs a guest role when re-executed with [`ROLE`] set, then exits with
+/// its status; an ordinary no-op test otherwise.
+#[test]
+fn guest_entry() {
+    let Ok(role) = std::env::var(ROLE) else { return };
+    let code = match role.as_str() {
+        "write-file" => guest_write_file(),
+        "ping-pong" => guest_ping_pong(),
+        "grant" => guest_grant(),
+        "map-grants" => guest_map_grants(),
+        "unprivileged" => guest_unprivileged(),
+        "dom0-bind-and-die" => dom0_bind_and_die(),
+        "check-fds" => guest_check_fds(),
+        "exit" => std::env::var("EXIT_CODE").unwrap().parse().unwrap(),
+        "shutdown-self" => {
+            let (host, _) = Host::from_guest_env().unwrap();
+            host.shutdown_self(ShutdownReason::Reboot).unwrap();
+            0
+        }
+        "sleep" => loop {
+            std::thread::sleep(Duration::from_secs(60));
+        },
+        other => panic!("unknown role {other}"),
+    };
+    std::process::exit(code);
+}
+
+/// Writes `GUEST_FILE` as soon as it runs, then idles.
+fn guest_write_file() -> i32 {
+    std::fs::write(std::env::var("GUEST_FILE").unwrap(), b"ran").unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+/// Claims the store port, waits for dom0's byte at 0, answers it plus one
+/// at 1.
+fn guest_ping_pong() -> i32 {
+    let (host, start) = Host::from_guest_env().unwrap();
+    let mut channels = host.event_channels().unwrap();
+    let port = channels.claim(start.store_port).unwrap();
+    await_event(&mut channels, port);
+    let byte = peek(&start.store_page, 0);
+    poke(&start.store_page, 1, byte + 1);
+    channels.notify(port).unwrap();
+    0
+}
+
+/// Grants two read-only pages to dom0 with marker bytes, publishes the
+/// refs on the store page, waits for dom0 to say it is done.
+fn guest_grant() -> i32 {
+    let (host, start) = Host::from_guest_env().unwrap();
+    let mut channels = host.event_channels().unwrap();
+    let port = channels.claim(start.store_port).unwrap();
+    let granted = host.grants().grant_pages(0, 2, false).unwrap();
+    poke(granted.pages(), 0, 0xab);
+    poke(granted.pages(), PAGE_SIZE, 0xcd);
+    for (i, gref) in granted.refs().iter().enumerate() {
+        for (j, byte) in gref.to_le_bytes().iter().enumerate() {
+            poke(&start.store_page, i * 4 + j, *byte);
+        }
+    }
+    poke(&start.store_page, 8, 1);
+    channels.notify(port).unwrap();
+    await_event(&mut channels, port);
+    drop(granted);
+    0
+}
+
+/// Tries to map `REFS` of `GRANTER`, which were not granted to it:
+/// exits 0 when refused with EPERM.
+fn guest_map_grants() -> i32 {
+    let (host, _) = Host::from_guest_env().unwrap();
+    let granter: DomId = std::env::var("GRANTER").unwrap().parse().unwrap();
+    let refs: Vec<u32> = std::env::var("REFS").unwrap().split(',').map(|r| r.parse().unwrap()).collect();
+    match host.grants().map_grants(granter, &refs, false) {
+        Err(e) if e.raw_os_error() == Some(EPERM) => 0,
+        other => {
+            eprintln!("third domain mapped or failed oddly: {other:?}");
+            1
+        }
+    }
+}
+
+/// Not a guest: a dom0 process that binds a guest's store port and exits
+/// without unbinding.
+fn dom0_bind_and_die() -> i32 {
+    let host = Host::connect(Path::new(&std::env::var("SOCKET").unwrap())).unwrap();
+    let domid: DomId = std::env::var("DOMID").unwrap().parse().unwrap();
+    let port: Port = std::env::var("PORT").unwrap().parse().unwrap();
+    let mut channels = host.event_channels().unwrap();
+    channels.bind_interdomain(domid, port).unwrap();
+    std::mem::forget(channels);
+    0
+}
+
+/// Exits 0 if the only descriptors it inherited are stdio and its
+/// hypervisor socket.
+fn guest_check_fds() -> i32 {
+    let socket = std::env::var(xen_platform::hosted::ENV_HYPERVISOR_FD).unwrap();
+    // Collect first: the directory handle itself is one of the entries.
+    let entries: Vec<String> =
+        std::fs::read_dir("/proc/self/fd").unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let unexpected: Vec<&String> = entries
+        .iter()
+        .filter(|fd| !["0", "1", "2", socket.as_str()].contains(&fd.as_str()))
+        .filter(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok())
+        .collect();
+    if unexpected.is_empty() {
+        0
+    } else {
+        eprintln!("leaked: {unexpected:?}");
+        1
+    }
+}
+
+/// Every privileged operation must fail with EPERM.
+fn guest_unprivileged() -> i32 {
+    let (host, start) = Host::from_guest_env().unwrap();
+    let results = [
+        errno(host.domains().create(&guest_config("x", "sleep", &[]))),
+        errno(host.domains().list()),
+        errno(host.domains().destroy(start.domid)),
+        errno(host.foreign_memory().map_foreign(start.domid, xen_platform::hosted::STORE_GFN, 1)),
+        errno(host.event_channels().unwrap().bind_virq(Virq::DomExc)),
+    ];
+    if results.iter().all(|&e| e == EPERM) {
+        0
+    } else {
+        eprintln!("errnos: {results:?}");
+        1
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn create_starts_paused_and_program_runs_only_after_unpause() {
+    let world = World::new();
+    let marker: PathBuf = world.dir.path().join("ran");
+    let new = world.create("writer", "write-file", &[("GUEST_FILE", marker.display().to_string())]);
+    assert_eq!(new.domid, 1);
+    assert_eq!(new.store_gfn, xen_platform::hosted::STORE_GFN);
+    assert_eq!(world.state(new.domid), Some(DomainState::Paused));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!marker.exists(), "a paused domain ran");
+
+    world.domains().unpause(new.domid).unwrap();
+    assert_eq!(world.state(new.domid), Some(DomainState::Running));
+    wait_for_file(&marker);
+}
+
+#[test]
+fn pause_and_unpause_change_state() {
+    let world = World::new();
+    let new = world.create("sleeper", "sleep", &[]);
+    let mut domains = world.domains();
+    domains.unpause(new.domid).unwrap();
+    assert_eq!(world.state(new.domid), Some(DomainState::Running));
+    domains.pause(new.domid).unwrap();
+    assert_eq!(world.state(new.domid), Some(DomainState::Paused));
+    domains.unpause(new.domid).unwrap();
+    assert_eq!(world.state(new.domid), Some(DomainState::Running));
+}
+
+#[test]
+fn list_has_dom0_and_guests_by_name() {
+    let world = World::new();
+    let a = world.create("alpha", "sleep", &[]);
+    let b = world.create("beta", "sleep", &[]);
+    let list = world.domains().list().unwrap();
+    let summary: Vec<(DomId, &str)> = list.iter().map(|d| (d.domid, d.name.as_str())).collect();
+    assert_eq!(summary, vec![(0, "Domain-0"), (a.domid, "alpha"), (b.domid, "beta")]);
+    assert_eq!(list[0].state, DomainState::Running);
+}
+
+#[test]
+fn store_page_and_port_carry_events_both_ways() {
+    let world = World::new();
+    let new = world.create("pinger", "ping-pong", &[]);
+    let page = world.host.foreign_memory().map_foreign(new.domid, new.store_gfn, 1).unwrap();
+    let mut channels = world.host.event_channels().unwrap();
+    let port = channels.bind_interdomain(new.domid, new.store_port).unwrap();
+    poke(&page, 0, 41);
+    channels.notify(port).unwrap();
+    world.domains().unpause(new.domid).unwrap();
+
+    await_event(&mut channels, port);
+    assert_eq!(peek(&page, 1), 42, "console: {}", world.console(new.domid));
+    let state = world.wait_state(new.domid, |s| s.is_some_and(DomainState::is_shutdown_or_dying));
+    assert_eq!(state, Some(DomainState::Shutdown(ShutdownReason::Poweroff)));
+}
+
+#[test]
+fn bound_store_port_cannot_be_bound_twice_but_can_after_unbind() {
+    let world = World::new();
+    let new = world.create("guest", "sleep", &[]);
+    let mut first = world.host.event_channels().unwrap();
+    let port = first.bind_interdomain(new.domid, new.store_port).unwrap();
+    let mut second = world.host.event_channels().unwrap();
+    assert_eq!(errno(second.bind_interdomain(new.domid, new.store_port)), EINVAL);
+    first.unbind(port).unwrap();
+    second.bind_interdomain(new.domid, new.store_port).unwrap();
+}
+
+#[test]
+fn virq_dom_exc_fires_when_guest_exits_with_poweroff_or_crash() {
+    let world = World::new();
+    let mut channels = world.host.event_channels().unwrap();
+    let virq = channels.bind_virq(Virq::DomExc).unwrap();
+    for (code, reason) in [(0, ShutdownReason::Poweroff), (3, ShutdownReason::Crash)] {
+        let new = world.create("exiter", "exit", &[("EXIT_CODE", code.to_string())]);
+        world.domains().unpause(new.domid).unwrap();
+        await_event(&mut channels, virq);
+        assert_eq!(world.state(new.domid), Some(DomainState::Shutdown(reason)));
+    }
+}
+
+#[test]
+fn shutdown_self_reason_wins_over_exit_status() {
+    let world = World::new();
+    let mut channels = world.host.event_channels().unwrap();
+    let virq = channels.bind_virq(Virq::DomExc).unwrap();
+    let new = world.create("rebooter", "shutdown-self", &[]);
+    world.domains().unpause(new.domid).unwrap();
+    await_event(&mut channels, virq);
+    assert_eq!(world.state(new.domid), Some(DomainState::Shutdown(ShutdownReason::Reboot)));
+}
+
+#[test]
+fn shutdown_kills_records_reason_and_fires_virq() {
+    let world = World::new();
+    let mut channels = world.host.event_channels().unwrap();
+    let virq = channels.bind_virq(Virq::DomExc).unwrap();
+    let new = world.create("victim", "sleep", &[]);
+    world.domains().unpause(new.domid).unwrap();
+    world.domains().shutdown(new.domid, ShutdownReason::Suspend).unwrap();
+    await_event(&mut channels, virq);
+    assert_eq!(world.state(new.domid), Some(DomainState::Shutdown(ShutdownReason::Suspend)));
+    // The process's death afterwards does not rewrite the reason.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(world.state(new.domid), Some(DomainState::Shutdown(ShutdownReason::Suspend)));
+}
+
+#[test]
+fn destroy_removes_domain_and_fires_virq() {
+    let world = World::new();
+    let mut channels = world.host.event_channels().unwrap();
+    let virq = channels.bind_virq(Virq::DomExc).unwrap();
+    let new = world.create("doomed", "sleep", &[]);
+    world.domains().destroy(new.domid).unwrap();
+    await_event(&mut channels, virq);
+    assert_eq!(world.state(new.domid), None);
+    assert_eq!(errno(world.domains().destroy(new.domid)), ESRCH);
+}
+
+#[test]
+fn granted_pages_map_in_dom0_but_not_in_a_third_domain() {
+    let world = World::new();
+    let granter = world.create("granter", "grant", &[]);
+    let page = world.host.foreign_memory().map_foreign(granter.domid, granter.store_gfn, 1).unwrap();
+    let mut channels = world.host.event_channels().unwrap();
+    let port = channels.bind_interdomain(granter.domid, granter.store_port).unwrap();
+    world.domains().unpause(granter.domid).unwrap();
+    await_event(&mut channels, port);
+    assert_eq!(peek(&page, 8), 1, "console: {}", world.console(granter.domid));
+    let refs: Vec<u32> = (0..2).map(|i| u32::from_le_bytes(std::array::from_fn(|j| peek(&page, i * 4 + j)))).collect();
+
+    let mapped = world.host.grants().map_grants(granter.domid, &refs, false).unwrap();
+    assert_eq!(mapped.len(), 2 * PAGE_SIZE);
+    assert_eq!((peek(&mapped, 0), peek(&mapped, PAGE_SIZE)), (0xab, 0xcd));
+    assert_eq!(errno(world.host.grants().map_grants(granter.domid, &refs, true)), EPERM, "read-only grant");
+
+    let refs_text = refs.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let third = world.create("third", "map-grants", &[("GRANTER", granter.domid.to_string()), ("REFS", refs_text)]);
+    world.domains().unpause(third.domid).unwrap();
+    let state = world.wait_state(third.domid, |s| s.is_some_and(DomainState::is_shutdown_or_dying));
+    assert_eq!(state, Some(DomainState::Shutdown(ShutdownReason::Poweroff)), "console: {}", world.console(third.domid));
+
+    channels.notify(port).unwrap();
+    let state = world.wait_state(granter.domid, |s| s.is_some_and(DomainState::is_shutdown_or_dying));
+    assert_eq!(state, Some(DomainState::Shutdown(ShutdownReason::Poweroff)));
+}
+
+#[test]
+fn guest_inherits_only_stdio_and_its_socket() {
+    let world = World::new();
+    // Inheritable on purpose: the hypervisor must not pass it on.
+    let _inheritable =
+        rustix::fs::open("/proc/self/status", rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty()).unwrap();
+    let new = world.create("clean", "check-fds", &[]);
+    world.domains().unpause(new.domid).unwrap();
+    let state = world.wait_state(new.domid, |s| s.is_some_and(DomainState::is_shutdown_or_dying));
+    assert_eq!(state, Some(DomainState::Shutdown(ShutdownReason::Poweroff)), "console: {}", world.console(new.domid));
+}
+
+#[test]
+fn guest_gets_eperm_for_privileged_operations() {
+    let world = World::new();
+    let new = world.create("pleb", "unprivileged", &[]);
+    world.domains().unpause(new.domid).unwrap();
+    let state = world.wait_state(new.domid, |s| s.is_some_and(DomainState::is_shutdown_or_dying));
+    assert_eq!(state, Some(DomainState::Shutdown(ShutdownReason::Poweroff)), "console: {}", world.console(new.domid));
+}
+
+#[test]
+fn map_foreign_of_unknown_domain_is_esrch_and_wrong_frame_einval() {
+    let world = World::new();
+    let new = world.create("guest", "sleep", &[]);
+    let mut memory = world.host.foreign_memory();
+    assert_eq!(errno(memory.map_foreign(77, xen_platform::hosted::STORE_GFN, 1)), ESRCH);
+    assert_eq!(errno(memory.map_foreign(new.domid, 0, 1)), EINVAL);
+}
+
+#[test]
+fn malformed_messages_do_not_kill_the_hypervisor() {
+    use rustix::net::{socket_with, AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
+    let world = World::new();
+    let connect = || {
+        let fd = socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None).unwrap();
+        rustix::net::connect(&fd, &SocketAddrUnix::new(hypervisor_socket(world.dir.path())).unwrap()).unwrap();
+        fd
+    };
+    // JSON that is no request: an error reply.
+    let raw = connect();
+    rustix::net::send(&raw, b"\x01{\"Nonsense\":42}", SendFlags::empty()).unwrap();
+    let mut reply = [0u8; 256];
+    let n = rustix::net::recv(&raw, &mut reply, rustix::net::RecvFlags::empty()).unwrap().0;
+    assert!(String::from_utf8_lossy(&reply[1..n]).contains("Error"));
+    // A broken frame: the connection closes.
+    let raw = connect();
+    rustix::net::send(&raw, b"\x07garbage", SendFlags::empty()).unwrap();
+    let n = rustix::net::recv(&raw, &mut reply, rustix::net::RecvFlags::empty()).unwrap().0;
+    assert_eq!(n, 0);
+    // Binary garbage and an early hang-up.
+    let raw = connect();
+    rustix::net::send(&raw, &[0xff; 100], SendFlags::empty()).unwrap();
+    drop(raw);
+
+    assert_eq!(world.domains().list().unwrap().len(), 1);
+}
+
+fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + PATIENCE;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn ports_of_a_dom0_process_that_dies_are_released() {
+    let world = World::new();
+    let new = world.create("guest", "sleep", &[]);
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "guest_entry", "--nocapture", "--test-threads=1"])
+        .env(ROLE, "dom0-bind-and-die")
+        .env("SOCKET", hypervisor_socket(world.dir.path()))
+        .env("DOMID", new.domid.to_string())
+        .env("PORT", new.store_port.to_string())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut channels = world.host.event_channels().unwrap();
+    channels.bind_interdomain(new.domid, new.store_port).unwrap();
+}
