@@ -1,15 +1,16 @@
 //! How bytes reach the daemon, and where the daemon is.
 //!
 //! A [`Transport`] is a byte stream to `xenstored` that one thread reads
-//! (the blocking client's reader) while others write whole messages. Two
+//! (the blocking client's reader) while others write whole messages. Three
 //! exist: [`UnixSocket`] (the daemon's socket, a privileged dom0
-//! connection) and [`XenbusDevice`] (Linux's `/dev/xen/xenbus`, which the
-//! kernel forwards over the domain's ring). A shared-ring transport for
-//! guests fits the same trait.
+//! connection), [`XenbusDevice`] (Linux's `/dev/xen/xenbus`, which the
+//! kernel forwards over the domain's ring) and [`SharedRing`] (the
+//! domain's ring page driven directly, for guests without that driver).
 //!
 //! Where the daemon is follows libxenstore (`xs_open`, Xen 4.17): first
 //! [`daemon_socket_path`], then [`domain_device_path`]; each path is a
-//! socket if it is one, else a device.
+//! socket if it is one, else a device. Inside a hosted guest (see
+//! [`hosted::in_hosted_guest`]) the guest's own ring comes first.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -18,6 +19,11 @@ use std::net::Shutdown;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+
+pub mod hosted;
+mod shared_ring;
+
+pub use shared_ring::{ServerRingError, SharedRing};
 
 /// A connection to the daemon, as the blocking client drives it.
 pub trait Transport: Send + Sync + fmt::Debug + 'static {
@@ -126,8 +132,12 @@ pub fn connect_path(path: &Path) -> io::Result<Box<dyn Transport>> {
 }
 
 /// Connects the way `xs_open(0)` does: [`daemon_socket_path`], then
-/// [`domain_device_path`]. The error is the last attempt's.
+/// [`domain_device_path`]; the error is the last attempt's. Inside a hosted
+/// guest, the guest's ring instead ([`hosted::connect_guest_ring`]).
 pub fn connect_default() -> io::Result<Box<dyn Transport>> {
+    if hosted::in_hosted_guest() {
+        return hosted::connect_guest_ring();
+    }
     connect_path(&daemon_socket_path()).or_else(|_| connect_path(&domain_device_path()))
 }
 

@@ -1,0 +1,160 @@
+//! The shared-ring transport against a fake server on the other mapping of
+//! the same page, in one process (see `ring_fixture`).
+
+mod ring_fixture;
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ring_fixture::server::{message, POISON};
+use ring_fixture::{within, ServerConfig, Setup};
+use xenstore::transport::{ServerRingError, Transport};
+use xenstore::{Error, Op, Store};
+use xenstore_ring::{FEATURE_ERROR, FEATURE_RECONNECTION, RING_SIZE};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn features() -> ServerConfig {
+    ServerConfig { features: FEATURE_ERROR | FEATURE_RECONNECTION, debris: Vec::new() }
+}
+
+/// A value of `len` bytes that differs by `seed`, so misrouted replies show.
+fn pattern(len: usize, seed: usize) -> Vec<u8> {
+    (0..len).map(|i| b'a' + u8::try_from((i * 7 + seed) % 26).unwrap()).collect()
+}
+
+#[test]
+fn a_read_round_trips_over_the_ring() {
+    let (client, _server, _) = Setup::client(features());
+    let value = within(LIMIT, move || client.read("/local/domain/1/name").unwrap());
+    assert_eq!(value, b"value of /local/domain/1/name");
+}
+
+#[test]
+fn requests_in_flight_from_many_threads_fill_and_wrap_both_queues() {
+    let (client, server, _) = Setup::client(features());
+    let client = Arc::new(client);
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 40;
+    within(Duration::from_secs(60), move || {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let client = Arc::clone(&client);
+                std::thread::spawn(move || {
+                    for round in 0..ROUNDS {
+                        let path = format!("/t{t}/r{round}");
+                        // Small requests keep many in flight; every third
+                        // value is bigger than the ring, so writers block on
+                        // a full request queue and the server on a full
+                        // response queue, with other threads' messages
+                        // interleaved around them.
+                        let len = if round % 3 == 0 { 1500 + 800 * (t % 4) } else { 10 + round };
+                        let value = pattern(len, t * 1000 + round);
+                        client.write(&path, &value).unwrap();
+                        assert_eq!(client.read(&path).unwrap(), value, "{path}");
+                        assert_eq!(
+                            client.read(&format!("/none{t}")).unwrap(),
+                            format!("value of /none{t}").into_bytes()
+                        );
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+    });
+    // Far more than a ring-full went each way, so the indices wrapped.
+    assert_eq!(server.requests(), THREADS * ROUNDS * 3);
+}
+
+#[test]
+fn a_payload_near_the_maximum_crosses_the_ring_in_several_notified_pieces() {
+    let (client, _server, to_server) = Setup::client(features());
+    let value = pattern(4000, 3);
+    let before = to_server.get();
+    let (client, written) = within(LIMIT, move || {
+        client.write("/big", &value).unwrap();
+        (client, value)
+    });
+    // 16 + 5 + 4000 bytes through a 1024-byte queue: at least four
+    // ring-fulls, each announced to a server that had drained the last.
+    let notifications = to_server.get() - before;
+    assert!(notifications >= (16 + 5 + 4000) / RING_SIZE, "only {notifications} notifications");
+    let back = within(LIMIT, move || client.read("/big").unwrap());
+    assert_eq!(back, written);
+}
+
+#[test]
+fn a_watch_event_arrives_after_the_watch_reply() {
+    let (client, _server, _) = Setup::client(features());
+    let event = within(LIMIT, move || {
+        let watch = client.watch("/local/domain/1/device", "dev-token").unwrap();
+        watch.recv_timeout(LIMIT).unwrap()
+    });
+    assert_eq!(event.path, "/local/domain/1/device");
+    assert_eq!(&event.token[..], b"dev-token");
+}
+
+#[test]
+fn the_server_setting_the_error_indicator_fails_the_call_instead_of_hanging() {
+    let (client, _server, _) = Setup::client(features());
+    let err = within(LIMIT, move || client.read(POISON).unwrap_err());
+    let Error::Io(err) = err else { panic!("expected an I/O error, got {err:?}") };
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+    assert!(err.to_string().contains("ERROR_PROTO"), "{err}");
+}
+
+#[test]
+fn after_the_error_indicator_the_transport_reads_and_writes_fail_with_it() {
+    let setup = Setup::new(features());
+    let ring = setup.ring;
+    let mut reader = ring.reader().unwrap();
+    let (ring, err) = within(LIMIT, move || {
+        ring.write_all(&message(Op::Read, 1, 0, format!("{POISON}\0").as_bytes())).unwrap();
+        let err = reader.read(&mut [0u8; 64]).unwrap_err();
+        (ring, err)
+    });
+    let indicator = err.get_ref().and_then(|e| e.downcast_ref::<ServerRingError>()).copied();
+    assert_eq!(indicator.and_then(|e| e.name()), Some("ERROR_PROTO"), "{err}");
+    let err = ring.write_all(b"anything").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+}
+
+#[test]
+fn shutdown_makes_a_blocked_reader_return_end_of_file() {
+    let setup = Setup::new(features());
+    let ring = Arc::new(setup.ring);
+    let mut reader = ring.reader().unwrap();
+    let blocked = std::thread::spawn(move || reader.read(&mut [0u8; 64]));
+    // Let the reader block (it would also pass if it had not yet).
+    std::thread::sleep(Duration::from_millis(100));
+    ring.shutdown();
+    let result = within(LIMIT, move || blocked.join().unwrap());
+    assert_eq!(result.unwrap(), 0);
+    assert_eq!(ring.write_all(b"late").unwrap_err().kind(), io::ErrorKind::NotConnected);
+}
+
+#[test]
+fn reconnect_discards_what_an_earlier_user_left_in_the_ring() {
+    // A partial message in the response queue: read as-is it would
+    // desynchronise the framing for good.
+    let debris = message(Op::Read, 99, 0, b"stale reply")[..10].to_vec();
+    let setup = Setup::new(ServerConfig { debris, ..features() });
+    let ring = setup.ring;
+    let ring = within(LIMIT, move || {
+        ring.reconnect().unwrap();
+        ring
+    });
+    assert_eq!(setup.server.reconnects(), 1);
+    let client = xenstore::Client::with_transport(Box::new(ring), xenstore::Options::default()).unwrap();
+    let value = within(LIMIT, move || client.read("/after").unwrap());
+    assert_eq!(value, b"value of /after");
+}
+
+#[test]
+fn reconnect_without_the_feature_does_nothing() {
+    let setup = Setup::new(ServerConfig { features: FEATURE_ERROR, debris: Vec::new() });
+    within(LIMIT, move || setup.ring.reconnect().unwrap());
+}
