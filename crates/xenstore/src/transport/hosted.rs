@@ -6,9 +6,9 @@
 
 use std::io;
 
-use xen_platform::hosted::ENV_HYPERVISOR_FD;
+use xen_platform::hosted::{Host, ENV_HYPERVISOR_FD};
 
-use super::Transport;
+use super::{SharedRing, Transport};
 
 /// Whether [`super::connect_default`] should use the guest's ring: inside a
 /// hosted guest (`XSIM_HYPERVISOR_FD` set) unless `XENSTORED_PATH` names a
@@ -26,12 +26,12 @@ pub fn in_hosted_guest() -> bool {
 /// start information out once per process, so this works once per process
 /// (`EBUSY` after).
 pub fn connect_guest_ring() -> io::Result<Box<dyn Transport>> {
-    // TODO(hosted): `xen_platform::hosted` is outlined but not implemented
-    // in the committed tree yet (`Host::from_guest_env`,
-    // `Host::event_channels`, `HostedEventChannels::claim`); the next
-    // commit replaces this error with the glue.
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "connecting over a hosted guest's xenstore ring is not available yet (xen_platform::hosted)",
-    ))
+    // The host connection stays alive inside the event-channel handle
+    // (which holds a clone of it) for as long as the transport.
+    let (host, start) = Host::from_guest_env()?;
+    let mut events = host.event_channels()?;
+    let port = events.claim(start.store_port)?;
+    let ring = SharedRing::new(start.store_page, Box::new(events), port)?;
+    ring.reconnect()?;
+    Ok(Box::new(ring))
 }
