@@ -315,7 +315,12 @@ impl Engine {
             Request::Rm(p) => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.rm(p)),
             Request::SetPerms { path: p, perms } if p.starts_with('@') => self.special_set_perms(caller, p, perms),
             Request::SetPerms { path: p, perms } => {
-                if caller.privileged && tx_id == 0 {
+                // Known from now on, inside a transaction too (as the C
+                // daemon allocates the domain at SET_PERMS): otherwise the
+                // entry would count as stale for the rest of the
+                // transaction, and children created there would not inherit
+                // it (a toolstack writes a new domain's directory this way).
+                if caller.privileged {
                     for entry in perms.entries() {
                         self.ensure_domain(entry.domid);
                     }

@@ -545,3 +545,22 @@ fn privileged_callers_are_bounded_too() {
         assert_eq!(w.reply("dom0", tx, Write, format!("/n{i}\0").as_bytes()), expect, "write {i}");
     }
 }
+
+/// A toolstack writes a new domain's directory in one transaction: the
+/// entry naming the (not yet known) domain must count inside the
+/// transaction, so children created after SET_PERMS inherit it.
+#[test]
+fn transaction_set_perms_naming_a_new_domain_is_inherited() {
+    let mut w = World::new();
+    let tx = w.tx_start("dom0");
+    let steps: &[Row] = &[
+        Row { who: "dom0", tx, op: Mkdir, payload: b"/local/domain/7\0", expect: Ok(b"OK\0"), events: &[] },
+        Row { who: "dom0", tx, op: SetPerms, payload: b"/local/domain/7\0n0\0r7\0", expect: Ok(b"OK\0"), events: &[] },
+        Row { who: "dom0", tx, op: Write, payload: b"/local/domain/7/name\0g", expect: Ok(b"OK\0"), events: &[] },
+        Row { who: "dom0", tx, op: GetPerms, payload: b"/local/domain/7/name\0", expect: Ok(b"n0\0r7\0"), events: &[] },
+        Row { who: "dom0", tx, op: TransactionEnd, payload: b"T\0", expect: Ok(b"OK\0"), events: &[] },
+        row("dom0", GetPerms, b"/local/domain/7/name\0", Ok(b"n0\0r7\0")),
+        row("dom0", GetPerms, b"/local/domain/7\0", Ok(b"n0\0r7\0")),
+    ];
+    run(&mut w, steps);
+}
