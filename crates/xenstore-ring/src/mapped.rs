@@ -157,6 +157,17 @@ impl<M: PageMemory, N: Notify> MappedGuest<M, N> {
         self.ring.error()
     }
 
+    /// Reads any field of the page as it is now.
+    pub fn raw_field(&self, field: crate::Field) -> u32 {
+        self.ring.page().field(field)
+    }
+
+    /// Writes any field of the page, as a misbehaving guest could (for
+    /// tests of a server's defences, not for normal use).
+    pub fn set_raw_field(&self, field: crate::Field, value: u32) {
+        self.ring.page().set_field(field, value)
+    }
+
     /// The memory.
     pub fn memory(&self) -> &M {
         &self.memory

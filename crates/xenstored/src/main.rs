@@ -10,7 +10,10 @@ mod control;
 mod notify;
 mod options;
 mod outbox;
+mod platform;
+mod rings;
 mod server;
+mod server_rings;
 mod trace;
 
 use std::io::Write;
@@ -65,6 +68,12 @@ fn run() -> Result<()> {
     // Bind before forking so that errors reach the caller's terminal and the
     // socket exists when the parent returns.
     let mut server = Server::bind(settings)?;
+    if let Some(hypervisor) = &options.hosted {
+        let hypervisor = cwd.join(hypervisor);
+        let platform = platform::hosted(&hypervisor)
+            .with_context(|| format!("connecting to the hosted hypervisor at {}", hypervisor.display()))?;
+        server.serve_domains(platform)?;
+    }
     if !options.no_fork {
         nix::unistd::daemon(false, false).context("daemonizing")?;
     }

@@ -32,6 +32,9 @@ pub struct Options {
     /// Where log lines go (`--log-file`); standard error when not set, which
     /// a forked daemon has closed.
     pub log_file: Option<PathBuf>,
+    /// Serve domains through the hosted hypervisor at this socket
+    /// (`--hosted`; `xsim up` passes it).
+    pub hosted: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
             keep_orphans: false,
             verbose: false,
             log_file: None,
+            hosted: None,
         }
     }
 }
@@ -56,6 +60,8 @@ pub const USAGE: &str = "\
 Usage: xenstored [options]
   --socket <path>          listen on this Unix socket (default: $XENSTORED_PATH,
                            else /var/run/xenstored/socket)
+  --hosted <path>          serve domains of the hosted hypervisor listening at
+                           <path> (xsim's hypervisor.sock)
   -F, --pid-file <file>    write the daemon's pid to this file
   -N, --no-fork            stay in the foreground
   -P, --output-pid         print the daemon's pid on stdout
@@ -109,6 +115,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, env_socket: Option<String>)
         };
         match name.as_str() {
             "--socket" => o.socket = PathBuf::from(value("--socket")?),
+            "--hosted" => o.hosted = Some(PathBuf::from(value("--hosted")?)),
             "-F" | "--pid-file" => o.pid_file = Some(PathBuf::from(value("--pid-file")?)),
             "-N" | "--no-fork" => o.no_fork = true,
             "-P" | "--output-pid" => o.output_pid = true,

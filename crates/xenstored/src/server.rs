@@ -19,10 +19,13 @@ use xenstore_db::{Caller, Config, ConnId, Delivery, Engine, Outcome};
 use xenstore_wire::{Decoder, ErrorCode, Op, Packet, Request};
 
 use crate::outbox::{Limits, Outbox};
+use crate::rings::{Platform, Rings};
 use crate::trace::Trace;
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(usize::MAX);
+/// The event-channel handle (every ring, and VIRQ_DOM_EXC).
+pub(crate) const EVTCHN: Token = Token(usize::MAX - 2);
 const READ_CHUNK: usize = 64 * 1024;
 
 /// One client connection.
@@ -54,7 +57,9 @@ pub struct Server {
     pub(crate) trace: Trace,
     pub(crate) limits: Limits,
     pub(crate) soft_quotas: xenstore_db::Quotas,
-    dirty: HashSet<ConnId>,
+    pub(crate) dirty: HashSet<ConnId>,
+    /// Domains' rings, when a platform to serve them was given.
+    pub(crate) rings: Option<Rings>,
     /// Connections whose reading was unpaused: read at the next iteration
     /// (not at once, so one busy client cannot starve the others).
     resume: Vec<ConnId>,
@@ -75,6 +80,22 @@ pub struct Settings {
     pub trace_file: Option<PathBuf>,
     /// Soft quotas (logged when exceeded).
     pub soft_quotas: xenstore_db::Quotas,
+}
+
+impl Server {
+    /// Serves domains' rings through `platform` from now on: binds
+    /// VIRQ_DOM_EXC and polls the event-channel handle. Without a
+    /// platform, INTRODUCE only records the domain in the store.
+    pub fn serve_domains(&mut self, platform: Platform) -> Result<()> {
+        let rings = Rings::new(platform).context("binding VIRQ_DOM_EXC")?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&rings.platform.events.as_fd());
+        self.poll
+            .registry()
+            .register(&mut mio::unix::SourceFd(&fd), EVTCHN, Interest::READABLE)
+            .context("polling the event-channel handle")?;
+        self.rings = Some(rings);
+        Ok(())
+    }
 }
 
 impl Server {
@@ -112,6 +133,7 @@ impl Server {
             limits: settings.limits,
             soft_quotas: settings.soft_quotas,
             dirty: HashSet::new(),
+            rings: None,
             resume: Vec::new(),
             read_buf: vec![0; READ_CHUNK],
             stop: false,
@@ -122,7 +144,8 @@ impl Server {
     pub fn run(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         while !self.stop {
-            let pending = !self.dirty.is_empty() || !self.resume.is_empty();
+            let more_rings = self.rings.as_ref().is_some_and(|r| !r.more.is_empty());
+            let pending = !self.dirty.is_empty() || !self.resume.is_empty() || more_rings;
             let timeout = pending.then_some(std::time::Duration::ZERO);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -134,6 +157,7 @@ impl Server {
                 match event.token() {
                     LISTENER => self.accept(),
                     SIGNALS => self.stop = true,
+                    EVTCHN => self.event_channels(),
                     Token(t) => {
                         let id = t as ConnId;
                         if event.is_writable() {
@@ -151,6 +175,7 @@ impl Server {
             for id in std::mem::take(&mut self.resume) {
                 self.read(id);
             }
+            self.serve_more_rings();
             self.flush_dirty();
         }
         info!("shutting down");
@@ -248,11 +273,24 @@ impl Server {
         }
     }
 
-    fn handle(&mut self, id: ConnId, packet: Packet) {
+    pub(crate) fn handle(&mut self, id: ConnId, packet: Packet) {
         let header = packet.header;
         self.trace.message("IN", id, &header, &packet.payload);
+        let mut attached = None;
         let outcome = match Request::parse(header.op, &packet.payload) {
             Ok(Request::Control(payload)) => self.control(id, payload),
+            Ok(request @ Request::Introduce { .. }) => {
+                let (outcome, ring) = self.introduce(id, header.tx_id, &request);
+                attached = ring;
+                outcome
+            }
+            Ok(request @ Request::Release(domid)) => {
+                let outcome = self.engine.handle(id, header.tx_id, &request);
+                if outcome.reply.is_ok() {
+                    self.detach_ring(domid);
+                }
+                outcome
+            }
             Ok(request) => self.engine.handle(id, header.tx_id, &request),
             Err(e) => Outcome::error(e),
         };
@@ -269,24 +307,37 @@ impl Server {
             (Ok(_), None) => ErrorCode::ENOSYS.encode_reply(header.req_id, header.tx_id, &mut bytes),
         }
         self.trace.outgoing(id, &bytes);
-        if let Some(conn) = self.conns.get_mut(&id) {
-            conn.outbox.push_reply(bytes);
+        if let Some(outbox) = self.outbox_mut(id) {
+            outbox.push_reply(bytes);
             self.dirty.insert(id);
         }
         if let Some(delivery) = outcome.after_reply {
             self.deliver(delivery);
         }
+        if let Some(conn) = attached {
+            // The guest may have written requests before it was introduced.
+            self.serve_ring(conn);
+        }
+    }
+
+    /// The output queue of a socket or ring connection.
+    pub(crate) fn outbox_mut(&mut self, id: ConnId) -> Option<&mut Outbox> {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            return Some(&mut conn.outbox);
+        }
+        self.rings.as_mut()?.by_conn.get_mut(&id).map(|r| &mut r.outbox)
     }
 
     pub(crate) fn deliver(&mut self, delivery: Delivery) {
-        let Some(conn) = self.conns.get_mut(&delivery.conn) else { return };
         let mut bytes = Vec::new();
         if !delivery.event.encode(&mut bytes) {
             warn!(conn = delivery.conn, path = %delivery.event.path, "watch event over the payload limit dropped");
             return;
         }
         self.trace.outgoing(delivery.conn, &bytes);
-        conn.outbox.push_event(bytes, &self.limits);
+        let limits = self.limits;
+        let Some(outbox) = self.outbox_mut(delivery.conn) else { return };
+        outbox.push_event(bytes, &limits);
         self.dirty.insert(delivery.conn);
     }
 
@@ -300,7 +351,10 @@ impl Server {
     /// Writes what the socket takes; arms WRITABLE if output remains;
     /// resumes reading once the backlog has drained.
     fn flush(&mut self, id: ConnId) {
-        let Some(conn) = self.conns.get_mut(&id) else { return };
+        let Some(conn) = self.conns.get_mut(&id) else {
+            self.flush_ring(id);
+            return;
+        };
         if !conn.blocked {
             if let Err(e) = conn.outbox.flush_to(&mut conn.stream) {
                 debug!(conn = id, "write failed: {e}");

@@ -1,0 +1,17 @@
+//! Choosing the platform the daemon serves domains through.
+
+use std::io;
+use std::path::Path;
+
+use crate::rings::Platform;
+
+/// The hosted hypervisor at `socket` (dom0's view: event channels,
+/// foreign mapping, domain states).
+pub(crate) fn hosted(socket: &Path) -> io::Result<Platform> {
+    let host = xen_platform::hosted::Host::connect(socket)?;
+    Ok(Platform {
+        events: Box::new(host.event_channels()?),
+        memory: Box::new(host.foreign_memory()),
+        domains: Box::new(host.domains()),
+    })
+}

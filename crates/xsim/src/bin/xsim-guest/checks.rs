@@ -1,0 +1,216 @@
+//! Guest-side behaviour checks: each runs inside a hosted domain against
+//! xenstored over the domain's ring, prints `PASS <name>` and exits 0, or
+//! fails with what differed. The dom0 side (tests/guests.rs) sets up what
+//! a check needs (quotas, targets) before unpausing it.
+
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use xenstore::{Access, Client, ErrorCode, Perm, PermList, Store};
+use xenstore_ring::{Field, ERROR_RINGIDX, FEATURE_ERROR, FEATURE_RECONNECTION, FEATURE_WATCH_DEPTH};
+use xenstore_wire::Op;
+
+use crate::raw_ring::RawRing;
+
+pub fn run(args: &[String]) -> Result<()> {
+    let Some(name) = args.first() else { bail!("check: which one?") };
+    let rest = &args[1..];
+    let arg = |i: usize| -> Result<u16> {
+        rest.get(i).with_context(|| format!("check {name}: missing argument {i}"))?.parse().context("not a domid")
+    };
+    match name.as_str() {
+        "relative" => relative()?,
+        "eacces" => eacces(arg(0)?)?,
+        "ownership" => ownership(arg(0)?)?,
+        "quota" => quota()?,
+        "target" => target(arg(0)?)?,
+        "linger" => linger()?,
+        "reconnect" => reconnect()?,
+        "corrupt" => corrupt()?,
+        "pinger" => pinger(u32::from(arg(0)?))?,
+        other => bail!("no check {other:?}"),
+    }
+    println!("PASS {name}");
+    Ok(())
+}
+
+/// Expects `result` to be the daemon's `code`.
+fn expect_err<T: std::fmt::Debug>(what: &str, result: Result<T, xenstore::Error>, code: ErrorCode) -> Result<()> {
+    match result {
+        Err(e) if e.code() == Some(code) => Ok(()),
+        other => bail!("{what}: expected {code:?}, got {other:?}"),
+    }
+}
+
+fn me(client: &Client) -> Result<u16> {
+    Ok(String::from_utf8(client.read("domid")?)?.parse()?)
+}
+
+/// Relative paths resolve under `/local/domain/<me>`, and watch events on
+/// relative watches come back relative.
+fn relative() -> Result<()> {
+    let client = Client::open()?;
+    let me = me(&client)?;
+    let home = client.get_domain_path(me)?;
+    ensure!(home == format!("/local/domain/{me}"), "GET_DOMAIN_PATH: {home}");
+    client.write("data/rel", b"v1")?;
+    ensure!(client.read(&format!("{home}/data/rel"))? == b"v1", "relative write not at the absolute path");
+    let watch = client.watch("data/rel", "tok")?;
+    let first = watch.recv_timeout(Duration::from_secs(5)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    ensure!(first.path == "data/rel", "initial event path {:?}", first.path);
+    client.write(&format!("{home}/data/rel"), b"v2")?;
+    let second = watch.recv_timeout(Duration::from_secs(5)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    ensure!(second.path == "data/rel", "event path for an absolute write: {:?}", second.path);
+    let listing = client.directory("data")?;
+    ensure!(listing.contains(&"rel".to_owned()), "DIRECTORY data: {listing:?}");
+    Ok(())
+}
+
+/// Another domain's nodes, dom0's, and read-only nodes are refused with
+/// the C daemon's answers.
+fn eacces(other: u16) -> Result<()> {
+    let client = Client::open()?;
+    expect_err("read dom0's name", client.read("/local/domain/0/name"), ErrorCode::EACCES)?;
+    expect_err("write into another domain", client.write(&format!("/local/domain/{other}/data/x"), b"x"), ErrorCode::EACCES)?;
+    expect_err(
+        "read a missing node under an unreadable directory",
+        client.read(&format!("/local/domain/{other}/data/missing")),
+        ErrorCode::EACCES,
+    )?;
+    expect_err("rm a missing node under an unwritable parent", client.rm(&format!("/local/domain/{other}/data/missing")), ErrorCode::EACCES)?;
+    expect_err("write my read-only name", client.write("name", b"evil"), ErrorCode::EACCES)?;
+    expect_err("CONTROL from a guest", client.control(&[b"help"]), ErrorCode::EACCES)?;
+    expect_err("INTRODUCE from a guest", client.introduce(other, 1, 1), ErrorCode::EACCES)?;
+    ensure!(!client.read("name")?.is_empty(), "my own name is readable");
+    Ok(())
+}
+
+/// What a guest creates is its own; it may share it but not give it away.
+fn ownership(other: u16) -> Result<()> {
+    let client = Client::open()?;
+    let me = me(&client)?;
+    client.write("data/mine", b"x")?;
+    let perms = client.get_perms("data/mine")?;
+    ensure!(perms.owner() == me, "owner of a created node: {perms:?}");
+    let share = PermList::new(vec![Perm { domid: me, access: Access::None }, Perm { domid: other, access: Access::Read }])
+        .context("perm list")?;
+    client.set_perms("data/mine", &share)?;
+    let give = PermList::new(vec![Perm { domid: other, access: Access::None }]).context("perm list")?;
+    expect_err("giving a node away", client.set_perms("data/mine", &give), ErrorCode::EPERM)?;
+    let mut six = vec![Perm { domid: me, access: Access::None }];
+    six.extend((0..5).map(|_| Perm { domid: other, access: Access::Read }));
+    let six = PermList::new(six).context("perm list")?;
+    expect_err("a sixth permission entry", client.set_perms("data/mine", &six), ErrorCode::ENOSPC)?;
+    Ok(())
+}
+
+/// dom0 lowered this domain's quotas (nodes 8, watches 2, transactions 2):
+/// each runs out with its error, and freeing a node makes room again.
+fn quota() -> Result<()> {
+    let client = Client::open()?;
+    let mut created = 0;
+    let err = loop {
+        match client.write(&format!("data/q{created}"), b"x") {
+            Ok(()) => created += 1,
+            Err(e) => break e,
+        }
+        ensure!(created < 100, "node quota never reached");
+    };
+    ensure!(err.code() == Some(ErrorCode::ENOSPC), "node quota: {err:?}");
+    ensure!(created > 0, "not even one node could be created");
+    client.rm("data/q0")?;
+    client.write("data/again", b"x").context("a node after freeing one")?;
+    let w1 = client.watch("data", "a")?;
+    let w2 = client.watch("data", "b")?;
+    expect_err("third watch", client.watch("data", "c").map(|_| ()), ErrorCode::E2BIG)?;
+    drop((w1, w2));
+    let t1 = client.transaction_start()?;
+    let t2 = client.transaction_start()?;
+    expect_err("third transaction", client.transaction_start().map(|_| ()), ErrorCode::ENOSPC)?;
+    t1.abort()?;
+    t2.abort()?;
+    println!("quota: {created} nodes before ENOSPC");
+    Ok(())
+}
+
+/// dom0 made this domain act for `target` (SET_TARGET): the target's
+/// nodes are ours to read and write.
+fn target(target: u16) -> Result<()> {
+    let client = Client::open()?;
+    let path = format!("/local/domain/{target}/data/by-target");
+    client.write(&path, b"hi").context("writing the target's node")?;
+    ensure!(client.read(&path)? == b"hi", "reading it back");
+    ensure!(!client.read(&format!("/local/domain/{target}/name"))?.is_empty(), "target's name");
+    Ok(())
+}
+
+/// Creates nodes and waits to be destroyed (dom0 checks they go).
+fn linger() -> Result<()> {
+    let client = Client::open()?;
+    client.write("data/linger/a", b"1")?;
+    client.write("data/linger/b", b"2")?;
+    client.write("data/ready", b"1")?;
+    println!("READY");
+    std::thread::sleep(Duration::from_secs(600));
+    bail!("was not destroyed")
+}
+
+/// A reconnection mid-stream drops a partial packet and the connection's
+/// watches, and the ring works afterwards.
+fn reconnect() -> Result<()> {
+    let mut raw = RawRing::open()?;
+    let features = raw.field(Field::ServerFeatures);
+    let want = FEATURE_RECONNECTION | FEATURE_ERROR | FEATURE_WATCH_DEPTH;
+    ensure!(features & want == want, "server features {features:#x}, want {want:#x}");
+    let id = raw.send(Op::Watch, b"data/w\0tok\0")?;
+    let reply = raw.reply(id)?;
+    ensure!(reply.header.op == Op::Watch as u32, "WATCH reply {:?}", reply.header);
+    // Half a WRITE: the header promises 100 bytes, 10 follow.
+    let header = xenstore_wire::Header { op: Op::Write as u32, req_id: 99, tx_id: 0, len: 100 };
+    raw.send_bytes(&header.encode())?;
+    raw.send_bytes(b"data/w\0xyz")?;
+    raw.reconnect()?;
+    let id = raw.send(Op::Read, b"domid\0")?;
+    let reply = raw.reply(id)?;
+    ensure!(reply.payload == raw.domid.to_string().as_bytes(), "READ after reconnect: {:?}", reply.payload);
+    let id = raw.send(Op::Write, b"data/w\0after")?;
+    let reply = raw.reply(id)?;
+    ensure!(reply.header.op == Op::Write as u32, "WRITE after reconnect: {:?}", reply.header);
+    if let Some(p) = raw.recv(Duration::from_millis(300))? {
+        bail!("the watch survived the reconnection: {:?} {:?}", p.header, String::from_utf8_lossy(&p.payload));
+    }
+    Ok(())
+}
+
+/// Corrupt indices: xenstored sets the error indicator to 2 and stops
+/// serving this ring.
+fn corrupt() -> Result<()> {
+    let mut raw = RawRing::open()?;
+    ensure!(raw.field(Field::ServerFeatures) & FEATURE_ERROR != 0, "no error indicator advertised");
+    let cons = raw.field(Field::ReqCons);
+    raw.ring.set_raw_field(Field::ReqProd, cons.wrapping_add(5000));
+    raw.kick()?;
+    for _ in 0..100 {
+        if raw.field(Field::Error) == ERROR_RINGIDX {
+            println!("error indicator {ERROR_RINGIDX} set");
+            return Ok(());
+        }
+        raw.wait(Duration::from_millis(50))?;
+    }
+    bail!("error indicator is {}, not {ERROR_RINGIDX}", raw.field(Field::Error))
+}
+
+/// Round trips: a guest that keeps working while another misbehaves
+/// (the dom0 side bounds the whole run).
+fn pinger(count: u32) -> Result<()> {
+    let client = Client::open()?;
+    let mut worst = Duration::ZERO;
+    for i in 0..count {
+        let t = std::time::Instant::now();
+        client.write("data/ping", i.to_string().as_bytes())?;
+        ensure!(client.read("data/ping")? == i.to_string().as_bytes(), "ping {i}");
+        worst = worst.max(t.elapsed());
+    }
+    println!("pinger: {count} round trips, worst {worst:?}");
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! `xsim-guest`: guest programs for hosted domains.
+//!
+//! Run by `xsim create NAME -- xsim-guest ROLE [ARGS]`. Each role talks to
+//! xenstored over the domain's own ring (the client finds it through what
+//! the hosted hypervisor handed the process) and ends with exit status 0
+//! on success, which the hypervisor records as a poweroff (anything else
+//! is a crash). What it did goes to its console (`xsim console NAME`).
+//!
+//! Roles:
+//! - `demo`: writes a greeting under `data/`, then waits for
+//!   `control/shutdown` and exits;
+//! - `ipc`: one side of the two-guest message exchange (see
+//!   `xsim::ipc`);
+//! - `check NAME [ARGS]`: one guest-side behaviour check (see `checks.rs`).
+
+mod checks;
+mod ipc;
+mod raw_ring;
+
+use anyhow::{bail, Result};
+use xenstore::{Client, Store};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(),
+        Some("ipc") => ipc::run(&args[1..]),
+        Some("check") => checks::run(&args[1..]),
+        _ => Err(anyhow::anyhow!("usage: xsim-guest demo | ipc [--count N] | check NAME [ARGS]")),
+    };
+    match result {
+        Ok(()) => {}
+        Err(e) => {
+            println!("FAIL: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Writes `data/greeting`, then waits for the toolstack's shutdown request.
+fn demo() -> Result<()> {
+    let client = Client::open()?;
+    let domid = String::from_utf8_lossy(&client.read("domid")?).into_owned();
+    let name = String::from_utf8_lossy(&client.read("name")?).into_owned();
+    client.write("data/greeting", format!("hello from {name} (domain {domid})").as_bytes())?;
+    println!("demo guest {name} (domain {domid}) up; waiting for control/shutdown");
+    let watch = client.watch("control/shutdown", "shutdown")?;
+    loop {
+        let _event = watch.recv_timeout(std::time::Duration::from_secs(3600)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let request = client.read("control/shutdown")?;
+        match request.as_slice() {
+            b"" => continue,
+            b"poweroff" | b"reboot" | b"halt" => {
+                println!("shutdown requested ({}); bye", String::from_utf8_lossy(&request));
+                return Ok(());
+            }
+            other => bail!("unknown shutdown request {:?}", String::from_utf8_lossy(other)),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The hosted toolstack: what `xl` and libxl do on Xen, for domains that
+//! are processes under the hosted hypervisor.
+//!
+//! [`state::StateDir`] says where a host keeps its sockets, pids and
+//! consoles; [`host`] starts and stops the hypervisor and xenstored;
+//! [`toolstack::Toolstack`] creates domains (writing what a real toolstack
+//! writes to XenStore and introducing them), and pauses, shuts down,
+//! destroys and lists them. The `xsim` binary is a thin command line over
+//! these, and tests and example runners use them directly.
+
+pub mod host;
+pub mod ipc;
+pub mod state;
+pub mod toolstack;
+
+pub use state::StateDir;
+pub use toolstack::{DomainSpec, Toolstack};
