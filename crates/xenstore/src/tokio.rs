@@ -8,6 +8,12 @@
 //! requests and watch streams. Requests are futures; any number may be in
 //! flight at once, from any task. Dropping a request future abandons it:
 //! its reply is consumed and dropped when it comes.
+//!
+//! [`AsyncClient::with_transport`] runs the same client over a blocking
+//! [`Transport`] (a hosted guest's ring), with threads in place of the two
+//! tasks.
+
+mod over_transport;
 
 use std::fmt;
 use std::future::Future;
@@ -29,7 +35,7 @@ use crate::error::Error;
 use crate::hub::{Hub, Outcome, Sink, Waiter};
 use crate::store;
 use crate::sync::Options;
-use crate::transport;
+use crate::transport::{self, Transport};
 
 impl Waiter for oneshot::Sender<Outcome> {
     fn complete(self, outcome: Outcome) {
@@ -50,6 +56,9 @@ struct Inner {
     outgoing: mpsc::UnboundedSender<Vec<u8>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     options: Options,
+    /// The blocking transport, when threads drive one (shut down when the
+    /// client is dropped, to end the reader thread).
+    transport: Option<Arc<dyn Transport>>,
 }
 
 impl fmt::Debug for Inner {
@@ -97,6 +106,12 @@ impl Inner {
 
     fn close(&self, err: Error) {
         self.hub().close(err);
+    }
+
+    fn shutdown_transport(&self) {
+        if let Some(transport) = &self.transport {
+            transport.shutdown();
+        }
     }
 }
 
@@ -227,9 +242,23 @@ macro_rules! node_ops {
 impl AsyncClient {
     /// Connects to the daemon's socket (`XENSTORED_PATH`, else
     /// `$XENSTORED_RUNDIR/socket`; the xenbus device is not supported by
-    /// the async client).
+    /// the async client); inside a hosted guest, over the guest's ring
+    /// (see [`transport::hosted`]).
     pub async fn open() -> Result<AsyncClient, Error> {
+        if transport::hosted::in_hosted_guest() {
+            // Connecting waits for the ring's reset: keep it off the runtime.
+            let connected = ::tokio::task::spawn_blocking(transport::hosted::connect_guest_ring)
+                .await
+                .map_err(|err| Error::Io(io::Error::other(err)))?;
+            return AsyncClient::with_transport(connected?, Options::default());
+        }
         AsyncClient::connect(transport::daemon_socket_path()).await
+    }
+
+    /// Runs the client over a blocking transport, with a reader and a
+    /// writer thread in place of tasks (no runtime needed to start it).
+    pub fn with_transport(transport: Box<dyn Transport>, options: Options) -> Result<AsyncClient, Error> {
+        over_transport::start(transport, options)
     }
 
     /// Connects to the Unix socket at `path`.
@@ -243,7 +272,13 @@ impl AsyncClient {
     pub fn from_stream(stream: UnixStream, options: Options) -> AsyncClient {
         let (reader, writer) = stream.into_split();
         let (outgoing, rx) = mpsc::unbounded_channel();
-        let inner = Arc::new(Inner { hub: Mutex::new(Hub::new()), outgoing, tasks: Mutex::new(Vec::new()), options });
+        let inner = Arc::new(Inner {
+            hub: Mutex::new(Hub::new()),
+            outgoing,
+            tasks: Mutex::new(Vec::new()),
+            options,
+            transport: None,
+        });
         let tasks = vec![
             ::tokio::spawn(write_loop(Arc::clone(&inner), rx, writer)),
             ::tokio::spawn(read_loop(Arc::clone(&inner), reader)),
@@ -356,6 +391,7 @@ impl Drop for AsyncClient {
         for task in self.inner.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             task.abort();
         }
+        self.inner.shutdown_transport();
         self.inner.close(Error::closed());
     }
 }

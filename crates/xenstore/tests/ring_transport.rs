@@ -158,3 +158,25 @@ fn reconnect_without_the_feature_does_nothing() {
     let setup = Setup::new(ServerConfig { features: FEATURE_ERROR, debris: Vec::new() });
     within(LIMIT, move || setup.ring.reconnect().unwrap());
 }
+
+#[cfg(feature = "tokio")]
+#[test]
+fn the_async_client_runs_over_the_ring_too() {
+    use xenstore::tokio::AsyncClient;
+    let setup = Setup::new(features());
+    let client = AsyncClient::with_transport(Box::new(setup.ring), xenstore::Options::default()).unwrap();
+    let (small, big) = within(LIMIT, move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let big = pattern(3000, 9);
+            let (write, small) = tokio::join!(client.write("/async/big", &big), client.read("/async/small"));
+            write.unwrap();
+            assert_eq!(client.read("/async/big").await.unwrap(), big);
+            let mut watch = client.watch("/async/w", "async-token").await.unwrap();
+            assert_eq!(watch.next().await.unwrap().path, "/async/w");
+            (small.unwrap(), big.len())
+        })
+    });
+    assert_eq!(small, b"value of /async/small");
+    assert_eq!(big, 3000);
+}
