@@ -202,7 +202,8 @@ impl Server {
                 return;
             }
         };
-        let states: std::collections::HashMap<u16, DomainState> = list.into_iter().map(|d| (d.domid, d.state)).collect();
+        let states: std::collections::HashMap<u16, DomainState> =
+            list.into_iter().map(|d| (d.domid, d.state)).collect();
         let mut introduced: Vec<u16> = rings.by_domid.keys().copied().collect();
         introduced.sort_unstable();
         for domid in introduced {

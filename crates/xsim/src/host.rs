@@ -89,7 +89,13 @@ pub fn up(state: &StateDir, programs: &Programs) -> Result<()> {
         .process_group(0);
     let child = hypervisor.spawn().with_context(|| format!("starting {}", programs.xsim.display()))?;
     std::fs::write(state.hypervisor_pid(), format!("{}\n", child.id()))?;
-    wait_for_socket(&state.hypervisor_socket(), hypervisor_answers, child.id(), "the hypervisor", &state.hypervisor_log())?;
+    wait_for_socket(
+        &state.hypervisor_socket(),
+        hypervisor_answers,
+        child.id(),
+        "the hypervisor",
+        &state.hypervisor_log(),
+    )?;
 
     let mut xenstored = Command::new(&programs.xenstored);
     xenstored
@@ -115,7 +121,9 @@ pub fn up(state: &StateDir, programs: &Programs) -> Result<()> {
         }
     };
     std::fs::write(state.xenstored_pid(), format!("{}\n", child.id()))?;
-    if let Err(e) = wait_for_socket(&state.xenstored_socket(), xenstored_answers, child.id(), "xenstored", &state.xenstored_log()) {
+    if let Err(e) =
+        wait_for_socket(&state.xenstored_socket(), xenstored_answers, child.id(), "xenstored", &state.xenstored_log())
+    {
         let _ = down(state);
         return Err(e);
     }

@@ -96,7 +96,11 @@ fn exchange(ts: &mut Toolstack, a: DomId, b: DomId, timeout: Duration) -> Result
         if states.iter().all(|s| matches!(s, Some(DomainState::Shutdown(_)))) {
             break;
         }
-        if let Some((d, s)) = [a, b].iter().zip(&states).find(|(_, s)| matches!(s, Some(DomainState::Shutdown(r)) if *r != ShutdownReason::Poweroff)) {
+        if let Some((d, s)) = [a, b]
+            .iter()
+            .zip(&states)
+            .find(|(_, s)| matches!(s, Some(DomainState::Shutdown(r)) if *r != ShutdownReason::Poweroff))
+        {
             bail!("domain {d} failed: {s:?}");
         }
         if Instant::now() > deadline {

@@ -22,11 +22,8 @@ impl StateDir {
 
     /// The state directory at `root` (made absolute).
     pub fn at(root: PathBuf) -> StateDir {
-        let root = if root.is_absolute() {
-            root
-        } else {
-            std::env::current_dir().map(|cwd| cwd.join(&root)).unwrap_or(root)
-        };
+        let root =
+            if root.is_absolute() { root } else { std::env::current_dir().map(|cwd| cwd.join(&root)).unwrap_or(root) };
         StateDir { root }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use xenstore::{Access, Client, ErrorCode, Perm, PermList, Store};
-use xenstore_ring::{Field, ERROR_RINGIDX, FEATURE_ERROR, FEATURE_RECONNECTION, FEATURE_WATCH_DEPTH};
+use xenstore_ring::{Field, ERROR_PROTO, ERROR_RINGIDX, FEATURE_ERROR, FEATURE_RECONNECTION, FEATURE_WATCH_DEPTH};
 use xenstore_wire::Op;
 
 use crate::raw_ring::RawRing;
@@ -27,6 +27,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "linger" => linger()?,
         "reconnect" => reconnect()?,
         "corrupt" => corrupt()?,
+        "oversize" => oversize()?,
         "pinger" => pinger(u32::from(arg(0)?))?,
         other => bail!("no check {other:?}"),
     }
@@ -71,13 +72,21 @@ fn relative() -> Result<()> {
 fn eacces(other: u16) -> Result<()> {
     let client = Client::open()?;
     expect_err("read dom0's name", client.read("/local/domain/0/name"), ErrorCode::EACCES)?;
-    expect_err("write into another domain", client.write(&format!("/local/domain/{other}/data/x"), b"x"), ErrorCode::EACCES)?;
+    expect_err(
+        "write into another domain",
+        client.write(&format!("/local/domain/{other}/data/x"), b"x"),
+        ErrorCode::EACCES,
+    )?;
     expect_err(
         "read a missing node under an unreadable directory",
         client.read(&format!("/local/domain/{other}/data/missing")),
         ErrorCode::EACCES,
     )?;
-    expect_err("rm a missing node under an unwritable parent", client.rm(&format!("/local/domain/{other}/data/missing")), ErrorCode::EACCES)?;
+    expect_err(
+        "rm a missing node under an unwritable parent",
+        client.rm(&format!("/local/domain/{other}/data/missing")),
+        ErrorCode::EACCES,
+    )?;
     expect_err("write my read-only name", client.write("name", b"evil"), ErrorCode::EACCES)?;
     expect_err("CONTROL from a guest", client.control(&[b"help"]), ErrorCode::EACCES)?;
     expect_err("INTRODUCE from a guest", client.introduce(other, 1, 1), ErrorCode::EACCES)?;
@@ -92,8 +101,9 @@ fn ownership(other: u16) -> Result<()> {
     client.write("data/mine", b"x")?;
     let perms = client.get_perms("data/mine")?;
     ensure!(perms.owner() == me, "owner of a created node: {perms:?}");
-    let share = PermList::new(vec![Perm { domid: me, access: Access::None }, Perm { domid: other, access: Access::Read }])
-        .context("perm list")?;
+    let share =
+        PermList::new(vec![Perm { domid: me, access: Access::None }, Perm { domid: other, access: Access::Read }])
+            .context("perm list")?;
     client.set_perms("data/mine", &share)?;
     let give = PermList::new(vec![Perm { domid: other, access: Access::None }]).context("perm list")?;
     expect_err("giving a node away", client.set_perms("data/mine", &give), ErrorCode::EPERM)?;
@@ -213,4 +223,24 @@ fn pinger(count: u32) -> Result<()> {
     }
     println!("pinger: {count} round trips, worst {worst:?}");
     Ok(())
+}
+
+/// A payload over 4096 bytes: xenstored sets the error indicator to 3 and
+/// stops serving this ring; a reconnection brings it back.
+fn oversize() -> Result<()> {
+    let mut raw = RawRing::open()?;
+    let header = xenstore_wire::Header { op: Op::Write as u32, req_id: 7, tx_id: 0, len: 5000 };
+    raw.send_bytes(&header.encode())?;
+    for _ in 0..100 {
+        if raw.field(Field::Error) == ERROR_PROTO {
+            raw.reconnect()?;
+            ensure!(raw.field(Field::Error) == 0, "error indicator not cleared by the reconnection");
+            let id = raw.send(Op::Read, b"domid\0")?;
+            let reply = raw.reply(id)?;
+            ensure!(reply.payload == raw.domid.to_string().as_bytes(), "READ after reconnect: {:?}", reply.payload);
+            return Ok(());
+        }
+        raw.wait(Duration::from_millis(50))?;
+    }
+    bail!("error indicator is {}, not {ERROR_PROTO}", raw.field(Field::Error))
 }

@@ -57,7 +57,13 @@ pub fn run(args: &[String]) -> Result<()> {
     let me: u16 = text(&client.read("domid")?)?.parse()?;
     let a: u16 = text(&client.read("/ipc/a")?)?.parse()?;
     let b: u16 = text(&client.read("/ipc/b")?)?.parse()?;
-    let peer = if me == a { b } else if me == b { a } else { bail!("domain {me} is neither /ipc/a nor /ipc/b") };
+    let peer = if me == a {
+        b
+    } else if me == b {
+        a
+    } else {
+        bail!("domain {me} is neither /ipc/a nor /ipc/b")
+    };
     println!("ipc: domain {me} <-> domain {peer}, {} messages each way", settings.count);
     let started = Instant::now();
     let deadline = started + settings.timeout;
@@ -106,7 +112,8 @@ pub fn run(args: &[String]) -> Result<()> {
                         if Instant::now() > deadline {
                             bail!("timed out waiting for the window (message {seq})");
                         }
-                        upto = acked.moved.wait_timeout(upto, Duration::from_secs(1)).map_err(|_| anyhow!("poisoned"))?.0;
+                        upto =
+                            acked.moved.wait_timeout(upto, Duration::from_secs(1)).map_err(|_| anyhow!("poisoned"))?.0;
                     }
                     drop(upto);
                     client
@@ -171,11 +178,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let elapsed = started.elapsed();
     client.write("data/result", b"ok")?;
-    println!(
-        "ipc: sent and received {} messages each way in {:.2} s; PASS",
-        settings.count,
-        elapsed.as_secs_f64()
-    );
+    println!("ipc: sent and received {} messages each way in {:.2} s; PASS", settings.count, elapsed.as_secs_f64());
     Ok(())
 }
 

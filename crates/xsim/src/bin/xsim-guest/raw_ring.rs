@@ -26,6 +26,8 @@ pub struct RawRing {
     pub ring: MappedGuest<MappedPages, Signal>,
     events: HostedEventChannels,
     decoder: Decoder,
+    /// Bytes read from the ring and not yet decoded.
+    unread: Vec<u8>,
     pub domid: u16,
     next_req: u32,
     notifier: Notifier,
@@ -39,7 +41,15 @@ impl RawRing {
         events.claim(start.store_port)?;
         let notifier = events.notifier(start.store_port)?;
         let ring = MappedGuest::new(start.store_page, Signal(notifier.clone()));
-        Ok(RawRing { ring, events, decoder: Decoder::new(), domid: start.domid, next_req: 1, notifier })
+        Ok(RawRing {
+            ring,
+            events,
+            decoder: Decoder::new(),
+            unread: Vec::new(),
+            domid: start.domid,
+            next_req: 1,
+            notifier,
+        })
     }
 
     /// Waits for a notification (or `timeout`), consuming it.
@@ -82,14 +92,15 @@ impl RawRing {
         let deadline = Instant::now() + timeout;
         let mut buf = [0u8; 1024];
         loop {
-            let n = self.ring.read(&mut buf).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let mut input = &buf[..n];
-            if let Some(packet) = self.decoder.decode(&mut input)? {
-                if !input.is_empty() {
-                    bail!("more than one packet in one read; this helper reads one at a time");
-                }
+            let mut input = &self.unread[..];
+            let decoded = self.decoder.decode(&mut input)?;
+            let used = self.unread.len() - input.len();
+            self.unread.drain(..used);
+            if let Some(packet) = decoded {
                 return Ok(Some(packet));
             }
+            let n = self.ring.read(&mut buf).map_err(|e| anyhow::anyhow!("{e}"))?;
+            self.unread.extend_from_slice(&buf[..n]);
             if n == 0 {
                 let now = Instant::now();
                 if now >= deadline {
@@ -125,6 +136,7 @@ impl RawRing {
             self.wait(Duration::from_millis(50))?;
         }
         self.decoder = Decoder::new();
+        self.unread.clear();
         Ok(())
     }
 

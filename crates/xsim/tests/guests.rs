@@ -1,0 +1,130 @@
+//! Guest-side behaviour: each check runs inside a hosted domain against
+//! xenstored over the domain's own ring (`xsim-guest check ...`), with the
+//! dom0 side set up here the way a toolstack would.
+
+mod support;
+
+use std::time::Duration;
+
+use support::TestHost;
+use xen_platform::{DomainState, Domains, ShutdownReason};
+use xenstore::{Request, Store};
+
+#[test]
+fn relative_paths_resolve_in_the_domain_home() {
+    TestHost::up().check("relative", &[]);
+}
+
+#[test]
+fn another_domains_nodes_and_guest_only_operations_are_refused() {
+    let mut host = TestHost::up();
+    let other = host.guest("other", &["demo"], false);
+    host.check("eacces", &[&other.to_string()]);
+}
+
+#[test]
+fn created_nodes_belong_to_the_guest_which_may_not_give_them_away() {
+    let mut host = TestHost::up();
+    let other = host.guest("other", &["demo"], false);
+    let domid = host.check("ownership", &[&other.to_string()]);
+    let perms = host.ts.store().get_perms(&format!("/local/domain/{domid}/data/mine")).expect("perms");
+    assert_eq!(perms.owner(), domid);
+}
+
+#[test]
+fn per_domain_quotas_run_out_with_their_errors() {
+    let mut host = TestHost::up();
+    let domid = host.guest("check-quota", &["check", "quota"], true);
+    for (quota, value) in [("nodes", 8), ("watches", 2), ("transactions", 2)] {
+        host.ts
+            .store()
+            .request(&Request::SetQuota { domid: Some(domid), quota, value })
+            .unwrap_or_else(|e| panic!("SET_QUOTA {quota}: {e}"));
+    }
+    host.ts.unpause(domid).expect("unpause");
+    host.expect_pass(domid, "quota");
+    // The toolstack wrote 3 nodes the guest owns (control, control/shutdown,
+    // data); the quota of 8 left room for 5 more.
+    assert!(host.console(domid).contains("quota: 5 nodes before ENOSPC"), "{}", host.console(domid));
+}
+
+#[test]
+fn set_target_lets_a_domain_act_for_another() {
+    let mut host = TestHost::up();
+    let target = host.guest("target", &["demo"], false);
+    let actor = host.guest("check-target", &["check", "target", &target.to_string()], true);
+    host.ts.store().set_target(actor, target).expect("SET_TARGET");
+    host.ts.unpause(actor).expect("unpause");
+    host.expect_pass(actor, "target");
+    let value = host.ts.store().read(&format!("/local/domain/{target}/data/by-target")).expect("read");
+    assert_eq!(value, b"hi");
+}
+
+#[test]
+fn destroying_a_domain_fires_release_domain_and_removes_its_nodes() {
+    let mut host = TestHost::up();
+    let domid = host.guest("linger", &["check", "linger"], false);
+    let ready = format!("/local/domain/{domid}/data/ready");
+    let watch = host.ts.store().watch(&ready, "ready").expect("watch");
+    while !host.ts.store().exists(&ready).expect("exists") {
+        let _ = watch.recv_timeout(Duration::from_secs(10));
+    }
+    let released = host.ts.store().watch("@releaseDomain", "rel").expect("watch @releaseDomain");
+    let first = released.recv_timeout(Duration::from_secs(5)).expect("initial event");
+    assert_eq!(first.path, "@releaseDomain");
+    let dom = format!("/local/domain/{domid}");
+    assert!(host.ts.store().exists(&format!("{dom}/data/linger/a")).expect("exists"));
+    // The hypervisor destroys it; xenstored learns through VIRQ_DOM_EXC.
+    let hv = xen_platform::hosted::Host::connect(&host.state.hypervisor_socket()).expect("hypervisor");
+    hv.domains().destroy(domid).expect("destroy");
+    let event = released.recv_timeout(Duration::from_secs(10)).expect("@releaseDomain fired");
+    assert_eq!(event.path, "@releaseDomain");
+    let store = host.ts.store();
+    assert!(!store.is_domain_introduced(domid).expect("introduced?"));
+    // What the guest owned is gone; dom0's own nodes for it stay until the
+    // toolstack removes them.
+    assert!(!store.exists(&format!("{dom}/data/linger")).expect("exists"));
+    assert!(!store.exists(&format!("{dom}/data/ready")).expect("exists"));
+    assert!(store.exists(&format!("{dom}/name")).expect("exists"));
+}
+
+#[test]
+fn shutdown_fires_release_domain_before_destruction() {
+    let mut host = TestHost::up();
+    let domid = host.guest("demo", &["demo"], false);
+    let released = host.ts.store().watch("@releaseDomain", "rel").expect("watch");
+    released.recv_timeout(Duration::from_secs(5)).expect("initial event");
+    let state = host.ts.shutdown(domid, ShutdownReason::Poweroff, Duration::from_secs(10)).expect("shutdown");
+    assert_eq!(state, DomainState::Shutdown(ShutdownReason::Poweroff));
+    released.recv_timeout(Duration::from_secs(10)).expect("@releaseDomain on shutdown");
+    assert!(host.console(domid).contains("shutdown requested (poweroff)"), "{}", host.console(domid));
+    // Still introduced until destroyed.
+    assert!(host.ts.store().is_domain_introduced(domid).expect("introduced?"));
+    host.ts.destroy(domid).expect("destroy");
+    assert!(!host.ts.store().exists(&format!("/local/domain/{domid}")).expect("exists"));
+}
+
+#[test]
+fn ring_reconnection_mid_stream_drops_partial_packets_and_watches() {
+    TestHost::up().check("reconnect", &[]);
+}
+
+#[test]
+fn oversize_payload_sets_error_3_until_reconnection() {
+    TestHost::up().check("oversize", &[]);
+}
+
+#[test]
+fn corrupt_indices_cut_off_only_that_guest() {
+    let mut host = TestHost::up();
+    let pinger = host.guest("check-pinger", &["check", "pinger", "3000"], true);
+    let corrupt = host.guest("check-corrupt", &["check", "corrupt"], true);
+    host.ts.unpause(pinger).expect("unpause");
+    host.ts.unpause(corrupt).expect("unpause");
+    host.expect_pass(corrupt, "corrupt");
+    host.expect_pass(pinger, "pinger");
+    // The corrupt guest's ring is no longer served, but the daemon is fine.
+    let log = std::fs::read_to_string(host.state.xenstored_log()).expect("log");
+    assert!(log.contains("ring stopped"), "{log}");
+    assert_eq!(host.ts.store().read(&format!("/local/domain/{pinger}/data/ping")).expect("read"), b"2999");
+}

@@ -1,0 +1,102 @@
+//! A hosted host per test: the hypervisor and xenstored in a temporary
+//! state directory, stopped when the test ends.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use xen_platform::{DomId, DomainState};
+use xsim::{host, DomainSpec, StateDir, Toolstack};
+
+/// A running host.
+pub struct TestHost {
+    pub state: StateDir,
+    pub ts: Toolstack,
+    _dir: tempfile::TempDir,
+}
+
+/// The `xsim-guest` binary.
+pub fn guest_program() -> String {
+    env!("CARGO_BIN_EXE_xsim-guest").to_owned()
+}
+
+fn programs() -> host::Programs {
+    let xsim = PathBuf::from(env!("CARGO_BIN_EXE_xsim"));
+    let xenstored = match std::env::var_os("XSIM_XENSTORED") {
+        Some(p) => PathBuf::from(p),
+        None => xsim.with_file_name("xenstored"),
+    };
+    assert!(
+        xenstored.is_file(),
+        "{} is missing: build the daemon first (`cargo build --bins`, as scripts/test does)",
+        xenstored.display()
+    );
+    host::Programs { xsim, xenstored }
+}
+
+impl TestHost {
+    pub fn up() -> TestHost {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = StateDir::at(dir.path().to_path_buf());
+        host::up(&state, &programs()).expect("xsim up");
+        let ts = Toolstack::connect(&state).expect("toolstack");
+        TestHost { state, ts, _dir: dir }
+    }
+
+    /// Creates `xsim-guest ARGS` as domain `name`.
+    pub fn guest(&mut self, name: &str, args: &[&str], paused: bool) -> DomId {
+        let mut program = vec![guest_program()];
+        program.extend(args.iter().map(|a| a.to_string()));
+        let spec = DomainSpec { name: name.to_owned(), program, env: Vec::new(), paused };
+        self.ts.create(&spec).expect("xsim create").domid
+    }
+
+    pub fn console(&self, domid: DomId) -> String {
+        std::fs::read_to_string(self.state.console(domid)).unwrap_or_default()
+    }
+
+    /// Waits for the domain to shut down; returns its state.
+    pub fn wait_shutdown(&mut self, domid: DomId, timeout: Duration) -> DomainState {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let state = self.ts.resolve(&domid.to_string()).expect("domain exists").state;
+            if matches!(state, DomainState::Shutdown(_)) {
+                return state;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "domain {domid} still {state} after {timeout:?}:\n{}",
+                self.console(domid)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Runs `xsim-guest check NAME ARGS` as a new domain and asserts it
+    /// passed.
+    pub fn check(&mut self, name: &str, args: &[&str]) -> DomId {
+        let mut full = vec!["check", name];
+        full.extend_from_slice(args);
+        let domid = self.guest(&format!("check-{name}"), &full, false);
+        self.expect_pass(domid, name);
+        domid
+    }
+
+    pub fn expect_pass(&mut self, domid: DomId, name: &str) {
+        let state = self.wait_shutdown(domid, Duration::from_secs(60));
+        let console = self.console(domid);
+        assert_eq!(
+            state,
+            DomainState::Shutdown(xen_platform::ShutdownReason::Poweroff),
+            "check {name} failed:\n{console}"
+        );
+        assert!(console.contains(&format!("PASS {name}")), "check {name}: console:\n{console}");
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        let _ = host::down(&self.state);
+    }
+}
