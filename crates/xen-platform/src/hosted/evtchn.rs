@@ -26,6 +26,9 @@ pub struct HostedEventChannels {
     host: Host,
     epoll: OwnedFd,
     ports: HashMap<Port, LocalPort>,
+    /// Ports taken with [`HostedEventChannels::claim`]: released, not
+    /// closed, when the handle goes.
+    claimed: std::collections::HashSet<Port>,
 }
 
 /// The descriptors of one bound port.
@@ -40,7 +43,7 @@ impl HostedEventChannels {
     /// A handle with nothing bound.
     pub(crate) fn new(host: Host) -> io::Result<HostedEventChannels> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        Ok(HostedEventChannels { host, epoll, ports: HashMap::new() })
+        Ok(HostedEventChannels { host, epoll, ports: HashMap::new(), claimed: Default::default() })
     }
 
     /// Hosted only: takes over `port` of this domain, which was allocated
@@ -48,7 +51,9 @@ impl HostedEventChannels {
     /// xenstore port of a new guest is claimed this way at start).
     /// `EBUSY` if held, `EINVAL` if there is no such port.
     pub fn claim(&mut self, port: Port) -> io::Result<Port> {
-        self.bind(&Request::Claim { port })
+        let port = self.bind(&Request::Claim { port })?;
+        self.claimed.insert(port);
+        Ok(port)
     }
 
     /// Sends a binding request and registers what comes back.
@@ -84,6 +89,7 @@ impl EventChannels for HostedEventChannels {
 
     fn unbind(&mut self, port: Port) -> io::Result<()> {
         let local = self.ports.remove(&port).ok_or(Errno::INVAL)?;
+        self.claimed.remove(&port);
         let _ = epoll::delete(&self.epoll, &local.poll);
         self.host.request_done(&Request::Unbind { port })
     }
@@ -128,7 +134,10 @@ impl AsFd for HostedEventChannels {
 impl Drop for HostedEventChannels {
     fn drop(&mut self) {
         for port in self.ports.keys() {
-            let _ = self.host.request_done(&Request::Unbind { port: *port });
+            let port = *port;
+            let request =
+                if self.claimed.contains(&port) { Request::Release { port } } else { Request::Unbind { port } };
+            let _ = self.host.request_done(&request);
         }
     }
 }

@@ -59,6 +59,10 @@ pub(crate) enum Request {
     Claim { port: Port },
     /// EVTCHNOP_close.
     Unbind { port: Port },
+    /// Hosted only: stop holding a claimed port but keep it, so that the
+    /// next process of the domain can claim it (a shell running one
+    /// `xenstore` command after another).
+    Release { port: Port },
     /// Map another domain's frames (privcmd).
     MapForeign { domid: DomId, gfn: u64, count: usize },
     /// Allocate and grant pages (gntalloc).

@@ -83,15 +83,28 @@ impl State {
     }
 
     /// Hosted only: `conn` takes a port of its own domain that nobody
-    /// holds.
+    /// holds, or that it holds already (processes of one guest share the
+    /// inherited connection: a successor takes over from a process that
+    /// died without releasing).
     pub(super) fn claim(&mut self, conn: ConnId, caller: DomId, port: Port) -> Answer {
         let domain = self.domains.get_mut(&caller).ok_or((Errno::SRCH, "caller gone"))?;
         let entry = domain.ports.get_mut(port).ok_or((Errno::INVAL, "no such port"))?;
-        if entry.holder.is_some() {
+        if entry.holder.is_some_and(|holder| holder != conn) {
             return Err((Errno::BUSY, "port already held"));
         }
         entry.holder = Some(conn);
         self.port_answer(caller, port)
+    }
+
+    /// Hosted only: `conn` stops holding a claimed port, which stays (and
+    /// stays connected) for the next claim.
+    pub(super) fn release(&mut self, conn: ConnId, caller: DomId, port: Port) -> Answer {
+        let domain = self.domains.get_mut(&caller).ok_or((Errno::SRCH, "caller gone"))?;
+        match domain.ports.get_mut(port) {
+            Some(entry) if entry.holder == Some(conn) => entry.holder = None,
+            _ => return Err((Errno::INVAL, "port not held here")),
+        }
+        done()
     }
 
     /// EVTCHNOP_close, for a port `conn` holds.

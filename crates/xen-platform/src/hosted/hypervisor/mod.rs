@@ -266,6 +266,7 @@ impl State {
             Request::BindVirq { virq } => self.bind_virq(conn, caller, virq),
             Request::Claim { port } => self.claim(conn, caller, port),
             Request::Unbind { port } => self.unbind(conn, caller, port),
+            Request::Release { port } => self.release(conn, caller, port),
             Request::MapForeign { domid, gfn, count } => self.map_foreign(caller, domid, gfn, count),
             Request::GrantPages { remote, count, writable } => self.grant_pages(caller, remote, count, writable),
             Request::EndGrants { refs } => self.end_grants(caller, &refs),
