@@ -31,20 +31,19 @@ pub struct Platform {
     pub domains: Box<dyn Domains>,
 }
 
-/// How the ring signals the guest: the event channel, with a failure
-/// recorded for the loop to act on (a broken channel stops the ring with
-/// `ERROR_COMM`).
+/// How the ring signals the guest. The ring layer asks for a
+/// notification after every index update; this only records the wish, and
+/// the loop sends one notification per ring per iteration
+/// ([`DomainRing::kick`]), after it has read the requests and written the
+/// replies: one wake-up of the guest per round trip instead of two.
 #[derive(Debug)]
 pub(crate) struct RingNotify {
-    notifier: Notifier,
-    broken: Arc<AtomicBool>,
+    wanted: Arc<AtomicBool>,
 }
 
 impl Notify for RingNotify {
     fn notify(&mut self) {
-        if self.notifier.notify().is_err() {
-            self.broken.store(true, Ordering::Relaxed);
-        }
+        self.wanted.store(true, Ordering::Relaxed);
     }
 }
 
@@ -55,8 +54,11 @@ pub(crate) struct DomainRing {
     pub(crate) port: Port,
     pub(crate) server: MappedServer<MappedPages, RingNotify>,
     pub(crate) outbox: Outbox,
-    /// Set by the notifier when signalling the guest failed.
-    pub(crate) broken: Arc<AtomicBool>,
+    /// The ring layer asked to notify the guest.
+    wanted: Arc<AtomicBool>,
+    notifier: Notifier,
+    /// Signalling the guest failed.
+    broken: bool,
     /// The error indicator is set: nothing is served until the guest
     /// reconnects.
     pub(crate) stopped: bool,
@@ -67,22 +69,33 @@ pub(crate) struct DomainRing {
 impl DomainRing {
     /// Serves `pages` for `domid`, signalling it through `notifier`.
     pub(crate) fn new(domid: DomId, port: Port, pages: MappedPages, notifier: Notifier) -> DomainRing {
-        let broken = Arc::new(AtomicBool::new(false));
-        let notify = RingNotify { notifier, broken: broken.clone() };
+        let wanted = Arc::new(AtomicBool::new(false));
+        let notify = RingNotify { wanted: wanted.clone() };
         DomainRing {
             domid,
             port,
             server: MappedServer::new(pages, notify),
             outbox: Outbox::default(),
-            broken,
+            wanted,
+            notifier,
+            broken: false,
             stopped: false,
             paused: false,
         }
     }
 
+    /// Sends the notification the ring layer asked for since the last
+    /// kick, if any. The index updates it announces happened before (the
+    /// ring layer fenced after each), so the guest sees them when woken.
+    pub(crate) fn kick(&mut self) {
+        if self.wanted.swap(false, Ordering::Relaxed) && self.notifier.notify().is_err() {
+            self.broken = true;
+        }
+    }
+
     /// Whether signalling the guest has failed.
     pub(crate) fn channel_broken(&self) -> bool {
-        self.broken.load(Ordering::Relaxed)
+        self.broken
     }
 }
 

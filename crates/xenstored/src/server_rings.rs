@@ -136,6 +136,8 @@ impl Server {
                     if !ring.stopped {
                         self.stop_ring(conn, &e.to_string());
                     }
+                    // The error indicator's notification goes out at the flush.
+                    self.dirty.insert(conn);
                     return;
                 }
             }
@@ -161,8 +163,23 @@ impl Server {
         self.engine.reset(conn);
     }
 
-    /// Writes a ring's queued output as space allows.
+    /// Writes a ring's queued output as space allows, then sends the
+    /// guest the one notification this iteration owes it.
     pub(crate) fn flush_ring(&mut self, conn: ConnId) {
+        self.write_ring(conn);
+        let Some(ring) = self.rings.as_mut().and_then(|r| r.by_conn.get_mut(&conn)) else { return };
+        ring.kick();
+        if ring.channel_broken() && !ring.stopped {
+            ring.server.set_error(ERROR_COMM);
+            self.stop_ring(conn, "the event channel is broken");
+            // The error indicator is set; try to tell the guest anyway.
+            if let Some(ring) = self.rings.as_mut().and_then(|r| r.by_conn.get_mut(&conn)) {
+                ring.kick();
+            }
+        }
+    }
+
+    fn write_ring(&mut self, conn: ConnId) {
         let Some(ring) = self.rings.as_mut().and_then(|r| r.by_conn.get_mut(&conn)) else { return };
         if ring.stopped {
             return;
@@ -175,11 +192,6 @@ impl Server {
         if let Err(e) = result {
             ring.server.set_error(ERROR_RINGIDX);
             self.stop_ring(conn, &format!("writing the response queue: {e}"));
-            return;
-        }
-        if ring.channel_broken() {
-            ring.server.set_error(ERROR_COMM);
-            self.stop_ring(conn, "the event channel is broken");
             return;
         }
         if ring.paused && ring.outbox.queued_bytes() <= self.limits.pause_reading_above / 2 {
