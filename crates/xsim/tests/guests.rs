@@ -128,3 +128,23 @@ fn corrupt_indices_cut_off_only_that_guest() {
     assert!(log.contains("ring stopped"), "{log}");
     assert_eq!(host.ts.store().read(&format!("/local/domain/{pinger}/data/ping")).expect("read"), b"2999");
 }
+
+#[test]
+fn xenstore_tools_run_one_after_another_inside_a_guest() {
+    let mut host = TestHost::up();
+    let tool = std::path::Path::new(env!("CARGO_BIN_EXE_xsim")).with_file_name("xenstore");
+    assert!(tool.is_file(), "{} missing: `cargo build --bins` first", tool.display());
+    let t = tool.display();
+    let script = format!("{t} write data/a 1 && {t} read data/a && {t} read name && {t} ls data");
+    let spec = xsim::DomainSpec {
+        name: "shell".into(),
+        program: vec!["/bin/sh".into(), "-c".into(), script],
+        env: Vec::new(),
+        paused: false,
+    };
+    let domid = host.ts.create(&spec).expect("create").domid;
+    let state = host.wait_shutdown(domid, Duration::from_secs(30));
+    let console = host.console(domid);
+    assert_eq!(state, DomainState::Shutdown(ShutdownReason::Poweroff), "{console}");
+    assert_eq!(console, "1\nshell\na = \"1\"\n");
+}

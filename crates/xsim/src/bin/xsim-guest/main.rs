@@ -11,7 +11,9 @@
 //!   `control/shutdown` and exits;
 //! - `ipc`: one side of the two-guest message exchange (see
 //!   `xsim::ipc`);
-//! - `check NAME [ARGS]`: one guest-side behaviour check (see `checks.rs`).
+//! - `check NAME [ARGS]`: one guest-side behaviour check (see `checks.rs`);
+//! - `bench-read ROUNDS ITERS`: READ round trips over the ring, timed
+//!   (for `benches/ring_read.rs`).
 
 mod checks;
 mod ipc;
@@ -26,6 +28,7 @@ fn main() {
         Some("demo") => demo(),
         Some("ipc") => ipc::run(&args[1..]),
         Some("check") => checks::run(&args[1..]),
+        Some("bench-read") => bench_read(&args[1..]),
         _ => Err(anyhow::anyhow!("usage: xsim-guest demo | ipc [--count N] | check NAME [ARGS]")),
     };
     match result {
@@ -57,4 +60,30 @@ fn demo() -> Result<()> {
             other => bail!("unknown shutdown request {:?}", String::from_utf8_lossy(other)),
         }
     }
+}
+
+/// Times READ round trips over the ring: prints one line per round,
+/// `round <median ns> <p99 ns>`.
+fn bench_read(args: &[String]) -> Result<()> {
+    let rounds: usize = args.first().map(|a| a.parse()).transpose()?.unwrap_or(5);
+    let iters: usize = args.get(1).map(|a| a.parse()).transpose()?.unwrap_or(10_000);
+    let client = Client::open()?;
+    client.write("data/bench", b"0123456789abcdef")?;
+    for _ in 0..iters / 10 {
+        client.read("data/bench")?;
+    }
+    for _ in 0..rounds {
+        let mut times = Vec::with_capacity(iters);
+        for _ in 0..iters {
+            let t = std::time::Instant::now();
+            let v = client.read("data/bench")?;
+            times.push(t.elapsed().as_nanos());
+            if v.len() != 16 {
+                bail!("bad value");
+            }
+        }
+        times.sort_unstable();
+        println!("round {} {}", times[iters / 2], times[iters * 99 / 100]);
+    }
+    Ok(())
 }
