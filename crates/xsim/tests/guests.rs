@@ -135,7 +135,12 @@ fn xenstore_tools_run_one_after_another_inside_a_guest() {
     let tool = std::path::Path::new(env!("CARGO_BIN_EXE_xsim")).with_file_name("xenstore");
     assert!(tool.is_file(), "{} missing: `cargo build --bins` first", tool.display());
     let t = tool.display();
-    let script = format!("{t} write data/a 1 && {t} read data/a && {t} read name && {t} ls data");
+    // Each command is a new process on the guest's one ring; ten of them
+    // in a row caught a stale reply on the shared hypervisor socket.
+    let script = format!(
+        "{t} write data/a 1 && {t} read data/a && {t} read name && {t} ls data && \
+         for i in 1 2 3 4 5 6 7 8 9 10; do {t} read data/a || exit 1; done"
+    );
     let spec = xsim::DomainSpec {
         name: "shell".into(),
         program: vec!["/bin/sh".into(), "-c".into(), script],
@@ -146,5 +151,5 @@ fn xenstore_tools_run_one_after_another_inside_a_guest() {
     let state = host.wait_shutdown(domid, Duration::from_secs(30));
     let console = host.console(domid);
     assert_eq!(state, DomainState::Shutdown(ShutdownReason::Poweroff), "{console}");
-    assert_eq!(console, "1\nshell\na = \"1\"\n");
+    assert_eq!(console, format!("1\nshell\na = \"1\"\n{}", "1\n".repeat(10)));
 }

@@ -68,7 +68,15 @@ impl Host {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // Our own children must not inherit the domain's identity.
         fcntl_setfd(&fd, FdFlags::CLOEXEC)?;
-        let host = Host { conn: Arc::new(Mutex::new(fd)), domid: env_domid };
+        let shared = Host { conn: Arc::new(Mutex::new(fd)), domid: env_domid };
+        // The inherited socket is the guest's, shared with every process
+        // it starts: take a private one and leave the shared one alone.
+        let (response, mut own) = shared.request(&Request::OwnConnection)?;
+        if response != Response::Done || own.len() != 1 {
+            return Err(invalid("unexpected reply to OwnConnection"));
+        }
+        let host = Host { conn: Arc::new(Mutex::new(own.remove(0))), domid: env_domid };
+        drop(shared);
         let (response, mut fds) = host.request(&Request::GuestStart)?;
         let Response::Start { domid, store_port } = response else {
             return Err(invalid("unexpected reply to GuestStart"));

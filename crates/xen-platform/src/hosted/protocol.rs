@@ -59,6 +59,11 @@ pub(crate) enum Request {
     Claim { port: Port },
     /// EVTCHNOP_close.
     Unbind { port: Port },
+    /// Hosted only: a private connection for the calling process, of the
+    /// same domain; one descriptor in [`Response::Done`]. A guest's
+    /// inherited socket is shared by every process the guest starts, so
+    /// each process takes its own first and talks over that.
+    OwnConnection,
     /// Hosted only: stop holding a claimed port but keep it, so that the
     /// next process of the domain can claim it (a shell running one
     /// `xenstore` command after another).

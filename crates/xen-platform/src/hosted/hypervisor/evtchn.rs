@@ -43,7 +43,7 @@ impl State {
         };
         let domain = self.domains.get_mut(&owner).ok_or((Errno::SRCH, "no such domain"))?;
         let kind = PortKind::Interdomain { remote, peer: None, poll, notify };
-        domain.ports.insert(PortEntry { holder, kind }).ok_or((Errno::NOSPC, "out of ports"))
+        domain.ports.insert(PortEntry { holder, claimed: false, kind }).ok_or((Errno::NOSPC, "out of ports"))
     }
 
     /// EVTCHNOP_bind_interdomain: `remote_port` of `remote` must be
@@ -60,7 +60,10 @@ impl State {
         };
         let ours = self.domains.get_mut(&caller).ok_or((Errno::SRCH, "caller gone"))?;
         let kind = PortKind::Interdomain { remote, peer: Some(remote_port), poll, notify };
-        let port = ours.ports.insert(PortEntry { holder: Some(conn), kind }).ok_or((Errno::NOSPC, "out of ports"))?;
+        let port = ours
+            .ports
+            .insert(PortEntry { holder: Some(conn), claimed: false, kind })
+            .ok_or((Errno::NOSPC, "out of ports"))?;
         self.set_peer(remote, remote_port, Some(port));
         self.port_answer(caller, port)
     }
@@ -77,7 +80,10 @@ impl State {
         let fd = Arc::new(fd);
         let domain = self.domains.get_mut(&caller).ok_or((Errno::SRCH, "caller gone"))?;
         let kind = PortKind::Virq { fd: Arc::clone(&fd) };
-        let port = domain.ports.insert(PortEntry { holder: Some(conn), kind }).ok_or((Errno::NOSPC, "out of ports"))?;
+        let port = domain
+            .ports
+            .insert(PortEntry { holder: Some(conn), claimed: false, kind })
+            .ok_or((Errno::NOSPC, "out of ports"))?;
         self.virq_subscribers.insert((caller, port), Arc::clone(&fd));
         Ok((Response::Virq { port }, vec![dup(&fd)?]))
     }
@@ -93,6 +99,7 @@ impl State {
             return Err((Errno::BUSY, "port already held"));
         }
         entry.holder = Some(conn);
+        entry.claimed = true;
         self.port_answer(caller, port)
     }
 
@@ -122,10 +129,20 @@ impl State {
     /// the connection or died.
     pub(super) fn release_ports_of(&mut self, conn: ConnId, domid: DomId) {
         let Some(domain) = self.domains.get(&domid) else { return };
-        let held: Vec<Port> =
-            domain.ports.iter().filter(|(_, entry)| entry.holder == Some(conn)).map(|(port, _)| port).collect();
-        for port in held {
-            self.close_port(domid, port);
+        let held: Vec<(Port, bool)> = domain
+            .ports
+            .iter()
+            .filter(|(_, entry)| entry.holder == Some(conn))
+            .map(|(port, entry)| (port, entry.claimed))
+            .collect();
+        for (port, claimed) in held {
+            if claimed {
+                if let Some(entry) = self.domains.get_mut(&domid).and_then(|d| d.ports.get_mut(port)) {
+                    entry.holder = None;
+                }
+            } else {
+                self.close_port(domid, port);
+            }
         }
     }
 

@@ -192,6 +192,17 @@ impl State {
         }
     }
 
+    /// A new connection of `caller`'s domain: ours is served here, the
+    /// other end goes back to the process that asked.
+    fn own_connection(&mut self, caller: DomId) -> Answer {
+        let (ours, theirs) =
+            rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
+                .map_err(|e| (e, "socketpair"))?;
+        rustix::fs::fcntl_setfl(&ours, rustix::fs::OFlags::NONBLOCK).map_err(|e| (e, "nonblocking"))?;
+        self.add_conn(ours, caller).map_err(|_| (Errno::NOMEM, "serving the connection"))?;
+        Ok((Response::Done, vec![theirs]))
+    }
+
     /// Starts serving `socket` (non-blocking) for `domid`.
     fn add_conn(&mut self, socket: OwnedFd, domid: DomId) -> io::Result<ConnId> {
         let id = self.next_conn;
@@ -267,6 +278,7 @@ impl State {
             Request::Claim { port } => self.claim(conn, caller, port),
             Request::Unbind { port } => self.unbind(conn, caller, port),
             Request::Release { port } => self.release(conn, caller, port),
+            Request::OwnConnection => self.own_connection(caller),
             Request::MapForeign { domid, gfn, count } => self.map_foreign(caller, domid, gfn, count),
             Request::GrantPages { remote, count, writable } => self.grant_pages(caller, remote, count, writable),
             Request::EndGrants { refs } => self.end_grants(caller, &refs),

@@ -18,6 +18,9 @@ pub(super) struct PortEntry {
     /// A port made for a domain by someone else waits here unheld until
     /// the domain claims it.
     pub(super) holder: Option<ConnId>,
+    /// Taken by a claim: when the holder's connection goes the port
+    /// stays, unheld, for the domain's next process.
+    pub(super) claimed: bool,
     /// What it is connected to.
     pub(super) kind: PortKind,
 }
@@ -94,7 +97,7 @@ mod tests {
 
     fn virq() -> PortEntry {
         let fd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
-        PortEntry { holder: None, kind: PortKind::Virq { fd: Arc::new(fd) } }
+        PortEntry { holder: None, claimed: false, kind: PortKind::Virq { fd: Arc::new(fd) } }
     }
 
     #[test]
