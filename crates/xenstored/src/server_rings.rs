@@ -8,13 +8,18 @@ use xenstore_ring::{Incoming, ERROR_COMM, ERROR_RINGIDX};
 use xenstore_wire::{ErrorCode, Request};
 
 use crate::outbox::Outbox;
-use crate::rings::RingSink;
+use crate::rings::{DomainRing, RingSink};
 use crate::server::Server;
 
 /// Requests served from one ring per wake-up before the others get a turn.
 const RING_BUDGET: usize = 64;
 
 impl Server {
+    /// A domain's ring connection, if `conn` is one.
+    pub(crate) fn ring_mut(&mut self, conn: ConnId) -> Option<&mut DomainRing> {
+        self.rings.as_mut()?.by_conn.get_mut(&conn)
+    }
+
     /// INTRODUCE: map the page and bind the channel, then let the engine
     /// record the domain (and fire `@introduceDomain`). Returns the
     /// outcome and, when a ring was attached, its connection.
@@ -107,7 +112,7 @@ impl Server {
     pub(crate) fn serve_ring(&mut self, conn: ConnId) {
         for _ in 0..RING_BUDGET {
             let pause_above = self.limits.pause_reading_above;
-            let Some(ring) = self.rings.as_mut().and_then(|r| r.by_conn.get_mut(&conn)) else { return };
+            let Some(ring) = self.ring_mut(conn) else { return };
             if ring.paused {
                 break;
             }
@@ -115,7 +120,7 @@ impl Server {
             match ring.server.poll() {
                 Ok(Some(Incoming::Packet(packet))) => {
                     self.handle(conn, packet);
-                    let Some(ring) = self.rings.as_mut().and_then(|r| r.by_conn.get_mut(&conn)) else { return };
+                    let Some(ring) = self.ring_mut(conn) else { return };
                     if ring.outbox.queued_bytes() > pause_above {
                         ring.paused = true;
                         break;
@@ -155,9 +160,10 @@ impl Server {
     /// nothing more is served on it until the guest reconnects; its
     /// watches and transactions are gone.
     fn stop_ring(&mut self, conn: ConnId, why: &str) {
-        let Some(ring) = self.rings.as_mut().and_then(|r| r.by_conn.get_mut(&conn)) else { return };
-        warn!(domid = ring.domid, conn, "ring stopped: {why}");
-        self.trace.note(&format!("conn {conn} (domain {}) ring stopped: {why}", ring.domid));
+        let Some(domid) = self.ring_mut(conn).map(|r| r.domid) else { return };
+        warn!(domid, conn, "ring stopped: {why}");
+        self.trace.note(&format!("conn {conn} (domain {domid}) ring stopped: {why}"));
+        let Some(ring) = self.ring_mut(conn) else { return };
         ring.stopped = true;
         ring.outbox = Outbox::default();
         self.engine.reset(conn);
@@ -167,20 +173,21 @@ impl Server {
     /// guest the one notification this iteration owes it.
     pub(crate) fn flush_ring(&mut self, conn: ConnId) {
         self.write_ring(conn);
-        let Some(ring) = self.rings.as_mut().and_then(|r| r.by_conn.get_mut(&conn)) else { return };
+        let Some(ring) = self.ring_mut(conn) else { return };
         ring.kick();
         if ring.channel_broken() && !ring.stopped {
             ring.server.set_error(ERROR_COMM);
             self.stop_ring(conn, "the event channel is broken");
             // The error indicator is set; try to tell the guest anyway.
-            if let Some(ring) = self.rings.as_mut().and_then(|r| r.by_conn.get_mut(&conn)) {
+            if let Some(ring) = self.ring_mut(conn) {
                 ring.kick();
             }
         }
     }
 
     fn write_ring(&mut self, conn: ConnId) {
-        let Some(ring) = self.rings.as_mut().and_then(|r| r.by_conn.get_mut(&conn)) else { return };
+        let resume_below = self.limits.pause_reading_above / 2;
+        let Some(ring) = self.ring_mut(conn) else { return };
         if ring.stopped {
             return;
         }
@@ -194,7 +201,7 @@ impl Server {
             self.stop_ring(conn, &format!("writing the response queue: {e}"));
             return;
         }
-        if ring.paused && ring.outbox.queued_bytes() <= self.limits.pause_reading_above / 2 {
+        if ring.paused && ring.outbox.queued_bytes() <= resume_below {
             ring.paused = false;
             if let Some(rings) = self.rings.as_mut() {
                 rings.more.push(conn);

@@ -50,6 +50,19 @@ fn time_round(iters: usize, mut op: impl FnMut()) -> (u128, u128) {
     (times[iters / 2], times[iters * 99 / 100])
 }
 
+/// [`ROUNDS`] rounds of 1,000 untimed then [`ITERS`] timed calls of `op`.
+fn measure(mut op: impl FnMut()) -> (f64, f64) {
+    let mut rounds: Vec<_> = (0..ROUNDS)
+        .map(|_| {
+            for _ in 0..1000 {
+                op();
+            }
+            time_round(ITERS, &mut op)
+        })
+        .collect();
+    summarize(&mut rounds)
+}
+
 fn eventfd_floor() -> (f64, f64) {
     let to_b = Arc::new(eventfd(0, EventfdFlags::empty()).expect("eventfd"));
     let to_a = Arc::new(eventfd(0, EventfdFlags::empty()).expect("eventfd"));
@@ -71,16 +84,9 @@ fn eventfd_floor() -> (f64, f64) {
         rustix::io::read(&*to_a, &mut buf).expect("read");
         assert_eq!(shared.load(Ordering::Acquire), before + 1);
     };
-    let mut rounds: Vec<_> = (0..ROUNDS)
-        .map(|_| {
-            for _ in 0..1000 {
-                ping();
-            }
-            time_round(ITERS, &mut ping)
-        })
-        .collect();
+    let result = measure(&mut ping);
     echo.join().expect("echo thread");
-    summarize(&mut rounds)
+    result
 }
 
 fn unix_floor() -> (f64, f64) {
@@ -98,16 +104,9 @@ fn unix_floor() -> (f64, f64) {
         a.write_all(&[7u8; 16]).expect("write");
         a.read_exact(&mut buf).expect("read");
     };
-    let mut rounds: Vec<_> = (0..ROUNDS)
-        .map(|_| {
-            for _ in 0..1000 {
-                ping();
-            }
-            time_round(ITERS, &mut ping)
-        })
-        .collect();
+    let result = measure(&mut ping);
     echo.join().expect("echo thread");
-    summarize(&mut rounds)
+    result
 }
 
 fn main() {
@@ -128,17 +127,9 @@ fn main() {
 
     let client = xenstore::Client::connect(state.xenstored_socket()).expect("connect");
     client.write("/bench", b"0123456789abcdef").expect("write");
-    let mut rounds: Vec<_> = (0..ROUNDS)
-        .map(|_| {
-            for _ in 0..1000 {
-                client.read("/bench").expect("read");
-            }
-            time_round(ITERS, || {
-                client.read("/bench").expect("read");
-            })
-        })
-        .collect();
-    let socket = summarize(&mut rounds);
+    let socket = measure(|| {
+        client.read("/bench").expect("read");
+    });
 
     let guest = target.join("xsim-guest").to_string_lossy().into_owned();
     let spec = DomainSpec {
@@ -148,15 +139,8 @@ fn main() {
         paused: false,
     };
     let domid = ts.create(&spec).expect("create").domid;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let state_now = ts.resolve(&domid.to_string()).expect("domain").state;
-        if matches!(state_now, xen_platform::DomainState::Shutdown(_)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "bench guest did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let finished = ts.wait_shutdown(domid, Duration::from_secs(300)).expect("bench guest");
+    assert!(finished.is_some(), "bench guest did not finish");
     let console = std::fs::read_to_string(state.console(domid)).expect("console");
     let mut rounds: Vec<(u128, u128)> = console
         .lines()

@@ -12,10 +12,11 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use xen_platform::{DomId, DomainState, ShutdownReason};
-use xenstore::{Access, Perm, PermList, Store};
+use xenstore::{Access, Store};
 
+use crate::toolstack::perms;
 use crate::{DomainSpec, Toolstack};
 
 /// How a run went.
@@ -29,10 +30,6 @@ pub struct IpcReport {
     pub elapsed: Duration,
     /// Each guest's console.
     pub consoles: [String; 2],
-}
-
-fn perms(entries: &[(DomId, Access)]) -> Result<PermList> {
-    PermList::new(entries.iter().map(|&(domid, access)| Perm { domid, access }).collect()).context("permission list")
 }
 
 /// Runs the exchange with `guest` (the `xsim-guest` binary) and `count`
@@ -66,7 +63,7 @@ pub fn run(ts: &mut Toolstack, guest: &str, count: u64, timeout: Duration) -> Re
 
 fn exchange(ts: &mut Toolstack, a: DomId, b: DomId, timeout: Duration) -> Result<Duration> {
     let store = ts.store();
-    let readers = perms(&[(0, Access::None), (a, Access::Read), (b, Access::Read)])?;
+    let readers = perms(&[(0, Access::None), (a, Access::Read), (b, Access::Read)]);
     store.transaction(|t| {
         t.write("/ipc/a", a.to_string().as_bytes())?;
         t.write("/ipc/b", b.to_string().as_bytes())?;
@@ -77,10 +74,10 @@ fn exchange(ts: &mut Toolstack, a: DomId, b: DomId, timeout: Duration) -> Result
             let data = format!("/local/domain/{me}/data");
             // The owner's own entry matters: messages the peer creates
             // inherit these permissions with the peer as owner.
-            let inbox = perms(&[(me, Access::None), (peer, Access::Both), (me, Access::Both)]).map_err(io_err)?;
+            let inbox = perms(&[(me, Access::None), (peer, Access::Both), (me, Access::Both)]);
             t.mkdir(&format!("{data}/inbox"))?;
             t.set_perms(&format!("{data}/inbox"), &inbox)?;
-            let ack = perms(&[(me, Access::None), (peer, Access::Read)]).map_err(io_err)?;
+            let ack = perms(&[(me, Access::None), (peer, Access::Read)]);
             t.write(&format!("{data}/ack"), b"0")?;
             t.set_perms(&format!("{data}/ack"), &ack)?;
         }
@@ -120,8 +117,4 @@ fn exchange(ts: &mut Toolstack, a: DomId, b: DomId, timeout: Duration) -> Result
         }
     }
     Ok(elapsed)
-}
-
-fn io_err(e: anyhow::Error) -> xenstore::Error {
-    xenstore::Error::Io(std::io::Error::other(e.to_string()))
 }

@@ -152,18 +152,26 @@ impl Toolstack {
         if let Err(e) = self.store.write(&node, reason.name().as_bytes()) {
             eprintln!("xsim: cannot write {node}: {e}; shutting down by force");
         }
-        let deadline = Instant::now() + grace;
-        loop {
-            let state = self.domains.info(domid)?.map(|d| d.state);
-            match state {
-                None => bail!("domain {domid} is gone"),
-                Some(s @ DomainState::Shutdown(_)) => return Ok(s),
-                Some(_) if Instant::now() >= deadline => break,
-                Some(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
+        if let Some(state) = self.wait_shutdown(domid, grace)? {
+            return Ok(state);
         }
         self.domains.shutdown(domid, reason)?;
         Ok(DomainState::Shutdown(reason))
+    }
+
+    /// Waits until the domain has shut down and returns its state, or
+    /// `None` if it is still running after `timeout`; an error if it is
+    /// gone.
+    pub fn wait_shutdown(&mut self, domid: DomId, timeout: Duration) -> Result<Option<DomainState>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.domains.info(domid)?.map(|d| d.state) {
+                None => bail!("domain {domid} is gone"),
+                Some(s @ DomainState::Shutdown(_)) => return Ok(Some(s)),
+                Some(_) if Instant::now() >= deadline => return Ok(None),
+                Some(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
     }
 
     /// Destroys a domain and removes what the toolstack wrote for it.
@@ -202,7 +210,9 @@ impl Toolstack {
     }
 }
 
-fn perms(entries: &[(DomId, Access)]) -> PermList {
+/// A permission list from `(domain, access)` entries, the first being the
+/// owner and everyone else's access; an empty list means dom0's only.
+pub fn perms(entries: &[(DomId, Access)]) -> PermList {
     let entries = entries.iter().map(|&(domid, access)| Perm { domid, access }).collect();
     PermList::new(entries).unwrap_or_else(|| PermList::owned_by(0, Access::None))
 }

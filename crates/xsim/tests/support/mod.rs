@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use xen_platform::{DomId, DomainState};
 use xsim::{host, DomainSpec, StateDir, Toolstack};
@@ -58,18 +58,9 @@ impl TestHost {
 
     /// Waits for the domain to shut down; returns its state.
     pub fn wait_shutdown(&mut self, domid: DomId, timeout: Duration) -> DomainState {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let state = self.ts.resolve(&domid.to_string()).expect("domain exists").state;
-            if matches!(state, DomainState::Shutdown(_)) {
-                return state;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "domain {domid} still {state} after {timeout:?}:\n{}",
-                self.console(domid)
-            );
-            std::thread::sleep(Duration::from_millis(10));
+        match self.ts.wait_shutdown(domid, timeout).expect("domain exists") {
+            Some(state) => state,
+            None => panic!("domain {domid} still running after {timeout:?}:\n{}", self.console(domid)),
         }
     }
 
