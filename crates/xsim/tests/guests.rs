@@ -153,3 +153,13 @@ fn xenstore_tools_run_one_after_another_inside_a_guest() {
     assert_eq!(state, DomainState::Shutdown(ShutdownReason::Poweroff), "{console}");
     assert_eq!(console, format!("1\nshell\na = \"1\"\n{}", "1\n".repeat(10)));
 }
+
+#[test]
+fn introducing_a_domain_that_does_not_exist_is_einval_and_harms_nothing() {
+    let host = TestHost::up();
+    let store = host.ts.store();
+    let err = store.introduce(999, xen_platform::hosted::STORE_GFN, 1).expect_err("no such domain");
+    assert_eq!(err.code(), Some(xenstore::ErrorCode::EINVAL));
+    assert!(!store.is_domain_introduced(999).expect("introduced?"));
+    assert_eq!(store.read("/local/domain/0/name").expect("still serving"), b"Domain-0");
+}
