@@ -8,8 +8,8 @@
 //! `memory: nodes=... guests=... rss_delta_bytes=... bytes_per_node=... build_secs=...`
 //!
 //! The delta is what the process asked of the OS: nodes, their keys and
-//! values, the persistent map's inner nodes, the guests' owned-node sets,
-//! and the allocator's overhead and slack.
+//! values, the persistent map's inner nodes, and the allocator's overhead
+//! and slack.
 //!
 //! Under `cargo bench` (which passes `--bench`) it measures 100k and 1M
 //! nodes; otherwise (`cargo test --benches`) only 1k, as a smoke test.

@@ -104,8 +104,8 @@ impl Engine {
             let gone = work.get(p).is_none() || removed.contains(p);
             if gone && self.tree.get(p).is_some() {
                 self.gen += 1;
-                for (key, node) in self.tree.remove_subtree(p, self.gen) {
-                    mutations.push(Mutation::Removed { key, owner: node.perms.owner() });
+                for (_, node) in self.tree.remove_subtree(p, self.gen) {
+                    mutations.push(Mutation::Removed { owner: node.perms.owner() });
                 }
             }
         }
@@ -121,8 +121,7 @@ impl Engine {
                         ..(*old).clone()
                     };
                     if old.perms.owner() != new.perms.owner() {
-                        let key = self.tree.get_key_value(p).map(|(k, _)| k.clone()).unwrap_or_else(|| p.clone());
-                        mutations.push(Mutation::Chowned { key, from: old.perms.owner(), to: new.perms.owner() });
+                        mutations.push(Mutation::Chowned { from: old.perms.owner(), to: new.perms.owner() });
                     }
                     self.tree.replace(p, updated);
                 }
@@ -165,8 +164,8 @@ impl Engine {
                 self.gen += 1;
                 let node = Node::new(new.value.clone(), new.perms.clone(), self.gen);
                 let owner = node.perms.owner();
-                let key = self.tree.create(&child, node, self.gen);
-                mutations.push(Mutation::Created { key, owner });
+                self.tree.create(&child, node, self.gen);
+                mutations.push(Mutation::Created { owner });
             }
         }
         self.apply_mutations(mutations);

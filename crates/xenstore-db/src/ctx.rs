@@ -16,16 +16,16 @@ use crate::quota::{QuotaExceeded, QuotaKind, Quotas};
 use crate::tree::Tree;
 use crate::tx::Transaction;
 
-/// A change to node ownership, applied to the domains' owned sets once the
-/// change reaches the live tree.
-#[derive(Debug, Clone)]
+/// A change to node ownership, applied to the domains' owned-node counts
+/// once the change reaches the live tree.
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Mutation {
     /// A node was created, owned by `owner`.
-    Created { key: Arc<str>, owner: DomId },
+    Created { owner: DomId },
     /// A node owned by `owner` was removed.
-    Removed { key: Arc<str>, owner: DomId },
+    Removed { owner: DomId },
     /// A node's owner changed.
-    Chowned { key: Arc<str>, from: DomId, to: DomId },
+    Chowned { from: DomId, to: DomId },
 }
 
 /// The access a request needs on its node.
@@ -309,7 +309,7 @@ impl Ctx<'_> {
                     tx.node_delta += 1;
                 }
             }
-            self.mutations.push(Mutation::Created { key: key.clone(), owner });
+            self.mutations.push(Mutation::Created { owner });
             if is_last {
                 perms_out = Some((key, perms));
             }
@@ -351,7 +351,7 @@ impl Ctx<'_> {
                     if let Some(tx) = self.tx_mut().filter(|_| mine) {
                         tx.node_delta -= 1;
                     }
-                    self.mutations.push(Mutation::Removed { key: key.clone(), owner });
+                    self.mutations.push(Mutation::Removed { owner });
                     if top.is_none() {
                         top = Some(key);
                     } else {
@@ -391,7 +391,7 @@ impl Ctx<'_> {
         let key = self.key(p);
         self.mark_written(&key);
         if perms.owner() != old_owner {
-            self.mutations.push(Mutation::Chowned { key: key.clone(), from: old_owner, to: perms.owner() });
+            self.mutations.push(Mutation::Chowned { from: old_owner, to: perms.owner() });
         }
         self.changes.push(Change::Node { path: key, perms: perms.clone() });
         Ok(Reply::Ok)

@@ -1,8 +1,5 @@
 //! What the store knows about each domain.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
 use xenstore_wire::DomId;
 
 use crate::quota::Quotas;
@@ -15,8 +12,12 @@ pub struct Domain {
     /// Generation at which this incarnation became known. Permission entries
     /// naming the domain on nodes last written before it are stale.
     pub since_gen: u64,
-    /// Paths of the nodes it owns (for removal and the `nodes` quota).
-    pub owned: BTreeSet<Arc<str>>,
+    /// How many nodes it owns: the `nodes` quota's count, and whether
+    /// removing the domain must look for nodes to delete. A count, not a
+    /// set of paths: a set held one entry per node of the store, and a
+    /// toolstack removes a domain's home before the domain, so the search
+    /// is usually skipped.
+    pub owned: usize,
     /// Its quotas (starting as the global ones).
     pub quotas: Quotas,
     /// The domain it acts for (SET_TARGET).
@@ -42,14 +43,6 @@ pub struct RingAddress {
 impl Domain {
     /// A newly known domain.
     pub fn new(since_gen: u64, quotas: Quotas, features: u32) -> Domain {
-        Domain {
-            since_gen,
-            owned: BTreeSet::new(),
-            quotas,
-            target: None,
-            introduced: None,
-            release_fired: false,
-            features,
-        }
+        Domain { since_gen, owned: 0, quotas, target: None, introduced: None, release_fired: false, features }
     }
 }

@@ -242,7 +242,7 @@ impl Engine {
 
     /// Number of nodes a domain owns (dom0's are not counted).
     pub fn owned_count(&self, domid: DomId) -> usize {
-        self.domains.get(&domid).map_or(0, |d| d.owned.len())
+        self.domains.get(&domid).map_or(0, |d| d.owned)
     }
 
     /// What a domain uses now: nodes it owns (for dom0, every node no other
@@ -251,9 +251,9 @@ impl Engine {
     pub fn usage(&self, domid: DomId) -> Option<Usage> {
         let domain = self.domains.get(&domid)?;
         let nodes = if domid == 0 {
-            self.tree.len() - self.domains.iter().filter(|(d, _)| **d != 0).map(|(_, d)| d.owned.len()).sum::<usize>()
+            self.tree.len() - self.domains.iter().filter(|(d, _)| **d != 0).map(|(_, d)| d.owned).sum::<usize>()
         } else {
-            domain.owned.len()
+            domain.owned
         };
         let mine = self.conns.values().filter(|c| c.caller.domid == domid);
         let (watches, transactions) = mine.fold((0, 0), |(w, t), c| (w + c.watches.len(), t + c.txs.len()));

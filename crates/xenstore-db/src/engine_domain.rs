@@ -1,5 +1,8 @@
 //! Domain management requests, quotas, CONTROL, and domain removal.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use xenstore_wire::{path, DomId, ErrorCode, Reply};
 
 use crate::access::Caller;
@@ -10,28 +13,23 @@ use crate::quota::QuotaKind;
 use crate::{Engine, Outcome};
 
 impl Engine {
-    /// Keeps the domains' owned-node sets in step with the live tree.
+    /// Keeps the domains' owned-node counts in step with the live tree.
+    /// Dom0's nodes are not counted (it has no `nodes` quota; its usage is
+    /// what no other domain owns).
     pub(crate) fn apply_mutations(&mut self, mutations: Vec<Mutation>) {
         for m in mutations {
-            match m {
-                Mutation::Created { key, owner } => {
-                    if owner != 0 {
-                        self.ensure_domain(owner).owned.insert(key);
-                    }
+            let (from, to) = match m {
+                Mutation::Created { owner } => (0, owner),
+                Mutation::Removed { owner } => (owner, 0),
+                Mutation::Chowned { from, to } => (from, to),
+            };
+            if from != 0 {
+                if let Some(d) = self.domains.get_mut(&from) {
+                    d.owned = d.owned.saturating_sub(1);
                 }
-                Mutation::Removed { key, owner } => {
-                    if let Some(d) = self.domains.get_mut(&owner) {
-                        d.owned.remove(&key);
-                    }
-                }
-                Mutation::Chowned { key, from, to } => {
-                    if let Some(d) = self.domains.get_mut(&from) {
-                        d.owned.remove(&key);
-                    }
-                    if to != 0 {
-                        self.ensure_domain(to).owned.insert(key);
-                    }
-                }
+            }
+            if to != 0 {
+                self.ensure_domain(to).owned += 1;
             }
         }
     }
@@ -210,7 +208,14 @@ impl Engine {
         if !domain.release_fired {
             changes.push(Change::Special { name: path::RELEASE_DOMAIN, domid });
         }
-        let owned: Vec<_> = domain.owned.iter().cloned().collect();
+        // Usually nothing: a toolstack removes the domain's home first. Only
+        // when it still owns nodes does this walk the whole store, and then
+        // in path order, as the owned sets it replaces did.
+        let owned: Vec<Arc<str>> = if domain.owned == 0 {
+            Vec::new()
+        } else {
+            self.tree.iter().filter(|(_, n)| n.perms.owner() == domid).map(|(k, _)| k.clone()).collect()
+        };
         let mut mutations = Vec::new();
         for key in owned {
             let Some(node) = self.tree.get(&key).cloned() else {
@@ -221,7 +226,7 @@ impl Engine {
                 let perms = node.perms.with_owner(0);
                 let updated = crate::node::Node { perms: perms.clone(), meta_gen: self.gen, ..(*node).clone() };
                 self.tree.replace(&key, updated);
-                mutations.push(Mutation::Chowned { key, from: domid, to: 0 });
+                mutations.push(Mutation::Chowned { from: domid, to: 0 });
                 continue;
             }
             let removed = self.tree.remove_subtree(&key, self.gen);
@@ -230,8 +235,8 @@ impl Engine {
                 below.push((k.clone(), self.peek_perms(n)));
             }
             let top_perms = self.peek_perms(&node);
-            for (k, n) in removed {
-                mutations.push(Mutation::Removed { key: k, owner: n.perms.owner() });
+            for (_, n) in removed {
+                mutations.push(Mutation::Removed { owner: n.perms.owner() });
             }
             changes.push(Change::Removed { path: key, perms: top_perms, below });
         }
@@ -252,8 +257,10 @@ impl Engine {
     }
 
     /// Checks the store's invariants: every node's parent exists and lists
-    /// it once; every listed child exists; owned sets match owners.
+    /// it once; every listed child exists; every domain's owned-node count
+    /// is the number of nodes it owns, and every owner is a known domain.
     pub fn check(&self) -> Result<(), String> {
+        let mut owned: BTreeMap<DomId, usize> = BTreeMap::new();
         for (key, node) in self.tree.iter() {
             if let Some(parent) = path::parent(key) {
                 let Some(p) = self.tree.get(parent) else {
@@ -270,15 +277,17 @@ impl Engine {
                 }
             }
             let owner = node.perms.owner();
-            if owner != 0 && !self.domains.get(&owner).is_some_and(|d| d.owned.contains(key)) {
-                return Err(format!("{key}: owner {owner} does not record it"));
+            if owner != 0 {
+                if !self.domains.contains_key(&owner) {
+                    return Err(format!("{key}: owner {owner} is not a known domain"));
+                }
+                *owned.entry(owner).or_default() += 1;
             }
         }
         for (domid, d) in &self.domains {
-            for key in &d.owned {
-                if self.tree.get(key).is_none_or(|n| n.perms.owner() != *domid) {
-                    return Err(format!("domain {domid} records {key} wrongly"));
-                }
+            let actual = owned.get(domid).copied().unwrap_or(0);
+            if *domid != 0 && d.owned != actual {
+                return Err(format!("domain {domid} counts {} owned nodes, owns {actual}", d.owned));
             }
         }
         Ok(())

@@ -14,8 +14,10 @@
 //!   (the rule and why it is safe are in `src/tx.rs` and `docs/DESIGN.md`).
 //! - Watches are indexed by path ([`watch`]): an event costs O(depth), not
 //!   O(watches).
-//! - Per-domain ownership sets make domain removal proportional to what the
-//!   domain owns, not to the store.
+//! - Each domain keeps a count of the nodes it owns, not their paths: the
+//!   `nodes` quota needs only the count, and domain removal searches the
+//!   store only when the domain still owns something (a toolstack removes
+//!   the domain's home first), saving one set entry per node.
 
 #![forbid(unsafe_code)]
 

@@ -467,6 +467,51 @@ fn domain_removal_deletes_owned_nodes_and_stale_grants() {
 }
 
 #[test]
+fn domain_removal_finds_owned_nodes_anywhere_in_path_order() {
+    let mut w = World::new();
+    // Owned nodes outside the home, one nested in another's subtree, and
+    // a dom0 node below one of them.
+    for p in ["/b/x", "/a/one", "/a/one/two", "/a/one/two/dom0", "/a-z"] {
+        w.write("dom0", p, "v");
+    }
+    for p in ["/b/x", "/a/one", "/a/one/two", "/a-z"] {
+        w.set_perms("dom0", p, &["n1"]);
+    }
+    w.set_perms("dom0", "/a/one/two/dom0", &["n0"]);
+    w.watch("dom0", "/", "all");
+    assert_eq!(w.engine.owned_count(1), 4);
+    let events = w.engine.remove_domain(1);
+    let paths: Vec<_> = events.iter().map(|d| d.event.path.clone()).collect();
+    // One event per removed subtree, in path order ('-' sorts before '/').
+    assert_eq!(paths, ["/a-z", "/a/one", "/b/x"].map(String::from));
+    assert!(w.engine.peek("/a/one/two/dom0").is_none(), "removed with its owned parent");
+    for p in ["/a/one", "/a-z", "/b/x"] {
+        assert!(w.engine.peek(p).is_none(), "{p} kept");
+    }
+    assert!(w.engine.peek("/a").is_some() && w.engine.peek("/b").is_some());
+    assert_eq!(w.engine.owned_count(1), 0);
+    assert_eq!(w.engine.check(), Ok(()));
+}
+
+#[test]
+fn domain_removal_after_its_nodes_are_gone_removes_nothing_else() {
+    let mut w = World::new();
+    w.write("dom0", "/local/domain/1/data", "");
+    w.set_perms("dom0", "/local/domain/1/data", &["n1"]);
+    w.ok("d1", Write, b"data/mine\0v");
+    w.write("dom0", "/local/domain/0/backend", "b");
+    assert_eq!(w.engine.owned_count(1), 2);
+    w.ok("dom0", Rm, b"/local/domain/1\0");
+    assert_eq!(w.engine.owned_count(1), 0);
+    let before: Vec<String> = w.engine.paths().map(str::to_owned).collect();
+    let events = w.engine.remove_domain(1);
+    assert!(events.iter().all(|d| d.event.path == "@releaseDomain/1"), "{events:?}");
+    let after: Vec<String> = w.engine.paths().map(str::to_owned).collect();
+    assert_eq!(before, after);
+    assert_eq!(w.engine.check(), Ok(()));
+}
+
+#[test]
 fn keep_orphans_gives_nodes_to_dom0() {
     let config = xenstore_db::Config { keep_orphans: true, ..Default::default() };
     let mut w = World::with_config(config);

@@ -6,7 +6,7 @@
 //! console, one vif, one vbd, suspend) and 24 backend nodes under
 //! `/local/domain/0/backend/{vif,vbd}/<d>/...`. The toolstack's permissions
 //! are applied as libxl does: the home is owned by the guest (so its nodes
-//! land in the guest's owned set), the backend directories are owned by
+//! count as the guest's), the backend directories are owned by
 //! dom0 and readable by the guest. Everything is written by a privileged
 //! dom0 connection with `Request::Write` and `Request::SetPerms`.
 
