@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod control;
+mod dirty;
 mod notify;
 mod options;
 mod outbox;

@@ -6,7 +6,7 @@
 //! the reply to the caller's. Outboxes are flushed once per loop iteration,
 //! many messages per `writev`. A framing error closes only that connection.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,8 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, info, warn};
 use xenstore_db::{Caller, Config, ConnId, Delivery, Engine, Outcome};
+
+use crate::dirty::Dirty;
 use xenstore_wire::{Decoder, ErrorCode, Op, Packet, Request};
 
 use crate::outbox::{Limits, Outbox};
@@ -27,6 +29,8 @@ const SIGNALS: Token = Token(usize::MAX);
 /// The event-channel handle (every ring, and VIRQ_DOM_EXC).
 pub(crate) const EVTCHN: Token = Token(usize::MAX - 2);
 const READ_CHUNK: usize = 64 * 1024;
+/// Connections flushed per loop iteration before new requests are read.
+const FLUSH_BUDGET: usize = 64;
 
 /// One client connection.
 #[derive(Debug)]
@@ -57,7 +61,7 @@ pub struct Server {
     pub(crate) trace: Trace,
     pub(crate) limits: Limits,
     pub(crate) soft_quotas: xenstore_db::Quotas,
-    pub(crate) dirty: HashSet<ConnId>,
+    pub(crate) dirty: Dirty,
     /// Domains' rings, when a platform to serve them was given.
     pub(crate) rings: Option<Rings>,
     /// Connections whose reading was unpaused: read at the next iteration
@@ -132,7 +136,7 @@ impl Server {
             trace: Trace::open(settings.trace_file.as_deref()).context("opening the trace file")?,
             limits: settings.limits,
             soft_quotas: settings.soft_quotas,
-            dirty: HashSet::new(),
+            dirty: Dirty::default(),
             rings: None,
             resume: Vec::new(),
             read_buf: vec![0; READ_CHUNK],
@@ -270,6 +274,15 @@ impl Server {
                     return;
                 }
             }
+            if n < self.read_buf.len() {
+                // A short read drained the socket: edge-triggered polling
+                // reports any later data, so a read that would only say
+                // EAGAIN is saved. The replies go out now rather than at
+                // the end of the loop iteration, so the client can send
+                // its next request while the other connections are served.
+                self.flush(id);
+                return;
+            }
         }
     }
 
@@ -341,9 +354,10 @@ impl Server {
         self.dirty.insert(delivery.conn);
     }
 
+    /// Flushes the [`FLUSH_BUDGET`] connections that have waited longest;
+    /// the rest wait for the next iteration (see [`Dirty`]).
     fn flush_dirty(&mut self) {
-        let dirty: Vec<ConnId> = self.dirty.drain().collect();
-        for id in dirty {
+        for id in self.dirty.take(FLUSH_BUDGET) {
             self.flush(id);
         }
     }

@@ -248,3 +248,31 @@ fn read_pid_file(path: &std::path::Path) -> String {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// More watchers than the loop flushes per iteration: every watcher still
+/// gets every event, in the order of the writes, while the writer's
+/// replies are not held back behind them.
+#[test]
+fn events_to_hundreds_of_watchers_all_arrive_in_order() {
+    let d = Daemon::start(&[]);
+    let mut watchers: Vec<Client> = (0..300)
+        .map(|i| {
+            let mut c = d.client();
+            assert_eq!(c.call(Op::Watch, 0, format!("/fan\0t{i}\0").as_bytes()).1, b"OK\0");
+            let first = c.recv().unwrap();
+            assert_eq!(first.payload, format!("/fan\0t{i}\0").into_bytes());
+            c
+        })
+        .collect();
+    let mut writer = d.client();
+    for k in 0..10 {
+        writer.write(&format!("/fan/k{k}"), b"v");
+    }
+    for (i, c) in watchers.iter_mut().enumerate() {
+        for k in 0..10 {
+            let event = c.recv().unwrap();
+            assert_eq!(event.header.op, Op::WatchEvent as u32);
+            assert_eq!(event.payload, format!("/fan/k{k}\0t{i}\0").into_bytes(), "watcher {i}");
+        }
+    }
+}
