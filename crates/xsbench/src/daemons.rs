@@ -1,0 +1,222 @@
+//! Starting and stopping the daemons under test, and reading their memory.
+//!
+//! Ours is the `xenstored` built beside this binary. The references are
+//! Debian's C xenstored and oxenstored, started socket-only through the
+//! scripts in `../shared/peers/` (or `$XS_PEERS`), which need root and
+//! `xen-utils-4.17`; when they are missing the run says so and goes on
+//! with the daemons it has.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::results::DaemonInfo;
+
+/// Which daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// This project's xenstored.
+    Rust,
+    /// Debian's C xenstored (Xen 4.17).
+    C,
+    /// Debian's oxenstored (Xen 4.17).
+    OCaml,
+}
+
+impl Kind {
+    /// Every daemon, ours first.
+    pub const ALL: [Kind; 3] = [Kind::Rust, Kind::C, Kind::OCaml];
+
+    /// The name used in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Rust => crate::results::OURS,
+            Kind::C => "c",
+            Kind::OCaml => "ocaml",
+        }
+    }
+
+    /// Parses a name from the command line.
+    pub fn parse(s: &str) -> Result<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == s).with_context(|| format!("unknown daemon {s:?} (rust, c, ocaml)"))
+    }
+
+    fn peer_script(self) -> Option<&'static str> {
+        match self {
+            Kind::Rust => None,
+            Kind::C => Some("cxenstored"),
+            Kind::OCaml => Some("oxenstored"),
+        }
+    }
+}
+
+/// Where the peer scripts are: `$XS_PEERS`, else `shared/peers` beside the
+/// repository.
+pub fn peers_dir() -> PathBuf {
+    std::env::var_os("XS_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers"))
+}
+
+/// Our xenstored: `$XS_BENCH_XENSTORED`, else the one beside this binary.
+pub fn our_xenstored() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("XS_BENCH_XENSTORED") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let p = exe.parent().context("binary directory")?.join("xenstored");
+    if !p.is_file() {
+        bail!("{} missing: build it with `cargo build --release --bins`", p.display());
+    }
+    Ok(p)
+}
+
+/// Whether `kind` can run here, and what it is (or why not).
+pub fn probe(kind: Kind) -> DaemonInfo {
+    let (present, description) = match kind.peer_script() {
+        None => match our_xenstored() {
+            Ok(p) => (true, format!("{} (this tree, release build)", p.display())),
+            Err(e) => (false, format!("{e:#}")),
+        },
+        Some(name) => {
+            let script = peers_dir().join(format!("start-{name}.sh"));
+            let binary = match kind {
+                Kind::C => "/usr/lib/xen-4.17/bin/xenstored",
+                _ => "/usr/lib/xen-4.17/bin/oxenstored",
+            };
+            if !script.is_file() {
+                (false, format!("not run: {} not found (set XS_PEERS)", script.display()))
+            } else if !Path::new(binary).is_file() {
+                (false, format!("not run: {binary} missing (apt-get install xen-utils-4.17)"))
+            } else if !rustix::process::geteuid().is_root() {
+                (false, "not run: the peer scripts need root".to_owned())
+            } else {
+                (true, format!("Debian xen-utils-4.17 {binary}, socket-only via {}", script.display()))
+            }
+        }
+    };
+    DaemonInfo { name: kind.name().to_owned(), description, present }
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    /// Which one.
+    pub kind: Kind,
+    /// Its socket.
+    pub socket: PathBuf,
+    /// Its process.
+    pub pid: u32,
+    child: Option<Child>,
+    stopped: bool,
+}
+
+impl Daemon {
+    /// Starts `kind` with its socket in `dir`, and waits until it answers.
+    pub fn start(kind: Kind, dir: &Path) -> Result<Daemon> {
+        let sockdir = dir.join(kind.name());
+        std::fs::create_dir_all(&sockdir)?;
+        let socket = sockdir.join("socket");
+        let daemon = match kind.peer_script() {
+            None => {
+                let log = std::fs::File::create(sockdir.join("daemon.log"))?;
+                let child = Command::new(our_xenstored()?)
+                    .arg("-N")
+                    .arg("--socket")
+                    .arg(&socket)
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .spawn()
+                    .context("start our xenstored")?;
+                Daemon { kind, socket: socket.clone(), pid: child.id(), child: Some(child), stopped: false }
+            }
+            Some(name) => {
+                let script = peers_dir().join(format!("start-{name}.sh"));
+                let out = Command::new("sh")
+                    .arg(&script)
+                    .arg(&socket)
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .with_context(|| format!("run {}", script.display()))?;
+                if !out.status.success() {
+                    bail!("{} failed: {}", script.display(), String::from_utf8_lossy(&out.stdout));
+                }
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                let pid = stdout
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .with_context(|| format!("no pid in {stdout:?}"))?;
+                Daemon { kind, socket: socket.clone(), pid, child: None, stopped: false }
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut c) = crate::conn::Conn::connect(&socket) {
+                if c.call(xenstore_wire::Op::Read, 0, &[b"/\0"]).is_ok() {
+                    return Ok(daemon);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not answer at {}", kind.name(), socket.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Pins every thread of the daemon to `cpu`, so that runs compare the
+    /// daemons' work rather than where the scheduler put them.
+    pub fn pin(&self, cpu: usize) -> Result<()> {
+        let status = Command::new("taskset")
+            .args(["-a", "-p", "-c", &cpu.to_string(), &self.pid.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .context("run taskset")?;
+        if !status.success() {
+            bail!("taskset failed for pid {}", self.pid);
+        }
+        Ok(())
+    }
+
+    /// Stops the daemon.
+    pub fn stop(mut self) -> Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stopped = true;
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            child.wait()?;
+        } else if let Some(name) = self.kind.peer_script() {
+            let script = peers_dir().join(format!("stop-{name}.sh"));
+            Command::new("sh").arg(&script).arg(&self.socket).stdout(Stdio::null()).status()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+/// Resident set size of process `pid` now, in bytes.
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS")?;
+    Ok(kb * 1024)
+}
