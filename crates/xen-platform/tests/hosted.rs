@@ -19,6 +19,7 @@ const ROLE: &str = "XEN_PLATFORM_TEST_GUEST";
 /// Xen-like errnos the hosted platform returns.
 const EPERM: i32 = 1;
 const ESRCH: i32 = 3;
+const EEXIST: i32 = 17;
 const EINVAL: i32 = 22;
 
 /// Long enough for a loaded CI machine, short enough to fail a hung test.
@@ -344,7 +345,7 @@ fn virq_dom_exc_fires_when_guest_exits_with_poweroff_or_crash() {
     let mut channels = world.host.event_channels().unwrap();
     let virq = channels.bind_virq(Virq::DomExc).unwrap();
     for (code, reason) in [(0, ShutdownReason::Poweroff), (3, ShutdownReason::Crash)] {
-        let new = world.create("exiter", "exit", &[("EXIT_CODE", code.to_string())]);
+        let new = world.create(&format!("exiter-{code}"), "exit", &[("EXIT_CODE", code.to_string())]);
         world.domains().unpause(new.domid).unwrap();
         await_event(&mut channels, virq);
         assert_eq!(world.state(new.domid), Some(DomainState::Shutdown(reason)));
@@ -375,6 +376,18 @@ fn shutdown_kills_records_reason_and_fires_virq() {
     // The process's death afterwards does not rewrite the reason.
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(world.state(new.domid), Some(DomainState::Shutdown(ShutdownReason::Suspend)));
+}
+
+#[test]
+fn a_live_domain_name_cannot_be_taken_twice() {
+    let world = World::new();
+    let first = world.create("twin", "sleep", &[]);
+    assert_eq!(errno(world.domains().create(&guest_config("twin", "sleep", &[]))), EEXIST);
+    assert_eq!(errno(world.domains().create(&guest_config("Domain-0", "sleep", &[]))), EEXIST);
+    assert_eq!(world.domains().list().unwrap().len(), 2, "the refused domain was not left behind");
+    world.domains().destroy(first.domid).unwrap();
+    let again = world.create("twin", "sleep", &[]);
+    assert_eq!(world.domains().info(again.domid).unwrap().map(|d| d.name), Some("twin".to_owned()));
 }
 
 #[test]

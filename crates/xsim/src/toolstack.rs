@@ -64,15 +64,18 @@ impl Toolstack {
         if spec.name.is_empty() || spec.name.contains('/') {
             bail!("invalid domain name {:?}", spec.name);
         }
-        if self.domains.list()?.iter().any(|d| d.name == spec.name) {
-            bail!("a domain named {:?} already exists", spec.name);
-        }
         let Some(program) = spec.program.first() else { bail!("no guest program given") };
         let mut argv = spec.program.clone();
         argv[0] = resolve_program(program)?;
         let cwd = std::env::current_dir().ok().map(|d| d.to_string_lossy().into_owned());
         let config = DomainConfig { name: spec.name.clone(), program: argv, env: spec.env.clone(), cwd };
-        let new = self.domains.create(&config).context("creating the domain")?;
+        let new = match self.domains.create(&config) {
+            Ok(new) => new,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {
+                bail!("a domain named {:?} already exists", spec.name)
+            }
+            Err(e) => return Err(e).context("creating the domain"),
+        };
         if let Err(e) = self.introduce(&spec.name, new) {
             let _ = self.domains.destroy(new.domid);
             let _ = self.remove_nodes(new.domid);

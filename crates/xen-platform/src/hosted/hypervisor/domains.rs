@@ -66,6 +66,11 @@ impl State {
     /// XEN_DOMCTL_createdomain plus the toolstack's build: a domain with a
     /// store page and a store port for dom0, its program started paused.
     pub(super) fn create(&mut self, config: &DomainConfig) -> Answer {
+        // Names are unique among live domains, as with xl; checked here so
+        // that a toolstack need not list every domain to create one.
+        if self.domains.values().any(|d| d.name == config.name) {
+            return Err((Errno::EXIST, "a domain with this name exists"));
+        }
         let domid = self.alloc_domid().ok_or((Errno::NOSPC, "out of domids"))?;
         let mut domain = Domain::dom0();
         domain.name.clone_from(&config.name);
