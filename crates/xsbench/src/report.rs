@@ -187,6 +187,12 @@ pub fn generated(r: &Results, plots: &[(&str, &str)]) -> String {
             let _ = writeln!(out, "- {n}");
         }
     }
+    if !r.observations.is_empty() {
+        let _ = writeln!(out, "\nSeen during the run:\n");
+        for n in &r.observations {
+            let _ = writeln!(out, "- {n}");
+        }
+    }
     let _ = writeln!(out, "\n## Goals\n\n{}", goals_table(r));
     let _ = writeln!(
         out,

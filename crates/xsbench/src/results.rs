@@ -25,8 +25,12 @@ pub struct Results {
     pub daemons: Vec<DaemonInfo>,
     /// The figures, in the order they were first measured.
     pub figures: Vec<Figure>,
-    /// Free-form notes the workloads left (e.g. quotas a workload needed).
+    /// Workloads that failed, and why.
     pub notes: Vec<String>,
+    /// What the workloads saw a daemon do that the protocol does not allow
+    /// (measured anyway), once each.
+    #[serde(default)]
+    pub observations: Vec<String>,
 }
 
 /// A daemon in the run.
@@ -107,6 +111,13 @@ impl Results {
             }
         };
         self.figures[index].values.entry(daemon.to_owned()).or_default().push(value);
+    }
+
+    /// Records an observation, once.
+    pub fn observe(&mut self, text: String) {
+        if !self.observations.contains(&text) {
+            self.observations.push(text);
+        }
     }
 
     /// The figure `group`/`name`.

@@ -39,7 +39,15 @@ fn measure(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {
     let mut times = Vec::new();
     for _ in 0..cfg.n(30, 3) {
         let began = Instant::now();
-        let names = list(&mut c, "/bench/dir")?;
+        let (names, whole) = list(&mut c, "/bench/dir")?;
+        if let Some(len) = whole.filter(|len| *len > xenstore_wire::PAYLOAD_MAX) {
+            res.observe(format!(
+                "{}: DIRECTORY of {children} children answered with one {len}-byte reply, over the protocol's {} bytes \
+                 (libxenstore refuses such a reply)",
+                t.name,
+                xenstore_wire::PAYLOAD_MAX
+            ));
+        }
         times.push(micros(began.elapsed()));
         ensure!(names == children, "listed {names} children of {children}");
     }
@@ -48,12 +56,13 @@ fn measure(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {
     Ok(())
 }
 
-/// Lists `path` completely; returns how many children it has.
-pub fn list(c: &mut Conn, path: &str) -> Result<usize> {
+/// Lists `path` completely; returns how many children it has, and the
+/// size of the reply if one DIRECTORY reply held them all.
+pub fn list(c: &mut Conn, path: &str) -> Result<(usize, Option<usize>)> {
     let zpath = z(path);
     let whole = c.call(Op::Directory, 0, &[&zpath])?;
     match whole.error() {
-        None => return Ok(whole.payload.iter().filter(|b| **b == 0).count()),
+        None => return Ok((whole.payload.iter().filter(|b| **b == 0).count(), Some(whole.payload.len()))),
         Some("E2BIG") => {}
         Some(e) => bail!("DIRECTORY {path}: {e}"),
     }
@@ -84,7 +93,7 @@ pub fn list(c: &mut Conn, path: &str) -> Result<usize> {
             count += body.iter().filter(|b| **b == 0).count();
             offset += body.len();
             if last {
-                return Ok(count);
+                return Ok((count, None));
             }
         }
     }

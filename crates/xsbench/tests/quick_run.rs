@@ -1,0 +1,97 @@
+//! A quick `xs-bench compare` end to end: every workload runs against our
+//! daemon (and the C and OCaml references when this machine has them),
+//! checks what the daemon did, and the report step writes the markdown and
+//! the PNG plots. Figures are not judged here (timing belongs in the
+//! benchmark, not in tests); that they exist and make sense is.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn xs_bench(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_xs-bench")).args(args).output().expect("run xs-bench");
+    assert!(
+        out.status.success(),
+        "xs-bench {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn values<'a>(results: &'a Value, group: &str, name_part: &str, daemon: &str) -> Vec<f64> {
+    let figure = results["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["group"] == group && f["name"].as_str().unwrap().contains(name_part))
+        .unwrap_or_else(|| panic!("no figure {group} / {name_part}"));
+    figure["values"][daemon]
+        .as_array()
+        .unwrap_or_else(|| panic!("{daemon} has no value for {group} / {name_part}"))
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn quick_compare_measures_every_workload_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    xs_bench(&["compare", "--quick", "--out", out.to_str().unwrap()]);
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+
+    // Nothing failed: a failed workload (a lost increment, a missing watch
+    // event, a wrong listing) leaves a note.
+    assert_eq!(results["notes"], Value::Array(vec![]), "workloads failed");
+
+    let present: Vec<String> = results["daemons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["present"] == true)
+        .map(|d| d["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(present.contains(&"rust".to_owned()), "our daemon did not run: {results}");
+    for daemon in &present {
+        for (group, name) in [
+            ("Single client round trip", "READ p50"),
+            ("READ throughput", "64 clients"),
+            ("Subtrees", "MKDIR"),
+            ("Subtrees", "children"),
+            ("Transactions", "commits/s"),
+            ("Watch fan-out", "50 watchers"),
+            ("Many connections", "p99"),
+            ("Store size", "READ p50 at 10k"),
+            ("Store size", "memory per node at 10k"),
+        ] {
+            let v = values(&results, group, name, daemon);
+            assert!(!v.is_empty() && v.iter().all(|x| x.is_finite() && *x > 0.0), "{daemon} {group} {name}: {v:?}");
+        }
+    }
+    let ring = values(&results, "Hosted domains", "ring", "rust");
+    let floor = values(&results, "Hosted domains", "floor: eventfd", "machine");
+    assert!(ring[0] > floor[0], "a ring round trip cannot beat two bare wake-ups: {ring:?} vs {floor:?}");
+
+    let md = dir.path().join("benchmarks.md");
+    std::fs::write(&md, "# Benchmarks\n\nHand-written text stays.\n").unwrap();
+    let plots = dir.path().join("plots");
+    xs_bench(&[
+        "report",
+        out.join("results.json").to_str().unwrap(),
+        "--md",
+        md.to_str().unwrap(),
+        "--plots",
+        plots.to_str().unwrap(),
+    ]);
+    let doc = std::fs::read_to_string(&md).unwrap();
+    assert!(doc.contains("Hand-written text stays."));
+    assert!(doc.contains("| goal | measured |") && doc.contains("### Store size"), "{doc}");
+    for png in ["read-latency-vs-store-size.png", "throughput-vs-clients.png", "memory-per-node-vs-store-size.png"] {
+        let bytes = std::fs::read(plots.join(png)).unwrap_or_else(|e| panic!("{png}: {e}"));
+        assert!(bytes.starts_with(b"\x89PNG"), "{png} is not a PNG");
+        assert!(doc.contains(&format!("(plots/{png})")), "{png} not linked from the markdown");
+    }
+    assert!(Path::new(&plots.join("results.json")).is_file());
+}
