@@ -20,7 +20,7 @@ fn xs_bench(args: &[&str]) -> std::process::Output {
     out
 }
 
-fn values<'a>(results: &'a Value, group: &str, name_part: &str, daemon: &str) -> Vec<f64> {
+fn values(results: &Value, group: &str, name_part: &str, daemon: &str) -> Vec<f64> {
     let figure = results["figures"]
         .as_array()
         .unwrap()
