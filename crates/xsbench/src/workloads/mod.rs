@@ -6,6 +6,7 @@
 //! lost an increment or an event would be meaningless), records its
 //! figures, and removes what it created.
 
+pub mod contended;
 pub mod directory;
 pub mod fanout;
 pub mod latency;
@@ -58,7 +59,7 @@ pub const REPEATED: &[(&str, Workload)] = &[
     ("subtree", subtree::run),
     ("directory", directory::run),
     ("txn", txn::run_uncontended),
-    ("contended", txn::run_contended),
+    ("contended", contended::run),
     ("fanout", fanout::run),
     ("many-conns", many_conns::run),
 ];

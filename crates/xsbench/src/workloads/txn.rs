@@ -1,7 +1,6 @@
-//! Transactions: start, read three nodes, write them back, commit; alone
-//! and with several clients racing to increment one counter.
+//! Transactions: start, read three nodes, write them back, commit (the
+//! contended case is in `contended.rs`).
 
-use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -77,78 +76,5 @@ fn uncontended(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {
     }
     c.call_ok(Op::Rm, 0, &[b"/bench/tx\0"])?;
     res.add(GROUP, "start + 3 reads + 3 writes + commit p50", "µs", false, t.name, median(&mut times));
-    Ok(())
-}
-
-/// Clients racing to increment one counter.
-pub const RACERS: usize = 8;
-
-/// `RACERS` clients each add 1 to `/bench/counter` a fixed number of
-/// times in transactions, retrying on EAGAIN; the counter must end right.
-pub fn run_contended(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {
-    let per = cfg.n(250, 20);
-    let mut setup = Conn::connect(t.socket)?;
-    setup.call_ok(Op::Write, 0, &[b"/bench/counter\0", b"0"])?;
-    let conns: Vec<Conn> = (0..RACERS).map(|_| Conn::connect(t.socket)).collect::<Result<_>>()?;
-    let barrier = Arc::new(Barrier::new(RACERS + 1));
-    let workers: Vec<_> = conns
-        .into_iter()
-        .map(|mut c| {
-            let barrier = barrier.clone();
-            std::thread::spawn(move || -> Result<u64> {
-                pin_thread(1);
-                barrier.wait();
-                let mut retries = 0u64;
-                for _ in 0..per {
-                    loop {
-                        let tx = start(&mut c)?;
-                        let m = c.call_ok(Op::Read, tx, &[b"/bench/counter\0"])?;
-                        let n: u64 = std::str::from_utf8(&m.payload)?.parse()?;
-                        c.call_ok(Op::Write, tx, &[b"/bench/counter\0", (n + 1).to_string().as_bytes()])?;
-                        if commit(&mut c, tx)? {
-                            break;
-                        }
-                        retries += 1;
-                    }
-                }
-                Ok(retries)
-            })
-        })
-        .collect();
-    barrier.wait();
-    let began = Instant::now();
-    let mut retries = 0u64;
-    for w in workers {
-        retries += w.join().map_err(|_| anyhow::anyhow!("racer panicked"))??;
-    }
-    let secs = began.elapsed().as_secs_f64();
-    let value = setup.call_ok(Op::Read, 0, &[b"/bench/counter\0"])?.payload;
-    let expected = RACERS * per;
-    ensure!(
-        value == expected.to_string().as_bytes(),
-        "counter is {:?}, expected {expected}",
-        String::from_utf8_lossy(&value)
-    );
-    setup.call_ok(Op::Rm, 0, &[b"/bench/counter\0"])?;
-    // Counts far below 2^53.
-    #[allow(clippy::cast_precision_loss)]
-    {
-        res.add(
-            GROUP,
-            &format!("contended counter, {RACERS} clients: commits/s"),
-            "commits/s",
-            true,
-            t.name,
-            expected as f64 / secs,
-        );
-        res.add(
-            GROUP,
-            &format!("contended counter, {RACERS} clients: EAGAIN retries per 100 commits"),
-            "retries",
-            false,
-            t.name,
-            retries as f64 * 100.0 / expected as f64,
-        );
-    }
     Ok(())
 }
