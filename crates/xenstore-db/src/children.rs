@@ -1,18 +1,22 @@
-//! A node's children list: leaf names in creation order, compact when small.
+//! A node's children: each child node under its leaf name, in creation
+//! order, compact when small.
 //!
-//! Most nodes have no children and most directories a handful, so a list
-//! is nothing at all when empty and one shared slice when small (copied on
-//! change: at most [`SMALL_MAX`] pointers). Past that it becomes a
-//! persistent vector, so that adding a domain under `/local/domain` with
-//! thousands of siblings costs O(log n), not a copy of the list. A small
-//! list takes 16 bytes per name; `imbl::Vector` reserves a 64-slot chunk
-//! (over 1 KiB) even for a few.
+//! The tree is nested (see [`crate::tree`]): a directory holds its
+//! children's nodes, so a leaf name is stored once, here, and no node has a
+//! full-path key. Most nodes have no children and most directories a
+//! handful, so a list is nothing at all when empty and one shared slice of
+//! `(name, node)` pairs when small (24 bytes a child, copied on change: at
+//! most [`SMALL_MAX`] pairs, found by a linear scan that compares lengths
+//! before bytes). Past that it becomes a persistent vector of names for the
+//! order and a persistent map for lookups, so that adding a domain under
+//! `/local/domain` with thousands of siblings costs O(log n), not a copy of
+//! the list.
 
 use std::sync::Arc;
 
-use imbl::Vector;
+use imbl::{OrdMap, Vector};
 
-use crate::node::Name;
+use crate::node::{Name, Node};
 
 /// Lists up to this long are a plain shared slice.
 pub const SMALL_MAX: usize = 32;
@@ -23,10 +27,17 @@ pub enum Children {
     /// No children.
     #[default]
     Empty,
-    /// Up to [`SMALL_MAX`] names.
-    Small(Arc<[Name]>),
-    /// More: a persistent vector (boxed to keep the node small).
-    Large(Box<Vector<Name>>),
+    /// Up to [`SMALL_MAX`] children, in creation order.
+    Small(Arc<[(Name, Arc<Node>)]>),
+    /// More (boxed to keep the node small).
+    Large(Box<Large>),
+}
+
+/// A long children list: the names in creation order, and the nodes by name.
+#[derive(Debug, Clone)]
+pub struct Large {
+    order: Vector<Name>,
+    nodes: OrdMap<Name, Arc<Node>>,
 }
 
 impl Children {
@@ -34,8 +45,8 @@ impl Children {
     pub fn len(&self) -> usize {
         match self {
             Children::Empty => 0,
-            Children::Small(names) => names.len(),
-            Children::Large(names) => names.len(),
+            Children::Small(pairs) => pairs.len(),
+            Children::Large(large) => large.order.len(),
         }
     }
 
@@ -48,58 +59,106 @@ impl Children {
     pub fn iter(&self) -> Iter<'_> {
         match self {
             Children::Empty => Iter::Slice([].iter()),
-            Children::Small(names) => Iter::Slice(names.iter()),
-            Children::Large(names) => Iter::Vector(names.iter()),
+            Children::Small(pairs) => Iter::Slice(pairs.iter()),
+            Children::Large(large) => Iter::Vector(large.order.iter()),
         }
     }
 
-    /// Appends a name.
-    pub fn push(&mut self, name: Name) {
+    /// Every child with its name, in no particular order (for walks).
+    pub fn nodes(&self) -> Box<dyn Iterator<Item = (&Name, &Arc<Node>)> + '_> {
         match self {
-            Children::Empty => *self = Children::Small(Arc::from([name])),
-            Children::Small(names) if names.len() < SMALL_MAX => {
-                let mut grown = Vec::with_capacity(names.len() + 1);
-                grown.extend(names.iter().cloned());
-                grown.push(name);
-                *names = Arc::from(grown);
-            }
-            Children::Small(names) => {
-                let mut vector: Vector<Name> = names.iter().cloned().collect();
-                vector.push_back(name);
-                *self = Children::Large(Box::new(vector));
-            }
-            Children::Large(names) => names.push_back(name),
+            Children::Empty => Box::new(std::iter::empty()),
+            Children::Small(pairs) => Box::new(pairs.iter().map(|(n, c)| (n, c))),
+            Children::Large(large) => Box::new(large.nodes.iter()),
         }
     }
 
-    /// Removes the first child with this name; `false` if there is none.
-    pub fn remove(&mut self, name: &str) -> bool {
-        let Some(i) = self.iter().position(|c| &**c == name) else {
-            return false;
-        };
+    /// The child called `name`.
+    #[inline]
+    pub fn get(&self, name: &str) -> Option<&Arc<Node>> {
         match self {
-            Children::Empty => return false,
-            Children::Small(names) => {
-                if names.len() == 1 {
+            Children::Empty => None,
+            Children::Small(pairs) => pairs.iter().find(|(n, _)| same(n, name)).map(|(_, c)| c),
+            Children::Large(large) => large.nodes.get(name),
+        }
+    }
+
+    /// The child called `name`, for replacing; copies this list first if
+    /// it is shared (with a transaction's snapshot).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Arc<Node>> {
+        match self {
+            Children::Empty => None,
+            Children::Small(pairs) => {
+                let i = pairs.iter().position(|(n, _)| same(n, name))?;
+                Arc::make_mut(pairs).get_mut(i).map(|(_, c)| c)
+            }
+            Children::Large(large) => large.nodes.get_mut(name),
+        }
+    }
+
+    /// Appends a child; its name must not be listed yet.
+    pub fn push(&mut self, name: Name, node: Arc<Node>) {
+        match self {
+            Children::Empty => *self = Children::Small(Arc::from([(name, node)])),
+            Children::Small(pairs) if pairs.len() < SMALL_MAX => {
+                let mut grown = Vec::with_capacity(pairs.len() + 1);
+                grown.extend(pairs.iter().cloned());
+                grown.push((name, node));
+                *pairs = Arc::from(grown);
+            }
+            Children::Small(pairs) => {
+                let mut large = Large { order: Vector::new(), nodes: OrdMap::new() };
+                for (n, c) in pairs.iter().cloned().chain([(name, node)]) {
+                    large.order.push_back(n.clone());
+                    large.nodes.insert(n, c);
+                }
+                *self = Children::Large(Box::new(large));
+            }
+            Children::Large(large) => {
+                large.order.push_back(name.clone());
+                large.nodes.insert(name, node);
+            }
+        }
+    }
+
+    /// Removes the child called `name` and returns its node.
+    pub fn remove(&mut self, name: &str) -> Option<Arc<Node>> {
+        match self {
+            Children::Empty => None,
+            Children::Small(pairs) => {
+                let i = pairs.iter().position(|(n, _)| **n == *name)?;
+                let node = pairs.get(i).map(|(_, c)| c.clone());
+                if pairs.len() == 1 {
                     *self = Children::Empty;
                 } else {
-                    let kept: Vec<Name> =
-                        names.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, n)| n.clone()).collect();
-                    *names = Arc::from(kept);
+                    let kept: Vec<_> =
+                        pairs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| p.clone()).collect();
+                    *pairs = Arc::from(kept);
                 }
+                node
             }
-            Children::Large(names) => {
-                names.remove(i);
+            Children::Large(large) => {
+                let node = large.nodes.remove(name)?;
+                if let Some(i) = large.order.iter().position(|n| **n == *name) {
+                    large.order.remove(i);
+                }
+                Some(node)
             }
         }
-        true
     }
 }
 
-/// Iterator over [`Children`], both ways.
+/// Whether two leaf names are equal: the length (in the pointer) first,
+/// then a byte loop, which beats a `memcmp` call on names this short.
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+}
+
+/// Iterator over the names of [`Children`], both ways.
 pub enum Iter<'a> {
     /// Over an empty or small list.
-    Slice(std::slice::Iter<'a, Name>),
+    Slice(std::slice::Iter<'a, (Name, Arc<Node>)>),
     /// Over a large list.
     Vector(imbl::vector::Iter<'a, Name, imbl::shared_ptr::DefaultSharedPtr>),
 }
@@ -115,7 +174,7 @@ impl<'a> Iterator for Iter<'a> {
 
     fn next(&mut self) -> Option<&'a Name> {
         match self {
-            Iter::Slice(it) => it.next(),
+            Iter::Slice(it) => it.next().map(|(n, _)| n),
             Iter::Vector(it) => it.next(),
         }
     }
@@ -131,7 +190,7 @@ impl<'a> Iterator for Iter<'a> {
 impl DoubleEndedIterator for Iter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
         match self {
-            Iter::Slice(it) => it.next_back(),
+            Iter::Slice(it) => it.next_back().map(|(n, _)| n),
             Iter::Vector(it) => it.next_back(),
         }
     }
@@ -145,45 +204,64 @@ mod tests {
         c.iter().map(|n| n.to_string()).collect()
     }
 
+    fn leaf(tag: u64) -> Arc<Node> {
+        Arc::new(Node::new(Arc::from(&b""[..]), xenstore_wire::PermList::owned_by(0, xenstore_wire::Access::None), tag))
+    }
+
     #[test]
     fn order_is_kept_across_the_small_to_large_switch() {
         let mut c = Children::default();
         let all: Vec<String> = (0..SMALL_MAX * 3).map(|i| format!("n{i}")).collect();
         for (i, n) in all.iter().enumerate() {
-            c.push(Name::from(n.as_str()));
+            c.push(Name::from(n.as_str()), leaf(i as u64));
             assert_eq!(c.len(), i + 1);
             assert_eq!(matches!(c, Children::Large(_)), i + 1 > SMALL_MAX);
         }
         assert_eq!(names(&c), all);
         let back: Vec<String> = c.iter().rev().map(|n| n.to_string()).collect();
         assert_eq!(back, all.iter().rev().cloned().collect::<Vec<_>>());
+        for (i, n) in all.iter().enumerate() {
+            assert_eq!(c.get(n).map(|node| node.meta_gen), Some(i as u64), "{n}");
+        }
+        assert_eq!(c.nodes().count(), all.len());
     }
 
     #[test]
-    fn remove_keeps_the_others_in_order() {
+    fn remove_keeps_the_others_in_order_and_returns_the_node() {
         for size in [1, 3, SMALL_MAX, SMALL_MAX + 5] {
             let mut c = Children::default();
             for i in 0..size {
-                c.push(Name::from(format!("n{i}").as_str()));
+                c.push(Name::from(format!("n{i}").as_str()), leaf(i as u64));
             }
-            assert!(!c.remove("absent"));
-            assert!(c.remove(&format!("n{}", size / 2)));
+            assert!(c.remove("absent").is_none());
+            let gone = c.remove(&format!("n{}", size / 2)).map(|n| n.meta_gen);
+            assert_eq!(gone, Some((size / 2) as u64));
             let want: Vec<String> = (0..size).filter(|i| *i != size / 2).map(|i| format!("n{i}")).collect();
             assert_eq!(names(&c), want, "size {size}");
+            assert!(c.get(&format!("n{}", size / 2)).is_none());
         }
         let mut one = Children::default();
-        one.push(Name::from("x"));
-        assert!(one.remove("x"));
+        one.push(Name::from("x"), leaf(0));
+        assert!(one.remove("x").is_some());
         assert!(matches!(one, Children::Empty) && one.is_empty());
     }
 
     #[test]
     fn clones_share_and_diverge() {
-        let mut a = Children::default();
-        a.push(Name::from("x"));
-        let b = a.clone();
-        a.push(Name::from("y"));
-        assert_eq!(names(&a), ["x", "y"]);
-        assert_eq!(names(&b), ["x"]);
+        for size in [1, SMALL_MAX + 1] {
+            let mut a = Children::default();
+            for i in 0..size {
+                a.push(Name::from(format!("n{i}").as_str()), leaf(0));
+            }
+            let b = a.clone();
+            a.push(Name::from("y"), leaf(0));
+            if let Some(slot) = a.get_mut("n0") {
+                *slot = leaf(7);
+            }
+            assert_eq!(a.len(), size + 1);
+            assert_eq!(b.len(), size);
+            assert_eq!(a.get("n0").map(|n| n.meta_gen), Some(7));
+            assert_eq!(b.get("n0").map(|n| n.meta_gen), Some(0));
+        }
     }
 }

@@ -274,7 +274,7 @@ impl Ctx<'_> {
     }
 
     fn key(&self, p: &str) -> Arc<str> {
-        self.tree().get_key_value(p).map(|(k, _)| k.clone()).unwrap_or_else(|| Arc::from(p))
+        Arc::from(p)
     }
 
     /// Creates `p` (which must be missing, with write access on its nearest
@@ -330,7 +330,7 @@ impl Ctx<'_> {
             Ok(node) => {
                 let perms = self.effective_perms(&node);
                 if matches!(self.store, Store::Tx(_)) {
-                    let below: Vec<Arc<str>> = self.tree().descendants(p).map(|(k, _)| k.clone()).collect();
+                    let below: Vec<Arc<str>> = self.tree().descendants(p).into_iter().map(|(k, _)| k).collect();
                     self.observe_list(p)?;
                     for k in &below {
                         self.observe_meta(k)?;

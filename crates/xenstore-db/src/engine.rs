@@ -282,9 +282,10 @@ impl Engine {
         Some(self.tree.get(p)?.children.iter().cloned().collect())
     }
 
-    /// Every live path in byte order, bypassing permission checks.
-    pub fn paths(&self) -> impl Iterator<Item = &str> {
-        self.tree.iter().map(|(k, _)| &**k)
+    /// Every live path in byte order, bypassing permission checks. Builds
+    /// every path (nodes store only their leaf names): for tests and dumps.
+    pub fn paths(&self) -> impl Iterator<Item = String> + '_ {
+        self.tree.iter().map(|(k, _)| k)
     }
 
     /// Handles one request from `conn` in transaction `tx_id` (0: none).

@@ -211,11 +211,8 @@ impl Engine {
         // Usually nothing: a toolstack removes the domain's home first. Only
         // when it still owns nodes does this walk the whole store, and then
         // in path order, as the owned sets it replaces did.
-        let owned: Vec<Arc<str>> = if domain.owned == 0 {
-            Vec::new()
-        } else {
-            self.tree.iter().filter(|(_, n)| n.perms.owner() == domid).map(|(k, _)| k.clone()).collect()
-        };
+        let owned: Vec<Arc<str>> =
+            if domain.owned == 0 { Vec::new() } else { self.tree.find(|n| n.perms.owner() == domid) };
         let mut mutations = Vec::new();
         for key in owned {
             let Some(node) = self.tree.get(&key).cloned() else {
@@ -262,17 +259,17 @@ impl Engine {
     pub fn check(&self) -> Result<(), String> {
         let mut owned: BTreeMap<DomId, usize> = BTreeMap::new();
         for (key, node) in self.tree.iter() {
-            if let Some(parent) = path::parent(key) {
+            if let Some(parent) = path::parent(&key) {
                 let Some(p) = self.tree.get(parent) else {
                     return Err(format!("{key}: parent missing"));
                 };
-                let name = path::basename(key);
+                let name = path::basename(&key);
                 if p.children.iter().filter(|c| &***c == name).count() != 1 {
                     return Err(format!("{key}: not listed once by its parent"));
                 }
             }
             for child in node.children.iter() {
-                if self.tree.get(&path::join(key, child)).is_none() {
+                if self.tree.get(&path::join(&key, child)).is_none() {
                     return Err(format!("{key}: lists missing child {child}"));
                 }
             }

@@ -8,8 +8,9 @@
 //! to test against a model and to fuzz.
 //!
 //! Design notes:
-//! - The tree is a persistent ordered map from path to node ([`tree`]), so
-//!   a transaction's snapshot costs O(1) and a subtree is one key range.
+//! - The tree is nested persistent nodes, each holding its children under
+//!   their leaf names ([`tree`], [`children`]): a transaction's snapshot
+//!   costs O(1), a subtree is one node, and no node carries its full path.
 //! - Transactions conflict only when a node they depended on changed
 //!   (the rule and why it is safe are in `src/tx.rs` and `docs/DESIGN.md`).
 //! - Watches are indexed by path ([`watch`]): an event costs O(depth), not

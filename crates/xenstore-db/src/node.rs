@@ -6,20 +6,23 @@ use xenstore_wire::PermList;
 
 use crate::children::Children;
 
-/// A child's leaf name, shared between its parent's list and its own key.
+/// A child's leaf name, stored once, in its parent's children list (and
+/// shared with `DIRECTORY` replies).
 pub type Name = Arc<str>;
 
-/// A node: value, permissions, children in creation order, generations.
+/// A node: value, permissions, its children (nodes and names, in creation
+/// order), generations.
 ///
-/// Nodes are immutable once in a tree and shared between the live store and
-/// transaction snapshots through `Arc`; a change builds a new node.
+/// Nodes are immutable once shared between the live store and transaction
+/// snapshots through `Arc`; a change to a shared node copies it (its
+/// children list is shared, not copied, until it changes too).
 #[derive(Debug, Clone)]
 pub struct Node {
     /// The value: any bytes, nul included.
     pub value: Arc<[u8]>,
     /// Permissions, owner first.
     pub perms: PermList,
-    /// Leaf names of the children, in the order they were created.
+    /// The children under their leaf names, in the order they were created.
     pub children: Children,
     /// Generation of the last change to value or permissions (or creation).
     /// Transactions validate against it; stale permission entries are

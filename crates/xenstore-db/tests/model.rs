@@ -302,7 +302,7 @@ type Snapshot = Vec<(String, Vec<u8>, String, Vec<String>)>;
 
 /// The whole live store, for before/after comparisons.
 fn snapshot(engine: &Engine) -> Snapshot {
-    let paths: Vec<String> = engine.paths().map(str::to_owned).collect();
+    let paths: Vec<String> = engine.paths().collect();
     paths
         .into_iter()
         .map(|p| {
@@ -755,9 +755,9 @@ fn show(o: &Observed) -> String {
 
 /// The engine's live store must be exactly the model's.
 fn compare_store(engine: &Engine, live: &Nodes) -> Result<(), String> {
-    let paths: Vec<&str> = engine.paths().collect();
-    let want: Vec<&str> = live.keys().map(String::as_str).collect();
-    if paths != want {
+    let paths: Vec<String> = engine.paths().collect();
+    let want: Vec<&String> = live.keys().collect();
+    if paths.iter().ne(want.iter().copied()) {
         return Err(format!("live paths differ\n  engine: {paths:?}\n  model:  {want:?}"));
     }
     for (p, node) in live {

@@ -503,10 +503,10 @@ fn domain_removal_after_its_nodes_are_gone_removes_nothing_else() {
     assert_eq!(w.engine.owned_count(1), 2);
     w.ok("dom0", Rm, b"/local/domain/1\0");
     assert_eq!(w.engine.owned_count(1), 0);
-    let before: Vec<String> = w.engine.paths().map(str::to_owned).collect();
+    let before: Vec<String> = w.engine.paths().collect();
     let events = w.engine.remove_domain(1);
     assert!(events.iter().all(|d| d.event.path == "@releaseDomain/1"), "{events:?}");
-    let after: Vec<String> = w.engine.paths().map(str::to_owned).collect();
+    let after: Vec<String> = w.engine.paths().collect();
     assert_eq!(before, after);
     assert_eq!(w.engine.check(), Ok(()));
 }
