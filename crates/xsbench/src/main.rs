@@ -158,10 +158,17 @@ fn attempt(res: &mut Results, what: &str, f: impl FnOnce(&mut Results) -> Result
     }
 }
 
-fn save(res: &Results, out: &Path) -> Result<()> {
+/// Writes what has been measured so far (after each phase, so a run
+/// stopped in a long phase keeps the earlier ones).
+fn checkpoint(res: &Results, out: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(out)?;
     let file = out.join("results.json");
     std::fs::write(&file, serde_json::to_string_pretty(res)?)?;
+    Ok(file)
+}
+
+fn save(res: &Results, out: &Path) -> Result<()> {
+    let file = checkpoint(res, out)?;
     println!("{}", report::table(res));
     println!("{}", report::goals_table(res));
     eprintln!("xs-bench: results in {}", file.display());
@@ -240,6 +247,7 @@ fn compare(o: &Options, argv: &[String]) -> Result<()> {
         for d in running {
             d.stop()?;
         }
+        checkpoint(&res, &o.out)?;
     }
     if o.store && o.wants("store") {
         eprintln!("xs-bench: store size, daemons filled side by side");
@@ -252,6 +260,7 @@ fn compare(o: &Options, argv: &[String]) -> Result<()> {
         for d in running {
             d.stop()?;
         }
+        checkpoint(&res, &o.out)?;
     }
     if o.hosted && o.wants("hosted") && kinds.contains(&Kind::Rust) {
         eprintln!("xs-bench: hosted domains");

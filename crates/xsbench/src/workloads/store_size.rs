@@ -4,10 +4,10 @@
 //! records each daemon's resident memory and its READ, WRITE and
 //! transaction latency on nodes picked at random.
 //!
-//! Filling is pipelined (128 requests per write) so a million nodes take
-//! seconds; it is not timed.
+//! Filling is pipelined (128 requests per write); its time per node is
+//! recorded too, as the write throughput of a growing store.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use xenstore_wire::Op;
@@ -131,30 +131,28 @@ pub fn domain_nodes(n: usize) -> Vec<(String, String)> {
 }
 
 /// Writes domains `from + 1..=to` into the daemon, pipelined (domain 0's
-/// directory belongs to dom0).
-fn fill(c: &mut Conn, from: usize, to: usize) -> Result<()> {
-    let mut pending = 0;
+/// directory belongs to dom0), until `deadline`; returns the number of
+/// domains the store then holds (`to` unless the deadline came first).
+fn fill(c: &mut Conn, from: usize, to: usize, deadline: Instant) -> Result<usize> {
     for domid in from + 1..=to {
-        let n = domid;
-        let base = format!("/local/domain/{n}");
-        for (rel, value) in domain_nodes(n) {
+        if Instant::now() >= deadline {
+            return Ok(domid - 1);
+        }
+        let base = format!("/local/domain/{domid}");
+        let nodes = domain_nodes(domid);
+        for (rel, value) in &nodes {
             let path = if rel.is_empty() { base.clone() } else { format!("{base}/{rel}") };
             c.send(Op::Write, 0, &[path.as_bytes(), b"\0", value.as_bytes()]);
-            pending += 1;
             if rel.is_empty() {
                 // The toolstack gives the domain its own directory; what is
                 // created below inherits the owner.
-                c.send(Op::SetPerms, 0, &[path.as_bytes(), b"\0", format!("n{n}\0r0\0").as_bytes()]);
-                pending += 1;
-            }
-            if pending >= 128 {
-                drain(c, pending)?;
-                pending = 0;
+                c.send(Op::SetPerms, 0, &[path.as_bytes(), b"\0", format!("n{domid}\0r0\0").as_bytes()]);
             }
         }
+        // One domain per batch: 101 requests in one write.
+        drain(c, nodes.len() + 1)?;
     }
-    drain(c, pending)?;
-    Ok(())
+    Ok(to)
 }
 
 /// A small deterministic generator, so that every daemon gets the same
@@ -178,21 +176,62 @@ impl Lcg {
     }
 }
 
+/// How long one daemon may take to grow the store by one step. A daemon
+/// whose writes slow down with the store's size stops growing there; the
+/// run goes on with the others and says so.
+pub fn step_budget(cfg: Config) -> Duration {
+    Duration::from_secs(if cfg.quick { 60 } else { 150 })
+}
+
 /// Fills every daemon to each size in turn and measures them side by side.
 pub fn run(daemons: &[Sized<'_>], cfg: Config, reps: usize, res: &mut Results) -> Result<()> {
     let mut conns: Vec<Conn> = daemons.iter().map(|d| Conn::connect(d.target.socket)).collect::<Result<_>>()?;
     let base_rss: Vec<Option<u64>> = daemons.iter().map(|d| d.pid.and_then(|p| rss_bytes(p).ok())).collect();
+    let mut active = vec![true; daemons.len()];
     let mut domains = 0;
     let nodes_of = domain_nodes(0);
     for size in sizes(cfg) {
         let want = size / NODES_PER_DOMAIN;
-        for c in &mut conns {
-            fill(c, domains, want)?;
+        let label = human(size);
+        let from = human(domains * NODES_PER_DOMAIN);
+        for (i, (d, c)) in daemons.iter().zip(conns.iter_mut()).enumerate() {
+            if !active[i] {
+                continue;
+            }
+            let began = Instant::now();
+            let reached = fill(c, domains, want, began + step_budget(cfg))?;
+            let secs = began.elapsed().as_secs_f64();
+            // Node counts are far below 2^53.
+            #[allow(clippy::cast_precision_loss)]
+            let per_node = secs * 1e6 / ((reached - domains).max(1) * NODES_PER_DOMAIN) as f64;
+            res.add(
+                GROUP,
+                &format!("fill {from} → {label}, pipelined: per node"),
+                "µs",
+                false,
+                d.target.name,
+                per_node,
+            );
+            if reached < want {
+                active[i] = false;
+                let mut text = format!(
+                    "{}: growing the store from {from} to {label} nodes was stopped after {secs:.0} s at {} nodes \
+                     ({per_node:.0} µs per node written in that step)",
+                    d.target.name,
+                    reached * NODES_PER_DOMAIN
+                );
+                if let (Some(pid), Some(base)) = (d.pid, base_rss[i]) {
+                    // Byte counts are far below 2^53.
+                    #[allow(clippy::cast_precision_loss)]
+                    let per = rss_bytes(pid)?.saturating_sub(base) as f64 / (reached * NODES_PER_DOMAIN) as f64;
+                    text.push_str(&format!("; its memory per node there was {per:.0} bytes"));
+                }
+                res.observe(text);
+            }
         }
         domains = want;
-        let label = human(size);
-        for (d, base) in daemons.iter().zip(&base_rss) {
-            if let (Some(pid), Some(base)) = (d.pid, base) {
+        for (i, (d, base)) in daemons.iter().zip(&base_rss).enumerate() {
+            if let (true, Some(pid), Some(base)) = (active[i], d.pid, base) {
                 let rss = rss_bytes(pid)?;
                 // Byte counts are far below 2^53.
                 #[allow(clippy::cast_precision_loss)]
@@ -212,7 +251,10 @@ pub fn run(daemons: &[Sized<'_>], cfg: Config, reps: usize, res: &mut Results) -
         }
         pin_thread(0);
         for rep in 0..reps {
-            for (d, c) in daemons.iter().zip(conns.iter_mut()) {
+            for (i, (d, c)) in daemons.iter().zip(conns.iter_mut()).enumerate() {
+                if !active[i] {
+                    continue;
+                }
                 let seed = (size * 31 + rep) as u64;
                 let (read, write, tx) = latencies(c, cfg, domains, &nodes_of, seed)?;
                 res.add(GROUP, &format!("READ p50 at {label}"), "µs", false, d.target.name, read);
