@@ -21,7 +21,7 @@ use crate::conn::Conn;
 use crate::results::{Results, OURS};
 use crate::stats::{micros, time_each};
 use crate::workloads::latency::MACHINE;
-use crate::workloads::{pin_thread, unpin_thread, Config};
+use crate::workloads::{on_cpu, pin_thread, Config};
 
 /// The group the figures go in.
 pub const GROUP: &str = "Hosted domains";
@@ -54,11 +54,10 @@ pub fn run(dir: &Path, cfg: Config, reps: usize, res: &mut Results) -> Result<()
     let (programs, guest) = programs()?;
     let state = StateDir::at(dir.join("xsim"));
     // Children inherit the affinity: the whole host lives on CPU 0.
-    pin_thread(0);
-    let up = host::up(&state, &programs);
-    let result = up.and_then(|()| measure(&state, &guest, cfg, reps, res));
-    let down = host::down(&state);
-    unpin_thread();
+    let (result, down) = on_cpu(0, || {
+        let result = host::up(&state, &programs).and_then(|()| measure(&state, &guest, cfg, reps, res));
+        (result, host::down(&state))
+    });
     result?;
     down.map(|_| ())
 }

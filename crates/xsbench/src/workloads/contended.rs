@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use xenstore_wire::Op;
 
-use super::{pin_thread, unpin_thread, Config, Target};
+use super::{on_cpu, Config, Target};
 use crate::conn::{Conn, Msg};
 use crate::poller::Poller;
 use crate::results::Results;
@@ -91,12 +91,9 @@ pub fn run(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {
     let mut racers: Vec<Racer> = (0..RACERS)
         .map(|_| Ok(Racer { conn: Conn::connect(t.socket)?, step: Step::Starting, left: per, retries: 0 }))
         .collect::<Result<_>>()?;
-    pin_thread(1);
     let began = Instant::now();
-    let raced = race(&mut racers);
+    on_cpu(1, || race(&mut racers))?;
     let secs = began.elapsed().as_secs_f64();
-    unpin_thread();
-    raced?;
     let value = setup.call_ok(Op::Read, 0, &[COUNTER])?.payload;
     let expected = RACERS * per;
     ensure!(

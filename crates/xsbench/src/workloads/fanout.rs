@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Result};
 use xenstore_wire::Op;
 
-use super::{pin_thread, Config, Target};
+use super::{on_cpu, pin_thread, Config, Target};
 use crate::conn::{z, Conn};
 use crate::poller::Poller;
 use crate::results::Results;
@@ -91,13 +91,15 @@ pub fn measure(t: Target<'_>, watchers: usize, events: usize) -> Result<f64> {
         Ok(finished)
     });
     ready_rx.recv()?;
-    pin_thread(1);
     let began = Instant::now();
-    for k in 0..events {
-        writer.call_ok(Op::Write, 0, &[&z(&format!("/bench/fan/k{k}")), b"x"])?;
-    }
-    super::unpin_thread();
+    let written = on_cpu(1, || -> Result<()> {
+        for k in 0..events {
+            writer.call_ok(Op::Write, 0, &[&z(&format!("/bench/fan/k{k}")), b"x"])?;
+        }
+        Ok(())
+    });
     let _ = done_tx.send(());
+    written?;
     let finished = collector.join().map_err(|_| anyhow::anyhow!("collector panicked"))??;
     writer.call_ok(Op::Rm, 0, &[b"/bench/fan\0"])?;
     Ok(micros(finished.saturating_duration_since(began)))

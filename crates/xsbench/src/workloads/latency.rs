@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use anyhow::Result;
 use xenstore_wire::Op;
 
-use super::{pin_thread, unpin_thread, Config, Target};
+use super::{on_cpu, pin_thread, Config, Target};
 use crate::conn::{z, Conn};
 use crate::results::Results;
 use crate::stats::time_each;
@@ -22,10 +22,7 @@ pub const GROUP: &str = "Single client round trip";
 
 /// Measures READ and WRITE round trips on one connection.
 pub fn run(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {
-    pin_thread(0);
-    let result = measure(t, cfg, res);
-    unpin_thread();
-    result
+    on_cpu(0, || measure(t, cfg, res))
 }
 
 fn measure(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {
@@ -67,14 +64,15 @@ pub fn floor(cfg: Config, res: &mut Results) -> Result<()> {
         }
         Ok(())
     });
-    pin_thread(0);
     let mut buf = [0u8; 16];
-    let (p50, p99) = time_each(iters / 10, iters, || {
-        a.write_all(&[7u8; 16])?;
-        a.read_exact(&mut buf)?;
-        Ok(())
-    })?;
-    unpin_thread();
+    let timed = on_cpu(0, || {
+        time_each(iters / 10, iters, || {
+            a.write_all(&[7u8; 16])?;
+            a.read_exact(&mut buf)?;
+            Ok(())
+        })
+    });
+    let (p50, p99) = timed?;
     echo.join().map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
     res.add(GROUP, "floor: AF_UNIX request/reply p50", "µs", false, MACHINE, p50);
     res.add(GROUP, "floor: AF_UNIX request/reply p99", "µs", false, MACHINE, p99);

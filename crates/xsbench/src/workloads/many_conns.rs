@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Result};
 use xenstore_wire::{Header, Op};
 
-use super::{pin_thread, Config, Target};
+use super::{on_cpu, pin_thread, Config, Target};
 use crate::conn::Conn;
 use crate::poller::Poller;
 use crate::results::Results;
@@ -77,18 +77,20 @@ pub fn run(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {
     });
     let mut request = Header { op: Op::Read as u32, req_id: 1, tx_id: 0, len: 12 }.encode().to_vec();
     request.extend_from_slice(b"/bench/many\0");
-    pin_thread(1);
-    for _ in 0..rounds {
-        let mut sent = Vec::with_capacity(n);
-        for s in &mut senders {
-            sent.push(Instant::now());
-            s.write_all(&request)?;
+    let sent = on_cpu(1, || -> Result<()> {
+        for _ in 0..rounds {
+            let mut sent = Vec::with_capacity(n);
+            for s in &mut senders {
+                sent.push(Instant::now());
+                s.write_all(&request)?;
+            }
+            round_tx.send(sent)?;
+            done_rx.recv()?;
         }
-        round_tx.send(sent)?;
-        done_rx.recv()?;
-    }
-    super::unpin_thread();
+        Ok(())
+    });
     drop(round_tx);
+    sent?;
     let mut latencies = collector.join().map_err(|_| anyhow::anyhow!("collector panicked"))??;
     setup.call_ok(Op::Rm, 0, &[b"/bench/many\0"])?;
     res.add(

@@ -72,8 +72,17 @@ pub fn pin_thread(cpu: usize) {
     let _ = rustix::thread::sched_setaffinity(None, &set);
 }
 
+/// Runs `f` with the calling thread pinned to `cpu`, and unpins it after,
+/// whatever `f` returns.
+pub fn on_cpu<T>(cpu: usize, f: impl FnOnce() -> T) -> T {
+    pin_thread(cpu);
+    let result = f();
+    unpin_thread();
+    result
+}
+
 /// Unpins the calling thread.
-pub fn unpin_thread() {
+fn unpin_thread() {
     let mut set = rustix::thread::CpuSet::new();
     for cpu in 0..rustix::thread::CpuSet::MAX_CPU.min(1024) {
         set.set(cpu);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Result};
 use xenstore_wire::Op;
 
-use super::{pin_thread, unpin_thread, Config, Target};
+use super::{on_cpu, Config, Target};
 use crate::conn::{drain, z, Conn};
 use crate::daemons::rss_bytes;
 use crate::results::Results;
@@ -249,27 +249,28 @@ pub fn run(daemons: &[Sized<'_>], cfg: Config, reps: usize, res: &mut Results) -
                 }
             }
         }
-        pin_thread(0);
-        for rep in 0..reps {
-            for (i, (d, c)) in daemons.iter().zip(conns.iter_mut()).enumerate() {
-                if !active[i] {
-                    continue;
+        on_cpu(0, || -> Result<()> {
+            for rep in 0..reps {
+                for (i, (d, c)) in daemons.iter().zip(conns.iter_mut()).enumerate() {
+                    if !active[i] {
+                        continue;
+                    }
+                    let seed = (size * 31 + rep) as u64;
+                    let (read, write, tx) = latencies(c, cfg, domains, &nodes_of, seed)?;
+                    res.add(GROUP, &format!("READ p50 at {label}"), "µs", false, d.target.name, read);
+                    res.add(GROUP, &format!("WRITE p50 at {label}"), "µs", false, d.target.name, write);
+                    res.add(
+                        GROUP,
+                        &format!("tx start + 3 reads + 3 writes + commit p50 at {label}"),
+                        "µs",
+                        false,
+                        d.target.name,
+                        tx,
+                    );
                 }
-                let seed = (size * 31 + rep) as u64;
-                let (read, write, tx) = latencies(c, cfg, domains, &nodes_of, seed)?;
-                res.add(GROUP, &format!("READ p50 at {label}"), "µs", false, d.target.name, read);
-                res.add(GROUP, &format!("WRITE p50 at {label}"), "µs", false, d.target.name, write);
-                res.add(
-                    GROUP,
-                    &format!("tx start + 3 reads + 3 writes + commit p50 at {label}"),
-                    "µs",
-                    false,
-                    d.target.name,
-                    tx,
-                );
             }
-        }
-        unpin_thread();
+            Ok(())
+        })?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{ensure, Result};
 use xenstore_wire::Op;
 
-use super::{pin_thread, unpin_thread, Config, Target};
+use super::{on_cpu, Config, Target};
 use crate::conn::{z, Conn};
 use crate::results::Results;
 use crate::stats::{median, micros};
@@ -16,10 +16,7 @@ pub const GROUP: &str = "Subtrees";
 
 /// Builds `/bench/tree/a<i>/b<j>` with MKDIR round trips, then removes it.
 pub fn run(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {
-    pin_thread(0);
-    let result = measure(t, cfg, res);
-    unpin_thread();
-    result
+    on_cpu(0, || measure(t, cfg, res))
 }
 
 fn measure(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use xenstore_wire::Op;
 
-use super::{pin_thread, Config, Target};
+use super::{on_cpu, Config, Target};
 use crate::conn::Conn;
 use crate::poller::Poller;
 use crate::results::Results;
@@ -42,10 +42,7 @@ pub fn run(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {
 /// client threads on one core, is what limits the figure.
 pub fn measure(t: Target<'_>, clients: usize, time: Duration) -> Result<f64> {
     let mut conns: Vec<Conn> = (0..clients).map(|_| Conn::connect(t.socket)).collect::<Result<_>>()?;
-    pin_thread(1);
-    let result = drive(&mut conns, time);
-    super::unpin_thread();
-    result
+    on_cpu(1, || drive(&mut conns, time))
 }
 
 fn drive(conns: &mut [Conn], time: Duration) -> Result<f64> {

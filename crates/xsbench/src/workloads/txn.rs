@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use xenstore_wire::Op;
 
-use super::{pin_thread, unpin_thread, Config, Target};
+use super::{on_cpu, Config, Target};
 use crate::conn::{z, Conn};
 use crate::results::Results;
 use crate::stats::{median, micros};
@@ -53,10 +53,7 @@ pub fn read_modify_write(c: &mut Conn, paths: &[Vec<u8>]) -> Result<u32> {
 
 /// Uncontended start + 3 reads + 3 writes + commit, one client.
 pub fn run_uncontended(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {
-    pin_thread(0);
-    let result = uncontended(t, cfg, res);
-    unpin_thread();
-    result
+    on_cpu(0, || uncontended(t, cfg, res))
 }
 
 fn uncontended(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {
