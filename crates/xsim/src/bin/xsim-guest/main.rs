@@ -13,7 +13,7 @@
 //!   `xsim::ipc`);
 //! - `check NAME [ARGS]`: one guest-side behaviour check (see `checks.rs`);
 //! - `bench-read ROUNDS ITERS`: READ round trips over the ring, timed
-//!   (for `benches/ring_read.rs`).
+//!   (for `xs-bench`'s hosted figures).
 
 mod checks;
 mod ipc;
