@@ -100,7 +100,7 @@ fn main() {
     d.send(dom0, t3, Op::TransactionEnd, b"T\0");
 
     println!("\n# Domain 1 goes away: what it owned goes with it");
-    let events = d.engine.remove_domain(1);
+    let events = d.engine.remove_domain(1).events;
     for e in events {
         println!("{:>30} event to {}: {}", "<-", d.name(e.conn), e.event.path);
     }

@@ -73,7 +73,7 @@ impl Engine {
         }
         let changes = self.apply(tx);
         let events = self.route_all(&changes);
-        Outcome { reply: Ok(Reply::Ok), events, after_reply: None, quota: None }
+        Outcome { events, ..Outcome::ok(Reply::Ok) }
     }
 
     /// Applies a validated transaction's writes to the live tree and returns

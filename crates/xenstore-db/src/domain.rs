@@ -3,6 +3,7 @@
 use xenstore_wire::DomId;
 
 use crate::quota::Quotas;
+use crate::ConnId;
 
 /// A domain as the store sees it: known from the first time something
 /// names it (a connection, a permission entry, INTRODUCE) until it is
@@ -29,6 +30,9 @@ pub struct Domain {
     pub release_fired: bool,
     /// Ring feature bits to advertise (SET_FEATURE before INTRODUCE).
     pub features: u32,
+    /// The connection its ring is served as, from INTRODUCE until it is
+    /// released or removed.
+    pub ring_conn: Option<ConnId>,
 }
 
 /// Where a domain's ring is, as INTRODUCE gave it.
@@ -43,6 +47,15 @@ pub struct RingAddress {
 impl Domain {
     /// A newly known domain.
     pub fn new(since_gen: u64, quotas: Quotas, features: u32) -> Domain {
-        Domain { since_gen, owned: 0, quotas, target: None, introduced: None, release_fired: false, features }
+        Domain {
+            since_gen,
+            owned: 0,
+            quotas,
+            target: None,
+            introduced: None,
+            release_fired: false,
+            features,
+            ring_conn: None,
+        }
     }
 }

@@ -9,6 +9,7 @@ use xenstore_wire::{Access, DomId, ErrorCode, PermList, Reply, Request};
 use crate::access::Caller;
 use crate::ctx::{Ctx, Store};
 use crate::domain::Domain;
+use crate::effect::Effect;
 use crate::event::Delivery;
 use crate::node::Node;
 use crate::quota::{QuotaExceeded, QuotaKind, Quotas};
@@ -44,6 +45,9 @@ pub struct Config {
     pub max_transactions_per_conn: u32,
     /// Distinct nodes one transaction may touch, for every caller.
     pub max_transaction_nodes: u32,
+    /// Warning levels (`quota-soft`): kept and reported for CONTROL,
+    /// never enforced.
+    pub soft_quotas: Quotas,
 }
 
 impl Default for Config {
@@ -54,6 +58,7 @@ impl Default for Config {
             features: features::RECONNECTION | features::ERROR | features::WATCH_DEPTH,
             max_transactions_per_conn: 256,
             max_transaction_nodes: 65536,
+            soft_quotas: Quotas::unlimited(),
         }
     }
 }
@@ -71,7 +76,9 @@ pub struct Usage {
 
 /// What a request produced.
 ///
-/// The driver sends `events` first (each on its connection; some may be the
+/// The driver first carries out `effects`, in order (if one fails it calls
+/// [`Engine::effect_failed`] and sends that outcome instead of this one);
+/// then it sends `events` (each on its connection; some may be the
 /// caller's own, and the C daemon sends those before the reply), then the
 /// reply to the caller, then `after_reply` (a new watch's initial event).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,17 +91,19 @@ pub struct Outcome {
     pub after_reply: Option<Delivery>,
     /// Which quota refused the request, for the daemon's log.
     pub quota: Option<QuotaExceeded>,
+    /// What the driver must do outside the store, before anything is sent.
+    pub effects: Vec<Effect>,
 }
 
 impl Outcome {
     /// A successful reply with no events.
     pub fn ok(reply: Reply) -> Outcome {
-        Outcome { reply: Ok(reply), events: Vec::new(), after_reply: None, quota: None }
+        Outcome { reply: Ok(reply), events: Vec::new(), after_reply: None, quota: None, effects: Vec::new() }
     }
 
     /// An error reply with no events.
     pub fn error(e: ErrorCode) -> Outcome {
-        Outcome { reply: Err(e), events: Vec::new(), after_reply: None, quota: None }
+        Outcome { reply: Err(e), events: Vec::new(), after_reply: None, quota: None, effects: Vec::new() }
     }
 }
 
@@ -439,6 +448,6 @@ impl Engine {
                 self.route_all(&changes)
             }
         };
-        Outcome { reply, events, after_reply: None, quota: quota_hit }
+        Outcome { reply, events, quota: quota_hit, ..Outcome::ok(Reply::Ok) }
     }
 }

@@ -1,4 +1,4 @@
-//! Domain management requests, quotas, CONTROL, and domain removal.
+//! Domain management requests, quotas, and domain removal.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,7 +8,8 @@ use xenstore_wire::{path, DomId, ErrorCode, Reply};
 use crate::access::Caller;
 use crate::ctx::Mutation;
 use crate::domain::RingAddress;
-use crate::event::{Change, Delivery};
+use crate::effect::Effect;
+use crate::event::Change;
 use crate::quota::QuotaKind;
 use crate::{Engine, Outcome};
 
@@ -34,8 +35,10 @@ impl Engine {
         }
     }
 
-    /// INTRODUCE: the store side. The driver maps the ring and binds the
-    /// event channel first, and only then calls this.
+    /// INTRODUCE: records the domain, registers its ring's connection and
+    /// asks the driver to attach the ring ([`Effect::AttachRing`]); fires
+    /// `@introduceDomain`. A repeat with the same ring is OK and does
+    /// nothing; with another ring it is EINVAL.
     pub(crate) fn introduce(&mut self, caller: Caller, domid: DomId, gfn: u64, port: u32) -> Outcome {
         if !caller.privileged {
             return Outcome::error(ErrorCode::EACCES);
@@ -44,17 +47,51 @@ impl Engine {
             return Outcome::error(ErrorCode::EINVAL);
         }
         let ring = RingAddress { gfn, port };
-        let domain = self.ensure_domain(domid);
-        match domain.introduced {
+        match self.ensure_domain(domid).introduced {
             Some(existing) if existing == ring => return Outcome::ok(Reply::Ok),
             Some(_) => return Outcome::error(ErrorCode::EINVAL),
-            None => {
-                domain.introduced = Some(ring);
-                domain.release_fired = false;
+            None => {}
+        }
+        let conn = self.connect(Caller::guest(domid));
+        let domain = self.ensure_domain(domid);
+        domain.introduced = Some(ring);
+        domain.release_fired = false;
+        domain.ring_conn = Some(conn);
+        let features = domain.features;
+        let events = self.route_all(&[Change::Special { name: path::INTRODUCE_DOMAIN, domid }]);
+        let attach = Effect::AttachRing { domid, gfn, port, conn, features };
+        Outcome { events, effects: vec![attach], ..Outcome::ok(Reply::Ok) }
+    }
+
+    /// The driver could not carry out `effect`: undoes the request that
+    /// asked for it and returns the outcome to send instead (the original
+    /// one's events and reply are not sent). Call it at once, before any
+    /// other request reaches the engine.
+    ///
+    /// A failed [`Effect::AttachRing`] (the page cannot be mapped, the
+    /// channel cannot be bound) rolls the INTRODUCE back: the domain is not
+    /// introduced, its connection is gone, and a domain the INTRODUCE made
+    /// known is forgotten again; the caller gets EINVAL, as from the C
+    /// daemon. Other effects cannot be undone and get EIO.
+    pub fn effect_failed(&mut self, effect: &Effect) -> Outcome {
+        let Effect::AttachRing { domid, conn, .. } = *effect else {
+            return Outcome::error(ErrorCode::EIO);
+        };
+        self.disconnect(conn);
+        if conn + 1 == self.next_conn {
+            self.next_conn = conn;
+        }
+        if let Some(domain) = self.domains.get_mut(&domid) {
+            domain.introduced = None;
+            domain.ring_conn = None;
+            // Made known by this INTRODUCE (nothing has moved the
+            // generation since): forget it, as if never named.
+            if domain.since_gen == self.gen {
+                self.domains.remove(&domid);
+                self.gen -= 1;
             }
         }
-        let events = self.route_all(&[Change::Special { name: path::INTRODUCE_DOMAIN, domid }]);
-        Outcome { reply: Ok(Reply::Ok), events, after_reply: None, quota: None }
+        Outcome::error(ErrorCode::EINVAL)
     }
 
     /// RELEASE: forget the domain, as if it had died.
@@ -68,8 +105,7 @@ impl Engine {
         if self.domains.get(&domid).is_none_or(|d| d.introduced.is_none()) {
             return Outcome::error(ErrorCode::ENOENT);
         }
-        let events = self.remove_domain(domid);
-        Outcome { reply: Ok(Reply::Ok), events, after_reply: None, quota: None }
+        self.remove_domain(domid)
     }
 
     /// RESUME: `@releaseDomain` fires again at the next shutdown.
@@ -166,44 +202,33 @@ impl Engine {
         Outcome::ok(Reply::Ok)
     }
 
-    /// CONTROL: the engine answers `check`; the daemon answers the rest
-    /// before they get here. Guests may not use CONTROL at all.
-    pub(crate) fn control(&self, caller: Caller, payload: &[u8]) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
-        }
-        let mut args = xenstore_wire::Request::control_args(payload);
-        match args.next() {
-            Some(b"check") => match self.check() {
-                Ok(()) => Outcome::ok(Reply::Text(b"OK".to_vec())),
-                Err(problem) => Outcome::ok(Reply::Text(problem.into_bytes())),
-            },
-            _ => Outcome::error(ErrorCode::EINVAL),
-        }
-    }
-
     /// The domain has shut down or crashed: fire `@releaseDomain` once
-    /// (until RESUME). Its nodes stay until [`Engine::remove_domain`].
-    pub fn domain_shutdown(&mut self, domid: DomId) -> Vec<Delivery> {
+    /// (until RESUME). Its nodes stay until [`Engine::remove_domain`]. The
+    /// outcome carries only events; its reply is not sent.
+    pub fn domain_shutdown(&mut self, domid: DomId) -> Outcome {
         match self.domains.get_mut(&domid) {
             Some(d) if d.introduced.is_some() && !d.release_fired => d.release_fired = true,
-            _ => return Vec::new(),
+            _ => return Outcome::ok(Reply::Ok),
         }
-        self.route_all(&[Change::Special { name: path::RELEASE_DOMAIN, domid }])
+        let events = self.route_all(&[Change::Special { name: path::RELEASE_DOMAIN, domid }]);
+        Outcome { events, ..Outcome::ok(Reply::Ok) }
     }
 
     /// The domain is gone (destroyed, or RELEASE): fire `@releaseDomain` if
     /// not yet fired, remove every node it owns with the events that causes
     /// (or give them to dom0 with keep-orphans), and forget it, so that a
     /// later domain with the same id inherits none of its permissions.
-    /// Its connections stay until the driver disconnects them.
-    pub fn remove_domain(&mut self, domid: DomId) -> Vec<Delivery> {
+    /// Its ring's connection goes too ([`Effect::DetachRing`] tells the
+    /// driver); other connections running as the domain stay until the
+    /// driver disconnects them. The outcome's reply is not sent.
+    pub fn remove_domain(&mut self, domid: DomId) -> Outcome {
         if domid == 0 {
-            return Vec::new();
+            return Outcome::ok(Reply::Ok);
         }
         let Some(domain) = self.domains.get(&domid) else {
-            return Vec::new();
+            return Outcome::ok(Reply::Ok);
         };
+        let ring_conn = domain.ring_conn;
         let mut changes = Vec::new();
         if !domain.release_fired {
             changes.push(Change::Special { name: path::RELEASE_DOMAIN, domid });
@@ -238,14 +263,21 @@ impl Engine {
             changes.push(Change::Removed { path: key, perms: top_perms, below });
         }
         self.apply_mutations(mutations);
-        let deliveries = self.route_all(&changes);
+        let mut effects = Vec::new();
+        if let Some(conn) = ring_conn {
+            // Gone before the events are routed: a dead domain's watches
+            // do not fire for its own removal.
+            self.disconnect(conn);
+            effects.push(Effect::DetachRing { domid, conn });
+        }
+        let events = self.route_all(&changes);
         self.domains.remove(&domid);
         for d in self.domains.values_mut() {
             if d.target == Some(domid) {
                 d.target = None;
             }
         }
-        deliveries
+        Outcome { events, effects, ..Outcome::ok(Reply::Ok) }
     }
 
     /// A node's permissions without entries that no longer count.

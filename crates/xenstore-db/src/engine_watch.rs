@@ -44,7 +44,7 @@ impl Engine {
             c.watches.push(id);
         }
         let initial = Delivery { conn, event: WatchEvent { path: p.to_owned(), token } };
-        Outcome { reply: Ok(Reply::Ok), events: Vec::new(), after_reply: Some(initial), quota: None }
+        Outcome { after_reply: Some(initial), ..Outcome::ok(Reply::Ok) }
     }
 
     /// UNWATCH.

@@ -25,8 +25,10 @@
 pub mod access;
 pub mod children;
 mod commit;
+mod control;
 mod ctx;
 pub mod domain;
+pub mod effect;
 mod engine;
 mod engine_domain;
 mod engine_watch;
@@ -39,6 +41,7 @@ mod tx;
 pub mod watch;
 
 pub use access::Caller;
+pub use effect::{DaemonCommand, Effect};
 pub use engine::{features, Config, ConnId, Engine, Outcome, Usage};
 pub use event::Delivery;
 pub use quota::{QuotaExceeded, QuotaKind, Quotas};

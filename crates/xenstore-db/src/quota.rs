@@ -98,6 +98,11 @@ impl Default for Quotas {
 }
 
 impl Quotas {
+    /// Every quota 0: nothing is limited (the soft quotas' start).
+    pub fn unlimited() -> Quotas {
+        Quotas { values: [0; QuotaKind::ALL.len()] }
+    }
+
     /// The value of one quota (0: unlimited).
     pub fn get(&self, kind: QuotaKind) -> u32 {
         self.values.get(kind as usize).copied().unwrap_or(0)

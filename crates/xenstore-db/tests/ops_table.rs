@@ -425,15 +425,15 @@ fn special_watches_need_privilege_or_permission() {
     assert_eq!(w.reply("dom0", 0, Introduce, b"6\099\03\0"), Err(EINVAL));
     assert_eq!(w.reply("dom0", 0, IsDomainIntroduced, b"6\0"), Ok(b"T\0".to_vec()));
     // Shutdown of 5 fires once, with the domid at depth 1.
-    let events = w.engine.domain_shutdown(5);
+    let events = w.engine.domain_shutdown(5).events;
     let names: Vec<_> = events.iter().map(|d| (d.conn, d.event.path.clone())).collect();
     assert_eq!(
         names,
         vec![(w.conn("dom0"), "@releaseDomain/5".to_string()), (w.conn("d2"), "@releaseDomain/5".to_string())]
     );
-    assert!(w.engine.domain_shutdown(5).is_empty());
+    assert!(w.engine.domain_shutdown(5).events.is_empty());
     w.ok("dom0", Resume, b"5\0");
-    assert_eq!(w.engine.domain_shutdown(5).len(), 2);
+    assert_eq!(w.engine.domain_shutdown(5).events.len(), 2);
     // Domain 6 released: dom0 hears it; d2's watch is only for domain 5.
     let out = w.send("dom0", 0, Release, b"6\0");
     assert_eq!(w.events_of(&out), vec![("dom0".into(), "@releaseDomain/6".into(), "r".into())]);
@@ -453,7 +453,7 @@ fn domain_removal_deletes_owned_nodes_and_stale_grants() {
     w.watch("dom0", "/local/domain/1", "home");
     w.ok("dom0", Introduce, b"1\01\01\0");
     assert_eq!(w.engine.owned_count(1), 3);
-    let events = w.engine.remove_domain(1);
+    let events = w.engine.remove_domain(1).events;
     let paths: Vec<_> = events.iter().map(|d| d.event.path.clone()).collect();
     assert_eq!(paths, vec!["/local/domain/1/data".to_string()]);
     assert!(w.engine.peek("/local/domain/1/data").is_none());
@@ -480,7 +480,7 @@ fn domain_removal_finds_owned_nodes_anywhere_in_path_order() {
     w.set_perms("dom0", "/a/one/two/dom0", &["n0"]);
     w.watch("dom0", "/", "all");
     assert_eq!(w.engine.owned_count(1), 4);
-    let events = w.engine.remove_domain(1);
+    let events = w.engine.remove_domain(1).events;
     let paths: Vec<_> = events.iter().map(|d| d.event.path.clone()).collect();
     // One event per removed subtree, in path order ('-' sorts before '/').
     assert_eq!(paths, ["/a-z", "/a/one", "/b/x"].map(String::from));
@@ -504,7 +504,7 @@ fn domain_removal_after_its_nodes_are_gone_removes_nothing_else() {
     w.ok("dom0", Rm, b"/local/domain/1\0");
     assert_eq!(w.engine.owned_count(1), 0);
     let before: Vec<String> = w.engine.paths().collect();
-    let events = w.engine.remove_domain(1);
+    let events = w.engine.remove_domain(1).events;
     assert!(events.iter().all(|d| d.event.path == "@releaseDomain/1"), "{events:?}");
     let after: Vec<String> = w.engine.paths().collect();
     assert_eq!(before, after);

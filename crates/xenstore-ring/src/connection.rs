@@ -1,9 +1,17 @@
-//! The server's connection over a ring: framing on input, an output queue
-//! that writes whole encoded messages as space allows.
+//! The server's connection over a ring: framing on input, gathered writes
+//! on output, and the error indicator when the guest breaks either.
+//!
+//! Queueing output is the server's business, not the ring's: what may be
+//! dropped or merged when a guest does not read (watch events) and what
+//! may not (replies) is policy, so xenstored keeps one queue per
+//! connection, the same for sockets and rings, and writes it here through
+//! [`ServerConnection::write_vectored`]. [`OutputQueue`] is a plain FIFO
+//! for servers without such a policy (test fixtures, small tools).
 
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 
 use xenstore_wire::{Decoder, FrameError, Packet};
 
@@ -11,7 +19,10 @@ use crate::layout::{ERROR_PROTO, ERROR_RINGIDX, RING_SIZE};
 use crate::ring::ServerRing;
 use crate::{Notify, RingError};
 
-/// Encoded messages waiting for space in a ring.
+/// Encoded messages waiting for space in a ring: a plain FIFO for a server
+/// that needs no output policy (xenstored has its own; see the module
+/// docs). Flush it with [`OutputQueue::flush_with`] and
+/// [`ServerConnection::write`].
 ///
 /// A message may leave in several writes and cross the wrap; the queue
 /// keeps its place. Bytes of several messages are gathered into one ring
@@ -153,12 +164,16 @@ impl std::error::Error for ConnectionError {}
 ///
 /// Call order, on each event-channel notification:
 ///
-/// 1. call [`ServerConnection::poll`] until it returns `Ok(None)`, handling
-///    each [`Incoming::Packet`] and, on [`Incoming::Reconnected`], dropping
-///    the connection's watches, transactions and in-flight requests;
-/// 2. [`ServerConnection::send`] the replies and watch events;
-/// 3. [`ServerConnection::flush`]; whatever does not fit stays queued for
-///    the next notification (the guest notifies when it frees space).
+/// 1. call [`ServerConnection::poll`] until it returns `Ok(None)` (or as
+///    many times as the server's fairness budget allows), handling each
+///    [`Incoming::Packet`] and, on [`Incoming::Reconnected`], dropping the
+///    connection's queued output, watches, transactions and in-flight
+///    requests;
+/// 2. queue the replies and watch events in the server's own output queue;
+/// 3. write as much of the queue as fits with
+///    [`ServerConnection::write_vectored`] (one ring write and at most one
+///    notification per ring-full); the rest waits for the next
+///    notification (the guest notifies when it frees space).
 ///
 /// An `Err` means the connection is stopped (error indicator set); only a
 /// guest reconnection (seen by `poll`) revives it.
@@ -169,7 +184,6 @@ pub struct ServerConnection<'a, N> {
     input: Box<[u8; RING_SIZE]>,
     input_start: usize,
     input_end: usize,
-    output: OutputQueue,
     failed: Option<ConnectionError>,
 }
 
@@ -183,7 +197,6 @@ impl<'a, N: Notify> ServerConnection<'a, N> {
             input: Box::new([0; RING_SIZE]),
             input_start: 0,
             input_end: 0,
-            output: OutputQueue::new(),
             failed: None,
         }
     }
@@ -205,7 +218,6 @@ impl<'a, N: Notify> ServerConnection<'a, N> {
             self.decoder.reset();
             self.input_start = 0;
             self.input_end = 0;
-            self.output.clear();
             self.failed = None;
             self.ring.complete_reconnect();
             return Ok(Some(Incoming::Reconnected));
@@ -236,29 +248,36 @@ impl<'a, N: Notify> ServerConnection<'a, N> {
         }
     }
 
-    /// Queues one encoded message (a reply or a watch event). Dropped if
-    /// the connection has failed.
-    pub fn send(&mut self, message: Vec<u8>) {
-        if self.failed.is_none() {
-            self.output.push(message);
-        }
-    }
-
-    /// Writes queued output as space allows; returns the bytes written.
-    pub fn flush(&mut self) -> Result<usize, ConnectionError> {
+    /// Writes as much of `bytes` as the response queue has room for;
+    /// returns how many (0 when it is full).
+    pub fn write(&mut self, bytes: &[u8]) -> Result<usize, ConnectionError> {
         if let Some(err) = self.failed {
             return Err(err);
         }
-        let ring = &mut self.ring;
-        match self.output.flush_with(|bytes| ring.write(bytes)) {
+        match self.ring.write(bytes) {
             Ok(n) => Ok(n),
             Err(e) => Err(self.fail(ConnectionError::Ring(e), ERROR_RINGIDX)),
         }
     }
 
-    /// Output bytes still queued.
-    pub fn pending_output(&self) -> usize {
-        self.output.pending()
+    /// Writes the start of `bufs`, in order, as one ring write of at most a
+    /// ring-full (so at most one notification); returns the bytes taken
+    /// (0 when the response queue is full).
+    pub fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<usize, ConnectionError> {
+        let mut gathered = [0u8; RING_SIZE];
+        let mut len = 0;
+        for buf in bufs {
+            let n = buf.len().min(RING_SIZE - len);
+            gathered[len..len + n].copy_from_slice(&buf[..n]);
+            len += n;
+            if len == RING_SIZE {
+                break;
+            }
+        }
+        if len == 0 {
+            return Ok(0);
+        }
+        self.write(&gathered[..len])
     }
 
     /// Whether the connection has stopped (and why).
@@ -268,7 +287,6 @@ impl<'a, N: Notify> ServerConnection<'a, N> {
 
     fn fail(&mut self, err: ConnectionError, indicator: u32) -> ConnectionError {
         self.failed = Some(err);
-        self.output.clear();
         self.ring.set_error(indicator);
         err
     }
@@ -332,7 +350,7 @@ mod tests {
         assert!(matches!(err, ConnectionError::Frame(FrameError::PayloadTooLong { len: 4097 })));
         assert_eq!(guest.error(), ERROR_PROTO);
         assert_eq!(conn.poll().unwrap_err(), err);
-        assert_eq!(conn.flush().unwrap_err(), err);
+        assert_eq!(conn.write(b"reply").unwrap_err(), err);
         assert_eq!(conn.failure(), Some(err));
     }
 
@@ -355,39 +373,54 @@ mod tests {
         // Half a header: the decoder holds a partial packet.
         guest.write(&message(9, b"abc")[..8]).unwrap();
         assert_eq!(conn.poll().unwrap(), None);
-        conn.send(message(1, b"queued reply"));
         owned.page().set_field(Field::ReqProd, 0x4000_0000);
         assert!(conn.poll().is_err());
         guest.request_reconnect();
         assert_eq!(conn.poll().unwrap(), Some(Incoming::Reconnected));
         assert_eq!(guest.connection_state(), crate::CONNECTED);
         assert_eq!(guest.error(), crate::ERROR_NONE);
-        assert_eq!(conn.pending_output(), 0);
         guest.write(&message(10, b"fresh")).unwrap();
         let Some(Incoming::Packet(p)) = conn.poll().unwrap() else { panic!("no packet") };
         assert_eq!((p.header.req_id, &p.payload[..]), (10, &b"fresh"[..]));
     }
 
     #[test]
-    fn flush_splits_messages_across_writes_and_the_wrap() {
+    fn queued_output_splits_messages_across_writes_and_the_wrap() {
         let owned = OwnedPage::new();
         start_at(&owned, 0, 1020);
         let mut conn = server(&owned);
         let mut guest = GuestRing::new(owned.page(), || {});
         let messages: Vec<Vec<u8>> = (0..5u8).map(|i| message(u32::from(i), &vec![i; 700])).collect();
+        let mut queue = OutputQueue::new();
         for m in &messages {
-            conn.send(m.clone());
+            queue.push(m.clone());
         }
         let expected = messages.concat();
         let mut received = Vec::new();
         let mut buf = [0u8; 333];
         while received.len() < expected.len() {
-            conn.flush().unwrap();
+            queue.flush_with(|b| conn.write(b)).unwrap();
             let n = guest.read(&mut buf).unwrap();
             received.extend_from_slice(&buf[..n]);
         }
         assert_eq!(received, expected);
-        assert_eq!(conn.pending_output(), 0);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn write_vectored_gathers_at_most_a_ring_full_in_order() {
+        let owned = OwnedPage::new();
+        start_at(&owned, 0, 1000);
+        let mut conn = server(&owned);
+        let mut guest = GuestRing::new(owned.page(), || {});
+        let (a, b) = (vec![1u8; 600], vec![2u8; 600]);
+        let n = conn.write_vectored(&[IoSlice::new(&a), IoSlice::new(&b)]).unwrap();
+        assert_eq!(n, RING_SIZE);
+        assert_eq!(conn.write_vectored(&[IoSlice::new(&b)]).unwrap(), 0, "the response queue is full");
+        let mut buf = [0u8; RING_SIZE];
+        assert_eq!(guest.read(&mut buf).unwrap(), RING_SIZE);
+        assert_eq!(&buf[..600], &a[..]);
+        assert!(buf[600..].iter().all(|&x| x == 2));
     }
 
     #[test]

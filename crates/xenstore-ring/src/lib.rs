@@ -16,12 +16,16 @@
 //! # Call order
 //!
 //! Server (xenstored): build a [`ServerRing`], [`ServerRing::set_features`],
-//! wrap it in a [`ServerConnection`]; on each event call
-//! [`ServerConnection::poll`] until it returns `Ok(None)`, handle the
-//! packets, [`ServerConnection::send`] the replies, then
-//! [`ServerConnection::flush`]. Errors set the page's error indicator
+//! wrap it in a [`ServerConnection`] (or a [`MappedServer`], which also
+//! owns the page's mapping); on each event call [`ServerConnection::poll`]
+//! until it returns `Ok(None)` or the server's fairness budget runs out,
+//! handle the packets, queue the replies in the server's own output queue
+//! (xenstored's holds its bounds on what a guest that does not read may
+//! cost), then write the queue with [`ServerConnection::write_vectored`]
+//! as space allows. A server with no output policy may use
+//! [`OutputQueue`]. Errors set the page's error indicator
 //! ([`ERROR_RINGIDX`] for corrupt indices, [`ERROR_PROTO`] for an oversize
-//! payload) and stop the connection.
+//! payload) and stop the connection until the guest reconnects.
 //!
 //! Guest: a [`GuestRing`]; [`GuestRing::write`] requests,
 //! [`GuestRing::read`] responses, wait for an event when neither makes

@@ -55,26 +55,14 @@ impl<M: PageMemory, N: Notify> MappedServer<M, N> {
         self.conn.poll()
     }
 
-    /// See [`ServerConnection::send`].
-    pub fn send(&mut self, message: Vec<u8>) {
-        self.conn.send(message)
+    /// See [`ServerConnection::write`].
+    pub fn write(&mut self, bytes: &[u8]) -> Result<usize, ConnectionError> {
+        self.conn.write(bytes)
     }
 
-    /// See [`ServerConnection::flush`].
-    pub fn flush(&mut self) -> Result<usize, ConnectionError> {
-        self.conn.flush()
-    }
-
-    /// Writes bytes straight into the response queue, bypassing the
-    /// connection's own output queue (for a caller that keeps its own);
-    /// see [`ServerRing::write`].
-    pub fn write(&mut self, bytes: &[u8]) -> Result<usize, RingError> {
-        self.conn.ring_mut().write(bytes)
-    }
-
-    /// See [`ServerConnection::pending_output`].
-    pub fn pending_output(&self) -> usize {
-        self.conn.pending_output()
+    /// See [`ServerConnection::write_vectored`].
+    pub fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> Result<usize, ConnectionError> {
+        self.conn.write_vectored(bufs)
     }
 
     /// See [`ServerConnection::failure`].

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::thread;
 
 use xenstore_ring::{
-    Field, GuestRing, Incoming, OwnedPage, ServerConnection, ServerRing, FEATURE_ERROR, FEATURE_RECONNECTION,
+    Field, GuestRing, Incoming, OutputQueue, OwnedPage, ServerConnection, ServerRing, FEATURE_ERROR,
+    FEATURE_RECONNECTION,
 };
 use xenstore_wire::{Decoder, Header};
 
@@ -55,16 +56,17 @@ fn two_threads_exchange_100k_messages_in_order() {
             });
             ring.set_features(FEATURE_RECONNECTION | FEATURE_ERROR);
             let mut conn = ServerConnection::new(ring);
+            let mut output = OutputQueue::new();
             let mut served = 0;
             let mut seen = 0;
-            while !(served == MESSAGES && conn.pending_output() == 0) {
+            while !(served == MESSAGES && output.is_empty()) {
                 while let Some(incoming) = conn.poll().unwrap() {
                     let Incoming::Packet(p) = incoming else { panic!("unexpected reconnect") };
                     assert_eq!(p.header.req_id, served);
-                    conn.send(encode(p.header.req_id, &p.payload));
+                    output.push(encode(p.header.req_id, &p.payload));
                     served += 1;
                 }
-                conn.flush().unwrap();
+                output.flush_with(|b| conn.write(b)).unwrap();
                 // Wait for an event unless there is work left.
                 let now = my_events.events.load(Ordering::SeqCst);
                 if now == seen && conn.ring().readable().unwrap() == 0 {

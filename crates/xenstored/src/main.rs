@@ -6,15 +6,17 @@
 
 #![forbid(unsafe_code)]
 
+mod conn;
 mod control;
 mod dirty;
+mod effects;
 mod notify;
 mod options;
 mod outbox;
 mod platform;
 mod rings;
 mod server;
-mod server_rings;
+mod socket;
 mod trace;
 
 use std::io::Write;
@@ -50,10 +52,7 @@ fn run() -> Result<()> {
     options.trace_file = options.trace_file.map(|p| cwd.join(p));
     options.log_file = options.log_file.map(|p| cwd.join(p));
     init_logging(&options)?;
-    let mut soft = xenstore_db::Quotas::default();
-    for kind in xenstore_db::QuotaKind::ALL {
-        soft.set(kind, 0);
-    }
+    let mut soft = xenstore_db::Quotas::unlimited();
     for (name, value) in &options.soft_quotas {
         if let Some(kind) = xenstore_db::QuotaKind::from_name(name) {
             soft.set(kind, *value);
@@ -61,10 +60,14 @@ fn run() -> Result<()> {
     }
     let settings = Settings {
         socket: options.socket.clone(),
-        config: Config { quotas: options.quotas, keep_orphans: options.keep_orphans, ..Config::default() },
+        config: Config {
+            quotas: options.quotas,
+            keep_orphans: options.keep_orphans,
+            soft_quotas: soft,
+            ..Config::default()
+        },
         limits: Default::default(),
         trace_file: options.trace_file.clone(),
-        soft_quotas: soft,
     };
     // Bind before forking so that errors reach the caller's terminal and the
     // socket exists when the parent returns.

@@ -1,6 +1,6 @@
 //! Domains' shared rings: INTRODUCE maps a guest's xenstore page and binds
-//! its event channel; each ring is then served like a socket connection,
-//! as an unprivileged caller with the guest's domid.
+//! its event channel; each ring is then a connection's transport, served
+//! like a socket, as an unprivileged caller with the guest's domid.
 //!
 //! All rings share one pollable event-channel handle: one notification
 //! wakes the loop, which asks the handle which ports are pending and
@@ -16,8 +16,10 @@ use std::sync::Arc;
 
 use xen_platform::{DomId, Domains, EventChannels, ForeignMemory, MappedPages, Notifier, Port};
 use xenstore_db::ConnId;
-use xenstore_ring::{MappedServer, Notify, RING_SIZE};
+use xenstore_ring::{Incoming, MappedServer, Notify, ERROR_COMM};
+use xenstore_wire::Packet;
 
+use crate::conn::Received;
 use crate::outbox::Outbox;
 
 /// What the daemon needs of the platform to serve domains.
@@ -33,9 +35,9 @@ pub struct Platform {
 
 /// How the ring signals the guest. The ring layer asks for a
 /// notification after every index update; this only records the wish, and
-/// the loop sends one notification per ring per iteration
-/// ([`DomainRing::kick`]), after it has read the requests and written the
-/// replies: one wake-up of the guest per round trip instead of two.
+/// the ring sends one notification per flush ([`DomainRing::flush`]),
+/// after the requests were read and the replies written: one wake-up of
+/// the guest per round trip instead of two.
 #[derive(Debug)]
 pub(crate) struct RingNotify {
     wanted: Arc<AtomicBool>,
@@ -47,13 +49,12 @@ impl Notify for RingNotify {
     }
 }
 
-/// One domain's ring connection.
+/// One domain's ring: the transport of its connection.
 #[derive(Debug)]
 pub(crate) struct DomainRing {
     pub(crate) domid: DomId,
     pub(crate) port: Port,
-    pub(crate) server: MappedServer<MappedPages, RingNotify>,
-    pub(crate) outbox: Outbox,
+    server: MappedServer<MappedPages, RingNotify>,
     /// The ring layer asked to notify the guest.
     wanted: Arc<AtomicBool>,
     notifier: Notifier,
@@ -62,55 +63,77 @@ pub(crate) struct DomainRing {
     /// The error indicator is set: nothing is served until the guest
     /// reconnects.
     pub(crate) stopped: bool,
-    /// Reading is paused until the outbox drains (backpressure).
-    pub(crate) paused: bool,
 }
 
 impl DomainRing {
-    /// Serves `pages` for `domid`, signalling it through `notifier`.
-    pub(crate) fn new(domid: DomId, port: Port, pages: MappedPages, notifier: Notifier) -> DomainRing {
+    /// Serves `pages` for `domid`, advertising `features`, signalling the
+    /// guest through `notifier`.
+    pub(crate) fn new(domid: DomId, port: Port, pages: MappedPages, notifier: Notifier, features: u32) -> DomainRing {
         let wanted = Arc::new(AtomicBool::new(false));
         let notify = RingNotify { wanted: wanted.clone() };
-        DomainRing {
-            domid,
-            port,
-            server: MappedServer::new(pages, notify),
-            outbox: Outbox::default(),
-            wanted,
-            notifier,
-            broken: false,
-            stopped: false,
-            paused: false,
+        let mut server = MappedServer::new(pages, notify);
+        server.set_features(features);
+        DomainRing { domid, port, server, wanted, notifier, broken: false, stopped: false }
+    }
+
+    /// Appends up to `budget` requests. A stopped ring only watches for
+    /// the guest's reconnection.
+    pub(crate) fn receive(&mut self, packets: &mut Vec<Packet>, budget: usize) -> Received {
+        for _ in 0..budget {
+            match self.server.poll() {
+                Ok(Some(Incoming::Packet(packet))) => packets.push(packet),
+                Ok(Some(Incoming::Reconnected)) => return Received::Reconnected,
+                Ok(None) => return Received::Drained,
+                Err(_) if self.stopped => return Received::Drained,
+                Err(e) => return Received::Violation(e.to_string()),
+            }
+            if self.stopped {
+                return Received::Drained;
+            }
         }
+        Received::More
+    }
+
+    /// Writes the queue as space allows, then sends the guest the one
+    /// notification this flush owes it. `Err` when the ring must be
+    /// stopped (the error indicator is set already).
+    pub(crate) fn flush(&mut self, outbox: &mut Outbox) -> Result<(), String> {
+        let mut result = Ok(());
+        if !self.stopped {
+            if let Err(e) = outbox.flush_to(&mut RingSink(&mut self.server)) {
+                // The ring layer set ERROR_RINGIDX.
+                result = Err(format!("writing the response queue: {e}"));
+            }
+        }
+        self.kick();
+        if result.is_ok() && self.broken && !self.stopped {
+            self.server.set_error(ERROR_COMM);
+            // The error indicator is set; try to tell the guest anyway.
+            self.kick();
+            result = Err("the event channel is broken".into());
+        }
+        result
     }
 
     /// Sends the notification the ring layer asked for since the last
     /// kick, if any. The index updates it announces happened before (the
     /// ring layer fenced after each), so the guest sees them when woken.
-    pub(crate) fn kick(&mut self) {
+    fn kick(&mut self) {
         if self.wanted.swap(false, Ordering::Relaxed) && self.notifier.notify().is_err() {
             self.broken = true;
         }
     }
-
-    /// Whether signalling the guest has failed.
-    pub(crate) fn channel_broken(&self) -> bool {
-        self.broken
-    }
 }
 
-/// The rings being served, by connection, port and domain.
+/// The platform and the index of the rings being served, by port and
+/// domain (the connections themselves are the server's).
 #[derive(Debug)]
 pub(crate) struct Rings {
     pub(crate) platform: Platform,
     /// The port bound to VIRQ_DOM_EXC.
     pub(crate) virq_port: Port,
-    pub(crate) by_conn: HashMap<ConnId, DomainRing>,
     pub(crate) by_port: HashMap<Port, ConnId>,
     pub(crate) by_domid: HashMap<DomId, ConnId>,
-    /// Rings that used up their budget: served again at the next loop
-    /// iteration, after the others had their turn.
-    pub(crate) more: Vec<ConnId>,
     /// Scratch for pending ports.
     pub(crate) pending: Vec<Port>,
 }
@@ -119,53 +142,45 @@ impl Rings {
     /// Binds VIRQ_DOM_EXC and gets ready to serve rings.
     pub(crate) fn new(mut platform: Platform) -> io::Result<Rings> {
         let virq_port = platform.events.bind_virq(xen_platform::Virq::DomExc)?;
-        Ok(Rings {
-            platform,
-            virq_port,
-            by_conn: HashMap::new(),
-            by_port: HashMap::new(),
-            by_domid: HashMap::new(),
-            more: Vec::new(),
-            pending: Vec::new(),
-        })
+        Ok(Rings { platform, virq_port, by_port: HashMap::new(), by_domid: HashMap::new(), pending: Vec::new() })
     }
 
-    /// Maps a domain's page and binds its port: the platform half of
-    /// INTRODUCE.
-    pub(crate) fn attach(&mut self, domid: DomId, gfn: u64, port: u32) -> io::Result<DomainRing> {
+    /// Maps a domain's page and binds its port (the platform's half of
+    /// INTRODUCE), and indexes the ring as connection `conn`.
+    pub(crate) fn attach(
+        &mut self,
+        domid: DomId,
+        gfn: u64,
+        port: u32,
+        conn: ConnId,
+        features: u32,
+    ) -> io::Result<DomainRing> {
         let pages = self.platform.memory.map_foreign(domid, gfn, 1)?;
         let local = self.platform.events.bind_interdomain(domid, port)?;
-        match self.platform.events.notifier(local) {
-            Ok(notifier) => Ok(DomainRing::new(domid, local, pages, notifier)),
+        let notifier = match self.platform.events.notifier(local) {
+            Ok(notifier) => notifier,
             Err(e) => {
                 let _ = self.platform.events.unbind(local);
-                Err(e)
+                return Err(e);
             }
-        }
+        };
+        self.by_port.insert(local, conn);
+        self.by_domid.insert(domid, conn);
+        Ok(DomainRing::new(domid, local, pages, notifier, features))
     }
 
-    /// Starts serving a ring as connection `conn`.
-    pub(crate) fn insert(&mut self, conn: ConnId, ring: DomainRing) {
-        self.by_port.insert(ring.port, conn);
-        self.by_domid.insert(ring.domid, conn);
-        self.by_conn.insert(conn, ring);
-    }
-
-    /// Stops serving a domain's ring: unbinds the port and unmaps the page.
-    /// Returns the connection it was served as.
-    pub(crate) fn remove_domain(&mut self, domid: DomId) -> Option<ConnId> {
-        let conn = self.by_domid.remove(&domid)?;
-        if let Some(ring) = self.by_conn.remove(&conn) {
-            self.by_port.remove(&ring.port);
-            let _ = self.platform.events.unbind(ring.port);
-        }
-        Some(conn)
+    /// Stops serving a domain's ring: unbinds its port (the page is
+    /// unmapped when `ring` is dropped).
+    pub(crate) fn detach(&mut self, ring: &DomainRing) {
+        self.by_domid.remove(&ring.domid);
+        self.by_port.remove(&ring.port);
+        let _ = self.platform.events.unbind(ring.port);
     }
 }
 
 /// The response queue of a ring as a byte sink for an [`Outbox`]: one
-/// ring write (and so one notification) per flush of up to a ring-full.
-pub(crate) struct RingSink<'a>(pub(crate) &'a mut MappedServer<MappedPages, RingNotify>);
+/// ring write (and so one notification) per write of up to a ring-full.
+struct RingSink<'a>(&'a mut MappedServer<MappedPages, RingNotify>);
 
 impl Write for RingSink<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -173,20 +188,10 @@ impl Write for RingSink<'_> {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let mut gathered = [0u8; RING_SIZE];
-        let mut len = 0;
-        for buf in bufs {
-            let n = buf.len().min(RING_SIZE - len);
-            gathered[len..len + n].copy_from_slice(&buf[..n]);
-            len += n;
-            if len == RING_SIZE {
-                break;
-            }
-        }
-        if len == 0 {
+        if bufs.iter().all(|b| b.is_empty()) {
             return Ok(0);
         }
-        match self.0.write(&gathered[..len]) {
+        match self.0.write_vectored(bufs) {
             Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
             Ok(n) => Ok(n),
             Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e)),

@@ -1,13 +1,26 @@
 //! The event loop: one thread, `epoll` through mio, around the engine.
 //!
-//! Each readable connection is drained into its [`Decoder`]; every complete
-//! request goes to the engine at once (pipelined requests are answered in
-//! order); the outcome's events go to the watching connections' outboxes,
-//! the reply to the caller's. Outboxes are flushed once per loop iteration,
-//! many messages per `writev`. A framing error closes only that connection.
+//! The request path, each layer crossed once:
+//!
+//! 1. **poll**: a socket is readable, or the event-channel handle says
+//!    which rings have news;
+//! 2. **connection read** ([`Connection::receive`]): bytes become requests
+//!    (the socket's decoder, or the ring layer's);
+//! 3. **engine** ([`Engine::handle`]): a request and its caller's identity
+//!    go in; the reply, the watch events and the effects come out;
+//! 4. **effects** ([`Server::carry_out`]): attach or detach a domain's
+//!    ring, a daemon-only CONTROL command; a failure is reported back to
+//!    the engine once, which undoes the request;
+//! 5. **flush**: events and replies are queued on their connections'
+//!    outboxes and written once per loop iteration, many messages per
+//!    write, oldest connections first ([`Dirty`]).
+//!
+//! Sockets and rings are one [`Connection`] type with one flow-control
+//! rule (see [`crate::conn`]). A framing error cuts off only that
+//! connection.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -16,12 +29,13 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, info, warn};
 use xenstore_db::{Caller, Config, ConnId, Delivery, Engine, Outcome};
+use xenstore_wire::{ErrorCode, Op, Packet, Request};
 
+use crate::conn::{Connection, Received, Transport, TURN_BUDGET};
 use crate::dirty::Dirty;
-use xenstore_wire::{Decoder, ErrorCode, Op, Packet, Request};
-
-use crate::outbox::{Limits, Outbox};
+use crate::outbox::Limits;
 use crate::rings::{Platform, Rings};
+use crate::socket::{self, SocketConn};
 use crate::trace::Trace;
 
 const LISTENER: Token = Token(0);
@@ -32,22 +46,6 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Connections flushed per loop iteration before new requests are read.
 const FLUSH_BUDGET: usize = 64;
 
-/// One client connection.
-#[derive(Debug)]
-pub(crate) struct Connection {
-    stream: UnixStream,
-    decoder: Decoder,
-    pub(crate) outbox: Outbox,
-    /// Interest includes WRITABLE (output is waiting on a full socket).
-    want_write: bool,
-    /// Reading is paused until the outbox drains (backpressure).
-    paused: bool,
-    /// The socket took no more at the last write: wait for WRITABLE rather
-    /// than retry on every new message (a client that never reads would
-    /// otherwise cost a failing `writev` per event).
-    blocked: bool,
-}
-
 /// The daemon's state.
 #[derive(Debug)]
 pub struct Server {
@@ -55,19 +53,21 @@ pub struct Server {
     listener: UnixListener,
     socket_path: PathBuf,
     pub(crate) engine: Engine,
+    /// Every connection, socket or ring, by the engine's id for it.
     pub(crate) conns: HashMap<ConnId, Connection>,
     /// Read end of the signal pipe, kept open while registered.
     _signals: UnixStream,
     pub(crate) trace: Trace,
     pub(crate) limits: Limits,
-    pub(crate) soft_quotas: xenstore_db::Quotas,
     pub(crate) dirty: Dirty,
-    /// Domains' rings, when a platform to serve them was given.
+    /// The platform and the rings' index, when domains are served.
     pub(crate) rings: Option<Rings>,
-    /// Connections whose reading was unpaused: read at the next iteration
-    /// (not at once, so one busy client cannot starve the others).
-    resume: Vec<ConnId>,
+    /// Connections to serve again at the next iteration (their turn's
+    /// budget ran out, or their reading was unpaused), after the others.
+    pub(crate) again: Vec<ConnId>,
     read_buf: Vec<u8>,
+    /// Scratch for the requests of one receive.
+    packets: Vec<Packet>,
     stop: bool,
 }
 
@@ -82,8 +82,6 @@ pub struct Settings {
     pub limits: Limits,
     /// Trace file, if any.
     pub trace_file: Option<PathBuf>,
-    /// Soft quotas (logged when exceeded).
-    pub soft_quotas: xenstore_db::Quotas,
 }
 
 impl Server {
@@ -100,9 +98,7 @@ impl Server {
         self.rings = Some(rings);
         Ok(())
     }
-}
 
-impl Server {
     /// Binds the socket (replacing a stale one) and prepares the loop.
     /// SIGTERM and SIGINT end [`Server::run`] cleanly.
     pub fn bind(settings: Settings) -> Result<Server> {
@@ -135,11 +131,11 @@ impl Server {
             _signals: signals,
             trace: Trace::open(settings.trace_file.as_deref()).context("opening the trace file")?,
             limits: settings.limits,
-            soft_quotas: settings.soft_quotas,
             dirty: Dirty::default(),
             rings: None,
-            resume: Vec::new(),
+            again: Vec::new(),
             read_buf: vec![0; READ_CHUNK],
+            packets: Vec::new(),
             stop: false,
         })
     }
@@ -148,8 +144,7 @@ impl Server {
     pub fn run(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         while !self.stop {
-            let more_rings = self.rings.as_ref().is_some_and(|r| !r.more.is_empty());
-            let pending = !self.dirty.is_empty() || !self.resume.is_empty() || more_rings;
+            let pending = !self.dirty.is_empty() || !self.again.is_empty();
             let timeout = pending.then_some(std::time::Duration::ZERO);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -165,21 +160,20 @@ impl Server {
                     Token(t) => {
                         let id = t as ConnId;
                         if event.is_writable() {
-                            if let Some(conn) = self.conns.get_mut(&id) {
-                                conn.blocked = false;
+                            if let Some(Transport::Socket(socket)) = self.conns.get_mut(&id).map(|c| &mut c.transport) {
+                                socket.blocked = false;
                             }
                             self.dirty.insert(id);
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(id);
+                            self.serve(id);
                         }
                     }
                 }
             }
-            for id in std::mem::take(&mut self.resume) {
-                self.read(id);
+            for id in std::mem::take(&mut self.again) {
+                self.serve(id);
             }
-            self.serve_more_rings();
             self.flush_dirty();
         }
         info!("shutting down");
@@ -192,24 +186,13 @@ impl Server {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
                     let id = self.engine.connect(Caller::DOM0);
-                    let token = Token(usize::try_from(id).unwrap_or(usize::MAX - 1));
-                    if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE) {
+                    if let Err(e) = self.poll.registry().register(&mut stream, socket::token(id), Interest::READABLE) {
                         warn!("cannot register a new connection: {e}");
                         self.engine.disconnect(id);
                         continue;
                     }
                     debug!(conn = id, "connected");
-                    self.conns.insert(
-                        id,
-                        Connection {
-                            stream,
-                            decoder: Decoder::new(),
-                            outbox: Outbox::default(),
-                            want_write: false,
-                            paused: false,
-                            blocked: false,
-                        },
-                    );
+                    self.conns.insert(id, Connection::new(Transport::Socket(SocketConn::new(stream))));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -221,92 +204,73 @@ impl Server {
         }
     }
 
-    /// Reads and handles everything available, unless paused.
-    fn read(&mut self, id: ConnId) {
+    /// One turn of a connection: handles what it received, up to
+    /// [`TURN_BUDGET`] requests, unless its reading is paused.
+    pub(crate) fn serve(&mut self, id: ConnId) {
+        let mut served = 0;
         loop {
             let Some(conn) = self.conns.get_mut(&id) else { return };
-            if conn.paused {
+            if !conn.readable() {
+                // Its output may have room now (a ring's guest notifies
+                // when it has read).
+                self.dirty.insert(id);
                 return;
             }
-            let n = match conn.stream.read(&mut self.read_buf) {
-                Ok(0) => {
-                    debug!(conn = id, "closed by peer");
-                    self.close(id);
-                    return;
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    debug!(conn = id, "read failed: {e}");
-                    self.close(id);
-                    return;
-                }
-            };
-            let mut input = self.read_buf.get(..n).unwrap_or_default();
-            let mut packets = Vec::new();
-            let mut violation = None;
-            while !input.is_empty() {
-                match conn.decoder.decode(&mut input) {
-                    Ok(Some(packet)) => packets.push(packet),
-                    Ok(None) => break,
-                    Err(e) => {
-                        violation = Some(e);
-                        break;
-                    }
-                }
-            }
-            for packet in packets {
+            let mut packets = std::mem::take(&mut self.packets);
+            let received = conn.receive(&mut self.read_buf, &mut packets, TURN_BUDGET - served);
+            served += packets.len();
+            for packet in packets.drain(..) {
                 self.handle(id, packet);
             }
-            if let Some(e) = violation {
-                warn!(conn = id, "protocol violation, closing the connection: {e}");
-                self.trace.note(&format!("conn {id} closed: {e}"));
-                // Replies already queued for earlier requests still go out.
-                self.flush(id);
-                self.close(id);
-                return;
-            }
-            if let Some(conn) = self.conns.get_mut(&id) {
-                if conn.outbox.queued_bytes() > self.limits.pause_reading_above {
-                    conn.paused = true;
-                    self.dirty.insert(id);
+            self.packets = packets;
+            match received {
+                Received::More => {}
+                Received::Drained => {
+                    // The replies go out now rather than at the end of the
+                    // loop iteration, so the client can send its next
+                    // request while the other connections are served.
+                    self.flush(id);
                     return;
                 }
+                Received::Closed(why) => {
+                    debug!(conn = id, "{why}");
+                    self.close(id);
+                    return;
+                }
+                Received::Violation(why) => {
+                    self.cut_off(id, &why);
+                    return;
+                }
+                Received::Reconnected => {
+                    info!(conn = id, "ring reconnected: watches and transactions dropped");
+                    if let Some(conn) = self.conns.get_mut(&id) {
+                        conn.reconnected();
+                    }
+                    self.engine.reset(id);
+                }
             }
-            if n < self.read_buf.len() {
-                // A short read drained the socket: edge-triggered polling
-                // reports any later data, so a read that would only say
-                // EAGAIN is saved. The replies go out now rather than at
-                // the end of the loop iteration, so the client can send
-                // its next request while the other connections are served.
-                self.flush(id);
+            let limits = self.limits;
+            let Some(conn) = self.conns.get_mut(&id) else { return };
+            if conn.pause_if_full(&limits) || served >= TURN_BUDGET {
+                self.dirty.insert(id);
+                if conn.readable() {
+                    self.again.push(id);
+                }
                 return;
             }
         }
     }
 
+    /// One request: the engine answers, the effects are carried out, the
+    /// events and the reply are queued.
     pub(crate) fn handle(&mut self, id: ConnId, packet: Packet) {
         let header = packet.header;
         self.trace.message("IN", id, &header, &packet.payload);
-        let mut attached = None;
         let outcome = match Request::parse(header.op, &packet.payload) {
-            Ok(Request::Control(payload)) => self.control(id, payload),
-            Ok(request @ Request::Introduce { .. }) => {
-                let (outcome, ring) = self.introduce(id, header.tx_id, &request);
-                attached = ring;
-                outcome
-            }
-            Ok(request @ Request::Release(domid)) => {
-                let outcome = self.engine.handle(id, header.tx_id, &request);
-                if outcome.reply.is_ok() {
-                    self.detach_ring(domid);
-                }
-                outcome
-            }
             Ok(request) => self.engine.handle(id, header.tx_id, &request),
             Err(e) => Outcome::error(e),
         };
+        let outcome = self.carry_out(outcome);
         if let Some(hit) = outcome.quota {
             info!(conn = id, "request refused: {hit}");
         }
@@ -320,27 +284,16 @@ impl Server {
             (Ok(_), None) => ErrorCode::ENOSYS.encode_reply(header.req_id, header.tx_id, &mut bytes),
         }
         self.trace.outgoing(id, &bytes);
-        if let Some(outbox) = self.outbox_mut(id) {
-            outbox.push_reply(bytes);
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.outbox.push_reply(bytes);
             self.dirty.insert(id);
         }
         if let Some(delivery) = outcome.after_reply {
             self.deliver(delivery);
         }
-        if let Some(conn) = attached {
-            // The guest may have written requests before it was introduced.
-            self.serve_ring(conn);
-        }
     }
 
-    /// The output queue of a socket or ring connection.
-    pub(crate) fn outbox_mut(&mut self, id: ConnId) -> Option<&mut Outbox> {
-        if let Some(conn) = self.conns.get_mut(&id) {
-            return Some(&mut conn.outbox);
-        }
-        self.rings.as_mut()?.by_conn.get_mut(&id).map(|r| &mut r.outbox)
-    }
-
+    /// Queues a watch event on its connection.
     pub(crate) fn deliver(&mut self, delivery: Delivery) {
         let mut bytes = Vec::new();
         if !delivery.event.encode(&mut bytes) {
@@ -348,9 +301,8 @@ impl Server {
             return;
         }
         self.trace.outgoing(delivery.conn, &bytes);
-        let limits = self.limits;
-        let Some(outbox) = self.outbox_mut(delivery.conn) else { return };
-        outbox.push_event(bytes, &limits);
+        let Some(conn) = self.conns.get_mut(&delivery.conn) else { return };
+        conn.outbox.push_event(bytes, &self.limits);
         self.dirty.insert(delivery.conn);
     }
 
@@ -362,49 +314,45 @@ impl Server {
         }
     }
 
-    /// Writes what the socket takes; arms WRITABLE if output remains;
-    /// resumes reading once the backlog has drained.
+    /// Writes what the connection's transport takes; serves it again once
+    /// its backlog has drained.
     fn flush(&mut self, id: ConnId) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            self.flush_ring(id);
-            return;
-        };
-        if !conn.blocked {
-            if let Err(e) = conn.outbox.flush_to(&mut conn.stream) {
-                debug!(conn = id, "write failed: {e}");
-                self.close(id);
-                return;
-            }
-            conn.blocked = !conn.outbox.is_empty();
-        }
-        let (dropped, coalesced) = conn.outbox.take_counters();
-        if dropped > 0 {
-            warn!(conn = id, dropped, "client is not reading: oldest queued watch events dropped");
-        }
-        if coalesced > 0 {
-            debug!(conn = id, coalesced, "identical pending watch events coalesced");
-        }
-        let want_write = !conn.outbox.is_empty();
-        if want_write != conn.want_write {
-            let token = Token(usize::try_from(id).unwrap_or(usize::MAX - 1));
-            let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            if self.poll.registry().reregister(&mut conn.stream, token, interest).is_err() {
-                self.close(id);
-                return;
-            }
-            conn.want_write = want_write;
-        }
-        if conn.paused && conn.outbox.queued_bytes() <= self.limits.pause_reading_above / 2 {
-            conn.paused = false;
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        match conn.flush(id, self.poll.registry(), &self.limits) {
             // Edge-triggered: data may already be waiting; read it at the
             // next iteration.
-            self.resume.push(id);
+            Ok(true) => self.again.push(id),
+            Ok(false) => {}
+            Err(why) => self.cut_off(id, &why),
         }
     }
 
+    /// A connection broke the protocol, or its transport failed: a socket
+    /// is closed (the replies already queued go out first), a ring is
+    /// stopped with its error indicator set until the guest reconnects;
+    /// either way its watches and transactions are gone.
+    fn cut_off(&mut self, id: ConnId, why: &str) {
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        match conn.domid() {
+            None => {
+                warn!(conn = id, "protocol violation, closing the connection: {why}");
+                self.trace.note(&format!("conn {id} closed: {why}"));
+                let _ = conn.flush(id, self.poll.registry(), &self.limits);
+                self.close(id);
+            }
+            Some(domid) => {
+                warn!(domid, conn = id, "ring stopped: {why}");
+                self.trace.note(&format!("conn {id} (domain {domid}) ring stopped: {why}"));
+                conn.stop();
+                self.engine.reset(id);
+            }
+        }
+    }
+
+    /// Forgets a socket connection.
     fn close(&mut self, id: ConnId) {
-        if let Some(mut conn) = self.conns.remove(&id) {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
+        if let Some(Connection { transport: Transport::Socket(mut socket), .. }) = self.conns.remove(&id) {
+            let _ = self.poll.registry().deregister(&mut socket.stream);
         }
         self.engine.disconnect(id);
         self.dirty.remove(&id);

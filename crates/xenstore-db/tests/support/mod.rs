@@ -40,7 +40,7 @@ impl World {
         let conn = self.conn(who);
         match Request::parse(op as u32, payload) {
             Ok(req) => self.engine.handle(conn, tx, &req),
-            Err(e) => Outcome { reply: Err(e), events: vec![], after_reply: None, quota: None },
+            Err(e) => Outcome::error(e),
         }
     }
 

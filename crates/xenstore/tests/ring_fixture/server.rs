@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use xen_platform::MappedPages;
 use xenstore::Op;
-use xenstore_ring::{Incoming, MappedServer, Notify, PageMemory, ERROR_PROTO};
+use xenstore_ring::{Incoming, MappedServer, Notify, OutputQueue, PageMemory, ERROR_PROTO};
 use xenstore_wire::{Header, Packet};
 
 use super::EventFd;
@@ -53,6 +53,7 @@ impl FakeServer {
             reconnects: Arc::clone(&reconnects),
             store: HashMap::new(),
             failed: false,
+            output: OutputQueue::new(),
         };
         let thread = std::thread::spawn(move || {
             let mut server = MappedServer::new(page, move || {
@@ -96,6 +97,8 @@ struct Serving {
     store: HashMap<String, Vec<u8>>,
     /// The error indicator is set: answer nothing more.
     failed: bool,
+    /// Replies and events waiting for room in the ring.
+    output: OutputQueue,
 }
 
 impl Serving {
@@ -119,13 +122,14 @@ impl Serving {
                     }
                     Ok(Some(Incoming::Reconnected)) => {
                         self.reconnects.fetch_add(1, Ordering::SeqCst);
+                        self.output.clear();
                     }
                     Ok(None) => break,
                     Err(err) => panic!("the fake server's ring failed: {err}"),
                 }
             }
             if !self.failed {
-                server.flush().unwrap();
+                self.output.flush_with(|b| server.write(b)).unwrap();
             }
         }
     }
@@ -135,8 +139,8 @@ impl Serving {
         let header = packet.header;
         let mut fields = packet.payload.split(|&b| b == 0);
         let path = String::from_utf8(fields.next().unwrap_or_default().to_vec()).unwrap();
-        let reply = |server: &mut MappedServer<M, N>, op: Op, payload: &[u8]| {
-            server.send(message(op, header.req_id, header.tx_id, payload));
+        let reply = |output: &mut OutputQueue, op: Op, payload: &[u8]| {
+            output.push(message(op, header.req_id, header.tx_id, payload));
         };
         match Op::from_u32(header.op) {
             Some(Op::Read) if path == POISON => {
@@ -145,20 +149,20 @@ impl Serving {
             }
             Some(Op::Read) => {
                 let value = self.store.get(&path).cloned().unwrap_or_else(|| format!("value of {path}").into_bytes());
-                reply(server, Op::Read, &value);
+                reply(&mut self.output, Op::Read, &value);
             }
             Some(Op::Write) => {
                 let value = packet.payload.get(path.len() + 1..).unwrap_or_default().to_vec();
                 self.store.insert(path, value);
-                reply(server, Op::Write, b"OK\0");
+                reply(&mut self.output, Op::Write, b"OK\0");
             }
             Some(Op::Watch) => {
-                reply(server, Op::Watch, b"OK\0");
+                reply(&mut self.output, Op::Watch, b"OK\0");
                 // The watch fires once at once, as xenstored's does.
-                server.send(message(Op::WatchEvent, 0, 0, &packet.payload));
+                self.output.push(message(Op::WatchEvent, 0, 0, &packet.payload));
             }
-            Some(op @ Op::Unwatch) => reply(server, op, b"OK\0"),
-            _ => reply(server, Op::Error, b"ENOSYS\0"),
+            Some(op @ Op::Unwatch) => reply(&mut self.output, op, b"OK\0"),
+            _ => reply(&mut self.output, Op::Error, b"ENOSYS\0"),
         }
         true
     }

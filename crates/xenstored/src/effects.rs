@@ -1,0 +1,124 @@
+//! Carrying out what the engine asks for outside the store, and telling it
+//! what the platform reports: rings attached and detached, daemon-only
+//! CONTROL commands, domains that shut down or died.
+
+use std::collections::HashMap;
+
+use tracing::{info, warn};
+use xen_platform::DomainState;
+use xenstore_db::{ConnId, Effect, Outcome};
+use xenstore_wire::{DomId, Reply};
+
+use crate::conn::{Connection, Transport};
+use crate::server::Server;
+
+impl Server {
+    /// Carries out the outcome's effects in order. A ring that cannot be
+    /// attached is reported to the engine, whose answer replaces the
+    /// outcome (the INTRODUCE is rolled back).
+    pub(crate) fn carry_out(&mut self, mut outcome: Outcome) -> Outcome {
+        for effect in std::mem::take(&mut outcome.effects) {
+            match effect {
+                Effect::AttachRing { domid, gfn, port, conn, features } => {
+                    if let Err(e) = self.attach_ring(domid, gfn, port, conn, features) {
+                        warn!(domid, gfn, port, "INTRODUCE: cannot map the ring or bind the channel: {e}");
+                        return self.engine.effect_failed(&effect);
+                    }
+                }
+                Effect::DetachRing { domid, conn } => self.detach_ring(domid, conn),
+                Effect::Daemon(command) => outcome.reply = Ok(Reply::Text(self.daemon_command(command))),
+                other => warn!("the engine asked for an effect this daemon does not know: {other:?}"),
+            }
+        }
+        outcome
+    }
+
+    /// Maps the domain's page, binds its channel, and serves the ring as
+    /// connection `conn` (at once: the guest may have written requests
+    /// before it was introduced).
+    fn attach_ring(&mut self, domid: DomId, gfn: u64, port: u32, conn: ConnId, features: u32) -> std::io::Result<()> {
+        let Some(rings) = self.rings.as_mut() else {
+            warn!(domid, "no platform to serve domains: the domain is recorded but its ring is not served");
+            return Ok(());
+        };
+        let ring = rings.attach(domid, gfn, port, conn, features)?;
+        info!(domid, conn, port = ring.port, "domain introduced");
+        self.conns.insert(conn, Connection::new(Transport::Ring(ring)));
+        self.again.push(conn);
+        Ok(())
+    }
+
+    /// Stops serving a domain's ring (the engine has forgotten `conn`).
+    fn detach_ring(&mut self, domid: DomId, conn: ConnId) {
+        if let Some(Connection { transport: Transport::Ring(ring), .. }) = self.conns.remove(&conn) {
+            if let Some(rings) = self.rings.as_mut() {
+                rings.detach(&ring);
+            }
+            info!(domid, conn, "ring released");
+        }
+        self.dirty.remove(&conn);
+    }
+
+    /// The event-channel handle is readable: serve each pending ring, and
+    /// look at the domains if VIRQ_DOM_EXC fired.
+    pub(crate) fn event_channels(&mut self) {
+        loop {
+            let Some(rings) = self.rings.as_mut() else { return };
+            let mut pending = std::mem::take(&mut rings.pending);
+            pending.clear();
+            if let Err(e) = rings.platform.events.take_pending(&mut pending) {
+                warn!("reading pending event channels: {e}");
+            }
+            if pending.is_empty() {
+                rings.pending = pending;
+                return;
+            }
+            let exception = pending.contains(&rings.virq_port);
+            let conns: Vec<ConnId> = pending.iter().filter_map(|p| rings.by_port.get(p).copied()).collect();
+            rings.pending = pending;
+            for conn in conns {
+                self.serve(conn);
+            }
+            if exception {
+                self.domain_exceptions();
+            }
+        }
+    }
+
+    /// VIRQ_DOM_EXC: some domain shut down or went away. The engine fires
+    /// `@releaseDomain` for introduced domains that shut down, and removes
+    /// those that are gone (connection, watches, transactions, nodes).
+    fn domain_exceptions(&mut self) {
+        let Some(rings) = self.rings.as_mut() else { return };
+        let list = match rings.platform.domains.list() {
+            Ok(list) => list,
+            Err(e) => {
+                warn!("VIRQ_DOM_EXC: cannot list domains: {e}");
+                return;
+            }
+        };
+        let states: HashMap<DomId, DomainState> = list.into_iter().map(|d| (d.domid, d.state)).collect();
+        let mut introduced: Vec<DomId> = rings.by_domid.keys().copied().collect();
+        introduced.sort_unstable();
+        for domid in introduced {
+            let outcome = match states.get(&domid) {
+                None | Some(DomainState::Dying) => {
+                    info!(domid, "domain gone: removing its connection and nodes");
+                    self.engine.remove_domain(domid)
+                }
+                Some(DomainState::Shutdown(reason)) => {
+                    let outcome = self.engine.domain_shutdown(domid);
+                    if !outcome.events.is_empty() {
+                        info!(domid, reason = reason.name(), "domain shut down");
+                    }
+                    outcome
+                }
+                Some(_) => continue,
+            };
+            let outcome = self.carry_out(outcome);
+            for delivery in outcome.events {
+                self.deliver(delivery);
+            }
+        }
+    }
+}
