@@ -6,18 +6,9 @@
 
 #![forbid(unsafe_code)]
 
-mod conn;
-mod control;
-mod dirty;
-mod effects;
 mod notify;
 mod options;
-mod outbox;
 mod platform;
-mod rings;
-mod server;
-mod socket;
-mod trace;
 
 use std::io::Write;
 
@@ -26,7 +17,7 @@ use tracing::info;
 use xenstore_db::Config;
 
 use crate::options::{Command, Options};
-use crate::server::{Server, Settings};
+use xenstored::{Server, Settings};
 
 fn main() {
     if let Err(e) = run() {
@@ -90,7 +81,7 @@ fn run() -> Result<()> {
         let _ = std::io::stdout().flush();
     }
     notify::ready().context("notifying systemd")?;
-    info!(socket = %server.socket_path().display(), pid, "xenstored ready");
+    info!(socket = %options.socket.display(), pid, "xenstored ready");
     server.run()?;
     if let Some(path) = &options.pid_file {
         let _ = std::fs::remove_file(path);

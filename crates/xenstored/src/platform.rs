@@ -3,7 +3,7 @@
 use std::io;
 use std::path::Path;
 
-use crate::rings::Platform;
+use xenstored::Platform;
 
 /// The hosted hypervisor at `socket` (dom0's view: event channels,
 /// foreign mapping, domain states).

@@ -50,13 +50,14 @@ const FLUSH_BUDGET: usize = 64;
 #[derive(Debug)]
 pub struct Server {
     poll: Poll,
-    listener: UnixListener,
-    socket_path: PathBuf,
+    /// The listening socket and its path (none in process: see
+    /// [`Server::in_process`]).
+    listener: Option<(UnixListener, PathBuf)>,
     pub(crate) engine: Engine,
     /// Every connection, socket or ring, by the engine's id for it.
     pub(crate) conns: HashMap<ConnId, Connection>,
     /// Read end of the signal pipe, kept open while registered.
-    _signals: UnixStream,
+    _signals: Option<UnixStream>,
     pub(crate) trace: Trace,
     pub(crate) limits: Limits,
     pub(crate) dirty: Dirty,
@@ -102,7 +103,7 @@ impl Server {
     /// Binds the socket (replacing a stale one) and prepares the loop.
     /// SIGTERM and SIGINT end [`Server::run`] cleanly.
     pub fn bind(settings: Settings) -> Result<Server> {
-        let poll = Poll::new().context("creating the poll instance")?;
+        let mut server = Server::new(settings.config, settings.limits, settings.trace_file.as_deref())?;
         if let Some(dir) = settings.socket.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -111,7 +112,8 @@ impl Server {
             UnixListener::bind(&settings.socket).with_context(|| format!("binding {}", settings.socket.display()))?;
         // Socket connections are privileged: only the owner may connect.
         std::fs::set_permissions(&settings.socket, std::fs::Permissions::from_mode(0o600))?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        server.poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        server.listener = Some((listener, settings.socket));
 
         let (signal_read, signal_write) = std::os::unix::net::UnixStream::pair()?;
         signal_read.set_nonblocking(true)?;
@@ -120,17 +122,27 @@ impl Server {
         signal_hook::low_level::pipe::register(signal_hook::consts::SIGTERM, signal_write)?;
         signal_hook::low_level::pipe::register(signal_hook::consts::SIGINT, signal_write_clone)?;
         let mut signals = UnixStream::from_std(signal_read);
-        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        server.poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        server._signals = Some(signals);
+        Ok(server)
+    }
 
+    /// A server with no listening socket and no signal handling, for a
+    /// process that drives it itself ([`Server::step`]) and hands it its
+    /// connections ([`Server::adopt_socket`]): the stepped test world.
+    pub fn in_process(config: Config, limits: Limits) -> Result<Server> {
+        Server::new(config, limits, None)
+    }
+
+    fn new(config: Config, limits: Limits, trace_file: Option<&Path>) -> Result<Server> {
         Ok(Server {
-            poll,
-            listener,
-            socket_path: settings.socket,
-            engine: Engine::new(settings.config),
+            poll: Poll::new().context("creating the poll instance")?,
+            listener: None,
+            engine: Engine::new(config),
             conns: HashMap::new(),
-            _signals: signals,
-            trace: Trace::open(settings.trace_file.as_deref()).context("opening the trace file")?,
-            limits: settings.limits,
+            _signals: None,
+            trace: Trace::open(trace_file).context("opening the trace file")?,
+            limits,
             dirty: Dirty::default(),
             rings: None,
             again: Vec::new(),
@@ -144,48 +156,87 @@ impl Server {
     pub fn run(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         while !self.stop {
-            let pending = !self.dirty.is_empty() || !self.again.is_empty();
-            let timeout = pending.then_some(std::time::Duration::ZERO);
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e).context("polling");
+            let timeout = if self.has_work() { Some(std::time::Duration::ZERO) } else { None };
+            self.step(&mut events, timeout)?;
+        }
+        info!("shutting down");
+        if let Some((_, path)) = &self.listener {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(())
+    }
+
+    /// Whether work is waiting that no readiness event will announce:
+    /// output to flush, or connections to serve again.
+    pub fn has_work(&self) -> bool {
+        !self.dirty.is_empty() || !self.again.is_empty()
+    }
+
+    /// One loop iteration: waits up to `timeout` (`None`: until something
+    /// happens) for readiness, serves what is ready and what waited for
+    /// its turn, and flushes. Returns how many readiness events there were.
+    pub fn step(&mut self, events: &mut Events, timeout: Option<std::time::Duration>) -> Result<usize> {
+        if let Err(e) = self.poll.poll(events, timeout) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(0);
             }
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept(),
-                    SIGNALS => self.stop = true,
-                    EVTCHN => self.event_channels(),
-                    Token(t) => {
-                        let id = t as ConnId;
-                        if event.is_writable() {
-                            if let Some(Transport::Socket(socket)) = self.conns.get_mut(&id).map(|c| &mut c.transport) {
-                                socket.blocked = false;
-                            }
-                            self.dirty.insert(id);
+            return Err(e).context("polling");
+        }
+        let mut ready = 0;
+        for event in events.iter() {
+            ready += 1;
+            match event.token() {
+                LISTENER => self.accept(),
+                SIGNALS => self.stop = true,
+                EVTCHN => self.event_channels(),
+                Token(t) => {
+                    let id = t as ConnId;
+                    if event.is_writable() {
+                        if let Some(Transport::Socket(socket)) = self.conns.get_mut(&id).map(|c| &mut c.transport) {
+                            socket.blocked = false;
                         }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.serve(id);
-                        }
+                        self.dirty.insert(id);
+                    }
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        self.serve(id);
                     }
                 }
             }
-            for id in std::mem::take(&mut self.again) {
-                self.serve(id);
-            }
-            self.flush_dirty();
         }
-        info!("shutting down");
-        let _ = std::fs::remove_file(&self.socket_path);
-        Ok(())
+        for id in std::mem::take(&mut self.again) {
+            self.serve(id);
+        }
+        self.flush_dirty();
+        Ok(ready)
+    }
+
+    /// Serves a connected socket as a new privileged (dom0) connection,
+    /// as if accepted on the listening socket.
+    pub fn adopt_socket(&mut self, stream: std::os::unix::net::UnixStream) -> Result<ConnId> {
+        stream.set_nonblocking(true).context("making the socket non-blocking")?;
+        let mut stream = UnixStream::from_std(stream);
+        let id = self.engine.connect(Caller::DOM0);
+        if let Err(e) = self.poll.registry().register(&mut stream, socket::token(id), Interest::READABLE) {
+            self.engine.disconnect(id);
+            return Err(e).context("polling the new connection");
+        }
+        debug!(conn = id, "connected");
+        self.conns.insert(id, Connection::new(Transport::Socket(SocketConn::new(stream))));
+        Ok(id)
+    }
+
+    /// The engine (for the stepped world's checks and for tests).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     fn accept(&mut self) {
         loop {
-            match self.listener.accept() {
-                Ok((mut stream, _)) => {
+            let Some((listener, _)) = &self.listener else { return };
+            match listener.accept() {
+                Ok((stream, _)) => {
                     let id = self.engine.connect(Caller::DOM0);
+                    let mut stream = stream;
                     if let Err(e) = self.poll.registry().register(&mut stream, socket::token(id), Interest::READABLE) {
                         warn!("cannot register a new connection: {e}");
                         self.engine.disconnect(id);
@@ -358,9 +409,9 @@ impl Server {
         self.dirty.remove(&id);
     }
 
-    /// The socket path being served.
-    pub fn socket_path(&self) -> &Path {
-        &self.socket_path
+    /// The socket path being served (none in process).
+    pub fn socket_path(&self) -> Option<&Path> {
+        self.listener.as_ref().map(|(_, path)| path.as_path())
     }
 }
 

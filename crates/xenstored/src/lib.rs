@@ -1,0 +1,30 @@
+//! The XenStore daemon as a library: the event loop around the
+//! `xenstore-db` engine, its connections (Unix sockets and domains'
+//! rings), and the platform it serves domains through.
+//!
+//! The `xenstored` binary is a thin wrapper (options, logging, forking)
+//! around [`Server`]. Tests drive the same [`Server`] in one process: the
+//! stepped world of the `test-utils` feature ([`testing`]) runs it with
+//! in-memory twins of the platform, socket clients and guest rings, and
+//! steps everything until idle.
+//!
+//! No unsafe code: the ring page is reached through `xenstore-ring`'s
+//! mapped ends, the platform through `xen-platform`'s traits.
+
+#![forbid(unsafe_code)]
+
+mod conn;
+mod control;
+mod dirty;
+mod effects;
+pub mod outbox;
+mod rings;
+mod server;
+mod socket;
+#[cfg(feature = "test-utils")]
+pub mod testing;
+mod trace;
+
+pub use outbox::Limits;
+pub use rings::Platform;
+pub use server::{Server, Settings};

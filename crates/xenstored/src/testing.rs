@@ -1,0 +1,1 @@
+//! The stepped test world (filled in by the next commit).
