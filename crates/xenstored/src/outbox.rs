@@ -180,6 +180,80 @@ impl Outbox {
     }
 }
 
+/// An outbox's queued output as plain data: what a live update hands to
+/// the new process so that nothing queued for a client is lost, a
+/// partly written message included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxState {
+    /// The queued messages, oldest first: each encoded message and whether
+    /// it is a watch event (which may be coalesced or dropped) or a reply.
+    pub messages: Vec<(Vec<u8>, bool)>,
+    /// Bytes of the first message already written.
+    pub front_sent: usize,
+}
+
+/// Why an [`OutboxState`] cannot be restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxStateError {
+    /// A queued message is empty.
+    EmptyMessage,
+    /// More of the first message is marked written than it has (or some
+    /// is marked written with nothing queued).
+    FrontSentPastMessage {
+        /// The bytes marked written.
+        front_sent: usize,
+        /// The first message's length (0 with nothing queued).
+        len: usize,
+    },
+}
+
+impl std::fmt::Display for OutboxStateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutboxStateError::EmptyMessage => f.write_str("an empty queued message"),
+            OutboxStateError::FrontSentPastMessage { front_sent, len } => {
+                write!(f, "{front_sent} bytes of a {len}-byte first message marked written")
+            }
+        }
+    }
+}
+
+impl std::error::Error for OutboxStateError {}
+
+impl Outbox {
+    /// The queued output, as plain data.
+    pub fn export(&self) -> OutboxState {
+        OutboxState {
+            messages: self.queue.iter().map(|m| (m.bytes.clone(), m.event)).collect(),
+            front_sent: self.front_sent,
+        }
+    }
+
+    /// An outbox holding `state`'s messages, in order, with the first one
+    /// as far written as it was. Events are queued as they were (not
+    /// coalesced again, not capped: nothing the client was owed is lost).
+    pub fn import(state: OutboxState) -> Result<Outbox, OutboxStateError> {
+        let len = state.messages.first().map_or(0, |(bytes, _)| bytes.len());
+        if state.front_sent > 0 && state.front_sent >= len {
+            return Err(OutboxStateError::FrontSentPastMessage { front_sent: state.front_sent, len });
+        }
+        let mut outbox = Outbox::default();
+        for (bytes, event) in state.messages {
+            if bytes.is_empty() {
+                return Err(OutboxStateError::EmptyMessage);
+            }
+            outbox.queued_bytes += bytes.len();
+            if event {
+                outbox.event_bytes += bytes.len();
+                *outbox.pending_events.entry(outbox.hasher.hash_one(event_key(&bytes))).or_insert(0) += 1;
+            }
+            outbox.queue.push_back(Message { bytes, event });
+        }
+        outbox.front_sent = state.front_sent;
+        Ok(outbox)
+    }
+}
+
 /// The part of an event message that identifies it: its payload.
 fn event_key(bytes: &[u8]) -> &[u8] {
     bytes.get(xenstore_wire::HEADER_LEN..).unwrap_or_default()
@@ -221,6 +295,38 @@ mod tests {
         assert_eq!(outbox.queue.front().map(|m| m.bytes.as_slice()), Some(&b"reply-one"[..]));
         let (dropped, _) = outbox.take_counters();
         assert!(dropped > 900);
+    }
+
+    #[test]
+    fn export_import_keeps_every_message_and_the_partly_written_front() {
+        let limits = Limits::default();
+        let mut outbox = Outbox::default();
+        outbox.push_reply(b"first-reply".to_vec());
+        outbox.push_event(event("/a", "t"), &limits);
+        outbox.push_reply(b"second".to_vec());
+        outbox.advance(4);
+        let state = outbox.export();
+        let mut restored = Outbox::import(state.clone()).unwrap();
+        assert_eq!(restored.export(), state);
+        assert_eq!(restored.queued_bytes(), outbox.queued_bytes());
+        // The restored queue still coalesces against the queued event.
+        restored.push_event(event("/a", "t"), &limits);
+        assert_eq!(restored.take_counters(), (0, 1));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        outbox.flush_to(&mut a).unwrap();
+        restored.flush_to(&mut b).unwrap();
+        assert_eq!(a, b);
+        assert!(a.starts_with(b"t-reply"));
+    }
+
+    #[test]
+    fn import_refuses_inconsistent_state() {
+        let empty = OutboxState { messages: vec![(Vec::new(), false)], front_sent: 0 };
+        assert_eq!(Outbox::import(empty).unwrap_err(), OutboxStateError::EmptyMessage);
+        let past = OutboxState { messages: vec![(b"abc".to_vec(), false)], front_sent: 3 };
+        assert_eq!(Outbox::import(past).unwrap_err(), OutboxStateError::FrontSentPastMessage { front_sent: 3, len: 3 });
+        let nothing = OutboxState { messages: Vec::new(), front_sent: 1 };
+        assert!(Outbox::import(nothing).is_err());
     }
 
     #[test]
