@@ -12,8 +12,16 @@
 //!   xenstore ring this way);
 //! - [`Grants`]: sharing pages between domains by grant reference
 //!   (`/dev/xen/gntalloc` to offer, `/dev/xen/gntdev` to map);
-//! - [`Domains`]: the toolstack's view of domain lifecycle (create paused,
-//!   unpause, pause, shutdown with a reason, destroy, list).
+//! - [`DomainStates`]: which domains exist and whether they shut down
+//!   (what xenstored reads on VIRQ_DOM_EXC);
+//! - [`Dom0Store`]: dom0's own xenstore ring, when the daemon serves dom0
+//!   over one (`/proc/xen/xsd_kva` and `xsd_port` on Xen);
+//! - [`Toolstack`]: domain lifecycle as a toolstack drives it (create
+//!   paused, unpause, pause, shutdown with a reason, destroy, list with
+//!   names).
+//!
+//! The first five are what the daemon needs; [`Toolstack`] is for
+//! toolstacks only.
 //!
 //! Two implementations fit: [`hosted`], where a host process plays the
 //! hypervisor, each domain is a process, pages are shared memory passed as
@@ -318,8 +326,45 @@ pub trait Grants: Send + fmt::Debug {
     fn map_grants(&mut self, remote: DomId, refs: &[GrantRef], writable: bool) -> io::Result<MappedPages>;
 }
 
+/// Domain states, as xenstored reads them when VIRQ_DOM_EXC fires
+/// (`xc_domain_getinfolist` in the C daemon); privileged.
+///
+/// This is all the daemon needs of domain lifecycle: it never creates or
+/// destroys domains, it learns that they shut down or went away.
+pub trait DomainStates: Send + fmt::Debug {
+    /// Every domain's state, by id. A domain missing from the list does
+    /// not exist (any more).
+    fn states(&mut self) -> io::Result<Vec<(DomId, DomainState)>>;
+
+    /// One domain's state, or `None` if there is no such domain.
+    fn state(&mut self, domid: DomId) -> io::Result<Option<DomainState>> {
+        Ok(self.states()?.into_iter().find(|&(id, _)| id == domid).map(|(_, state)| state))
+    }
+}
+
+/// Dom0's own xenstore ring, if the daemon serves dom0 over a ring.
+///
+/// On Xen, a dom0 kernel whose xenstored runs in dom0 itself exposes the
+/// page of its xenbus ring at `/proc/xen/xsd_kva` (mapped with `mmap`) and
+/// the dom0 side of its event channel at `/proc/xen/xsd_port` (or by the
+/// `IOCTL_XENBUS_BACKEND_EVTCHN` ioctl on `/dev/xen/xenbus_backend`); the
+/// C daemon's `dom0_init` maps the one, binds the other with
+/// `bind_interdomain(0, port)` and serves dom0 like any introduced domain.
+/// Hosted, dom0's processes talk to the daemon over its socket and there
+/// is no such ring: the answer is `None`.
+pub trait Dom0Store: Send + fmt::Debug {
+    /// Dom0's xenstore page, mapped, and dom0's port of its xenstore
+    /// event channel (the remote port to bind with
+    /// [`EventChannels::bind_interdomain`] with domain 0), or `None` when
+    /// dom0 has no xenstore ring.
+    fn dom0_ring(&mut self) -> io::Result<Option<(MappedPages, Port)>>;
+}
+
 /// Domain lifecycle, as a toolstack drives it; privileged.
-pub trait Domains: Send + fmt::Debug {
+///
+/// A toolstack also reads states, so every toolstack is a
+/// [`DomainStates`]; the daemon holds only the latter.
+pub trait Toolstack: DomainStates {
     /// Creates a paused domain with a xenstore page and an unbound
     /// xenstore port for dom0.
     fn create(&mut self, config: &DomainConfig) -> io::Result<NewDomain>;
@@ -331,7 +376,7 @@ pub trait Domains: Send + fmt::Debug {
     fn shutdown(&mut self, domid: DomId, reason: ShutdownReason) -> io::Result<()>;
     /// Destroys a domain and frees its resources.
     fn destroy(&mut self, domid: DomId) -> io::Result<()>;
-    /// Every domain, by id.
+    /// Every domain, by id, with its name.
     fn list(&mut self) -> io::Result<Vec<DomainInfo>>;
     /// One domain, or `None` if there is no such domain.
     fn info(&mut self, domid: DomId) -> io::Result<Option<DomainInfo>> {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use xen_platform::hosted::{hypervisor_socket, Host, Hypervisor, StopHandle};
 use xen_platform::{
-    DomId, DomainConfig, DomainState, Domains, EventChannels, ForeignMemory, Grants, MappedPages, Port, ShutdownReason,
-    Virq, PAGE_SIZE,
+    DomId, DomainConfig, DomainState, EventChannels, ForeignMemory, Grants, MappedPages, Port, ShutdownReason,
+    Toolstack, Virq, PAGE_SIZE,
 };
 
 /// Selects a guest role in a re-executed test binary.
@@ -45,8 +45,8 @@ impl World {
         World { dir, host, stop, thread: Some(thread) }
     }
 
-    fn domains(&self) -> impl Domains {
-        self.host.domains()
+    fn domains(&self) -> impl Toolstack {
+        self.host.toolstack()
     }
 
     /// Creates a paused guest running `role`.
@@ -254,9 +254,9 @@ fn guest_check_fds() -> i32 {
 fn guest_unprivileged() -> i32 {
     let (host, start) = Host::from_guest_env().unwrap();
     let results = [
-        errno(host.domains().create(&guest_config("x", "sleep", &[]))),
-        errno(host.domains().list()),
-        errno(host.domains().destroy(start.domid)),
+        errno(host.toolstack().create(&guest_config("x", "sleep", &[]))),
+        errno(host.toolstack().list()),
+        errno(host.toolstack().destroy(start.domid)),
         errno(host.foreign_memory().map_foreign(start.domid, xen_platform::hosted::STORE_GFN, 1)),
         errno(host.event_channels().unwrap().bind_virq(Virq::DomExc)),
     ];

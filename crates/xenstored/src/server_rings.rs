@@ -214,15 +214,14 @@ impl Server {
     /// those that are gone (connection, watches, transactions, nodes).
     pub(crate) fn domain_exceptions(&mut self) {
         let Some(rings) = self.rings.as_mut() else { return };
-        let list = match rings.platform.domains.list() {
+        let list = match rings.platform.domains.states() {
             Ok(list) => list,
             Err(e) => {
                 warn!("VIRQ_DOM_EXC: cannot list domains: {e}");
                 return;
             }
         };
-        let states: std::collections::HashMap<u16, DomainState> =
-            list.into_iter().map(|d| (d.domid, d.state)).collect();
+        let states: std::collections::HashMap<u16, DomainState> = list.into_iter().collect();
         let mut introduced: Vec<u16> = rings.by_domid.keys().copied().collect();
         introduced.sort_unstable();
         for domid in introduced {

@@ -13,7 +13,7 @@ use rustix::net::{socket_with, AddressFamily, SocketAddrUnix, SocketFlags, Socke
 use super::evtchn::HostedEventChannels;
 use super::memory::{HostedForeignMemory, HostedGrants};
 use super::protocol::{encode, invalid, recv_record, send_record, Assembler, Received, Request, Response};
-use super::toolstack::HostedDomains;
+use super::toolstack::{HostedDom0Store, HostedToolstack};
 use super::{GuestStart, ENV_DOMID, ENV_HYPERVISOR_FD};
 use crate::{DomId, MappedPages, ShutdownReason};
 
@@ -118,8 +118,19 @@ impl Host {
 
     /// The toolstack's domain operations (dom0 only; guests get `EPERM` on
     /// use).
-    pub fn domains(&self) -> HostedDomains {
-        HostedDomains::new(self.clone())
+    pub fn toolstack(&self) -> HostedToolstack {
+        HostedToolstack::new(self.clone())
+    }
+
+    /// Domain states, for the daemon (dom0 only; guests get `EPERM` on
+    /// use). The same requests as the toolstack's listing.
+    pub fn domain_states(&self) -> HostedToolstack {
+        HostedToolstack::new(self.clone())
+    }
+
+    /// Dom0's xenstore ring: hosted, there is none.
+    pub fn dom0_store(&self) -> HostedDom0Store {
+        HostedDom0Store
     }
 
     /// Sends `request`, returns the response and the descriptors it

@@ -13,7 +13,7 @@
 //!   [`Host::from_guest_env`] picks it up.
 //! - A [`Host`] hands out the trait implementations:
 //!   [`Host::event_channels`], [`Host::foreign_memory`], [`Host::grants`],
-//!   [`Host::domains`].
+//!   [`Host::domain_states`], [`Host::dom0_store`], [`Host::toolstack`].
 //!
 //! Files: `protocol` (messages and framing) is shared; `client`,
 //! `evtchn`, `memory` and `toolstack` are a process's side; `hypervisor`
@@ -30,7 +30,7 @@ pub use client::Host;
 pub use evtchn::HostedEventChannels;
 pub use hypervisor::{Hypervisor, StopHandle};
 pub use memory::{HostedForeignMemory, HostedGrants};
-pub use toolstack::HostedDomains;
+pub use toolstack::{HostedDom0Store, HostedToolstack};
 
 use std::path::{Path, PathBuf};
 
