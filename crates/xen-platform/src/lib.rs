@@ -41,7 +41,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use pages::MappedPages;
+pub use pages::{MappedPages, UnmapFn};
 
 /// A domain id (`domid_t`). Dom0 is 0.
 pub type DomId = u16;
