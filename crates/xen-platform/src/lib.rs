@@ -23,21 +23,48 @@
 //! The first five are what the daemon needs; [`Toolstack`] is for
 //! toolstacks only.
 //!
-//! Two implementations fit: [`hosted`], where a host process plays the
-//! hypervisor, each domain is a process, pages are shared memory passed as
-//! file descriptors and event channels are eventfds; and real Xen (a later
-//! step), over the `/dev/xen/*` devices. Callers hold trait objects, so
-//! choosing one is a start-up decision, not a recompilation.
+//! Implementations sit behind Cargo features, so that a crate using only
+//! the traits compiles none of them:
 //!
-//! Unsafe code (mapping and unmapping pages) lives in [`pages`], each block
-//! with its `// SAFETY:` argument.
+//! - `hosted`: the process side of the hosted platform (`hosted` module:
+//!   `Host`, `HostedEventChannels`, `HostedForeignMemory`, `HostedGrants`,
+//!   `HostedToolstack`), where a host process plays the hypervisor, each
+//!   domain is a process, pages are shared memory passed as file
+//!   descriptors and event channels are eventfds. It brings serde and
+//!   serde_json (the hypervisor protocol is JSON).
+//! - `hosted-hypervisor` (implies `hosted`): that hypervisor process
+//!   itself (`hosted::Hypervisor`, `hosted::StopHandle`): domains as
+//!   spawned processes, signals, consoles. Only a toolstack that runs the
+//!   hypervisor (xsim) and tests that start one need it.
+//! - `test-utils`: in-memory twins of every trait in one process
+//!   (`testing` module), for tests that step a daemon, rings and clients
+//!   without processes.
+//!
+//! Real Xen (a later step) fits the same traits over the `/dev/xen/*`
+//! devices. Callers hold trait objects, so choosing an implementation is a
+//! start-up decision, not a recompilation.
+//!
+//! No feature is on by default: the traits and [`MappedPages`] are what
+//! every user needs, and a daemon or driver built for real Xen must not
+//! carry a simulator, its JSON protocol and serde. Each dependent says
+//! which implementation it uses (the client library and the daemon enable
+//! `hosted`, the xsim toolstack `hosted-hypervisor`, tests `test-utils`).
+//!
+//! Unsafe code lives in these files, each block with its `// SAFETY:`
+//! argument and each unsafe fn with its `# Safety` section: [`pages`]
+//! (mapping and unmapping pages; taking over a mapping with the owner's
+//! unmap), `hosted/client.rs` (adopting the hypervisor socket a hosted
+//! guest inherits by number), `hosted/hypervisor/spawn.rs` and
+//! `hosted/hypervisor/signals.rs` (starting guest processes and routing
+//! SIGTERM/SIGINT into the hypervisor's loop).
 
+#[cfg(feature = "hosted")]
 pub mod hosted;
 pub mod pages;
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,7 +83,8 @@ pub type GrantRef = u32;
 pub const PAGE_SIZE: usize = 4096;
 
 /// The virtual interrupts a domain may bind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "hosted", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum Virq {
     /// `VIRQ_DOM_EXC` (3): some domain shut down, crashed or is dying.
@@ -74,7 +102,8 @@ impl Virq {
 }
 
 /// Why a domain shut down (`SHUTDOWN_*` in `xen/sched.h`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "hosted", derive(serde::Serialize, serde::Deserialize))]
 pub enum ShutdownReason {
     /// Clean halt (0).
     Poweroff,
@@ -131,7 +160,8 @@ impl ShutdownReason {
 }
 
 /// Where a domain is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "hosted", derive(serde::Serialize, serde::Deserialize))]
 pub enum DomainState {
     /// Created or paused: exists, does not run.
     Paused,
@@ -163,7 +193,8 @@ impl fmt::Display for DomainState {
 }
 
 /// One domain as the hypervisor sees it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "hosted", derive(serde::Serialize, serde::Deserialize))]
 pub struct DomainInfo {
     /// Its id.
     pub domid: DomId,
@@ -175,7 +206,8 @@ pub struct DomainInfo {
 }
 
 /// What to create: a domain and, when hosted, the program it runs.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "hosted", derive(serde::Serialize, serde::Deserialize))]
 pub struct DomainConfig {
     /// The domain's name.
     pub name: String,
@@ -190,7 +222,8 @@ pub struct DomainConfig {
 
 /// A domain just created, paused, with what a toolstack needs to introduce
 /// it to xenstored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "hosted", derive(serde::Serialize, serde::Deserialize))]
 pub struct NewDomain {
     /// Its id.
     pub domid: DomId,
@@ -229,6 +262,60 @@ impl fmt::Debug for Notifier {
     }
 }
 
+/// What a port an event-channel handle holds is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Binding {
+    /// Made by [`EventChannels::alloc_unbound`] for `remote`, which may
+    /// have bound it since (whether it has is the hypervisor's to know).
+    Unbound {
+        /// The domain it was offered to.
+        remote: DomId,
+    },
+    /// Made by [`EventChannels::bind_interdomain`]: connected to
+    /// `remote_port` of domain `remote`.
+    Interdomain {
+        /// The peer domain.
+        remote: DomId,
+        /// The peer's port.
+        remote_port: Port,
+    },
+    /// Made by [`EventChannels::bind_virq`].
+    Virq(Virq),
+    /// Hosted and in-memory twins only: a port of this domain made by
+    /// someone else and taken over with a claim (a guest's xenstore port).
+    /// Released, not closed, when the handle goes.
+    Claimed,
+}
+
+/// One port of a handle and what it is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BoundPort {
+    /// The local port.
+    pub port: Port,
+    /// What it is bound to.
+    pub binding: Binding,
+}
+
+/// An event-channel handle taken apart to be adopted by another process
+/// (live update: the new daemon binary takes over the old one's handle)
+/// or another owner: its descriptors and the ports bound through it.
+///
+/// The descriptors carry the bindings (on Linux the bound ports belong
+/// to the open `/dev/xen/evtchn` file); each implementation documents
+/// their order and rebuilds a handle from them with its own `adopt`
+/// function, after which the ports keep working: events that arrived
+/// meanwhile are still pending, notifications still reach the peers.
+/// Dropping the parts closes the descriptors, and with them (once no
+/// copy is left) the bindings.
+#[derive(Debug)]
+pub struct EventChannelParts {
+    /// The handle's descriptors, in the implementation's documented order.
+    pub fds: Vec<OwnedFd>,
+    /// Its ports, in port order.
+    pub ports: Vec<BoundPort>,
+}
+
 /// One process's event channels (`/dev/xen/evtchn`).
 ///
 /// Ports bound through a handle are pending-tracked by that handle: its
@@ -260,6 +347,15 @@ pub trait EventChannels: AsFd + Send + fmt::Debug {
     /// Appends the ports that became pending since the last call, without
     /// blocking, and re-arms them.
     fn take_pending(&mut self, out: &mut Vec<Port>) -> io::Result<()>;
+
+    /// The ports this handle holds and what each is bound to, in port
+    /// order (what a live update records).
+    fn bindings(&self) -> Vec<BoundPort>;
+
+    /// Takes the handle apart without unbinding anything, for
+    /// [`EventChannelParts`]' adoption by another owner.
+    /// `Unsupported` where a handle cannot be handed on.
+    fn into_parts(self: Box<Self>) -> io::Result<EventChannelParts>;
 
     /// Blocks until some port is pending or `timeout` passes; returns
     /// whether one is. Does not consume anything.

@@ -89,6 +89,19 @@ impl Host {
         Ok((host, GuestStart { domid, store_page, store_port }))
     }
 
+    /// A host over an existing connection of domain `domid` (an adopted
+    /// event-channel handle's).
+    pub(crate) fn from_connection(conn: OwnedFd, domid: DomId) -> Host {
+        Host { conn: Arc::new(Mutex::new(conn)), domid }
+    }
+
+    /// A duplicate of the connection's socket: the same connection, as far
+    /// as the hypervisor can tell.
+    pub(crate) fn dup_connection(&self) -> io::Result<OwnedFd> {
+        let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        conn.try_clone()
+    }
+
     /// This process's domain.
     pub fn domid(&self) -> DomId {
         self.domid
