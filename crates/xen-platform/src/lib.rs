@@ -37,7 +37,7 @@
 //!   spawned processes, signals, consoles. Only a toolstack that runs the
 //!   hypervisor (xsim) and tests that start one need it.
 //! - `test-utils`: in-memory twins of every trait in one process
-//!   (`testing` module), for tests that step a daemon, rings and clients
+//!   (`testing` module, `testing::TestHypervisor`), for tests that step a daemon, rings and clients
 //!   without processes.
 //!
 //! Real Xen (a later step) fits the same traits over the `/dev/xen/*`
@@ -61,6 +61,8 @@
 #[cfg(feature = "hosted")]
 pub mod hosted;
 pub mod pages;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 use std::fmt;
 use std::io;
