@@ -12,28 +12,65 @@
 //!   xenstore ring this way);
 //! - [`Grants`]: sharing pages between domains by grant reference
 //!   (`/dev/xen/gntalloc` to offer, `/dev/xen/gntdev` to map);
-//! - [`Domains`]: the toolstack's view of domain lifecycle (create paused,
-//!   unpause, pause, shutdown with a reason, destroy, list).
+//! - [`DomainStates`]: which domains exist and whether they shut down
+//!   (what xenstored reads on VIRQ_DOM_EXC);
+//! - [`Dom0Store`]: dom0's own xenstore ring, when the daemon serves dom0
+//!   over one (`/proc/xen/xsd_kva` and `xsd_port` on Xen);
+//! - [`Toolstack`]: domain lifecycle as a toolstack drives it (create
+//!   paused, unpause, pause, shutdown with a reason, destroy, list with
+//!   names).
 //!
-//! Two implementations fit: [`hosted`], where a host process plays the
-//! hypervisor, each domain is a process, pages are shared memory passed as
-//! file descriptors and event channels are eventfds; and real Xen (a later
-//! step), over the `/dev/xen/*` devices. Callers hold trait objects, so
-//! choosing one is a start-up decision, not a recompilation.
+//! The first five are what the daemon needs; [`Toolstack`] is for
+//! toolstacks only.
 //!
-//! Unsafe code (mapping and unmapping pages) lives in [`pages`], each block
-//! with its `// SAFETY:` argument.
+//! Implementations sit behind Cargo features, so that a crate using only
+//! the traits compiles none of them:
+//!
+//! - `hosted`: the process side of the hosted platform (`hosted` module:
+//!   `Host`, `HostedEventChannels`, `HostedForeignMemory`, `HostedGrants`,
+//!   `HostedToolstack`), where a host process plays the hypervisor, each
+//!   domain is a process, pages are shared memory passed as file
+//!   descriptors and event channels are eventfds. It brings serde and
+//!   serde_json (the hypervisor protocol is JSON).
+//! - `hosted-hypervisor` (implies `hosted`): that hypervisor process
+//!   itself (`hosted::Hypervisor`, `hosted::StopHandle`): domains as
+//!   spawned processes, signals, consoles. Only a toolstack that runs the
+//!   hypervisor (xsim) and tests that start one need it.
+//! - `test-utils`: in-memory twins of every trait in one process
+//!   (`testing` module, `testing::TestHypervisor`), for tests that step a daemon, rings and clients
+//!   without processes.
+//!
+//! Real Xen (a later step) fits the same traits over the `/dev/xen/*`
+//! devices. Callers hold trait objects, so choosing an implementation is a
+//! start-up decision, not a recompilation.
+//!
+//! No feature is on by default: the traits and [`MappedPages`] are what
+//! every user needs, and a daemon or driver built for real Xen must not
+//! carry a simulator, its JSON protocol and serde. Each dependent says
+//! which implementation it uses (the client library and the daemon enable
+//! `hosted`, the xsim toolstack `hosted-hypervisor`, tests `test-utils`).
+//!
+//! Unsafe code lives in these files, each block with its `// SAFETY:`
+//! argument and each unsafe fn with its `# Safety` section: [`pages`]
+//! (mapping and unmapping pages; taking over a mapping with the owner's
+//! unmap), `hosted/client.rs` (adopting the hypervisor socket a hosted
+//! guest inherits by number), `hosted/hypervisor/spawn.rs` and
+//! `hosted/hypervisor/signals.rs` (starting guest processes and routing
+//! SIGTERM/SIGINT into the hypervisor's loop).
 
+#[cfg(feature = "hosted")]
 pub mod hosted;
 pub mod pages;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use pages::MappedPages;
+pub use pages::{MappedPages, UnmapFn};
 
 /// A domain id (`domid_t`). Dom0 is 0.
 pub type DomId = u16;
@@ -48,7 +85,8 @@ pub type GrantRef = u32;
 pub const PAGE_SIZE: usize = 4096;
 
 /// The virtual interrupts a domain may bind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "hosted", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum Virq {
     /// `VIRQ_DOM_EXC` (3): some domain shut down, crashed or is dying.
@@ -66,7 +104,8 @@ impl Virq {
 }
 
 /// Why a domain shut down (`SHUTDOWN_*` in `xen/sched.h`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "hosted", derive(serde::Serialize, serde::Deserialize))]
 pub enum ShutdownReason {
     /// Clean halt (0).
     Poweroff,
@@ -123,7 +162,8 @@ impl ShutdownReason {
 }
 
 /// Where a domain is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "hosted", derive(serde::Serialize, serde::Deserialize))]
 pub enum DomainState {
     /// Created or paused: exists, does not run.
     Paused,
@@ -155,7 +195,8 @@ impl fmt::Display for DomainState {
 }
 
 /// One domain as the hypervisor sees it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "hosted", derive(serde::Serialize, serde::Deserialize))]
 pub struct DomainInfo {
     /// Its id.
     pub domid: DomId,
@@ -167,7 +208,8 @@ pub struct DomainInfo {
 }
 
 /// What to create: a domain and, when hosted, the program it runs.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "hosted", derive(serde::Serialize, serde::Deserialize))]
 pub struct DomainConfig {
     /// The domain's name.
     pub name: String,
@@ -182,7 +224,8 @@ pub struct DomainConfig {
 
 /// A domain just created, paused, with what a toolstack needs to introduce
 /// it to xenstored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "hosted", derive(serde::Serialize, serde::Deserialize))]
 pub struct NewDomain {
     /// Its id.
     pub domid: DomId,
@@ -221,6 +264,60 @@ impl fmt::Debug for Notifier {
     }
 }
 
+/// What a port an event-channel handle holds is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Binding {
+    /// Made by [`EventChannels::alloc_unbound`] for `remote`, which may
+    /// have bound it since (whether it has is the hypervisor's to know).
+    Unbound {
+        /// The domain it was offered to.
+        remote: DomId,
+    },
+    /// Made by [`EventChannels::bind_interdomain`]: connected to
+    /// `remote_port` of domain `remote`.
+    Interdomain {
+        /// The peer domain.
+        remote: DomId,
+        /// The peer's port.
+        remote_port: Port,
+    },
+    /// Made by [`EventChannels::bind_virq`].
+    Virq(Virq),
+    /// Hosted and in-memory twins only: a port of this domain made by
+    /// someone else and taken over with a claim (a guest's xenstore port).
+    /// Released, not closed, when the handle goes.
+    Claimed,
+}
+
+/// One port of a handle and what it is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BoundPort {
+    /// The local port.
+    pub port: Port,
+    /// What it is bound to.
+    pub binding: Binding,
+}
+
+/// An event-channel handle taken apart to be adopted by another process
+/// (live update: the new daemon binary takes over the old one's handle)
+/// or another owner: its descriptors and the ports bound through it.
+///
+/// The descriptors carry the bindings (on Linux the bound ports belong
+/// to the open `/dev/xen/evtchn` file); each implementation documents
+/// their order and rebuilds a handle from them with its own `adopt`
+/// function, after which the ports keep working: events that arrived
+/// meanwhile are still pending, notifications still reach the peers.
+/// Dropping the parts closes the descriptors, and with them (once no
+/// copy is left) the bindings.
+#[derive(Debug)]
+pub struct EventChannelParts {
+    /// The handle's descriptors, in the implementation's documented order.
+    pub fds: Vec<OwnedFd>,
+    /// Its ports, in port order.
+    pub ports: Vec<BoundPort>,
+}
+
 /// One process's event channels (`/dev/xen/evtchn`).
 ///
 /// Ports bound through a handle are pending-tracked by that handle: its
@@ -252,6 +349,15 @@ pub trait EventChannels: AsFd + Send + fmt::Debug {
     /// Appends the ports that became pending since the last call, without
     /// blocking, and re-arms them.
     fn take_pending(&mut self, out: &mut Vec<Port>) -> io::Result<()>;
+
+    /// The ports this handle holds and what each is bound to, in port
+    /// order (what a live update records).
+    fn bindings(&self) -> Vec<BoundPort>;
+
+    /// Takes the handle apart without unbinding anything, for
+    /// [`EventChannelParts`]' adoption by another owner.
+    /// `Unsupported` where a handle cannot be handed on.
+    fn into_parts(self: Box<Self>) -> io::Result<EventChannelParts>;
 
     /// Blocks until some port is pending or `timeout` passes; returns
     /// whether one is. Does not consume anything.
@@ -318,8 +424,45 @@ pub trait Grants: Send + fmt::Debug {
     fn map_grants(&mut self, remote: DomId, refs: &[GrantRef], writable: bool) -> io::Result<MappedPages>;
 }
 
+/// Domain states, as xenstored reads them when VIRQ_DOM_EXC fires
+/// (`xc_domain_getinfolist` in the C daemon); privileged.
+///
+/// This is all the daemon needs of domain lifecycle: it never creates or
+/// destroys domains, it learns that they shut down or went away.
+pub trait DomainStates: Send + fmt::Debug {
+    /// Every domain's state, by id. A domain missing from the list does
+    /// not exist (any more).
+    fn states(&mut self) -> io::Result<Vec<(DomId, DomainState)>>;
+
+    /// One domain's state, or `None` if there is no such domain.
+    fn state(&mut self, domid: DomId) -> io::Result<Option<DomainState>> {
+        Ok(self.states()?.into_iter().find(|&(id, _)| id == domid).map(|(_, state)| state))
+    }
+}
+
+/// Dom0's own xenstore ring, if the daemon serves dom0 over a ring.
+///
+/// On Xen, a dom0 kernel whose xenstored runs in dom0 itself exposes the
+/// page of its xenbus ring at `/proc/xen/xsd_kva` (mapped with `mmap`) and
+/// the dom0 side of its event channel at `/proc/xen/xsd_port` (or by the
+/// `IOCTL_XENBUS_BACKEND_EVTCHN` ioctl on `/dev/xen/xenbus_backend`); the
+/// C daemon's `dom0_init` maps the one, binds the other with
+/// `bind_interdomain(0, port)` and serves dom0 like any introduced domain.
+/// Hosted, dom0's processes talk to the daemon over its socket and there
+/// is no such ring: the answer is `None`.
+pub trait Dom0Store: Send + fmt::Debug {
+    /// Dom0's xenstore page, mapped, and dom0's port of its xenstore
+    /// event channel (the remote port to bind with
+    /// [`EventChannels::bind_interdomain`] with domain 0), or `None` when
+    /// dom0 has no xenstore ring.
+    fn dom0_ring(&mut self) -> io::Result<Option<(MappedPages, Port)>>;
+}
+
 /// Domain lifecycle, as a toolstack drives it; privileged.
-pub trait Domains: Send + fmt::Debug {
+///
+/// A toolstack also reads states, so every toolstack is a
+/// [`DomainStates`]; the daemon holds only the latter.
+pub trait Toolstack: DomainStates {
     /// Creates a paused domain with a xenstore page and an unbound
     /// xenstore port for dom0.
     fn create(&mut self, config: &DomainConfig) -> io::Result<NewDomain>;
@@ -331,7 +474,7 @@ pub trait Domains: Send + fmt::Debug {
     fn shutdown(&mut self, domid: DomId, reason: ShutdownReason) -> io::Result<()>;
     /// Destroys a domain and frees its resources.
     fn destroy(&mut self, domid: DomId) -> io::Result<()>;
-    /// Every domain, by id.
+    /// Every domain, by id, with its name.
     fn list(&mut self) -> io::Result<Vec<DomainInfo>>;
     /// One domain, or `None` if there is no such domain.
     fn info(&mut self, domid: DomId) -> io::Result<Option<DomainInfo>> {

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use xen_platform::hosted::{hypervisor_socket, Host, Hypervisor, StopHandle};
+use xen_platform::hosted::{hypervisor_socket, Host, HostedEventChannels, Hypervisor, StopHandle};
 use xen_platform::{
-    DomId, DomainConfig, DomainState, Domains, EventChannels, ForeignMemory, Grants, MappedPages, Port, ShutdownReason,
-    Virq, PAGE_SIZE,
+    Binding, BoundPort, DomId, DomainConfig, DomainState, EventChannels, ForeignMemory, Grants, MappedPages, Port,
+    ShutdownReason, Toolstack, Virq, PAGE_SIZE,
 };
 
 /// Selects a guest role in a re-executed test binary.
@@ -45,8 +45,8 @@ impl World {
         World { dir, host, stop, thread: Some(thread) }
     }
 
-    fn domains(&self) -> impl Domains {
-        self.host.domains()
+    fn domains(&self) -> impl Toolstack {
+        self.host.toolstack()
     }
 
     /// Creates a paused guest running `role`.
@@ -254,9 +254,9 @@ fn guest_check_fds() -> i32 {
 fn guest_unprivileged() -> i32 {
     let (host, start) = Host::from_guest_env().unwrap();
     let results = [
-        errno(host.domains().create(&guest_config("x", "sleep", &[]))),
-        errno(host.domains().list()),
-        errno(host.domains().destroy(start.domid)),
+        errno(host.toolstack().create(&guest_config("x", "sleep", &[]))),
+        errno(host.toolstack().list()),
+        errno(host.toolstack().destroy(start.domid)),
         errno(host.foreign_memory().map_foreign(start.domid, xen_platform::hosted::STORE_GFN, 1)),
         errno(host.event_channels().unwrap().bind_virq(Virq::DomExc)),
     ];
@@ -325,6 +325,42 @@ fn store_page_and_port_carry_events_both_ways() {
     assert_eq!(peek(&page, 1), 42, "console: {}", world.console(new.domid));
     let state = world.wait_state(new.domid, |s| s.is_some_and(DomainState::is_shutdown_or_dying));
     assert_eq!(state, Some(DomainState::Shutdown(ShutdownReason::Poweroff)));
+}
+
+#[test]
+fn adopted_handle_keeps_its_ports_events_and_notifications() {
+    let world = World::new();
+    let new = world.create("pinger", "ping-pong", &[]);
+    let page = world.host.foreign_memory().map_foreign(new.domid, new.store_gfn, 1).unwrap();
+    // The old daemon: its own connection, given up entirely once its
+    // handle is taken apart (as when it execs its successor).
+    let old_host = Host::connect(&hypervisor_socket(world.dir.path())).unwrap();
+    let mut old = old_host.event_channels().unwrap();
+    let virq = old.bind_virq(Virq::DomExc).unwrap();
+    let port = old.bind_interdomain(new.domid, new.store_port).unwrap();
+    let bindings = old.bindings();
+    assert_eq!(
+        bindings,
+        vec![
+            BoundPort { port: virq, binding: Binding::Virq(Virq::DomExc) },
+            BoundPort { port, binding: Binding::Interdomain { remote: new.domid, remote_port: new.store_port } },
+        ]
+    );
+    let parts = Box::new(old).into_parts().unwrap();
+    drop(old_host);
+
+    let mut adopted = HostedEventChannels::adopt(0, parts).unwrap();
+    assert_eq!(adopted.bindings(), bindings);
+    poke(&page, 0, 41);
+    adopted.notify(port).unwrap();
+    world.domains().unpause(new.domid).unwrap();
+    await_event(&mut adopted, port);
+    assert_eq!(peek(&page, 1), 42, "console: {}", world.console(new.domid));
+    // The guest exits when done: VIRQ_DOM_EXC reaches the adopted handle.
+    await_event(&mut adopted, virq);
+    // A port adopted is still ours to close, and closing it frees the
+    // guest's port for another binding.
+    adopted.unbind(port).unwrap();
 }
 
 #[test]

@@ -90,14 +90,13 @@ impl Server {
     /// those that are gone (connection, watches, transactions, nodes).
     fn domain_exceptions(&mut self) {
         let Some(rings) = self.rings.as_mut() else { return };
-        let list = match rings.platform.domains.list() {
-            Ok(list) => list,
+        let states: HashMap<DomId, DomainState> = match rings.platform.domains.states() {
+            Ok(states) => states.into_iter().collect(),
             Err(e) => {
                 warn!("VIRQ_DOM_EXC: cannot list domains: {e}");
                 return;
             }
         };
-        let states: HashMap<DomId, DomainState> = list.into_iter().map(|d| (d.domid, d.state)).collect();
         let mut introduced: Vec<DomId> = rings.by_domid.keys().copied().collect();
         introduced.sort_unstable();
         for domid in introduced {

@@ -12,6 +12,6 @@ pub(crate) fn hosted(socket: &Path) -> io::Result<Platform> {
     Ok(Platform {
         events: Box::new(host.event_channels()?),
         memory: Box::new(host.foreign_memory()),
-        domains: Box::new(host.domains()),
+        domains: Box::new(host.domain_states()),
     })
 }

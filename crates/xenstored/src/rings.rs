@@ -14,7 +14,7 @@ use std::io::{self, IoSlice, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use xen_platform::{DomId, Domains, EventChannels, ForeignMemory, MappedPages, Notifier, Port};
+use xen_platform::{DomId, DomainStates, EventChannels, ForeignMemory, MappedPages, Notifier, Port};
 use xenstore_db::ConnId;
 use xenstore_ring::{Incoming, MappedServer, Notify, ERROR_COMM};
 use xenstore_wire::Packet;
@@ -30,7 +30,7 @@ pub struct Platform {
     /// Mapping guests' xenstore pages.
     pub memory: Box<dyn ForeignMemory>,
     /// Domain states, read when VIRQ_DOM_EXC fires.
-    pub domains: Box<dyn Domains>,
+    pub domains: Box<dyn DomainStates>,
 }
 
 /// How the ring signals the guest. The ring layer asks for a

@@ -1,11 +1,11 @@
 //! Domain lifecycle as a toolstack drives it: the hypervisor's half
-//! through [`xen_platform::Domains`], XenStore's half through a dom0
+//! through [`xen_platform::Toolstack`], XenStore's half through a dom0
 //! client, in the order libxl uses.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use xen_platform::{DomId, DomainConfig, DomainInfo, DomainState, Domains, NewDomain, ShutdownReason};
+use xen_platform::{DomId, DomainConfig, DomainInfo, DomainState, NewDomain, ShutdownReason};
 use xenstore::{Access, Perm, PermList, Store};
 
 use crate::StateDir;
@@ -31,7 +31,7 @@ pub struct DomainSpec {
 /// A dom0 toolstack connected to a running host.
 #[derive(Debug)]
 pub struct Toolstack {
-    domains: Box<dyn Domains>,
+    domains: Box<dyn xen_platform::Toolstack>,
     store: xenstore::Client,
     state: StateDir,
 }
@@ -41,7 +41,7 @@ impl Toolstack {
     pub fn connect(state: &StateDir) -> Result<Toolstack> {
         let host = xen_platform::hosted::Host::connect(&state.hypervisor_socket())
             .with_context(|| format!("no host is running in {} (start one with `xsim up`)", state.root().display()))?;
-        let domains = Box::new(host.domains());
+        let domains = Box::new(host.toolstack());
         let store = xenstore::Client::connect(state.xenstored_socket())
             .with_context(|| format!("connecting to xenstored at {}", state.xenstored_socket().display()))?;
         Ok(Toolstack { domains, store, state: state.clone() })

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::TestHost;
-use xen_platform::{DomainState, Domains, ShutdownReason};
+use xen_platform::{DomainState, ShutdownReason, Toolstack};
 use xenstore::{Request, Store};
 
 #[test]
@@ -76,7 +76,7 @@ fn destroying_a_domain_fires_release_domain_and_removes_its_nodes() {
     assert!(host.ts.store().exists(&format!("{dom}/data/linger/a")).expect("exists"));
     // The hypervisor destroys it; xenstored learns through VIRQ_DOM_EXC.
     let hv = xen_platform::hosted::Host::connect(&host.state.hypervisor_socket()).expect("hypervisor");
-    hv.domains().destroy(domid).expect("destroy");
+    hv.toolstack().destroy(domid).expect("destroy");
     let event = released.recv_timeout(Duration::from_secs(10)).expect("@releaseDomain fired");
     assert_eq!(event.path, "@releaseDomain");
     let store = host.ts.store();

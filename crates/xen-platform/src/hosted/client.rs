@@ -13,7 +13,7 @@ use rustix::net::{socket_with, AddressFamily, SocketAddrUnix, SocketFlags, Socke
 use super::evtchn::HostedEventChannels;
 use super::memory::{HostedForeignMemory, HostedGrants};
 use super::protocol::{encode, invalid, recv_record, send_record, Assembler, Received, Request, Response};
-use super::toolstack::HostedDomains;
+use super::toolstack::{HostedDom0Store, HostedToolstack};
 use super::{GuestStart, ENV_DOMID, ENV_HYPERVISOR_FD};
 use crate::{DomId, MappedPages, ShutdownReason};
 
@@ -89,6 +89,19 @@ impl Host {
         Ok((host, GuestStart { domid, store_page, store_port }))
     }
 
+    /// A host over an existing connection of domain `domid` (an adopted
+    /// event-channel handle's).
+    pub(crate) fn from_connection(conn: OwnedFd, domid: DomId) -> Host {
+        Host { conn: Arc::new(Mutex::new(conn)), domid }
+    }
+
+    /// A duplicate of the connection's socket: the same connection, as far
+    /// as the hypervisor can tell.
+    pub(crate) fn dup_connection(&self) -> io::Result<OwnedFd> {
+        let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        conn.try_clone()
+    }
+
     /// This process's domain.
     pub fn domid(&self) -> DomId {
         self.domid
@@ -118,8 +131,19 @@ impl Host {
 
     /// The toolstack's domain operations (dom0 only; guests get `EPERM` on
     /// use).
-    pub fn domains(&self) -> HostedDomains {
-        HostedDomains::new(self.clone())
+    pub fn toolstack(&self) -> HostedToolstack {
+        HostedToolstack::new(self.clone())
+    }
+
+    /// Domain states, for the daemon (dom0 only; guests get `EPERM` on
+    /// use). The same requests as the toolstack's listing.
+    pub fn domain_states(&self) -> HostedToolstack {
+        HostedToolstack::new(self.clone())
+    }
+
+    /// Dom0's xenstore ring: hosted, there is none.
+    pub fn dom0_store(&self) -> HostedDom0Store {
+        HostedDom0Store
     }
 
     /// Sends `request`, returns the response and the descriptors it

@@ -16,19 +16,27 @@ use rustix::io::Errno;
 
 use super::client::Host;
 use super::protocol::{invalid, Request, Response};
-use crate::{DomId, EventChannels, Notifier, Port, Virq};
+use crate::{Binding, BoundPort, DomId, EventChannelParts, EventChannels, Notifier, Port, Virq};
 
 /// A hosted event-channel handle (`/dev/xen/evtchn` opened once).
 ///
 /// Its descriptor is an epoll set holding the eventfd of every port it
 /// bound; dropping it unbinds them all.
+///
+/// # Adoption
+///
+/// The hypervisor knows a port's holder by the connection that bound it,
+/// and the port's state lives in its eventfds, so a handle travels as
+/// descriptors ([`EventChannels::into_parts`]): first a duplicate of the
+/// hypervisor connection, then for each port in [`EventChannelParts`]'
+/// order its poll eventfd and, unless it is a virq, its notify eventfd.
+/// [`HostedEventChannels::adopt`] rebuilds a handle from them (with a
+/// new epoll set, so its [`AsFd`] descriptor is a new one). While any copy
+/// of the connection stays open, the hypervisor keeps the ports bound.
 pub struct HostedEventChannels {
     host: Host,
     epoll: OwnedFd,
     ports: HashMap<Port, LocalPort>,
-    /// Ports taken with [`HostedEventChannels::claim`]: released, not
-    /// closed, when the handle goes.
-    claimed: std::collections::HashSet<Port>,
 }
 
 /// The descriptors of one bound port.
@@ -37,13 +45,39 @@ struct LocalPort {
     poll: OwnedFd,
     /// Signals the peer; `None` for a virq.
     notify: Option<Arc<OwnedFd>>,
+    /// How it was bound; [`Binding::Claimed`] ports are released, not
+    /// closed, when the handle goes.
+    binding: Binding,
 }
 
 impl HostedEventChannels {
     /// A handle with nothing bound.
     pub(crate) fn new(host: Host) -> io::Result<HostedEventChannels> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        Ok(HostedEventChannels { host, epoll, ports: HashMap::new(), claimed: Default::default() })
+        Ok(HostedEventChannels { host, epoll, ports: HashMap::new() })
+    }
+
+    /// Rebuilds a handle of domain `domid` from the parts another handle
+    /// was taken apart into (see the type's documentation for their
+    /// order). Its ports keep their pending events and peers. `EINVAL` if
+    /// the descriptors do not match the ports.
+    pub fn adopt(domid: DomId, parts: EventChannelParts) -> io::Result<HostedEventChannels> {
+        let EventChannelParts { fds, ports } = parts;
+        let mut fds = fds.into_iter();
+        let conn = fds.next().ok_or(Errno::INVAL)?;
+        let mut handle = HostedEventChannels::new(Host::from_connection(conn, domid))?;
+        for BoundPort { port, binding } in ports {
+            let poll = fds.next().ok_or(Errno::INVAL)?;
+            let notify = match binding {
+                Binding::Virq(_) => None,
+                _ => Some(Arc::new(fds.next().ok_or(Errno::INVAL)?)),
+            };
+            handle.register(port, LocalPort { poll, notify, binding })?;
+        }
+        if fds.next().is_some() {
+            return Err(Errno::INVAL.into());
+        }
+        Ok(handle)
     }
 
     /// Hosted only: takes over `port` of this domain, which was allocated
@@ -51,13 +85,21 @@ impl HostedEventChannels {
     /// xenstore port of a new guest is claimed this way at start).
     /// `EBUSY` if held, `EINVAL` if there is no such port.
     pub fn claim(&mut self, port: Port) -> io::Result<Port> {
-        let port = self.bind(&Request::Claim { port })?;
-        self.claimed.insert(port);
-        Ok(port)
+        self.bind(&Request::Claim { port }, Binding::Claimed)
+    }
+
+    /// Adds a port to the handle and its epoll set.
+    fn register(&mut self, port: Port, local: LocalPort) -> io::Result<()> {
+        if self.ports.contains_key(&port) {
+            return Err(invalid("hypervisor bound a port twice"));
+        }
+        epoll::add(&self.epoll, &local.poll, epoll::EventData::new_u64(u64::from(port)), epoll::EventFlags::IN)?;
+        self.ports.insert(port, local);
+        Ok(())
     }
 
     /// Sends a binding request and registers what comes back.
-    fn bind(&mut self, request: &Request) -> io::Result<Port> {
+    fn bind(&mut self, request: &Request, binding: Binding) -> io::Result<Port> {
         let (response, fds) = self.host.request(request)?;
         let mut fds = fds.into_iter();
         let (port, poll, notify) = match (response, fds.next(), fds.next(), fds.next()) {
@@ -65,31 +107,26 @@ impl HostedEventChannels {
             (Response::Virq { port }, Some(poll), None, None) => (port, poll, None),
             _ => return Err(invalid("unexpected reply to a bind")),
         };
-        if self.ports.contains_key(&port) {
-            return Err(invalid("hypervisor bound a port twice"));
-        }
-        epoll::add(&self.epoll, &poll, epoll::EventData::new_u64(u64::from(port)), epoll::EventFlags::IN)?;
-        self.ports.insert(port, LocalPort { poll, notify });
+        self.register(port, LocalPort { poll, notify, binding })?;
         Ok(port)
     }
 }
 
 impl EventChannels for HostedEventChannels {
     fn alloc_unbound(&mut self, remote: DomId) -> io::Result<Port> {
-        self.bind(&Request::AllocUnbound { remote })
+        self.bind(&Request::AllocUnbound { remote }, Binding::Unbound { remote })
     }
 
     fn bind_interdomain(&mut self, remote: DomId, remote_port: Port) -> io::Result<Port> {
-        self.bind(&Request::BindInterdomain { remote, remote_port })
+        self.bind(&Request::BindInterdomain { remote, remote_port }, Binding::Interdomain { remote, remote_port })
     }
 
     fn bind_virq(&mut self, virq: Virq) -> io::Result<Port> {
-        self.bind(&Request::BindVirq { virq })
+        self.bind(&Request::BindVirq { virq }, Binding::Virq(virq))
     }
 
     fn unbind(&mut self, port: Port) -> io::Result<()> {
         let local = self.ports.remove(&port).ok_or(Errno::INVAL)?;
-        self.claimed.remove(&port);
         let _ = epoll::delete(&self.epoll, &local.poll);
         self.host.request_done(&Request::Unbind { port })
     }
@@ -98,6 +135,28 @@ impl EventChannels for HostedEventChannels {
         let local = self.ports.get(&port).ok_or(Errno::INVAL)?;
         let fd = local.notify.clone().ok_or(Errno::INVAL)?;
         Ok(Notifier::new(move || signal(fd.as_fd())))
+    }
+
+    fn bindings(&self) -> Vec<BoundPort> {
+        let mut ports: Vec<BoundPort> =
+            self.ports.iter().map(|(&port, local)| BoundPort { port, binding: local.binding }).collect();
+        ports.sort_by_key(|bound| bound.port);
+        ports
+    }
+
+    fn into_parts(mut self: Box<Self>) -> io::Result<EventChannelParts> {
+        let ports = self.bindings();
+        let mut fds = vec![self.host.dup_connection()?];
+        for bound in &ports {
+            let local = &self.ports[&bound.port];
+            fds.push(local.poll.try_clone()?);
+            if let Some(notify) = &local.notify {
+                fds.push(notify.try_clone()?);
+            }
+        }
+        // Nothing to unbind on drop: the ports go with the parts.
+        self.ports.clear();
+        Ok(EventChannelParts { fds, ports })
     }
 
     fn take_pending(&mut self, out: &mut Vec<Port>) -> io::Result<()> {
@@ -133,10 +192,9 @@ impl AsFd for HostedEventChannels {
 
 impl Drop for HostedEventChannels {
     fn drop(&mut self) {
-        for port in self.ports.keys() {
-            let port = *port;
+        for (&port, local) in &self.ports {
             let request =
-                if self.claimed.contains(&port) { Request::Release { port } } else { Request::Unbind { port } };
+                if local.binding == Binding::Claimed { Request::Release { port } } else { Request::Unbind { port } };
             let _ = self.host.request_done(&request);
         }
     }

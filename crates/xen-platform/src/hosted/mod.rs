@@ -5,7 +5,8 @@
 //! the same user), but the hypervisor process still enforces what Xen
 //! would: who is privileged, who may bind which port, map which page.
 //!
-//! - [`Hypervisor::serve`] runs the hypervisor in the calling thread,
+//! - `Hypervisor::serve` (feature `hosted-hypervisor`) runs the
+//!   hypervisor in the calling thread,
 //!   listening on `<state>/hypervisor.sock`; every process that connects
 //!   there is dom0 (privileged).
 //! - Guest processes are spawned by the hypervisor with an inherited,
@@ -13,7 +14,7 @@
 //!   [`Host::from_guest_env`] picks it up.
 //! - A [`Host`] hands out the trait implementations:
 //!   [`Host::event_channels`], [`Host::foreign_memory`], [`Host::grants`],
-//!   [`Host::domains`].
+//!   [`Host::domain_states`], [`Host::dom0_store`], [`Host::toolstack`].
 //!
 //! Files: `protocol` (messages and framing) is shared; `client`,
 //! `evtchn`, `memory` and `toolstack` are a process's side; `hypervisor`
@@ -21,6 +22,7 @@
 
 mod client;
 mod evtchn;
+#[cfg(feature = "hosted-hypervisor")]
 mod hypervisor;
 mod memory;
 pub(crate) mod protocol;
@@ -28,9 +30,10 @@ mod toolstack;
 
 pub use client::Host;
 pub use evtchn::HostedEventChannels;
+#[cfg(feature = "hosted-hypervisor")]
 pub use hypervisor::{Hypervisor, StopHandle};
 pub use memory::{HostedForeignMemory, HostedGrants};
-pub use toolstack::HostedDomains;
+pub use toolstack::{HostedDom0Store, HostedToolstack};
 
 use std::path::{Path, PathBuf};
 

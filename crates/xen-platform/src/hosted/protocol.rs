@@ -120,6 +120,7 @@ pub(crate) enum Response {
     Domains { domains: Vec<DomainInfo> },
 }
 
+#[cfg(feature = "hosted-hypervisor")]
 impl Response {
     /// An error reply carrying `errno`.
     pub(crate) fn error(errno: Errno, message: impl Into<String>) -> Response {

@@ -5,21 +5,31 @@ use std::io;
 
 use super::client::Host;
 use super::protocol::{invalid, Request, Response};
-use crate::{DomId, DomainConfig, DomainInfo, Domains, NewDomain, ShutdownReason};
+use crate::{
+    Dom0Store, DomId, DomainConfig, DomainInfo, DomainState, DomainStates, MappedPages, NewDomain, Port,
+    ShutdownReason, Toolstack,
+};
 
-/// Hosted domain lifecycle, for a toolstack.
+/// Hosted domain lifecycle, for a toolstack, and domain states, for the
+/// daemon.
 #[derive(Debug, Clone)]
-pub struct HostedDomains {
+pub struct HostedToolstack {
     host: Host,
 }
 
-impl HostedDomains {
-    pub(crate) fn new(host: Host) -> HostedDomains {
-        HostedDomains { host }
+impl HostedToolstack {
+    pub(crate) fn new(host: Host) -> HostedToolstack {
+        HostedToolstack { host }
     }
 }
 
-impl Domains for HostedDomains {
+impl DomainStates for HostedToolstack {
+    fn states(&mut self) -> io::Result<Vec<(DomId, DomainState)>> {
+        Ok(self.list()?.into_iter().map(|d| (d.domid, d.state)).collect())
+    }
+}
+
+impl Toolstack for HostedToolstack {
     fn create(&mut self, config: &DomainConfig) -> io::Result<NewDomain> {
         match self.host.request(&Request::Create { config: config.clone() })?.0 {
             Response::Created { domain } => Ok(domain),
@@ -48,5 +58,16 @@ impl Domains for HostedDomains {
             Response::Domains { domains } => Ok(domains),
             _ => Err(invalid("unexpected reply to List")),
         }
+    }
+}
+
+/// Hosted dom0 has no xenstore ring: its processes reach the daemon over
+/// the daemon's socket, so [`Dom0Store::dom0_ring`] is always `None`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostedDom0Store;
+
+impl Dom0Store for HostedDom0Store {
+    fn dom0_ring(&mut self) -> io::Result<Option<(MappedPages, Port)>> {
+        Ok(None)
     }
 }

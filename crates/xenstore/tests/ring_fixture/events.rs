@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rustix::event::{eventfd, EventfdFlags};
-use xen_platform::{DomId, EventChannels, Notifier, Port, Virq};
+use xen_platform::{Binding, BoundPort, DomId, EventChannelParts, EventChannels, Notifier, Port, Virq};
 
 /// One direction of the channel: a level that `signal` raises and `clear`
 /// lowers.
@@ -111,6 +111,14 @@ impl EventChannels for TestEvents {
             sent.bump();
             outbound.signal()
         }))
+    }
+
+    fn bindings(&self) -> Vec<BoundPort> {
+        vec![BoundPort { port: self.port, binding: Binding::Claimed }]
+    }
+
+    fn into_parts(self: Box<Self>) -> io::Result<EventChannelParts> {
+        unsupported()
     }
 
     fn take_pending(&mut self, out: &mut Vec<Port>) -> io::Result<()> {
