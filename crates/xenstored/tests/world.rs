@@ -1,0 +1,248 @@
+//! The daemon's ring behaviour in the stepped world: INTRODUCE, RELEASE,
+//! domain death, reconnection, the error indicator and fairness between
+//! rings, with the real `Server` over the platform's in-memory twins, in
+//! one process (milliseconds, no processes). `crates/xsim/tests/guests.rs`
+//! keeps the same behaviours over real processes and the hosted
+//! hypervisor.
+
+use xen_platform::ShutdownReason;
+use xenstore::{ErrorCode, Op};
+use xenstore_ring::{Field, ERROR_COMM, ERROR_NONE, ERROR_PROTO, ERROR_RINGIDX};
+use xenstored::testing::{ClientId, World};
+
+fn code(result: xenstored::testing::ReplyResult) -> Option<ErrorCode> {
+    result.err().and_then(|e| e.code())
+}
+
+fn introduced(world: &mut World, name: &str) -> ClientId {
+    let guest = world.create_guest(name);
+    assert_eq!(world.introduce(guest).unwrap(), b"OK\0");
+    guest
+}
+
+#[test]
+fn introduce_serves_the_ring_as_the_guest_with_relative_paths() {
+    let mut w = World::new();
+    let dom0 = w.dom0();
+    w.watch(dom0, "@introduceDomain", "intro").unwrap();
+    w.take_events(dom0);
+    let guest = introduced(&mut w, "guest");
+    let domid = w.domid(guest);
+    assert_eq!(w.take_events(dom0).iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), ["@introduceDomain"]);
+    w.call(dom0, Op::Mkdir, format!("/local/domain/{domid}\0").as_bytes()).unwrap();
+    w.call(dom0, Op::SetPerms, format!("/local/domain/{domid}\0b{domid}\0").as_bytes()).unwrap();
+    w.call(guest, Op::Write, b"data/x\0hello").unwrap();
+    let read = w.call(dom0, Op::Read, format!("/local/domain/{domid}/data/x\0").as_bytes()).unwrap();
+    assert_eq!(read, b"hello");
+    // The guest is unprivileged: dom0's nodes and CONTROL are refused.
+    assert_eq!(code(w.call(guest, Op::Read, b"/tool/xenstored\0")), Some(ErrorCode::EACCES));
+    assert_eq!(code(w.call(guest, Op::Control, b"memreport\0")), Some(ErrorCode::EACCES));
+    assert_eq!(w.call(dom0, Op::IsDomainIntroduced, format!("{domid}\0").as_bytes()).unwrap(), b"T\0");
+}
+
+#[test]
+fn requests_written_before_introduce_are_answered_once_introduced() {
+    let mut w = World::new();
+    let guest = w.create_guest("early");
+    let req = w.send(guest, Op::GetDomainPath, 0, b"7\0");
+    w.run();
+    assert!(w.reply(guest, req).is_none(), "nobody serves the ring yet");
+    w.introduce(guest).unwrap();
+    assert_eq!(w.reply(guest, req).unwrap().unwrap(), b"/local/domain/7\0");
+}
+
+#[test]
+fn introduce_whose_ring_cannot_be_mapped_is_einval_and_leaves_nothing() {
+    let mut w = World::new();
+    let dom0 = w.dom0();
+    w.watch(dom0, "@introduceDomain", "intro").unwrap();
+    w.take_events(dom0);
+    let guest = w.create_guest("unmappable");
+    let domid = w.domid(guest);
+    w.hv.fail_next_map_foreign(libc_einval());
+    assert_eq!(code(w.introduce(guest)), Some(ErrorCode::EINVAL));
+    assert!(w.take_events(dom0).is_empty(), "@introduceDomain did not fire");
+    assert_eq!(w.call(dom0, Op::IsDomainIntroduced, format!("{domid}\0").as_bytes()).unwrap(), b"F\0");
+    assert_eq!(w.server.engine().check(), Ok(()));
+    // The next attempt works, and the daemon kept serving.
+    assert_eq!(w.introduce(guest).unwrap(), b"OK\0");
+    assert_eq!(w.call(guest, Op::GetDomainPath, b"3\0").unwrap(), b"/local/domain/3\0");
+}
+
+#[test]
+fn introduce_whose_channel_cannot_be_bound_is_einval() {
+    let mut w = World::new();
+    let guest = w.create_guest("unbindable");
+    w.hv.fail_next_bind_interdomain(libc_einval());
+    assert_eq!(code(w.introduce(guest)), Some(ErrorCode::EINVAL));
+    assert_eq!(w.introduce(guest).unwrap(), b"OK\0");
+}
+
+#[test]
+fn introducing_a_domain_that_does_not_exist_is_einval() {
+    let mut w = World::new();
+    let dom0 = w.dom0();
+    assert_eq!(code(w.call(dom0, Op::Introduce, b"999\01\02\0")), Some(ErrorCode::EINVAL));
+    assert_eq!(w.call(dom0, Op::Read, b"/tool/xenstored\0").unwrap(), b"");
+}
+
+#[test]
+fn release_stops_serving_the_ring_and_fires_release_domain() {
+    let mut w = World::new();
+    let dom0 = w.dom0();
+    let guest = introduced(&mut w, "released");
+    let domid = w.domid(guest);
+    w.watch(dom0, "@releaseDomain", "rel").unwrap();
+    w.take_events(dom0);
+    w.call(dom0, Op::Release, format!("{domid}\0").as_bytes()).unwrap();
+    assert_eq!(w.take_events(dom0).iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), ["@releaseDomain"]);
+    let req = w.send(guest, Op::GetDomainPath, 0, b"1\0");
+    w.run();
+    assert!(w.reply(guest, req).is_none(), "a released ring is not served");
+    // Introduced again, it is served from where it is.
+    assert_eq!(w.introduce(guest).unwrap(), b"OK\0");
+    assert!(w.reply(guest, req).is_some());
+}
+
+#[test]
+fn destroying_a_domain_fires_release_domain_and_removes_its_nodes() {
+    let mut w = World::new();
+    let dom0 = w.dom0();
+    let guest = introduced(&mut w, "doomed");
+    let domid = w.domid(guest);
+    let home = format!("/local/domain/{domid}");
+    w.call(dom0, Op::Mkdir, format!("{home}\0").as_bytes()).unwrap();
+    w.call(dom0, Op::SetPerms, format!("{home}\0b{domid}\0").as_bytes()).unwrap();
+    w.call(guest, Op::Write, b"mine\0x").unwrap();
+    w.watch(dom0, "@releaseDomain", "rel").unwrap();
+    w.take_events(dom0);
+    w.destroy(guest);
+    w.run();
+    let events = w.take_events(dom0);
+    assert!(events.iter().any(|e| e.path == "@releaseDomain"), "{events:?}");
+    assert_eq!(code(w.call(dom0, Op::Read, format!("{home}/mine\0").as_bytes())), Some(ErrorCode::ENOENT));
+    assert_eq!(w.call(dom0, Op::IsDomainIntroduced, format!("{domid}\0").as_bytes()).unwrap(), b"F\0");
+    assert_eq!(w.server.engine().check(), Ok(()));
+}
+
+#[test]
+fn shutdown_fires_release_domain_once_before_destruction() {
+    let mut w = World::new();
+    let dom0 = w.dom0();
+    let guest = introduced(&mut w, "stopping");
+    let domid = w.domid(guest);
+    w.watch(dom0, "@releaseDomain", "rel").unwrap();
+    w.take_events(dom0);
+    w.shutdown(guest, ShutdownReason::Poweroff);
+    w.run();
+    assert_eq!(w.take_events(dom0).len(), 1);
+    // Still introduced until destroyed; the destruction fires no second event.
+    assert_eq!(w.call(dom0, Op::IsDomainIntroduced, format!("{domid}\0").as_bytes()).unwrap(), b"T\0");
+    w.destroy(guest);
+    w.run();
+    assert!(w.take_events(dom0).is_empty());
+    assert_eq!(w.call(dom0, Op::IsDomainIntroduced, format!("{domid}\0").as_bytes()).unwrap(), b"F\0");
+}
+
+#[test]
+fn reconnection_drops_partial_input_watches_and_transactions() {
+    let mut w = World::new();
+    let dom0 = w.dom0();
+    let guest = introduced(&mut w, "reconnecting");
+    let domid = w.domid(guest);
+    w.call(dom0, Op::Mkdir, format!("/local/domain/{domid}\0").as_bytes()).unwrap();
+    w.call(dom0, Op::SetPerms, format!("/local/domain/{domid}\0b{domid}\0").as_bytes()).unwrap();
+    w.watch(guest, "data", "tok").unwrap();
+    let tx = w.call(guest, Op::TransactionStart, b"\0").unwrap();
+    assert_eq!(w.server.engine().transaction_count(), 1);
+    // Half a request header, then the reset.
+    w.send_raw(guest, &[1, 0, 0, 0, 9, 0]);
+    w.run();
+    w.reconnect(guest);
+    w.run();
+    assert_eq!(w.ring(guest).raw_field(Field::Error), ERROR_NONE);
+    assert_eq!(w.server.engine().transaction_count(), 0, "transaction {tx:?} dropped");
+    assert_eq!(w.server.engine().watch_count(), 0);
+    w.call(dom0, Op::Write, format!("/local/domain/{domid}/data\0v").as_bytes()).unwrap();
+    assert!(w.take_events(guest).is_empty(), "the watch is gone");
+    assert_eq!(w.call(guest, Op::GetDomainPath, b"2\0").unwrap(), b"/local/domain/2\0");
+}
+
+#[test]
+fn oversize_payload_sets_the_protocol_error_until_reconnection() {
+    let mut w = World::new();
+    let guest = introduced(&mut w, "oversize");
+    let other = introduced(&mut w, "bystander");
+    // A READ header claiming a 4097-byte payload.
+    let mut header = Vec::new();
+    for field in [2u32, 1, 0, 4097] {
+        header.extend_from_slice(&field.to_le_bytes());
+    }
+    w.send_raw(guest, &header);
+    w.run();
+    assert_eq!(w.ring(guest).raw_field(Field::Error), ERROR_PROTO);
+    let req = w.send(guest, Op::GetDomainPath, 0, b"1\0");
+    w.run();
+    assert!(w.reply(guest, req).is_none(), "a stopped ring is not served");
+    assert_eq!(w.call(other, Op::GetDomainPath, b"1\0").unwrap(), b"/local/domain/1\0");
+    w.reconnect(guest);
+    w.run();
+    assert_eq!(w.ring(guest).raw_field(Field::Error), ERROR_NONE);
+    assert_eq!(w.call(guest, Op::GetDomainPath, b"1\0").unwrap(), b"/local/domain/1\0");
+}
+
+#[test]
+fn corrupt_indices_cut_off_only_that_guest() {
+    let mut w = World::new();
+    let dom0 = w.dom0();
+    let guest = introduced(&mut w, "corrupt");
+    let other = introduced(&mut w, "fine");
+    w.ring(guest).set_raw_field(Field::ReqProd, 0x7000_0000);
+    w.kick(guest);
+    w.run();
+    assert_eq!(w.ring(guest).raw_field(Field::Error), ERROR_RINGIDX);
+    assert_eq!(w.call(other, Op::GetDomainPath, b"1\0").unwrap(), b"/local/domain/1\0");
+    assert_eq!(w.call(dom0, Op::GetDomainPath, b"1\0").unwrap(), b"/local/domain/1\0");
+}
+
+#[test]
+fn broken_event_channel_sets_the_comm_error() {
+    let mut w = World::new();
+    let guest = introduced(&mut w, "unreachable");
+    let domid = w.domid(guest);
+    // Break every port dom0 bound to this guest (the daemon's side of the
+    // channel): the next notification fails.
+    for port in 1..16 {
+        let _ = w.hv.break_port(0, port);
+    }
+    let req = w.send(guest, Op::GetDomainPath, 0, b"1\0");
+    w.run();
+    assert_eq!(w.ring(guest).raw_field(Field::Error), ERROR_COMM, "domain {domid}");
+    let _ = w.reply(guest, req);
+}
+
+#[test]
+fn a_flooding_ring_does_not_delay_another_guest() {
+    let mut w = World::new();
+    let flood = introduced(&mut w, "flood");
+    let quiet = introduced(&mut w, "quiet");
+    for round in 0..200 {
+        // The flooder keeps its ring full of requests every round.
+        for _ in 0..64 {
+            w.send(flood, Op::GetDomainPath, 0, b"1\0");
+        }
+        let req = w.send(quiet, Op::GetDomainPath, 0, b"2\0");
+        // Two rounds: the guest writes and the daemon reads; the daemon
+        // answers and the guest reads.
+        for _ in 0..3 {
+            w.round();
+        }
+        assert!(w.reply(quiet, req).is_some(), "round {round}: the quiet guest waited behind the flood");
+    }
+    w.run();
+}
+
+/// EINVAL as an errno for the fault injection.
+fn libc_einval() -> i32 {
+    22
+}
