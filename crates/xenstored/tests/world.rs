@@ -82,7 +82,7 @@ fn introduce_whose_channel_cannot_be_bound_is_einval() {
 fn introducing_a_domain_that_does_not_exist_is_einval() {
     let mut w = World::new();
     let dom0 = w.dom0();
-    assert_eq!(code(w.call(dom0, Op::Introduce, b"999\01\02\0")), Some(ErrorCode::EINVAL));
+    assert_eq!(code(w.call(dom0, Op::Introduce, b"999\x001\x002\0")), Some(ErrorCode::EINVAL));
     assert_eq!(w.call(dom0, Op::Read, b"/tool/xenstored\0").unwrap(), b"");
 }
 
