@@ -230,3 +230,31 @@ fn adopt_refuses_parts_that_do_not_match() {
     };
     assert_eq!(errno(hv.adopt_event_channels(0, parts)), EINVAL);
 }
+
+#[test]
+fn ring_crate_runs_over_the_twin_store_page_and_port() {
+    use xenstore_ring::{Incoming, MappedGuest, MappedServer};
+    let hv = TestHypervisor::new();
+    let (new, mut dom0, port, mut guest) = introduced(&hv);
+    let page = hv.foreign_memory().map_foreign(new.domid, new.store_gfn, 1).unwrap();
+    let to_guest = dom0.notifier(port).unwrap();
+    let to_server = guest.events.notifier(guest.store_port).unwrap();
+    let mut server = MappedServer::new(page, move || to_guest.notify().unwrap());
+    let mut ring = MappedGuest::new(guest.store_page, move || to_server.notify().unwrap());
+
+    // A READ of "/x" (xs_wire.h: type, req_id, tx_id, len, payload).
+    let mut request = Vec::new();
+    for field in [2u32, 7, 0, 3] {
+        request.extend_from_slice(&field.to_le_bytes());
+    }
+    request.extend_from_slice(b"/x\0");
+    assert_eq!(ring.write(&request).unwrap(), request.len());
+    assert_eq!(pending(&mut dom0), [port]);
+    assert!(matches!(server.poll().unwrap(), Some(Incoming::Packet(_))));
+
+    server.write(b"reply").unwrap();
+    assert_eq!(pending(&mut guest.events), [guest.store_port]);
+    let mut buf = [0u8; 16];
+    let got = ring.read(&mut buf).unwrap();
+    assert_eq!(&buf[..got], b"reply");
+}
