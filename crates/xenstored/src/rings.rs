@@ -14,7 +14,7 @@ use std::io::{self, IoSlice, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use xen_platform::{DomId, DomainStates, EventChannels, ForeignMemory, MappedPages, Notifier, Port};
+use xen_platform::{Dom0Store, DomId, DomainStates, EventChannels, ForeignMemory, MappedPages, Notifier, Port};
 use xenstore_db::ConnId;
 use xenstore_ring::{Incoming, MappedServer, Notify, ERROR_COMM};
 use xenstore_wire::Packet;
@@ -31,6 +31,10 @@ pub struct Platform {
     pub memory: Box<dyn ForeignMemory>,
     /// Domain states, read when VIRQ_DOM_EXC fires.
     pub domains: Box<dyn DomainStates>,
+    /// Dom0's own xenstore ring, served as a privileged connection when
+    /// the platform has one (a xenstored in dom0 on Xen; hosted has none:
+    /// dom0's processes use the socket).
+    pub dom0_store: Box<dyn Dom0Store>,
 }
 
 /// How the ring signals the guest. The ring layer asks for a
@@ -167,6 +171,27 @@ impl Rings {
         self.by_port.insert(local, conn);
         self.by_domid.insert(domid, conn);
         Ok(DomainRing::new(domid, local, pages, notifier, features))
+    }
+
+    /// Binds the port of dom0's own ring (`pages`, dom0's `port`) and
+    /// indexes it as connection `conn` (not by domain: dom0 never dies).
+    pub(crate) fn attach_dom0(
+        &mut self,
+        pages: MappedPages,
+        port: Port,
+        conn: ConnId,
+        features: u32,
+    ) -> io::Result<DomainRing> {
+        let local = self.platform.events.bind_interdomain(0, port)?;
+        let notifier = match self.platform.events.notifier(local) {
+            Ok(notifier) => notifier,
+            Err(e) => {
+                let _ = self.platform.events.unbind(local);
+                return Err(e);
+            }
+        };
+        self.by_port.insert(local, conn);
+        Ok(DomainRing::new(0, local, pages, notifier, features))
     }
 
     /// Stops serving a domain's ring: unbinds its port (the page is

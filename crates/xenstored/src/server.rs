@@ -87,10 +87,20 @@ pub struct Settings {
 
 impl Server {
     /// Serves domains' rings through `platform` from now on: binds
-    /// VIRQ_DOM_EXC and polls the event-channel handle. Without a
-    /// platform, INTRODUCE only records the domain in the store.
+    /// VIRQ_DOM_EXC, serves dom0's own ring if the platform has one (a
+    /// privileged connection, as the C daemon's `dom0_init`), and polls the
+    /// event-channel handle. Without a platform, INTRODUCE only records
+    /// the domain in the store.
     pub fn serve_domains(&mut self, platform: Platform) -> Result<()> {
-        let rings = Rings::new(platform).context("binding VIRQ_DOM_EXC")?;
+        let mut rings = Rings::new(platform).context("binding VIRQ_DOM_EXC")?;
+        if let Some((pages, port)) = rings.platform.dom0_store.dom0_ring().context("finding dom0's xenstore ring")? {
+            let conn = self.engine.connect(Caller::DOM0);
+            let features = self.engine.config().features;
+            let ring = rings.attach_dom0(pages, port, conn, features).context("binding dom0's xenstore port")?;
+            info!(conn, port = ring.port, "serving dom0's xenstore ring");
+            self.conns.insert(conn, Connection::new(Transport::Ring(ring)));
+            self.again.push(conn);
+        }
         let fd = std::os::fd::AsRawFd::as_raw_fd(&rings.platform.events.as_fd());
         self.poll
             .registry()

@@ -107,12 +107,29 @@ impl World {
 
     /// A world with these settings.
     pub fn with(config: Config, limits: Limits) -> World {
+        World::build(config, limits, false)
+    }
+
+    /// A world whose dom0 has its own xenstore ring, which the daemon
+    /// serves as a privileged connection (a xenstored in dom0 on Xen);
+    /// returns the client on dom0's kernel side of that ring.
+    pub fn with_dom0_ring() -> (World, ClientId) {
+        let mut world = World::build(Config::default(), Limits::default(), true);
+        let client = world.ring_client(0);
+        (world, client)
+    }
+
+    fn build(config: Config, limits: Limits, dom0_ring: bool) -> World {
         let hv = TestHypervisor::new();
+        if dom0_ring {
+            hv.give_dom0_a_store_ring().expect("giving dom0 a store ring");
+        }
         let mut server = Server::in_process(config, limits).expect("creating the in-process server");
         let platform = Platform {
             events: Box::new(hv.event_channels(0).expect("dom0's event channels")),
             memory: Box::new(hv.foreign_memory()),
             domains: Box::new(hv.domain_states()),
+            dom0_store: Box::new(hv.dom0_store()),
         };
         server.serve_domains(platform).expect("serving domains through the twin");
         World { server, hv, events: Events::with_capacity(256), clients: Vec::new(), toolstack: None }
@@ -132,13 +149,18 @@ impl World {
     pub fn create_guest(&mut self, name: &str) -> ClientId {
         let config = DomainConfig { name: name.into(), program: Vec::new(), env: Vec::new(), cwd: None };
         let new = self.hv.toolstack().create(&config).expect("creating a domain");
-        let guest = self.hv.guest(new.domid).expect("the guest's page and port");
+        self.ring_client(new.domid)
+    }
+
+    /// A client on the kernel side of `domid`'s store ring.
+    fn ring_client(&mut self, domid: DomId) -> ClientId {
+        let guest = self.hv.guest(domid).expect("the guest's page and port");
         let notifier: Notifier = guest.events.notifier(guest.store_port).expect("the guest's notifier");
         let notify: Box<dyn FnMut() + Send> = Box::new(move || {
             let _ = notifier.notify();
         });
         let ring = MappedGuest::new(guest.store_page, notify);
-        self.add(Link::Ring { domid: new.domid, store_port: guest.store_port, ring, events: guest.events })
+        self.add(Link::Ring { domid, store_port: guest.store_port, ring, events: guest.events })
     }
 
     fn add(&mut self, link: Link) -> ClientId {
@@ -161,6 +183,14 @@ impl World {
         match &self.clients[guest.0].link {
             Link::Ring { domid, .. } => *domid,
             Link::Socket(_) => 0,
+        }
+    }
+
+    /// A guest's store port (its end, the `port` of INTRODUCE).
+    pub fn store_port(&self, guest: ClientId) -> Port {
+        match &self.clients[guest.0].link {
+            Link::Ring { store_port, .. } => *store_port,
+            Link::Socket(_) => panic!("{guest:?} is not a guest"),
         }
     }
 

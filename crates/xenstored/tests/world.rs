@@ -242,6 +242,22 @@ fn a_flooding_ring_does_not_delay_another_guest() {
     w.run();
 }
 
+#[test]
+fn dom0s_own_ring_is_served_as_a_privileged_connection() {
+    let (mut w, dom0_ring) = World::with_dom0_ring();
+    assert_eq!(w.domid(dom0_ring), 0);
+    w.call(dom0_ring, Op::Write, b"/tool/from-ring\0x").unwrap();
+    assert_eq!(w.call(dom0_ring, Op::Read, b"/tool/from-ring\0").unwrap(), b"x");
+    // Privileged: it may introduce a guest and read every node.
+    let guest = w.create_guest("guest");
+    let domid = w.domid(guest);
+    let gfn = xen_platform::testing::STORE_GFN;
+    let store_port = w.store_port(guest);
+    let reply = w.call(dom0_ring, Op::Introduce, format!("{domid}\0{gfn}\0{store_port}\0").as_bytes());
+    assert_eq!(reply.unwrap(), b"OK\0");
+    assert_eq!(w.call(guest, Op::GetDomainPath, b"0\0").unwrap(), b"/local/domain/0\0");
+}
+
 /// EINVAL as an errno for the fault injection.
 fn libc_einval() -> i32 {
     22

@@ -172,14 +172,24 @@ impl TestHypervisor {
         TestToolstack { hv: self.clone() }
     }
 
-    /// Dom0's xenstore ring: the twin's dom0 has none (as hosted).
+    /// Dom0's xenstore ring, as the daemon finds it: none unless
+    /// [`TestHypervisor::give_dom0_a_store_ring`] made one.
     pub fn dom0_store(&self) -> TestDom0Store {
-        TestDom0Store
+        TestDom0Store { hv: self.clone() }
     }
 
-    /// The guest side of domain `domid`: its store page, mapped, and a
-    /// new handle holding its store port. `ESRCH` for an unknown domain,
-    /// `EINVAL` for dom0, `EBUSY` if another handle holds the port.
+    /// Gives dom0 a xenstore page and a store port offered to itself, as
+    /// a dom0 kernel does for a xenstored running in dom0; its kernel side
+    /// is then [`TestHypervisor::guest`]`(0)`. `EEXIST` if dom0 has one.
+    pub fn give_dom0_a_store_ring(&self) -> io::Result<()> {
+        self.lock().give_dom0_store()?;
+        Ok(())
+    }
+
+    /// The guest side of domain `domid` (dom0's kernel side, if dom0 has
+    /// a store ring): its store page, mapped, and a new handle holding its
+    /// store port. `ESRCH` for an unknown domain, `EINVAL` for a domain
+    /// without a store page, `EBUSY` if another handle holds the port.
     pub fn guest(&self, domid: DomId) -> io::Result<TestGuest> {
         let (page, store_port) = {
             let world = self.lock();
@@ -383,14 +393,24 @@ impl TestToolstack {
     }
 }
 
-/// The twin's dom0 has no xenstore ring: [`Dom0Store::dom0_ring`] is
-/// `None`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TestDom0Store;
+/// Dom0's own xenstore ring as the daemon finds it: `None` unless
+/// [`TestHypervisor::give_dom0_a_store_ring`] made one.
+#[derive(Debug, Clone)]
+pub struct TestDom0Store {
+    hv: TestHypervisor,
+}
 
 impl Dom0Store for TestDom0Store {
     fn dom0_ring(&mut self) -> io::Result<Option<(MappedPages, Port)>> {
-        Ok(None)
+        let (page, port) = {
+            let world = self.hv.lock();
+            let dom0 = world.domain(0)?;
+            match &dom0.store_page {
+                Some(page) => (page.clone(), dom0.store_port),
+                None => return Ok(None),
+            }
+        };
+        Ok(Some((MappedPages::map(page.as_fd(), 0, 1, true)?, port)))
     }
 }
 

@@ -443,6 +443,19 @@ impl World {
         Err(Errno::NOSPC)
     }
 
+    /// Gives dom0 a xenstore page and a store port offered to itself, held
+    /// by nobody: what a dom0 kernel's xenbus sets up for a xenstored in
+    /// dom0 (`/proc/xen/xsd_kva`, `/proc/xen/xsd_port`).
+    pub(super) fn give_dom0_store(&mut self) -> Outcome<Port> {
+        let dom0 = self.domain_mut(0)?;
+        if dom0.store_page.is_some() {
+            return Err(Errno::EXIST);
+        }
+        dom0.store_page = Some(Arc::new(memfd("twin-dom0-store", 1)?));
+        dom0.store_port = dom0.insert_port(None, Kind::Unbound { remote: 0 });
+        Ok(dom0.store_port)
+    }
+
     /// A new paused guest with a store page and a store port offered to
     /// dom0, held by nobody.
     pub(super) fn create(&mut self, name: &str) -> Outcome<(DomId, Port)> {
