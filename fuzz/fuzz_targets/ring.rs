@@ -6,6 +6,8 @@
 
 #![no_main]
 
+use std::io::IoSlice;
+
 use libfuzzer_sys::fuzz_target;
 use xenstore_ring::ring::{GuestRing, ServerRing};
 use xenstore_ring::{
@@ -48,11 +50,12 @@ fuzz_target!(|data: &[u8]| {
             }
             // Guest asks to reconnect.
             3 => guest.request_reconnect(),
-            // Server sends a reply-sized message.
+            // Server writes a reply-sized message, gathered from two
+            // pieces as xenstored's outbox hands them over.
             4 => {
                 let len = usize::from(input.first().copied().unwrap_or(0)) * 9;
-                server.send(vec![0x5a; len]);
-                let _ = server.flush();
+                let (head, tail) = (vec![0x5a; len / 3], vec![0xa5; len - len / 3]);
+                let _ = server.write_vectored(&[IoSlice::new(&head), IoSlice::new(&tail)]);
             }
             // Server polls.
             _ => {
