@@ -103,13 +103,13 @@ fn control_daemon_commands_come_back_as_effects() {
 #[test]
 fn control_quota_set_changes_the_global_quota_without_another_connection() {
     let mut w = World::new();
-    let out = w.send("dom0", 0, Op::Control, b"quota\0set\0nodes\077\0");
+    let out = w.send("dom0", 0, Op::Control, b"quota\0set\0nodes\x0077\0");
     assert_eq!((out.reply, out.effects.len()), (Ok(Reply::Text(b"OK".to_vec())), 0));
     assert_eq!(w.engine.config().quotas.get(QuotaKind::Nodes), 77);
-    let out = w.send("dom0", 0, Op::Control, b"quota-soft\0set\0nodes\05\0");
+    let out = w.send("dom0", 0, Op::Control, b"quota-soft\0set\0nodes\x005\0");
     assert_eq!(out.reply, Ok(Reply::Text(b"OK".to_vec())));
     assert_eq!(w.engine.config().soft_quotas.get(QuotaKind::Nodes), 5);
-    assert_eq!(w.send("dom0", 0, Op::Control, b"quota\0set\0bogus\01\0").reply, Err(ErrorCode::EINVAL));
+    assert_eq!(w.send("dom0", 0, Op::Control, b"quota\0set\0bogus\x001\0").reply, Err(ErrorCode::EINVAL));
 }
 
 #[test]
