@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use xenstore_wire::{path, ErrorCode, Reply};
 
-use crate::access::Caller;
 use crate::ctx::Mutation;
 use crate::event::Change;
 use crate::node::Node;
+use crate::permissions::Caller;
 use crate::quota::{QuotaExceeded, QuotaKind};
 use crate::tx::Transaction;
 use crate::{ConnId, Engine, Outcome};

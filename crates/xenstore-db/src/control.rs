@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 
 use xenstore_wire::{DomId, ErrorCode, Reply, Request};
 
-use crate::access::Caller;
 use crate::effect::{DaemonCommand, Effect};
+use crate::permissions::Caller;
 use crate::quota::{QuotaKind, Quotas};
 use crate::{Engine, Outcome};
 

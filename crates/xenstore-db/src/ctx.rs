@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use xenstore_wire::path;
-use xenstore_wire::{DomId, ErrorCode, Perm, PermList, Reply, PAYLOAD_MAX};
+use xenstore_wire::{DomId, ErrorCode, PermList, Reply, PAYLOAD_MAX};
 
-use crate::access::{rights, without_stale, Caller, Rights};
 use crate::domain::Domain;
 use crate::event::Change;
 use crate::node::Node;
+use crate::permissions::{Caller, Need};
 use crate::quota::{QuotaExceeded, QuotaKind, Quotas};
 use crate::tree::Tree;
 use crate::tx::Transaction;
@@ -26,31 +26,6 @@ pub(crate) enum Mutation {
     Removed { owner: DomId },
     /// A node's owner changed.
     Chowned { from: DomId, to: DomId },
-}
-
-/// The access a request needs on its node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Need {
-    Read,
-    Write,
-    Owner,
-}
-
-impl Need {
-    fn granted(self, r: Rights) -> bool {
-        match self {
-            Need::Read => r.read,
-            Need::Write => r.write,
-            Need::Owner => r.write && r.owner,
-        }
-    }
-}
-
-/// Whether a permission entry still counts on a node last written at
-/// `node_gen`: dom0 always; others only if the domain's current incarnation
-/// was known by then.
-pub(crate) fn entry_valid(domains: &BTreeMap<DomId, Domain>, perm: &Perm, node_gen: u64) -> bool {
-    perm.domid == 0 || domains.get(&perm.domid).is_some_and(|d| d.since_gen <= node_gen)
 }
 
 /// The tree a request runs against.
@@ -139,15 +114,6 @@ impl Ctx<'_> {
             return Err(kind.error());
         }
         Ok(())
-    }
-
-    /// The node's permissions without entries that no longer count.
-    pub fn effective_perms(&self, node: &Node) -> PermList {
-        without_stale(&node.perms, |p| entry_valid(self.domains, p, node.meta_gen))
-    }
-
-    fn rights_on(&self, node: &Node) -> Rights {
-        rights(self.caller, self.target, &node.perms, |p| entry_valid(self.domains, p, node.meta_gen))
     }
 
     /// Finds a node the caller may access as `need`. A missing node is

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use xenstore_wire::path;
 use xenstore_wire::{Access, DomId, ErrorCode, PermList, Reply, Request};
 
-use crate::access::Caller;
 use crate::ctx::{Ctx, Store};
 use crate::domain::Domain;
 use crate::effect::Effect;
 use crate::event::Delivery;
 use crate::node::Node;
+use crate::permissions::Caller;
 use crate::quota::{QuotaExceeded, QuotaKind, Quotas};
 use crate::tree::Tree;
 use crate::tx::Transaction;

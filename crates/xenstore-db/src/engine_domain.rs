@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use xenstore_wire::{path, DomId, ErrorCode, Reply};
 
-use crate::access::Caller;
 use crate::ctx::Mutation;
 use crate::domain::RingAddress;
 use crate::effect::Effect;
 use crate::event::Change;
+use crate::permissions::Caller;
 use crate::quota::QuotaKind;
 use crate::{Engine, Outcome};
 
@@ -278,11 +278,6 @@ impl Engine {
             }
         }
         Outcome { events, effects, ..Outcome::ok(Reply::Ok) }
-    }
-
-    /// A node's permissions without entries that no longer count.
-    pub(crate) fn peek_perms(&self, node: &crate::node::Node) -> xenstore_wire::PermList {
-        crate::access::without_stale(&node.perms, |e| crate::ctx::entry_valid(&self.domains, e, node.meta_gen))
     }
 
     /// Checks the store's invariants: every node's parent exists and lists

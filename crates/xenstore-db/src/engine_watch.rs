@@ -1,11 +1,11 @@
-//! WATCH, UNWATCH and the permissions of the special watch paths.
+//! WATCH and UNWATCH.
 
 use std::sync::Arc;
 
-use xenstore_wire::{path, ErrorCode, PermList, Reply, WatchEvent};
+use xenstore_wire::{path, ErrorCode, Reply, WatchEvent};
 
-use crate::access::{rights, Caller};
 use crate::event::Delivery;
+use crate::permissions::Caller;
 use crate::quota::{QuotaExceeded, QuotaKind};
 use crate::watch::Watch;
 use crate::{ConnId, Engine, Outcome};
@@ -59,40 +59,5 @@ impl Engine {
             }
             None => Outcome::error(ErrorCode::ENOENT),
         }
-    }
-
-    fn special_name(p: &str) -> Option<&'static str> {
-        [path::INTRODUCE_DOMAIN, path::RELEASE_DOMAIN].into_iter().find(|n| *n == p)
-    }
-
-    /// GET_PERMS on `@introduceDomain` / `@releaseDomain`.
-    pub(crate) fn special_get_perms(&self, caller: Caller, p: &str) -> Outcome {
-        let Some(perms) = Self::special_name(p).and_then(|n| self.special_perms.get(n)) else {
-            return Outcome::error(ErrorCode::ENOENT);
-        };
-        let target = self.domains.get(&caller.domid).and_then(|d| d.target);
-        if !rights(caller, target, perms, |_| true).read {
-            return Outcome::error(ErrorCode::EACCES);
-        }
-        Outcome::ok(Reply::GetPerms(perms.clone()))
-    }
-
-    /// SET_PERMS on `@introduceDomain` / `@releaseDomain`: lets the listed
-    /// domains receive those events. Only the owner (dom0) may.
-    pub(crate) fn special_set_perms(&mut self, caller: Caller, p: &str, perms: &PermList) -> Outcome {
-        let Some(name) = Self::special_name(p) else {
-            return Outcome::error(ErrorCode::ENOENT);
-        };
-        let target = self.domains.get(&caller.domid).and_then(|d| d.target);
-        let current = self.special_perms.get(name).cloned();
-        let allowed = current.is_some_and(|c| rights(caller, target, &c, |_| true).owner);
-        if !allowed {
-            return Outcome::error(ErrorCode::EACCES);
-        }
-        if !caller.privileged && self.quotas_of(caller.domid).exceeded(QuotaKind::Permissions, perms.entries().len()) {
-            return Outcome::error(ErrorCode::ENOSPC);
-        }
-        self.special_perms.insert(name, perms.clone());
-        Outcome::ok(Reply::Ok)
     }
 }

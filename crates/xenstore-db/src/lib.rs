@@ -22,7 +22,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod access;
 pub mod children;
 mod commit;
 mod control;
@@ -34,14 +33,18 @@ mod engine_domain;
 mod engine_watch;
 mod event;
 pub mod node;
+pub mod permissions;
 pub mod quota;
 mod route;
 pub mod tree;
 mod tx;
 pub mod watch;
 
-pub use access::Caller;
 pub use effect::{DaemonCommand, Effect};
 pub use engine::{features, Config, ConnId, Engine, Outcome, Usage};
 pub use event::Delivery;
+/// The permission rules' former module name: `xenstore_db::access::*` paths
+/// still work.
+pub use permissions as access;
+pub use permissions::Caller;
 pub use quota::{QuotaExceeded, QuotaKind, Quotas};
