@@ -22,23 +22,26 @@
 
 #![forbid(unsafe_code)]
 
+mod check;
 pub mod children;
 mod commit;
 mod control;
 mod ctx;
 pub mod domain;
+mod domains;
 pub mod effect;
 mod engine;
-mod engine_domain;
-mod engine_watch;
 mod event;
 pub mod node;
+mod node_ops;
 pub mod permissions;
 pub mod quota;
+mod quota_requests;
 mod route;
 pub mod tree;
 mod tx;
 pub mod watch;
+mod watch_requests;
 
 pub use effect::{DaemonCommand, Effect};
 pub use engine::{features, Config, ConnId, Engine, Outcome, Usage};

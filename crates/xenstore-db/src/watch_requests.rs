@@ -1,4 +1,5 @@
-//! WATCH and UNWATCH.
+//! WATCH and UNWATCH (`xenstore.txt`, "Watches"). Who may see an event
+//! is `permissions.rs`'s rule; routing events to watches is `route.rs`'s.
 
 use std::sync::Arc;
 

@@ -1,6 +1,9 @@
-//! Domain management requests, quotas, and domain removal.
+//! Domains (`xenstore.txt`, "Domain management and xenstored
+//! communications"): INTRODUCE (and rolling it back when the driver cannot
+//! attach the ring), RELEASE, RESUME, SET_TARGET, GET_FEATURE and
+//! SET_FEATURE; a domain's shutdown and removal; and the owned-node counts
+//! that the `nodes` quota and domain removal read.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use xenstore_wire::{path, DomId, ErrorCode, Reply};
@@ -10,7 +13,6 @@ use crate::domain::RingAddress;
 use crate::effect::Effect;
 use crate::event::Change;
 use crate::permissions::Caller;
-use crate::quota::QuotaKind;
 use crate::{Engine, Outcome};
 
 impl Engine {
@@ -162,46 +164,6 @@ impl Engine {
         Outcome::ok(Reply::Ok)
     }
 
-    /// GET_QUOTA.
-    pub(crate) fn get_quota(&self, caller: Caller, domid: Option<DomId>, quota: Option<&str>) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
-        }
-        let Some(name) = quota else {
-            return Outcome::ok(Reply::Names(QuotaKind::ALL.iter().map(|q| q.name().to_owned()).collect()));
-        };
-        let Some(kind) = QuotaKind::from_name(name) else {
-            return Outcome::error(ErrorCode::EINVAL);
-        };
-        let quotas = match domid {
-            None => self.config.quotas,
-            Some(d) => match self.domains.get(&d) {
-                Some(dom) => dom.quotas,
-                None => return Outcome::error(ErrorCode::ENOENT),
-            },
-        };
-        Outcome::ok(Reply::Number(u64::from(quotas.get(kind))))
-    }
-
-    /// SET_QUOTA. The global value is what domains get when first known;
-    /// a domain's own value changes only that domain.
-    pub(crate) fn set_quota(&mut self, caller: Caller, domid: Option<DomId>, quota: &str, value: u32) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
-        }
-        let Some(kind) = QuotaKind::from_name(quota) else {
-            return Outcome::error(ErrorCode::EINVAL);
-        };
-        match domid {
-            None => self.config.quotas.set(kind, value),
-            Some(d) => match self.domains.get_mut(&d) {
-                Some(dom) => dom.quotas.set(kind, value),
-                None => return Outcome::error(ErrorCode::ENOENT),
-            },
-        }
-        Outcome::ok(Reply::Ok)
-    }
-
     /// The domain has shut down or crashed: fire `@releaseDomain` once
     /// (until RESUME). Its nodes stay until [`Engine::remove_domain`]. The
     /// outcome carries only events; its reply is not sent.
@@ -278,42 +240,5 @@ impl Engine {
             }
         }
         Outcome { events, effects, ..Outcome::ok(Reply::Ok) }
-    }
-
-    /// Checks the store's invariants: every node's parent exists and lists
-    /// it once; every listed child exists; every domain's owned-node count
-    /// is the number of nodes it owns, and every owner is a known domain.
-    pub fn check(&self) -> Result<(), String> {
-        let mut owned: BTreeMap<DomId, usize> = BTreeMap::new();
-        for (key, node) in self.tree.iter() {
-            if let Some(parent) = path::parent(&key) {
-                let Some(p) = self.tree.get(parent) else {
-                    return Err(format!("{key}: parent missing"));
-                };
-                let name = path::basename(&key);
-                if p.children.iter().filter(|c| &***c == name).count() != 1 {
-                    return Err(format!("{key}: not listed once by its parent"));
-                }
-            }
-            for child in node.children.iter() {
-                if self.tree.get(&path::join(&key, child)).is_none() {
-                    return Err(format!("{key}: lists missing child {child}"));
-                }
-            }
-            let owner = node.perms.owner();
-            if owner != 0 {
-                if !self.domains.contains_key(&owner) {
-                    return Err(format!("{key}: owner {owner} is not a known domain"));
-                }
-                *owned.entry(owner).or_default() += 1;
-            }
-        }
-        for (domid, d) in &self.domains {
-            let actual = owned.get(domid).copied().unwrap_or(0);
-            if *domid != 0 && d.owned != actual {
-                return Err(format!("domain {domid} counts {} owned nodes, owns {actual}", d.owned));
-            }
-        }
-        Ok(())
     }
 }
