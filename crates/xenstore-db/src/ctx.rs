@@ -10,7 +10,7 @@ use xenstore_wire::{DomId, ErrorCode};
 use crate::domain::Domain;
 use crate::event::Change;
 use crate::permissions::Caller;
-use crate::quota::{QuotaExceeded, QuotaKind, Quotas};
+use crate::quota::{QuotaExceeded, Quotas};
 use crate::tree::Tree;
 use crate::tx::Transaction;
 
@@ -87,30 +87,9 @@ impl Ctx<'_> {
         self.note_tx_quota(result)
     }
 
-    fn note_tx_quota(&mut self, result: Result<(), ErrorCode>) -> Result<(), ErrorCode> {
-        if result.is_err() {
-            self.quota_hit = Some(self.hit(QuotaKind::TransactionNodes));
-        }
-        result
-    }
-
     pub(crate) fn mark_written(&mut self, key: &Arc<str>) {
         if let Some(tx) = self.tx_mut() {
             tx.mark_written(key);
         }
-    }
-
-    fn hit(&self, kind: QuotaKind) -> QuotaExceeded {
-        QuotaExceeded { kind, domid: self.caller.domid, limit: self.quotas.get(kind) }
-    }
-
-    /// Fails with the quota's error if `amount` exceeds it for an
-    /// unprivileged caller.
-    pub fn charge(&mut self, kind: QuotaKind, amount: usize) -> Result<(), ErrorCode> {
-        if !self.caller.privileged && self.quotas.exceeded(kind, amount) {
-            self.quota_hit = Some(self.hit(kind));
-            return Err(kind.error());
-        }
-        Ok(())
     }
 }

@@ -36,6 +36,7 @@ pub mod node;
 mod node_ops;
 pub mod permissions;
 pub mod quota;
+mod quota_charge;
 mod quota_requests;
 mod route;
 pub mod tree;

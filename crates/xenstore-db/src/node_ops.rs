@@ -13,7 +13,6 @@ use crate::ctx::{Ctx, Mutation, Store};
 use crate::event::Change;
 use crate::node::Node;
 use crate::permissions::Need;
-use crate::quota::QuotaKind;
 
 impl Ctx<'_> {
     /// Finds a node the caller may access as `need`. A missing node is
@@ -105,7 +104,7 @@ impl Ctx<'_> {
 
     /// WRITE: replaces the value, or creates the node and missing parents.
     pub fn write(&mut self, p: &str, value: &[u8]) -> Result<Reply, ErrorCode> {
-        self.charge(QuotaKind::NodeSize, Node::charged_size(value))?;
+        self.charge_node_size(value)?;
         match self.lookup(p, Need::Write) {
             Ok(node) => {
                 let gen = self.next_gen();
@@ -156,7 +155,7 @@ impl Ctx<'_> {
             missing.push(parent);
             cur = parent;
         }
-        self.charge(QuotaKind::Nodes, self.owned_now + missing.len())?;
+        self.charge_nodes(missing.len())?;
         let mut perms_out = None;
         for (i, level) in missing.iter().rev().enumerate() {
             let parent_path = path::parent(level).ok_or(ErrorCode::EINVAL)?;
@@ -245,7 +244,7 @@ impl Ctx<'_> {
 
     /// SET_PERMS on a node.
     pub fn set_perms(&mut self, p: &str, perms: &PermList) -> Result<Reply, ErrorCode> {
-        self.charge(QuotaKind::Permissions, perms.entries().len())?;
+        self.charge_permissions(perms)?;
         let node = self.lookup(p, Need::Owner)?;
         let old_owner = node.perms.owner();
         if !self.caller.privileged && perms.owner() != old_owner {

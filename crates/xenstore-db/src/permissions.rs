@@ -24,7 +24,6 @@ use xenstore_wire::{path, Access, DomId, ErrorCode, Perm, PermList, Reply};
 use crate::ctx::Ctx;
 use crate::domain::Domain;
 use crate::node::Node;
-use crate::quota::QuotaKind;
 use crate::{ConnId, Engine, Outcome};
 
 /// The identity a request runs with.
@@ -177,7 +176,8 @@ impl Engine {
         if !allowed {
             return Outcome::error(ErrorCode::EACCES);
         }
-        if !caller.privileged && self.quotas_of(caller.domid).exceeded(QuotaKind::Permissions, perms.entries().len()) {
+        // The outcome does not name the quota here (node SET_PERMS does).
+        if self.charge_special_perms(caller, perms).is_err() {
             return Outcome::error(ErrorCode::ENOSPC);
         }
         self.special_perms.insert(name, perms.clone());

@@ -1,7 +1,8 @@
 //! GET_QUOTA and SET_QUOTA (`xenstore.txt`, "Domain management and
 //! xenstored communications"): reading and setting the global and
 //! per-domain quota values. The kinds and defaults are
-//! [`crate::quota`]'s.
+//! [`crate::quota`]'s; charging requests against them is
+//! `quota_charge.rs`'s.
 
 use xenstore_wire::{DomId, ErrorCode, Reply};
 

@@ -7,7 +7,6 @@ use xenstore_wire::{path, ErrorCode, Reply, WatchEvent};
 
 use crate::event::Delivery;
 use crate::permissions::Caller;
-use crate::quota::{QuotaExceeded, QuotaKind};
 use crate::watch::Watch;
 use crate::{ConnId, Engine, Outcome};
 
@@ -22,11 +21,7 @@ impl Engine {
             Ok(c) => c,
             Err((e, quota)) => return Outcome { quota, ..Outcome::error(e) },
         };
-        let count = self.conns.get(&conn).map_or(0, |c| c.watches.len());
-        let quotas = self.quotas_of(caller.domid);
-        if !caller.privileged && quotas.exceeded(QuotaKind::Watches, count + 1) {
-            let hit =
-                QuotaExceeded { kind: QuotaKind::Watches, domid: caller.domid, limit: quotas.get(QuotaKind::Watches) };
+        if let Err(hit) = self.charge_watch(conn, caller) {
             return Outcome { quota: Some(hit), ..Outcome::error(ErrorCode::E2BIG) };
         }
         let relative = !special && path::check(p.as_bytes(), false) == Ok(path::PathKind::Relative);
