@@ -12,7 +12,7 @@ use crate::ctx::Mutation;
 use crate::domain::RingAddress;
 use crate::effect::Effect;
 use crate::event::Change;
-use crate::permissions::Caller;
+use crate::permissions::{privileged_only, Caller};
 use crate::{Engine, Outcome};
 
 impl Engine {
@@ -42,8 +42,8 @@ impl Engine {
     /// `@introduceDomain`. A repeat with the same ring is OK and does
     /// nothing; with another ring it is EINVAL.
     pub(crate) fn introduce(&mut self, caller: Caller, domid: DomId, gfn: u64, port: u32) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         if domid == 0 {
             return Outcome::error(ErrorCode::EINVAL);
@@ -98,8 +98,8 @@ impl Engine {
 
     /// RELEASE: forget the domain, as if it had died.
     pub(crate) fn release(&mut self, caller: Caller, domid: DomId) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         if domid == 0 {
             return Outcome::error(ErrorCode::EINVAL);
@@ -112,8 +112,8 @@ impl Engine {
 
     /// RESUME: `@releaseDomain` fires again at the next shutdown.
     pub(crate) fn resume(&mut self, caller: Caller, domid: DomId) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         match self.domains.get_mut(&domid) {
             Some(d) if d.introduced.is_some() => {
@@ -126,8 +126,8 @@ impl Engine {
 
     /// SET_TARGET: `domid` acts for `target` from now on.
     pub(crate) fn set_target(&mut self, caller: Caller, domid: DomId, target: DomId) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         self.ensure_domain(target);
         self.ensure_domain(domid).target = Some(target);
@@ -136,8 +136,8 @@ impl Engine {
 
     /// GET_FEATURE.
     pub(crate) fn get_feature(&self, caller: Caller, domid: Option<DomId>) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         match domid {
             None => Outcome::ok(Reply::Number(u64::from(self.config.features))),
@@ -150,8 +150,8 @@ impl Engine {
 
     /// SET_FEATURE: only bits this store supports, only before INTRODUCE.
     pub(crate) fn set_feature(&mut self, caller: Caller, domid: DomId, value: u32) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         if value & !self.config.features != 0 {
             return Outcome::error(ErrorCode::EINVAL);

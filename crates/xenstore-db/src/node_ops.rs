@@ -12,12 +12,12 @@ use xenstore_wire::{ErrorCode, PermList, Reply, PAYLOAD_MAX};
 use crate::ctx::{Ctx, Mutation, Store};
 use crate::event::Change;
 use crate::node::Node;
-use crate::permissions::Need;
+use crate::permissions::{created_perms, owner_change_allowed, Need};
 
 impl Ctx<'_> {
     /// Finds a node the caller may access as `need`. A missing node is
-    /// `ENOENT` only if the caller has `need` on its nearest existing
-    /// ancestor, `EACCES` otherwise, so errors leak nothing.
+    /// `ENOENT` or `EACCES` by [`Need::missing_error`] on its nearest
+    /// existing ancestor.
     pub fn lookup(&mut self, p: &str, need: Need) -> Result<Arc<Node>, ErrorCode> {
         self.observe_meta(p)?;
         if let Some(node) = self.tree().get(p).cloned() {
@@ -35,15 +35,7 @@ impl Ctx<'_> {
             level = parent;
         }
         self.observe_meta(ancestor)?;
-        let granted = match need {
-            Need::Read => self.rights_on(&node).read,
-            Need::Write | Need::Owner => self.rights_on(&node).write,
-        };
-        if granted {
-            Err(ErrorCode::ENOENT)
-        } else {
-            Err(ErrorCode::EACCES)
-        }
+        Err(need.missing_error(self.rights_on(&node)))
     }
 
     /// READ.
@@ -161,7 +153,7 @@ impl Ctx<'_> {
             let parent_path = path::parent(level).ok_or(ErrorCode::EINVAL)?;
             let parent = self.tree().get(parent_path).cloned().ok_or(ErrorCode::ENOENT)?;
             let inherited = self.effective_perms(&parent);
-            let perms = if self.caller.privileged { inherited } else { inherited.with_owner(self.caller.domid) };
+            let perms = created_perms(self.caller, inherited);
             let owner = perms.owner();
             let gen = self.next_gen();
             let is_last = i + 1 == missing.len();
@@ -247,9 +239,7 @@ impl Ctx<'_> {
         self.charge_permissions(perms)?;
         let node = self.lookup(p, Need::Owner)?;
         let old_owner = node.perms.owner();
-        if !self.caller.privileged && perms.owner() != old_owner {
-            return Err(ErrorCode::EPERM);
-        }
+        owner_change_allowed(self.caller, old_owner, perms.owner())?;
         let gen = self.next_gen();
         let updated = Node { perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
         self.tree_mut().replace(p, updated);

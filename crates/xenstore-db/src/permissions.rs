@@ -4,8 +4,12 @@
 //! - what a permission list grants a caller ([`rights`]);
 //! - which entries still count ([`without_stale`], `entry_valid`) and the
 //!   effective list a node reports (`effective_perms`, `peek_perms`);
-//! - the access a request needs on its node (`Need`);
-//! - who may see a watch event (`can_see`);
+//! - the access a request needs on its node (`Need`), and whether a missing
+//!   node is `ENOENT` or `EACCES` (`Need::missing_error`);
+//! - the requests only a privileged caller may send (`privileged_only`);
+//! - a new node's permissions (`created_perms`) and who may change a
+//!   node's owner (`owner_change_allowed`);
+//! - who may see a watch event (`can_see`, `can_see_special`);
 //! - the permissions of the special paths `@introduceDomain` and
 //!   `@releaseDomain` (`special_get_perms`, `special_set_perms`).
 //!
@@ -111,6 +115,53 @@ impl Need {
             Need::Owner => r.write && r.owner,
         }
     }
+
+    /// The error for a missing node whose nearest existing ancestor gives
+    /// the caller `on_ancestor`: `ENOENT` only if the caller could have
+    /// seen it is missing (it may read the ancestor, or for a write or
+    /// owner need write it), `EACCES` otherwise, so errors leak nothing.
+    pub(crate) fn missing_error(self, on_ancestor: Rights) -> ErrorCode {
+        let granted = match self {
+            Need::Read => on_ancestor.read,
+            Need::Write | Need::Owner => on_ancestor.write,
+        };
+        if granted {
+            ErrorCode::ENOENT
+        } else {
+            ErrorCode::EACCES
+        }
+    }
+}
+
+/// Requests only a privileged caller may send (INTRODUCE, RELEASE, RESUME,
+/// SET_TARGET, GET/SET_FEATURE, GET/SET_QUOTA, CONTROL): `EACCES` for
+/// anyone else.
+pub(crate) fn privileged_only(caller: Caller) -> Result<(), ErrorCode> {
+    if caller.privileged {
+        Ok(())
+    } else {
+        Err(ErrorCode::EACCES)
+    }
+}
+
+/// A new node's permissions: its parent's effective list, owned by the
+/// creator when unprivileged (a privileged creator keeps the parent's
+/// owner).
+pub(crate) fn created_perms(caller: Caller, parent_effective: PermList) -> PermList {
+    if caller.privileged {
+        parent_effective
+    } else {
+        parent_effective.with_owner(caller.domid)
+    }
+}
+
+/// SET_PERMS may change a node's owner only for a privileged caller:
+/// `EPERM` otherwise.
+pub(crate) fn owner_change_allowed(caller: Caller, from: DomId, to: DomId) -> Result<(), ErrorCode> {
+    if !caller.privileged && to != from {
+        return Err(ErrorCode::EPERM);
+    }
+    Ok(())
 }
 
 /// Whether a permission entry still counts on a node last written at
@@ -145,6 +196,13 @@ impl Engine {
         let target = self.domains.get(&caller.domid).and_then(|d| d.target);
         // `perms` were made effective when the change was recorded.
         rights(caller, target, perms, |_| true).read
+    }
+
+    /// Whether the connection may see an event on `@introduceDomain` or
+    /// `@releaseDomain`, whose list is `perms`: a privileged caller always,
+    /// others as [`Engine::can_see`] says.
+    pub(crate) fn can_see_special(&self, conn: ConnId, perms: Option<&PermList>) -> bool {
+        self.caller(conn).is_some_and(|c| c.privileged) || perms.is_some_and(|p| self.can_see(conn, p))
     }
 
     /// The special path `p` names, if any.

@@ -6,15 +6,15 @@
 
 use xenstore_wire::{DomId, ErrorCode, Reply};
 
-use crate::permissions::Caller;
+use crate::permissions::{privileged_only, Caller};
 use crate::quota::QuotaKind;
 use crate::{Engine, Outcome};
 
 impl Engine {
     /// GET_QUOTA.
     pub(crate) fn get_quota(&self, caller: Caller, domid: Option<DomId>, quota: Option<&str>) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         let Some(name) = quota else {
             return Outcome::ok(Reply::Names(QuotaKind::ALL.iter().map(|q| q.name().to_owned()).collect()));
@@ -35,8 +35,8 @@ impl Engine {
     /// SET_QUOTA. The global value is what domains get when first known;
     /// a domain's own value changes only that domain.
     pub(crate) fn set_quota(&mut self, caller: Caller, domid: Option<DomId>, quota: &str, value: u32) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         let Some(kind) = QuotaKind::from_name(quota) else {
             return Outcome::error(ErrorCode::EINVAL);

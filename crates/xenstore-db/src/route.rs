@@ -1,5 +1,5 @@
 //! Matching changes against watches (who may see an event is
-//! [`Engine::can_see`], in `permissions.rs`).
+//! `permissions.rs`'s `can_see` and `can_see_special`).
 
 use xenstore_wire::{path, WatchEvent};
 
@@ -53,9 +53,7 @@ impl Engine {
             }
             Change::Special { name, domid } => {
                 let perms = self.special_perms.get(name);
-                let allowed = |conn: ConnId| {
-                    self.caller(conn).is_some_and(|c| c.privileged) || perms.is_some_and(|p| self.can_see(conn, p))
-                };
+                let allowed = |conn: ConnId| self.can_see_special(conn, perms);
                 for (id, w) in self.watches.at(name) {
                     if allowed(w.conn) {
                         hit(id, w, if w.depth == Some(1) { format!("{name}/{domid}") } else { (*name).to_owned() });
