@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use xenstore_wire::path;
+use xenstore_wire::{features, path};
 use xenstore_wire::{Access, DomId, ErrorCode, PermList, Reply, Request};
 
 use crate::ctx::{Ctx, Store};
@@ -20,16 +20,6 @@ use crate::watch::{WatchId, Watches};
 
 /// Identifies a connection (a socket client or a domain's ring).
 pub type ConnId = u64;
-
-/// Ring feature bits (`docs/misc/xenstore-ring.txt`).
-pub mod features {
-    /// The ring can be reconnected.
-    pub const RECONNECTION: u32 = 1;
-    /// The ring has an error indicator.
-    pub const ERROR: u32 = 2;
-    /// WATCH accepts a depth.
-    pub const WATCH_DEPTH: u32 = 4;
-}
 
 /// Settings fixed when the engine is created.
 #[derive(Debug, Clone)]

@@ -45,10 +45,12 @@ pub mod watch;
 mod watch_requests;
 
 pub use effect::{DaemonCommand, Effect};
-pub use engine::{features, Config, ConnId, Engine, Outcome, Usage};
+pub use engine::{Config, ConnId, Engine, Outcome, Usage};
 pub use event::Delivery;
 /// The permission rules' former module name: `xenstore_db::access::*` paths
 /// still work.
 pub use permissions as access;
 pub use permissions::Caller;
 pub use quota::{QuotaExceeded, QuotaKind, Quotas};
+/// The ring feature bits, defined in the wire crate.
+pub use xenstore_wire::features;
