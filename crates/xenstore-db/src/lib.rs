@@ -19,6 +19,21 @@
 //!   `nodes` quota needs only the count, and domain removal searches the
 //!   store only when the domain still owns something (a toolstack removes
 //!   the domain's home first), saving one set entry per node.
+//!
+//! Where each rule lives (one rule, one file; private modules by file name):
+//!
+//! | rule or request | file |
+//! |---|---|
+//! | dispatch (GET_DOMAIN_PATH, IS_DOMAIN_INTRODUCED and RESET_WATCHES inline), path canonicalisation, the store state | `engine.rs` |
+//! | READ, DIRECTORY, DIRECTORY_PART, GET_PERMS, WRITE, MKDIR, RM, SET_PERMS | `node_ops.rs` (their context: `ctx.rs`) |
+//! | every permission rule: rights, stale entries, effective lists, needed access, ENOENT versus EACCES, privileged-only requests, who sees an event, special-path permissions | [`permissions`] |
+//! | every quota check | `quota_charge.rs` (kinds and values: [`quota`]) |
+//! | GET_QUOTA, SET_QUOTA | `quota_requests.rs` |
+//! | TRANSACTION_START, TRANSACTION_END | `commit.rs` (the conflict rule: `tx.rs`) |
+//! | WATCH, UNWATCH | `watch_requests.rs` (index: [`watch`]; routing events: `route.rs`) |
+//! | INTRODUCE, RELEASE, RESUME, SET_TARGET, GET/SET_FEATURE, domain shutdown and removal, owned-node counts | `domains.rs` (per-domain record: [`domain`]) |
+//! | CONTROL | `control.rs` |
+//! | the consistency check | `check.rs` |
 
 #![forbid(unsafe_code)]
 
