@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use xenstore_wire::{path, ErrorCode, Reply};
 
-use crate::access::Caller;
 use crate::ctx::Mutation;
 use crate::event::Change;
 use crate::node::Node;
-use crate::quota::{QuotaExceeded, QuotaKind};
+use crate::permissions::Caller;
 use crate::tx::Transaction;
 use crate::{ConnId, Engine, Outcome};
 
@@ -19,23 +18,11 @@ impl Engine {
         if tx_id != 0 {
             return Outcome::error(ErrorCode::EBUSY);
         }
-        let quotas = self.quotas_of(caller.domid);
-        let open = self.conns.get(&conn).map_or(0, |c| c.txs.len());
-        let over_quota = !caller.privileged && quotas.exceeded(QuotaKind::Transactions, open + 1);
-        if over_quota || open >= self.config.max_transactions_per_conn as usize {
-            let limit =
-                if over_quota { quotas.get(QuotaKind::Transactions) } else { self.config.max_transactions_per_conn };
-            let hit = QuotaExceeded { kind: QuotaKind::Transactions, domid: caller.domid, limit };
+        if let Err(hit) = self.charge_transaction(conn, caller) {
             return Outcome { quota: Some(hit), ..Outcome::error(ErrorCode::ENOSPC) };
         }
         let id = self.allocate_tx_id();
-        let hard = self.config.max_transaction_nodes;
-        let quota = if caller.privileged { 0 } else { quotas.get(QuotaKind::TransactionNodes) };
-        let node_limit = match (quota, hard) {
-            (0, h) => h,
-            (q, 0) => q,
-            (q, h) => q.min(h),
-        };
+        let node_limit = self.transaction_node_limit(caller);
         self.txs.insert(id, Transaction::new(conn, &self.tree, node_limit));
         if let Some(c) = self.conns.get_mut(&conn) {
             c.txs.push(id);

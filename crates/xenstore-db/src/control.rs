@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 
 use xenstore_wire::{DomId, ErrorCode, Reply, Request};
 
-use crate::access::Caller;
 use crate::effect::{DaemonCommand, Effect};
+use crate::permissions::{privileged_only, Caller};
 use crate::quota::{QuotaKind, Quotas};
 use crate::{Engine, Outcome};
 
@@ -31,8 +31,8 @@ impl Engine {
     /// CONTROL: parses the command and answers it, or hands it to the
     /// driver as an [`Effect::Daemon`].
     pub(crate) fn control(&mut self, caller: Caller, payload: &[u8]) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         let args: Option<Vec<&str>> = Request::control_args(payload).map(|a| std::str::from_utf8(a).ok()).collect();
         let Some(args) = args else {

@@ -1,18 +1,16 @@
-//! The node operations, run against either the live tree or a
-//! transaction's view. One implementation serves both: in a transaction
-//! every lookup is also recorded for the commit-time conflict check.
+//! The context a node operation runs in ([`Ctx`]): the caller, the tree
+//! (live, or a transaction's view, [`Store`]) and what the operation
+//! produces. The operations themselves are `node_ops.rs`'s.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use xenstore_wire::path;
-use xenstore_wire::{DomId, ErrorCode, Perm, PermList, Reply, PAYLOAD_MAX};
+use xenstore_wire::{DomId, ErrorCode};
 
-use crate::access::{rights, without_stale, Caller, Rights};
 use crate::domain::Domain;
 use crate::event::Change;
-use crate::node::Node;
-use crate::quota::{QuotaExceeded, QuotaKind, Quotas};
+use crate::permissions::Caller;
+use crate::quota::{QuotaExceeded, Quotas};
 use crate::tree::Tree;
 use crate::tx::Transaction;
 
@@ -26,31 +24,6 @@ pub(crate) enum Mutation {
     Removed { owner: DomId },
     /// A node's owner changed.
     Chowned { from: DomId, to: DomId },
-}
-
-/// The access a request needs on its node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Need {
-    Read,
-    Write,
-    Owner,
-}
-
-impl Need {
-    fn granted(self, r: Rights) -> bool {
-        match self {
-            Need::Read => r.read,
-            Need::Write => r.write,
-            Need::Owner => r.write && r.owner,
-        }
-    }
-}
-
-/// Whether a permission entry still counts on a node last written at
-/// `node_gen`: dom0 always; others only if the domain's current incarnation
-/// was known by then.
-pub(crate) fn entry_valid(domains: &BTreeMap<DomId, Domain>, perm: &Perm, node_gen: u64) -> bool {
-    perm.domid == 0 || domains.get(&perm.domid).is_some_and(|d| d.since_gen <= node_gen)
 }
 
 /// The tree a request runs against.
@@ -78,322 +51,45 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn tree(&self) -> &Tree {
+    pub(crate) fn tree(&self) -> &Tree {
         match &self.store {
             Store::Live(tree) => tree,
             Store::Tx(tx) => &tx.work,
         }
     }
 
-    fn tree_mut(&mut self) -> &mut Tree {
+    pub(crate) fn tree_mut(&mut self) -> &mut Tree {
         match &mut self.store {
             Store::Live(tree) => tree,
             Store::Tx(tx) => &mut tx.work,
         }
     }
 
-    fn tx_mut(&mut self) -> Option<&mut Transaction> {
+    pub(crate) fn tx_mut(&mut self) -> Option<&mut Transaction> {
         match &mut self.store {
             Store::Live(_) => None,
             Store::Tx(tx) => Some(tx),
         }
     }
 
-    fn next_gen(&mut self) -> u64 {
+    pub(crate) fn next_gen(&mut self) -> u64 {
         *self.gen += 1;
         *self.gen
     }
 
-    fn observe_meta(&mut self, p: &str) -> Result<(), ErrorCode> {
+    pub(crate) fn observe_meta(&mut self, p: &str) -> Result<(), ErrorCode> {
         let result = self.tx_mut().map_or(Ok(()), |tx| tx.observe_meta(p));
         self.note_tx_quota(result)
     }
 
-    fn observe_list(&mut self, p: &str) -> Result<(), ErrorCode> {
+    pub(crate) fn observe_list(&mut self, p: &str) -> Result<(), ErrorCode> {
         let result = self.tx_mut().map_or(Ok(()), |tx| tx.observe_list(p));
         self.note_tx_quota(result)
     }
 
-    fn note_tx_quota(&mut self, result: Result<(), ErrorCode>) -> Result<(), ErrorCode> {
-        if result.is_err() {
-            self.quota_hit = Some(self.hit(QuotaKind::TransactionNodes));
-        }
-        result
-    }
-
-    fn mark_written(&mut self, key: &Arc<str>) {
+    pub(crate) fn mark_written(&mut self, key: &Arc<str>) {
         if let Some(tx) = self.tx_mut() {
             tx.mark_written(key);
         }
-    }
-
-    fn hit(&self, kind: QuotaKind) -> QuotaExceeded {
-        QuotaExceeded { kind, domid: self.caller.domid, limit: self.quotas.get(kind) }
-    }
-
-    /// Fails with the quota's error if `amount` exceeds it for an
-    /// unprivileged caller.
-    pub fn charge(&mut self, kind: QuotaKind, amount: usize) -> Result<(), ErrorCode> {
-        if !self.caller.privileged && self.quotas.exceeded(kind, amount) {
-            self.quota_hit = Some(self.hit(kind));
-            return Err(kind.error());
-        }
-        Ok(())
-    }
-
-    /// The node's permissions without entries that no longer count.
-    pub fn effective_perms(&self, node: &Node) -> PermList {
-        without_stale(&node.perms, |p| entry_valid(self.domains, p, node.meta_gen))
-    }
-
-    fn rights_on(&self, node: &Node) -> Rights {
-        rights(self.caller, self.target, &node.perms, |p| entry_valid(self.domains, p, node.meta_gen))
-    }
-
-    /// Finds a node the caller may access as `need`. A missing node is
-    /// `ENOENT` only if the caller has `need` on its nearest existing
-    /// ancestor, `EACCES` otherwise, so errors leak nothing.
-    pub fn lookup(&mut self, p: &str, need: Need) -> Result<Arc<Node>, ErrorCode> {
-        self.observe_meta(p)?;
-        if let Some(node) = self.tree().get(p).cloned() {
-            return if need.granted(self.rights_on(&node)) { Ok(node) } else { Err(ErrorCode::EACCES) };
-        }
-        let Some((ancestor, node)) = self.tree().nearest_ancestor(p).map(|(a, n)| (a, n.clone())) else {
-            return Err(ErrorCode::ENOENT);
-        };
-        // The answer (ENOENT or EACCES) depends on every missing level
-        // staying missing, not only on the ancestor: a node created in
-        // between would change it.
-        let mut level = p;
-        while let Some(parent) = path::parent(level).filter(|parent| *parent != ancestor) {
-            self.observe_meta(parent)?;
-            level = parent;
-        }
-        self.observe_meta(ancestor)?;
-        let granted = match need {
-            Need::Read => self.rights_on(&node).read,
-            Need::Write | Need::Owner => self.rights_on(&node).write,
-        };
-        if granted {
-            Err(ErrorCode::ENOENT)
-        } else {
-            Err(ErrorCode::EACCES)
-        }
-    }
-
-    /// READ.
-    pub fn read(&mut self, p: &str) -> Result<Reply, ErrorCode> {
-        let node = self.lookup(p, Need::Read)?;
-        Ok(Reply::Read(node.value.clone()))
-    }
-
-    /// DIRECTORY.
-    pub fn directory(&mut self, p: &str) -> Result<Reply, ErrorCode> {
-        let node = self.lookup(p, Need::Read)?;
-        self.observe_list(p)?;
-        // Refuse an oversize listing before building it.
-        if node.children.iter().map(|c| c.len() + 1).sum::<usize>() > PAYLOAD_MAX {
-            return Err(ErrorCode::E2BIG);
-        }
-        Ok(Reply::Directory(node.children.iter().cloned().collect()))
-    }
-
-    /// DIRECTORY_PART: children from a byte offset into the nul-separated
-    /// list, as many whole names as fit, with the C daemon's end marker.
-    pub fn directory_part(&mut self, p: &str, offset: u32) -> Result<Reply, ErrorCode> {
-        let node = self.lookup(p, Need::Read)?;
-        self.observe_list(p)?;
-        let generation = node.list_gen;
-        let gen_len = generation.to_string().len() + 1;
-        let max = PAYLOAD_MAX - gen_len - 1;
-        let offset = offset as usize;
-        let mut names = Vec::new();
-        let mut pos = 0usize;
-        let mut complete = true;
-        for child in node.children.iter() {
-            let entry_len = child.len() + 1;
-            let end = pos + entry_len;
-            if end <= offset {
-                pos = end;
-                continue;
-            }
-            // Possibly mid-name when the client asked for such an offset.
-            let start_in = offset.saturating_sub(pos);
-            let piece = child.as_bytes().get(start_in..).unwrap_or_default();
-            if names.len() + piece.len() + 1 > max {
-                complete = false;
-                break;
-            }
-            names.extend_from_slice(piece);
-            names.push(0);
-            pos = end;
-        }
-        Ok(Reply::DirectoryPart { generation, names, complete })
-    }
-
-    /// GET_PERMS.
-    pub fn get_perms(&mut self, p: &str) -> Result<Reply, ErrorCode> {
-        let node = self.lookup(p, Need::Read)?;
-        Ok(Reply::GetPerms(self.effective_perms(&node)))
-    }
-
-    /// WRITE: replaces the value, or creates the node and missing parents.
-    pub fn write(&mut self, p: &str, value: &[u8]) -> Result<Reply, ErrorCode> {
-        self.charge(QuotaKind::NodeSize, Node::charged_size(value))?;
-        match self.lookup(p, Need::Write) {
-            Ok(node) => {
-                let gen = self.next_gen();
-                let perms = self.effective_perms(&node);
-                let updated = Node { value: Arc::from(value), perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
-                self.tree_mut().replace(p, updated);
-                let key = self.key(p);
-                self.mark_written(&key);
-                self.changes.push(Change::Node { path: key, perms });
-            }
-            Err(ErrorCode::ENOENT) => {
-                let value = if value.is_empty() { self.empty.clone() } else { Arc::from(value) };
-                self.create(p, value)?;
-            }
-            Err(e) => return Err(e),
-        }
-        Ok(Reply::Ok)
-    }
-
-    /// MKDIR: creates the node and missing parents; an existing node is
-    /// left alone (and fires nothing).
-    pub fn mkdir(&mut self, p: &str) -> Result<Reply, ErrorCode> {
-        match self.lookup(p, Need::Write) {
-            Ok(_) => Ok(Reply::Ok),
-            Err(ErrorCode::ENOENT) => {
-                let empty = self.empty.clone();
-                self.create(p, empty)?;
-                Ok(Reply::Ok)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn key(&self, p: &str) -> Arc<str> {
-        Arc::from(p)
-    }
-
-    /// Creates `p` (which must be missing, with write access on its nearest
-    /// ancestor already checked) and its missing parents. One event, for `p`.
-    fn create(&mut self, p: &str, value: Arc<[u8]>) -> Result<(), ErrorCode> {
-        let mut missing = vec![p];
-        let mut cur = p;
-        while let Some(parent) = path::parent(cur) {
-            if self.tree().get(parent).is_some() {
-                break;
-            }
-            self.observe_meta(parent)?;
-            missing.push(parent);
-            cur = parent;
-        }
-        self.charge(QuotaKind::Nodes, self.owned_now + missing.len())?;
-        let mut perms_out = None;
-        for (i, level) in missing.iter().rev().enumerate() {
-            let parent_path = path::parent(level).ok_or(ErrorCode::EINVAL)?;
-            let parent = self.tree().get(parent_path).cloned().ok_or(ErrorCode::ENOENT)?;
-            let inherited = self.effective_perms(&parent);
-            let perms = if self.caller.privileged { inherited } else { inherited.with_owner(self.caller.domid) };
-            let owner = perms.owner();
-            let gen = self.next_gen();
-            let is_last = i + 1 == missing.len();
-            let node_value = if is_last { value.clone() } else { self.empty.clone() };
-            let key = self.tree_mut().create(level, Node::new(node_value, perms.clone(), gen), gen);
-            self.mark_written(&key);
-            if owner == self.caller.domid {
-                self.owned_now += 1;
-                if let Some(tx) = self.tx_mut() {
-                    tx.node_delta += 1;
-                }
-            }
-            self.mutations.push(Mutation::Created { owner });
-            if is_last {
-                perms_out = Some((key, perms));
-            }
-        }
-        if let Some((key, perms)) = perms_out {
-            self.changes.push(Change::Node { path: key, perms });
-        }
-        Ok(())
-    }
-
-    /// RM: removes the node and its subtree. A missing node is fine if its
-    /// parent exists; removing `/` is `EINVAL`.
-    pub fn rm(&mut self, p: &str) -> Result<Reply, ErrorCode> {
-        if p == "/" {
-            return Err(ErrorCode::EINVAL);
-        }
-        match self.lookup(p, Need::Write) {
-            Ok(node) => {
-                let perms = self.effective_perms(&node);
-                if matches!(self.store, Store::Tx(_)) {
-                    let below: Vec<Arc<str>> = self.tree().descendants(p).into_iter().map(|(k, _)| k).collect();
-                    self.observe_list(p)?;
-                    for k in &below {
-                        self.observe_meta(k)?;
-                        self.observe_list(k)?;
-                    }
-                }
-                let gen = self.next_gen();
-                let removed = self.tree_mut().remove_subtree(p, gen);
-                let mut below = Vec::with_capacity(removed.len().saturating_sub(1));
-                let mut top = None;
-                for (key, n) in removed {
-                    self.mark_written(&key);
-                    if let Some(tx) = self.tx_mut() {
-                        tx.removed.insert(key.clone());
-                    }
-                    let owner = n.perms.owner();
-                    let mine = owner == self.caller.domid;
-                    if let Some(tx) = self.tx_mut().filter(|_| mine) {
-                        tx.node_delta -= 1;
-                    }
-                    self.mutations.push(Mutation::Removed { owner });
-                    if top.is_none() {
-                        top = Some(key);
-                    } else {
-                        let perms = self.effective_perms(&n);
-                        below.push((key, perms));
-                    }
-                }
-                if let Some(path) = top {
-                    self.changes.push(Change::Removed { path, perms, below });
-                }
-                Ok(Reply::Ok)
-            }
-            Err(ErrorCode::ENOENT) => {
-                let parent = path::parent(p).ok_or(ErrorCode::EINVAL)?;
-                self.observe_meta(parent)?;
-                if self.tree().get(parent).is_some() {
-                    Ok(Reply::Ok)
-                } else {
-                    Err(ErrorCode::ENOENT)
-                }
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// SET_PERMS on a node.
-    pub fn set_perms(&mut self, p: &str, perms: &PermList) -> Result<Reply, ErrorCode> {
-        self.charge(QuotaKind::Permissions, perms.entries().len())?;
-        let node = self.lookup(p, Need::Owner)?;
-        let old_owner = node.perms.owner();
-        if !self.caller.privileged && perms.owner() != old_owner {
-            return Err(ErrorCode::EPERM);
-        }
-        let gen = self.next_gen();
-        let updated = Node { perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
-        self.tree_mut().replace(p, updated);
-        let key = self.key(p);
-        self.mark_written(&key);
-        if perms.owner() != old_owner {
-            self.mutations.push(Mutation::Chowned { from: old_owner, to: perms.owner() });
-        }
-        self.changes.push(Change::Node { path: key, perms: perms.clone() });
-        Ok(Reply::Ok)
     }
 }

@@ -3,32 +3,23 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use xenstore_wire::path;
+use xenstore_wire::{features, path};
 use xenstore_wire::{Access, DomId, ErrorCode, PermList, Reply, Request};
 
-use crate::access::Caller;
 use crate::ctx::{Ctx, Store};
 use crate::domain::Domain;
 use crate::effect::Effect;
 use crate::event::Delivery;
 use crate::node::Node;
-use crate::quota::{QuotaExceeded, QuotaKind, Quotas};
+use crate::permissions::Caller;
+use crate::quota::{QuotaExceeded, Quotas};
+use crate::quota_charge;
 use crate::tree::Tree;
 use crate::tx::Transaction;
 use crate::watch::{WatchId, Watches};
 
 /// Identifies a connection (a socket client or a domain's ring).
 pub type ConnId = u64;
-
-/// Ring feature bits (`docs/misc/xenstore-ring.txt`).
-pub mod features {
-    /// The ring can be reconnected.
-    pub const RECONNECTION: u32 = 1;
-    /// The ring has an error indicator.
-    pub const ERROR: u32 = 2;
-    /// WATCH accepts a depth.
-    pub const WATCH_DEPTH: u32 = 4;
-}
 
 /// Settings fixed when the engine is created.
 #[derive(Debug, Clone)]
@@ -369,21 +360,8 @@ impl Engine {
         p: &'p str,
     ) -> Result<std::borrow::Cow<'p, str>, (ErrorCode, Option<QuotaExceeded>)> {
         let canonical = path::canonicalize(p, caller.domid);
-        if !caller.privileged && !canonical.starts_with('@') {
-            let quotas = self.quotas_of(caller.domid);
-            let home = path::domain_home(caller.domid);
-            let measured = match canonical.strip_prefix(home.as_str()) {
-                Some(rest) if rest.starts_with('/') => rest.len() - 1,
-                _ => canonical.len(),
-            };
-            if quotas.exceeded(QuotaKind::PathLength, measured) {
-                let hit = QuotaExceeded {
-                    kind: QuotaKind::PathLength,
-                    domid: caller.domid,
-                    limit: quotas.get(QuotaKind::PathLength),
-                };
-                return Err((ErrorCode::EINVAL, Some(hit)));
-            }
+        if let Err(hit) = self.charge_path_length(caller, &canonical) {
+            return Err((ErrorCode::EINVAL, Some(hit)));
         }
         if canonical.len() > xenstore_wire::ABS_PATH_MAX {
             return Err((ErrorCode::EINVAL, None));
@@ -415,8 +393,7 @@ impl Engine {
         } else {
             match txs.get_mut(&tx_id) {
                 Some(tx) if tx.conn == conn => {
-                    let owned_in_tx = i64::try_from(owned).unwrap_or(i64::MAX).saturating_add(tx.node_delta);
-                    owned = usize::try_from(owned_in_tx).unwrap_or(0);
+                    owned = quota_charge::owned_in_tx(owned, tx.node_delta);
                     Store::Tx(tx)
                 }
                 _ => return Outcome::error(ErrorCode::ENOENT),

@@ -19,29 +19,53 @@
 //!   `nodes` quota needs only the count, and domain removal searches the
 //!   store only when the domain still owns something (a toolstack removes
 //!   the domain's home first), saving one set entry per node.
+//!
+//! Where each rule lives (one rule, one file; private modules by file name):
+//!
+//! | rule or request | file |
+//! |---|---|
+//! | dispatch (GET_DOMAIN_PATH, IS_DOMAIN_INTRODUCED and RESET_WATCHES inline), path canonicalisation, the store state | `engine.rs` |
+//! | READ, DIRECTORY, DIRECTORY_PART, GET_PERMS, WRITE, MKDIR, RM, SET_PERMS | `node_ops.rs` (their context: `ctx.rs`) |
+//! | every permission rule: rights, stale entries, effective lists, needed access, ENOENT versus EACCES, privileged-only requests, who sees an event, special-path permissions | [`permissions`] |
+//! | every quota check | `quota_charge.rs` (kinds and values: [`quota`]) |
+//! | GET_QUOTA, SET_QUOTA | `quota_requests.rs` |
+//! | TRANSACTION_START, TRANSACTION_END | `commit.rs` (the conflict rule: `tx.rs`) |
+//! | WATCH, UNWATCH | `watch_requests.rs` (index: [`watch`]; routing events: `route.rs`) |
+//! | INTRODUCE, RELEASE, RESUME, SET_TARGET, GET/SET_FEATURE, domain shutdown and removal, owned-node counts | `domains.rs` (per-domain record: [`domain`]) |
+//! | CONTROL | `control.rs` |
+//! | the consistency check | `check.rs` |
 
 #![forbid(unsafe_code)]
 
-pub mod access;
+mod check;
 pub mod children;
 mod commit;
 mod control;
 mod ctx;
 pub mod domain;
+mod domains;
 pub mod effect;
 mod engine;
-mod engine_domain;
-mod engine_watch;
 mod event;
 pub mod node;
+mod node_ops;
+pub mod permissions;
 pub mod quota;
+mod quota_charge;
+mod quota_requests;
 mod route;
 pub mod tree;
 mod tx;
 pub mod watch;
+mod watch_requests;
 
-pub use access::Caller;
 pub use effect::{DaemonCommand, Effect};
-pub use engine::{features, Config, ConnId, Engine, Outcome, Usage};
+pub use engine::{Config, ConnId, Engine, Outcome, Usage};
 pub use event::Delivery;
+/// The permission rules' former module name: `xenstore_db::access::*` paths
+/// still work.
+pub use permissions as access;
+pub use permissions::Caller;
 pub use quota::{QuotaExceeded, QuotaKind, Quotas};
+/// The ring feature bits, defined in the wire crate.
+pub use xenstore_wire::features;

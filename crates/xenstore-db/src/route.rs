@@ -1,23 +1,13 @@
-//! Matching changes against watches and permissions.
+//! Matching changes against watches (who may see an event is
+//! `permissions.rs`'s `can_see` and `can_see_special`).
 
-use xenstore_wire::{path, PermList, WatchEvent};
+use xenstore_wire::{path, WatchEvent};
 
-use crate::access::rights;
 use crate::event::{Change, Delivery};
 use crate::watch::WatchId;
 use crate::{ConnId, Engine};
 
 impl Engine {
-    /// Whether the connection may see an event on a node with `perms`.
-    fn can_see(&self, conn: ConnId, perms: &PermList) -> bool {
-        let Some(caller) = self.caller(conn) else {
-            return false;
-        };
-        let target = self.domains.get(&caller.domid).and_then(|d| d.target);
-        // `perms` were made effective when the change was recorded.
-        rights(caller, target, perms, |_| true).read
-    }
-
     /// Deliveries for a list of changes, in order.
     pub(crate) fn route_all(&self, changes: &[Change]) -> Vec<Delivery> {
         let mut out = Vec::new();
@@ -63,9 +53,7 @@ impl Engine {
             }
             Change::Special { name, domid } => {
                 let perms = self.special_perms.get(name);
-                let allowed = |conn: ConnId| {
-                    self.caller(conn).is_some_and(|c| c.privileged) || perms.is_some_and(|p| self.can_see(conn, p))
-                };
+                let allowed = |conn: ConnId| self.can_see_special(conn, perms);
                 for (id, w) in self.watches.at(name) {
                     if allowed(w.conn) {
                         hit(id, w, if w.depth == Some(1) { format!("{name}/{domid}") } else { (*name).to_owned() });

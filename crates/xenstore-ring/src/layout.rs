@@ -18,13 +18,11 @@ pub const REQ_OFFSET: usize = 0;
 /// Offset of the response ("Output", server to guest) queue.
 pub const RSP_OFFSET: usize = 1024;
 
-/// Feature bit: ring reconnection (the `connection` field is meaningful).
-pub const FEATURE_RECONNECTION: u32 = 1;
-/// Feature bit: the connection error indicator (the `error` field is
-/// meaningful).
-pub const FEATURE_ERROR: u32 = 2;
-/// Feature bit: WATCH takes a third parameter limiting its depth.
-pub const FEATURE_WATCH_DEPTH: u32 = 4;
+/// The feature bits, defined once in [`xenstore_wire::features`], under
+/// this crate's names.
+pub use xenstore_wire::features::{
+    ERROR as FEATURE_ERROR, RECONNECTION as FEATURE_RECONNECTION, WATCH_DEPTH as FEATURE_WATCH_DEPTH,
+};
 
 /// Connection state: the ring is connected (the steady state).
 pub const CONNECTED: u32 = 0;

@@ -35,8 +35,8 @@
 //!
 //! The page is shared with an untrusted peer, so:
 //!
-//! - it is touched only through raw pointers and atomics (module `page`,
-//!   the only `unsafe` code); no Rust reference into it ever exists;
+//! - it is touched only through raw pointers and atomics (module `page`);
+//!   no Rust reference into it ever exists;
 //! - each operation reads the peer's index **once**, validates it
 //!   (`prod - cons`, wrapping, must be at most 1024, else
 //!   [`RingError::BadIndex`] and nothing is copied), then copies using only
@@ -64,6 +64,22 @@
 //! ```text
 //! RUSTFLAGS="--cfg loom" cargo test -p xenstore-ring --release loom
 //! ```
+
+//! # Unsafe code
+//!
+//! Two files have `unsafe` code, each block with its `// SAFETY:` argument;
+//! every other module has `#![forbid(unsafe_code)]`:
+//!
+//! - `page.rs`: [`RingPage`] builds atomics from raw pointers into the
+//!   shared page ([`RingPage::new`] is `unsafe`: the caller vouches for the
+//!   memory), [`OwnedPage`] allocates and frees an aligned page, and both
+//!   are `Send`/`Sync` by `unsafe impl` (every access is atomic);
+//! - `mapped.rs`: the `unsafe trait` [`PageMemory`] (an implementor vouches
+//!   that its page stays mapped while it lives), the [`RingPage::new`]
+//!   calls in [`MappedServer::new`] and [`MappedGuest::new`] that rely on
+//!   it, and its `unsafe impl` for [`OwnedPage`].
+//!
+//! Under `--cfg loom` the page is `loom_page.rs`, which has no `unsafe`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

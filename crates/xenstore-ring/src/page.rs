@@ -1,4 +1,5 @@
-//! Raw access to the shared page: the only module with `unsafe` code.
+//! Raw access to the shared page: with `mapped.rs` (which ties a page to
+//! the mapping that backs it), the only `unsafe` code of the crate.
 //!
 //! The page is memory shared with an untrusted peer that may write any byte
 //! at any time. So no Rust reference (`&`/`&mut`) to the page or to its data

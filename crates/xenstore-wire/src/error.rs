@@ -8,8 +8,11 @@ use crate::op::Op;
 /// The variants are in the protocol's array order. Each says when this
 /// implementation returns it; other implementations may differ, which is why
 /// clients must treat the set as open ([`ErrorCode::parse`] fails on an
-/// unknown name rather than guessing).
+/// unknown name rather than guessing). Hence `#[non_exhaustive]`: a match
+/// outside this crate needs a wildcard arm, and a new name is not a breaking
+/// change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// Malformed request: bad path syntax, missing terminator, trailing
     /// bytes, unparsable number, special path where none is allowed.

@@ -25,6 +25,7 @@
 
 pub mod decoder;
 pub mod error;
+pub mod features;
 pub mod header;
 pub mod limits;
 pub mod op;

@@ -1,16 +1,18 @@
-//! Domain management requests, quotas, and domain removal.
+//! Domains (`xenstore.txt`, "Domain management and xenstored
+//! communications"): INTRODUCE (and rolling it back when the driver cannot
+//! attach the ring), RELEASE, RESUME, SET_TARGET, GET_FEATURE and
+//! SET_FEATURE; a domain's shutdown and removal; and the owned-node counts
+//! that the `nodes` quota and domain removal read.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use xenstore_wire::{path, DomId, ErrorCode, Reply};
 
-use crate::access::Caller;
 use crate::ctx::Mutation;
 use crate::domain::RingAddress;
 use crate::effect::Effect;
 use crate::event::Change;
-use crate::quota::QuotaKind;
+use crate::permissions::{privileged_only, Caller};
 use crate::{Engine, Outcome};
 
 impl Engine {
@@ -40,8 +42,8 @@ impl Engine {
     /// `@introduceDomain`. A repeat with the same ring is OK and does
     /// nothing; with another ring it is EINVAL.
     pub(crate) fn introduce(&mut self, caller: Caller, domid: DomId, gfn: u64, port: u32) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         if domid == 0 {
             return Outcome::error(ErrorCode::EINVAL);
@@ -96,8 +98,8 @@ impl Engine {
 
     /// RELEASE: forget the domain, as if it had died.
     pub(crate) fn release(&mut self, caller: Caller, domid: DomId) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         if domid == 0 {
             return Outcome::error(ErrorCode::EINVAL);
@@ -110,8 +112,8 @@ impl Engine {
 
     /// RESUME: `@releaseDomain` fires again at the next shutdown.
     pub(crate) fn resume(&mut self, caller: Caller, domid: DomId) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         match self.domains.get_mut(&domid) {
             Some(d) if d.introduced.is_some() => {
@@ -124,8 +126,8 @@ impl Engine {
 
     /// SET_TARGET: `domid` acts for `target` from now on.
     pub(crate) fn set_target(&mut self, caller: Caller, domid: DomId, target: DomId) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         self.ensure_domain(target);
         self.ensure_domain(domid).target = Some(target);
@@ -134,8 +136,8 @@ impl Engine {
 
     /// GET_FEATURE.
     pub(crate) fn get_feature(&self, caller: Caller, domid: Option<DomId>) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         match domid {
             None => Outcome::ok(Reply::Number(u64::from(self.config.features))),
@@ -148,8 +150,8 @@ impl Engine {
 
     /// SET_FEATURE: only bits this store supports, only before INTRODUCE.
     pub(crate) fn set_feature(&mut self, caller: Caller, domid: DomId, value: u32) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
+        if let Err(e) = privileged_only(caller) {
+            return Outcome::error(e);
         }
         if value & !self.config.features != 0 {
             return Outcome::error(ErrorCode::EINVAL);
@@ -159,46 +161,6 @@ impl Engine {
             return Outcome::error(ErrorCode::EBUSY);
         }
         domain.features = value;
-        Outcome::ok(Reply::Ok)
-    }
-
-    /// GET_QUOTA.
-    pub(crate) fn get_quota(&self, caller: Caller, domid: Option<DomId>, quota: Option<&str>) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
-        }
-        let Some(name) = quota else {
-            return Outcome::ok(Reply::Names(QuotaKind::ALL.iter().map(|q| q.name().to_owned()).collect()));
-        };
-        let Some(kind) = QuotaKind::from_name(name) else {
-            return Outcome::error(ErrorCode::EINVAL);
-        };
-        let quotas = match domid {
-            None => self.config.quotas,
-            Some(d) => match self.domains.get(&d) {
-                Some(dom) => dom.quotas,
-                None => return Outcome::error(ErrorCode::ENOENT),
-            },
-        };
-        Outcome::ok(Reply::Number(u64::from(quotas.get(kind))))
-    }
-
-    /// SET_QUOTA. The global value is what domains get when first known;
-    /// a domain's own value changes only that domain.
-    pub(crate) fn set_quota(&mut self, caller: Caller, domid: Option<DomId>, quota: &str, value: u32) -> Outcome {
-        if !caller.privileged {
-            return Outcome::error(ErrorCode::EACCES);
-        }
-        let Some(kind) = QuotaKind::from_name(quota) else {
-            return Outcome::error(ErrorCode::EINVAL);
-        };
-        match domid {
-            None => self.config.quotas.set(kind, value),
-            Some(d) => match self.domains.get_mut(&d) {
-                Some(dom) => dom.quotas.set(kind, value),
-                None => return Outcome::error(ErrorCode::ENOENT),
-            },
-        }
         Outcome::ok(Reply::Ok)
     }
 
@@ -278,47 +240,5 @@ impl Engine {
             }
         }
         Outcome { events, effects, ..Outcome::ok(Reply::Ok) }
-    }
-
-    /// A node's permissions without entries that no longer count.
-    pub(crate) fn peek_perms(&self, node: &crate::node::Node) -> xenstore_wire::PermList {
-        crate::access::without_stale(&node.perms, |e| crate::ctx::entry_valid(&self.domains, e, node.meta_gen))
-    }
-
-    /// Checks the store's invariants: every node's parent exists and lists
-    /// it once; every listed child exists; every domain's owned-node count
-    /// is the number of nodes it owns, and every owner is a known domain.
-    pub fn check(&self) -> Result<(), String> {
-        let mut owned: BTreeMap<DomId, usize> = BTreeMap::new();
-        for (key, node) in self.tree.iter() {
-            if let Some(parent) = path::parent(&key) {
-                let Some(p) = self.tree.get(parent) else {
-                    return Err(format!("{key}: parent missing"));
-                };
-                let name = path::basename(&key);
-                if p.children.iter().filter(|c| &***c == name).count() != 1 {
-                    return Err(format!("{key}: not listed once by its parent"));
-                }
-            }
-            for child in node.children.iter() {
-                if self.tree.get(&path::join(&key, child)).is_none() {
-                    return Err(format!("{key}: lists missing child {child}"));
-                }
-            }
-            let owner = node.perms.owner();
-            if owner != 0 {
-                if !self.domains.contains_key(&owner) {
-                    return Err(format!("{key}: owner {owner} is not a known domain"));
-                }
-                *owned.entry(owner).or_default() += 1;
-            }
-        }
-        for (domid, d) in &self.domains {
-            let actual = owned.get(domid).copied().unwrap_or(0);
-            if *domid != 0 && d.owned != actual {
-                return Err(format!("domain {domid} counts {} owned nodes, owns {actual}", d.owned));
-            }
-        }
-        Ok(())
     }
 }

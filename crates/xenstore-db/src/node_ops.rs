@@ -1,0 +1,254 @@
+//! The node operations (`xenstore.txt`, "Database read, write and
+//! permissions operations"): READ, DIRECTORY, DIRECTORY_PART, GET_PERMS,
+//! WRITE, MKDIR, RM and SET_PERMS, run against either the live tree or a
+//! transaction's view. One implementation serves both: in a transaction
+//! every lookup is also recorded for the commit-time conflict check.
+
+use std::sync::Arc;
+
+use xenstore_wire::path;
+use xenstore_wire::{ErrorCode, PermList, Reply, PAYLOAD_MAX};
+
+use crate::ctx::{Ctx, Mutation, Store};
+use crate::event::Change;
+use crate::node::Node;
+use crate::permissions::{created_perms, owner_change_allowed, Need};
+
+impl Ctx<'_> {
+    /// Finds a node the caller may access as `need`. A missing node is
+    /// `ENOENT` or `EACCES` by [`Need::missing_error`] on its nearest
+    /// existing ancestor.
+    pub fn lookup(&mut self, p: &str, need: Need) -> Result<Arc<Node>, ErrorCode> {
+        self.observe_meta(p)?;
+        if let Some(node) = self.tree().get(p).cloned() {
+            return if need.granted(self.rights_on(&node)) { Ok(node) } else { Err(ErrorCode::EACCES) };
+        }
+        let Some((ancestor, node)) = self.tree().nearest_ancestor(p).map(|(a, n)| (a, n.clone())) else {
+            return Err(ErrorCode::ENOENT);
+        };
+        // The answer (ENOENT or EACCES) depends on every missing level
+        // staying missing, not only on the ancestor: a node created in
+        // between would change it.
+        let mut level = p;
+        while let Some(parent) = path::parent(level).filter(|parent| *parent != ancestor) {
+            self.observe_meta(parent)?;
+            level = parent;
+        }
+        self.observe_meta(ancestor)?;
+        Err(need.missing_error(self.rights_on(&node)))
+    }
+
+    /// READ.
+    pub fn read(&mut self, p: &str) -> Result<Reply, ErrorCode> {
+        let node = self.lookup(p, Need::Read)?;
+        Ok(Reply::Read(node.value.clone()))
+    }
+
+    /// DIRECTORY.
+    pub fn directory(&mut self, p: &str) -> Result<Reply, ErrorCode> {
+        let node = self.lookup(p, Need::Read)?;
+        self.observe_list(p)?;
+        // Refuse an oversize listing before building it.
+        if node.children.iter().map(|c| c.len() + 1).sum::<usize>() > PAYLOAD_MAX {
+            return Err(ErrorCode::E2BIG);
+        }
+        Ok(Reply::Directory(node.children.iter().cloned().collect()))
+    }
+
+    /// DIRECTORY_PART: children from a byte offset into the nul-separated
+    /// list, as many whole names as fit, with the C daemon's end marker.
+    pub fn directory_part(&mut self, p: &str, offset: u32) -> Result<Reply, ErrorCode> {
+        let node = self.lookup(p, Need::Read)?;
+        self.observe_list(p)?;
+        let generation = node.list_gen;
+        let gen_len = generation.to_string().len() + 1;
+        let max = PAYLOAD_MAX - gen_len - 1;
+        let offset = offset as usize;
+        let mut names = Vec::new();
+        let mut pos = 0usize;
+        let mut complete = true;
+        for child in node.children.iter() {
+            let entry_len = child.len() + 1;
+            let end = pos + entry_len;
+            if end <= offset {
+                pos = end;
+                continue;
+            }
+            // Possibly mid-name when the client asked for such an offset.
+            let start_in = offset.saturating_sub(pos);
+            let piece = child.as_bytes().get(start_in..).unwrap_or_default();
+            if names.len() + piece.len() + 1 > max {
+                complete = false;
+                break;
+            }
+            names.extend_from_slice(piece);
+            names.push(0);
+            pos = end;
+        }
+        Ok(Reply::DirectoryPart { generation, names, complete })
+    }
+
+    /// GET_PERMS.
+    pub fn get_perms(&mut self, p: &str) -> Result<Reply, ErrorCode> {
+        let node = self.lookup(p, Need::Read)?;
+        Ok(Reply::GetPerms(self.effective_perms(&node)))
+    }
+
+    /// WRITE: replaces the value, or creates the node and missing parents.
+    pub fn write(&mut self, p: &str, value: &[u8]) -> Result<Reply, ErrorCode> {
+        self.charge_node_size(value)?;
+        match self.lookup(p, Need::Write) {
+            Ok(node) => {
+                let gen = self.next_gen();
+                let perms = self.effective_perms(&node);
+                let updated = Node { value: Arc::from(value), perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
+                self.tree_mut().replace(p, updated);
+                let key = self.key(p);
+                self.mark_written(&key);
+                self.changes.push(Change::Node { path: key, perms });
+            }
+            Err(ErrorCode::ENOENT) => {
+                let value = if value.is_empty() { self.empty.clone() } else { Arc::from(value) };
+                self.create(p, value)?;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(Reply::Ok)
+    }
+
+    /// MKDIR: creates the node and missing parents; an existing node is
+    /// left alone (and fires nothing).
+    pub fn mkdir(&mut self, p: &str) -> Result<Reply, ErrorCode> {
+        match self.lookup(p, Need::Write) {
+            Ok(_) => Ok(Reply::Ok),
+            Err(ErrorCode::ENOENT) => {
+                let empty = self.empty.clone();
+                self.create(p, empty)?;
+                Ok(Reply::Ok)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn key(&self, p: &str) -> Arc<str> {
+        Arc::from(p)
+    }
+
+    /// Creates `p` (which must be missing, with write access on its nearest
+    /// ancestor already checked) and its missing parents. One event, for `p`.
+    fn create(&mut self, p: &str, value: Arc<[u8]>) -> Result<(), ErrorCode> {
+        let mut missing = vec![p];
+        let mut cur = p;
+        while let Some(parent) = path::parent(cur) {
+            if self.tree().get(parent).is_some() {
+                break;
+            }
+            self.observe_meta(parent)?;
+            missing.push(parent);
+            cur = parent;
+        }
+        self.charge_nodes(missing.len())?;
+        let mut perms_out = None;
+        for (i, level) in missing.iter().rev().enumerate() {
+            let parent_path = path::parent(level).ok_or(ErrorCode::EINVAL)?;
+            let parent = self.tree().get(parent_path).cloned().ok_or(ErrorCode::ENOENT)?;
+            let inherited = self.effective_perms(&parent);
+            let perms = created_perms(self.caller, inherited);
+            let owner = perms.owner();
+            let gen = self.next_gen();
+            let is_last = i + 1 == missing.len();
+            let node_value = if is_last { value.clone() } else { self.empty.clone() };
+            let key = self.tree_mut().create(level, Node::new(node_value, perms.clone(), gen), gen);
+            self.mark_written(&key);
+            if owner == self.caller.domid {
+                self.owned_now += 1;
+                if let Some(tx) = self.tx_mut() {
+                    tx.node_delta += 1;
+                }
+            }
+            self.mutations.push(Mutation::Created { owner });
+            if is_last {
+                perms_out = Some((key, perms));
+            }
+        }
+        if let Some((key, perms)) = perms_out {
+            self.changes.push(Change::Node { path: key, perms });
+        }
+        Ok(())
+    }
+
+    /// RM: removes the node and its subtree. A missing node is fine if its
+    /// parent exists; removing `/` is `EINVAL`.
+    pub fn rm(&mut self, p: &str) -> Result<Reply, ErrorCode> {
+        if p == "/" {
+            return Err(ErrorCode::EINVAL);
+        }
+        match self.lookup(p, Need::Write) {
+            Ok(node) => {
+                let perms = self.effective_perms(&node);
+                if matches!(self.store, Store::Tx(_)) {
+                    let below: Vec<Arc<str>> = self.tree().descendants(p).into_iter().map(|(k, _)| k).collect();
+                    self.observe_list(p)?;
+                    for k in &below {
+                        self.observe_meta(k)?;
+                        self.observe_list(k)?;
+                    }
+                }
+                let gen = self.next_gen();
+                let removed = self.tree_mut().remove_subtree(p, gen);
+                let mut below = Vec::with_capacity(removed.len().saturating_sub(1));
+                let mut top = None;
+                for (key, n) in removed {
+                    self.mark_written(&key);
+                    if let Some(tx) = self.tx_mut() {
+                        tx.removed.insert(key.clone());
+                    }
+                    let owner = n.perms.owner();
+                    let mine = owner == self.caller.domid;
+                    if let Some(tx) = self.tx_mut().filter(|_| mine) {
+                        tx.node_delta -= 1;
+                    }
+                    self.mutations.push(Mutation::Removed { owner });
+                    if top.is_none() {
+                        top = Some(key);
+                    } else {
+                        let perms = self.effective_perms(&n);
+                        below.push((key, perms));
+                    }
+                }
+                if let Some(path) = top {
+                    self.changes.push(Change::Removed { path, perms, below });
+                }
+                Ok(Reply::Ok)
+            }
+            Err(ErrorCode::ENOENT) => {
+                let parent = path::parent(p).ok_or(ErrorCode::EINVAL)?;
+                self.observe_meta(parent)?;
+                if self.tree().get(parent).is_some() {
+                    Ok(Reply::Ok)
+                } else {
+                    Err(ErrorCode::ENOENT)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// SET_PERMS on a node.
+    pub fn set_perms(&mut self, p: &str, perms: &PermList) -> Result<Reply, ErrorCode> {
+        self.charge_permissions(perms)?;
+        let node = self.lookup(p, Need::Owner)?;
+        let old_owner = node.perms.owner();
+        owner_change_allowed(self.caller, old_owner, perms.owner())?;
+        let gen = self.next_gen();
+        let updated = Node { perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
+        self.tree_mut().replace(p, updated);
+        let key = self.key(p);
+        self.mark_written(&key);
+        if perms.owner() != old_owner {
+            self.mutations.push(Mutation::Chowned { from: old_owner, to: perms.owner() });
+        }
+        self.changes.push(Change::Node { path: key, perms: perms.clone() });
+        Ok(Reply::Ok)
+    }
+}
