@@ -10,7 +10,7 @@ use xenstore_wire::{path, DomId, ErrorCode, Reply};
 
 use crate::ctx::Mutation;
 use crate::domain::RingAddress;
-use crate::effect::Effect;
+use crate::effect::{Effect, Rollback};
 use crate::event::Change;
 use crate::permissions::{privileged_only, Caller};
 use crate::{Engine, Outcome};
@@ -49,6 +49,7 @@ impl Engine {
             return Outcome::error(ErrorCode::EINVAL);
         }
         let ring = RingAddress { gfn, port };
+        let rollback = Rollback { made_known: !self.domains.contains_key(&domid), gen_before: self.gen };
         match self.ensure_domain(domid).introduced {
             Some(existing) if existing == ring => return Outcome::ok(Reply::Ok),
             Some(_) => return Outcome::error(ErrorCode::EINVAL),
@@ -61,7 +62,7 @@ impl Engine {
         domain.ring_conn = Some(conn);
         let features = domain.features;
         let events = self.route_all(&[Change::Special { name: path::INTRODUCE_DOMAIN, domid }]);
-        let attach = Effect::AttachRing { domid, gfn, port, conn, features };
+        let attach = Effect::AttachRing { domid, gfn, port, conn, features, rollback };
         Outcome { events, effects: vec![attach], ..Outcome::ok(Reply::Ok) }
     }
 
@@ -76,22 +77,19 @@ impl Engine {
     /// known is forgotten again; the caller gets EINVAL, as from the C
     /// daemon. Other effects cannot be undone and get EIO.
     pub fn effect_failed(&mut self, effect: &Effect) -> Outcome {
-        let Effect::AttachRing { domid, conn, .. } = *effect else {
+        let Effect::AttachRing { domid, conn, rollback, .. } = *effect else {
             return Outcome::error(ErrorCode::EIO);
         };
         self.disconnect(conn);
         if conn + 1 == self.next_conn {
             self.next_conn = conn;
         }
-        if let Some(domain) = self.domains.get_mut(&domid) {
+        if rollback.made_known {
+            self.domains.remove(&domid);
+            self.gen = rollback.gen_before;
+        } else if let Some(domain) = self.domains.get_mut(&domid) {
             domain.introduced = None;
             domain.ring_conn = None;
-            // Made known by this INTRODUCE (nothing has moved the
-            // generation since): forget it, as if never named.
-            if domain.since_gen == self.gen {
-                self.domains.remove(&domid);
-                self.gen -= 1;
-            }
         }
         Outcome::error(ErrorCode::EINVAL)
     }

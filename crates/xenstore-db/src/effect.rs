@@ -35,6 +35,8 @@ pub enum Effect {
         conn: ConnId,
         /// The ring feature bits to advertise.
         features: u32,
+        /// What undoing the INTRODUCE takes, if this fails.
+        rollback: Rollback,
     },
     /// The domain is gone (RELEASE, or it died): stop serving its ring,
     /// unbind the channel and unmap the page. The engine has already
@@ -49,6 +51,17 @@ pub enum Effect {
     /// driver runs it and replies with its answer in place of the
     /// outcome's reply.
     Daemon(DaemonCommand),
+}
+
+/// What the engine needs to undo an INTRODUCE whose ring could not be
+/// attached, carried in the effect so that the engine keeps no hidden
+/// "last request" state; the driver only hands it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rollback {
+    /// The INTRODUCE made the domain known (it was not before).
+    pub(crate) made_known: bool,
+    /// The generation before the INTRODUCE.
+    pub(crate) gen_before: u64,
 }
 
 /// The CONTROL commands only the daemon can carry out (`xenstore-control`,

@@ -59,7 +59,7 @@ mod tx;
 pub mod watch;
 mod watch_requests;
 
-pub use effect::{DaemonCommand, Effect};
+pub use effect::{DaemonCommand, Effect, Rollback};
 pub use engine::{Config, ConnId, Engine, Outcome, Usage};
 pub use event::Delivery;
 /// The permission rules' former module name: `xenstore_db::access::*` paths

@@ -18,7 +18,7 @@ fn introduce_asks_to_attach_the_ring_as_a_new_guest_connection() {
     w.watch("dom0", "@introduceDomain", "t");
     let out = introduce(&mut w, 7, 0xfeffc, 3);
     assert_eq!(out.reply, Ok(Reply::Ok));
-    let [Effect::AttachRing { domid: 7, gfn: 0xfeffc, port: 3, conn, features }] = out.effects[..] else {
+    let [Effect::AttachRing { domid: 7, gfn: 0xfeffc, port: 3, conn, features, .. }] = out.effects[..] else {
         panic!("expected one AttachRing: {:?}", out.effects);
     };
     assert_eq!(features, w.engine.config().features);
@@ -62,6 +62,16 @@ fn failed_attach_keeps_a_domain_known_before_the_introduce() {
     w.engine.effect_failed(&out.effects[0]);
     // Domain 7 still holds its read permission on /shared.
     assert_eq!(w.reply("dom0", 0, Op::GetPerms, b"/shared\0"), Ok(b"n0\0r7\0".to_vec()));
+}
+
+#[test]
+fn failed_attach_keeps_a_domain_set_target_made_known_just_before() {
+    let mut w = World::new();
+    w.ok("dom0", Op::SetTarget, b"7\x008\0");
+    let before = format!("{:?}", w.engine);
+    let out = introduce(&mut w, 7, 1, 3);
+    w.engine.effect_failed(&out.effects[0]);
+    assert_eq!(format!("{:?}", w.engine), before, "domain 7 and its target stay known");
 }
 
 #[test]

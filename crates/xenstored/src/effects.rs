@@ -19,7 +19,7 @@ impl Server {
     pub(crate) fn carry_out(&mut self, mut outcome: Outcome) -> Outcome {
         for effect in std::mem::take(&mut outcome.effects) {
             match effect {
-                Effect::AttachRing { domid, gfn, port, conn, features } => {
+                Effect::AttachRing { domid, gfn, port, conn, features, .. } => {
                     if let Err(e) = self.attach_ring(domid, gfn, port, conn, features) {
                         warn!(domid, gfn, port, "INTRODUCE: cannot map the ring or bind the channel: {e}");
                         return self.engine.effect_failed(&effect);
