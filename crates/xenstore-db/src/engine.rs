@@ -31,7 +31,7 @@ pub mod features {
 }
 
 /// Settings fixed when the engine is created.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Global quotas: the values for domains without their own.
     pub quotas: Quotas,
