@@ -204,7 +204,8 @@ impl Engine {
                 continue;
             };
             self.gen += 1;
-            if self.config.keep_orphans {
+            // `/` cannot be removed: it goes to dom0, as with keep-orphans.
+            if self.config.keep_orphans || &*key == "/" {
                 let perms = node.perms.with_owner(0);
                 let updated = crate::node::Node { perms: perms.clone(), meta_gen: self.gen, ..(*node).clone() };
                 self.tree.replace(&key, updated);

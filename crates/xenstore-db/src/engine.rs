@@ -22,7 +22,7 @@ use crate::watch::{WatchId, Watches};
 pub type ConnId = u64;
 
 /// Settings fixed when the engine is created.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Global quotas: the values for domains without their own.
     pub quotas: Quotas,

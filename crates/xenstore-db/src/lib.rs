@@ -54,6 +54,9 @@ pub mod quota;
 mod quota_charge;
 mod quota_requests;
 mod route;
+pub mod state;
+mod state_import;
+mod state_tree;
 pub mod tree;
 mod tx;
 pub mod watch;
@@ -67,5 +70,7 @@ pub use event::Delivery;
 pub use permissions as access;
 pub use permissions::Caller;
 pub use quota::{QuotaExceeded, QuotaKind, Quotas};
+pub use state::EngineState;
+pub use state_import::{ImportError, StoreView};
 /// The ring feature bits, defined in the wire crate.
 pub use xenstore_wire::features;

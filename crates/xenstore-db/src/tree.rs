@@ -22,8 +22,8 @@ use crate::node::{Name, Node};
 /// A whole store (the live one, or a transaction's view).
 #[derive(Debug, Clone)]
 pub struct Tree {
-    root: Arc<Node>,
-    len: usize,
+    pub(crate) root: Arc<Node>,
+    pub(crate) len: usize,
 }
 
 /// The leaf names of a canonical absolute path, root first (none for `/`).

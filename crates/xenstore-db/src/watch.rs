@@ -52,9 +52,9 @@ pub type WatchId = u64;
 /// All watches of all connections.
 #[derive(Debug, Default, Clone)]
 pub struct Watches {
-    next_id: WatchId,
-    by_id: BTreeMap<WatchId, Watch>,
-    by_path: BTreeMap<Arc<str>, Vec<WatchId>>,
+    pub(crate) next_id: WatchId,
+    pub(crate) by_id: BTreeMap<WatchId, Watch>,
+    pub(crate) by_path: BTreeMap<Arc<str>, Vec<WatchId>>,
 }
 
 impl Watches {

@@ -609,3 +609,14 @@ fn transaction_set_perms_naming_a_new_domain_is_inherited() {
     ];
     run(&mut w, steps);
 }
+
+/// `/` cannot be removed: when the domain owning it goes, dom0 gets it, so
+/// no node is left owned by a domain the store no longer knows.
+#[test]
+fn remove_domain_owning_root_gives_root_to_dom0() {
+    let mut w = World::new();
+    w.set_perms("dom0", "/", &["r1"]);
+    w.engine.remove_domain(1);
+    assert_eq!(w.engine.check(), Ok(()));
+    run(&mut w, &[row("dom0", GetPerms, b"/\0", Ok(b"r0\0"))]);
+}

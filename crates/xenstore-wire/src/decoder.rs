@@ -4,6 +4,11 @@
 //! decoder keeps at most one header and one payload of at most
 //! [`PAYLOAD_MAX`] bytes: the announced length is checked before anything is
 //! allocated for it, so a hostile length costs nothing.
+//!
+//! A live update hands each connection's partial input to the new process:
+//! [`Decoder::pending`] gives the bytes received but not yet framed, and
+//! [`Decoder::restore`] feeds them to a fresh decoder, so they pass the same
+//! checks as if they had just arrived.
 
 use crate::header::{Header, HEADER_LEN};
 use crate::limits::PAYLOAD_MAX;
@@ -26,6 +31,12 @@ pub enum FrameError {
         /// The announced length.
         len: u32,
     },
+    /// The bytes given to [`Decoder::restore`] hold a whole packet, so they
+    /// are not a partial message: the state they came from is corrupt.
+    NotPending {
+        /// How many bytes were given.
+        len: usize,
+    },
 }
 
 impl std::fmt::Display for FrameError {
@@ -33,6 +44,9 @@ impl std::fmt::Display for FrameError {
         match self {
             FrameError::PayloadTooLong { len } => {
                 write!(f, "payload length {len} exceeds the protocol maximum of {PAYLOAD_MAX}")
+            }
+            FrameError::NotPending { len } => {
+                write!(f, "{len} bytes to restore hold a whole packet, not a partial one")
             }
         }
     }
@@ -116,5 +130,42 @@ impl Decoder {
     /// Drops any partial message and any failure (a ring reconnection).
     pub fn reset(&mut self) {
         *self = Decoder::default();
+    }
+
+    /// The bytes received but not yet framed into a packet, as they came:
+    /// a partial header, or a whole header and part of its payload. Empty
+    /// at a message boundary. A failed decoder gives the header that failed
+    /// it, so [`Decoder::restore`] fails the same way.
+    pub fn pending(&self) -> Vec<u8> {
+        match self.header {
+            Some(header) => {
+                let mut bytes = Vec::with_capacity(HEADER_LEN + self.payload.len());
+                bytes.extend_from_slice(&header.encode());
+                bytes.extend_from_slice(&self.payload);
+                bytes
+            }
+            None => self.header_buf[..self.header_fill].to_vec(),
+        }
+    }
+
+    /// [`Decoder::pending`], leaving the decoder at a message boundary.
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        let bytes = self.pending();
+        self.reset();
+        bytes
+    }
+
+    /// A decoder that has received `bytes` (what [`Decoder::pending`] gave
+    /// in another process) and nothing else. The bytes are decoded, not
+    /// trusted: an oversize length in them is the same
+    /// [`FrameError::PayloadTooLong`] as on the wire, and bytes holding a
+    /// whole packet are [`FrameError::NotPending`].
+    pub fn restore(bytes: &[u8]) -> Result<Decoder, FrameError> {
+        let mut decoder = Decoder::new();
+        let mut input = bytes;
+        match decoder.decode(&mut input)? {
+            None => Ok(decoder),
+            Some(_) => Err(FrameError::NotPending { len: bytes.len() }),
+        }
     }
 }

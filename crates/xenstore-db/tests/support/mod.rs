@@ -106,3 +106,4 @@ pub fn p(path: &str) -> Vec<u8> {
     v.push(0);
     v
 }
+pub mod gen;
