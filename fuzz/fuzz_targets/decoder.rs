@@ -13,7 +13,10 @@
 //! * likewise for `WatchEvent::parse`.
 //!
 //! A framing error must happen only for an announced length over the limit,
-//! and the decoder must stay failed afterwards.
+//! and the decoder must stay failed afterwards. After every odd-sized
+//! chunk the decoder's pending bytes are handed to a new decoder
+//! (`take_pending` and `restore`, as a live update does), which must carry
+//! on as the old one would have.
 
 #![no_main]
 
@@ -41,10 +44,16 @@ fuzz_target!(|data: &[u8]| {
                 Ok(Some(packet)) => check_packet(&packet),
                 Ok(None) => {
                     assert!(chunk.is_empty(), "decoder stopped with input left");
+                    if size % 2 == 1 {
+                        let pending = decoder.take_pending();
+                        decoder = Decoder::restore(&pending).expect("a decoder's own pending bytes restore");
+                    }
                     break;
                 }
                 Err(err) => {
-                    let xenstore_wire::FrameError::PayloadTooLong { len } = err;
+                    let xenstore_wire::FrameError::PayloadTooLong { len } = err else {
+                        panic!("decode failed with {err:?}");
+                    };
                     assert!(usize::try_from(len).map_or(true, |len| len > PAYLOAD_MAX));
                     let mut more = &stream[offset..];
                     assert_eq!(decoder.decode(&mut more), Err(err), "decoder recovered");
