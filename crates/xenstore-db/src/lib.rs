@@ -34,6 +34,7 @@
 //! | INTRODUCE, RELEASE, RESUME, SET_TARGET, GET/SET_FEATURE, domain shutdown and removal, owned-node counts | `domains.rs` (per-domain record: [`domain`]) |
 //! | CONTROL | `control.rs` |
 //! | the consistency check | `check.rs` |
+//! | export and import of the whole state (live update) | [`state`] (import's checks: `state_import.rs`, `state_tree.rs`) |
 
 #![forbid(unsafe_code)]
 
