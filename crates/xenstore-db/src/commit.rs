@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use xenstore_wire::{path, ErrorCode, Reply};
 
+use crate::applied::Applied;
 use crate::ctx::Mutation;
 use crate::event::Change;
 use crate::node::Node;
@@ -58,14 +59,15 @@ impl Engine {
         if !tx.validate(&self.tree) {
             return Outcome::error(ErrorCode::EAGAIN);
         }
-        let changes = self.apply(tx);
+        let (changes, applied) = self.apply(tx);
         let events = self.route_all(&changes);
-        Outcome { events, ..Outcome::ok(Reply::Ok) }
+        Outcome { events, applied, ..Outcome::ok(Reply::Ok) }
     }
 
     /// Applies a validated transaction's writes to the live tree and returns
-    /// its changes (watch events), recorded when they happened.
-    fn apply(&mut self, tx: Transaction) -> Vec<Change> {
+    /// its changes (watch events), recorded when they happened, and what it
+    /// applied, in order.
+    fn apply(&mut self, tx: Transaction) -> (Vec<Change>, Vec<Applied>) {
         let Transaction { work, written, removed, changes, base, seen, .. } = tx;
         // Release the snapshot first: while it shares the live tree's nodes,
         // every write below would copy its path instead of changing it in
@@ -83,6 +85,7 @@ impl Engine {
             self.ensure_domain(domid);
         }
         let mut mutations = Vec::new();
+        let mut applied = Vec::new();
         let mut created: Vec<&Arc<str>> = Vec::new();
         // Removals first: names the transaction removed leave the live lists.
         // A node it removed and created again is removed here and created
@@ -94,6 +97,7 @@ impl Engine {
                 for (_, node) in self.tree.remove_subtree(p, self.gen) {
                     mutations.push(Mutation::Removed { owner: node.perms.owner() });
                 }
+                applied.push(Applied::Remove { path: p.clone() });
             }
         }
         for p in &written {
@@ -111,6 +115,8 @@ impl Engine {
                         mutations.push(Mutation::Chowned { from: old.perms.owner(), to: new.perms.owner() });
                     }
                     self.tree.replace(p, updated);
+                    let (value, perms) = (new.value.clone(), new.perms.clone());
+                    applied.push(Applied::Write { path: p.clone(), value, perms });
                 }
                 None => created.push(p),
             }
@@ -151,11 +157,13 @@ impl Engine {
                 self.gen += 1;
                 let node = Node::new(new.value.clone(), new.perms.clone(), self.gen);
                 let owner = node.perms.owner();
-                self.tree.create(&child, node, self.gen);
+                let (value, perms) = (node.value.clone(), node.perms.clone());
+                let path = self.tree.create(&child, node, self.gen);
+                applied.push(Applied::Write { path, value, perms });
                 mutations.push(Mutation::Created { owner });
             }
         }
         self.apply_mutations(mutations);
-        changes
+        (changes, applied)
     }
 }

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use xenstore_wire::{DomId, ErrorCode, Reply, Request};
 
+use crate::applied::Applied;
 use crate::effect::{DaemonCommand, Effect};
 use crate::permissions::{privileged_only, Caller};
 use crate::quota::{QuotaKind, Quotas};
@@ -67,10 +68,11 @@ impl Engine {
         };
         if soft {
             self.config.soft_quotas.set(kind, value);
-            return text("OK");
+            return Outcome { applied: vec![Applied::SoftQuota { kind, value }], ..text("OK") };
         }
-        match self.set_quota(caller, None, name, value).reply {
-            Ok(_) => text("OK"),
+        let set = self.set_quota(caller, None, name, value);
+        match set.reply {
+            Ok(_) => Outcome { applied: set.applied, ..text("OK") },
             Err(e) => Outcome::error(e),
         }
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use xenstore_wire::{DomId, ErrorCode};
 
+use crate::applied::Applied;
 use crate::domain::Domain;
 use crate::event::Change;
 use crate::permissions::Caller;
@@ -48,6 +49,8 @@ pub(crate) struct Ctx<'a> {
     pub changes: Vec<Change>,
     pub mutations: Vec<Mutation>,
     pub quota_hit: Option<QuotaExceeded>,
+    /// What it changed, for the outcome (dropped in a transaction).
+    pub applied: Vec<Applied>,
 }
 
 impl Ctx<'_> {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use xenstore_wire::{path, DomId, ErrorCode, Reply};
 
+use crate::applied::Applied;
 use crate::ctx::Mutation;
 use crate::domain::RingAddress;
 use crate::effect::{Effect, Rollback};
@@ -63,7 +64,8 @@ impl Engine {
         let features = domain.features;
         let events = self.route_all(&[Change::Special { name: path::INTRODUCE_DOMAIN, domid }]);
         let attach = Effect::AttachRing { domid, gfn, port, conn, features, rollback };
-        Outcome { events, effects: vec![attach], ..Outcome::ok(Reply::Ok) }
+        let applied = vec![Applied::Introduced { domid, gfn, port }];
+        Outcome { events, effects: vec![attach], applied, ..Outcome::ok(Reply::Ok) }
     }
 
     /// The driver could not carry out `effect`: undoes the request that
@@ -116,7 +118,7 @@ impl Engine {
         match self.domains.get_mut(&domid) {
             Some(d) if d.introduced.is_some() => {
                 d.release_fired = false;
-                Outcome::ok(Reply::Ok)
+                Outcome { applied: vec![Applied::Resumed { domid }], ..Outcome::ok(Reply::Ok) }
             }
             _ => Outcome::error(ErrorCode::ENOENT),
         }
@@ -129,7 +131,7 @@ impl Engine {
         }
         self.ensure_domain(target);
         self.ensure_domain(domid).target = Some(target);
-        Outcome::ok(Reply::Ok)
+        Outcome { applied: vec![Applied::Target { domid, target }], ..Outcome::ok(Reply::Ok) }
     }
 
     /// GET_FEATURE.
@@ -159,7 +161,7 @@ impl Engine {
             return Outcome::error(ErrorCode::EBUSY);
         }
         domain.features = value;
-        Outcome::ok(Reply::Ok)
+        Outcome { applied: vec![Applied::Features { domid, value }], ..Outcome::ok(Reply::Ok) }
     }
 
     /// The domain has shut down or crashed: fire `@releaseDomain` once
@@ -171,7 +173,7 @@ impl Engine {
             _ => return Outcome::ok(Reply::Ok),
         }
         let events = self.route_all(&[Change::Special { name: path::RELEASE_DOMAIN, domid }]);
-        Outcome { events, ..Outcome::ok(Reply::Ok) }
+        Outcome { events, applied: vec![Applied::ReleaseFired { domid }], ..Outcome::ok(Reply::Ok) }
     }
 
     /// The domain is gone (destroyed, or RELEASE): fire `@releaseDomain` if
@@ -199,6 +201,7 @@ impl Engine {
         let owned: Vec<Arc<str>> =
             if domain.owned == 0 { Vec::new() } else { self.tree.find(|n| n.perms.owner() == domid) };
         let mut mutations = Vec::new();
+        let mut applied = Vec::new();
         for key in owned {
             let Some(node) = self.tree.get(&key).cloned() else {
                 continue;
@@ -210,6 +213,7 @@ impl Engine {
                 let updated = crate::node::Node { perms: perms.clone(), meta_gen: self.gen, ..(*node).clone() };
                 self.tree.replace(&key, updated);
                 mutations.push(Mutation::Chowned { from: domid, to: 0 });
+                applied.push(Applied::SetPerms { path: key, perms });
                 continue;
             }
             let removed = self.tree.remove_subtree(&key, self.gen);
@@ -221,6 +225,7 @@ impl Engine {
             for (_, n) in removed {
                 mutations.push(Mutation::Removed { owner: n.perms.owner() });
             }
+            applied.push(Applied::Remove { path: key.clone() });
             changes.push(Change::Removed { path: key, perms: top_perms, below });
         }
         self.apply_mutations(mutations);
@@ -238,6 +243,7 @@ impl Engine {
                 d.target = None;
             }
         }
-        Outcome { events, effects, ..Outcome::ok(Reply::Ok) }
+        applied.push(Applied::DomainRemoved { domid });
+        Outcome { events, effects, applied, ..Outcome::ok(Reply::Ok) }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use xenstore_wire::{features, path};
 use xenstore_wire::{Access, DomId, ErrorCode, PermList, Reply, Request};
 
+use crate::applied::Applied;
 use crate::ctx::{Ctx, Store};
 use crate::domain::Domain;
 use crate::effect::Effect;
@@ -69,6 +70,8 @@ pub struct Usage {
 ///
 /// The driver first carries out `effects`, in order (if one fails it calls
 /// [`Engine::effect_failed`] and sends that outcome instead of this one);
+/// a driver that keeps a journal then appends the `applied` list of the
+/// outcome it sends, so the change is durable before anyone hears of it;
 /// then it sends `events` (each on its connection; some may be the
 /// caller's own, and the C daemon sends those before the reply), then the
 /// reply to the caller, then `after_reply` (a new watch's initial event).
@@ -84,17 +87,34 @@ pub struct Outcome {
     pub quota: Option<QuotaExceeded>,
     /// What the driver must do outside the store, before anything is sent.
     pub effects: Vec<Effect>,
+    /// The changes applied to the persistent state, in order, for a
+    /// journal written before the reply (see [`crate::applied`]).
+    pub applied: Vec<Applied>,
 }
 
 impl Outcome {
     /// A successful reply with no events.
     pub fn ok(reply: Reply) -> Outcome {
-        Outcome { reply: Ok(reply), events: Vec::new(), after_reply: None, quota: None, effects: Vec::new() }
+        Outcome {
+            reply: Ok(reply),
+            events: Vec::new(),
+            after_reply: None,
+            quota: None,
+            effects: Vec::new(),
+            applied: Vec::new(),
+        }
     }
 
     /// An error reply with no events.
     pub fn error(e: ErrorCode) -> Outcome {
-        Outcome { reply: Err(e), events: Vec::new(), after_reply: None, quota: None, effects: Vec::new() }
+        Outcome {
+            reply: Err(e),
+            events: Vec::new(),
+            after_reply: None,
+            quota: None,
+            effects: Vec::new(),
+            applied: Vec::new(),
+        }
     }
 }
 
@@ -411,20 +431,21 @@ impl Engine {
             changes: Vec::new(),
             mutations: Vec::new(),
             quota_hit: None,
+            applied: Vec::new(),
         };
         let reply = op(&mut ctx, &canonical);
-        let Ctx { changes, mutations, quota_hit, store, .. } = ctx;
-        let events = match store {
+        let Ctx { changes, mutations, quota_hit, store, applied, .. } = ctx;
+        let (events, applied) = match store {
             // A transaction's changes wait for its commit.
             Store::Tx(tx) => {
                 tx.changes.extend(changes);
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
             Store::Live(_) => {
                 self.apply_mutations(mutations);
-                self.route_all(&changes)
+                (self.route_all(&changes), applied)
             }
         };
-        Outcome { reply, events, quota: quota_hit, ..Outcome::ok(Reply::Ok) }
+        Outcome { reply, events, quota: quota_hit, applied, ..Outcome::ok(Reply::Ok) }
     }
 }

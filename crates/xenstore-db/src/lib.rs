@@ -34,10 +34,12 @@
 //! | INTRODUCE, RELEASE, RESUME, SET_TARGET, GET/SET_FEATURE, domain shutdown and removal, owned-node counts | `domains.rs` (per-domain record: [`domain`]) |
 //! | CONTROL | `control.rs` |
 //! | the consistency check | `check.rs` |
+//! | what a request applied, for a journal | [`applied`] (recorded where each change is made) |
 //! | export and import of the whole state (live update) | [`state`] (import's checks: `state_import.rs`, `state_tree.rs`) |
 
 #![forbid(unsafe_code)]
 
+pub mod applied;
 mod check;
 pub mod children;
 mod commit;
@@ -63,6 +65,7 @@ mod tx;
 pub mod watch;
 mod watch_requests;
 
+pub use applied::Applied;
 pub use effect::{DaemonCommand, Effect, Rollback};
 pub use engine::{Config, ConnId, Engine, Outcome, Usage};
 pub use event::Delivery;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use xenstore_wire::path;
 use xenstore_wire::{ErrorCode, PermList, Reply, PAYLOAD_MAX};
 
+use crate::applied::Applied;
 use crate::ctx::{Ctx, Mutation, Store};
 use crate::event::Change;
 use crate::node::Node;
@@ -101,10 +102,12 @@ impl Ctx<'_> {
             Ok(node) => {
                 let gen = self.next_gen();
                 let perms = self.effective_perms(&node);
-                let updated = Node { value: Arc::from(value), perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
+                let value: Arc<[u8]> = Arc::from(value);
+                let updated = Node { value: value.clone(), perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
                 self.tree_mut().replace(p, updated);
                 let key = self.key(p);
                 self.mark_written(&key);
+                self.applied.push(Applied::Write { path: key.clone(), value, perms: perms.clone() });
                 self.changes.push(Change::Node { path: key, perms });
             }
             Err(ErrorCode::ENOENT) => {
@@ -158,8 +161,9 @@ impl Ctx<'_> {
             let gen = self.next_gen();
             let is_last = i + 1 == missing.len();
             let node_value = if is_last { value.clone() } else { self.empty.clone() };
-            let key = self.tree_mut().create(level, Node::new(node_value, perms.clone(), gen), gen);
+            let key = self.tree_mut().create(level, Node::new(node_value.clone(), perms.clone(), gen), gen);
             self.mark_written(&key);
+            self.applied.push(Applied::Write { path: key.clone(), value: node_value, perms: perms.clone() });
             if owner == self.caller.domid {
                 self.owned_now += 1;
                 if let Some(tx) = self.tx_mut() {
@@ -217,6 +221,7 @@ impl Ctx<'_> {
                     }
                 }
                 if let Some(path) = top {
+                    self.applied.push(Applied::Remove { path: path.clone() });
                     self.changes.push(Change::Removed { path, perms, below });
                 }
                 Ok(Reply::Ok)
@@ -248,6 +253,7 @@ impl Ctx<'_> {
         if perms.owner() != old_owner {
             self.mutations.push(Mutation::Chowned { from: old_owner, to: perms.owner() });
         }
+        self.applied.push(Applied::SetPerms { path: key.clone(), perms: perms.clone() });
         self.changes.push(Change::Node { path: key, perms: perms.clone() });
         Ok(Reply::Ok)
     }

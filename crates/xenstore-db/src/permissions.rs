@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 
 use xenstore_wire::{path, Access, DomId, ErrorCode, Perm, PermList, Reply};
 
+use crate::applied::Applied;
 use crate::ctx::Ctx;
 use crate::domain::Domain;
 use crate::node::Node;
@@ -239,6 +240,6 @@ impl Engine {
             return Outcome::error(ErrorCode::ENOSPC);
         }
         self.special_perms.insert(name, perms.clone());
-        Outcome::ok(Reply::Ok)
+        Outcome { applied: vec![Applied::SpecialPerms { name, perms: perms.clone() }], ..Outcome::ok(Reply::Ok) }
     }
 }

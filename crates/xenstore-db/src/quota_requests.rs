@@ -6,6 +6,7 @@
 
 use xenstore_wire::{DomId, ErrorCode, Reply};
 
+use crate::applied::Applied;
 use crate::permissions::{privileged_only, Caller};
 use crate::quota::QuotaKind;
 use crate::{Engine, Outcome};
@@ -41,13 +42,19 @@ impl Engine {
         let Some(kind) = QuotaKind::from_name(quota) else {
             return Outcome::error(ErrorCode::EINVAL);
         };
-        match domid {
-            None => self.config.quotas.set(kind, value),
+        let applied = match domid {
+            None => {
+                self.config.quotas.set(kind, value);
+                Applied::GlobalQuota { kind, value }
+            }
             Some(d) => match self.domains.get_mut(&d) {
-                Some(dom) => dom.quotas.set(kind, value),
+                Some(dom) => {
+                    dom.quotas.set(kind, value);
+                    Applied::DomainQuota { domid: d, kind, value }
+                }
                 None => return Outcome::error(ErrorCode::ENOENT),
             },
-        }
-        Outcome::ok(Reply::Ok)
+        };
+        Outcome { applied: vec![applied], ..Outcome::ok(Reply::Ok) }
     }
 }

@@ -14,7 +14,7 @@ mod support;
 
 use proptest::prelude::*;
 use support::gen::{self, Driver, Observed, Step};
-use xenstore_db::{Config, Engine, ImportError, QuotaKind};
+use xenstore_db::{Engine, ImportError};
 use xenstore_wire::{ErrorCode, Op};
 
 use support::World;
@@ -24,7 +24,7 @@ proptest! {
 
     #[test]
     fn import_of_export_answers_every_later_request_alike(before in gen::steps(60), after in gen::steps(40)) {
-        let mut original = Engine::new(small_quotas());
+        let mut original = Engine::new(gen::small_quotas());
         let mut driver = Driver::start(&mut original);
         for step in &before {
             driver.step(&mut original, step);
@@ -59,7 +59,7 @@ fn random_runs_cross_the_export_with_open_transactions() {
     for _ in 0..256 {
         let before = gen::steps(60).new_tree(&mut runner).unwrap().current();
         let after = gen::steps(40).new_tree(&mut runner).unwrap().current();
-        let mut engine = Engine::new(small_quotas());
+        let mut engine = Engine::new(gen::small_quotas());
         let mut driver = Driver::start(&mut engine);
         for step in &before {
             driver.step(&mut engine, step);
@@ -135,21 +135,6 @@ fn import_refuses_corrupt_state_with_display_naming_it() {
         })
     );
     assert_eq!(err.map(|e| e.to_string()).as_deref(), Some("live store: node /tool lists missing child xenstored"));
-}
-
-/// Quotas low enough for short runs to reach them.
-fn small_quotas() -> Config {
-    let mut config = Config::default();
-    for (kind, value) in [
-        (QuotaKind::Nodes, 6),
-        (QuotaKind::Watches, 3),
-        (QuotaKind::Transactions, 2),
-        (QuotaKind::TransactionNodes, 8),
-        (QuotaKind::Permissions, 2),
-    ] {
-        config.quotas.set(kind, value);
-    }
-    config
 }
 
 /// `effect_failed` forgot a domain known since the current generation,

@@ -11,7 +11,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
-use xenstore_db::{Caller, ConnId, Engine, Outcome};
+use xenstore_db::{Caller, Config, ConnId, Engine, Outcome, QuotaKind};
 use xenstore_wire::{Access, DomId, ErrorCode, Perm, PermList, Reply, Request};
 
 /// One step of a run.
@@ -318,4 +318,19 @@ pub fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(d, q, v)| Action::SetQuota(d, q, v)),
         1 => Just(Action::Check),
     ]
+}
+
+/// Quotas low enough for short runs to reach them.
+pub fn small_quotas() -> Config {
+    let mut config = Config::default();
+    for (kind, value) in [
+        (QuotaKind::Nodes, 6),
+        (QuotaKind::Watches, 3),
+        (QuotaKind::Transactions, 2),
+        (QuotaKind::TransactionNodes, 8),
+        (QuotaKind::Permissions, 2),
+    ] {
+        config.quotas.set(kind, value);
+    }
+    config
 }
