@@ -126,3 +126,35 @@ fn same(there: &Node, node: &Node) -> bool {
         && there.children.iter().zip(node.children.iter()).all(|(a, b)| a == b)
         && there.children.nodes().all(|(name, child)| node.children.get(name).is_some_and(|c| Arc::ptr_eq(c, child)))
 }
+
+#[cfg(test)]
+mod tests {
+    use xenstore_wire::Request;
+
+    use super::*;
+    use crate::{Caller, Engine};
+
+    #[test]
+    fn build_shares_unchanged_subtrees_with_the_given_tree() {
+        let mut engine = Engine::default();
+        let dom0 = engine.connect(Caller::DOM0);
+        engine.handle(dom0, 0, &Request::Write { path: "/a/b", value: b"v" });
+        let tx = match engine.handle(dom0, 0, &Request::TransactionStart).reply {
+            Ok(xenstore_wire::Reply::TransactionStart(id)) => id,
+            other => panic!("{other:?}"),
+        };
+        engine.handle(dom0, tx, &Request::Write { path: "/c", value: b"w" });
+        let state = engine.export();
+        let empty: Arc<[u8]> = Arc::from(&b""[..]);
+        let gen = state.generation;
+        let live = build(&state.nodes, StoreView::Live, gen, None, &empty).expect("live");
+        let t = &state.transactions[0];
+        let base = build(&t.base, StoreView::Base(tx), gen, Some(&live), &empty).expect("base");
+        let work = build(&t.work, StoreView::Work(tx), gen, Some(&base), &empty).expect("work");
+        let same = |a: &Tree, b: &Tree, p: &str| a.get(p).zip(b.get(p)).is_some_and(|(x, y)| Arc::ptr_eq(x, y));
+        assert!(same(&live, &base, "/"), "nothing changed since the snapshot");
+        assert!(same(&base, &work, "/a"), "untouched by the transaction");
+        assert!(!same(&base, &work, "/"), "the transaction added /c");
+        assert_eq!(work.len(), live.len() + 1);
+    }
+}

@@ -107,7 +107,7 @@ fn import_open_transaction_commit_after_live_write_returns_eagain() {
 }
 
 #[test]
-fn import_transaction_views_share_unchanged_nodes_with_live() {
+fn import_then_export_with_open_transaction_returns_same_state() {
     let mut w = World::new();
     for i in 0..50 {
         w.write("dom0", &format!("/big/n{i}"), "value");
@@ -116,7 +116,7 @@ fn import_transaction_views_share_unchanged_nodes_with_live() {
     assert_eq!(w.reply("dom0", t, Op::Write, b"/other\0x"), Ok(b"OK\0".to_vec()));
     let state = w.engine.export();
     let imported = Engine::import(state.clone()).expect("valid export");
-    // Exporting again gives the same state: sharing is invisible.
+    // Sharing nodes between views (see state_tree.rs) is invisible here.
     assert_eq!(imported.export(), state);
 }
 
