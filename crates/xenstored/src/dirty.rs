@@ -7,7 +7,9 @@
 //! the ones still queued: one `writev` then carries several events, instead
 //! of one system call per event per connection.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashSet;
 
 use xenstore_db::ConnId;
 
@@ -15,7 +17,7 @@ use xenstore_db::ConnId;
 #[derive(Debug, Default)]
 pub struct Dirty {
     order: VecDeque<ConnId>,
-    members: HashSet<ConnId>,
+    members: FxHashSet<ConnId>,
 }
 
 impl Dirty {

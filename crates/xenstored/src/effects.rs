@@ -15,14 +15,16 @@ use crate::server::Server;
 impl Server {
     /// Carries out the outcome's effects in order. A ring that cannot be
     /// attached is reported to the engine, whose answer replaces the
-    /// outcome (the INTRODUCE is rolled back).
-    pub(crate) fn carry_out(&mut self, mut outcome: Outcome) -> Outcome {
+    /// outcome (the INTRODUCE is rolled back). In place: an outcome is
+    /// not small, and most have no effects.
+    pub(crate) fn carry_out(&mut self, outcome: &mut Outcome) {
         for effect in std::mem::take(&mut outcome.effects) {
             match effect {
                 Effect::AttachRing { domid, gfn, port, conn, features, .. } => {
                     if let Err(e) = self.attach_ring(domid, gfn, port, conn, features) {
                         warn!(domid, gfn, port, "INTRODUCE: cannot map the ring or bind the channel: {e}");
-                        return self.engine.effect_failed(&effect);
+                        *outcome = self.engine.effect_failed(&effect);
+                        return;
                     }
                 }
                 Effect::DetachRing { domid, conn } => self.detach_ring(domid, conn),
@@ -30,7 +32,6 @@ impl Server {
                 other => warn!("the engine asked for an effect this daemon does not know: {other:?}"),
             }
         }
-        outcome
     }
 
     /// Maps the domain's page, binds its channel, and serves the ring as
@@ -100,7 +101,7 @@ impl Server {
         let mut introduced: Vec<DomId> = rings.by_domid.keys().copied().collect();
         introduced.sort_unstable();
         for domid in introduced {
-            let outcome = match states.get(&domid) {
+            let mut outcome = match states.get(&domid) {
                 None | Some(DomainState::Dying) => {
                     info!(domid, "domain gone: removing its connection and nodes");
                     self.engine.remove_domain(domid)
@@ -114,7 +115,7 @@ impl Server {
                 }
                 Some(_) => continue,
             };
-            let outcome = self.carry_out(outcome);
+            self.carry_out(&mut outcome);
             for delivery in outcome.events {
                 self.deliver(delivery);
             }

@@ -9,11 +9,11 @@
 //! only then does the daemon list domains, to learn which have shut down
 //! or gone.
 
-use std::collections::HashMap;
 use std::io::{self, IoSlice, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use xen_platform::{Dom0Store, DomId, DomainStates, EventChannels, ForeignMemory, MappedPages, Notifier, Port};
 use xenstore_db::ConnId;
 use xenstore_ring::{Incoming, MappedServer, Notify, ERROR_COMM};
@@ -136,8 +136,8 @@ pub(crate) struct Rings {
     pub(crate) platform: Platform,
     /// The port bound to VIRQ_DOM_EXC.
     pub(crate) virq_port: Port,
-    pub(crate) by_port: HashMap<Port, ConnId>,
-    pub(crate) by_domid: HashMap<DomId, ConnId>,
+    pub(crate) by_port: FxHashMap<Port, ConnId>,
+    pub(crate) by_domid: FxHashMap<DomId, ConnId>,
     /// Scratch for pending ports.
     pub(crate) pending: Vec<Port>,
 }
@@ -146,7 +146,13 @@ impl Rings {
     /// Binds VIRQ_DOM_EXC and gets ready to serve rings.
     pub(crate) fn new(mut platform: Platform) -> io::Result<Rings> {
         let virq_port = platform.events.bind_virq(xen_platform::Virq::DomExc)?;
-        Ok(Rings { platform, virq_port, by_port: HashMap::new(), by_domid: HashMap::new(), pending: Vec::new() })
+        Ok(Rings {
+            platform,
+            virq_port,
+            by_port: FxHashMap::default(),
+            by_domid: FxHashMap::default(),
+            pending: Vec::new(),
+        })
     }
 
     /// Maps a domain's page and binds its port (the platform's half of

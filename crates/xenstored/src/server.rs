@@ -19,7 +19,6 @@
 //! rule (see [`crate::conn`]). A framing error cuts off only that
 //! connection.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +26,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
+use rustc_hash::FxHashMap;
 use tracing::{debug, info, warn};
 use xenstore_db::{Caller, Config, ConnId, Delivery, Engine, Outcome};
 use xenstore_wire::{ErrorCode, Op, Packet, Request};
@@ -55,7 +55,7 @@ pub struct Server {
     listener: Option<(UnixListener, PathBuf)>,
     pub(crate) engine: Engine,
     /// Every connection, socket or ring, by the engine's id for it.
-    pub(crate) conns: HashMap<ConnId, Connection>,
+    pub(crate) conns: FxHashMap<ConnId, Connection>,
     /// Read end of the signal pipe, kept open while registered.
     _signals: Option<UnixStream>,
     pub(crate) trace: Trace,
@@ -149,7 +149,7 @@ impl Server {
             poll: Poll::new().context("creating the poll instance")?,
             listener: None,
             engine: Engine::new(config),
-            conns: HashMap::new(),
+            conns: FxHashMap::default(),
             _signals: None,
             trace: Trace::open(trace_file).context("opening the trace file")?,
             limits,
@@ -327,11 +327,11 @@ impl Server {
     pub(crate) fn handle(&mut self, id: ConnId, packet: Packet) {
         let header = packet.header;
         self.trace.message("IN", id, &header, &packet.payload);
-        let outcome = match Request::parse(header.op, &packet.payload) {
+        let mut outcome = match Request::parse(header.op, &packet.payload) {
             Ok(request) => self.engine.handle(id, header.tx_id, &request),
             Err(e) => Outcome::error(e),
         };
-        let outcome = self.carry_out(outcome);
+        self.carry_out(&mut outcome);
         if let Some(hit) = outcome.quota {
             info!(conn = id, "request refused: {hit}");
         }
