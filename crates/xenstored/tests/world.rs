@@ -221,6 +221,11 @@ fn broken_event_channel_sets_the_comm_error() {
     let _ = w.reply(guest, req);
 }
 
+/// Every ring with pending requests is served in each loop iteration, so
+/// a guest that keeps its ring full does not delay another. (The per-turn
+/// budget itself cannot bind here: a ring holds fewer requests than a
+/// turn's budget, and a single-threaded world cannot refill it during a
+/// turn. `tests/flood.rs` floods a real daemon from other threads.)
 #[test]
 fn a_flooding_ring_does_not_delay_another_guest() {
     let mut w = World::new();
