@@ -166,14 +166,7 @@ impl Rings {
         features: u32,
     ) -> io::Result<DomainRing> {
         let pages = self.platform.memory.map_foreign(domid, gfn, 1)?;
-        let local = self.platform.events.bind_interdomain(domid, port)?;
-        let notifier = match self.platform.events.notifier(local) {
-            Ok(notifier) => notifier,
-            Err(e) => {
-                let _ = self.platform.events.unbind(local);
-                return Err(e);
-            }
-        };
+        let (local, notifier) = self.bind(domid, port)?;
         self.by_port.insert(local, conn);
         self.by_domid.insert(domid, conn);
         Ok(DomainRing::new(domid, local, pages, notifier, features))
@@ -188,16 +181,21 @@ impl Rings {
         conn: ConnId,
         features: u32,
     ) -> io::Result<DomainRing> {
-        let local = self.platform.events.bind_interdomain(0, port)?;
-        let notifier = match self.platform.events.notifier(local) {
-            Ok(notifier) => notifier,
-            Err(e) => {
-                let _ = self.platform.events.unbind(local);
-                return Err(e);
-            }
-        };
+        let (local, notifier) = self.bind(0, port)?;
         self.by_port.insert(local, conn);
         Ok(DomainRing::new(0, local, pages, notifier, features))
+    }
+
+    /// Binds `domid`'s `port` here; returns our port and what signals it.
+    fn bind(&mut self, domid: DomId, port: Port) -> io::Result<(Port, Notifier)> {
+        let local = self.platform.events.bind_interdomain(domid, port)?;
+        match self.platform.events.notifier(local) {
+            Ok(notifier) => Ok((local, notifier)),
+            Err(e) => {
+                let _ = self.platform.events.unbind(local);
+                Err(e)
+            }
+        }
     }
 
     /// Stops serving a domain's ring: unbinds its port (the page is
