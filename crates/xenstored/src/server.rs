@@ -224,11 +224,15 @@ impl Server {
     /// as if accepted on the listening socket.
     pub fn adopt_socket(&mut self, stream: std::os::unix::net::UnixStream) -> Result<ConnId> {
         stream.set_nonblocking(true).context("making the socket non-blocking")?;
-        let mut stream = UnixStream::from_std(stream);
+        self.add_socket(UnixStream::from_std(stream)).context("polling the new connection")
+    }
+
+    /// Registers a socket connection with the engine (dom0) and the poll.
+    fn add_socket(&mut self, mut stream: UnixStream) -> io::Result<ConnId> {
         let id = self.engine.connect(Caller::DOM0);
         if let Err(e) = self.poll.registry().register(&mut stream, socket::token(id), Interest::READABLE) {
             self.engine.disconnect(id);
-            return Err(e).context("polling the new connection");
+            return Err(e);
         }
         debug!(conn = id, "connected");
         self.conns.insert(id, Connection::new(Transport::Socket(SocketConn::new(stream))));
@@ -245,15 +249,9 @@ impl Server {
             let Some((listener, _)) = &self.listener else { return };
             match listener.accept() {
                 Ok((stream, _)) => {
-                    let id = self.engine.connect(Caller::DOM0);
-                    let mut stream = stream;
-                    if let Err(e) = self.poll.registry().register(&mut stream, socket::token(id), Interest::READABLE) {
+                    if let Err(e) = self.add_socket(stream) {
                         warn!("cannot register a new connection: {e}");
-                        self.engine.disconnect(id);
-                        continue;
                     }
-                    debug!(conn = id, "connected");
-                    self.conns.insert(id, Connection::new(Transport::Socket(SocketConn::new(stream))));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
