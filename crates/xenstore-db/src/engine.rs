@@ -128,12 +128,19 @@ pub(crate) struct Conn {
 /// The store engine: nodes, permissions, transactions, watches, quotas and
 /// domains, with no I/O and no clock.
 ///
-/// Call order: [`Engine::connect`] for each client (socket or domain ring)
-/// with its identity; [`Engine::handle`] for each parsed request, sending
-/// the [`Outcome`] as it says; [`Engine::domain_shutdown`] when a domain
-/// stops running and [`Engine::remove_domain`] when it is gone, sending the
-/// events they return; [`Engine::disconnect`] when a client goes away. The
-/// same inputs always give the same outputs.
+/// Call order: [`Engine::connect`] for each socket client with its
+/// identity (a domain's ring connection is registered by INTRODUCE and
+/// named in its [`Effect::AttachRing`]); [`Engine::handle`] for each parsed
+/// request, then carry out the [`Outcome`]'s effects (reporting a failure
+/// once with [`Engine::effect_failed`], before anything else reaches the
+/// engine), journal its `applied` list, and send it as it says;
+/// [`Engine::reset`] when a ring reconnects or is stopped;
+/// [`Engine::domain_shutdown`] when a domain stops running and
+/// [`Engine::remove_domain`] when it is gone, handling their outcomes the
+/// same way; [`Engine::disconnect`] when a socket client goes away;
+/// [`Engine::export`] and [`Engine::import`] between two requests, to hand
+/// the state to another process. The engine never calls back into its
+/// driver, and the same inputs always give the same outputs.
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub(crate) tree: Tree,
