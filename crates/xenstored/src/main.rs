@@ -33,6 +33,10 @@ fn run() -> Result<()> {
             print!("{}", options::USAGE);
             return Ok(());
         }
+        Command::Version => {
+            println!("xenstored {} (xen-control-plane)", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
         Command::Run(o) => *o,
     };
     // Daemonizing changes directory to `/`: make paths absolute first.
@@ -42,7 +46,10 @@ fn run() -> Result<()> {
     options.pid_file = options.pid_file.map(|p| cwd.join(p));
     options.trace_file = options.trace_file.map(|p| cwd.join(p));
     options.log_file = options.log_file.map(|p| cwd.join(p));
-    init_logging(&options)?;
+    let log = init_logging(&options)?;
+    for warning in &options.warnings {
+        tracing::warn!("{warning}");
+    }
     let mut soft = xenstore_db::Quotas::unlimited();
     for (name, value) in &options.soft_quotas {
         if let Some(kind) = xenstore_db::QuotaKind::from_name(name) {
@@ -63,6 +70,15 @@ fn run() -> Result<()> {
     // Bind before forking so that errors reach the caller's terminal and the
     // socket exists when the parent returns.
     let mut server = Server::bind(settings)?;
+    if let Some(log) = log {
+        server.on_hangup(Box::new(move || log.reopen()));
+    }
+    if options.hosted.is_none() {
+        tracing::warn!(
+            "no platform to serve domains' rings (real Xen is not supported yet; --hosted serves xsim's domains): \
+             INTRODUCE records a domain but nothing serves its ring"
+        );
+    }
     if let Some(hypervisor) = &options.hosted {
         let hypervisor = cwd.join(hypervisor);
         let platform = platform::hosted(&hypervisor)
@@ -89,20 +105,59 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-fn init_logging(options: &Options) -> Result<()> {
+/// Sets up logging: to `--log-file` (reopened on SIGHUP), else standard
+/// error. Returns the log file's handle, if any.
+fn init_logging(options: &Options) -> Result<Option<LogFile>> {
     let level = if options.verbose { tracing::Level::DEBUG } else { tracing::Level::INFO };
     let builder = tracing_subscriber::fmt().with_max_level(level).with_ansi(false);
     match &options.log_file {
         Some(path) => {
             // Opened before forking: the descriptor survives daemonizing.
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening log file {}", path.display()))?;
-            builder.with_writer(std::sync::Mutex::new(file)).init();
+            let log = LogFile::open(path)?;
+            let writer = log.clone();
+            builder.with_writer(move || writer.clone()).init();
+            Ok(Some(log))
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => {
+            builder.with_writer(std::io::stderr).init();
+            Ok(None)
+        }
     }
-    Ok(())
+}
+
+/// The log file, which SIGHUP opens again by name (after logrotate moved
+/// it away, lines go to a new file of the same name).
+#[derive(Debug, Clone)]
+struct LogFile {
+    path: std::path::PathBuf,
+    file: std::sync::Arc<std::sync::Mutex<std::fs::File>>,
+}
+
+impl LogFile {
+    fn open(path: &std::path::Path) -> Result<LogFile> {
+        let file = Self::append(path).with_context(|| format!("opening log file {}", path.display()))?;
+        Ok(LogFile { path: path.to_path_buf(), file: std::sync::Arc::new(std::sync::Mutex::new(file)) })
+    }
+
+    fn append(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new().create(true).append(true).open(path)
+    }
+
+    /// Opens the file again by its path; keeps the old one if that fails.
+    fn reopen(&self) {
+        match Self::append(&self.path) {
+            Ok(file) => *self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = file,
+            Err(e) => tracing::warn!("SIGHUP: cannot reopen the log file {}: {e}", self.path.display()),
+        }
+    }
+}
+
+impl Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner).flush()
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use xenstore_db::{QuotaKind, Quotas};
 
 /// Where the daemon listens unless told otherwise.
@@ -35,6 +35,9 @@ pub struct Options {
     /// Serve domains through the hosted hypervisor at this socket
     /// (`--hosted`; `xsim up` passes it).
     pub hosted: Option<PathBuf>,
+    /// Options accepted for the C daemon's sake that have no effect here,
+    /// to be logged once logging is set up.
+    pub warnings: Vec<String>,
 }
 
 impl Default for Options {
@@ -51,6 +54,7 @@ impl Default for Options {
             verbose: false,
             log_file: None,
             hosted: None,
+            warnings: Vec::new(),
         }
     }
 }
@@ -79,9 +83,15 @@ Usage: xenstored [options]
   -V, --verbose            verbose logging
   --log-file <file>        append log lines to this file (default: standard
                            error, which a forked daemon does not have)
-  -D, -R, -I <on|off>, -w <what>=<s>, --trace-control=<x>
-                           accepted for compatibility with the C daemon; no effect
+  -D, -R, -U, -I[on|off], -w <what>=<s>, --event <port>, --master-domid <id>,
+  --priv-domid <id>, --trace-control=<x>, -Q/-q memory=<nb>
+                           accepted for compatibility with the C daemon; no
+                           effect here (a warning is logged)
   -H, --help               this text
+  --version                print the version
+
+Short options may be grouped and take their value attached (-NV, -E5); long
+options take --name=value or --name value and may be abbreviated.
 ";
 
 /// What the command line asks for.
@@ -91,10 +101,80 @@ pub enum Command {
     Run(Box<Options>),
     /// Print usage and exit.
     Help,
+    /// Print the version and exit.
+    Version,
+}
+
+/// Whether an option takes an argument (`getopt_long`'s `has_arg`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arg {
+    No,
+    Required,
+    /// Only attached: `-Ion`, `--internal-db=on`.
+    Optional,
+}
+
+/// One option of the C daemon's (`xenstored_core.c`, Xen 4.17 to 4.22)
+/// or ours: its short letter if it has one, its long name, its argument.
+struct Opt {
+    short: Option<char>,
+    long: &'static str,
+    arg: Arg,
+}
+
+const fn opt(short: Option<char>, long: &'static str, arg: Arg) -> Opt {
+    Opt { short, long, arg }
+}
+
+/// Every option accepted. The C daemon's `getopt_long` table, so that any
+/// `XENSTORED_ARGS` it takes is taken here (`-NV`, `-E5`, `--entry-nb=5`,
+/// `--no-f`), plus `--socket`, `--hosted`, `--log-file` and `--version`.
+const OPTS: &[Opt] = &[
+    opt(Some('D'), "no-domain-init", Arg::No),
+    opt(Some('E'), "entry-nb", Arg::Required),
+    opt(Some('F'), "pid-file", Arg::Required),
+    opt(None, "event", Arg::Required),
+    opt(None, "master-domid", Arg::Required),
+    opt(Some('H'), "help", Arg::Optional),
+    opt(Some('N'), "no-fork", Arg::No),
+    opt(None, "priv-domid", Arg::Required),
+    opt(Some('P'), "output-pid", Arg::No),
+    opt(Some('S'), "entry-size", Arg::Required),
+    opt(Some('T'), "trace-file", Arg::Required),
+    opt(None, "trace-control", Arg::Required),
+    opt(Some('t'), "transaction", Arg::Required),
+    opt(Some('A'), "perm-nb", Arg::Required),
+    opt(Some('M'), "path-max", Arg::Required),
+    opt(Some('Q'), "quota", Arg::Required),
+    opt(Some('q'), "quota-soft", Arg::Required),
+    opt(Some('w'), "timeout", Arg::Required),
+    opt(Some('R'), "no-recovery", Arg::No),
+    opt(Some('I'), "internal-db", Arg::Optional),
+    opt(Some('K'), "keep-orphans", Arg::No),
+    opt(Some('V'), "verbose", Arg::No),
+    opt(Some('W'), "watch-nb", Arg::Required),
+    opt(Some('U'), "live-update", Arg::No),
+    opt(None, "socket", Arg::Required),
+    opt(None, "hosted", Arg::Required),
+    opt(None, "log-file", Arg::Required),
+    opt(None, "version", Arg::No),
+];
+
+/// How an option is named in messages: `-E/--entry-nb`.
+fn label(o: &Opt) -> String {
+    match o.short {
+        Some(c) => format!("-{c}/--{}", o.long),
+        None => format!("--{}", o.long),
+    }
 }
 
 /// Parses arguments (without the program name) and the environment's
-/// `XENSTORED_PATH`.
+/// `XENSTORED_PATH`, as `getopt_long` would with the C daemon's table:
+/// short options cluster and take their value attached or as the next
+/// argument, long options take `=value` or the next argument and may be
+/// abbreviated to an unambiguous prefix, `--` ends the options. Options
+/// that have no effect here are accepted with a warning in
+/// [`Options::warnings`]; errors name the option at fault.
 pub fn parse(args: impl IntoIterator<Item = String>, env_socket: Option<String>) -> Result<Command> {
     let mut o = Options::default();
     if let Some(path) = env_socket.filter(|p| !p.is_empty()) {
@@ -102,69 +182,136 @@ pub fn parse(args: impl IntoIterator<Item = String>, env_socket: Option<String>)
     }
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        // `--name=value` and `--name value` both work, as with getopt_long.
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |what: &str| -> Result<String> {
-            match inline.clone() {
-                Some(v) => Ok(v),
-                None => args.next().ok_or_else(|| anyhow!("option {what} needs a value")),
+        if arg == "--" {
+            if let Some(operand) = args.next() {
+                bail!("unexpected argument {operand:?}: xenstored takes options only (see --help)");
             }
-        };
-        match name.as_str() {
-            "--socket" => o.socket = PathBuf::from(value("--socket")?),
-            "--hosted" => o.hosted = Some(PathBuf::from(value("--hosted")?)),
-            "-F" | "--pid-file" => o.pid_file = Some(PathBuf::from(value("--pid-file")?)),
-            "-N" | "--no-fork" => o.no_fork = true,
-            "-P" | "--output-pid" => o.output_pid = true,
-            "-T" | "--trace-file" => o.trace_file = Some(PathBuf::from(value("--trace-file")?)),
-            "-E" | "--entry-nb" => set(&mut o.quotas, QuotaKind::Nodes, &value("--entry-nb")?)?,
-            "-S" | "--entry-size" => set(&mut o.quotas, QuotaKind::NodeSize, &value("--entry-size")?)?,
-            "-W" | "--watch-nb" => set(&mut o.quotas, QuotaKind::Watches, &value("--watch-nb")?)?,
-            "-t" | "--transaction" => set(&mut o.quotas, QuotaKind::Transactions, &value("--transaction")?)?,
-            "-A" | "--perm-nb" => set(&mut o.quotas, QuotaKind::Permissions, &value("--perm-nb")?)?,
-            "-M" | "--path-max" => set(&mut o.quotas, QuotaKind::PathLength, &value("--path-max")?)?,
-            "-Q" | "--quota" => {
-                let spec = value("--quota")?;
-                let (what, nb) =
-                    spec.split_once('=').ok_or_else(|| anyhow!("--quota wants <what>=<nb>, got {spec:?}"))?;
-                let kind = QuotaKind::from_name(what).ok_or_else(|| anyhow!("unknown quota {what:?}"))?;
-                set(&mut o.quotas, kind, nb)?;
-            }
-            "-q" | "--quota-soft" => {
-                let spec = value("--quota-soft")?;
-                let (what, nb) =
-                    spec.split_once('=').ok_or_else(|| anyhow!("--quota-soft wants <what>=<nb>, got {spec:?}"))?;
-                if QuotaKind::from_name(what).is_none() {
-                    bail!("unknown soft quota {what:?}");
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_owned())),
+                None => (long, None),
+            };
+            let opt = find_long(name)?;
+            let value = match (opt.arg, inline) {
+                (Arg::No, Some(_)) => bail!("option --{} does not take a value", opt.long),
+                (Arg::No, None) | (Arg::Optional, None) => None,
+                (_, Some(v)) => Some(v),
+                (Arg::Required, None) => {
+                    Some(args.next().ok_or_else(|| anyhow!("option --{} needs a value", opt.long))?)
                 }
-                o.soft_quotas.push((what.to_owned(), number(nb)?));
+            };
+            if let Some(command) = apply(&mut o, opt, value)? {
+                return Ok(command);
             }
-            "-K" | "--keep-orphans" => o.keep_orphans = true,
-            "-V" | "--verbose" => o.verbose = true,
-            "--log-file" => o.log_file = Some(PathBuf::from(value("--log-file")?)),
-            "-D" | "--no-domain-init" | "-R" | "--no-recovery" => {}
-            "-I" | "--internal-db" | "-w" | "--timeout" => {
-                value(&name)?;
+            continue;
+        }
+        let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.is_empty()) else {
+            bail!("unexpected argument {arg:?}: xenstored takes options only (see --help)");
+        };
+        for (at, c) in cluster.char_indices() {
+            let opt =
+                OPTS.iter().find(|o| o.short == Some(c)).ok_or_else(|| anyhow!("unknown option -{c} (see --help)"))?;
+            let rest = &cluster[at + c.len_utf8()..];
+            let value = match opt.arg {
+                Arg::No => None,
+                Arg::Optional => (!rest.is_empty()).then(|| rest.to_owned()),
+                Arg::Required if !rest.is_empty() => Some(rest.to_owned()),
+                Arg::Required => Some(args.next().ok_or_else(|| anyhow!("option {} needs a value", label(opt)))?),
+            };
+            if let Some(command) = apply(&mut o, opt, value.clone())? {
+                return Ok(command);
             }
-            "--trace-control" => {
-                value("--trace-control")?;
+            if value.is_some() {
+                break;
             }
-            "-H" | "--help" => return Ok(Command::Help),
-            other => bail!("unknown option {other:?} (see --help)"),
         }
     }
     Ok(Command::Run(Box::new(o)))
 }
 
-fn number(text: &str) -> Result<u32> {
-    text.parse().with_context(|| format!("not a number: {text:?}"))
+/// The option a long name or an unambiguous prefix of one names.
+fn find_long(name: &str) -> Result<&'static Opt> {
+    if let Some(exact) = OPTS.iter().find(|o| o.long == name) {
+        return Ok(exact);
+    }
+    let candidates: Vec<&Opt> = OPTS.iter().filter(|o| !name.is_empty() && o.long.starts_with(name)).collect();
+    match candidates.as_slice() {
+        [one] => Ok(one),
+        [] => bail!("unknown option --{name} (see --help)"),
+        many => {
+            let names: Vec<String> = many.iter().map(|o| format!("--{}", o.long)).collect();
+            bail!("option --{name} is ambiguous: {}", names.join(", "))
+        }
+    }
 }
 
-fn set(quotas: &mut Quotas, kind: QuotaKind, text: &str) -> Result<()> {
-    quotas.set(kind, number(text)?);
+/// Applies one option; `Some` when it ends parsing (help, version).
+fn apply(o: &mut Options, opt: &Opt, value: Option<String>) -> Result<Option<Command>> {
+    let name = label(opt);
+    let value = || value.clone().ok_or_else(|| anyhow!("option {name} needs a value"));
+    match opt.long {
+        "socket" => o.socket = PathBuf::from(value()?),
+        "hosted" => o.hosted = Some(PathBuf::from(value()?)),
+        "pid-file" => o.pid_file = Some(PathBuf::from(value()?)),
+        "no-fork" => o.no_fork = true,
+        "output-pid" => o.output_pid = true,
+        "trace-file" => o.trace_file = Some(PathBuf::from(value()?)),
+        "entry-nb" => set(&mut o.quotas, QuotaKind::Nodes, &name, &value()?)?,
+        "entry-size" => set(&mut o.quotas, QuotaKind::NodeSize, &name, &value()?)?,
+        "watch-nb" => set(&mut o.quotas, QuotaKind::Watches, &name, &value()?)?,
+        "transaction" => set(&mut o.quotas, QuotaKind::Transactions, &name, &value()?)?,
+        "perm-nb" => set(&mut o.quotas, QuotaKind::Permissions, &name, &value()?)?,
+        "path-max" => set(&mut o.quotas, QuotaKind::PathLength, &name, &value()?)?,
+        "quota" | "quota-soft" => {
+            let spec = value()?;
+            let (what, nb) =
+                spec.split_once('=').ok_or_else(|| anyhow!("option {name} wants <what>=<nb>, got {spec:?}"))?;
+            let Some(kind) = QuotaKind::from_name(what) else {
+                if what == "memory" {
+                    o.warnings.push(format!("option {name}: the memory quota is not implemented; {spec:?} ignored"));
+                    return Ok(None);
+                }
+                bail!("option {name}: unknown quota {what:?} (valid: {})", quota_names());
+            };
+            let nb = number(&name, nb)?;
+            if opt.long == "quota" {
+                o.quotas.set(kind, nb);
+            } else {
+                o.soft_quotas.push((what.to_owned(), nb));
+            }
+        }
+        "keep-orphans" => o.keep_orphans = true,
+        "verbose" => o.verbose = true,
+        "log-file" => o.log_file = Some(PathBuf::from(value()?)),
+        "help" => return Ok(Some(Command::Help)),
+        "version" => return Ok(Some(Command::Version)),
+        "internal-db" => match value().ok().as_deref() {
+            None | Some("on") => {}
+            Some("off") => o.warnings.push(format!("option {name} off: the store is always in memory here")),
+            Some(other) => bail!("option {name}: {other:?} is not on or off"),
+        },
+        "no-domain-init" | "no-recovery" | "live-update" | "event" | "master-domid" | "priv-domid" | "timeout"
+        | "trace-control" => {
+            let shown = value().map(|v| format!(" {v}")).unwrap_or_default();
+            o.warnings.push(format!("option {name}{shown} has no effect in this xenstored; ignored"));
+        }
+        other => bail!("option --{other} is not handled"),
+    }
+    Ok(None)
+}
+
+fn quota_names() -> String {
+    QuotaKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+}
+
+fn number(option: &str, text: &str) -> Result<u32> {
+    text.parse().map_err(|_| anyhow!("option {option}: {text:?} is not a number"))
+}
+
+fn set(quotas: &mut Quotas, kind: QuotaKind, option: &str, text: &str) -> Result<()> {
+    quotas.set(kind, number(option, text)?);
     Ok(())
 }
 
@@ -175,8 +322,73 @@ mod tests {
     fn run(args: &[&str], env: Option<&str>) -> Options {
         match parse(args.iter().map(|s| s.to_string()), env.map(str::to_owned)).unwrap() {
             Command::Run(o) => *o,
-            Command::Help => panic!("help"),
+            other => panic!("{other:?}"),
         }
+    }
+
+    fn error(args: &[&str]) -> String {
+        match parse(args.iter().map(|s| s.to_string()), None) {
+            Err(e) => e.to_string(),
+            Ok(other) => panic!("{args:?} parsed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn short_options_cluster_and_take_attached_values_as_getopt_long() {
+        let o = run(&["-NV", "-E5", "-KPT/tmp/t"], None);
+        assert!(o.no_fork && o.verbose && o.keep_orphans && o.output_pid);
+        assert_eq!(o.quotas.get(QuotaKind::Nodes), 5);
+        assert_eq!(o.trace_file, Some(PathBuf::from("/tmp/t")));
+    }
+
+    #[test]
+    fn long_options_take_equals_values_and_unambiguous_prefixes() {
+        let o = run(&["--entry-nb=7", "--no-f", "--watch", "9", "--keep"], None);
+        assert_eq!(o.quotas.get(QuotaKind::Nodes), 7);
+        assert_eq!(o.quotas.get(QuotaKind::Watches), 9);
+        assert!(o.no_fork && o.keep_orphans);
+        assert!(error(&["--no"]).contains("ambiguous"), "{}", error(&["--no"]));
+    }
+
+    #[test]
+    fn c_daemon_options_without_effect_are_accepted_with_a_warning() {
+        let o = run(
+            &[
+                "-D",
+                "-R",
+                "-U",
+                "-Ioff",
+                "-w",
+                "watch-event=20",
+                "--event",
+                "3",
+                "--master-domid=0",
+                "--priv-domid",
+                "0",
+            ],
+            None,
+        );
+        assert_eq!(o.warnings.len(), 8, "{:?}", o.warnings);
+        assert!(o.warnings.iter().any(|w| w.contains("--event 3")), "{:?}", o.warnings);
+        assert!(run(&["-Q", "memory=100"], None).warnings[0].contains("memory"));
+    }
+
+    #[test]
+    fn help_and_version_end_parsing() {
+        assert!(matches!(parse(["-H".to_string()], None), Ok(Command::Help)));
+        assert!(matches!(parse(["--vers".to_string(), "--bogus".to_string()], None), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn errors_name_the_option_and_the_valid_values() {
+        assert!(error(&["-E", "x"]).contains("-E/--entry-nb"));
+        let quota = error(&["--quota", "bogus=1"]);
+        assert!(quota.contains("-Q/--quota") && quota.contains("transaction-nodes"), "{quota}");
+        assert!(error(&["--no-fork=1"]).contains("--no-fork does not take a value"));
+        assert!(error(&["-x"]).contains("unknown option -x"));
+        assert!(error(&["stray"]).contains("takes options only"));
+        assert!(error(&["-I", "maybe"]).contains("takes options only"), "-I takes its value attached only");
+        assert!(error(&["-Imaybe"]).contains("not on or off"));
     }
 
     #[test]

@@ -40,6 +40,8 @@ use crate::trace::Trace;
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(usize::MAX);
+/// SIGHUP: reopen the log and trace files.
+const HANGUP: Token = Token(usize::MAX - 1);
 /// The event-channel handle (every ring, and VIRQ_DOM_EXC).
 pub(crate) const EVTCHN: Token = Token(usize::MAX - 2);
 const READ_CHUNK: usize = 64 * 1024;
@@ -58,6 +60,10 @@ pub struct Server {
     pub(crate) conns: FxHashMap<ConnId, Connection>,
     /// Read end of the signal pipe, kept open while registered.
     _signals: Option<UnixStream>,
+    /// Read end of the SIGHUP pipe.
+    hangup: Option<UnixStream>,
+    /// What else SIGHUP reopens (the binary's log file).
+    on_hangup: Option<HangupHook>,
     pub(crate) trace: Trace,
     pub(crate) limits: Limits,
     pub(crate) dirty: Dirty,
@@ -70,6 +76,16 @@ pub struct Server {
     /// Scratch for the requests of one receive.
     packets: Vec<Packet>,
     stop: bool,
+}
+
+/// What the embedding program does on SIGHUP besides reopening the
+/// trace file.
+struct HangupHook(Box<dyn FnMut() + Send>);
+
+impl std::fmt::Debug for HangupHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HangupHook")
+    }
 }
 
 /// How the server is set up.
@@ -134,6 +150,16 @@ impl Server {
         let mut signals = UnixStream::from_std(signal_read);
         server.poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         server._signals = Some(signals);
+
+        // SIGHUP reopens the log and trace files (logrotate), as the C
+        // daemon's does; it no longer ends the process.
+        let (hangup_read, hangup_write) = std::os::unix::net::UnixStream::pair()?;
+        hangup_read.set_nonblocking(true)?;
+        hangup_write.set_nonblocking(true)?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, hangup_write)?;
+        let mut hangup = UnixStream::from_std(hangup_read);
+        server.poll.registry().register(&mut hangup, HANGUP, Interest::READABLE)?;
+        server.hangup = Some(hangup);
         Ok(server)
     }
 
@@ -151,6 +177,8 @@ impl Server {
             engine: Engine::new(config),
             conns: FxHashMap::default(),
             _signals: None,
+            hangup: None,
+            on_hangup: None,
             trace: Trace::open(trace_file).context("opening the trace file")?,
             limits,
             dirty: Dirty::default(),
@@ -198,6 +226,7 @@ impl Server {
             match event.token() {
                 LISTENER => self.accept(),
                 SIGNALS => self.stop = true,
+                HANGUP => self.reopen_logs(),
                 EVTCHN => self.event_channels(),
                 Token(t) => {
                     let id = t as ConnId;
@@ -237,6 +266,26 @@ impl Server {
         debug!(conn = id, "connected");
         self.conns.insert(id, Connection::new(Transport::Socket(SocketConn::new(stream))));
         Ok(id)
+    }
+
+    /// Sets what SIGHUP does besides reopening the trace file.
+    pub fn on_hangup(&mut self, hook: Box<dyn FnMut() + Send>) {
+        self.on_hangup = Some(HangupHook(hook));
+    }
+
+    /// SIGHUP: reopens the trace file and runs the embedder's hook.
+    fn reopen_logs(&mut self) {
+        if let Some(pipe) = self.hangup.as_mut() {
+            let mut drain = [0u8; 64];
+            while matches!(io::Read::read(pipe, &mut drain), Ok(n) if n > 0) {}
+        }
+        if let Err(e) = self.trace.reopen() {
+            warn!("SIGHUP: cannot reopen the trace file: {e}");
+        }
+        if let Some(HangupHook(hook)) = self.on_hangup.as_mut() {
+            hook();
+        }
+        info!("SIGHUP: log and trace files reopened");
     }
 
     /// The engine (for the stepped world's checks and for tests).
@@ -301,7 +350,7 @@ impl Server {
                     return;
                 }
                 Received::Reconnected => {
-                    info!(conn = id, "ring reconnected: watches and transactions dropped");
+                    debug!(conn = id, "ring reconnected: watches and transactions dropped");
                     if let Some(conn) = self.conns.get_mut(&id) {
                         conn.reconnected();
                     }

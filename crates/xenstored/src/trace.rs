@@ -27,7 +27,9 @@ impl Trace {
         Ok(trace)
     }
 
-    fn reopen(&mut self) -> std::io::Result<()> {
+    /// Opens the file again by its path (SIGHUP: after logrotate moved
+    /// it away, tracing goes on in a new file of the same name).
+    pub fn reopen(&mut self) -> std::io::Result<()> {
         self.file = match &self.path {
             Some(p) => Some(BufWriter::new(OpenOptions::new().create(true).append(true).open(p)?)),
             None => None,

@@ -234,6 +234,49 @@ fn forked_daemon_serves_logs_to_its_file_and_stops_on_sigterm() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn sighup_reopens_the_log_and_trace_files_and_keeps_serving() {
+    let dir = std::env::temp_dir().join(format!("xenstored-hup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (log, trace) = (dir.join("log"), dir.join("trace"));
+    let mut d = Daemon::start(&["--log-file", log.to_str().unwrap(), "-T", trace.to_str().unwrap()]);
+    let mut c = d.client();
+    c.write("/before", b"1");
+    // logrotate moves the files away, then signals the daemon.
+    std::fs::rename(&log, dir.join("log.1")).unwrap();
+    std::fs::rename(&trace, dir.join("trace.1")).unwrap();
+    let pid = d.pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("reopened")) {
+        assert!(std::time::Instant::now() < deadline, "no new log file after SIGHUP");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.write("/after", b"2");
+    assert_eq!(c.call(Op::Read, 0, &p("/after")), (Op::Read as u32, b"2".to_vec()));
+    assert!(d.terminate(), "the daemon survived SIGHUP and exits cleanly");
+    let new_trace = std::fs::read_to_string(&trace).unwrap();
+    assert!(new_trace.contains("/after") && !new_trace.contains("/before"), "{new_trace}");
+    let old_trace = std::fs::read_to_string(dir.join("trace.1")).unwrap();
+    assert!(old_trace.contains("/before"), "{old_trace}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn version_prints_and_exits_and_c_daemon_option_clusters_start_it() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xenstored")).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("xenstored "), "{out:?}");
+    // XENSTORED_ARGS as the C daemon's init scripts pass them.
+    let mut d = Daemon::start(&["-NV", "-E5", "--event", "3", "-Ioff"]);
+    let mut c = d.client();
+    assert_eq!(c.call(Op::GetQuota, 0, b"nodes\0"), (Op::GetQuota as u32, b"5\0".to_vec()));
+    assert!(d.terminate());
+    let log = std::fs::read_to_string(d.dir.join("log")).unwrap();
+    assert!(log.contains("--event 3 has no effect"), "{log}");
+}
+
 /// Waits for a pid file to hold a whole pid (it is written after the socket
 /// is bound, so a test may get there first).
 fn read_pid_file(path: &std::path::Path) -> String {
