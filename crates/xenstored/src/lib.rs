@@ -18,6 +18,7 @@ mod control;
 mod dirty;
 mod effects;
 pub mod outbox;
+mod refusals;
 mod rings;
 mod server;
 mod socket;

@@ -9,6 +9,7 @@
 mod notify;
 mod options;
 mod platform;
+mod syslog;
 
 use std::io::Write;
 
@@ -105,11 +106,22 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// Sets up logging: to `--log-file` (reopened on SIGHUP), else standard
-/// error. Returns the log file's handle, if any.
+/// Sets up logging: to `--log-file` (reopened on SIGHUP); else, for a
+/// daemon that forks, to the system log (its standard error is gone);
+/// else standard error. Returns the log file's handle, if any.
 fn init_logging(options: &Options) -> Result<Option<LogFile>> {
     let level = if options.verbose { tracing::Level::DEBUG } else { tracing::Level::INFO };
     let builder = tracing_subscriber::fmt().with_max_level(level).with_ansi(false);
+    if options.log_file.is_none() && !options.no_fork {
+        match syslog::Syslog::connect() {
+            // The system log stamps its own time.
+            Ok(syslog) => {
+                builder.without_time().with_writer(syslog).init();
+                return Ok(None);
+            }
+            Err(e) => eprintln!("xenstored: no system log ({e}); a forked daemon logs nowhere without --log-file"),
+        }
+    }
     match &options.log_file {
         Some(path) => {
             // Opened before forking: the descriptor survives daemonizing.

@@ -29,8 +29,8 @@ pub struct Options {
     pub keep_orphans: bool,
     /// More logging (`-V`).
     pub verbose: bool,
-    /// Where log lines go (`--log-file`); standard error when not set, which
-    /// a forked daemon has closed.
+    /// Where log lines go (`--log-file`); when not set, the system log for
+    /// a daemon that forks, standard error with `-N`.
     pub log_file: Option<PathBuf>,
     /// Serve domains through the hosted hypervisor at this socket
     /// (`--hosted`; `xsim up` passes it).
@@ -81,8 +81,9 @@ Usage: xenstored [options]
   -q, --quota-soft <what>=<nb>  set a soft quota (exceeding it is logged)
   -K, --keep-orphans       keep a removed domain's nodes (given to dom0)
   -V, --verbose            verbose logging
-  --log-file <file>        append log lines to this file (default: standard
-                           error, which a forked daemon does not have)
+  --log-file <file>        append log lines to this file, reopened on SIGHUP
+                           (default: the system log, /dev/log, when the daemon
+                           forks; standard error with -N)
   -D, -R, -U, -I[on|off], -w <what>=<s>, --event <port>, --master-domid <id>,
   --priv-domid <id>, --trace-control=<x>, -Q/-q memory=<nb>
                            accepted for compatibility with the C daemon; no

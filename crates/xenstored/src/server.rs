@@ -34,6 +34,7 @@ use xenstore_wire::{ErrorCode, Op, Packet, Request};
 use crate::conn::{Connection, Received, Transport, TURN_BUDGET};
 use crate::dirty::Dirty;
 use crate::outbox::Limits;
+use crate::refusals::{Cause, Refusals};
 use crate::rings::{Platform, Rings};
 use crate::socket::{self, SocketConn};
 use crate::trace::Trace;
@@ -67,6 +68,8 @@ pub struct Server {
     pub(crate) trace: Trace,
     pub(crate) limits: Limits,
     pub(crate) dirty: Dirty,
+    /// Refusals already logged, and their rate limit.
+    refusals: Refusals,
     /// The platform and the rings' index, when domains are served.
     pub(crate) rings: Option<Rings>,
     /// Connections to serve again at the next iteration (their turn's
@@ -182,6 +185,7 @@ impl Server {
             trace: Trace::open(trace_file).context("opening the trace file")?,
             limits,
             dirty: Dirty::default(),
+            refusals: Refusals::default(),
             rings: None,
             again: Vec::new(),
             read_buf: vec![0; READ_CHUNK],
@@ -379,8 +383,16 @@ impl Server {
             Err(e) => Outcome::error(e),
         };
         self.carry_out(&mut outcome);
-        if let Some(hit) = outcome.quota {
-            info!(conn = id, "request refused: {hit}");
+        let refused = match (&outcome.reply, &outcome.quota) {
+            (_, Some(hit)) => Some(Cause::Quota(hit)),
+            (Err(e @ (ErrorCode::EACCES | ErrorCode::EPERM)), None) => Some(Cause::Error(*e)),
+            _ => None,
+        };
+        if let Some(cause) = refused {
+            let domid = self.engine.caller(id).map_or(0, |c| c.domid);
+            let op = Op::from_u32(header.op).map_or("UNKNOWN", Op::name);
+            let path = packet.payload.split(|&b| b == 0).next().unwrap_or_default();
+            self.refusals.note(domid, op, path, cause);
         }
         for delivery in outcome.events {
             self.deliver(delivery);

@@ -235,6 +235,35 @@ fn forked_daemon_serves_logs_to_its_file_and_stops_on_sigterm() {
 }
 
 #[test]
+fn forked_daemon_without_a_log_file_logs_to_the_system_log() {
+    let dir = std::env::temp_dir().join(format!("xenstored-syslog-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (socket, pid_file, dev_log) = (dir.join("socket"), dir.join("pid"), dir.join("dev-log"));
+    let log = std::os::unix::net::UnixDatagram::bind(&dev_log).unwrap();
+    log.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_xenstored"))
+        .env("XENSTORED_SYSLOG_SOCKET", &dev_log)
+        .args(["--socket", socket.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pid = read_pid_file(&pid_file);
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !lines.iter().any(|l: &String| l.contains("xenstored ready")) {
+        let n = log.recv(&mut buf).expect("a syslog line within 10 s");
+        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(std::process::Command::new("kill").arg(&pid).status().unwrap().success());
+    // daemon facility: warning <28>, info <30>; the forked child's pid.
+    let ready = lines.iter().find(|l| l.contains("xenstored ready")).unwrap();
+    assert!(ready.starts_with(&format!("<30>xenstored[{pid}]: ")), "{ready}");
+    assert!(lines.iter().any(|l| l.starts_with("<28>") && l.contains("no platform")), "{lines:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn sighup_reopens_the_log_and_trace_files_and_keeps_serving() {
     let dir = std::env::temp_dir().join(format!("xenstored-hup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -263,6 +263,44 @@ fn dom0s_own_ring_is_served_as_a_privileged_connection() {
     assert_eq!(w.call(guest, Op::GetDomainPath, b"0\0").unwrap(), b"/local/domain/0\0");
 }
 
+/// A log sink for one test: what the daemon logged while `f` ran.
+fn logged(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = sink.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn refusals_are_logged_once_per_cause_with_domain_and_path() {
+    let mut w = World::new();
+    let guest = introduced(&mut w, "nosy");
+    let domid = w.domid(guest);
+    let log = logged(|| {
+        for _ in 0..3 {
+            assert_eq!(code(w.call(guest, Op::Read, b"/tool/xenstored\0")), Some(ErrorCode::EACCES));
+        }
+        assert_eq!(code(w.call(guest, Op::Read, b"/tool\0")), Some(ErrorCode::EACCES));
+    });
+    let refusals: Vec<&str> = log.lines().filter(|l| l.contains("request refused")).collect();
+    assert_eq!(refusals.len(), 2, "{log}");
+    assert!(refusals[0].contains(&format!("domid={domid}")) && refusals[0].contains("/tool/xenstored"), "{log}");
+    assert!(refusals[0].contains("EACCES") && refusals[0].contains("READ"), "{log}");
+}
+
 /// EINVAL as an errno for the fault injection.
 fn libc_einval() -> i32 {
     22
