@@ -133,8 +133,12 @@ impl Server {
     /// SIGTERM and SIGINT end [`Server::run`] cleanly.
     pub fn bind(settings: Settings) -> Result<Server> {
         let mut server = Server::new(settings.config, settings.limits, settings.trace_file.as_deref())?;
-        if let Some(dir) = settings.socket.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // The socket's own directory is made if missing (the default,
+        // /var/run/xenstored, as the C daemon makes its run directory), but
+        // not a whole tree: a typo in --socket is an error, not new
+        // directories.
+        if let Some(dir) = settings.socket.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            std::fs::create_dir(dir).with_context(|| format!("creating the socket's directory {}", dir.display()))?;
         }
         remove_stale_socket(&settings.socket)?;
         let mut listener =

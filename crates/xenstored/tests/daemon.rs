@@ -264,6 +264,21 @@ fn forked_daemon_without_a_log_file_logs_to_the_system_log() {
 }
 
 #[test]
+fn socket_in_a_missing_tree_is_an_error_not_new_directories() {
+    let dir = std::env::temp_dir().join(format!("xenstored-typo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let socket = dir.join("no/such/socket");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xenstored"))
+        .args(["-N", "--socket", socket.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("creating the socket's directory"), "{err}");
+    assert!(!dir.exists(), "no directory was made");
+}
+
+#[test]
 fn sighup_reopens_the_log_and_trace_files_and_keeps_serving() {
     let dir = std::env::temp_dir().join(format!("xenstored-hup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
