@@ -5,91 +5,138 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
 use xen_platform::ShutdownReason;
 use xsim::{host, DomainSpec, StateDir, Toolstack};
 
-const USAGE: &str = "\
-Usage: xsim [--state DIR] <command> [args]
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "xsim",
+    version,
+    about = "Runs Xen domains as processes on plain Linux: a host process plays the hypervisor, \
+             xenstored serves the domains' rings, guest programs are domains.",
+    after_help = "NAME is a domain name or id. The state directory is --state, else $XSIM_STATE, \
+                  else $XDG_RUNTIME_DIR/xsim, else /tmp/xsim-<uid>."
+)]
+struct Cli {
+    /// The host's state directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    state: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
 
-Runs Xen domains as processes on plain Linux: a host process plays the
-hypervisor, xenstored serves the domains' rings, guest programs are domains.
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Start the hypervisor and xenstored.
+    Up,
+    /// Stop them (destroys every domain).
+    Down,
+    /// Print `export XSIM_STATE=...` and `export XENSTORED_PATH=...` for dom0 tools.
+    Env,
+    /// Run the hypervisor in the foreground (`xsim up` starts it).
+    #[command(hide = true)]
+    Hypervisor,
+    /// Start PROGRAM as a new domain; prints its id.
+    Create {
+        /// Leave the domain paused (`xsim unpause` lets it run).
+        #[arg(short, long)]
+        paused: bool,
+        /// The domain's name (not all digits: it would read as an id).
+        #[arg(value_parser = domain_name)]
+        name: String,
+        /// The program and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "PROGRAM")]
+        program: Vec<String>,
+    },
+    /// List domains: name, id, state.
+    List,
+    /// Print the domain's console (its output so far).
+    Console {
+        /// The domain.
+        name: String,
+    },
+    /// Let a paused domain run.
+    Unpause {
+        /// The domain.
+        name: String,
+    },
+    /// Stop a domain from running.
+    Pause {
+        /// The domain.
+        name: String,
+    },
+    /// Ask the guest to shut down (control/shutdown), forcing it after the wait.
+    Shutdown {
+        /// Why: poweroff, reboot, suspend, crash, watchdog, soft_reset.
+        #[arg(short, long, default_value = "poweroff", value_parser = reason)]
+        reason: ShutdownReason,
+        /// Seconds to wait for the guest before forcing it.
+        #[arg(short = 'w', long = "wait", default_value_t = 5.0, value_name = "SECS")]
+        wait: f64,
+        /// The domain.
+        name: String,
+    },
+    /// Destroy a domain and remove its nodes.
+    Destroy {
+        /// The domain.
+        name: String,
+    },
+}
 
-Commands:
-  up                         start the hypervisor and xenstored
-  down                       stop them (destroys every domain)
-  env                        print `export XENSTORED_PATH=...` for dom0 tools
-  create [-p] NAME -- PROGRAM [ARGS...]
-                             start PROGRAM as a new domain (paused with -p)
-  list                       list domains: name, id, state
-  console NAME               print the domain's console (its output)
-  unpause NAME | pause NAME  let a domain run / stop it running
-  shutdown [-r REASON] [-w SECS] NAME
-                             ask the guest to shut down (control/shutdown),
-                             forcing it after SECS (default 5)
-  destroy NAME               destroy a domain and remove its nodes
+fn domain_name(name: &str) -> Result<String, String> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("a name that is all digits would be taken for a domain id".into());
+    }
+    Ok(name.to_owned())
+}
 
-NAME is a domain name or id. The state directory is --state, else
-$XSIM_STATE, else $XDG_RUNTIME_DIR/xsim, else /tmp/xsim-<uid>.
-";
+fn reason(name: &str) -> Result<ShutdownReason, String> {
+    ShutdownReason::from_name(name)
+        .ok_or_else(|| "unknown shutdown reason (valid: poweroff, reboot, suspend, crash, watchdog, soft_reset)".into())
+}
 
 fn main() {
-    if let Err(e) = run() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
         eprintln!("xsim: {e:#}");
         std::process::exit(1);
     }
 }
 
-fn run() -> Result<()> {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mut state = None;
-    if args.first().map(String::as_str) == Some("--state") {
-        if args.len() < 2 {
-            bail!("--state needs a directory");
-        }
-        state = Some(StateDir::at(PathBuf::from(args.remove(1))));
-        args.remove(0);
-    }
-    let state = state.unwrap_or_else(StateDir::from_env);
-    let Some(command) = args.first().cloned() else {
-        print!("{USAGE}");
-        bail!("no command given");
-    };
-    let rest = &args[1..];
-    match command.as_str() {
-        "-h" | "--help" | "help" => {
-            print!("{USAGE}");
-            Ok(())
-        }
-        "up" => {
+fn run(cli: Cli) -> Result<()> {
+    let state = cli.state.map_or_else(StateDir::from_env, StateDir::at);
+    match cli.command {
+        Cmd::Up => {
             host::up(&state, &host::Programs::locate()?)?;
             println!("host up in {}", state.root().display());
             println!("export XENSTORED_PATH={}", state.xenstored_socket().display());
             Ok(())
         }
-        "down" => {
+        Cmd::Down => {
             if !host::down(&state)? {
                 eprintln!("xsim: no host was running in {}", state.root().display());
             }
             Ok(())
         }
-        "env" => {
+        Cmd::Env => {
             println!("export XSIM_STATE={}", state.root().display());
             println!("export XENSTORED_PATH={}", state.xenstored_socket().display());
             Ok(())
         }
-        "hypervisor" => {
-            // Internal: `xsim up` runs this in the background.
-            let dir = match rest {
-                [flag, dir] if flag == "--state" => StateDir::at(PathBuf::from(dir)),
-                [] => state,
-                _ => bail!("usage: xsim hypervisor [--state DIR]"),
-            };
-            let hv = xen_platform::hosted::Hypervisor::bind(dir.root()).context("starting the hypervisor")?;
+        Cmd::Hypervisor => {
+            let hv = xen_platform::hosted::Hypervisor::bind(state.root()).context("starting the hypervisor")?;
             hv.serve().context("running the hypervisor")?;
             Ok(())
         }
-        "create" => create(&state, rest),
-        "list" => {
+        Cmd::Create { paused, name, program } => {
+            let mut ts = Toolstack::connect(&state)?;
+            let new = ts.create(&DomainSpec { name, program, env: Vec::new(), paused })?;
+            println!("{}", new.domid);
+            Ok(())
+        }
+        Cmd::List => {
             let mut ts = Toolstack::connect(&state)?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "{:<32} {:>5}  State", "Name", "ID")?;
@@ -98,83 +145,38 @@ fn run() -> Result<()> {
             }
             Ok(())
         }
-        "console" => {
-            let [name] = rest else { bail!("usage: xsim console NAME") };
+        Cmd::Console { name } => {
             let mut ts = Toolstack::connect(&state)?;
-            let d = ts.resolve(name)?;
+            let d = ts.resolve(&name)?;
             let path = state.console(d.domid);
             let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             std::io::stdout().write_all(&text)?;
             Ok(())
         }
-        "unpause" | "pause" | "destroy" => {
-            let [name] = rest else { bail!("usage: xsim {command} NAME") };
+        Cmd::Unpause { name } => {
             let mut ts = Toolstack::connect(&state)?;
-            let d = ts.resolve(name)?;
-            match command.as_str() {
-                "unpause" => ts.unpause(d.domid),
-                "pause" => ts.pause(d.domid),
-                _ => ts.destroy(d.domid),
-            }
+            let d = ts.resolve(&name)?;
+            ts.unpause(d.domid)
         }
-        "shutdown" => shutdown(&state, rest),
-        other => bail!("unknown command {other:?} (try `xsim help`)"),
-    }
-}
-
-fn create(state: &StateDir, args: &[String]) -> Result<()> {
-    let mut paused = false;
-    let mut i = 0;
-    let mut name = None;
-    while i < args.len() {
-        match args[i].as_str() {
-            "-p" => paused = true,
-            "--" => {
-                i += 1;
-                break;
-            }
-            a if a.starts_with('-') => bail!("create: unknown option {a}"),
-            a => {
-                if name.replace(a.to_owned()).is_some() {
-                    bail!("create: one NAME, then `--` and the program");
-                }
-            }
+        Cmd::Pause { name } => {
+            let mut ts = Toolstack::connect(&state)?;
+            let d = ts.resolve(&name)?;
+            ts.pause(d.domid)
         }
-        i += 1;
-    }
-    let Some(name) = name else { bail!("usage: xsim create [-p] NAME -- PROGRAM [ARGS...]") };
-    let program: Vec<String> = args[i..].to_vec();
-    if program.is_empty() {
-        bail!("usage: xsim create [-p] NAME -- PROGRAM [ARGS...]");
-    }
-    let mut ts = Toolstack::connect(state)?;
-    let new = ts.create(&DomainSpec { name: name.clone(), program, env: Vec::new(), paused })?;
-    println!("{}", new.domid);
-    Ok(())
-}
-
-fn shutdown(state: &StateDir, args: &[String]) -> Result<()> {
-    let mut reason = ShutdownReason::Poweroff;
-    let mut grace = Duration::from_secs(5);
-    let mut name = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-r" => {
-                let r = it.next().context("-r needs a reason")?;
-                reason = ShutdownReason::from_name(r).with_context(|| format!("unknown shutdown reason {r:?}"))?;
+        Cmd::Destroy { name } => {
+            let mut ts = Toolstack::connect(&state)?;
+            let d = ts.resolve(&name)?;
+            ts.destroy(d.domid)
+        }
+        Cmd::Shutdown { reason, wait, name } => {
+            if !(wait.is_finite() && wait >= 0.0) {
+                bail!("--wait {wait}: not a number of seconds");
             }
-            "-w" => {
-                let s = it.next().context("-w needs seconds")?;
-                grace = Duration::from_secs_f64(s.parse().with_context(|| format!("bad seconds {s:?}"))?);
-            }
-            other => name = Some(other.to_owned()),
+            let mut ts = Toolstack::connect(&state)?;
+            let d = ts.resolve(&name)?;
+            let state = ts.shutdown(d.domid, reason, Duration::from_secs_f64(wait))?;
+            println!("{} ({}): {}", d.name, d.domid, state);
+            Ok(())
         }
     }
-    let Some(name) = name else { bail!("usage: xsim shutdown [-r REASON] [-w SECS] NAME") };
-    let mut ts = Toolstack::connect(state)?;
-    let d = ts.resolve(&name)?;
-    let state = ts.shutdown(d.domid, reason, grace)?;
-    println!("{} ({}): {}", d.name, d.domid, state);
-    Ok(())
 }
