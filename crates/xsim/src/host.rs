@@ -42,9 +42,11 @@ impl Programs {
         } else {
             sibling("xsim").context("cannot find the xsim binary next to this program")?
         };
+        // Installed (scripts/install), xenstored is in the prefix's sbin.
+        let installed = dir.parent().map(|p| p.join("sbin").join("xenstored")).filter(|p| p.is_file());
         let xenstored = match std::env::var_os("XSIM_XENSTORED") {
             Some(p) if !p.is_empty() => PathBuf::from(p),
-            _ => sibling("xenstored").unwrap_or_else(|| PathBuf::from("xenstored")),
+            _ => sibling("xenstored").or(installed).unwrap_or_else(|| PathBuf::from("xenstored")),
         };
         Ok(Programs { xsim, xenstored })
     }
