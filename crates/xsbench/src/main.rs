@@ -2,16 +2,8 @@
 //! workloads, runs ours and the C and OCaml references side by side in one
 //! run, and publishes the table and plots.
 //!
-//! ```text
-//! xs-bench compare [--quick] [--reps N] [--out DIR] [--daemons rust,c,ocaml]
-//!                  [--only W,W..] [--no-store] [--no-hosted]
-//! xs-bench run --socket PATH [--name NAME] [--pid PID] [--quick] [--reps N]
-//!              [--only W,W..] [--out DIR]
-//! xs-bench report RESULTS.json [--md docs/benchmarks.md] [--plots DIR]
-//! ```
-//!
-//! Workloads (`--only`): latency, throughput, subtree, directory, txn,
-//! contended, fanout, many-conns, store, hosted.
+//! `xs-bench --help` and `xs-bench COMMAND --help` give the commands and
+//! their options.
 
 mod conn;
 mod daemons;
@@ -26,14 +18,99 @@ mod workloads;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
 
 use daemons::{Daemon, Kind};
 use results::Results;
 use workloads::store_size::Sized;
 use workloads::{Config, Target};
 
-/// Command-line options shared by `compare` and `run`.
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "xs-bench",
+    version,
+    about = "Drives any xenstored with the same workloads: ours and the C and OCaml references side \
+             by side (compare), one daemon at a socket (run), and the published table and plots (report).",
+    after_help = "Workloads (--only): latency, throughput, subtree, directory, txn, contended, fanout, \
+                  many-conns, store, hosted."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Ours and the references side by side in one run (references need root
+    /// and ../shared/peers or $XS_PEERS; missing ones are said and skipped).
+    Compare {
+        #[command(flatten)]
+        common: Common,
+        /// Which daemons.
+        #[arg(long, value_delimiter = ',', default_value = "rust,c,ocaml", value_parser = daemon_kind)]
+        daemons: Vec<Kind>,
+        /// Skip the store-size phase.
+        #[arg(long)]
+        no_store: bool,
+        /// Skip the hosted-domain phase.
+        #[arg(long)]
+        no_hosted: bool,
+    },
+    /// The same workloads against one daemon listening at a socket.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// The daemon's socket.
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        /// The daemon's name in the results (its column in the table).
+        #[arg(long, default_value = "daemon")]
+        name: String,
+        /// The daemon's pid, to measure its memory in the store phase.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// Writes the generated part of the markdown and the plots from a results file.
+    Report {
+        /// A results.json written by compare or run.
+        results: PathBuf,
+        /// The markdown file whose generated part is replaced.
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        md: PathBuf,
+        /// Where the plots go.
+        #[arg(long, default_value = "docs/benchmarks")]
+        plots: PathBuf,
+    },
+}
+
+/// Options shared by `compare` and `run`.
+#[derive(Debug, Args)]
+struct Common {
+    /// Small sizes and one repetition: a smoke run.
+    #[arg(long)]
+    quick: bool,
+    /// Repetitions (default 5, or 1 with --quick).
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Where results.json goes.
+    #[arg(long, default_value = "target/xs-bench", value_name = "DIR")]
+    out: PathBuf,
+    /// Only these workloads.
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(WORKLOADS))]
+    only: Option<Vec<String>>,
+}
+
+/// Every workload `--only` may name.
+const WORKLOADS: [&str; 10] =
+    ["latency", "throughput", "subtree", "directory", "txn", "contended", "fanout", "many-conns", "store", "hosted"];
+
+fn daemon_kind(name: &str) -> Result<Kind, String> {
+    Kind::parse(name).map_err(|e| e.to_string())
+}
+
+/// What `compare` and `run` were asked.
 #[derive(Debug)]
 struct Options {
     quick: bool,
@@ -49,37 +126,19 @@ struct Options {
 }
 
 impl Options {
-    fn parse(args: &[String]) -> Result<Options> {
-        let mut o = Options {
-            quick: false,
-            reps: None,
-            out: PathBuf::from("target/xs-bench"),
-            only: None,
+    fn new(common: Common) -> Options {
+        Options {
+            quick: common.quick,
+            reps: common.reps,
+            out: common.out,
+            only: common.only,
             daemons: Kind::ALL.to_vec(),
             store: true,
             hosted: true,
             socket: None,
             name: "daemon".into(),
             pid: None,
-        };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let mut value = || it.next().with_context(|| format!("{a} needs a value"));
-            match a.as_str() {
-                "--quick" => o.quick = true,
-                "--reps" => o.reps = Some(value()?.parse()?),
-                "--out" => o.out = PathBuf::from(value()?),
-                "--only" => o.only = Some(value()?.split(',').map(str::to_owned).collect()),
-                "--daemons" => o.daemons = value()?.split(',').map(Kind::parse).collect::<Result<_>>()?,
-                "--no-store" => o.store = false,
-                "--no-hosted" => o.hosted = false,
-                "--socket" => o.socket = Some(PathBuf::from(value()?)),
-                "--name" => o.name = value()?.clone(),
-                "--pid" => o.pid = Some(value()?.parse()?),
-                other => bail!("unknown option {other:?}"),
-            }
         }
-        Ok(o)
     }
 
     fn wants(&self, workload: &str) -> bool {
@@ -96,12 +155,18 @@ impl Options {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("compare") => Options::parse(&args[1..]).and_then(|o| compare(&o, &args)),
-        Some("run") => Options::parse(&args[1..]).and_then(|o| run_one(&o, &args)),
-        Some("report") => report_cmd(&args[1..]),
-        _ => Err(anyhow::anyhow!("usage: xs-bench compare|run|report (see the crate docs)")),
+    let cli = Cli::parse();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let result = match cli.command {
+        Cmd::Compare { common, daemons, no_store, no_hosted } => {
+            let o = Options { daemons, store: !no_store, hosted: !no_hosted, ..Options::new(common) };
+            compare(&o, &argv)
+        }
+        Cmd::Run { common, socket, name, pid } => {
+            let o = Options { socket: Some(socket), name, pid, ..Options::new(common) };
+            run_one(&o, &argv)
+        }
+        Cmd::Report { results, md, plots } => report_cmd(&results, &md, &plots),
     };
     if let Err(e) = result {
         eprintln!("xs-bench: {e:#}");
@@ -178,6 +243,7 @@ fn save(res: &Results, out: &Path) -> Result<()> {
 /// The repeated workloads against one daemon at `--socket`.
 fn run_one(o: &Options, argv: &[String]) -> Result<()> {
     let socket = o.socket.clone().context("--socket is required")?;
+    eprintln!("xs-bench: measuring {} at {}", o.name, socket.display());
     let mut res = new_results(argv);
     let cfg = o.config();
     let target = Target { name: &o.name, socket: &socket };
@@ -270,28 +336,18 @@ fn compare(o: &Options, argv: &[String]) -> Result<()> {
 }
 
 /// Writes the generated part of the markdown and the plots.
-fn report_cmd(args: &[String]) -> Result<()> {
-    let file = args.first().context("usage: xs-bench report RESULTS.json [--md FILE] [--plots DIR]")?;
-    let mut md = PathBuf::from("docs/benchmarks.md");
-    let mut plots = PathBuf::from("docs/benchmarks");
-    let mut it = args[1..].iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--md" => md = PathBuf::from(it.next().context("--md needs a file")?),
-            "--plots" => plots = PathBuf::from(it.next().context("--plots needs a directory")?),
-            other => bail!("unknown option {other:?}"),
-        }
-    }
-    let res: Results = serde_json::from_str(&std::fs::read_to_string(file).with_context(|| file.clone())?)?;
-    let made = plot::all(&res, &plots)?;
+fn report_cmd(file: &Path, md: &Path, plots: &Path) -> Result<()> {
+    let res: Results =
+        serde_json::from_str(&std::fs::read_to_string(file).with_context(|| file.display().to_string())?)?;
+    let made = plot::all(&res, plots)?;
     let rel = |f: &str| -> String {
         let base = md.parent().unwrap_or(Path::new("."));
         plots.join(f).strip_prefix(base).map_or_else(|_| plots.join(f), Path::to_path_buf).display().to_string()
     };
     let links: Vec<(String, String)> = made.iter().map(|(f, t)| (rel(f), t.clone())).collect();
     let links: Vec<(&str, &str)> = links.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect();
-    let doc = std::fs::read_to_string(&md).unwrap_or_else(|_| "# Benchmarks\n".to_owned());
-    std::fs::write(&md, report::splice(&doc, &report::generated(&res, &links)))?;
+    let doc = std::fs::read_to_string(md).unwrap_or_else(|_| "# Benchmarks\n".to_owned());
+    std::fs::write(md, report::splice(&doc, &report::generated(&res, &links)))?;
     std::fs::copy(file, plots.join("results.json"))?;
     eprintln!("xs-bench: wrote {} and {} plots in {}", md.display(), made.len(), plots.display());
     Ok(())

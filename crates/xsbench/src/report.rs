@@ -11,6 +11,23 @@ use crate::workloads::latency::MACHINE;
 const COLUMNS: [(&str, &str); 4] =
     [(OURS, "rust (ours)"), ("c", "C 4.17"), ("ocaml", "OCaml 4.17"), (MACHINE, "machine floor")];
 
+/// The table's columns: the known daemons that have figures, in their
+/// order, then any other daemon measured (`xs-bench run --name NAME`),
+/// titled by its name.
+fn columns(r: &Results) -> Vec<(String, String)> {
+    let measured = |d: &str| r.figures.iter().any(|f| f.values.contains_key(d));
+    let mut shown: Vec<(String, String)> =
+        COLUMNS.iter().filter(|(d, _)| measured(d)).map(|(d, t)| ((*d).to_owned(), (*t).to_owned())).collect();
+    for f in &r.figures {
+        for d in f.values.keys() {
+            if !shown.iter().any(|(s, _)| s == d) {
+                shown.push((d.clone(), d.clone()));
+            }
+        }
+    }
+    shown
+}
+
 /// Formats a value with sensible precision.
 fn num(v: f64) -> String {
     let a = v.abs();
@@ -36,8 +53,7 @@ fn cell(f: &Figure, daemon: &str) -> String {
 /// The markdown table of all figures, grouped.
 pub fn table(r: &Results) -> String {
     let mut out = String::new();
-    let shown: Vec<(&str, &str)> =
-        COLUMNS.iter().copied().filter(|(d, _)| r.figures.iter().any(|f| f.values.contains_key(*d))).collect();
+    let shown = columns(r);
     let mut group = "";
     for f in &r.figures {
         if f.group != group {
@@ -53,7 +69,7 @@ pub fn table(r: &Results) -> String {
         let better = if f.higher_is_better { "higher is better" } else { "lower is better" };
         let _ = write!(out, "| {} | {} ({better}) |", f.name, f.unit);
         for (d, _) in &shown {
-            let _ = write!(out, " {} |", cell(f, d));
+            let _ = write!(out, " {} |", cell(f, d.as_str()));
         }
         let ratio = match (f.ratio(), f.best_reference()) {
             (Some(x), Some((best, _))) => format!("**{x:.2}×** (vs {best})"),
@@ -257,6 +273,16 @@ mod tests {
             t.contains("| READ p50 | µs (lower is better) | 11.0 (10.0–12.0) | 20.0 | 30.0 | – | **0.55×** (vs c) |"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn a_daemon_measured_by_name_gets_its_own_column() {
+        let mut r = Results::default();
+        r.add("Single client round trip", "READ p50", "µs", false, "my-daemon", 7.0);
+        r.add("Single client round trip", "floor: AF_UNIX request/reply p50", "µs", false, MACHINE, 3.0);
+        let t = table(&r);
+        assert!(t.contains("| figure | unit | machine floor | my-daemon |"), "{t}");
+        assert!(t.contains("| READ p50 | µs (lower is better) | – | 7.00 |"), "{t}");
     }
 
     #[test]

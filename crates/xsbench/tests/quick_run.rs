@@ -95,3 +95,43 @@ fn quick_compare_measures_every_workload_and_reports() {
     }
     assert!(Path::new(&plots.join("results.json")).is_file());
 }
+
+#[test]
+fn run_measures_one_daemon_and_names_its_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = Path::new(env!("CARGO_BIN_EXE_xs-bench"));
+    let xenstored = exe.with_file_name("xenstored");
+    assert!(xenstored.is_file(), "build the binaries first (cargo build --workspace --bins)");
+    let socket = dir.path().join("socket");
+    let mut daemon = Command::new(&xenstored)
+        .args(["-N", "--socket", socket.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(std::time::Instant::now() < deadline, "xenstored did not start");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out_dir = dir.path().join("out");
+    let out = xs_bench(&[
+        "run",
+        "--socket",
+        socket.to_str().unwrap(),
+        "--name",
+        "mine",
+        "--only",
+        "latency",
+        "--quick",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("measuring mine at"), "{stderr}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("| figure | unit | machine floor | mine |"), "{table}");
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("results.json")).unwrap()).unwrap();
+    assert!(!values(&results, "Single client round trip", "READ p50", "mine").is_empty());
+}
