@@ -39,10 +39,17 @@ enum Cmd {
     #[command(hide = true)]
     Hypervisor,
     /// Start PROGRAM as a new domain; prints its id.
+    ///
+    /// The program runs with the caller's environment (over `xsim up`'s),
+    /// less XENSTORED_PATH (a guest reaches xenstored over its own ring),
+    /// and with each --env on top.
     Create {
         /// Leave the domain paused (`xsim unpause` lets it run).
         #[arg(short, long)]
         paused: bool,
+        /// Set a variable for the program (repeatable).
+        #[arg(short, long = "env", value_name = "NAME=VALUE", value_parser = env_pair)]
+        env: Vec<(String, String)>,
         /// The domain's name (not all digits: it would read as an id).
         #[arg(value_parser = domain_name)]
         name: String,
@@ -54,6 +61,9 @@ enum Cmd {
     List,
     /// Print the domain's console (its output so far).
     Console {
+        /// Keep printing what the domain writes until it is destroyed.
+        #[arg(short, long)]
+        follow: bool,
         /// The domain.
         name: String,
     },
@@ -67,14 +77,21 @@ enum Cmd {
         /// The domain.
         name: String,
     },
-    /// Ask the guest to shut down (control/shutdown), forcing it after the wait.
+    /// Ask the guest to shut down (control/shutdown) and wait for it.
+    ///
+    /// The guest shuts down with the reason it reports (a guest asked to
+    /// reboot may halt). If it has not shut down after the wait, this fails,
+    /// or with --force shuts it down for REASON without it.
     Shutdown {
         /// Why: poweroff, reboot, suspend, crash, watchdog, soft_reset.
         #[arg(short, long, default_value = "poweroff", value_parser = reason)]
         reason: ShutdownReason,
-        /// Seconds to wait for the guest before forcing it.
+        /// Seconds to wait for the guest.
         #[arg(short = 'w', long = "wait", default_value_t = 5.0, value_name = "SECS")]
         wait: f64,
+        /// Shut it down without the guest if it has not after the wait.
+        #[arg(short, long)]
+        force: bool,
         /// The domain.
         name: String,
     },
@@ -90,6 +107,22 @@ fn domain_name(name: &str) -> Result<String, String> {
         return Err("a name that is all digits would be taken for a domain id".into());
     }
     Ok(name.to_owned())
+}
+
+fn env_pair(pair: &str) -> Result<(String, String), String> {
+    match pair.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err("want NAME=VALUE".into()),
+    }
+}
+
+/// What a guest program is started with: the caller's environment (minus
+/// XENSTORED_PATH, which would point it at dom0's privileged socket),
+/// then `extra`.
+fn guest_env(extra: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k != "XENSTORED_PATH").collect();
+    env.extend(extra);
+    env
 }
 
 fn reason(name: &str) -> Result<ShutdownReason, String> {
@@ -130,9 +163,9 @@ fn run(cli: Cli) -> Result<()> {
             hv.serve().context("running the hypervisor")?;
             Ok(())
         }
-        Cmd::Create { paused, name, program } => {
+        Cmd::Create { paused, env, name, program } => {
             let mut ts = Toolstack::connect(&state)?;
-            let new = ts.create(&DomainSpec { name, program, env: Vec::new(), paused })?;
+            let new = ts.create(&DomainSpec { name, program, env: guest_env(env), paused })?;
             println!("{}", new.domid);
             Ok(())
         }
@@ -145,13 +178,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Console { name } => {
+        Cmd::Console { follow, name } => {
             let mut ts = Toolstack::connect(&state)?;
             let d = ts.resolve(&name)?;
             let path = state.console(d.domid);
-            let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            std::io::stdout().write_all(&text)?;
-            Ok(())
+            let mut out = std::io::stdout().lock();
+            let mut shown = 0;
+            loop {
+                let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                out.write_all(text.get(shown..).unwrap_or_default())?;
+                out.flush()?;
+                shown = text.len().max(shown);
+                if !follow || ts.resolve(&d.domid.to_string()).is_err() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
         Cmd::Unpause { name } => {
             let mut ts = Toolstack::connect(&state)?;
@@ -168,13 +210,26 @@ fn run(cli: Cli) -> Result<()> {
             let d = ts.resolve(&name)?;
             ts.destroy(d.domid)
         }
-        Cmd::Shutdown { reason, wait, name } => {
+        Cmd::Shutdown { reason, wait, force, name } => {
             if !(wait.is_finite() && wait >= 0.0) {
                 bail!("--wait {wait}: not a number of seconds");
             }
             let mut ts = Toolstack::connect(&state)?;
             let d = ts.resolve(&name)?;
-            let state = ts.shutdown(d.domid, reason, Duration::from_secs_f64(wait))?;
+            eprintln!("xsim: asked {} ({}) to {}; waiting up to {wait} s", d.name, d.domid, reason.name());
+            ts.request_shutdown(d.domid, reason)?;
+            let state = match ts.wait_shutdown(d.domid, Duration::from_secs_f64(wait))? {
+                Some(state) => state,
+                None if force => {
+                    eprintln!("xsim: {} did not shut down in {wait} s: forcing it ({})", d.name, reason.name());
+                    ts.force_shutdown(d.domid, reason)?
+                }
+                None => bail!(
+                    "{} ({}) is still running after {wait} s (`xsim shutdown --force` shuts it down without it)",
+                    d.name,
+                    d.domid
+                ),
+            };
             println!("{} ({}): {}", d.name, d.domid, state);
             Ok(())
         }

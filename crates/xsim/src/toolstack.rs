@@ -148,15 +148,31 @@ impl Toolstack {
     /// Asks the guest to shut down (`control/shutdown`, as `xl shutdown`
     /// does); if it has not within `grace`, shuts it down by force.
     pub fn shutdown(&mut self, domid: DomId, reason: ShutdownReason, grace: Duration) -> Result<DomainState> {
+        if let Err(e) = self.request_shutdown(domid, reason) {
+            if domid == 0 {
+                return Err(e);
+            }
+            eprintln!("xsim: {e:#}; shutting down by force");
+        } else if let Some(state) = self.wait_shutdown(domid, grace)? {
+            return Ok(state);
+        }
+        self.force_shutdown(domid, reason)
+    }
+
+    /// Asks the guest to shut down for `reason` (`control/shutdown`, which
+    /// a PV guest watches); it reports the reason it shuts down with.
+    pub fn request_shutdown(&mut self, domid: DomId, reason: ShutdownReason) -> Result<()> {
         if domid == 0 {
             bail!("dom0 cannot be shut down this way");
         }
         let node = format!("/local/domain/{domid}/control/shutdown");
-        if let Err(e) = self.store.write(&node, reason.name().as_bytes()) {
-            eprintln!("xsim: cannot write {node}: {e}; shutting down by force");
-        }
-        if let Some(state) = self.wait_shutdown(domid, grace)? {
-            return Ok(state);
+        self.store.write(&node, reason.name().as_bytes()).with_context(|| format!("writing {node}"))
+    }
+
+    /// Shuts the domain down for `reason` without asking the guest.
+    pub fn force_shutdown(&mut self, domid: DomId, reason: ShutdownReason) -> Result<DomainState> {
+        if domid == 0 {
+            bail!("dom0 cannot be shut down this way");
         }
         self.domains.shutdown(domid, reason)?;
         Ok(DomainState::Shutdown(reason))

@@ -44,3 +44,93 @@ fn extra_arguments_and_bad_values_are_refused() {
     }
     assert!(!state.exists());
 }
+
+/// A host started with `xsim up` in a scratch state directory, stopped on
+/// drop.
+struct Up(std::path::PathBuf);
+
+impl Up {
+    fn new(name: &str) -> Up {
+        let state = scratch(name);
+        let out = xsim(&state, &["up"]);
+        assert!(out.status.success(), "xsim up: {out:?}");
+        Up(state)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        xsim(&self.0, args)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = xsim(&self.0, &["down"]);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn wait_for_console(host: &Up, name: &str, text: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = String::from_utf8_lossy(&host.run(&["console", name]).stdout).into_owned();
+        if out.contains(text) {
+            return out;
+        }
+        assert!(std::time::Instant::now() < deadline, "{name}'s console never said {text:?}: {out}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_guest_gets_the_callers_environment_and_env_but_not_dom0s_socket() {
+    let host = Up::new("env");
+    let out = Command::new(env!("CARGO_BIN_EXE_xsim"))
+        .env("XSIM_STATE", &host.0)
+        .env("FROM_CALLER", "caller")
+        .env("XENSTORED_PATH", "/dom0/socket")
+        .args(["create", "--env", "EXTRA=extra", "guest", "--"])
+        .args(["sh", "-c", "echo caller=$FROM_CALLER extra=$EXTRA path=${XENSTORED_PATH:-none}; echo done"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let console = wait_for_console(&host, "guest", "done");
+    assert!(console.contains("caller=caller extra=extra path=none"), "{console}");
+}
+
+#[test]
+fn shutdown_forces_only_when_asked_and_records_the_reason() {
+    let host = Up::new("shutdown");
+    // A guest that does not watch control/shutdown.
+    assert!(host.run(&["create", "deaf", "--", "sleep", "30"]).status.success());
+    let refused = host.run(&["shutdown", "-w", "0.3", "deaf"]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("asked deaf") && err.contains("still running") && err.contains("--force"), "{err}");
+    let list = String::from_utf8_lossy(&host.run(&["list"]).stdout).into_owned();
+    assert!(list.lines().any(|l| l.starts_with("deaf") && l.ends_with("running")), "{list}");
+    let forced = host.run(&["shutdown", "-r", "reboot", "-w", "0.3", "--force", "deaf"]);
+    assert!(forced.status.success(), "{forced:?}");
+    assert!(String::from_utf8_lossy(&forced.stderr).contains("forcing it (reboot)"), "{forced:?}");
+    assert!(String::from_utf8_lossy(&forced.stdout).contains("shutdown (reboot)"), "{forced:?}");
+}
+
+#[test]
+fn console_follow_prints_until_the_domain_is_destroyed() {
+    let host = Up::new("console");
+    assert!(host
+        .run(&["create", "talker", "--", "sh", "-c", "echo first; sleep 0.5; echo second; sleep 30"])
+        .status
+        .success());
+    wait_for_console(&host, "talker", "first");
+    let follower = Command::new(env!("CARGO_BIN_EXE_xsim"))
+        .env("XSIM_STATE", &host.0)
+        .args(["console", "-f", "talker"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_console(&host, "talker", "second");
+    assert!(host.run(&["destroy", "talker"]).status.success());
+    let out = follower.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("first") && text.contains("second"), "{text}");
+}
