@@ -348,7 +348,12 @@ fn report_cmd(file: &Path, md: &Path, plots: &Path) -> Result<()> {
     let links: Vec<(&str, &str)> = links.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect();
     let doc = std::fs::read_to_string(md).unwrap_or_else(|_| "# Benchmarks\n".to_owned());
     std::fs::write(md, report::splice(&doc, &report::generated(&res, &links)))?;
-    std::fs::copy(file, plots.join("results.json"))?;
+    // Beside the plots, unless it is already there: copying a file onto
+    // itself would empty it.
+    let kept = plots.join("results.json");
+    if std::fs::canonicalize(file).ok() != std::fs::canonicalize(&kept).ok() {
+        std::fs::copy(file, &kept)?;
+    }
     eprintln!("xs-bench: wrote {} and {} plots in {}", md.display(), made.len(), plots.display());
     Ok(())
 }

@@ -135,3 +135,17 @@ fn run_measures_one_daemon_and_names_its_column() {
     let results: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("results.json")).unwrap()).unwrap();
     assert!(!values(&results, "Single client round trip", "READ p50", "mine").is_empty());
 }
+
+#[test]
+fn report_from_the_results_beside_the_plots_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let published = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks/results.json");
+    let results = dir.path().join("results.json");
+    std::fs::copy(&published, &results).unwrap();
+    let before = std::fs::read(&results).unwrap();
+    let md = dir.path().join("b.md");
+    let dir_s = dir.path().to_str().unwrap();
+    xs_bench(&["report", results.to_str().unwrap(), "--md", md.to_str().unwrap(), "--plots", dir_s]);
+    assert_eq!(std::fs::read(&results).unwrap(), before, "results.json was copied onto itself");
+    assert!(dir.path().join("memory-per-node-vs-store-size.png").is_file());
+}
