@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use daemons::{Daemon, Kind};
 use results::Results;
@@ -72,6 +72,15 @@ enum Cmd {
         #[arg(long)]
         pid: Option<u32>,
     },
+    /// Print a shell completion script (scripts/install installs them).
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, xs-bench(1), in roff (scripts/install installs it).
+    #[command(hide = true)]
+    Man,
     /// Writes the generated part of the markdown and the plots from a results file.
     Report {
         /// A results.json written by compare or run.
@@ -167,6 +176,11 @@ fn main() {
             run_one(&o, &argv)
         }
         Cmd::Report { results, md, plots } => report_cmd(&results, &md, &plots),
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "xs-bench", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Man => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(Into::into),
     };
     if let Err(e) = result {
         eprintln!("xs-bench: {e:#}");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use xen_platform::ShutdownReason;
 use xsim::{host, DomainSpec, StateDir, Toolstack};
 
@@ -38,6 +38,15 @@ enum Cmd {
     /// Run the hypervisor in the foreground (`xsim up` starts it).
     #[command(hide = true)]
     Hypervisor,
+    /// Print a shell completion script (scripts/install installs them).
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, xsim(1), in roff (scripts/install installs it).
+    #[command(hide = true)]
+    Man,
     /// Start PROGRAM as a new domain; prints its id.
     ///
     /// The program runs with the caller's environment (over `xsim up`'s),
@@ -156,6 +165,14 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Env => {
             println!("export XSIM_STATE={}", state.root().display());
             println!("export XENSTORED_PATH={}", state.xenstored_socket().display());
+            Ok(())
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "xsim", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(())
         }
         Cmd::Hypervisor => {
