@@ -279,6 +279,32 @@ fn socket_in_a_missing_tree_is_an_error_not_new_directories() {
 }
 
 #[test]
+fn under_systemd_the_daemon_says_ready_once_its_socket_answers() {
+    let dir = std::env::temp_dir().join(format!("xenstored-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let notify = dir.join("notify");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    systemd.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let socket = dir.join("socket");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xenstored"))
+        .env("NOTIFY_SOCKET", &notify)
+        .args(["--no-fork", "--socket", socket.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = systemd.recv(&mut buf).expect("READY=1 within 10 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means ready: the socket answers now.
+    let mut c = Client::connect(&socket);
+    c.write("/ready", b"1");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn sighup_reopens_the_log_and_trace_files_and_keeps_serving() {
     let dir = std::env::temp_dir().join(format!("xenstored-hup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
