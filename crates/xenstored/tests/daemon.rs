@@ -168,8 +168,7 @@ fn control_commands_answer_like_the_c_daemon() {
 
 #[test]
 fn trace_file_gets_one_line_per_message() {
-    let dir = std::env::temp_dir().join(format!("xenstored-trace-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("trace");
     let trace = dir.join("trace");
     let d = Daemon::start(&["-T", trace.to_str().unwrap()]);
     let mut c = d.client();
@@ -186,8 +185,7 @@ fn trace_file_gets_one_line_per_message() {
 
 #[test]
 fn sigterm_exits_cleanly_and_removes_the_socket() {
-    let dir = std::env::temp_dir().join(format!("xenstored-pid-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("pid");
     let pid_file = dir.join("pid");
     let mut d = Daemon::start(&["-F", pid_file.to_str().unwrap()]);
     // The socket answers as soon as it is bound; the pid file follows.
@@ -202,9 +200,7 @@ fn sigterm_exits_cleanly_and_removes_the_socket() {
 
 #[test]
 fn forked_daemon_serves_logs_to_its_file_and_stops_on_sigterm() {
-    let dir = std::env::temp_dir().join(format!("xenstored-fork-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("fork");
     let (socket, pid_file, log) = (dir.join("socket"), dir.join("pid"), dir.join("log"));
     // Without -N the parent returns once the socket is bound and the child
     // has detached.
@@ -236,9 +232,7 @@ fn forked_daemon_serves_logs_to_its_file_and_stops_on_sigterm() {
 
 #[test]
 fn forked_daemon_without_a_log_file_logs_to_the_system_log() {
-    let dir = std::env::temp_dir().join(format!("xenstored-syslog-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("syslog");
     let (socket, pid_file, dev_log) = (dir.join("socket"), dir.join("pid"), dir.join("dev-log"));
     let log = std::os::unix::net::UnixDatagram::bind(&dev_log).unwrap();
     log.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -280,9 +274,7 @@ fn socket_in_a_missing_tree_is_an_error_not_new_directories() {
 
 #[test]
 fn under_systemd_the_daemon_says_ready_once_its_socket_answers() {
-    let dir = std::env::temp_dir().join(format!("xenstored-notify-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("notify");
     let notify = dir.join("notify");
     let systemd = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
     systemd.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -306,9 +298,7 @@ fn under_systemd_the_daemon_says_ready_once_its_socket_answers() {
 
 #[test]
 fn sighup_reopens_the_log_and_trace_files_and_keeps_serving() {
-    let dir = std::env::temp_dir().join(format!("xenstored-hup-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("hup");
     let (log, trace) = (dir.join("log"), dir.join("trace"));
     let mut d = Daemon::start(&["--log-file", log.to_str().unwrap(), "-T", trace.to_str().unwrap()]);
     let mut c = d.client();

@@ -10,6 +10,15 @@ use std::time::{Duration, Instant};
 
 use xenstore_wire::{Decoder, Header, Op, Packet};
 
+/// An empty directory of this test process's own, named after `name`
+/// (what an earlier run left there is removed first).
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xenstored-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A daemon child process, terminated on drop.
 pub struct Daemon {
     pub child: Child,
