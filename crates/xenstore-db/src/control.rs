@@ -3,7 +3,7 @@
 //!
 //! The engine answers the commands that read or change the store (`check`,
 //! `quota`, `quota-soft`, `help`) itself; those that act on the daemon
-//! (`log`, `logfile`, `print`, `memreport`) come back as
+//! (`log`, `logfile`, `print`, `memreport`, `stats`) come back as
 //! [`Effect::Daemon`] for the driver. Guests may not use CONTROL at all.
 
 use std::fmt::Write as _;
@@ -18,7 +18,7 @@ use crate::{Engine, Outcome};
 
 /// `help` output: one command per line, a tab before its arguments.
 const HELP: &str = "check\t\nlog\ton|off\nlogfile\t<file>\nmemreport\t[<file>]\nprint\t<string>\n\
-quota\t[set <name> <val>|<domid>]\nquota-soft\t[set <name> <val>]\nhelp\t\n";
+quota\t[set <name> <val>|<domid>]\nquota-soft\t[set <name> <val>]\nstats\t[<first domid>]\nhelp\t\n";
 
 fn text(s: impl Into<Vec<u8>>) -> Outcome {
     Outcome::ok(Reply::Text(s.into()))
@@ -51,6 +51,11 @@ impl Engine {
             ["print", words @ ..] => daemon(DaemonCommand::Print(words.join(" "))),
             ["memreport"] => daemon(DaemonCommand::MemReport(None)),
             ["memreport", file] => daemon(DaemonCommand::MemReport(Some((*file).to_owned()))),
+            ["stats"] => daemon(DaemonCommand::Stats(0)),
+            ["stats", from] => match from.parse::<DomId>() {
+                Ok(from) => daemon(DaemonCommand::Stats(from)),
+                Err(_) => Outcome::error(ErrorCode::EINVAL),
+            },
             ["quota"] => text(quota_table(&self.config.quotas)),
             ["quota", "set", name, value] => self.control_set_quota(caller, name, value, false),
             ["quota", domid] => self.quota_usage(domid),

@@ -77,4 +77,7 @@ pub enum DaemonCommand {
     Print(String),
     /// `memreport [<file>]`: report memory use, in the reply or to a file.
     MemReport(Option<String>),
+    /// `stats [<first domid>]`: the per-domain statistics (`xenstore top`
+    /// reads them), from that domain on, as many as fit in one reply.
+    Stats(DomId),
 }

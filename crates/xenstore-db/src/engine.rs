@@ -55,17 +55,6 @@ impl Default for Config {
     }
 }
 
-/// A domain's current consumption of the quota-limited resources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
-    /// Nodes owned.
-    pub nodes: usize,
-    /// Watches registered by its connections.
-    pub watches: usize,
-    /// Transactions open on its connections.
-    pub transactions: usize,
-}
-
 /// What a request produced.
 ///
 /// The driver first carries out `effects`, in order (if one fails it calls
@@ -270,21 +259,6 @@ impl Engine {
     /// Number of nodes a domain owns (dom0's are not counted).
     pub fn owned_count(&self, domid: DomId) -> usize {
         self.domains.get(&domid).map_or(0, |d| d.owned)
-    }
-
-    /// What a domain uses now: nodes it owns (for dom0, every node no other
-    /// domain owns), and the watches and transactions of its connections.
-    /// Linear in connections: for CONTROL `quota <domid>`, not per request.
-    pub fn usage(&self, domid: DomId) -> Option<Usage> {
-        let domain = self.domains.get(&domid)?;
-        let nodes = if domid == 0 {
-            self.tree.len() - self.domains.iter().filter(|(d, _)| **d != 0).map(|(_, d)| d.owned).sum::<usize>()
-        } else {
-            domain.owned
-        };
-        let mine = self.conns.values().filter(|c| c.caller.domid == domid);
-        let (watches, transactions) = mine.fold((0, 0), |(w, t), c| (w + c.watches.len(), t + c.txs.len()));
-        Some(Usage { nodes, watches, transactions })
     }
 
     /// Number of registered watches.

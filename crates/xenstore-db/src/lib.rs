@@ -34,6 +34,7 @@
 //! | INTRODUCE, RELEASE, RESUME, SET_TARGET, GET/SET_FEATURE, domain shutdown and removal, owned-node counts | `domains.rs` (per-domain record: [`domain`]) |
 //! | CONTROL | `control.rs` |
 //! | the consistency check | `check.rs` |
+//! | what each domain uses (CONTROL `quota <domid>`, statistics) | `usage.rs` |
 //! | what a request applied, for a journal | [`applied`] (recorded where each change is made) |
 //! | export and import of the whole state (live update) | [`state`] (import's checks: `state_import.rs`, `state_tree.rs`) |
 
@@ -62,12 +63,14 @@ mod state_import;
 mod state_tree;
 pub mod tree;
 mod tx;
+mod usage;
 pub mod watch;
 mod watch_requests;
 
 pub use applied::Applied;
 pub use effect::{DaemonCommand, Effect, Rollback};
-pub use engine::{Config, ConnId, Engine, Outcome, Usage};
+pub use engine::{Config, ConnId, Engine, Outcome};
+pub use usage::{DomainUsage, Usage};
 pub use event::Delivery;
 /// The permission rules' former module name: `xenstore_db::access::*` paths
 /// still work.

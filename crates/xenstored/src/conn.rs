@@ -29,6 +29,7 @@ use xenstore_wire::{DomId, Packet};
 use crate::outbox::{Limits, Outbox};
 use crate::rings::DomainRing;
 use crate::socket::SocketConn;
+use crate::stats::Counters;
 
 /// Requests served from one connection per turn before the others get
 /// theirs.
@@ -66,12 +67,14 @@ pub(crate) struct Connection {
     pub(crate) outbox: Outbox,
     /// Reading is paused until the outbox drains (backpressure).
     paused: bool,
+    /// What it has done, for the statistics.
+    pub(crate) counters: Counters,
 }
 
 impl Connection {
     /// A connection over `transport` with nothing queued.
     pub(crate) fn new(transport: Transport) -> Connection {
-        Connection { transport, outbox: Outbox::default(), paused: false }
+        Connection { transport, outbox: Outbox::default(), paused: false, counters: Counters::default() }
     }
 
     /// The domain behind a ring connection (for the logs).

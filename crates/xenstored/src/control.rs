@@ -33,6 +33,7 @@ impl Server {
                 Ok(()) => "OK".to_owned(),
                 Err(e) => format!("cannot write {file}: {e}"),
             },
+            DaemonCommand::Stats(from) => self.stats_page(from),
             other => format!("unsupported command {other:?}"),
         };
         text.into_bytes()

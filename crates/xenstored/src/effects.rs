@@ -57,6 +57,7 @@ impl Server {
             }
             info!(domid, conn, "ring released");
         }
+        self.departed.remove(&domid);
         self.dirty.remove(&conn);
     }
 

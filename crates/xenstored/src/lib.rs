@@ -17,15 +17,18 @@ mod conn;
 mod control;
 mod dirty;
 mod effects;
+mod metrics;
 pub mod outbox;
 mod refusals;
 mod rings;
 mod server;
 mod socket;
+mod stats;
 #[cfg(feature = "test-utils")]
 pub mod testing;
 mod trace;
 
+pub use metrics::MetricsAddr;
 pub use outbox::Limits;
 pub use rings::Platform;
 pub use server::{Server, Settings};

@@ -86,6 +86,13 @@ fn run() -> Result<()> {
             .with_context(|| format!("connecting to the hosted hypervisor at {}", hypervisor.display()))?;
         server.serve_domains(platform)?;
     }
+    if let Some(addr) = &options.metrics {
+        let addr = match addr {
+            xenstored::MetricsAddr::Unix(path) => xenstored::MetricsAddr::Unix(cwd.join(path)),
+            tcp => tcp.clone(),
+        };
+        server.serve_metrics(&addr)?;
+    }
     if !options.no_fork {
         nix::unistd::daemon(false, false).context("daemonizing")?;
     }

@@ -35,6 +35,8 @@ pub struct Options {
     /// Serve domains through the hosted hypervisor at this socket
     /// (`--hosted`; `xsim up` passes it).
     pub hosted: Option<PathBuf>,
+    /// Serve the statistics as Prometheus text here (`--metrics`).
+    pub metrics: Option<xenstored::MetricsAddr>,
     /// Options accepted for the C daemon's sake that have no effect here,
     /// to be logged once logging is set up.
     pub warnings: Vec<String>,
@@ -54,6 +56,7 @@ impl Default for Options {
             verbose: false,
             log_file: None,
             hosted: None,
+            metrics: None,
             warnings: Vec::new(),
         }
     }
@@ -84,6 +87,9 @@ Usage: xenstored [options]
   --log-file <file>        append log lines to this file, reopened on SIGHUP
                            (default: the system log, /dev/log, when the daemon
                            forks; standard error with -N)
+  --metrics <addr>         serve per-domain statistics as Prometheus text over
+                           HTTP at <addr>: host:port (127.0.0.1:9427; port 0
+                           picks one, logged) or a Unix socket path
   -D, -R, -U, -I[on|off], -w <what>=<s>, --event <port>, --master-domid <id>,
   --priv-domid <id>, --trace-control=<x>, -Q/-q memory=<nb>
                            accepted for compatibility with the C daemon; no
@@ -158,6 +164,7 @@ const OPTS: &[Opt] = &[
     opt(None, "socket", Arg::Required),
     opt(None, "hosted", Arg::Required),
     opt(None, "log-file", Arg::Required),
+    opt(None, "metrics", Arg::Required),
     opt(None, "version", Arg::No),
 ];
 
@@ -286,6 +293,10 @@ fn apply(o: &mut Options, opt: &Opt, value: Option<String>) -> Result<Option<Com
         "keep-orphans" => o.keep_orphans = true,
         "verbose" => o.verbose = true,
         "log-file" => o.log_file = Some(PathBuf::from(value()?)),
+        "metrics" => {
+            let text = value()?;
+            o.metrics = Some(xenstored::MetricsAddr::parse(&text).map_err(|e| anyhow::anyhow!("option {name}: {e}"))?);
+        }
         "help" => return Ok(Some(Command::Help)),
         "version" => return Ok(Some(Command::Version)),
         "internal-db" => match value().ok().as_deref() {

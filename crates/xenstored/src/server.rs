@@ -22,6 +22,7 @@
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use mio::net::{UnixListener, UnixStream};
@@ -29,7 +30,7 @@ use mio::{Events, Interest, Poll, Token};
 use rustc_hash::FxHashMap;
 use tracing::{debug, info, warn};
 use xenstore_db::{Caller, Config, ConnId, Delivery, Engine, Outcome};
-use xenstore_wire::{ErrorCode, Op, Packet, Request};
+use xenstore_wire::{DomId, ErrorCode, Op, Packet, Request, HEADER_LEN};
 
 use crate::conn::{Connection, Received, Transport, TURN_BUDGET};
 use crate::dirty::Dirty;
@@ -37,6 +38,8 @@ use crate::outbox::Limits;
 use crate::refusals::{Cause, Refusals};
 use crate::rings::{Platform, Rings};
 use crate::socket::{self, SocketConn};
+use crate::metrics::{self, Metrics};
+use crate::stats::Counters;
 use crate::trace::Trace;
 
 const LISTENER: Token = Token(0);
@@ -52,7 +55,7 @@ const FLUSH_BUDGET: usize = 64;
 /// The daemon's state.
 #[derive(Debug)]
 pub struct Server {
-    poll: Poll,
+    pub(crate) poll: Poll,
     /// The listening socket and its path (none in process: see
     /// [`Server::in_process`]).
     listener: Option<(UnixListener, PathBuf)>,
@@ -75,6 +78,13 @@ pub struct Server {
     /// Connections to serve again at the next iteration (their turn's
     /// budget ran out, or their reading was unpaused), after the others.
     pub(crate) again: Vec<ConnId>,
+    /// The opt-in Prometheus listener and its scrapers.
+    pub(crate) metrics: Option<Metrics>,
+    /// Counters of the socket connections that have closed, by domain
+    /// (a domain's go when it does).
+    pub(crate) departed: FxHashMap<DomId, Counters>,
+    /// When the daemon started (uptime, in the statistics).
+    pub(crate) started: Instant,
     read_buf: Vec<u8>,
     /// Scratch for the requests of one receive.
     packets: Vec<Packet>,
@@ -192,6 +202,9 @@ impl Server {
             refusals: Refusals::default(),
             rings: None,
             again: Vec::new(),
+            metrics: None,
+            departed: FxHashMap::default(),
+            started: Instant::now(),
             read_buf: vec![0; READ_CHUNK],
             packets: Vec::new(),
             stop: false,
@@ -207,6 +220,9 @@ impl Server {
         }
         info!("shutting down");
         if let Some((_, path)) = &self.listener {
+            let _ = std::fs::remove_file(path);
+        }
+        if let Some(path) = self.metrics.as_ref().and_then(Metrics::socket_path) {
             let _ = std::fs::remove_file(path);
         }
         Ok(())
@@ -236,6 +252,8 @@ impl Server {
                 SIGNALS => self.stop = true,
                 HANGUP => self.reopen_logs(),
                 EVTCHN => self.event_channels(),
+                metrics::LISTENER => self.metrics_ready(metrics::LISTENER),
+                token if metrics::is_client(token) => self.metrics_ready(token),
                 Token(t) => {
                     let id = t as ConnId;
                     if event.is_writable() {
@@ -392,6 +410,8 @@ impl Server {
             (Err(e @ (ErrorCode::EACCES | ErrorCode::EPERM)), None) => Some(Cause::Error(*e)),
             _ => None,
         };
+        let refused_quota = matches!(refused, Some(Cause::Quota(_)));
+        let refused_access = matches!(refused, Some(Cause::Error(_)));
         if let Some(cause) = refused {
             let domid = self.engine.caller(id).map_or(0, |c| c.domid);
             let op = Op::from_u32(header.op).map_or("UNKNOWN", Op::name);
@@ -409,6 +429,12 @@ impl Server {
         }
         self.trace.outgoing(id, &bytes);
         if let Some(conn) = self.conns.get_mut(&id) {
+            let c = &mut conn.counters;
+            c.requests += 1;
+            c.bytes_in += (HEADER_LEN + packet.payload.len()) as u64;
+            c.bytes_out += bytes.len() as u64;
+            c.refused_quota += u64::from(refused_quota);
+            c.refused_access += u64::from(refused_access);
             conn.outbox.push_reply(bytes);
             self.dirty.insert(id);
         }
@@ -426,6 +452,8 @@ impl Server {
         }
         self.trace.outgoing(delivery.conn, &bytes);
         let Some(conn) = self.conns.get_mut(&delivery.conn) else { return };
+        conn.counters.events += 1;
+        conn.counters.bytes_out += bytes.len() as u64;
         conn.outbox.push_event(bytes, &self.limits);
         self.dirty.insert(delivery.conn);
     }
@@ -475,8 +503,10 @@ impl Server {
 
     /// Forgets a socket connection.
     fn close(&mut self, id: ConnId) {
-        if let Some(Connection { transport: Transport::Socket(mut socket), .. }) = self.conns.remove(&id) {
+        if let Some(Connection { transport: Transport::Socket(mut socket), counters, .. }) = self.conns.remove(&id) {
             let _ = self.poll.registry().deregister(&mut socket.stream);
+            let domid = self.engine.caller(id).map_or(0, |c| c.domid);
+            *self.departed.entry(domid).or_default() += counters;
         }
         self.engine.disconnect(id);
         self.dirty.remove(&id);

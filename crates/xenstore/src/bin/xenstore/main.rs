@@ -6,12 +6,14 @@
 //! `xenstore-ls`, ..., `xenstore-control`) or from its first argument
 //! (`xenstore read ...`): `read`, `write`, `ls`, `list`, `rm`, `chmod`,
 //! `exists`, `watch`, and `control` (the separate `xenstore-control` tool
-//! of xen-utils).
+//! of xen-utils); and `top`, a live view of the daemon's use per domain
+//! that xen-utils does not have.
 
 mod control;
 mod escape;
 mod getopt;
 mod tools;
+mod top;
 
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStringExt;
@@ -91,6 +93,17 @@ fn run(args: &[Vec<u8>]) -> Result<i32, Exit> {
     if command == b"control" {
         let display = if switch_argv == 0 { argv0.to_vec() } else { cat(&[argv0, b" control"]) };
         return Ok(control::run(&display, sub_args.get(1..).unwrap_or_default()));
+    }
+    if command == b"top" {
+        let display = if switch_argv == 0 { argv0.to_vec() } else { cat(&[argv0, b" top"]) };
+        let rest: Vec<std::ffi::OsString> = sub_args
+            .get(1..)
+            .unwrap_or_default()
+            .iter()
+            .map(|a| std::ffi::OsString::from_vec(a.clone()))
+            .collect();
+        let display = String::from_utf8_lossy(basename(&display)).into_owned();
+        return Ok(top::run(&display, &rest));
     }
     let Some(mode) = tools::Mode::lookup(command) else {
         return Err(msgs.errx(1, &cat(&[b"unknown mode ", command, b"\n"])));
