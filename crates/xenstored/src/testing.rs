@@ -303,6 +303,16 @@ impl World {
         self.hv.toolstack().shutdown(domid, reason).expect("shutting the domain down");
     }
 
+    /// A socket client goes away (the daemon sees end of file), and the
+    /// world runs.
+    pub fn close(&mut self, who: ClientId) {
+        let client = &mut self.clients[who.0];
+        let Link::Socket(stream) = &client.link else { panic!("{who:?} is not a socket client") };
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        client.closed = true;
+        self.run();
+    }
+
     /// Destroys a domain; VIRQ_DOM_EXC fires.
     pub fn destroy(&mut self, guest: ClientId) {
         let domid = self.domid(guest);
