@@ -205,6 +205,12 @@ pub struct DomainInfo {
     pub name: String,
     /// Its state.
     pub state: DomainState,
+    /// Hosted: the process running the guest while it has one (none for
+    /// dom0, after the guest's process has ended, and on Xen), so that
+    /// tools can show what it uses as `xl list` shows a domain's memory
+    /// and CPU time.
+    #[cfg_attr(feature = "hosted", serde(default))]
+    pub pid: Option<u32>,
 }
 
 /// What to create: a domain and, when hosted, the program it runs.

@@ -18,6 +18,7 @@ use xenstore_wire::Op;
 use xsim::{host, DomainSpec, StateDir, Toolstack};
 
 use crate::conn::Conn;
+use crate::progress::{self, Counter};
 use crate::results::{Results, OURS};
 use crate::stats::{micros, time_each};
 use crate::workloads::latency::MACHINE;
@@ -67,7 +68,8 @@ fn measure(state: &StateDir, guest: &Path, cfg: Config, reps: usize, res: &mut R
     let mut ts = Toolstack::connect(state)?;
     let mut sock = Conn::connect(&state.xenstored_socket())?;
     sock.call_ok(Op::Write, 0, &[b"/bench\0", b"0123456789abcdef"])?;
-    for _ in 0..reps {
+    for rep in 0..reps {
+        progress::step(format_args!("hosted: round trips, repetition {} of {reps}", rep + 1));
         let (evt50, _) = eventfd_floor(iters)?;
         res.add(GROUP, "floor: eventfd + shared memory ping-pong p50", "µs", false, MACHINE, evt50);
         let (sock50, _) = time_each(iters / 10, iters, || {
@@ -78,7 +80,8 @@ fn measure(state: &StateDir, guest: &Path, cfg: Config, reps: usize, res: &mut R
         res.add(GROUP, "READ over a guest's ring p50", "µs", false, OURS, ring_read(&mut ts, state, guest, iters)?);
     }
     for n in domain_counts(cfg) {
-        for _ in 0..reps {
+        for rep in 0..reps {
+            progress::step(format_args!("hosted: {n} domains created and destroyed, repetition {} of {reps}", rep + 1));
             let (create, destroy) = create_introduce(&mut ts, n)?;
             res.add(GROUP, &format!("create + introduce, {n} domains: per domain"), "µs", false, OURS, create);
             res.add(GROUP, &format!("destroy + release, {n} domains: per domain"), "µs", false, OURS, destroy);
@@ -141,8 +144,10 @@ fn ring_read(ts: &mut Toolstack, state: &StateDir, guest: &Path, iters: usize) -
 /// process), then destroys them; per-domain microseconds of each phase.
 fn create_introduce(ts: &mut Toolstack, n: usize) -> Result<(f64, f64)> {
     let mut domids = Vec::with_capacity(n);
+    let mut counter = Counter::new("created", n, "domains");
     let began = Instant::now();
     for i in 0..n {
+        counter.update(i);
         let spec = DomainSpec {
             name: format!("idle{i}"),
             program: vec!["/bin/sleep".into(), "3600".into()],
@@ -152,6 +157,7 @@ fn create_introduce(ts: &mut Toolstack, n: usize) -> Result<(f64, f64)> {
         domids.push(ts.create(&spec).with_context(|| format!("creating domain {i} of {n}"))?.domid);
     }
     let create = micros(began.elapsed());
+    counter.finish(n);
     let began = Instant::now();
     for d in domids {
         ts.destroy(d)?;

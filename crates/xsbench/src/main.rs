@@ -10,6 +10,7 @@ mod daemons;
 mod hosted;
 mod plot;
 mod poller;
+mod progress;
 mod report;
 mod results;
 mod stats;
@@ -109,6 +110,9 @@ struct Common {
     /// Only these workloads.
     #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(WORKLOADS))]
     only: Option<Vec<String>>,
+    /// Print no progress on stderr (failures are still said).
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 /// Every workload `--only` may name.
@@ -136,6 +140,7 @@ struct Options {
 
 impl Options {
     fn new(common: Common) -> Options {
+        progress::set_quiet(common.quiet);
         Options {
             quick: common.quick,
             reps: common.reps,
@@ -250,21 +255,23 @@ fn save(res: &Results, out: &Path) -> Result<()> {
     let file = checkpoint(res, out)?;
     println!("{}", report::table(res));
     println!("{}", report::goals_table(res));
-    eprintln!("xs-bench: results in {}", file.display());
+    progress::step(format_args!("results in {}", file.display()));
     Ok(())
 }
 
 /// The repeated workloads against one daemon at `--socket`.
 fn run_one(o: &Options, argv: &[String]) -> Result<()> {
     let socket = o.socket.clone().context("--socket is required")?;
-    eprintln!("xs-bench: measuring {} at {}", o.name, socket.display());
+    progress::step(format_args!("measuring {} at {}", o.name, socket.display()));
     let mut res = new_results(argv);
     let cfg = o.config();
     let target = Target { name: &o.name, socket: &socket };
-    for _ in 0..o.reps() {
+    for rep in 0..o.reps() {
+        progress::step(format_args!("repetition {} of {}", rep + 1, o.reps()));
         attempt(&mut res, "AF_UNIX floor", |r| workloads::latency::floor(cfg, r));
         for (name, workload) in workloads::REPEATED {
             if o.wants(name) {
+                progress::step(format_args!("{name} on {}", o.name));
                 attempt(&mut res, &format!("{} {name}", o.name), |r| workload(target, cfg, r));
             }
         }
@@ -301,7 +308,7 @@ fn compare(o: &Options, argv: &[String]) -> Result<()> {
         .copied()
         .filter(|&k| {
             let info = daemons::probe(k);
-            eprintln!("xs-bench: {}: {}", info.name, info.description);
+            progress::step(format_args!("{}: {}", info.name, info.description));
             let present = info.present;
             res.daemons.push(info);
             present
@@ -315,10 +322,11 @@ fn compare(o: &Options, argv: &[String]) -> Result<()> {
     if !repeated.is_empty() {
         let running = start_all(&kinds, dir.path(), &mut res);
         for rep in 0..o.reps() {
-            eprintln!("xs-bench: repetition {} of {}", rep + 1, o.reps());
+            progress::step(format_args!("repetition {} of {}", rep + 1, o.reps()));
             attempt(&mut res, "AF_UNIX floor", |r| workloads::latency::floor(cfg, r));
             for (name, workload) in &repeated {
                 for d in &running {
+                    progress::step(format_args!("{name} on {}", d.kind.name()));
                     let target = Target { name: d.kind.name(), socket: &d.socket };
                     attempt(&mut res, &format!("{} {name}", d.kind.name()), |r| workload(target, cfg, r));
                 }
@@ -330,7 +338,7 @@ fn compare(o: &Options, argv: &[String]) -> Result<()> {
         checkpoint(&res, &o.out)?;
     }
     if o.store && o.wants("store") {
-        eprintln!("xs-bench: store size, daemons filled side by side");
+        progress::step("store size, daemons filled side by side");
         let running = start_all(&kinds, dir.path(), &mut res);
         let sized: Vec<Sized<'_>> = running
             .iter()
@@ -343,7 +351,7 @@ fn compare(o: &Options, argv: &[String]) -> Result<()> {
         checkpoint(&res, &o.out)?;
     }
     if o.hosted && o.wants("hosted") && kinds.contains(&Kind::Rust) {
-        eprintln!("xs-bench: hosted domains");
+        progress::step("hosted domains");
         attempt(&mut res, "hosted", |r| hosted::run(dir.path(), cfg, o.reps(), r));
     }
     save(&res, &o.out)

@@ -96,23 +96,29 @@ fn quick_compare_measures_every_workload_and_reports() {
     assert!(Path::new(&plots.join("results.json")).is_file());
 }
 
-#[test]
-fn run_measures_one_daemon_and_names_its_column() {
-    let dir = tempfile::tempdir().unwrap();
+/// Our xenstored in the foreground on `socket`, once it answers.
+fn start_xenstored(socket: &Path) -> std::process::Child {
     let exe = Path::new(env!("CARGO_BIN_EXE_xs-bench"));
     let xenstored = exe.with_file_name("xenstored");
     assert!(xenstored.is_file(), "build the binaries first (cargo build --workspace --bins)");
-    let socket = dir.path().join("socket");
-    let mut daemon = Command::new(&xenstored)
+    let daemon = Command::new(&xenstored)
         .args(["-N", "--socket", socket.to_str().unwrap()])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
         assert!(std::time::Instant::now() < deadline, "xenstored did not start");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    daemon
+}
+
+#[test]
+fn run_measures_one_daemon_and_names_its_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("socket");
+    let mut daemon = start_xenstored(&socket);
     let out_dir = dir.path().join("out");
     let out = xs_bench(&[
         "run",
@@ -134,6 +140,50 @@ fn run_measures_one_daemon_and_names_its_column() {
     assert!(table.contains("| figure | unit | machine floor | mine |"), "{table}");
     let results: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("results.json")).unwrap()).unwrap();
     assert!(!values(&results, "Single client round trip", "READ p50", "mine").is_empty());
+}
+
+/// The figure and unit columns of the tables on stdout: what a run
+/// measured, without the figures (which vary from run to run).
+fn table_shape(stdout: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(stdout);
+    text.lines().map(|l| l.splitn(4, '|').take(3).collect::<Vec<_>>().join("|")).collect()
+}
+
+#[test]
+fn run_says_its_steps_on_stderr_and_quiet_silences_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("socket");
+    let mut daemon = start_xenstored(&socket);
+    let run = |extra: &[&str]| {
+        let out_dir = dir.path().join("out");
+        let args = ["run", "--socket", socket.to_str().unwrap(), "--name", "mine", "--only", "latency,store"];
+        xs_bench(&[&args[..], &["--quick", "--out", out_dir.to_str().unwrap()], extra].concat())
+    };
+    let loud = run(&[]);
+    let quiet = run(&["--quiet"]);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+
+    let stderr = String::from_utf8_lossy(&loud.stderr);
+    for step in [
+        "xs-bench: measuring mine at",
+        "xs-bench: repetition 1 of 1",
+        "xs-bench: latency on mine",
+        "xs-bench: store: filling mine from 0 to 1k nodes",
+        "xs-bench: store: filling mine from 1k to 10k nodes",
+        "xs-bench: store: latency at 10k nodes",
+        "xs-bench: results in",
+    ] {
+        assert!(stderr.contains(step), "no {step:?} in:\n{stderr}");
+    }
+    // Not a terminal: no redraws.
+    assert!(!stderr.contains('\r'), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "", "--quiet printed progress");
+    // Stdout holds the tables alone, the same with or without progress.
+    let shape = table_shape(&loud.stdout);
+    assert!(shape.iter().any(|l| l.starts_with("| READ p50 at 10k | µs")), "{shape:?}");
+    assert!(!String::from_utf8_lossy(&loud.stdout).contains("xs-bench"), "progress on stdout");
+    assert_eq!(shape, table_shape(&quiet.stdout));
 }
 
 #[test]

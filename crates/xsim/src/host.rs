@@ -159,7 +159,8 @@ fn wait_for_socket(socket: &Path, answers: fn(&Path) -> bool, pid: u32, what: &s
     }
 }
 
-fn pid_of(file: &Path) -> Option<u32> {
+/// The pid in a pid file, if it holds one.
+pub fn pid_of(file: &Path) -> Option<u32> {
     std::fs::read_to_string(file).ok()?.trim().parse().ok()
 }
 

@@ -5,11 +5,13 @@
 //! consoles; [`host`] starts and stops the hypervisor and xenstored;
 //! [`toolstack::Toolstack`] creates domains (writing what a real toolstack
 //! writes to XenStore and introducing them), and pauses, shuts down,
-//! destroys and lists them. The `xsim` binary is a thin command line over
+//! destroys and lists them; [`list`] formats the listing as `xl list`
+//! does. The `xsim` binary is a thin command line over
 //! these, and tests and example runners use them directly.
 
 pub mod host;
 pub mod ipc;
+pub mod list;
 pub mod state;
 pub mod toolstack;
 

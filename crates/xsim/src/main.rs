@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use xen_platform::ShutdownReason;
-use xsim::{host, DomainSpec, StateDir, Toolstack};
+use xsim::{host, list, DomainSpec, StateDir, Toolstack};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -66,8 +66,22 @@ enum Cmd {
         #[arg(last = true, required = true, value_name = "PROGRAM")]
         program: Vec<String>,
     },
-    /// List domains: name, id, state.
-    List,
+    /// List domains in `xl list`'s columns: Name, ID, Mem, VCPUs, State, Time(s).
+    ///
+    /// A domain is a process: Mem is its resident memory in MiB, VCPUs its
+    /// threads, Time(s) its CPU time (user + system); a domain whose
+    /// process has ended (shut down, not destroyed) shows 0 for the three.
+    /// State is xl's six flags, `-` where unset: r running (its process on
+    /// a CPU), b blocked (its process waiting), p paused, s shut down, the
+    /// shutdown reason (- poweroff, r reboot, s suspend, c crash, w
+    /// watchdog, S soft_reset), d dying. Domain-0's figures are
+    /// xenstored's, dom0's one resident program here (the hypervisor
+    /// process plays Xen, which xl list does not count either).
+    List {
+        /// Only these domains, in this order (all when none is given).
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+    },
     /// Print the domain's console (its output so far).
     Console {
         /// Keep printing what the domain writes until it is destroyed.
@@ -186,12 +200,19 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", new.domid);
             Ok(())
         }
-        Cmd::List => {
+        Cmd::List { names } => {
             let mut ts = Toolstack::connect(&state)?;
+            let domains = if names.is_empty() {
+                ts.list()?
+            } else {
+                names.iter().map(|n| ts.resolve(n)).collect::<Result<_>>()?
+            };
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{:<32} {:>5}  State", "Name", "ID")?;
-            for d in ts.list()? {
-                writeln!(out, "{:<32} {:>5}  {}", d.name, d.domid, d.state)?;
+            writeln!(out, "{}", list::HEADER)?;
+            for d in domains {
+                // Dom0 has no guest process: xenstored stands for it.
+                let pid = d.pid.or_else(|| (d.domid == 0).then(|| host::pid_of(&state.xenstored_pid())).flatten());
+                writeln!(out, "{}", list::row(&d, pid.and_then(list::Usage::of)))?;
             }
             Ok(())
         }

@@ -31,7 +31,7 @@ fn every_command_has_help_that_does_nothing_else() {
 fn extra_arguments_and_bad_values_are_refused() {
     let state = scratch("bad");
     for (args, says) in [
-        (&["list", "extra"][..], "unexpected argument 'extra'"),
+        (&["env", "extra"][..], "unexpected argument 'extra'"),
         (&["create", "123", "--", "/bin/true"], "all digits"),
         (&["create", "guest"], "PROGRAM"),
         (&["shutdown", "-r", "bogus", "guest"], "valid: poweroff"),
@@ -106,12 +106,109 @@ fn shutdown_forces_only_when_asked_and_records_the_reason() {
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("asked deaf") && err.contains("still running") && err.contains("--force"), "{err}");
-    let list = String::from_utf8_lossy(&host.run(&["list"]).stdout).into_owned();
-    assert!(list.lines().any(|l| l.starts_with("deaf") && l.ends_with("running")), "{list}");
+    assert!(row(&host, "deaf").state.ends_with("---"), "still running");
     let forced = host.run(&["shutdown", "-r", "reboot", "-w", "0.3", "--force", "deaf"]);
     assert!(forced.status.success(), "{forced:?}");
     assert!(String::from_utf8_lossy(&forced.stderr).contains("forcing it (reboot)"), "{forced:?}");
     assert!(String::from_utf8_lossy(&forced.stdout).contains("shutdown (reboot)"), "{forced:?}");
+    assert_eq!(row(&host, "deaf").state, "---sr-", "shut down, for reboot");
+}
+
+/// One domain's line of `xsim list`, in xl's columns.
+#[derive(Debug)]
+struct Row {
+    name: String,
+    id: u16,
+    mem_mib: u64,
+    vcpus: u64,
+    state: String,
+    time: f64,
+}
+
+/// The rows of `xsim list ARGS`, after checking its header is xl's.
+fn list(host: &Up, args: &[&str]) -> Vec<Row> {
+    let out = host.run(&[&["list"], args].concat());
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("Name                                        ID   Mem VCPUs\tState\tTime(s)"));
+    lines
+        .map(|line| {
+            // The name is the first 40 columns; the rest are numbers and
+            // the flags, separated by spaces.
+            let (name, rest) = line.split_at(40);
+            let cols: Vec<&str> = rest.split_whitespace().collect();
+            assert_eq!(cols.len(), 5, "{line:?}");
+            Row {
+                name: name.trim_end().to_owned(),
+                id: cols[0].parse().unwrap(),
+                mem_mib: cols[1].parse().unwrap(),
+                vcpus: cols[2].parse().unwrap(),
+                state: cols[3].to_owned(),
+                time: cols[4].parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn row(host: &Up, name: &str) -> Row {
+    let mut rows = list(host, &[name]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    rows.remove(0)
+}
+
+/// Waits until `name`'s state flags are `state`.
+fn wait_for_state(host: &Up, name: &str, state: &str) -> Row {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let row = row(host, name);
+        if row.state == state {
+            return row;
+        }
+        assert!(std::time::Instant::now() < deadline, "{name} never got to {state}: {row:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn list_prints_xl_lists_columns() {
+    let host = Up::new("list");
+    let rows = list(&host, &[]);
+    assert_eq!(rows.len(), 1, "only dom0: {rows:?}");
+    let dom0 = &rows[0];
+    assert_eq!((dom0.name.as_str(), dom0.id), ("Domain-0", 0));
+    // xenstored's process stands for dom0.
+    assert!(dom0.mem_mib > 0 && dom0.vcpus >= 1, "{dom0:?}");
+    assert!(dom0.state == "r-----" || dom0.state == "-b----", "{dom0:?}");
+
+    assert!(host.run(&["create", "-p", "guest1", "--", "sleep", "30"]).status.success());
+    assert!(host.run(&["create", "busy", "--", "sh", "-c", "while :; do :; done"]).status.success());
+    assert!(host.run(&["create", "crasher", "--", "sh", "-c", "exit 3"]).status.success());
+    let guest1 = row(&host, "guest1");
+    assert_eq!((guest1.name.as_str(), guest1.id, guest1.vcpus, guest1.state.as_str()), ("guest1", 1, 1, "--p---"));
+    assert!(host.run(&["unpause", "guest1"]).status.success());
+    let guest1 = wait_for_state(&host, "guest1", "-b----");
+    assert!(guest1.mem_mib < 1024, "sleep is small: {guest1:?}");
+
+    // A guest spinning on the CPU gathers CPU time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while row(&host, "busy").time < 0.2 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", row(&host, "busy"));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // Exited with a failure: crashed; nothing left to measure.
+    let crasher = wait_for_state(&host, "crasher", "---sc-");
+    assert_eq!((crasher.mem_mib, crasher.vcpus, crasher.time), (0, 0, 0.0), "{crasher:?}");
+
+    // Names or ids pick domains, in the order given.
+    let picked: Vec<(String, u16)> = list(&host, &["crasher", "1"]).into_iter().map(|r| (r.name, r.id)).collect();
+    assert_eq!(picked, [("crasher".to_owned(), 3), ("guest1".to_owned(), 1)]);
+    let all: Vec<u16> = list(&host, &[]).iter().map(|r| r.id).collect();
+    assert_eq!(all, [0, 1, 2, 3]);
+    let unknown = host.run(&["list", "nosuch"]);
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no domain \"nosuch\""), "{unknown:?}");
 }
 
 #[test]

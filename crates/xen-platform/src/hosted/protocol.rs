@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn long_message_splits_into_records_with_last_flag_on_the_final_one() {
         let domains = (0..5000)
-            .map(|i| DomainInfo { domid: i, name: format!("guest-{i}"), state: crate::DomainState::Running })
+            .map(|i| DomainInfo { domid: i, name: format!("guest-{i}"), state: crate::DomainState::Running, pid: None })
             .collect();
         let records = encode(&Response::Domains { domains }, Vec::new()).unwrap();
         assert!(records.len() > 1);

@@ -371,7 +371,11 @@ impl Toolstack for TestToolstack {
 
     fn list(&mut self) -> io::Result<Vec<DomainInfo>> {
         let world = self.hv.lock();
-        Ok(world.domains.iter().map(|(&domid, d)| DomainInfo { domid, name: d.name.clone(), state: d.state }).collect())
+        Ok(world
+            .domains
+            .iter()
+            .map(|(&domid, d)| DomainInfo { domid, name: d.name.clone(), state: d.state, pid: None })
+            .collect())
     }
 }
 

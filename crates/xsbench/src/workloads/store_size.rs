@@ -15,6 +15,7 @@ use xenstore_wire::Op;
 use super::{on_cpu, Config, Target};
 use crate::conn::{drain, z, Conn};
 use crate::daemons::rss_bytes;
+use crate::progress::{self, Counter};
 use crate::results::Results;
 use crate::stats::{median, micros};
 
@@ -131,10 +132,12 @@ pub fn domain_nodes(n: usize) -> Vec<(String, String)> {
 }
 
 /// Writes domains `from + 1..=to` into the daemon, pipelined (domain 0's
-/// directory belongs to dom0), until `deadline`; returns the number of
-/// domains the store then holds (`to` unless the deadline came first).
-fn fill(c: &mut Conn, from: usize, to: usize, deadline: Instant) -> Result<usize> {
+/// directory belongs to dom0), until `deadline`, counting nodes on
+/// `counter`; returns the number of domains the store then holds (`to`
+/// unless the deadline came first).
+fn fill(c: &mut Conn, from: usize, to: usize, deadline: Instant, counter: &mut Counter) -> Result<usize> {
     for domid in from + 1..=to {
+        counter.update((domid - 1) * NODES_PER_DOMAIN);
         if Instant::now() >= deadline {
             return Ok(domid - 1);
         }
@@ -198,9 +201,12 @@ pub fn run(daemons: &[Sized<'_>], cfg: Config, reps: usize, res: &mut Results) -
             if !active[i] {
                 continue;
             }
+            progress::step(format_args!("store: filling {} from {from} to {label} nodes", d.target.name));
+            let mut counter = Counter::new(format!("{} filled", d.target.name), size, "nodes");
             let began = Instant::now();
-            let reached = fill(c, domains, want, began + step_budget(cfg))?;
+            let reached = fill(c, domains, want, began + step_budget(cfg), &mut counter)?;
             let secs = began.elapsed().as_secs_f64();
+            counter.finish(reached * NODES_PER_DOMAIN);
             // Node counts are far below 2^53.
             #[allow(clippy::cast_precision_loss)]
             let per_node = secs * 1e6 / ((reached - domains).max(1) * NODES_PER_DOMAIN) as f64;
@@ -249,6 +255,7 @@ pub fn run(daemons: &[Sized<'_>], cfg: Config, reps: usize, res: &mut Results) -
                 }
             }
         }
+        progress::step(format_args!("store: latency at {label} nodes"));
         on_cpu(0, || -> Result<()> {
             for rep in 0..reps {
                 for (i, (d, c)) in daemons.iter().zip(conns.iter_mut()).enumerate() {

@@ -28,6 +28,9 @@ pub(super) struct Domain {
     state: DomainState,
     /// The guest's process until it has been reaped; none for dom0.
     process: Option<OwnedFd>,
+    /// That process's pid, reported by [`State::list`] while `process`
+    /// is held.
+    pid: Option<u32>,
     /// Its xenstore page (frame [`STORE_GFN`]); none for dom0.
     pub(super) store_page: Option<OwnedFd>,
     /// Its xenstore port, offered to dom0.
@@ -45,6 +48,7 @@ impl Domain {
             name: "Domain-0".to_owned(),
             state: DomainState::Running,
             process: None,
+            pid: None,
             store_page: None,
             store_port: 0,
             ports: PortTable::default(),
@@ -88,13 +92,14 @@ impl State {
     fn build(&mut self, domid: DomId, config: &DomainConfig) -> Answer {
         let store_port = self.offer_port(domid, 0, None)?;
         let log = self.console_dir.join(format!("{domid}.log"));
-        let Spawned { pidfd, socket } = spawn_paused(config, domid, &log)
+        let Spawned { pidfd, socket, pid } = spawn_paused(config, domid, &log)
             .map_err(|e| (Errno::from_io_error(&e).unwrap_or(Errno::INVAL), "starting the guest program"))?;
         let token = epoll::EventData::new_u64(KIND_CHILD | u64::from(domid));
         let watched = epoll::add(&self.epoll, &pidfd, token, epoll::EventFlags::IN);
         let domain = self.domains.get_mut(&domid).ok_or((Errno::SRCH, "domain vanished"))?;
         // Held by the domain from here on, so a failure below kills it.
         domain.process = Some(pidfd);
+        domain.pid = Some(pid);
         domain.store_port = store_port;
         watched.map_err(|e| (e, "watching the guest"))?;
         let conn = self.add_conn(socket, domid).map_err(|_| (Errno::NOMEM, "registering the guest"))?;
@@ -243,7 +248,12 @@ impl State {
         let domains = self
             .domains
             .iter()
-            .map(|(&domid, domain)| DomainInfo { domid, name: domain.name.clone(), state: domain.state })
+            .map(|(&domid, domain)| DomainInfo {
+                domid,
+                name: domain.name.clone(),
+                state: domain.state,
+                pid: domain.process.as_ref().and(domain.pid),
+            })
             .collect();
         Ok((Response::Domains { domains }, Vec::new()))
     }

@@ -35,6 +35,8 @@ pub(super) struct Spawned {
     pub(super) pidfd: OwnedFd,
     /// The hypervisor's end of its socket, non-blocking.
     pub(super) socket: OwnedFd,
+    /// Its pid, for listing (the pidfd is what signals and waits use).
+    pub(super) pid: u32,
 }
 
 /// Starts `config.program` as domain `domid`, stopped, with stdin from
@@ -82,7 +84,7 @@ pub(super) fn spawn_paused(config: &DomainConfig, domid: DomId, console: &Path) 
     let pid = i32::try_from(child.id()).ok().and_then(Pid::from_raw).ok_or(Errno::SRCH)?;
     let pidfd = pidfd_open(pid, PidfdFlags::empty())?;
     wait_stopped(&pidfd)?;
-    Ok(Spawned { pidfd, socket: ours })
+    Ok(Spawned { pidfd, socket: ours, pid: child.id() })
 }
 
 /// Waits until the child stops itself; an error if it died instead
