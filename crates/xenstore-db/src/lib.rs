@@ -70,7 +70,6 @@ mod watch_requests;
 pub use applied::Applied;
 pub use effect::{DaemonCommand, Effect, Rollback};
 pub use engine::{Config, ConnId, Engine, Outcome};
-pub use usage::{DomainUsage, Usage};
 pub use event::Delivery;
 /// The permission rules' former module name: `xenstore_db::access::*` paths
 /// still work.
@@ -79,5 +78,6 @@ pub use permissions::Caller;
 pub use quota::{QuotaExceeded, QuotaKind, Quotas};
 pub use state::EngineState;
 pub use state_import::{ImportError, StoreView};
+pub use usage::{DomainUsage, Usage};
 /// The ring feature bits, defined in the wire crate.
 pub use xenstore_wire::features;

@@ -171,9 +171,8 @@ impl Metrics {
             let slot = match self.clients.iter().position(Option::is_none) {
                 Some(free) => free,
                 None => {
-                    let oldest = (0..CLIENTS_MAX)
-                        .min_by_key(|&i| self.clients[i].as_ref().map_or(0, |c| c.serial))
-                        .unwrap_or(0);
+                    let oldest =
+                        (0..CLIENTS_MAX).min_by_key(|&i| self.clients[i].as_ref().map_or(0, |c| c.serial)).unwrap_or(0);
                     self.drop_client(oldest, registry);
                     oldest
                 }
@@ -357,7 +356,8 @@ fn render(totals: &Totals, domains: &[DomainStats]) -> String {
     let _ = writeln!(out, "# TYPE {name} gauge");
     for (d, l) in domains.iter().zip(&labels) {
         if let Some(q) = d.usage.quotas {
-            for kind in [xenstore_db::QuotaKind::Nodes, xenstore_db::QuotaKind::Watches, xenstore_db::QuotaKind::Transactions]
+            for kind in
+                [xenstore_db::QuotaKind::Nodes, xenstore_db::QuotaKind::Watches, xenstore_db::QuotaKind::Transactions]
             {
                 let _ = writeln!(out, "{name}{{{l},resource=\"{}\"}} {}", kind.name(), q.get(kind));
             }

@@ -34,11 +34,11 @@ use xenstore_wire::{DomId, ErrorCode, Op, Packet, Request, HEADER_LEN};
 
 use crate::conn::{Connection, Received, Transport, TURN_BUDGET};
 use crate::dirty::Dirty;
+use crate::metrics::{self, Metrics};
 use crate::outbox::Limits;
 use crate::refusals::{Cause, Refusals};
 use crate::rings::{Platform, Rings};
 use crate::socket::{self, SocketConn};
-use crate::metrics::{self, Metrics};
 use crate::stats::Counters;
 use crate::trace::Trace;
 

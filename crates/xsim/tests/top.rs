@@ -58,7 +58,8 @@ struct Tmux {
 
 impl Tmux {
     fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux (apt-get install tmux)");
+        let out =
+            Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux (apt-get install tmux)");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

@@ -96,12 +96,8 @@ fn run(args: &[Vec<u8>]) -> Result<i32, Exit> {
     }
     if command == b"top" {
         let display = if switch_argv == 0 { argv0.to_vec() } else { cat(&[argv0, b" top"]) };
-        let rest: Vec<std::ffi::OsString> = sub_args
-            .get(1..)
-            .unwrap_or_default()
-            .iter()
-            .map(|a| std::ffi::OsString::from_vec(a.clone()))
-            .collect();
+        let rest: Vec<std::ffi::OsString> =
+            sub_args.get(1..).unwrap_or_default().iter().map(|a| std::ffi::OsString::from_vec(a.clone())).collect();
         let display = String::from_utf8_lossy(basename(&display)).into_owned();
         return Ok(top::run(&display, &rest));
     }

@@ -193,7 +193,7 @@ fn sort(rows: &mut [Row], order: Order) {
 
 fn summary(now: &Sample, rows: &[Row], order: Order) -> Vec<String> {
     let total = |name: &str| now.totals.get(name).copied().unwrap_or(0.0);
-    let uptime = total("uptime") as u64;
+    let uptime = std::time::Duration::try_from_secs_f64(total("uptime")).map_or(0, |d| d.as_secs());
     let mut first = format!(
         "xenstored up {}:{:02}:{:02}, {} domains, {} nodes, {} watches, {} transactions, {} connections",
         uptime / 3600,
@@ -314,7 +314,8 @@ transactions requests bytes-in bytes-out refused-access refused-quota quota-node
 
     #[test]
     fn rates_come_from_two_samples_and_rows_sort_by_them() {
-        let before = sample("domain 0 1 2 50 3 0 100 1000 2000 0 0 - - Domain-0\ndomain 4 1 1 10 1 0 10 0 0 0 0 1000 128 web\n");
+        let before =
+            sample("domain 0 1 2 50 3 0 100 1000 2000 0 0 - - Domain-0\ndomain 4 1 1 10 1 0 10 0 0 0 0 1000 128 web\n");
         let now = sample("domain 0 1 2 50 3 0 110 1000 2000 0 0 - - Domain-0\ndomain 4 1 1 500 64 1 210 2048 0 2 1 1000 128 web\ndomain 9 1 1 1 0 0 5 0 0 0 0 1000 128 new\n");
         let order = Order { column: Column::Requests, reversed: false };
         let f = frame(&now, Some(&before), 2.0, order);
