@@ -3,11 +3,12 @@
 //! binary re-executed into [`guest_entry`] with a role in the environment.
 
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use xen_platform::hosted::{hypervisor_socket, Host, HostedEventChannels, Hypervisor, StopHandle};
+use xen_platform::hosted::{hypervisor_socket, Confinement, Host, HostedEventChannels, Hypervisor, StopHandle};
 use xen_platform::{
     Binding, BoundPort, DomId, DomainConfig, DomainState, EventChannels, ForeignMemory, Grants, MappedPages, Port,
     ShutdownReason, Toolstack, Virq, PAGE_SIZE,
@@ -30,6 +31,8 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// A hypervisor serving in a thread, and dom0's connection to it.
 struct World {
     dir: tempfile::TempDir,
+    /// A directory every guest may write, whatever user it runs as.
+    shared: tempfile::TempDir,
     host: Host,
     stop: StopHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
@@ -38,11 +41,13 @@ struct World {
 impl World {
     fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let hypervisor = Hypervisor::bind(dir.path()).unwrap();
+        let hypervisor = Hypervisor::bind(dir.path(), Confinement::strongest()).unwrap();
         let stop = hypervisor.stop_handle();
         let thread = std::thread::spawn(move || hypervisor.serve());
         let host = Host::connect(&hypervisor_socket(dir.path())).unwrap();
-        World { dir, host, stop, thread: Some(thread) }
+        let shared = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        World { dir, shared, host, stop, thread: Some(thread) }
     }
 
     fn domains(&self) -> impl Toolstack {
@@ -273,7 +278,7 @@ fn guest_unprivileged() -> i32 {
 #[test]
 fn create_starts_paused_and_program_runs_only_after_unpause() {
     let world = World::new();
-    let marker: PathBuf = world.dir.path().join("ran");
+    let marker: PathBuf = world.shared.path().join("ran");
     let new = world.create("writer", "write-file", &[("GUEST_FILE", marker.display().to_string())]);
     assert_eq!(new.domid, 1);
     assert_eq!(new.store_gfn, xen_platform::hosted::STORE_GFN);

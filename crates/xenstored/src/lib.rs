@@ -19,6 +19,7 @@ mod dirty;
 mod effects;
 mod metrics;
 pub mod outbox;
+mod peers;
 mod refusals;
 mod rings;
 mod server;

@@ -81,6 +81,9 @@ fn run() -> Result<()> {
         );
     }
     if let Some(hypervisor) = &options.hosted {
+        // Guests may run as this user: not dumpable, so that none can open
+        // this process's /proc/PID/fd (every ring's page) or mem.
+        nix::sys::prctl::set_dumpable(false).context("making the daemon non-dumpable")?;
         let hypervisor = cwd.join(hypervisor);
         let platform = platform::hosted(&hypervisor)
             .with_context(|| format!("connecting to the hosted hypervisor at {}", hypervisor.display()))?;

@@ -36,6 +36,7 @@ use crate::conn::{Connection, Received, Transport, TURN_BUDGET};
 use crate::dirty::Dirty;
 use crate::metrics::{self, Metrics};
 use crate::outbox::Limits;
+use crate::peers::Peers;
 use crate::refusals::{Cause, Refusals};
 use crate::rings::{Platform, Rings};
 use crate::socket::{self, SocketConn};
@@ -73,6 +74,8 @@ pub struct Server {
     pub(crate) dirty: Dirty,
     /// Refusals already logged, and their rate limit.
     refusals: Refusals,
+    /// The check on each accepted connection's peer.
+    peers: Peers,
     /// The platform and the rings' index, when domains are served.
     pub(crate) rings: Option<Rings>,
     /// Connections to serve again at the next iteration (their turn's
@@ -200,6 +203,7 @@ impl Server {
             limits,
             dirty: Dirty::default(),
             refusals: Refusals::default(),
+            peers: Peers::default(),
             rings: None,
             again: Vec::new(),
             metrics: None,
@@ -324,6 +328,10 @@ impl Server {
             let Some((listener, _)) = &self.listener else { return };
             match listener.accept() {
                 Ok((stream, _)) => {
+                    // Not dom0 (a hosted guest): closed unserved.
+                    if !self.peers.admit(&stream) {
+                        continue;
+                    }
                     if let Err(e) = self.add_socket(stream) {
                         warn!("cannot register a new connection: {e}");
                     }

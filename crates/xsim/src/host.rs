@@ -2,6 +2,7 @@
 //! dom0's daemon serving domains through it.
 
 use std::fs::OpenOptions;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rustix::process::{kill_process, test_kill_process, Pid, Signal};
+use xen_platform::hosted::{Confinement, Isolation};
 use xenstore::Store;
 
 use crate::StateDir;
@@ -65,13 +67,29 @@ fn xenstored_answers(socket: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(socket).is_ok()
 }
 
-/// Starts the hypervisor and xenstored in `state`, and writes dom0's nodes.
-/// Both run in the background, in their own process group, until
-/// [`down`].
+/// Starts the hypervisor and xenstored in `state`, and writes dom0's nodes,
+/// with the strongest isolation of guests this process can have.
 pub fn up(state: &StateDir, programs: &Programs) -> Result<()> {
+    up_with(state, programs, Isolation::strongest()).map(drop)
+}
+
+/// Starts the hypervisor and xenstored in `state`, and writes dom0's nodes;
+/// guests will be isolated as `isolation` says (an error if this process
+/// cannot). Both run in the background, in their own process group, until
+/// [`down`]. Returns the confinement in force, to tell the user.
+pub fn up_with(state: &StateDir, programs: &Programs, isolation: Isolation) -> Result<Confinement> {
     if is_up(state) {
         bail!("a host is already running in {}", state.root().display());
     }
+    let confinement = Confinement::with(isolation);
+    confinement.check().map_err(anyhow::Error::msg).with_context(|| format!("isolation {}", isolation.name()))?;
+    // The state directory holds dom0's sockets: made the owner's alone
+    // when it is made here (an existing one is left as it is).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state.root())
+        .with_context(|| format!("creating {}", state.root().display()))?;
     std::fs::create_dir_all(state.root().join("console"))
         .with_context(|| format!("creating {}", state.root().display()))?;
     let log = |path: PathBuf| -> Result<std::fs::File> {
@@ -83,6 +101,8 @@ pub fn up(state: &StateDir, programs: &Programs) -> Result<()> {
         .arg("hypervisor")
         .arg("--state")
         .arg(state.root())
+        .arg("--isolation")
+        .arg(isolation.name())
         // Guests must find their ring, not dom0's socket.
         .env_remove("XENSTORED_PATH")
         .stdin(Stdio::null())
@@ -129,7 +149,8 @@ pub fn up(state: &StateDir, programs: &Programs) -> Result<()> {
         let _ = down(state);
         return Err(e);
     }
-    write_dom0_nodes(state).context("writing dom0's nodes")
+    write_dom0_nodes(state).context("writing dom0's nodes")?;
+    Ok(confinement)
 }
 
 /// What `xen-init-dom0` writes for dom0.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
+use xen_platform::hosted::{Confinement, Isolation};
 use xen_platform::ShutdownReason;
 use xsim::{host, list, DomainSpec, StateDir, Toolstack};
 
@@ -30,14 +31,29 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Start the hypervisor and xenstored.
-    Up,
+    ///
+    /// Says how guests are isolated from dom0 and from each other: as
+    /// root each guest runs as a user of its own; otherwise each runs in a
+    /// user namespace of its own, which dom0's sockets refuse; Landlock,
+    /// where the kernel has it, keeps every guest out of other processes'
+    /// /proc files.
+    Up {
+        /// uid (a user per guest; needs root), userns (a user namespace
+        /// per guest) or none; the strongest available by default.
+        #[arg(long, value_name = "HOW")]
+        isolation: Option<Isolation>,
+    },
     /// Stop them (destroys every domain).
     Down,
     /// Print `export XSIM_STATE=...` and `export XENSTORED_PATH=...` for dom0 tools.
     Env,
     /// Run the hypervisor in the foreground (`xsim up` starts it).
     #[command(hide = true)]
-    Hypervisor,
+    Hypervisor {
+        /// As for `up`.
+        #[arg(long, value_name = "HOW")]
+        isolation: Option<Isolation>,
+    },
     /// Print a shell completion script (scripts/install installs them).
     #[command(hide = true)]
     Completions {
@@ -154,6 +170,10 @@ fn reason(name: &str) -> Result<ShutdownReason, String> {
 }
 
 fn main() {
+    // A dom0 tool holds privileged connections (the hypervisor's): not
+    // dumpable, so that a guest of the same user cannot take them through
+    // /proc/PID/fd.
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("xsim: {e:#}");
@@ -164,9 +184,11 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     let state = cli.state.map_or_else(StateDir::from_env, StateDir::at);
     match cli.command {
-        Cmd::Up => {
-            host::up(&state, &host::Programs::locate()?)?;
+        Cmd::Up { isolation } => {
+            let isolation = isolation.unwrap_or_else(Isolation::strongest);
+            let confinement = host::up_with(&state, &host::Programs::locate()?, isolation)?;
             println!("host up in {}", state.root().display());
+            println!("guest isolation ({}): {confinement}", isolation.name());
             println!("export XENSTORED_PATH={}", state.xenstored_socket().display());
             Ok(())
         }
@@ -189,8 +211,10 @@ fn run(cli: Cli) -> Result<()> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(())
         }
-        Cmd::Hypervisor => {
-            let hv = xen_platform::hosted::Hypervisor::bind(state.root()).context("starting the hypervisor")?;
+        Cmd::Hypervisor { isolation } => {
+            let confinement = Confinement::with(isolation.unwrap_or_else(Isolation::strongest));
+            let hv =
+                xen_platform::hosted::Hypervisor::bind(state.root(), confinement).context("starting the hypervisor")?;
             hv.serve().context("running the hypervisor")?;
             Ok(())
         }

@@ -25,13 +25,14 @@ mod evtchn;
 #[cfg(feature = "hosted-hypervisor")]
 mod hypervisor;
 mod memory;
+pub mod peer;
 pub(crate) mod protocol;
 mod toolstack;
 
 pub use client::Host;
 pub use evtchn::HostedEventChannels;
 #[cfg(feature = "hosted-hypervisor")]
-pub use hypervisor::{Hypervisor, StopHandle};
+pub use hypervisor::{Confinement, Hypervisor, Isolation, StopHandle, GUEST_UID_BASE};
 pub use memory::{HostedForeignMemory, HostedGrants};
 pub use toolstack::{HostedDom0Store, HostedToolstack};
 

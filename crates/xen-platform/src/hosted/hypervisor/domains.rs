@@ -10,6 +10,7 @@ use rustix::io::Errno;
 use rustix::process::{pidfd_send_signal, waitid, Signal, WaitId, WaitIdOptions};
 
 use super::grants::GrantTable;
+use super::helper::kill_all_of;
 use super::memory::memfd;
 use super::ports::PortTable;
 use super::spawn::{spawn_paused, Spawned};
@@ -92,8 +93,9 @@ impl State {
     fn build(&mut self, domid: DomId, config: &DomainConfig) -> Answer {
         let store_port = self.offer_port(domid, 0, None)?;
         let log = self.console_dir.join(format!("{domid}.log"));
-        let Spawned { pidfd, socket, pid } = spawn_paused(config, domid, &log)
-            .map_err(|e| (Errno::from_io_error(&e).unwrap_or(Errno::INVAL), "starting the guest program"))?;
+        let Spawned { pidfd, socket, pid } =
+            spawn_paused(config, domid, &log, &self.confinement, self.guest_uid(domid))
+                .map_err(|e| (Errno::from_io_error(&e).unwrap_or(Errno::INVAL), "starting the guest program"))?;
         let token = epoll::EventData::new_u64(KIND_CHILD | u64::from(domid));
         let watched = epoll::add(&self.epoll, &pidfd, token, epoll::EventFlags::IN);
         let domain = self.domains.get_mut(&domid).ok_or((Errno::SRCH, "domain vanished"))?;
@@ -107,6 +109,11 @@ impl State {
             domain.guest_conn = Some(conn);
         }
         Ok((Response::Created { domain: NewDomain { domid, store_gfn: STORE_GFN, store_port } }, Vec::new()))
+    }
+
+    /// The uid guest `domid` runs as, under a uid per guest.
+    fn guest_uid(&self, domid: DomId) -> Option<u32> {
+        self.uids.as_ref().map(|uids| uids.uid(domid))
     }
 
     /// The next free domid after the last one given, wrapping below
@@ -211,7 +218,11 @@ impl State {
         done()
     }
 
-    /// Tears a domain down without telling anyone.
+    /// Tears a domain down without telling anyone: its process, every
+    /// process left of its user (under a uid per guest), its ports, and
+    /// every connection that speaks for it (those its processes opened
+    /// with `OwnConnection` too, or a leftover process could act for the
+    /// next domain given this id).
     fn remove_domain(&mut self, domid: DomId) {
         let Some(domain) = self.domains.get_mut(&domid) else { return };
         domain.state = DomainState::Dying;
@@ -221,13 +232,20 @@ impl State {
             // SIGKILL cannot be caught: this wait is short.
             while let Err(Errno::INTR) = waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {}
         }
+        if let Some(uid) = self.guest_uid(domid) {
+            if let Err(e) = kill_all_of(uid) {
+                eprintln!("xsim hypervisor: cannot kill what is left of domain {domid}'s processes: {e}");
+            }
+        }
+        let Some(domain) = self.domains.get_mut(&domid) else { return };
         let ports: Vec<crate::Port> = domain.ports.iter().map(|(port, _)| port).collect();
-        let conn = domain.guest_conn.take();
+        domain.guest_conn = None;
         for port in ports {
             self.close_port(domid, port);
         }
         self.domains.remove(&domid);
-        if let Some(conn) = conn {
+        let conns: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.domid == domid).map(|(&id, _)| id).collect();
+        for conn in conns {
             self.close_conn(conn);
         }
     }

@@ -4,24 +4,37 @@
 //!
 //! Every request is answered from [`State`], whose operations live in
 //! the neighbouring files by subject: [`evtchn`], [`memory`], [`domains`].
+//! How guests are kept apart from dom0 and each other is [`isolation`];
+//! every connection to the listening socket is checked to come from dom0
+//! ([`crate::hosted::peer`]).
 //! Nothing a client sends can panic the loop: bad messages get an error
 //! reply, broken framing closes that connection.
 
+mod confine;
 mod conn;
 mod domains;
 mod evtchn;
 mod grants;
+mod helper;
+mod isolation;
+mod landlock;
 mod memory;
 mod ports;
 mod signals;
 mod spawn;
+mod uid_range;
+
+pub use isolation::{Confinement, Isolation};
+pub use uid_range::GUEST_UID_BASE;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustix::event::{epoll, eventfd, EventfdFlags};
 use rustix::io::Errno;
@@ -29,6 +42,8 @@ use rustix::net::{accept_with, bind, listen, socket_with, AddressFamily, SocketA
 
 use self::conn::{Connection, Incoming};
 use self::domains::Domain;
+use self::uid_range::UidRange;
+use super::peer::{check_dom0_peer, RefusalLog};
 use super::protocol::{encode, Request, Response};
 use crate::{DomId, Port};
 
@@ -68,9 +83,16 @@ impl StopHandle {
 
 impl Hypervisor {
     /// Binds `<state_dir>/hypervisor.sock` (consoles go to
-    /// `<state_dir>/console/<domid>.log`). A stale socket is replaced; a
-    /// live one (another hypervisor answers) is `EADDRINUSE`.
-    pub fn bind(state_dir: &Path) -> io::Result<Hypervisor> {
+    /// `<state_dir>/console/<domid>.log`); guests will be confined as
+    /// `confinement` says, which this process must be able to do. A stale
+    /// socket is replaced; a live one (another hypervisor answers) is
+    /// `EADDRINUSE`. The socket is its owner's alone (mode 0600).
+    pub fn bind(state_dir: &Path, confinement: Confinement) -> io::Result<Hypervisor> {
+        confinement.check().map_err(io::Error::other)?;
+        let uids = match confinement.isolation {
+            Isolation::Uid => Some(UidRange::claim()?),
+            _ => None,
+        };
         let console_dir = state_dir.join("console");
         fs::create_dir_all(&console_dir)?;
         let socket_path = super::hypervisor_socket(state_dir);
@@ -89,6 +111,7 @@ impl Hypervisor {
             fs::remove_file(&socket_path)?;
         }
         bind(&listener, &addr)?;
+        fs::set_permissions(&socket_path, fs::Permissions::from_mode(0o600))?;
         listen(&listener, 64)?;
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let stop = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?);
@@ -104,6 +127,9 @@ impl Hypervisor {
             domains: BTreeMap::from([(0, Domain::dom0())]),
             next_domid: 1,
             virq_subscribers: BTreeMap::new(),
+            confinement,
+            uids,
+            refusals: RefusalLog::default(),
         };
         Ok(Hypervisor { state, stop })
     }
@@ -114,9 +140,21 @@ impl Hypervisor {
         StopHandle { fd: Arc::clone(&self.stop) }
     }
 
+    /// How guests are confined.
+    pub fn confinement(&self) -> Confinement {
+        self.state.confinement
+    }
+
     /// Serves until SIGTERM/SIGINT or [`Hypervisor::stop_handle`] is used;
-    /// destroys every domain on the way out.
+    /// destroys every domain on the way out. The process becomes
+    /// non-dumpable first: a guest of the same user could otherwise open
+    /// its `/proc/PID/fd`, every domain's pages among them.
     pub fn serve(mut self) -> io::Result<()> {
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+        eprintln!("xsim hypervisor: guest isolation: {}", self.state.confinement);
+        if let Some(uids) = &self.state.uids {
+            eprintln!("xsim hypervisor: guest uids and gids: {} + domid", uids.base());
+        }
         let _signals = signals::Registration::new(Arc::clone(&self.stop))?;
         let result = self.run();
         self.state.destroy_all();
@@ -174,16 +212,30 @@ struct State {
     next_domid: DomId,
     /// Ports bound to VIRQ_DOM_EXC, by domain and port.
     virq_subscribers: BTreeMap<(DomId, Port), Arc<OwnedFd>>,
+    /// How guests are confined.
+    confinement: Confinement,
+    /// The uids of guests, under a uid per guest.
+    uids: Option<UidRange>,
+    /// Refused connections, for the log's rate limit.
+    refusals: RefusalLog,
 }
 
 impl State {
-    /// Accepts every pending dom0 connection.
+    /// Accepts every pending dom0 connection; one whose peer is not dom0
+    /// (a guest) is closed at once, and logged within a rate.
     fn accept_all(&mut self) {
         loop {
             match accept_with(&self.listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
-                Ok(socket) => {
-                    let _ = self.add_conn(socket, 0);
-                }
+                Ok(socket) => match check_dom0_peer(socket.as_fd()) {
+                    Ok(()) => {
+                        let _ = self.add_conn(socket, 0);
+                    }
+                    Err(refusal) => {
+                        if let Some(line) = self.refusals.line("the hypervisor", &refusal, Instant::now()) {
+                            eprintln!("xsim hypervisor: {line}");
+                        }
+                    }
+                },
                 Err(Errno::INTR) => continue,
                 // EAGAIN: done. Anything else (EMFILE...): try again on
                 // the next wakeup rather than dying.

@@ -1,8 +1,8 @@
 //! Starting a guest's program paused, with its hypervisor socket.
 //!
-//! The child, between fork and exec, makes its socket end inheritable,
-//! closes every other descriptor above stderr and stops itself with
-//! SIGSTOP; the hypervisor waits until it is stopped. Unpausing
+//! The child, between fork and exec, takes its credentials and confines
+//! itself ([`Confine`]), makes its socket end inheritable, closes every
+//! other descriptor above stderr and stops itself with SIGSTOP; the hypervisor waits until it is stopped. Unpausing
 //! (SIGCONT) lets it exec the program.
 //!
 //! Closing the other descriptors is not only hygiene: `std`'s spawn waits
@@ -25,6 +25,8 @@ use rustix::io::{fcntl_dupfd_cloexec, fcntl_setfd, Errno, FdFlags};
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 use rustix::process::{getpid, kill_process, pidfd_open, waitid, Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 
+use super::confine::Confine;
+use super::isolation::Confinement;
 use crate::hosted::{ENV_DOMID, ENV_HYPERVISOR_FD};
 use crate::{DomId, DomainConfig};
 
@@ -39,9 +41,16 @@ pub(super) struct Spawned {
     pub(super) pid: u32,
 }
 
-/// Starts `config.program` as domain `domid`, stopped, with stdin from
-/// `/dev/null` and stdout and stderr appended to `console`.
-pub(super) fn spawn_paused(config: &DomainConfig, domid: DomId, console: &Path) -> io::Result<Spawned> {
+/// Starts `config.program` as domain `domid`, confined (as user `uid`
+/// if given), stopped, with
+/// stdin from `/dev/null` and stdout and stderr appended to `console`.
+pub(super) fn spawn_paused(
+    config: &DomainConfig,
+    domid: DomId,
+    console: &Path,
+    confinement: &Confinement,
+    uid: Option<u32>,
+) -> io::Result<Spawned> {
     let (name, args) = config.program.split_first().ok_or(Errno::INVAL)?;
     let cwd = config.cwd.as_ref().map(PathBuf::from);
     let program = resolve(name, cwd.as_deref(), config)?;
@@ -66,16 +75,19 @@ pub(super) fn spawn_paused(config: &DomainConfig, domid: DomId, console: &Path) 
     if let Some(cwd) = &cwd {
         command.current_dir(cwd);
     }
+    let confine = Confine::prepare(confinement, uid, &mut command)?;
     let in_child = move || -> io::Result<()> {
+        confine.apply()?;
         fcntl_setfd(&theirs, FdFlags::empty())?;
         close_all_but(theirs.as_fd().as_raw_fd())?;
         kill_process(getpid(), Signal::STOP)?;
         Ok(())
     };
     // SAFETY: the closure runs in the forked child before exec, where only
-    // async-signal-safe work is allowed. It makes three raw system calls
-    // (fcntl, close_range, kill) through rustix and libc, allocates
-    // nothing and takes no lock; the descriptor it uses is one it owns.
+    // async-signal-safe work is allowed. It makes raw system calls only
+    // (those of `Confine::apply`, then fcntl, close_range, kill) through
+    // rustix and libc, allocates nothing and takes no lock; the
+    // descriptors it uses are ones it owns.
     unsafe { command.pre_exec(in_child) };
     let child = command.spawn()?;
     // Dropping the command closes our copy of the child's end.
