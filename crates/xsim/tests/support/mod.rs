@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use xen_platform::hosted::Isolation;
 use xen_platform::{DomId, DomainState};
 use xsim::{host, DomainSpec, StateDir, Toolstack};
 
@@ -36,10 +37,16 @@ fn programs() -> host::Programs {
 }
 
 impl TestHost {
+    /// A host with the strongest isolation of guests available.
     pub fn up() -> TestHost {
+        TestHost::up_with(Isolation::strongest())
+    }
+
+    /// A host whose guests are isolated as `isolation` says.
+    pub fn up_with(isolation: Isolation) -> TestHost {
         let dir = tempfile::tempdir().expect("temp dir");
         let state = StateDir::at(dir.path().to_path_buf());
-        host::up(&state, &programs()).expect("xsim up");
+        host::up_with(&state, &programs(), isolation).expect("xsim up");
         let ts = Toolstack::connect(&state).expect("toolstack");
         TestHost { state, ts, _dir: dir }
     }
@@ -50,6 +57,12 @@ impl TestHost {
         program.extend(args.iter().map(|a| a.to_string()));
         let spec = DomainSpec { name: name.to_owned(), program, env: Vec::new(), paused };
         self.ts.create(&spec).expect("xsim create").domid
+    }
+
+    /// The pid of a guest's process.
+    pub fn pid(&mut self, domid: DomId) -> u32 {
+        let domains = self.ts.list().expect("list");
+        domains.iter().find(|d| d.domid == domid).and_then(|d| d.pid).expect("the guest's pid")
     }
 
     pub fn console(&self, domid: DomId) -> String {

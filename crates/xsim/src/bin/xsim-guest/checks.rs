@@ -29,6 +29,8 @@ pub fn run(args: &[String]) -> Result<()> {
         "corrupt" => corrupt()?,
         "oversize" => oversize()?,
         "pinger" => pinger(u32::from(arg(0)?))?,
+        "dom0-sockets" => crate::isolation::dom0_sockets(rest)?,
+        "proc" => crate::isolation::proc_files(rest)?,
         other => bail!("no check {other:?}"),
     }
     println!("PASS {name}");

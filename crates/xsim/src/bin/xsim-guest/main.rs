@@ -11,12 +11,14 @@
 //!   `control/shutdown` and exits;
 //! - `ipc`: one side of the two-guest message exchange (see
 //!   `xsim::ipc`);
-//! - `check NAME [ARGS]`: one guest-side behaviour check (see `checks.rs`);
+//! - `check NAME [ARGS]`: one guest-side behaviour check (see `checks.rs`,
+//!   and `isolation.rs` for those that try to get out of the domain);
 //! - `bench-read ROUNDS ITERS`: READ round trips over the ring, timed
 //!   (for `xs-bench`'s hosted figures).
 
 mod checks;
 mod ipc;
+mod isolation;
 mod raw_ring;
 
 use anyhow::{bail, Result};

@@ -1,0 +1,88 @@
+//! Hosted isolation: a guest that tries to reach dom0's sockets, or
+//! another domain's or dom0's processes through /proc, is refused; under
+//! the strongest isolation available (a uid per guest as root, which CI
+//! is) and under user namespaces, where dom0's sockets refuse by peer
+//! credentials and say so in their logs.
+
+mod support;
+
+use support::TestHost;
+use xen_platform::hosted::Isolation;
+
+/// Under user namespaces, or `None` (and the test passes, saying why)
+/// where this user cannot make them.
+fn userns_host() -> Option<TestHost> {
+    if Isolation::strongest() == Isolation::None {
+        eprintln!("skipped: this user cannot make user namespaces");
+        return None;
+    }
+    Some(TestHost::up_with(Isolation::UserNamespace))
+}
+
+/// Runs the socket check in a guest of `host`.
+fn try_dom0_sockets(host: &mut TestHost) -> String {
+    let state = host.state.root().display().to_string();
+    let domid = host.check("dom0-sockets", &[&state]);
+    host.console(domid)
+}
+
+#[test]
+fn guest_cannot_use_dom0_sockets() {
+    let mut host = TestHost::up();
+    let console = try_dom0_sockets(&mut host);
+    assert!(console.contains("xenstored.sock: "), "{console}");
+}
+
+#[test]
+fn guest_in_a_user_namespace_is_refused_by_peer_credentials_and_logged_within_a_rate() {
+    let Some(mut host) = userns_host() else { return };
+    let console = try_dom0_sockets(&mut host);
+    assert!(console.contains("xenstored.sock: connected, then closed unanswered"), "{console}");
+    assert!(console.contains("hypervisor.sock: connected, then closed unanswered"), "{console}");
+    for (log, what) in [(host.state.xenstored_log(), "xenstored"), (host.state.hypervisor_log(), "the hypervisor")] {
+        let log = std::fs::read_to_string(log).expect("log");
+        let prefix = format!("refused a connection to {what} from ");
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(&prefix)).collect();
+        // 31 tries: the first 10 of the burst, then the last one, a
+        // second later, with the count of the 20 left out.
+        assert_eq!(lines.len(), 11, "{log}");
+        assert!(lines[0].contains("another user namespace (a guest's)"), "{log}");
+        assert!(lines[10].contains("(20 more refused, not logged)"), "{log}");
+    }
+}
+
+/// A sibling guest's process, xenstored's and the hypervisor's: the guest
+/// may open none of their /proc files, take none of their descriptors,
+/// signal none of them.
+fn try_proc_files(mut host: TestHost) {
+    let sibling = host.guest("sibling", &["demo"], false);
+    let pids = [
+        host.pid(sibling),
+        xsim::host::pid_of(&host.state.xenstored_pid()).expect("xenstored's pid"),
+        xsim::host::pid_of(&host.state.hypervisor_pid()).expect("the hypervisor's pid"),
+    ]
+    .map(|pid| pid.to_string());
+    let args: Vec<&str> = pids.iter().map(String::as_str).collect();
+    let domid = host.check("proc", &args);
+    let console = host.console(domid);
+    assert_eq!(console.matches(": refused: ").count(), 3, "{console}");
+}
+
+#[test]
+fn guest_cannot_open_other_domains_or_dom0s_proc_files() {
+    try_proc_files(TestHost::up());
+}
+
+#[test]
+fn guest_in_a_user_namespace_cannot_open_other_domains_or_dom0s_proc_files() {
+    if let Some(host) = userns_host() {
+        try_proc_files(host);
+    }
+}
+
+#[test]
+fn ordinary_guests_work_in_a_user_namespace() {
+    let Some(mut host) = userns_host() else { return };
+    host.check("relative", &[]);
+    host.check("reconnect", &[]);
+}
