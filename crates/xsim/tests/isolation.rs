@@ -86,3 +86,47 @@ fn ordinary_guests_work_in_a_user_namespace() {
     host.check("relative", &[]);
     host.check("reconnect", &[]);
 }
+
+#[test]
+fn destroy_kills_what_a_guest_left_running_under_a_uid_per_guest() {
+    if Isolation::strongest() != Isolation::Uid {
+        eprintln!("skipped: a uid per guest needs root");
+        return;
+    }
+    let mut host = TestHost::up();
+    // A grandchild in a session of its own, which outlives the guest's
+    // own process: only its uid still ties it to the domain.
+    let spec = xsim::DomainSpec {
+        name: "leaver".into(),
+        program: vec!["/bin/sh".into(), "-c".into(), "setsid sleep 300 & echo $!; sleep 300".into()],
+        env: Vec::new(),
+        paused: false,
+    };
+    let domid = host.ts.create(&spec).expect("create").domid;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let leftover: u32 = loop {
+        if let Ok(pid) = host.console(domid).trim().parse() {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no pid on the console");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(running(leftover), "the leftover is not running");
+    host.ts.destroy(domid).expect("destroy");
+    // SIGKILL is sent before destroy returns; the process ends when the
+    // kernel next schedules it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while running(leftover) {
+        let log = std::fs::read_to_string(host.state.hypervisor_log()).unwrap_or_default();
+        assert!(std::time::Instant::now() < deadline, "pid {leftover} outlived its domain; hypervisor log:\n{log}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}

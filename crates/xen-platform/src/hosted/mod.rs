@@ -1,14 +1,16 @@
 //! The hosted platform: a host process plays the hypervisor.
 //!
 //! Each domain is a process, its pages are memfds passed as descriptors,
-//! event channels are eventfds. It is a simulation (every process runs as
-//! the same user), but the hypervisor process still enforces what Xen
-//! would: who is privileged, who may bind which port, map which page.
+//! event channels are eventfds. The hypervisor process enforces what Xen
+//! would (who is privileged, who may bind which port, map which page),
+//! and confines each guest so that it cannot go around it: a uid or a
+//! user namespace of its own and a Landlock domain (the hypervisor's
+//! `isolation` module).
 //!
 //! - `Hypervisor::serve` (feature `hosted-hypervisor`) runs the
 //!   hypervisor in the calling thread,
 //!   listening on `<state>/hypervisor.sock`; every process that connects
-//!   there is dom0 (privileged).
+//!   there is dom0 (privileged), and [`peer`] refuses any other.
 //! - Guest processes are spawned by the hypervisor with an inherited,
 //!   pre-connected socket that identifies them as their domain;
 //!   [`Host::from_guest_env`] picks it up.
@@ -16,7 +18,8 @@
 //!   [`Host::event_channels`], [`Host::foreign_memory`], [`Host::grants`],
 //!   [`Host::domain_states`], [`Host::dom0_store`], [`Host::toolstack`].
 //!
-//! Files: `protocol` (messages and framing) is shared; `client`,
+//! Files: `protocol` (messages and framing) and `peer` (who is dom0 on
+//! a socket) are shared; `client`,
 //! `evtchn`, `memory` and `toolstack` are a process's side; `hypervisor`
 //! is the hypervisor's.
 

@@ -137,7 +137,7 @@ fn same_file(a: &Stat, b: &Stat) -> bool {
 const LINES_PER_SECOND: u32 = 10;
 
 /// Rate-limits refusal log lines, so that a guest that connects in a
-/// loop cannot flood a daemon's log: at most [`LINES_PER_SECOND`] lines
+/// loop cannot flood a daemon's log: at most ten lines
 /// a second, the count of those left out told with the next one.
 #[derive(Debug, Default)]
 pub struct RefusalLog {
