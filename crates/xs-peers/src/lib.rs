@@ -61,6 +61,15 @@ pub const PYXS: Need = Need::Package { name: "python3-pyxs", file: "/usr/lib/pyt
 /// util-linux's `unshare`, which gives oxenstored its private mount namespace.
 pub const UTIL_LINUX: Need = Need::Package { name: "util-linux", file: "/usr/bin/unshare" };
 
+/// tmux, the terminal in which `xenstore top` is tested as a person uses it.
+pub const TMUX: Need = Need::Package { name: "tmux", file: "/usr/bin/tmux" };
+/// The Prometheus project's Python client, whose parser checks what
+/// `xenstored --metrics` serves.
+pub const PROMETHEUS_CLIENT: Need = Need::Package {
+    name: "python3-prometheus-client",
+    file: "/usr/lib/python3/dist-packages/prometheus_client/parser.py",
+};
+
 /// Everything [`Reference`] needs to run the C xenstored.
 pub const C_XENSTORED: &[Need] = &[XEN_UTILS, LIBXEN_DEV, GCC, Need::Root];
 /// Everything [`Reference`] needs to run oxenstored.
