@@ -47,7 +47,7 @@ impl Default for Config {
         Config {
             quotas: Quotas::default(),
             keep_orphans: false,
-            features: features::RECONNECTION | features::ERROR | features::WATCH_DEPTH,
+            features: features::RECONNECTION | features::ERROR | features::WATCH_DEPTH | features::DOMID_ANY,
             max_transactions_per_conn: 256,
             max_transaction_nodes: 65536,
             soft_quotas: Quotas::unlimited(),
@@ -145,6 +145,16 @@ pub struct Engine {
     pub(crate) empty: Arc<[u8]>,
 }
 
+/// `@releaseDomain`'s permissions at start: dom0's, readable by every
+/// domain (`n0`, `r` DOMID_ANY).
+fn release_domain_perms() -> PermList {
+    let entries = vec![
+        xenstore_wire::Perm { domid: 0, access: Access::None },
+        xenstore_wire::Perm { domid: xenstore_wire::DOMID_ANY, access: Access::Read },
+    ];
+    PermList::new(entries).unwrap_or_else(|| PermList::owned_by(0, Access::None))
+}
+
 impl Default for Engine {
     fn default() -> Self {
         Engine::new(Config::default())
@@ -166,10 +176,15 @@ impl Engine {
             next_tx: 1,
             domains: BTreeMap::new(),
             watches: Watches::default(),
-            special_perms: [path::INTRODUCE_DOMAIN, path::RELEASE_DOMAIN]
-                .into_iter()
-                .map(|name| (name, root_perms.clone()))
-                .collect(),
+            // As Xen 4.22's `setup_structure`: every domain may watch
+            // `@releaseDomain` (DOMID_ANY may read it); `@introduceDomain`
+            // is dom0's.
+            special_perms: [
+                (path::INTRODUCE_DOMAIN, root_perms.clone()),
+                (path::RELEASE_DOMAIN, release_domain_perms()),
+            ]
+            .into_iter()
+            .collect(),
             empty,
             config,
         };
@@ -303,6 +318,13 @@ impl Engine {
         let Some(caller) = self.caller(conn) else {
             return Outcome::error(ErrorCode::EIO);
         };
+        // A transaction id must name one of the caller's open transactions,
+        // whatever the request (C looks it up before dispatching); WATCH
+        // and UNWATCH ignore it (C's XS_FLAG_NOTID).
+        let ignores_tx = matches!(request, Request::Watch { .. } | Request::Unwatch { .. });
+        if tx_id != 0 && !ignores_tx && self.txs.get(&tx_id).is_none_or(|tx| tx.conn != conn) {
+            return Outcome::error(ErrorCode::ENOENT);
+        }
         match request {
             Request::Read(p) => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.read(p)),
             Request::Directory(p) => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.directory(p)),
@@ -417,8 +439,10 @@ impl Engine {
         let reply = op(&mut ctx, &canonical);
         let Ctx { changes, mutations, quota_hit, store, applied, .. } = ctx;
         let (events, applied) = match store {
-            // A transaction's changes wait for its commit.
+            // A transaction's changes wait for its commit; a quota refusal
+            // inside it fails the whole transaction (C's `fail_transaction`).
             Store::Tx(tx) => {
+                tx.failed |= quota_hit.is_some();
                 tx.changes.extend(changes);
                 (Vec::new(), Vec::new())
             }
