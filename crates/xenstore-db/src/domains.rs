@@ -141,10 +141,9 @@ impl Engine {
             // Any caller may ask for its own features (Xen 4.22).
             None => Outcome::ok(Reply::Number(u64::from(self.domain_features(caller.domid)))),
             Some(_) if !caller.privileged => Outcome::error(ErrorCode::EACCES),
-            Some(d) => match self.domains.get(&d) {
-                Some(dom) => Outcome::ok(Reply::Number(u64::from(dom.features))),
-                None => Outcome::error(ErrorCode::ENOENT),
-            },
+            // Known, or existing (checked by the caller): a domain not yet
+            // known has the store's features.
+            Some(d) => Outcome::ok(Reply::Number(u64::from(self.domain_features(d)))),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::ctx::{Ctx, Store};
 use crate::domain::Domain;
 use crate::effect::Effect;
 use crate::event::Delivery;
+use crate::existence::Exists;
 use crate::node::Node;
 use crate::permissions::Caller;
 use crate::quota::{QuotaExceeded, Quotas};
@@ -304,9 +305,17 @@ impl Engine {
         self.tree.iter().map(|(k, _)| k)
     }
 
-    /// Handles one request from `conn` in transaction `tx_id` (0: none).
+    /// Handles one request from `conn` in transaction `tx_id` (0: none),
+    /// every domain it names taken to exist (see [`Engine::handle_with`]).
     pub fn handle(&mut self, conn: ConnId, tx_id: u32, request: &Request<'_>) -> Outcome {
-        let mut outcome = self.dispatch(conn, tx_id, request);
+        self.handle_with(conn, tx_id, request, &mut |_| true)
+    }
+
+    /// [`Engine::handle`], with `exists` answering whether the hypervisor
+    /// has a domain the request names and the store does not know (see
+    /// `existence.rs`).
+    pub fn handle_with(&mut self, conn: ConnId, tx_id: u32, request: &Request<'_>, exists: Exists<'_>) -> Outcome {
+        let mut outcome = self.dispatch(conn, tx_id, request, exists);
         // No reply over the payload limit is ever produced.
         if outcome.reply.as_ref().is_ok_and(|r| r.payload_len() > xenstore_wire::PAYLOAD_MAX) {
             outcome.reply = Err(ErrorCode::E2BIG);
@@ -314,7 +323,7 @@ impl Engine {
         outcome
     }
 
-    fn dispatch(&mut self, conn: ConnId, tx_id: u32, request: &Request<'_>) -> Outcome {
+    fn dispatch(&mut self, conn: ConnId, tx_id: u32, request: &Request<'_>, exists: Exists<'_>) -> Outcome {
         let Some(caller) = self.caller(conn) else {
             return Outcome::error(ErrorCode::EIO);
         };
@@ -344,10 +353,8 @@ impl Engine {
                 // entry would count as stale for the rest of the
                 // transaction, and children created there would not inherit
                 // it (a toolstack writes a new domain's directory this way).
-                if caller.privileged {
-                    for entry in perms.entries() {
-                        self.ensure_domain(entry.domid);
-                    }
+                if let Err(e) = self.admit_perm_domains(perms, exists) {
+                    return Outcome::error(e);
                 }
                 self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.set_perms(p, perms))
             }
@@ -368,8 +375,19 @@ impl Engine {
             Request::Introduce { domid, gfn, port } => self.introduce(caller, *domid, *gfn, *port),
             Request::Release(domid) => self.release(caller, *domid),
             Request::Resume(domid) => self.resume(caller, *domid),
-            Request::SetTarget { domid, target } => self.set_target(caller, *domid, *target),
+            Request::SetTarget { domid, target } => {
+                if caller.privileged && !(self.domain_exists(*domid, exists) && self.domain_exists(*target, exists)) {
+                    return Outcome::error(ErrorCode::ENOENT);
+                }
+                self.set_target(caller, *domid, *target)
+            }
+            Request::GetFeature(Some(domid)) if caller.privileged && !self.domain_exists(*domid, exists) => {
+                Outcome::error(ErrorCode::ENOENT)
+            }
             Request::GetFeature(domid) => self.get_feature(caller, *domid),
+            Request::SetFeature { domid, .. } if caller.privileged && !self.domain_exists(*domid, exists) => {
+                Outcome::error(ErrorCode::ENOENT)
+            }
             Request::SetFeature { domid, value } => self.set_feature(caller, *domid, *value),
             Request::GetQuota { domid, quota } => self.get_quota(caller, *domid, *quota),
             Request::SetQuota { domid, quota, value } => self.set_quota(caller, *domid, quota, *value),

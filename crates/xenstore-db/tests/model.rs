@@ -1381,7 +1381,18 @@ fn check_serializable(live: &Nodes, committed: &Nodes, tx: &ModelTx) -> Result<(
         }
         changes.extend(fx.changes);
     }
-    if changes != tx.changes {
+    // The parent's permissions (`via`) are recorded when the change is
+    // made and are not something the transaction depended on: compare
+    // the rest.
+    let without_via = |cs: &[Change]| -> Vec<Change> {
+        cs.iter()
+            .map(|c| match c.clone() {
+                Change::Node { path, perms, .. } => Change::Node { path, perms, via: Vec::new() },
+                Change::Removed { path, perms, below, .. } => Change::Removed { path, perms, via: Vec::new(), below },
+            })
+            .collect()
+    };
+    if without_via(&changes) != without_via(&tx.changes) {
         return Err(format!(
             "not serializable: transaction {} changes were {:?}, at the commit point {changes:?}",
             tx.id, tx.changes
