@@ -56,6 +56,9 @@ impl Engine {
         if !commit {
             return Outcome::ok(Reply::Ok);
         }
+        if tx.failed {
+            return Outcome::error(ErrorCode::ENOMEM);
+        }
         if !tx.validate(&self.tree) {
             return Outcome::error(ErrorCode::EAGAIN);
         }

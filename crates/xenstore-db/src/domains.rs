@@ -134,17 +134,16 @@ impl Engine {
         Outcome { applied: vec![Applied::Target { domid, target }], ..Outcome::ok(Reply::Ok) }
     }
 
-    /// GET_FEATURE.
+    /// GET_FEATURE: without a domain, the caller's own features (any
+    /// caller, as Xen 4.22); with one, that domain's (privileged only).
     pub(crate) fn get_feature(&self, caller: Caller, domid: Option<DomId>) -> Outcome {
-        if let Err(e) = privileged_only(caller) {
-            return Outcome::error(e);
-        }
         match domid {
-            None => Outcome::ok(Reply::Number(u64::from(self.config.features))),
-            Some(d) => match self.domains.get(&d) {
-                Some(dom) => Outcome::ok(Reply::Number(u64::from(dom.features))),
-                None => Outcome::error(ErrorCode::ENOENT),
-            },
+            // Any caller may ask for its own features (Xen 4.22).
+            None => Outcome::ok(Reply::Number(u64::from(self.domain_features(caller.domid)))),
+            Some(_) if !caller.privileged => Outcome::error(ErrorCode::EACCES),
+            // Known, or existing (checked by the caller): a domain not yet
+            // known has the store's features.
+            Some(d) => Outcome::ok(Reply::Number(u64::from(self.domain_features(d)))),
         }
     }
 
@@ -222,11 +221,13 @@ impl Engine {
                 below.push((k.clone(), self.peek_perms(n)));
             }
             let top_perms = self.peek_perms(&node);
+            let via =
+                path::parent(&key).and_then(|p| self.tree.get(p)).map(|n| self.peek_perms(n)).into_iter().collect();
             for (_, n) in removed {
                 mutations.push(Mutation::Removed { owner: n.perms.owner() });
             }
             applied.push(Applied::Remove { path: key.clone() });
-            changes.push(Change::Removed { path: key, perms: top_perms, below });
+            changes.push(Change::Removed { path: key, perms: top_perms, via, below });
         }
         self.apply_mutations(mutations);
         let mut effects = Vec::new();

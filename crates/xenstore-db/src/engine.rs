@@ -11,6 +11,7 @@ use crate::ctx::{Ctx, Store};
 use crate::domain::Domain;
 use crate::effect::Effect;
 use crate::event::Delivery;
+use crate::existence::Exists;
 use crate::node::Node;
 use crate::permissions::Caller;
 use crate::quota::{QuotaExceeded, Quotas};
@@ -47,7 +48,7 @@ impl Default for Config {
         Config {
             quotas: Quotas::default(),
             keep_orphans: false,
-            features: features::RECONNECTION | features::ERROR | features::WATCH_DEPTH,
+            features: features::RECONNECTION | features::ERROR | features::WATCH_DEPTH | features::DOMID_ANY,
             max_transactions_per_conn: 256,
             max_transaction_nodes: 65536,
             soft_quotas: Quotas::unlimited(),
@@ -145,6 +146,16 @@ pub struct Engine {
     pub(crate) empty: Arc<[u8]>,
 }
 
+/// `@releaseDomain`'s permissions at start: dom0's, readable by every
+/// domain (`n0`, `r` DOMID_ANY).
+fn release_domain_perms() -> PermList {
+    let entries = vec![
+        xenstore_wire::Perm { domid: 0, access: Access::None },
+        xenstore_wire::Perm { domid: xenstore_wire::DOMID_ANY, access: Access::Read },
+    ];
+    PermList::new(entries).unwrap_or_else(|| PermList::owned_by(0, Access::None))
+}
+
 impl Default for Engine {
     fn default() -> Self {
         Engine::new(Config::default())
@@ -166,10 +177,15 @@ impl Engine {
             next_tx: 1,
             domains: BTreeMap::new(),
             watches: Watches::default(),
-            special_perms: [path::INTRODUCE_DOMAIN, path::RELEASE_DOMAIN]
-                .into_iter()
-                .map(|name| (name, root_perms.clone()))
-                .collect(),
+            // As Xen 4.22's `setup_structure`: every domain may watch
+            // `@releaseDomain` (DOMID_ANY may read it); `@introduceDomain`
+            // is dom0's.
+            special_perms: [
+                (path::INTRODUCE_DOMAIN, root_perms.clone()),
+                (path::RELEASE_DOMAIN, release_domain_perms()),
+            ]
+            .into_iter()
+            .collect(),
             empty,
             config,
         };
@@ -289,9 +305,17 @@ impl Engine {
         self.tree.iter().map(|(k, _)| k)
     }
 
-    /// Handles one request from `conn` in transaction `tx_id` (0: none).
+    /// Handles one request from `conn` in transaction `tx_id` (0: none),
+    /// every domain it names taken to exist (see [`Engine::handle_with`]).
     pub fn handle(&mut self, conn: ConnId, tx_id: u32, request: &Request<'_>) -> Outcome {
-        let mut outcome = self.dispatch(conn, tx_id, request);
+        self.handle_with(conn, tx_id, request, &mut |_| true)
+    }
+
+    /// [`Engine::handle`], with `exists` answering whether the hypervisor
+    /// has a domain the request names and the store does not know (see
+    /// `existence.rs`).
+    pub fn handle_with(&mut self, conn: ConnId, tx_id: u32, request: &Request<'_>, exists: Exists<'_>) -> Outcome {
+        let mut outcome = self.dispatch(conn, tx_id, request, exists);
         // No reply over the payload limit is ever produced.
         if outcome.reply.as_ref().is_ok_and(|r| r.payload_len() > xenstore_wire::PAYLOAD_MAX) {
             outcome.reply = Err(ErrorCode::E2BIG);
@@ -299,10 +323,17 @@ impl Engine {
         outcome
     }
 
-    fn dispatch(&mut self, conn: ConnId, tx_id: u32, request: &Request<'_>) -> Outcome {
+    fn dispatch(&mut self, conn: ConnId, tx_id: u32, request: &Request<'_>, exists: Exists<'_>) -> Outcome {
         let Some(caller) = self.caller(conn) else {
             return Outcome::error(ErrorCode::EIO);
         };
+        // A transaction id must name one of the caller's open transactions,
+        // whatever the request (C looks it up before dispatching); WATCH
+        // and UNWATCH ignore it (C's XS_FLAG_NOTID).
+        let ignores_tx = matches!(request, Request::Watch { .. } | Request::Unwatch { .. });
+        if tx_id != 0 && !ignores_tx && self.txs.get(&tx_id).is_none_or(|tx| tx.conn != conn) {
+            return Outcome::error(ErrorCode::ENOENT);
+        }
         match request {
             Request::Read(p) => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.read(p)),
             Request::Directory(p) => self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.directory(p)),
@@ -322,10 +353,8 @@ impl Engine {
                 // entry would count as stale for the rest of the
                 // transaction, and children created there would not inherit
                 // it (a toolstack writes a new domain's directory this way).
-                if caller.privileged {
-                    for entry in perms.entries() {
-                        self.ensure_domain(entry.domid);
-                    }
+                if let Err(e) = self.admit_perm_domains(perms, exists) {
+                    return Outcome::error(e);
                 }
                 self.node_op(conn, caller, tx_id, p, |ctx, p| ctx.set_perms(p, perms))
             }
@@ -346,8 +375,19 @@ impl Engine {
             Request::Introduce { domid, gfn, port } => self.introduce(caller, *domid, *gfn, *port),
             Request::Release(domid) => self.release(caller, *domid),
             Request::Resume(domid) => self.resume(caller, *domid),
-            Request::SetTarget { domid, target } => self.set_target(caller, *domid, *target),
+            Request::SetTarget { domid, target } => {
+                if caller.privileged && !(self.domain_exists(*domid, exists) && self.domain_exists(*target, exists)) {
+                    return Outcome::error(ErrorCode::ENOENT);
+                }
+                self.set_target(caller, *domid, *target)
+            }
+            Request::GetFeature(Some(domid)) if caller.privileged && !self.domain_exists(*domid, exists) => {
+                Outcome::error(ErrorCode::ENOENT)
+            }
             Request::GetFeature(domid) => self.get_feature(caller, *domid),
+            Request::SetFeature { domid, .. } if caller.privileged && !self.domain_exists(*domid, exists) => {
+                Outcome::error(ErrorCode::ENOENT)
+            }
             Request::SetFeature { domid, value } => self.set_feature(caller, *domid, *value),
             Request::GetQuota { domid, quota } => self.get_quota(caller, *domid, *quota),
             Request::SetQuota { domid, quota, value } => self.set_quota(caller, *domid, quota, *value),
@@ -417,8 +457,10 @@ impl Engine {
         let reply = op(&mut ctx, &canonical);
         let Ctx { changes, mutations, quota_hit, store, applied, .. } = ctx;
         let (events, applied) = match store {
-            // A transaction's changes wait for its commit.
+            // A transaction's changes wait for its commit; a quota refusal
+            // inside it fails the whole transaction (C's `fail_transaction`).
             Store::Tx(tx) => {
+                tx.failed |= quota_hit.is_some();
                 tx.changes.extend(changes);
                 (Vec::new(), Vec::new())
             }

@@ -8,7 +8,9 @@ use crate::ConnId;
 
 /// Something that happened to the store and may fire watches. Permissions
 /// are captured when it happens, so watchers who could not read the node
-/// then are not told (XSA-115).
+/// then are not told (XSA-115). As in C's `watch_permitted`, a watcher may
+/// see an event when it may read the node, its parent, or (for a
+/// permission change) the node as it was: `via` holds those other lists.
 #[derive(Debug, Clone)]
 pub(crate) enum Change {
     /// A node was created, written, or had its permissions changed.
@@ -17,6 +19,8 @@ pub(crate) enum Change {
         path: Arc<str>,
         /// Its permissions afterwards.
         perms: PermList,
+        /// Its parent's permissions, and for SET_PERMS its own before.
+        via: Vec<PermList>,
     },
     /// A subtree was removed.
     Removed {
@@ -24,8 +28,11 @@ pub(crate) enum Change {
         path: Arc<str>,
         /// Its permissions before removal.
         perms: PermList,
+        /// Its parent's permissions.
+        via: Vec<PermList>,
         /// Its descendants with their permissions, in path order: a watch on
-        /// one of them fires with its own path.
+        /// one of them fires with its own path, seen by whoever may read
+        /// it or its parent (the removed node or another descendant).
         below: Vec<(Arc<str>, PermList)>,
     },
     /// `@introduceDomain` or `@releaseDomain` for a domain.

@@ -33,6 +33,7 @@
 //! | WATCH, UNWATCH | `watch_requests.rs` (index: [`watch`]; routing events: `route.rs`) |
 //! | INTRODUCE, RELEASE, RESUME, SET_TARGET, GET/SET_FEATURE, domain shutdown and removal, owned-node counts | `domains.rs` (per-domain record: [`domain`]) |
 //! | CONTROL | `control.rs` |
+//! | which named domains exist (the hypervisor's answer, through the driver) | `existence.rs` |
 //! | the consistency check | `check.rs` |
 //! | what each domain uses (CONTROL `quota <domid>`, statistics) | `usage.rs` |
 //! | what a request applied, for a journal | [`applied`] (recorded where each change is made) |
@@ -51,6 +52,7 @@ mod domains;
 pub mod effect;
 mod engine;
 mod event;
+mod existence;
 pub mod node;
 mod node_ops;
 pub mod permissions;
@@ -71,6 +73,7 @@ pub use applied::Applied;
 pub use effect::{DaemonCommand, Effect, Rollback};
 pub use engine::{Config, ConnId, Engine, Outcome};
 pub use event::Delivery;
+pub use existence::Exists;
 /// The permission rules' former module name: `xenstore_db::access::*` paths
 /// still work.
 pub use permissions as access;

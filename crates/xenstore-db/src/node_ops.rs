@@ -13,7 +13,7 @@ use crate::applied::Applied;
 use crate::ctx::{Ctx, Mutation, Store};
 use crate::event::Change;
 use crate::node::Node;
-use crate::permissions::{created_perms, owner_change_allowed, Need};
+use crate::permissions::{created_perms, owner_change_allowed, without_unfeatured_any, Need};
 
 impl Ctx<'_> {
     /// Finds a node the caller may access as `need`. A missing node is
@@ -108,7 +108,8 @@ impl Ctx<'_> {
                 let key = self.key(p);
                 self.mark_written(&key);
                 self.applied.push(Applied::Write { path: key.clone(), value, perms: perms.clone() });
-                self.changes.push(Change::Node { path: key, perms });
+                let via = self.parent_perms(p).into_iter().collect();
+                self.changes.push(Change::Node { path: key, perms, via });
             }
             Err(ErrorCode::ENOENT) => {
                 let value = if value.is_empty() { self.empty.clone() } else { Arc::from(value) };
@@ -176,20 +177,22 @@ impl Ctx<'_> {
             }
         }
         if let Some((key, perms)) = perms_out {
-            self.changes.push(Change::Node { path: key, perms });
+            let via = self.parent_perms(p).into_iter().collect();
+            self.changes.push(Change::Node { path: key, perms, via });
         }
         Ok(())
     }
 
     /// RM: removes the node and its subtree. A missing node is fine if its
-    /// parent exists; removing `/` is `EINVAL`.
+    /// parent exists; removing `/` is `EACCES` for a guest (it may not
+    /// write `/`) and `EINVAL` for a privileged caller, as in C.
     pub fn rm(&mut self, p: &str) -> Result<Reply, ErrorCode> {
-        if p == "/" {
-            return Err(ErrorCode::EINVAL);
-        }
         match self.lookup(p, Need::Write) {
+            // After the permission check, as C: a guest is refused first.
+            Ok(_) if p == "/" => Err(ErrorCode::EINVAL),
             Ok(node) => {
                 let perms = self.effective_perms(&node);
+                let via = self.parent_perms(p).into_iter().collect();
                 if matches!(self.store, Store::Tx(_)) {
                     let below: Vec<Arc<str>> = self.tree().descendants(p).into_iter().map(|(k, _)| k).collect();
                     self.observe_list(p)?;
@@ -222,7 +225,7 @@ impl Ctx<'_> {
                 }
                 if let Some(path) = top {
                     self.applied.push(Applied::Remove { path: path.clone() });
-                    self.changes.push(Change::Removed { path, perms, below });
+                    self.changes.push(Change::Removed { path, perms, via, below });
                 }
                 Ok(Reply::Ok)
             }
@@ -242,7 +245,10 @@ impl Ctx<'_> {
     /// SET_PERMS on a node.
     pub fn set_perms(&mut self, p: &str, perms: &PermList) -> Result<Reply, ErrorCode> {
         self.charge_permissions(perms)?;
+        let writer_features = self.domains.get(&self.caller.domid).map_or(0, |d| d.features);
+        let perms = &without_unfeatured_any(perms, writer_features);
         let node = self.lookup(p, Need::Owner)?;
+        let old = self.effective_perms(&node);
         let old_owner = node.perms.owner();
         owner_change_allowed(self.caller, old_owner, perms.owner())?;
         let gen = self.next_gen();
@@ -254,7 +260,16 @@ impl Ctx<'_> {
             self.mutations.push(Mutation::Chowned { from: old_owner, to: perms.owner() });
         }
         self.applied.push(Applied::SetPerms { path: key.clone(), perms: perms.clone() });
-        self.changes.push(Change::Node { path: key, perms: perms.clone() });
+        let mut via: Vec<PermList> = self.parent_perms(p).into_iter().collect();
+        via.push(old);
+        self.changes.push(Change::Node { path: key, perms: perms.clone(), via });
         Ok(Reply::Ok)
+    }
+
+    /// The effective permissions of `p`'s parent (none for `/`): who may
+    /// read it may see events on `p` too.
+    fn parent_perms(&self, p: &str) -> Option<PermList> {
+        let parent = self.tree().get(path::parent(p)?)?;
+        Some(self.effective_perms(parent))
     }
 }

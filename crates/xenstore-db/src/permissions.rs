@@ -19,11 +19,13 @@
 //! or its target decides; otherwise the owner entry's letter is the default.
 //! Entries naming a domain that did not exist, in its current incarnation,
 //! when the node was last written grant nothing (a new domain reusing a
-//! domid inherits nothing) and are not reported.
+//! domid inherits nothing) and are not reported. An entry naming
+//! `DOMID_ANY` (Xen 4.22) matches every domain; it is kept only when the
+//! writer's domain has the DOMID_ANY feature (`domid_any_allowed`).
 
 use std::collections::BTreeMap;
 
-use xenstore_wire::{path, Access, DomId, ErrorCode, Perm, PermList, Reply};
+use xenstore_wire::{path, Access, DomId, ErrorCode, Perm, PermList, Reply, DOMID_ANY};
 
 use crate::applied::Applied;
 use crate::ctx::Ctx;
@@ -78,7 +80,9 @@ pub fn rights(caller: Caller, target: Option<DomId>, perms: &PermList, valid: im
         return Rights::ALL;
     }
     let owner = perms.owner_entry();
-    let is_me = |d: DomId| d == caller.domid || Some(d) == target;
+    // DOMID_ANY names every domain (C's `perm_allows_conn`), the owner
+    // entry included.
+    let is_me = |d: DomId| d == caller.domid || Some(d) == target || d == DOMID_ANY;
     if is_me(owner.domid) {
         return Rights::ALL;
     }
@@ -156,6 +160,16 @@ pub(crate) fn created_perms(caller: Caller, parent_effective: PermList) -> PermL
     }
 }
 
+/// Whether a SET_PERMS list's `DOMID_ANY` entries count: only when the
+/// writing domain's features include DOMID_ANY (C marks them ignored
+/// otherwise; the toolstack never gives a guest's node one).
+pub(crate) fn without_unfeatured_any(perms: &PermList, writer_features: u32) -> PermList {
+    if writer_features & xenstore_wire::features::DOMID_ANY != 0 {
+        return perms.clone();
+    }
+    without_stale(perms, |p| p.domid != DOMID_ANY)
+}
+
 /// SET_PERMS may change a node's owner only for a privileged caller:
 /// `EPERM` otherwise.
 pub(crate) fn owner_change_allowed(caller: Caller, from: DomId, to: DomId) -> Result<(), ErrorCode> {
@@ -169,7 +183,7 @@ pub(crate) fn owner_change_allowed(caller: Caller, from: DomId, to: DomId) -> Re
 /// `node_gen`: dom0 always; others only if the domain's current incarnation
 /// was known by then.
 pub(crate) fn entry_valid(domains: &BTreeMap<DomId, Domain>, perm: &Perm, node_gen: u64) -> bool {
-    perm.domid == 0 || domains.get(&perm.domid).is_some_and(|d| d.since_gen <= node_gen)
+    perm.domid == 0 || perm.domid == DOMID_ANY || domains.get(&perm.domid).is_some_and(|d| d.since_gen <= node_gen)
 }
 
 impl Ctx<'_> {
@@ -191,12 +205,18 @@ impl Engine {
 
     /// Whether the connection may see an event on a node with `perms`.
     pub(crate) fn can_see(&self, conn: ConnId, perms: &PermList) -> bool {
+        self.can_see_any(conn, std::iter::once(perms))
+    }
+
+    /// Whether the connection may read under any of `lists` (a node, its
+    /// parent, its permissions before a change: C's `watch_permitted`).
+    pub(crate) fn can_see_any<'a>(&self, conn: ConnId, mut lists: impl Iterator<Item = &'a PermList>) -> bool {
         let Some(caller) = self.caller(conn) else {
             return false;
         };
         let target = self.domains.get(&caller.domid).and_then(|d| d.target);
-        // `perms` were made effective when the change was recorded.
-        rights(caller, target, perms, |_| true).read
+        // The lists were made effective when the change was recorded.
+        lists.any(|perms| rights(caller, target, perms, |_| true).read)
     }
 
     /// Whether the connection may see an event on `@introduceDomain` or

@@ -165,6 +165,8 @@ pub struct TransactionState {
     pub node_delta: i64,
     /// Limit on the nodes it may depend on (0: none).
     pub node_limit: u32,
+    /// A quota refused a request inside it: its commit fails.
+    pub failed: bool,
 }
 
 /// What a transaction saw of one node in its snapshot.
@@ -189,6 +191,9 @@ pub enum ChangeState {
         path: String,
         /// Its permissions afterwards.
         perms: Vec<Perm>,
+        /// Other lists that let a watcher see it (its parent's; for a
+        /// permission change, its own before).
+        via: Vec<Vec<Perm>>,
     },
     /// A subtree was removed.
     Removed {
@@ -196,6 +201,8 @@ pub enum ChangeState {
         path: String,
         /// Its permissions before removal.
         perms: Vec<Perm>,
+        /// Its parent's permissions.
+        via: Vec<Vec<Perm>>,
         /// Its descendants with their permissions, in path order.
         below: Vec<(String, Vec<Perm>)>,
     },
@@ -284,6 +291,7 @@ impl Engine {
                     changes: tx.changes.iter().map(export_change).collect(),
                     node_delta: tx.node_delta,
                     node_limit: tx.node_limit,
+                    failed: tx.failed,
                 })
                 .collect(),
             special_perms: self
@@ -312,10 +320,15 @@ fn export_tree(tree: &Tree) -> Vec<NodeState> {
 fn export_change(change: &Change) -> ChangeState {
     let path_of = |p: &Arc<str>| p.to_string();
     match change {
-        Change::Node { path, perms } => ChangeState::Node { path: path_of(path), perms: perms.entries().to_vec() },
-        Change::Removed { path, perms, below } => ChangeState::Removed {
+        Change::Node { path, perms, via } => ChangeState::Node {
             path: path_of(path),
             perms: perms.entries().to_vec(),
+            via: via.iter().map(|l| l.entries().to_vec()).collect(),
+        },
+        Change::Removed { path, perms, via, below } => ChangeState::Removed {
+            path: path_of(path),
+            perms: perms.entries().to_vec(),
+            via: via.iter().map(|l| l.entries().to_vec()).collect(),
             below: below.iter().map(|(p, perms)| (path_of(p), perms.entries().to_vec())).collect(),
         },
         Change::Special { name, domid } => ChangeState::Special { name: (*name).to_owned(), domid: *domid },

@@ -638,6 +638,7 @@ fn import_transaction(
         changes,
         node_delta: tx.node_delta,
         node_limit: tx.node_limit,
+        failed: tx.failed,
     })
 }
 
@@ -653,10 +654,12 @@ fn import_change(tx: u32, change: &ChangeState) -> Result<Change, ImportError> {
     let invalid = |p: &str| ImportError::InvalidChange { tx, path: p.to_owned() };
     let perms = |p: &str, entries: &[Perm]| PermList::new(entries.to_vec()).ok_or_else(|| invalid(p));
     match change {
-        ChangeState::Node { path: p, perms: entries } => {
-            Ok(Change::Node { path: tx_path(tx, p)?, perms: perms(p, entries)? })
+        ChangeState::Node { path: p, perms: entries, via } => {
+            let via = via.iter().map(|l| perms(p, l)).collect::<Result<_, _>>()?;
+            Ok(Change::Node { path: tx_path(tx, p)?, perms: perms(p, entries)?, via })
         }
-        ChangeState::Removed { path: p, perms: entries, below } => {
+        ChangeState::Removed { path: p, perms: entries, via, below } => {
+            let via = via.iter().map(|l| perms(p, l)).collect::<Result<_, _>>()?;
             let top = tx_path(tx, p)?;
             let mut kept: Vec<(Arc<str>, PermList)> = Vec::with_capacity(below.len());
             for (q, entries) in below {
@@ -667,7 +670,7 @@ fn import_change(tx: u32, change: &ChangeState) -> Result<Change, ImportError> {
                 }
                 kept.push((q_path, perms(q, entries)?));
             }
-            Ok(Change::Removed { path: top, perms: perms(p, entries)?, below: kept })
+            Ok(Change::Removed { path: top, perms: perms(p, entries)?, via, below: kept })
         }
         ChangeState::Special { name, domid } => {
             let name = special_name(name).ok_or_else(|| invalid(name))?;

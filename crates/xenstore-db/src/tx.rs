@@ -71,6 +71,9 @@ pub(crate) struct Transaction {
     pub node_delta: i64,
     /// Limit on `seen.len()` (0: none).
     pub node_limit: u32,
+    /// A quota refused a request inside it: its commit fails (`ENOMEM`,
+    /// as C's `fail_transaction`) and applies nothing.
+    pub failed: bool,
 }
 
 impl Transaction {
@@ -86,6 +89,7 @@ impl Transaction {
             changes: Vec::new(),
             node_delta: 0,
             node_limit,
+            failed: false,
         }
     }
 

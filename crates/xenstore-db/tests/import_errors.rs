@@ -297,7 +297,8 @@ fn rows() -> Vec<(&'static str, Corrupt, Expected)> {
             "change without permissions",
             Box::new(|st, f| {
                 let tx = st.transactions.iter_mut().find(|t| t.id == f.d1_tx).expect("tx");
-                tx.changes = vec![ChangeState::Node { path: s("/local/domain/1/x/y"), perms: Vec::new() }];
+                tx.changes =
+                    vec![ChangeState::Node { path: s("/local/domain/1/x/y"), perms: Vec::new(), via: Vec::new() }];
             }),
             Box::new(|f| E::InvalidChange { tx: f.d1_tx, path: s("/local/domain/1/x/y") }),
         ),
@@ -306,8 +307,12 @@ fn rows() -> Vec<(&'static str, Corrupt, Expected)> {
             Box::new(|st, f| {
                 let perms = vec![Perm { domid: 0, access: Access::None }];
                 let tx = st.transactions.iter_mut().find(|t| t.id == f.d1_tx).expect("tx");
-                tx.changes =
-                    vec![ChangeState::Removed { path: s("/a"), perms: perms.clone(), below: vec![(s("/b"), perms)] }];
+                tx.changes = vec![ChangeState::Removed {
+                    path: s("/a"),
+                    perms: perms.clone(),
+                    via: Vec::new(),
+                    below: vec![(s("/b"), perms)],
+                }];
             }),
             Box::new(|f| E::InvalidChange { tx: f.d1_tx, path: s("/a") }),
         ),

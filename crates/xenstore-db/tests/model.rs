@@ -26,6 +26,11 @@
 //! permissions and the node-size, permissions and transactions quotas) and
 //! `concurrent_transactions_match_model` (many transactions over five
 //! nodes). Every generated request is sent and checked; none is skipped.
+//! The rules modelled are the C daemon's where ours follows it: who sees a
+//! watch event (C's `watch_permitted`: the node, its parent, or for a
+//! permission change the node as it was), a quota refusal inside a
+//! transaction failing its commit (`ENOMEM`, nothing applied), `RM /`
+//! refused for permission before being `EINVAL`.
 //! The engine bugs this test found are fixed, and their cases run as
 //! ordinary tests ("Engine bugs this test found, kept as regression
 //! cases").
@@ -791,11 +796,21 @@ struct ModelNode {
 type Nodes = BTreeMap<String, ModelNode>;
 
 /// Something a request did that watches may see. Permissions are the
-/// node's when it happened.
+/// node's when it happened; `via` the other lists that also let a watcher
+/// see it (the parent's, and for SET_PERMS the node's before), as C's
+/// `watch_permitted`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Change {
-    Node { path: String, perms: Perms },
-    Removed { path: String, perms: Perms, below: Vec<(String, Perms)> },
+    Node { path: String, perms: Perms, via: Vec<Perms> },
+    Removed { path: String, perms: Perms, via: Vec<Perms>, below: Vec<(String, Perms)> },
+}
+
+/// The parent's permissions (none for `/`).
+fn parent_perms(nodes: &Nodes, p: &str) -> Vec<Perms> {
+    if p == "/" {
+        return Vec::new();
+    }
+    nodes.get(parent(p)).map(|n| n.perms.clone()).into_iter().collect()
 }
 
 #[derive(Debug, Clone)]
@@ -826,6 +841,8 @@ struct ModelTx {
     written: BTreeSet<String>,
     /// Nodes it removed.
     removed: BTreeSet<String>,
+    /// A quota refused a request in it: the commit fails with ENOMEM.
+    failed: bool,
     /// Its changes, in order, to fire at commit.
     changes: Vec<Change>,
     /// Its requests (canonical path) and their replies, to replay at commit.
@@ -997,6 +1014,8 @@ impl Model {
                     tx.written.extend(fx.written);
                     tx.removed.extend(fx.removed);
                     tx.changes.extend(fx.changes);
+                    // The model's only ENOSPC answers are quotas.
+                    tx.failed |= reply == Err(ErrorCode::ENOSPC);
                     tx.log.push((op.clone(), p, reply.clone()));
                     reply_only(reply)
                 } else {
@@ -1025,7 +1044,12 @@ impl Model {
                 }
             }
             Action::TxStart => {
-                if tx_id != 0 {
+                // An id must name an open transaction of the caller's (as
+                // for every request but WATCH and UNWATCH): EBUSY inside
+                // one, ENOENT for any other.
+                if tx_id != 0 && !self.txs.iter().any(|t| t.id == tx_id && t.who == who) {
+                    reply_only(Err(ErrorCode::ENOENT))
+                } else if tx_id != 0 {
                     reply_only(Err(ErrorCode::EBUSY))
                 } else if !c.privileged && self.open_txs(who).len() >= GUEST_TX_LIMIT as usize {
                     reply_only(Err(ErrorCode::ENOSPC))
@@ -1041,6 +1065,7 @@ impl Model {
                         seen_list: BTreeSet::new(),
                         written: BTreeSet::new(),
                         removed: BTreeSet::new(),
+                        failed: false,
                         changes: Vec::new(),
                         log: Vec::new(),
                     });
@@ -1054,6 +1079,8 @@ impl Model {
                 let tx = self.txs.remove(i);
                 if !commit {
                     reply_only(Ok(OK.to_vec()))
+                } else if tx.failed {
+                    reply_only(Err(ErrorCode::ENOMEM))
                 } else if tx.conflicts(&self.live) {
                     reply_only(Err(ErrorCode::EAGAIN))
                 } else {
@@ -1081,17 +1108,26 @@ impl Model {
             let mut hits: Vec<(usize, Event)> = Vec::new();
             for w in &self.watches {
                 let sees = |perms: &Perms| rights(caller(w.who), perms).read;
+                let sees_any = |perms: &Perms, via: &[Perms]| sees(perms) || via.iter().any(sees);
                 let path = match change {
-                    Change::Node { path, perms } if at_or_below(path, &w.path) && sees(perms) => path,
-                    Change::Removed { path, perms, .. } if at_or_below(path, &w.path) => {
-                        if !sees(perms) {
+                    Change::Node { path, perms, via } if at_or_below(path, &w.path) && sees_any(perms, via) => path,
+                    Change::Removed { path, perms, via, .. } if at_or_below(path, &w.path) => {
+                        if !sees_any(perms, via) {
                             continue;
                         }
                         path
                     }
-                    Change::Removed { path, below, .. } if strictly_below(&w.path, path) => {
+                    Change::Removed { path, perms, below, .. } if strictly_below(&w.path, path) => {
+                        // The removed node's parent: the top, or another
+                        // removed node.
+                        let dir = parent(&w.path);
+                        let parent_perms: Vec<Perms> = if dir == path {
+                            vec![perms.clone()]
+                        } else {
+                            below.iter().filter(|(p, _)| p == dir).map(|(_, q)| q.clone()).collect()
+                        };
                         match below.iter().find(|(p, _)| *p == w.path) {
-                            Some((_, perms)) if sees(perms) => &w.path,
+                            Some((_, perms)) if sees_any(perms, &parent_perms) => &w.path,
                             _ => continue,
                         }
                     }
@@ -1150,7 +1186,9 @@ fn exec(nodes: &mut Nodes, ver: &mut u64, c: Caller, op: &NodeOp, p: &str, fx: &
                     node.value = value;
                     node.meta_ver = *ver;
                     fx.written.insert(p.to_owned());
-                    fx.changes.push(Change::Node { path: p.to_owned(), perms: node.perms.clone() });
+                    let perms = node.perms.clone();
+                    let via = parent_perms(nodes, p);
+                    fx.changes.push(Change::Node { path: p.to_owned(), perms, via });
                 }
                 Err(ErrorCode::ENOENT) => create(nodes, ver, c, p, value, fx),
                 Err(e) => return Err(e),
@@ -1166,10 +1204,9 @@ fn exec(nodes: &mut Nodes, ver: &mut u64, c: Caller, op: &NodeOp, p: &str, fx: &
             Ok(OK.to_vec())
         }
         NodeOp::Rm => {
-            if p == "/" {
-                return Err(ErrorCode::EINVAL);
-            }
             match lookup(nodes, c, p, Need::Write, fx) {
+                // Permission first: a guest is refused, dom0 told EINVAL.
+                Ok(()) if p == "/" => Err(ErrorCode::EINVAL),
                 Ok(()) => {
                     fx.list.insert(p.to_owned());
                     let below: Vec<String> = nodes.keys().filter(|k| strictly_below(k, p)).cloned().collect();
@@ -1179,11 +1216,12 @@ fn exec(nodes: &mut Nodes, ver: &mut u64, c: Caller, op: &NodeOp, p: &str, fx: &
                     }
                     let below_perms = below.iter().map(|k| (k.clone(), nodes[k].perms.clone())).collect();
                     let perms = nodes[p].perms.clone();
+                    let via = parent_perms(nodes, p);
                     for k in remove_subtree(nodes, p, ver) {
                         fx.written.insert(k.clone());
                         fx.removed.insert(k);
                     }
-                    fx.changes.push(Change::Removed { path: p.to_owned(), perms, below: below_perms });
+                    fx.changes.push(Change::Removed { path: p.to_owned(), perms, via, below: below_perms });
                     Ok(OK.to_vec())
                 }
                 Err(ErrorCode::ENOENT) => {
@@ -1208,10 +1246,12 @@ fn exec(nodes: &mut Nodes, ver: &mut u64, c: Caller, op: &NodeOp, p: &str, fx: &
                 return Err(ErrorCode::EPERM);
             }
             *ver += 1;
-            node.perms = perms.clone();
+            let old = std::mem::replace(&mut node.perms, perms.clone());
             node.meta_ver = *ver;
             fx.written.insert(p.to_owned());
-            fx.changes.push(Change::Node { path: p.to_owned(), perms: perms.clone() });
+            let mut via = parent_perms(nodes, p);
+            via.push(old);
+            fx.changes.push(Change::Node { path: p.to_owned(), perms: perms.clone(), via });
             Ok(OK.to_vec())
         }
     }
@@ -1263,7 +1303,8 @@ fn create(nodes: &mut Nodes, ver: &mut u64, c: Caller, p: &str, value: Vec<u8>, 
         insert_child(nodes, level, v, perms.clone(), ver);
         fx.written.insert(level.clone());
     }
-    fx.changes.push(Change::Node { path: p.to_owned(), perms });
+    let via = parent_perms(nodes, p);
+    fx.changes.push(Change::Node { path: p.to_owned(), perms, via });
 }
 
 /// Inserts a new node, appending it to its parent's children.
@@ -1340,7 +1381,18 @@ fn check_serializable(live: &Nodes, committed: &Nodes, tx: &ModelTx) -> Result<(
         }
         changes.extend(fx.changes);
     }
-    if changes != tx.changes {
+    // The parent's permissions (`via`) are recorded when the change is
+    // made and are not something the transaction depended on: compare
+    // the rest.
+    let without_via = |cs: &[Change]| -> Vec<Change> {
+        cs.iter()
+            .map(|c| match c.clone() {
+                Change::Node { path, perms, .. } => Change::Node { path, perms, via: Vec::new() },
+                Change::Removed { path, perms, below, .. } => Change::Removed { path, perms, via: Vec::new(), below },
+            })
+            .collect()
+    };
+    if without_via(&changes) != without_via(&tx.changes) {
         return Err(format!(
             "not serializable: transaction {} changes were {:?}, at the commit point {changes:?}",
             tx.id, tx.changes

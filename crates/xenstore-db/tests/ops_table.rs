@@ -185,7 +185,13 @@ fn guest_permissions_follow_the_reference_rules() {
             row("d1", Control, b"check\0", Err(EACCES)),
             row("d1", GetQuota, b"", Err(EACCES)),
             row("d1", SetQuota, b"nodes\05\0", Err(EACCES)),
-            row("d1", GetFeature, b"", Err(EACCES)),
+            row("d1", GetFeature, b"1\0", Err(EACCES)),
+            // ... but its own features any domain may ask for (Xen 4.22):
+            // 15 = reconnection, error, watch depth, DOMID_ANY.
+            row("d1", GetFeature, b"", Ok(b"15\0")),
+            // RM of `/` is a permission refusal before it is EINVAL.
+            row("d1", Rm, b"/\0", Err(EACCES)),
+            row("dom0", Rm, b"/\0", Err(EINVAL)),
             row("d1", SetPerms, b"@releaseDomain\0b1\0", Err(EACCES)),
         ],
     );

@@ -12,3 +12,6 @@ pub const RECONNECTION: u32 = 1;
 pub const ERROR: u32 = 2;
 /// WATCH takes a third parameter limiting its depth.
 pub const WATCH_DEPTH: u32 = 4;
+/// Permission entries may name [`crate::DOMID_ANY`], "every domain"
+/// (Xen 4.22).
+pub const DOMID_ANY: u32 = 8;

@@ -47,3 +47,12 @@ pub use request::Request;
 
 /// A Xen domain identifier (0..=65535 on the wire).
 pub type DomId = u16;
+
+/// `DOMID_SELF` (0x7FF0): "the calling domain" where the protocol takes a
+/// domain id (IS_DOMAIN_INTRODUCED answers true for it, as C does).
+pub const DOMID_SELF: DomId = 0x7FF0;
+
+/// `DOMID_ANY` (0x7FF5): in a permission entry, every domain (Xen 4.22,
+/// feature bit [`features::DOMID_ANY`]). As the owner it gives everyone
+/// every right, as C's `perm_allows_conn` does.
+pub const DOMID_ANY: DomId = 0x7FF5;

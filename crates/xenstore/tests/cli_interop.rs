@@ -4,8 +4,10 @@
 //! stdout, stderr and exit status, and leave the same tree behind.
 //!
 //! Both programs get the same `argv[0]` (so messages naming the program
-//! match byte for byte). Needs root and the reference tools; fails saying
-//! what to install when they are missing (`.ci/run` installs them).
+//! match byte for byte). Needs root and the reference tools; where a Debian
+//! package is missing the test is reported ignored, saying what to install
+//! (failed under `XS_REQUIRE_PEERS=1`; `.ci/run` installs them). The
+//! harness is `xs_peers::harness` (`harness = false` in Cargo.toml).
 
 mod common;
 
@@ -19,8 +21,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{require, CDaemon};
+use common::CDaemon;
 use xenstore::{Client, Store};
+use xs_peers::harness::{run, Test};
+use xs_peers::{Need, XENSTORE_UTILS, XEN_UTILS};
 
 const OURS: &str = env!("CARGO_BIN_EXE_xenstore");
 
@@ -170,8 +174,6 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
-        require(Path::new("/usr/bin/xenstore"), "xenstore-utils (the reference tools)");
-        require(Path::new("/usr/lib/xen-4.17/bin/xenstore-control"), "xen-utils-4.17 (xenstore-control)");
         let daemon = CDaemon::start();
         let client = daemon.client();
         // Made once, before /t, so that the order of the root's children
@@ -415,7 +417,6 @@ fn corpus(scratch: &Path) -> Vec<Case> {
     cases
 }
 
-#[test]
 fn cli_matches_xenstore_utils_byte_for_byte() {
     let harness = Harness::new();
     let scratch = tempfile::tempdir().unwrap();
@@ -442,11 +443,9 @@ fn cli_matches_xenstore_utils_byte_for_byte() {
     eprintln!("{} command lines gave identical results", cases.len() + 1);
 }
 
-#[test]
 fn ls_truncates_to_the_terminal_width_like_xenstore_ls() {
     // `script` gives both programs a terminal of a chosen width.
     let script = Path::new("/usr/bin/script");
-    require(script, "util-linux's script(1)");
     let harness = Harness::new();
     let mut failures = Vec::new();
     for cols in [0, 1, 10, 30, 50, 120] {
@@ -470,4 +469,21 @@ fn ls_truncates_to_the_terminal_width_like_xenstore_ls() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `script(1)`, which gives a program a terminal of a chosen width.
+const BSDUTILS: Need = Need::Package { name: "bsdutils", file: "/usr/bin/script" };
+
+fn main() -> std::process::ExitCode {
+    // The reference tools (xenstore-control is xen-utils-4.17's) and the C daemon.
+    let needs = [&[XENSTORE_UTILS, XEN_UTILS][..], xs_peers::C_XENSTORED].concat();
+    run(vec![
+        Test::new("cli_matches_xenstore_utils_byte_for_byte", cli_matches_xenstore_utils_byte_for_byte).needs(&needs),
+        Test::new(
+            "ls_truncates_to_the_terminal_width_like_xenstore_ls",
+            ls_truncates_to_the_terminal_width_like_xenstore_ls,
+        )
+        .needs(&needs)
+        .needs(&[BSDUTILS]),
+    ])
 }

@@ -231,3 +231,19 @@ impl Write for RingSink<'_> {
         Ok(())
     }
 }
+
+/// Whether the hypervisor has `domid`, for a request naming a domain the
+/// store does not know (`xenstore_db::Exists`). Without a platform there is
+/// no hypervisor to ask and every domain is taken to exist; when asking
+/// fails, the domain is taken not to (a permission entry for it grants
+/// nothing, as C treats a domain it cannot look up).
+pub(crate) fn hypervisor_has(rings: Option<&mut Rings>, domid: DomId) -> bool {
+    let Some(rings) = rings else { return true };
+    match rings.platform.domains.state(domid) {
+        Ok(state) => state.is_some(),
+        Err(e) => {
+            tracing::warn!(domid, "cannot ask the hypervisor whether the domain exists: {e}");
+            false
+        }
+    }
+}

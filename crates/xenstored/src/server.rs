@@ -409,7 +409,11 @@ impl Server {
         let header = packet.header;
         self.trace.message("IN", id, &header, &packet.payload);
         let mut outcome = match Request::parse(header.op, &packet.payload) {
-            Ok(request) => self.engine.handle(id, header.tx_id, &request),
+            Ok(request) => {
+                let rings = &mut self.rings;
+                let mut exists = |domid| crate::rings::hypervisor_has(rings.as_mut(), domid);
+                self.engine.handle_with(id, header.tx_id, &request, &mut exists)
+            }
             Err(e) => Outcome::error(e),
         };
         self.carry_out(&mut outcome);

@@ -1,46 +1,25 @@
 //! Real clients against our daemon: Debian's xenstore-utils (compared byte
-//! for byte with the same commands against the C reference daemon), pyxs,
-//! and Xen's own test-xenstore. `.ci/run` installs all three; a missing one
-//! fails the test with what to install.
+//! for byte with the same commands against the C reference daemon, run by
+//! the project's own launcher, `xs-peers`), pyxs, and Xen's own
+//! test-xenstore. `.ci/run` installs all three; where a Debian package is
+//! missing the test is reported ignored with what to install (failed under
+//! `XS_REQUIRE_PEERS=1`, as in CI). The harness is `xs_peers::harness`
+//! (`harness = false` in Cargo.toml).
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use support::*;
+use xs_peers::harness::{run, Test};
+use xs_peers::{Flavor, PYTHON3, PYXS, XENSTORE_UTILS, XEN_UTILS};
 
-fn require(path: &str, package: &str) {
-    assert!(Path::new(path).exists(), "{path} is missing: apt-get install {package} (.ci/run does)");
-}
-
-/// The C reference daemon from `../shared/peers`, stopped on drop.
-struct Reference {
-    socket: PathBuf,
-    peers: PathBuf,
-}
-
-impl Reference {
-    fn start() -> Reference {
-        let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers");
-        let script = peers.join("start-cxenstored.sh");
-        assert!(script.exists(), "{} is missing (the shared peers directory)", script.display());
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let socket = std::env::temp_dir().join(format!("xs-ref-{}-{n}/socket", std::process::id()));
-        let _ = std::fs::remove_dir_all(socket.parent().unwrap());
-        let _ = std::fs::remove_dir_all(socket.with_extension("d"));
-        let out = Command::new("sh").arg(&script).arg(&socket).output().expect("run start-cxenstored.sh");
-        assert!(out.status.success(), "C reference daemon did not start: {}", String::from_utf8_lossy(&out.stderr));
-        Reference { socket, peers }
-    }
-}
-
-impl Drop for Reference {
-    fn drop(&mut self) {
-        let _ = Command::new("sh").arg(self.peers.join("stop-cxenstored.sh")).arg(&self.socket).output();
-    }
+/// The C reference daemon at a socket of this test's own; stopped on drop.
+fn reference(name: &str) -> xs_peers::Reference {
+    let socket = fresh_dir(&format!("ref-{name}")).join("socket");
+    xs_peers::Reference::start(Flavor::C, &socket).unwrap_or_else(|e| panic!("C reference daemon did not start: {e}"))
 }
 
 fn run_tool(socket: &Path, args: &[&str]) -> Output {
@@ -95,14 +74,11 @@ const CORPUS: &[&[&str]] = &[
     &["xenstore-ls", "/"],
 ];
 
-#[test]
 fn xenstore_utils_print_the_same_as_against_the_c_daemon() {
-    require("/usr/bin/xenstore-read", "xenstore-utils");
-    require("/usr/lib/xen-4.17/bin/xenstored", "xen-utils-4.17");
     let ours = Daemon::start(&[]);
-    let reference = Reference::start();
+    let reference = reference("utils");
     for args in CORPUS {
-        let theirs = run_tool(&reference.socket, args);
+        let theirs = run_tool(reference.socket(), args);
         let mine = run_tool(&ours.socket, args);
         assert_eq!(
             (String::from_utf8_lossy(&mine.stdout), String::from_utf8_lossy(&mine.stderr), mine.status.code()),
@@ -112,13 +88,11 @@ fn xenstore_utils_print_the_same_as_against_the_c_daemon() {
     }
 }
 
-#[test]
 fn xenstore_watch_sees_events_like_against_the_c_daemon() {
-    require("/usr/bin/xenstore-watch", "xenstore-utils");
     let ours = Daemon::start(&[]);
-    let reference = Reference::start();
+    let reference = reference("watch");
     let mut outputs = Vec::new();
-    for socket in [&ours.socket, &reference.socket] {
+    for socket in [ours.socket.as_path(), reference.socket()] {
         let child = Command::new("/usr/bin/xenstore-watch")
             .args(["-n", "4", "/wt"])
             .env("XENSTORED_PATH", socket)
@@ -138,9 +112,7 @@ fn xenstore_watch_sees_events_like_against_the_c_daemon() {
     assert_eq!(outputs[0].0, "/wt\n/wt/a\n/wt/b\n/wt\n");
 }
 
-#[test]
 fn pyxs_client_works_for_every_operation_it_offers() {
-    require("/usr/bin/python3", "python3");
     let d = Daemon::start(&[]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/pyxs_check.py");
     let out = Command::new("/usr/bin/python3").arg(&script).arg(&d.socket).output().unwrap();
@@ -150,10 +122,8 @@ fn pyxs_client_works_for_every_operation_it_offers() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
 }
 
-#[test]
 fn xen_test_xenstore_passes_all_its_tests() {
     let exe = "/usr/lib/xen-4.17/bin/test-xenstore";
-    require(exe, "xen-utils-4.17");
     let d = Daemon::start(&[]);
     let list = Command::new(exe).arg("-l").output().unwrap();
     let tests = String::from_utf8_lossy(&list.stdout).into_owned();
@@ -167,4 +137,25 @@ fn xen_test_xenstore_passes_all_its_tests() {
     );
     let random = Command::new(exe).args(["-r", "5"]).env("XENSTORED_PATH", &d.socket).output().unwrap();
     assert!(random.status.success(), "test-xenstore random tests failed: {}", String::from_utf8_lossy(&random.stderr));
+}
+
+fn main() -> std::process::ExitCode {
+    let c_daemon = xs_peers::C_XENSTORED;
+    run(vec![
+        Test::new(
+            "xenstore_utils_print_the_same_as_against_the_c_daemon",
+            xenstore_utils_print_the_same_as_against_the_c_daemon,
+        )
+        .needs(&[XENSTORE_UTILS])
+        .needs(c_daemon),
+        Test::new(
+            "xenstore_watch_sees_events_like_against_the_c_daemon",
+            xenstore_watch_sees_events_like_against_the_c_daemon,
+        )
+        .needs(&[XENSTORE_UTILS])
+        .needs(c_daemon),
+        Test::new("pyxs_client_works_for_every_operation_it_offers", pyxs_client_works_for_every_operation_it_offers)
+            .needs(&[PYTHON3, PYXS]),
+        Test::new("xen_test_xenstore_passes_all_its_tests", xen_test_xenstore_passes_all_its_tests).needs(&[XEN_UTILS]),
+    ])
 }

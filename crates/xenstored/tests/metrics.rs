@@ -1,7 +1,9 @@
 //! `xenstored --metrics`: the statistics as Prometheus text over HTTP,
 //! scraped as a Prometheus server would, and checked with the Prometheus
 //! project's own Python parser (Debian's python3-prometheus-client,
-//! installed by `.ci/run`). Also: what a scraper cannot do to the daemon.
+//! installed by `.ci/run`; where it is missing those tests are reported
+//! ignored, see `xs_peers::harness`). Also: what a scraper cannot do to
+//! the daemon.
 
 mod support;
 
@@ -14,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use support::*;
 use xenstore_wire::Op;
+use xs_peers::harness::{run, Test};
+use xs_peers::{PROMETHEUS_CLIENT, PYTHON3};
 
 /// One HTTP exchange on a fresh connection: the whole answer.
 fn http<S: Read + Write>(mut stream: S, request: &str) -> String {
@@ -64,7 +68,6 @@ fn parse_with_prometheus_client(text: &str) -> Vec<String> {
     String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
 }
 
-#[test]
 fn a_scrape_parses_with_prometheus_own_parser_and_counts_what_was_done() {
     let dir = fresh_dir("metrics-unix");
     let metrics = dir.join("metrics.sock");
@@ -95,7 +98,6 @@ fn a_scrape_parses_with_prometheus_own_parser_and_counts_what_was_done() {
     assert!(samples.iter().any(|s| s.starts_with("counter xenstored_domain_sent_bytes_total{domid=0")));
 }
 
-#[test]
 fn metrics_on_tcp_with_any_free_port_logs_where() {
     let daemon = Daemon::start(&["--metrics", "127.0.0.1:0"]);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -114,7 +116,6 @@ fn metrics_on_tcp_with_any_free_port_logs_where() {
     assert!(!parse_with_prometheus_client(body(&answer)).is_empty());
 }
 
-#[test]
 fn scrapers_get_clear_answers_and_cannot_hold_the_daemon() {
     let dir = fresh_dir("metrics-abuse");
     let metrics = dir.join("metrics.sock");
@@ -145,10 +146,29 @@ fn scrapers_get_clear_answers_and_cannot_hold_the_daemon() {
     assert!(!metrics.exists(), "the metrics socket is removed at exit");
 }
 
-#[test]
 fn a_bad_metrics_address_is_refused_naming_the_option() {
     let out = Command::new(env!("CARGO_BIN_EXE_xenstored")).args(["-N", "--metrics", "nonsense"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--metrics") && err.contains("127.0.0.1:9427"), "{err}");
+}
+
+fn main() -> std::process::ExitCode {
+    run(vec![
+        Test::new(
+            "a_scrape_parses_with_prometheus_own_parser_and_counts_what_was_done",
+            a_scrape_parses_with_prometheus_own_parser_and_counts_what_was_done,
+        )
+        .needs(&[PYTHON3, PROMETHEUS_CLIENT]),
+        Test::new("metrics_on_tcp_with_any_free_port_logs_where", metrics_on_tcp_with_any_free_port_logs_where)
+            .needs(&[PYTHON3, PROMETHEUS_CLIENT]),
+        Test::new(
+            "scrapers_get_clear_answers_and_cannot_hold_the_daemon",
+            scrapers_get_clear_answers_and_cannot_hold_the_daemon,
+        ),
+        Test::new(
+            "a_bad_metrics_address_is_refused_naming_the_option",
+            a_bad_metrics_address_is_refused_naming_the_option,
+        ),
+    ])
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use xen_platform::{DomainConfig, Toolstack};
 use xenstore::Op;
 use xenstore_db::{Config, QuotaKind};
 use xenstored::testing::{ClientId, World};
@@ -107,8 +108,12 @@ fn a_guests_requests_bytes_refusals_and_quota_use_are_its_own() {
 fn many_domains_page_without_loss_or_repetition() {
     let mut w = World::new();
     let dom0 = w.dom0();
-    // Naming a domain in a permission makes the store know it (as a
-    // toolstack does before INTRODUCE): 300 domains, 50 to a node.
+    // Naming an existing domain in a permission makes the store know it
+    // (as a toolstack does before INTRODUCE): 300 domains, 50 to a node.
+    for i in 0..300 {
+        let config = DomainConfig { name: format!("d{i}"), program: Vec::new(), env: Vec::new(), cwd: None };
+        w.hv.toolstack().create(&config).unwrap();
+    }
     for chunk in 0..6u32 {
         let mut payload = format!("/many/{chunk}\0n0\0").into_bytes();
         for d in 1 + chunk * 50..=(chunk + 1) * 50 {

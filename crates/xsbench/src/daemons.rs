@@ -1,16 +1,20 @@
 //! Starting and stopping the daemons under test, and reading their memory.
 //!
 //! Ours is the `xenstored` built beside this binary. The references are
-//! Debian's C xenstored and oxenstored, started socket-only through the
-//! scripts in `../shared/peers/` (or `$XS_PEERS`), which need root and
-//! `xen-utils-4.17`; when they are missing the run says so and goes on
-//! with the daemons it has.
+//! Debian's C xenstored and oxenstored (Xen 4.17), started socket-only by
+//! this project's launcher, `xs-peers`, which needs root, `xen-utils-4.17`,
+//! `libxen-dev` and `gcc`; when something is missing the run says what and
+//! goes on with the daemons it has. `$XS_PEERS` names a directory of
+//! start/stop scripts to use instead (`start-cxenstored.sh SOCKET`, printing
+//! the pid, and `stop-cxenstored.sh SOCKET`; likewise `oxenstored`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+use xs_peers::{Flavor, Launch, Reference};
 
 use crate::results::DaemonInfo;
 
@@ -50,14 +54,20 @@ impl Kind {
             Kind::OCaml => Some("oxenstored"),
         }
     }
+
+    fn flavor(self) -> Option<Flavor> {
+        match self {
+            Kind::Rust => None,
+            Kind::C => Some(Flavor::C),
+            Kind::OCaml => Some(Flavor::OCaml),
+        }
+    }
 }
 
-/// Where the peer scripts are: `$XS_PEERS`, else `shared/peers` beside the
-/// repository.
-pub fn peers_dir() -> PathBuf {
-    std::env::var_os("XS_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers"))
+/// The directory of peer start/stop scripts in `$XS_PEERS`, when it is set
+/// (else the references are run by `xs-peers`).
+pub fn peers_dir() -> Option<PathBuf> {
+    std::env::var_os("XS_PEERS").map(PathBuf::from)
 }
 
 /// Our xenstored: `$XS_BENCH_XENSTORED`, else the one beside this binary.
@@ -81,19 +91,24 @@ pub fn probe(kind: Kind) -> DaemonInfo {
             Err(e) => (false, format!("{e:#}")),
         },
         Some(name) => {
-            let script = peers_dir().join(format!("start-{name}.sh"));
-            let binary = match kind {
-                Kind::C => "/usr/lib/xen-4.17/bin/xenstored",
-                _ => "/usr/lib/xen-4.17/bin/oxenstored",
-            };
-            if !script.is_file() {
-                (false, format!("not run: {} not found (set XS_PEERS)", script.display()))
-            } else if !Path::new(binary).is_file() {
-                (false, format!("not run: {binary} missing (apt-get install xen-utils-4.17)"))
-            } else if !rustix::process::geteuid().is_root() {
-                (false, "not run: the peer scripts need root".to_owned())
-            } else {
-                (true, format!("Debian xen-utils-4.17 {binary}, socket-only via {}", script.display()))
+            let flavor = kind.flavor().expect("a reference");
+            let binary = flavor.binary();
+            match (peers_dir(), xs_peers::missing(flavor.needs())) {
+                (None, Some(need)) => (false, format!("not run: {need}")),
+                (None, None) => (true, format!("Debian xen-utils-4.17 {}, socket-only via xs-peers", binary.display())),
+                (Some(peers), _) => {
+                    let script = peers.join(format!("start-{name}.sh"));
+                    if !script.is_file() {
+                        (false, format!("not run: {} not found (XS_PEERS is set)", script.display()))
+                    } else if !binary.is_file() {
+                        (false, format!("not run: {} missing (apt-get install xen-utils-4.17)", binary.display()))
+                    } else if !rustix::process::geteuid().is_root() {
+                        (false, "not run: the peer scripts need root".to_owned())
+                    } else {
+                        let via = script.display();
+                        (true, format!("Debian xen-utils-4.17 {}, socket-only via {via}", binary.display()))
+                    }
+                }
             }
         }
     };
@@ -110,6 +125,7 @@ pub struct Daemon {
     /// Its process.
     pub pid: u32,
     child: Option<Child>,
+    reference: Option<Reference>,
     stopped: bool,
 }
 
@@ -131,10 +147,35 @@ impl Daemon {
                     .stderr(log)
                     .spawn()
                     .context("start our xenstored")?;
-                Daemon { kind, socket: socket.clone(), pid: child.id(), child: Some(child), stopped: false }
+                Daemon {
+                    kind,
+                    socket: socket.clone(),
+                    pid: child.id(),
+                    child: Some(child),
+                    reference: None,
+                    stopped: false,
+                }
+            }
+            Some(_) if peers_dir().is_none() => {
+                let flavor = kind.flavor().expect("a reference");
+                // Domain ids the store workload names in permissions must
+                // exist for the references (the shim answers for the
+                // "hypervisor").
+                let reference = Launch::new(flavor)
+                    .domains("all")
+                    .start(&socket)
+                    .with_context(|| format!("start {}", kind.name()))?;
+                Daemon {
+                    kind,
+                    socket: socket.clone(),
+                    pid: reference.pid(),
+                    child: None,
+                    reference: Some(reference),
+                    stopped: false,
+                }
             }
             Some(name) => {
-                let script = peers_dir().join(format!("start-{name}.sh"));
+                let script = peers_dir().expect("XS_PEERS").join(format!("start-{name}.sh"));
                 let out = Command::new("sh")
                     .arg(&script)
                     .arg(&socket)
@@ -151,7 +192,7 @@ impl Daemon {
                     .next()
                     .and_then(|p| p.parse().ok())
                     .with_context(|| format!("no pid in {stdout:?}"))?;
-                Daemon { kind, socket: socket.clone(), pid, child: None, stopped: false }
+                Daemon { kind, socket: socket.clone(), pid, child: None, reference: None, stopped: false }
             }
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -195,8 +236,10 @@ impl Daemon {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             child.wait()?;
-        } else if let Some(name) = self.kind.peer_script() {
-            let script = peers_dir().join(format!("stop-{name}.sh"));
+        } else if let Some(reference) = self.reference.take() {
+            reference.stop()?;
+        } else if let (Some(name), Some(peers)) = (self.kind.peer_script(), peers_dir()) {
+            let script = peers.join(format!("stop-{name}.sh"));
             Command::new("sh").arg(&script).arg(&self.socket).stdout(Stdio::null()).status()?;
         }
         Ok(())

@@ -44,8 +44,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Ours and the references side by side in one run (references need root
-    /// and ../shared/peers or $XS_PEERS; missing ones are said and skipped).
+    /// Ours and the references side by side in one run (references need root,
+    /// xen-utils-4.17, libxen-dev and gcc; missing ones are said and skipped).
     Compare {
         #[command(flatten)]
         common: Common,
@@ -315,7 +315,8 @@ fn compare(o: &Options, argv: &[String]) -> Result<()> {
         })
         .collect();
     // Domain ids the store workload names in permissions must exist for
-    // the references (their shim asks the "hypervisor").
+    // the references: xs-peers is told so at each start, and scripts from
+    // $XS_PEERS are told with this variable.
     std::env::set_var("XSSHIM_DOMAINS", "all");
     let dir = tempfile::Builder::new().prefix("xs-bench-").tempdir()?;
     let repeated: Vec<_> = workloads::REPEATED.iter().filter(|(n, _)| o.wants(n)).collect();

@@ -1,6 +1,7 @@
 //! `xenstore top` against a hosted host with guests, used as a person
 //! would: in a terminal (tmux, keys sent and the screen read back), and in
-//! batch mode as a script would.
+//! batch mode as a script would. Without tmux the terminal test is
+//! reported ignored (`xs_peers::harness`).
 
 mod support;
 
@@ -9,6 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::TestHost;
+use xs_peers::harness::{run, Test};
+use xs_peers::TMUX;
 
 /// The `xenstore` tool, built beside xsim (`cargo build --bins`, as
 /// scripts/test does).
@@ -87,7 +90,6 @@ impl Drop for Tmux {
     }
 }
 
-#[test]
 fn top_in_a_terminal_shows_the_busy_guest_first_sorts_on_keys_and_quits_cleanly() {
     let (host, busy, idle) = busy_host();
     let tmux = Tmux { socket: format!("xs-top-{}", std::process::id()) };
@@ -131,7 +133,6 @@ fn top_in_a_terminal_shows_the_busy_guest_first_sorts_on_keys_and_quits_cleanly(
     assert!(!tmux.screen().contains("DOMID"), "the alternate screen was left:\n{}", tmux.screen());
 }
 
-#[test]
 fn top_in_batch_mode_prints_frames_with_rates_for_scripts() {
     let (host, busy, idle) = busy_host();
     let out = Command::new(xenstore())
@@ -153,4 +154,18 @@ fn top_in_batch_mode_prints_frames_with_rates_for_scripts() {
     let bad = Command::new(xenstore()).args(["top", "--sort", "bogus"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("valid: DOMID"), "{bad:?}");
+}
+
+fn main() -> std::process::ExitCode {
+    run(vec![
+        Test::new(
+            "top_in_a_terminal_shows_the_busy_guest_first_sorts_on_keys_and_quits_cleanly",
+            top_in_a_terminal_shows_the_busy_guest_first_sorts_on_keys_and_quits_cleanly,
+        )
+        .needs(&[TMUX]),
+        Test::new(
+            "top_in_batch_mode_prints_frames_with_rates_for_scripts",
+            top_in_batch_mode_prints_frames_with_rates_for_scripts,
+        ),
+    ])
 }

@@ -1,13 +1,12 @@
 //! Test doubles shared by the integration tests: a scripted fake daemon
-//! on one end of a socket pair, and the C reference daemon from
-//! `../shared/peers`.
+//! on one end of a socket pair, and the C reference daemon (run by the
+//! project's own launcher, `xs-peers`).
 
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use xenstore::transport::UnixSocket;
 use xenstore::{Client, ErrorCode, Op, Options};
@@ -108,60 +107,28 @@ impl FakeDaemon {
     }
 }
 
-/// Where `../shared/peers` is (`XS_PEERS_DIR` overrides).
-pub fn peers_dir() -> PathBuf {
-    std::env::var_os("XS_PEERS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers"))
-}
-
-/// Fails the test with what to install when a reference tool is missing.
-pub fn require(path: &Path, what: &str) {
-    assert!(
-        path.exists(),
-        "{} is missing: the reference-daemon tests need {what}. On Debian 12: \
-         apt-get install -y xenstore-utils xen-utils-4.17 libxen-dev gcc (.ci/run installs them), \
-         and the shared peers scripts at {} (override with XS_PEERS_DIR)",
-        path.display(),
-        peers_dir().display()
-    );
-}
-
 /// The C reference `xenstored` (Xen 4.17) at a private socket, run by
-/// `../shared/peers/start-cxenstored.sh` (needs root); stopped on drop.
+/// `xs_peers` (needs root, and the packages of [`xs_peers::C_XENSTORED`],
+/// which the tests using it declare to their harness); stopped on drop.
 /// Domains 1..=10 "exist" (so permissions may name them).
 #[derive(Debug)]
 pub struct CDaemon {
+    daemon: xs_peers::Reference,
     dir: tempfile::TempDir,
-    socket: PathBuf,
 }
 
 impl CDaemon {
     pub fn start() -> CDaemon {
-        let start = peers_dir().join("start-cxenstored.sh");
-        require(&start, "the shared peers scripts");
-        require(Path::new("/usr/lib/xen-4.17/bin/xenstored"), "xen-utils-4.17 (the C xenstored)");
-        require(Path::new("/usr/bin/xenstore-read"), "xenstore-utils");
         let dir = tempfile::Builder::new().prefix("xs-client-").tempdir().unwrap();
-        let socket = dir.path().join("socket");
-        let out = Command::new("sh")
-            .arg(&start)
-            .arg(&socket)
-            .env("XSSHIM_DOMAINS", "1-10")
-            .env_remove("XENSTORED_PATH")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "start-cxenstored.sh failed (it needs root): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        CDaemon { dir, socket }
+        let daemon = xs_peers::Launch::new(xs_peers::Flavor::C)
+            .domains("1-10")
+            .start(&dir.path().join("socket"))
+            .unwrap_or_else(|e| panic!("the C reference daemon did not start: {e}"));
+        CDaemon { daemon, dir }
     }
 
     pub fn socket(&self) -> &Path {
-        &self.socket
+        self.daemon.socket()
     }
 
     pub fn dir(&self) -> &Path {
@@ -169,12 +136,6 @@ impl CDaemon {
     }
 
     pub fn client(&self) -> Client {
-        Client::connect(&self.socket).unwrap()
-    }
-}
-
-impl Drop for CDaemon {
-    fn drop(&mut self) {
-        let _ = Command::new("sh").arg(peers_dir().join("stop-cxenstored.sh")).arg(&self.socket).output();
+        Client::connect(self.socket()).unwrap()
     }
 }

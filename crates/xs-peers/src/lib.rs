@@ -1,0 +1,143 @@
+//! Debian's reference XenStore daemons, run by the project's tests and
+//! benchmarks without a hypervisor, and a test harness that reports a test
+//! whose Debian packages are missing as ignored rather than passed.
+//!
+//! Why: our xenstored is checked against the C `xenstored` and `oxenstored`
+//! of Xen 4.17 (Debian's `xen-utils-4.17`), byte for byte through Debian's
+//! own clients. Those daemons want a hypervisor; [`Reference`] starts one
+//! socket-only as dom0 at a socket path of the caller's choice, with a small
+//! `LD_PRELOAD` library of ours (`src/shim.c`, compiled at run time with
+//! `gcc` against `libxen-dev`'s headers) answering what they ask Xen. It
+//! needs root (the daemons' sockets, and oxenstored's mount namespace).
+//!
+//! What a test needs is a list of [`Need`]s. [`harness::run`] (for tests
+//! with `harness = false`) checks them when the test is about to run: a
+//! missing one makes the test *ignored*, with the package to install as the
+//! reason, and counted so in libtest's summary line; with
+//! `XS_REQUIRE_PEERS=1` in the environment (`.ci/run` sets it) a missing one
+//! fails the test instead.
+//!
+//! The packages are looked for under `$XS_PEERS_ROOT` (default `/`): point
+//! it at a directory that lacks a package's file to see the skip path.
+
+use std::fmt;
+use std::path::PathBuf;
+
+mod daemon;
+pub mod harness;
+mod shim;
+
+pub use daemon::{Flavor, Launch, Reference};
+
+/// Something a test needs from the machine: a Debian package (known by one
+/// file it installs) or root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// The Debian package `name`, present when `file` exists (under
+    /// `$XS_PEERS_ROOT`).
+    Package {
+        /// The package, as `apt-get install` takes it.
+        name: &'static str,
+        /// An absolute path the package installs.
+        file: &'static str,
+    },
+    /// Running as root (effective uid 0).
+    Root,
+}
+
+/// Xen 4.17's C `xenstored`, `oxenstored`, `test-xenstore` and
+/// `xenstore-control`.
+pub const XEN_UTILS: Need = Need::Package { name: "xen-utils-4.17", file: "/usr/lib/xen-4.17/bin/xenstored" };
+/// Debian's libxenstore tools: `xenstore-read`, `xenstore-ls`, `xenstore`, ...
+pub const XENSTORE_UTILS: Need = Need::Package { name: "xenstore-utils", file: "/usr/bin/xenstore-read" };
+/// The Xen headers the shim is compiled against.
+pub const LIBXEN_DEV: Need = Need::Package { name: "libxen-dev", file: "/usr/include/xenctrl.h" };
+/// The C compiler that builds the shim.
+pub const GCC: Need = Need::Package { name: "gcc", file: "/usr/bin/gcc" };
+/// Python 3, for the pyxs client checks.
+pub const PYTHON3: Need = Need::Package { name: "python3", file: "/usr/bin/python3" };
+/// pyxs, an independent Python XenStore client.
+pub const PYXS: Need = Need::Package { name: "python3-pyxs", file: "/usr/lib/python3/dist-packages/pyxs/__init__.py" };
+/// util-linux's `unshare`, which gives oxenstored its private mount namespace.
+pub const UTIL_LINUX: Need = Need::Package { name: "util-linux", file: "/usr/bin/unshare" };
+
+/// tmux, the terminal in which `xenstore top` is tested as a person uses it.
+pub const TMUX: Need = Need::Package { name: "tmux", file: "/usr/bin/tmux" };
+/// The Prometheus project's Python client, whose parser checks what
+/// `xenstored --metrics` serves.
+pub const PROMETHEUS_CLIENT: Need = Need::Package {
+    name: "python3-prometheus-client",
+    file: "/usr/lib/python3/dist-packages/prometheus_client/parser.py",
+};
+
+/// Everything [`Reference`] needs to run the C xenstored.
+pub const C_XENSTORED: &[Need] = &[XEN_UTILS, LIBXEN_DEV, GCC, Need::Root];
+/// Everything [`Reference`] needs to run oxenstored.
+pub const OXENSTORED: &[Need] = &[XEN_UTILS, LIBXEN_DEV, GCC, UTIL_LINUX, Need::Root];
+
+/// Where the Debian packages' files are looked for: `$XS_PEERS_ROOT`, else `/`.
+pub fn root() -> PathBuf {
+    std::env::var_os("XS_PEERS_ROOT").map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
+
+/// `installed` (an absolute path as a package installs it) under [`root`].
+pub fn path(installed: &str) -> PathBuf {
+    root().join(installed.trim_start_matches('/'))
+}
+
+impl Need {
+    /// Whether the machine has it.
+    pub fn is_met(&self) -> bool {
+        match self {
+            Need::Package { file, .. } => path(file).exists(),
+            Need::Root => rustix::process::geteuid().is_root(),
+        }
+    }
+}
+
+impl fmt::Display for Need {
+    /// What is missing and how to get it, for a skip or failure message.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Need::Package { name, file } => {
+                write!(f, "{name} is missing ({} not found): apt-get install {name}", path(file).display())
+            }
+            Need::Root => f.write_str("not root: the reference daemons need root"),
+        }
+    }
+}
+
+/// The first of `needs` that the machine lacks.
+pub fn missing(needs: &[Need]) -> Option<Need> {
+    needs.iter().copied().find(|n| !n.is_met())
+}
+
+/// Whether a missing need must fail rather than skip: `XS_REQUIRE_PEERS=1`.
+pub fn required() -> bool {
+    std::env::var_os("XS_REQUIRE_PEERS").is_some_and(|v| v == "1")
+}
+
+/// Why a reference daemon did not start.
+#[derive(Debug)]
+pub enum Error {
+    /// The machine lacks something it needs.
+    Missing(Need),
+    /// It was there but did not start (or the shim did not build).
+    Failed(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Missing(need) => need.fmt(f),
+            Error::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// `Err(Missing)` for the first of `needs` the machine lacks.
+pub fn check(needs: &[Need]) -> Result<(), Error> {
+    missing(needs).map_or(Ok(()), |n| Err(Error::Missing(n)))
+}
