@@ -31,7 +31,7 @@ pub use daemon::{Flavor, Launch, Reference};
 
 /// Something a test needs from the machine: a Debian package (known by one
 /// file it installs) or root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum Need {
     /// The Debian package `name`, present when `file` exists (under
     /// `$XS_PEERS_ROOT`).
@@ -43,6 +43,14 @@ pub enum Need {
     },
     /// Running as root (effective uid 0).
     Root,
+    /// Something else of the machine's, checked by `met`; `missing` says
+    /// what is missing and how to get it.
+    Check {
+        /// What a skip or failure says.
+        missing: &'static str,
+        /// Whether the machine has it.
+        met: fn() -> bool,
+    },
 }
 
 /// Xen 4.17's C `xenstored`, `oxenstored`, `test-xenstore` and
@@ -91,6 +99,7 @@ impl Need {
         match self {
             Need::Package { file, .. } => path(file).exists(),
             Need::Root => rustix::process::geteuid().is_root(),
+            Need::Check { met, .. } => met(),
         }
     }
 }
@@ -103,6 +112,7 @@ impl fmt::Display for Need {
                 write!(f, "{name} is missing ({} not found): apt-get install {name}", path(file).display())
             }
             Need::Root => f.write_str("not root: the reference daemons need root"),
+            Need::Check { missing, .. } => f.write_str(missing),
         }
     }
 }

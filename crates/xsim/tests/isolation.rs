@@ -8,16 +8,28 @@ mod support;
 
 use support::TestHost;
 use xen_platform::hosted::Isolation;
+use xs_peers::harness::{run, Test};
+use xs_peers::Need;
 
-/// Under user namespaces, or `None` (and the test passes, saying why)
-/// where this user cannot make them.
-fn userns_host() -> Option<TestHost> {
-    if Isolation::strongest() == Isolation::None {
-        eprintln!("skipped: this user cannot make user namespaces");
-        return None;
-    }
-    Some(TestHost::up_with(Isolation::UserNamespace))
+/// A host under user namespaces (the tests that use it need
+/// [`USER_NAMESPACES`]).
+fn userns_host() -> TestHost {
+    TestHost::up_with(Isolation::UserNamespace)
 }
+
+/// User namespaces this user may make (the harness reports the tests that
+/// need them ignored otherwise).
+const USER_NAMESPACES: Need = Need::Check {
+    missing: "this user cannot make user namespaces (see /proc/sys/user/max_user_namespaces)",
+    met: || Isolation::strongest() != Isolation::None,
+};
+
+/// A uid per guest: root, and the test programs reachable by other users.
+const UID_PER_GUEST: Need = Need::Check {
+    missing: "no uid per guest here: not root, or the build directory is under a directory other users \
+              cannot search (such as /root)",
+    met: || Isolation::strongest() == Isolation::Uid,
+};
 
 /// Runs the socket check in a guest of `host`.
 fn try_dom0_sockets(host: &mut TestHost) -> String {
@@ -26,16 +38,14 @@ fn try_dom0_sockets(host: &mut TestHost) -> String {
     host.console(domid)
 }
 
-#[test]
 fn guest_cannot_use_dom0_sockets() {
     let mut host = TestHost::up();
     let console = try_dom0_sockets(&mut host);
     assert!(console.contains("xenstored.sock: "), "{console}");
 }
 
-#[test]
 fn guest_in_a_user_namespace_is_refused_by_peer_credentials_and_logged_within_a_rate() {
-    let Some(mut host) = userns_host() else { return };
+    let mut host = userns_host();
     let console = try_dom0_sockets(&mut host);
     assert!(console.contains("xenstored.sock: connected, then closed unanswered"), "{console}");
     assert!(console.contains("hypervisor.sock: connected, then closed unanswered"), "{console}");
@@ -68,31 +78,21 @@ fn try_proc_files(mut host: TestHost) {
     assert_eq!(console.matches(": refused: ").count(), 3, "{console}");
 }
 
-#[test]
 fn guest_cannot_open_other_domains_or_dom0s_proc_files() {
     try_proc_files(TestHost::up());
 }
 
-#[test]
 fn guest_in_a_user_namespace_cannot_open_other_domains_or_dom0s_proc_files() {
-    if let Some(host) = userns_host() {
-        try_proc_files(host);
-    }
+    try_proc_files(userns_host());
 }
 
-#[test]
 fn ordinary_guests_work_in_a_user_namespace() {
-    let Some(mut host) = userns_host() else { return };
+    let mut host = userns_host();
     host.check("relative", &[]);
     host.check("reconnect", &[]);
 }
 
-#[test]
 fn destroy_kills_what_a_guest_left_running_under_a_uid_per_guest() {
-    if Isolation::strongest() != Isolation::Uid {
-        eprintln!("skipped: a uid per guest needs root");
-        return;
-    }
     let mut host = TestHost::up();
     // A grandchild in a session of its own, which outlives the guest's
     // own process: only its uid still ties it to the domain.
@@ -129,4 +129,31 @@ fn running(pid: u32) -> bool {
         Ok(stat) => !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
+}
+
+fn main() -> std::process::ExitCode {
+    run(vec![
+        Test::new("guest_cannot_use_dom0_sockets", guest_cannot_use_dom0_sockets),
+        Test::new(
+            "guest_in_a_user_namespace_is_refused_by_peer_credentials_and_logged_within_a_rate",
+            guest_in_a_user_namespace_is_refused_by_peer_credentials_and_logged_within_a_rate,
+        )
+        .needs(&[USER_NAMESPACES]),
+        Test::new(
+            "guest_cannot_open_other_domains_or_dom0s_proc_files",
+            guest_cannot_open_other_domains_or_dom0s_proc_files,
+        ),
+        Test::new(
+            "guest_in_a_user_namespace_cannot_open_other_domains_or_dom0s_proc_files",
+            guest_in_a_user_namespace_cannot_open_other_domains_or_dom0s_proc_files,
+        )
+        .needs(&[USER_NAMESPACES]),
+        Test::new("ordinary_guests_work_in_a_user_namespace", ordinary_guests_work_in_a_user_namespace)
+            .needs(&[USER_NAMESPACES]),
+        Test::new(
+            "destroy_kills_what_a_guest_left_running_under_a_uid_per_guest",
+            destroy_kills_what_a_guest_left_running_under_a_uid_per_guest,
+        )
+        .needs(&[UID_PER_GUEST]),
+    ])
 }

@@ -48,8 +48,12 @@ pub enum Isolation {
 impl Isolation {
     /// The strongest this process can have: a uid per guest as root, else
     /// user namespaces where the kernel lets this user make them.
+    /// As root, a uid per guest needs the guest programs to be reachable
+    /// by other users: when the directories above this executable (where
+    /// `xsim-guest` and the tools are) are not, as under `/root` (mode
+    /// 0700), user namespaces are the strongest that still runs them.
     pub fn strongest() -> Isolation {
-        if rustix::process::geteuid().is_root() {
+        if rustix::process::geteuid().is_root() && programs_reachable_by_other_users() {
             Isolation::Uid
         } else if super::helper::can_unshare_user() {
             Isolation::UserNamespace
@@ -66,6 +70,14 @@ impl Isolation {
             Isolation::None => "none",
         }
     }
+}
+
+/// Whether another user could run the programs beside this executable:
+/// every directory from `/` down to it searchable by others.
+pub fn programs_reachable_by_other_users() -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(exe) = std::env::current_exe() else { return false };
+    exe.ancestors().skip(1).all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
 impl FromStr for Isolation {
