@@ -57,11 +57,16 @@ pub enum Field {
     Connection,
     /// Connection error indicator (written by the server), offset 2072.
     Error,
+    /// The guest's event channel for the server, offset 2076, filled in by
+    /// Xen for dom0less/Hyperlaunch domains (Xen 4.21, `xs_wire.h`): when
+    /// non-zero the server binds it instead of INTRODUCE's port. Nobody
+    /// writes it through this crate.
+    EvtchnPort,
 }
 
 impl Field {
     /// Every field, in page order.
-    pub const ALL: [Field; 7] = [
+    pub const ALL: [Field; 8] = [
         Field::ReqCons,
         Field::ReqProd,
         Field::RspCons,
@@ -69,6 +74,7 @@ impl Field {
         Field::ServerFeatures,
         Field::Connection,
         Field::Error,
+        Field::EvtchnPort,
     ];
 
     /// Byte offset of the field in the page (a multiple of 4).
@@ -81,6 +87,7 @@ impl Field {
             Field::ServerFeatures => 2064,
             Field::Connection => 2068,
             Field::Error => 2072,
+            Field::EvtchnPort => 2076,
         }
     }
 }

@@ -100,7 +100,7 @@ pub use layout::{
     FEATURE_WATCH_DEPTH, PAGE_SIZE, RECONNECT, RING_SIZE,
 };
 #[cfg(not(loom))]
-pub use mapped::{MappedGuest, MappedServer, PageMemory};
+pub use mapped::{read_field, MappedGuest, MappedServer, PageMemory};
 pub use page::{OwnedPage, RingPage};
 pub use ring::{GuestRing, ServerRing};
 

@@ -27,6 +27,17 @@ pub unsafe trait PageMemory: Send {
     fn page_base(&self) -> NonNull<u8>;
 }
 
+/// Reads one field of the page in `memory` before any ring end is made
+/// for it: the event channel Xen filled in for a dom0less domain
+/// ([`crate::Field::EvtchnPort`]), which decides what to bind.
+pub fn read_field<M: PageMemory>(memory: &M, field: crate::Field) -> u32 {
+    // SAFETY: `PageMemory` guarantees the page stays mapped and is only
+    // accessed atomically while `memory` lives; the view is dropped at the
+    // end of this call, while `memory` is borrowed.
+    let page = unsafe { RingPage::new(memory.page_base()) };
+    page.field(field)
+}
+
 /// The server end of a ring ([`ServerConnection`]) together with the
 /// memory of its page.
 #[derive(Debug)]

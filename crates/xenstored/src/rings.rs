@@ -16,7 +16,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use xen_platform::{Dom0Store, DomId, DomainStates, EventChannels, ForeignMemory, MappedPages, Notifier, Port};
 use xenstore_db::ConnId;
-use xenstore_ring::{Incoming, MappedServer, Notify, ERROR_COMM};
+use xenstore_ring::{Field, Incoming, MappedServer, Notify, ERROR_COMM};
 use xenstore_wire::Packet;
 
 use crate::conn::Received;
@@ -166,6 +166,15 @@ impl Rings {
         features: u32,
     ) -> io::Result<DomainRing> {
         let pages = self.platform.memory.map_foreign(domid, gfn, 1)?;
+        // Xen 4.21+: a port Xen wrote in the page (dom0less domains) wins
+        // over INTRODUCE's; only when it is non-zero.
+        let port = match xenstore_ring::read_field(&pages, Field::EvtchnPort) {
+            0 => port,
+            filled => {
+                tracing::debug!(domid, filled, introduced = port, "binding the event channel the ring page names");
+                filled
+            }
+        };
         let (local, notifier) = self.bind(domid, port)?;
         self.by_port.insert(local, conn);
         self.by_domid.insert(domid, conn);

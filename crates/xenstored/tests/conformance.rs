@@ -219,3 +219,23 @@ fn removing_the_root_is_refused_for_permission_first() {
     assert_eq!(code(w.call(g, Op::Rm, b"/\0")), Some(ErrorCode::EACCES));
     assert_eq!(code(w.call(d0, Op::Rm, b"/\0")), Some(ErrorCode::EINVAL));
 }
+
+#[test]
+fn the_event_channel_xen_wrote_in_the_ring_page_wins_over_introduces() {
+    let mut w = World::new();
+    let d0 = w.dom0();
+    let g = w.create_guest("dom0less");
+    let domid = w.domid(g);
+    let port = w.store_port(g);
+    let wrong = z(&[&domid.to_string(), &xen_platform::testing::STORE_GFN.to_string(), "999"]);
+    // Xen 4.21's `evtchn_port` at offset 2076: zero, INTRODUCE's port is
+    // bound, and a wrong one fails.
+    assert_eq!(code(w.call(d0, Op::Introduce, &wrong)), Some(ErrorCode::EINVAL));
+    // Filled in (as Xen does for dom0less domains): used instead.
+    w.ring(g).set_raw_field(xenstore_ring::Field::EvtchnPort, port);
+    assert_eq!(w.call(d0, Op::Introduce, &wrong).unwrap(), b"OK\0");
+    assert_eq!(
+        w.call(g, Op::GetDomainPath, &z(&[&domid.to_string()])).unwrap(),
+        format!("/local/domain/{domid}\0").into_bytes()
+    );
+}
