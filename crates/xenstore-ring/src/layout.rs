@@ -131,8 +131,10 @@ mod tests {
     #[test]
     fn field_offsets_match_xs_wire_h() {
         let offsets: Vec<usize> = Field::ALL.iter().map(|f| f.offset()).collect();
-        assert_eq!(offsets, [2048, 2052, 2056, 2060, 2064, 2068, 2072]);
-        assert!(Field::Error.offset() + 4 <= PAGE_SIZE);
+        // `evtchn_port` follows `error` in Xen 4.21's xs_wire.h (Debian
+        // 12's 4.17 headers end at `error`, offset 2076).
+        assert_eq!(offsets, [2048, 2052, 2056, 2060, 2064, 2068, 2072, 2076]);
+        assert!(Field::EvtchnPort.offset() + 4 <= PAGE_SIZE);
         assert_eq!(RSP_OFFSET + RING_SIZE, Field::ReqCons.offset());
     }
 }
