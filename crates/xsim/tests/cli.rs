@@ -114,6 +114,19 @@ fn shutdown_forces_only_when_asked_and_records_the_reason() {
     assert_eq!(row(&host, "deaf").state, "---sr-", "shut down, for reboot");
 }
 
+#[test]
+fn a_guest_that_is_asked_to_reboot_reports_a_reboot() {
+    let host = Up::new("reboot");
+    let guest = env!("CARGO_BIN_EXE_xsim-guest");
+    assert!(host.run(&["create", "polite", "--", guest, "demo"]).status.success());
+    wait_for_console(&host, "polite", "waiting for control/shutdown");
+    let asked = host.run(&["shutdown", "-r", "reboot", "-w", "10", "polite"]);
+    assert!(asked.status.success(), "{asked:?}");
+    assert!(!String::from_utf8_lossy(&asked.stderr).contains("forcing"), "{asked:?}");
+    // The guest itself said why (SCHEDOP_shutdown), not the toolstack.
+    assert_eq!(row(&host, "polite").state, "---sr-");
+}
+
 /// One domain's line of `xsim list`, in xl's columns.
 #[derive(Debug)]
 struct Row {

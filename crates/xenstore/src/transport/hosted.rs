@@ -6,7 +6,7 @@
 
 use std::io;
 
-use xen_platform::hosted::{Host, ENV_HYPERVISOR_FD};
+use xen_platform::hosted::{GuestStart, Host, ENV_HYPERVISOR_FD};
 
 use super::{SharedRing, Transport};
 
@@ -26,9 +26,16 @@ pub fn in_hosted_guest() -> bool {
 /// start information out once per process, so this works once per process
 /// (`EBUSY` after).
 pub fn connect_guest_ring() -> io::Result<Box<dyn Transport>> {
+    let (host, start) = Host::from_guest_env()?;
+    ring_of(&host, start)
+}
+
+/// [`connect_guest_ring`] for a guest that adopted its hypervisor
+/// connection itself (to report its own shutdown, say, with
+/// [`Host::shutdown_self`]): the ring `start` describes.
+pub fn ring_of(host: &Host, start: GuestStart) -> io::Result<Box<dyn Transport>> {
     // The host connection stays alive inside the event-channel handle
     // (which holds a clone of it) for as long as the transport.
-    let (host, start) = Host::from_guest_env()?;
     let mut events = host.event_channels()?;
     let port = events.claim(start.store_port)?;
     let ring = SharedRing::new(start.store_page, Box::new(events), port)?;

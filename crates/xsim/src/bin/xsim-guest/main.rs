@@ -8,7 +8,8 @@
 //!
 //! Roles:
 //! - `demo`: writes a greeting under `data/`, then waits for
-//!   `control/shutdown` and exits;
+//!   `control/shutdown` and shuts down for the reason asked (reboot,
+//!   poweroff or halt), reporting it to the hypervisor;
 //! - `ipc`: one side of the two-guest message exchange (see
 //!   `xsim::ipc`);
 //! - `check NAME [ARGS]`: one guest-side behaviour check (see `checks.rs`,
@@ -21,8 +22,10 @@ mod ipc;
 mod isolation;
 mod raw_ring;
 
-use anyhow::{bail, Result};
-use xenstore::{Client, Store};
+use anyhow::{bail, Context, Result};
+use xen_platform::hosted::Host;
+use xen_platform::ShutdownReason;
+use xenstore::{Client, Options, Store};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,9 +45,13 @@ fn main() {
     }
 }
 
-/// Writes `data/greeting`, then waits for the toolstack's shutdown request.
+/// Writes `data/greeting`, then waits for the toolstack's shutdown request
+/// and shuts down for the reason asked, as a Linux guest does
+/// (SCHEDOP_shutdown: `reboot` is a reboot, `poweroff` and `halt` a
+/// poweroff), so `xsim list` and `xsim shutdown` show it.
 fn demo() -> Result<()> {
-    let client = Client::open()?;
+    let (host, start) = Host::from_guest_env().context("not a hosted guest")?;
+    let client = Client::with_transport(xenstore::transport::hosted::ring_of(&host, start)?, Options::default())?;
     let domid = String::from_utf8_lossy(&client.read("domid")?).into_owned();
     let name = String::from_utf8_lossy(&client.read("name")?).into_owned();
     client.write("data/greeting", format!("hello from {name} (domain {domid})").as_bytes())?;
@@ -57,6 +64,8 @@ fn demo() -> Result<()> {
             b"" => continue,
             b"poweroff" | b"reboot" | b"halt" => {
                 println!("shutdown requested ({}); bye", String::from_utf8_lossy(&request));
+                let reason = if request == b"reboot" { ShutdownReason::Reboot } else { ShutdownReason::Poweroff };
+                host.shutdown_self(reason)?;
                 return Ok(());
             }
             other => bail!("unknown shutdown request {:?}", String::from_utf8_lossy(other)),
