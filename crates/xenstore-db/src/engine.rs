@@ -340,6 +340,11 @@ impl Engine {
             Request::Control(payload) => self.control(caller, payload),
             Request::GetDomainPath(domid) => Outcome::ok(Reply::DomainPath(path::domain_home(*domid))),
             Request::IsDomainIntroduced(domid) => {
+                // A toolstack's question (C 4.17+ marks it `XS_FLAG_PRIV`):
+                // a guest may not learn which other domains exist.
+                if let Err(e) = crate::permissions::privileged_only(caller) {
+                    return Outcome::error(e);
+                }
                 let introduced = *domid == 0 || self.domains.get(domid).is_some_and(|d| d.introduced.is_some());
                 Outcome::ok(Reply::Bool(introduced))
             }

@@ -37,6 +37,7 @@ fn introduce_serves_the_ring_as_the_guest_with_relative_paths() {
     // The guest is unprivileged: dom0's nodes and CONTROL are refused.
     assert_eq!(code(w.call(guest, Op::Read, b"/tool/xenstored\0")), Some(ErrorCode::EACCES));
     assert_eq!(code(w.call(guest, Op::Control, b"memreport\0")), Some(ErrorCode::EACCES));
+    assert_eq!(code(w.call(guest, Op::IsDomainIntroduced, b"0\0")), Some(ErrorCode::EACCES));
     assert_eq!(w.call(dom0, Op::IsDomainIntroduced, format!("{domid}\0").as_bytes()).unwrap(), b"T\0");
 }
 
