@@ -11,7 +11,8 @@
 //!   queued, no more requests are read from the connection (its replies
 //!   are bounded by backpressure; see [`crate::outbox`]).
 //! - **Resume**: once a flush brings the queue down to half that, reading
-//!   resumes, at the next loop iteration.
+//!   resumes, at the next loop iteration; a ring whose guest asks for a
+//!   reconnection is read at once (the reconnection empties the queue).
 //! - **Budget**: one connection is served at most [`TURN_BUDGET`] requests
 //!   per turn; then the others get theirs.
 //! - **Blocked**: a transport that took nothing more at the last write is
@@ -85,9 +86,16 @@ impl Connection {
         }
     }
 
-    /// Whether requests may be read now.
+    /// Whether requests may be read now: not while paused, unless the
+    /// guest asks for a reconnection. A kernel that stopped reading its
+    /// replies and then rebooted (kexec) wants exactly the queue that
+    /// paused it thrown away; refusing to look would leave it unserved
+    /// for good.
     pub(crate) fn readable(&self) -> bool {
-        !self.paused
+        match &self.transport {
+            Transport::Ring(ring) if self.paused => ring.reconnect_requested(),
+            _ => !self.paused,
+        }
     }
 
     /// Appends the requests received, at most `budget` from a ring (a

@@ -319,6 +319,17 @@ impl Server {
         &self.engine
     }
 
+    /// Bytes of replies and events queued for a domain's connections
+    /// (its ring; dom0: its sockets too), what the daemon holds for it
+    /// besides the store.
+    pub fn queued_for(&self, domid: DomId) -> usize {
+        self.conns
+            .iter()
+            .filter(|(id, _)| self.engine.caller(**id).is_some_and(|c| c.domid == domid))
+            .map(|(_, c)| c.outbox.queued_bytes())
+            .sum()
+    }
+
     fn accept(&mut self) {
         loop {
             let Some((listener, _)) = &self.listener else { return };
@@ -360,6 +371,13 @@ impl Server {
             match received {
                 Received::More => {}
                 Received::Drained => {
+                    // The pause rule holds however the turn ended: a ring
+                    // is drained after every ring-full (1 KiB of requests
+                    // can ask for far more replies than that).
+                    let limits = self.limits;
+                    if let Some(conn) = self.conns.get_mut(&id) {
+                        conn.pause_if_full(&limits);
+                    }
                     // The replies go out now rather than at the end of the
                     // loop iteration, so the client can send its next
                     // request while the other connections are served.

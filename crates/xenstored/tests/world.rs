@@ -170,6 +170,31 @@ fn reconnection_drops_partial_input_watches_and_transactions() {
 }
 
 #[test]
+fn a_guest_that_stopped_reading_is_reconnected_when_it_asks() {
+    let mut w = World::new();
+    let dom0 = w.dom0();
+    let guest = introduced(&mut w, "deaf");
+    let domid = w.domid(guest);
+    w.call(dom0, Op::Write, format!("/local/domain/{domid}/big\0{}", "x".repeat(2000)).as_bytes()).unwrap();
+    w.call(dom0, Op::SetPerms, format!("/local/domain/{domid}/big\0b{domid}\0").as_bytes()).unwrap();
+    // The guest stops reading its replies and keeps asking: its queue
+    // passes the pause threshold, so the daemon stops reading its ring.
+    w.set_reading(guest, false);
+    for _ in 0..400 {
+        w.send(guest, Op::Read, 0, b"big\0");
+    }
+    w.run();
+    let queued = w.server.queued_for(domid);
+    assert!(queued < 512 * 1024, "{queued} bytes queued for a guest that does not read");
+    // A rebooted (kexec'd) kernel asks for a reconnection and reads again.
+    w.reconnect(guest);
+    w.set_reading(guest, true);
+    let req = w.send(guest, Op::GetDomainPath, 0, b"5\0");
+    w.run();
+    assert_eq!(w.reply(guest, req).map(|r| r.unwrap()), Some(b"/local/domain/5\0".to_vec()), "reconnected");
+}
+
+#[test]
 fn oversize_payload_sets_the_protocol_error_until_reconnection() {
     let mut w = World::new();
     let guest = introduced(&mut w, "oversize");
