@@ -71,6 +71,8 @@ pub(crate) struct Transaction {
     pub node_delta: i64,
     /// Limit on `seen.len()` (0: none).
     pub node_limit: u32,
+    /// Bytes it holds, charged to its connection's domain (`memory.rs`).
+    pub memory: usize,
 }
 
 impl Transaction {
@@ -86,6 +88,7 @@ impl Transaction {
             changes: Vec::new(),
             node_delta: 0,
             node_limit,
+            memory: crate::memory::TX,
         }
     }
 

@@ -27,6 +27,7 @@ use tracing::{debug, warn};
 use xenstore_db::ConnId;
 use xenstore_wire::{DomId, Packet};
 
+use crate::memory::MemoryStall;
 use crate::outbox::{Limits, Outbox};
 use crate::rings::DomainRing;
 use crate::socket::SocketConn;
@@ -70,12 +71,20 @@ pub(crate) struct Connection {
     paused: bool,
     /// What it has done, for the statistics.
     pub(crate) counters: Counters,
+    /// Its state under the `memory` quota's rule ([`crate::memory`]).
+    pub(crate) memory: MemoryStall,
 }
 
 impl Connection {
     /// A connection over `transport` with nothing queued.
     pub(crate) fn new(transport: Transport) -> Connection {
-        Connection { transport, outbox: Outbox::default(), paused: false, counters: Counters::default() }
+        Connection {
+            transport,
+            outbox: Outbox::default(),
+            paused: false,
+            counters: Counters::default(),
+            memory: MemoryStall::default(),
+        }
     }
 
     /// The domain behind a ring connection (for the logs).
@@ -92,10 +101,12 @@ impl Connection {
     /// paused it thrown away; refusing to look would leave it unserved
     /// for good.
     pub(crate) fn readable(&self) -> bool {
-        match &self.transport {
-            Transport::Ring(ring) if self.paused => ring.reconnect_requested(),
-            _ => !self.paused,
-        }
+        !self.paused || self.reconnect_requested()
+    }
+
+    /// Whether this is a ring whose guest asks for a reconnection.
+    pub(crate) fn reconnect_requested(&self) -> bool {
+        matches!(&self.transport, Transport::Ring(ring) if ring.reconnect_requested())
     }
 
     /// Appends the requests received, at most `budget` from a ring (a

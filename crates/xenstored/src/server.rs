@@ -78,6 +78,8 @@ pub struct Server {
     /// Connections to serve again at the next iteration (their turn's
     /// budget ran out, or their reading was unpaused), after the others.
     pub(crate) again: Vec<ConnId>,
+    /// Rings not read for their domain's memory quota ([`crate::memory`]).
+    pub(crate) stalled: rustc_hash::FxHashSet<ConnId>,
     /// The opt-in Prometheus listener and its scrapers.
     pub(crate) metrics: Option<Metrics>,
     /// Counters of the socket connections that have closed, by domain
@@ -202,6 +204,7 @@ impl Server {
             refusals: Refusals::default(),
             rings: None,
             again: Vec::new(),
+            stalled: Default::default(),
             metrics: None,
             departed: FxHashMap::default(),
             started: Instant::now(),
@@ -268,6 +271,7 @@ impl Server {
                 }
             }
         }
+        self.recheck_stalled();
         for id in std::mem::take(&mut self.again) {
             self.serve(id);
         }
@@ -361,6 +365,14 @@ impl Server {
                 self.dirty.insert(id);
                 return;
             }
+            // A reconnection is honoured whatever the memory: it frees the
+            // queue and the transactions.
+            if !conn.reconnect_requested() && !self.memory_allows_reading(id) {
+                // Its replies still go out, which is what frees it.
+                self.dirty.insert(id);
+                return;
+            }
+            let Some(conn) = self.conns.get_mut(&id) else { return };
             let mut packets = std::mem::take(&mut self.packets);
             let received = conn.receive(&mut self.read_buf, &mut packets, TURN_BUDGET - served);
             served += packets.len();
