@@ -22,6 +22,8 @@
 //!   a socket is closed, a ring is stopped (error indicator set) until the
 //!   guest reconnects.
 
+use std::time::{Duration, Instant};
+
 use mio::Registry;
 use tracing::{debug, warn};
 use xenstore_db::ConnId;
@@ -73,7 +75,13 @@ pub(crate) struct Connection {
     pub(crate) counters: Counters,
     /// Its state under the `memory` quota's rule ([`crate::memory`]).
     pub(crate) memory: MemoryStall,
+    /// Watch events dropped and not yet logged, and when the last line
+    /// about them was written.
+    drops: (u64, Option<Instant>),
 }
+
+/// Least time between two lines about one connection's dropped events.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Connection {
     /// A connection over `transport` with nothing queued.
@@ -84,6 +92,7 @@ impl Connection {
             paused: false,
             counters: Counters::default(),
             memory: MemoryStall::default(),
+            drops: (0, None),
         }
     }
 
@@ -136,13 +145,18 @@ impl Connection {
             Transport::Ring(ring) => ring.flush(&mut self.outbox),
         };
         let (dropped, coalesced) = self.outbox.take_counters();
-        if dropped > 0 {
-            warn!(
-                conn = id,
-                domid = self.domid(),
-                dropped,
-                "client is not reading: oldest queued watch events dropped"
-            );
+        self.drops.0 += dropped;
+        if self.drops.0 > 0 {
+            let now = Instant::now();
+            if self.drops.1.is_none_or(|t| now.duration_since(t) >= DROP_LOG_INTERVAL) {
+                warn!(
+                    conn = id,
+                    domid = self.domid(),
+                    dropped = self.drops.0,
+                    "client is not reading: watch events unread for too long dropped"
+                );
+                self.drops = (0, Some(now));
+            }
         }
         if coalesced > 0 {
             debug!(conn = id, coalesced, "identical pending watch events coalesced");

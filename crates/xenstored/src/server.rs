@@ -484,7 +484,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(&delivery.conn) else { return };
         conn.counters.events += 1;
         conn.counters.bytes_out += bytes.len() as u64;
-        conn.outbox.push_event(bytes, &self.limits);
+        conn.outbox.push_event(bytes, &self.limits, Instant::now());
         self.dirty.insert(delivery.conn);
     }
 

@@ -145,3 +145,35 @@ fn a_guest_over_its_memory_quota_is_not_read_until_its_output_drains() {
         assert_eq!(w.reply(guest, req).map(|r| r.unwrap().len()), Some(2048), "request {req}");
     }
 }
+
+#[test]
+fn a_watcher_that_pauses_keeps_a_quiet_domains_events_through_anothers_flood() {
+    let mut w = World::new();
+    let dom0 = w.dom0();
+    let (quiet, quiet_id) = guest_with_home(&mut w, dom0, "quiet");
+    let (flood, flood_id) = guest_with_home(&mut w, dom0, "flood");
+    let watcher = w.dom0();
+    w.watch(watcher, "/local/domain", "all").unwrap();
+    w.take_events(watcher);
+    // The watcher pauses (under a second: the test takes milliseconds).
+    w.set_reading(watcher, false);
+    // The flood: 600 distinct nodes with 2000-byte names, 1.2 MB of events
+    // (the first fill the socket's buffer); the quiet guest writes once
+    // inside it.
+    for i in 0..600 {
+        if i == 200 {
+            w.call(quiet, Op::Write, b"ready\01").unwrap();
+        }
+        w.call(flood, Op::Write, format!("{}\0", long_name(i, 2000)).as_bytes()).unwrap();
+    }
+    w.call(quiet, Op::Write, b"done\01").unwrap();
+    w.set_reading(watcher, true);
+    w.run();
+    let events = w.take_events(watcher);
+    let paths: Vec<&str> = events.iter().map(|e| e.path.as_str()).collect();
+    let quiet_paths: Vec<&str> =
+        paths.iter().copied().filter(|p| p.starts_with(&format!("/local/domain/{quiet_id}/"))).collect();
+    assert_eq!(quiet_paths, [format!("/local/domain/{quiet_id}/ready"), format!("/local/domain/{quiet_id}/done")]);
+    let flooded = paths.iter().filter(|p| p.starts_with(&format!("/local/domain/{flood_id}/"))).count();
+    assert_eq!(flooded, 600, "nothing is dropped for a pause under 20 s");
+}
