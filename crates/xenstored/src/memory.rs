@@ -79,6 +79,21 @@ impl Server {
         !over
     }
 
+    /// Whether an event of `len` bytes for ring `id` would take its
+    /// domain over the quota: then it is dropped (counted with the
+    /// connection's other dropped events), as the C daemon's
+    /// `domain_memory_add_chk` on a watch event. Events for a guest are
+    /// caused by others, so its memory bounds them, not only time.
+    pub(crate) fn memory_refuses_event(&mut self, id: ConnId, len: usize) -> bool {
+        let over = self.memory_use(id).is_some_and(|(used, limit)| used + len > limit);
+        if over {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.outbox.count_dropped();
+            }
+        }
+        over
+    }
+
     /// Serves again the stalled rings whose memory has fallen.
     pub(crate) fn recheck_stalled(&mut self) {
         if self.stalled.is_empty() {

@@ -112,6 +112,11 @@ impl Outbox {
         }
     }
 
+    /// Counts an event the daemon dropped before queueing it.
+    pub fn count_dropped(&mut self) {
+        self.dropped += 1;
+    }
+
     /// Drops the events unsent for [`Limits::event_timeout`] at `now`.
     /// They are at the front (the queue is in time order): the scan stops
     /// at the first younger event, passing over replies.

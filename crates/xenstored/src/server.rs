@@ -481,6 +481,9 @@ impl Server {
             return;
         }
         self.trace.outgoing(delivery.conn, &bytes);
+        if self.memory_refuses_event(delivery.conn, bytes.len()) {
+            return;
+        }
         let Some(conn) = self.conns.get_mut(&delivery.conn) else { return };
         conn.counters.events += 1;
         conn.counters.bytes_out += bytes.len() as u64;
