@@ -51,6 +51,8 @@ pub(crate) const EVTCHN: Token = Token(usize::MAX - 2);
 const READ_CHUNK: usize = 64 * 1024;
 /// Connections flushed per loop iteration before new requests are read.
 const FLUSH_BUDGET: usize = 64;
+/// How often accepting is retried while descriptors are short.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The daemon's state.
 #[derive(Debug)]
@@ -87,6 +89,11 @@ pub struct Server {
     pub(crate) departed: FxHashMap<DomId, Counters>,
     /// When the daemon started (uptime, in the statistics).
     pub(crate) started: Instant,
+    /// Accepting failed for want of descriptors: the listener is
+    /// edge-triggered, so its backlog would never be announced again;
+    /// accepting is retried every loop iteration (and the loop wakes at
+    /// least every [`ACCEPT_RETRY`]) until it works.
+    accept_stalled: bool,
     read_buf: Vec<u8>,
     /// Scratch for the requests of one receive.
     packets: Vec<Packet>,
@@ -208,6 +215,7 @@ impl Server {
             metrics: None,
             departed: FxHashMap::default(),
             started: Instant::now(),
+            accept_stalled: false,
             read_buf: vec![0; READ_CHUNK],
             packets: Vec::new(),
             stop: false,
@@ -218,7 +226,13 @@ impl Server {
     pub fn run(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         while !self.stop {
-            let timeout = if self.has_work() { Some(std::time::Duration::ZERO) } else { None };
+            let timeout = if self.has_work() {
+                Some(std::time::Duration::ZERO)
+            } else if self.accept_stalled {
+                Some(ACCEPT_RETRY)
+            } else {
+                None
+            };
             self.step(&mut events, timeout)?;
         }
         info!("shutting down");
@@ -270,6 +284,9 @@ impl Server {
                     }
                 }
             }
+        }
+        if self.accept_stalled {
+            self.accept();
         }
         self.recheck_stalled();
         for id in std::mem::take(&mut self.again) {
@@ -339,11 +356,32 @@ impl Server {
             let Some((listener, _)) = &self.listener else { return };
             match listener.accept() {
                 Ok((stream, _)) => {
+                    if self.accept_stalled {
+                        self.accept_stalled = false;
+                        info!("accepting connections again");
+                    }
                     if let Err(e) = self.add_socket(stream) {
                         warn!("cannot register a new connection: {e}");
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_stalled = false;
+                    return;
+                }
+                Err(e)
+                    if matches!(
+                        e.raw_os_error().map(nix::errno::Errno::from_raw),
+                        Some(nix::errno::Errno::EMFILE | nix::errno::Errno::ENFILE)
+                    ) =>
+                {
+                    // EMFILE, ENFILE: one line when it starts, not one per
+                    // retry.
+                    if !self.accept_stalled {
+                        warn!("accept failed, retrying while descriptors are short: {e}");
+                        self.accept_stalled = true;
+                    }
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     warn!("accept failed: {e}");
