@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::mem::size_of;
 use std::sync::Arc;
 
-use xenstore_wire::{path, DomId, Perm};
+use xenstore_wire::{path, DomId};
 
 use crate::event::Change;
 use crate::node::Node;
@@ -56,7 +56,7 @@ pub(crate) const CHANGE: usize = size_of::<Change>() + 2 * size_of::<Arc<str>>()
 /// of `name_len` bytes. The full path is stored nowhere, so not charged;
 /// each level of a deep path is a node and pays its own name.
 pub(crate) fn node(name_len: usize, node: &Node) -> usize {
-    NODE + name_len + node.value.len() + node.perms.entries().len() * size_of::<Perm>()
+    NODE + name_len + node.value.len() + std::mem::size_of_val(node.perms.entries())
 }
 
 /// The cost of the node at `p`.

@@ -196,7 +196,7 @@ impl Ctx<'_> {
         let Some(top) = missing.last() else { return Ok(()) };
         let parent = path::parent(top).and_then(|pp| self.tree().get(pp).cloned()).ok_or(ErrorCode::ENOENT)?;
         let perms = created_perms(self.caller, self.effective_perms(&parent));
-        let per_perms = perms.entries().len() * std::mem::size_of::<xenstore_wire::Perm>();
+        let per_perms = std::mem::size_of_val(perms.entries());
         let nodes: usize = missing.iter().map(|l| memory::NODE + path::basename(l).len() + per_perms).sum();
         let due = match self.store {
             Store::Live(_) if perms.owner() != self.caller.domid => 0,

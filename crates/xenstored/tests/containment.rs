@@ -162,11 +162,11 @@ fn a_watcher_that_pauses_keeps_a_quiet_domains_events_through_anothers_flood() {
     // inside it.
     for i in 0..600 {
         if i == 200 {
-            w.call(quiet, Op::Write, b"ready\01").unwrap();
+            w.call(quiet, Op::Write, b"ready\x001").unwrap();
         }
         w.call(flood, Op::Write, format!("{}\0", long_name(i, 2000)).as_bytes()).unwrap();
     }
-    w.call(quiet, Op::Write, b"done\01").unwrap();
+    w.call(quiet, Op::Write, b"done\x001").unwrap();
     w.set_reading(watcher, true);
     w.run();
     let events = w.take_events(watcher);
