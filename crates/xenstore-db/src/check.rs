@@ -1,6 +1,6 @@
 //! The store's consistency check (CONTROL `check`, and the tests' oracle
 //! for the engine's own bookkeeping): the tree's links and the domains'
-//! owned-node counts.
+//! owned-node counts and memory totals.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +41,13 @@ impl Engine {
             let actual = owned.get(domid).copied().unwrap_or(0);
             if *domid != 0 && d.owned != actual {
                 return Err(format!("domain {domid} counts {} owned nodes, owns {actual}", d.owned));
+            }
+        }
+        let memory = self.recount_memory();
+        for domid in self.domains.keys().chain(self.orphaned_memory.keys()).chain(memory.keys()) {
+            let (counted, actual) = (self.memory_total(*domid), memory.get(domid).copied().unwrap_or(0));
+            if counted != actual {
+                return Err(format!("domain {domid} counts {counted} bytes of memory, holds {actual}"));
             }
         }
         Ok(())

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use xenstore_wire::{path, ErrorCode, Reply};
 
 use crate::applied::Applied;
-use crate::ctx::Mutation;
+use crate::ctx::{Charge, Mutation};
 use crate::event::Change;
+use crate::memory;
 use crate::node::Node;
 use crate::permissions::Caller;
 use crate::tx::Transaction;
@@ -22,9 +23,14 @@ impl Engine {
         if let Err(hit) = self.charge_transaction(conn, caller) {
             return Outcome { quota: Some(hit), ..Outcome::error(ErrorCode::ENOSPC) };
         }
+        if let Err(hit) = self.charge_memory(caller, memory::TX) {
+            return Outcome { quota: Some(hit), ..Outcome::error(ErrorCode::ENOMEM) };
+        }
         let id = self.allocate_tx_id();
         let node_limit = self.transaction_node_limit(caller);
-        self.txs.insert(id, Transaction::new(conn, &self.tree, node_limit));
+        let tx = Transaction::new(conn, &self.tree, node_limit);
+        self.hold_memory(caller.domid, tx.memory);
+        self.txs.insert(id, tx);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.txs.push(id);
         }
@@ -52,6 +58,9 @@ impl Engine {
         };
         if let Some(c) = self.conns.get_mut(&conn) {
             c.txs.retain(|t| *t != tx_id);
+        }
+        if let Some(domid) = self.caller(conn).map(|c| c.domid) {
+            self.release_memory(domid, tx.memory);
         }
         if !commit {
             return Outcome::ok(Reply::Ok);
@@ -97,8 +106,8 @@ impl Engine {
             let gone = work.get(p).is_none() || removed.contains(p);
             if gone && self.tree.get(p).is_some() {
                 self.gen += 1;
-                for (_, node) in self.tree.remove_subtree(p, self.gen) {
-                    mutations.push(Mutation::Removed { owner: node.perms.owner() });
+                for (k, node) in self.tree.remove_subtree(p, self.gen) {
+                    mutations.push(Mutation::removed(node.perms.owner(), memory::node_at(&k, &node)));
                 }
                 applied.push(Applied::Remove { path: p.clone() });
             }
@@ -114,9 +123,9 @@ impl Engine {
                         meta_gen: self.gen,
                         ..(*old).clone()
                     };
-                    if old.perms.owner() != new.perms.owner() {
-                        mutations.push(Mutation::Chowned { from: old.perms.owner(), to: new.perms.owner() });
-                    }
+                    let before = Charge { owner: old.perms.owner(), bytes: memory::node_at(p, &old) };
+                    let after = Charge { owner: updated.perms.owner(), bytes: memory::node_at(p, &updated) };
+                    mutations.push(Mutation::changed(before, after));
                     self.tree.replace(p, updated);
                     let (value, perms) = (new.value.clone(), new.perms.clone());
                     applied.push(Applied::Write { path: p.clone(), value, perms });
@@ -160,10 +169,11 @@ impl Engine {
                 self.gen += 1;
                 let node = Node::new(new.value.clone(), new.perms.clone(), self.gen);
                 let owner = node.perms.owner();
+                let bytes = memory::node_at(&child, &node);
                 let (value, perms) = (node.value.clone(), node.perms.clone());
                 let path = self.tree.create(&child, node, self.gen);
                 applied.push(Applied::Write { path, value, perms });
-                mutations.push(Mutation::Created { owner });
+                mutations.push(Mutation::created(owner, bytes));
             }
         }
         self.apply_mutations(mutations);

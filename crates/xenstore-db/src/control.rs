@@ -93,6 +93,7 @@ impl Engine {
             ("watches", usage.watches),
             ("transactions", usage.transactions),
             ("outstanding", 0),
+            ("memory", usage.memory),
         ] {
             let _ = writeln!(out, "{name:<16}: {value:>8}");
         }
@@ -119,5 +120,6 @@ fn describe(kind: QuotaKind) -> &'static str {
         QuotaKind::NodeSize => "Max. size of a node",
         QuotaKind::PathLength => "Max. length of a node path",
         QuotaKind::Permissions => "Max. number of permissions per node",
+        QuotaKind::Memory => "Total Xenstore memory per domain",
     }
 }

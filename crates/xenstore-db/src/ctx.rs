@@ -15,16 +15,39 @@ use crate::quota::{QuotaExceeded, Quotas};
 use crate::tree::Tree;
 use crate::tx::Transaction;
 
-/// A change to node ownership, applied to the domains' owned-node counts
-/// once the change reaches the live tree.
+/// A live node's charge to its owner: who owns it, and what it costs the
+/// `memory` quota (`memory.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Charge {
+    pub owner: DomId,
+    pub bytes: usize,
+}
+
+/// A change to a live node's owner or cost, applied to the domains'
+/// owned-node counts and memory once the change reaches the live tree:
+/// `before` is released and `after` charged (no `before` for a node
+/// created, no `after` for one removed).
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Mutation {
-    /// A node was created, owned by `owner`.
-    Created { owner: DomId },
-    /// A node owned by `owner` was removed.
-    Removed { owner: DomId },
-    /// A node's owner changed.
-    Chowned { from: DomId, to: DomId },
+pub(crate) struct Mutation {
+    pub before: Option<Charge>,
+    pub after: Option<Charge>,
+}
+
+impl Mutation {
+    /// A node was created.
+    pub(crate) fn created(owner: DomId, bytes: usize) -> Mutation {
+        Mutation { before: None, after: Some(Charge { owner, bytes }) }
+    }
+
+    /// A node was removed.
+    pub(crate) fn removed(owner: DomId, bytes: usize) -> Mutation {
+        Mutation { before: Some(Charge { owner, bytes }), after: None }
+    }
+
+    /// A node's owner or cost changed.
+    pub(crate) fn changed(before: Charge, after: Charge) -> Mutation {
+        Mutation { before: Some(before), after: Some(after) }
+    }
 }
 
 /// The tree a request runs against.
@@ -46,6 +69,12 @@ pub(crate) struct Ctx<'a> {
     pub empty: Arc<[u8]>,
     /// Nodes the caller's domain owns now (plus the transaction's delta).
     pub owned_now: usize,
+    /// Bytes the caller's domain may still make the store hold (`None`:
+    /// no `memory` quota applies).
+    pub memory_room: Option<usize>,
+    /// What a transaction request added to (or, negative, freed from) the
+    /// transaction's memory.
+    pub tx_memory: i64,
     pub changes: Vec<Change>,
     pub mutations: Vec<Mutation>,
     pub quota_hit: Option<QuotaExceeded>,
@@ -81,13 +110,45 @@ impl Ctx<'_> {
     }
 
     pub(crate) fn observe_meta(&mut self, p: &str) -> Result<(), ErrorCode> {
+        self.charge_seen(p)?;
         let result = self.tx_mut().map_or(Ok(()), |tx| tx.observe_meta(p));
         self.note_tx_quota(result)
     }
 
     pub(crate) fn observe_list(&mut self, p: &str) -> Result<(), ErrorCode> {
+        self.charge_seen(p)?;
         let result = self.tx_mut().map_or(Ok(()), |tx| tx.observe_list(p));
         self.note_tx_quota(result)
+    }
+
+    /// Whether the transaction (if any) wrote `p` already: its copy of
+    /// the node is then replaced, not added.
+    pub(crate) fn written_in_tx(&self, p: &str) -> bool {
+        match &self.store {
+            Store::Live(_) => false,
+            Store::Tx(tx) => tx.written.iter().any(|w| &**w == p),
+        }
+    }
+
+    /// Records what a node's change costs (after its charge was checked):
+    /// on the live tree, a [`Mutation`] for the owners' counts; in a
+    /// transaction, the transaction's copy, charged to the caller.
+    pub(crate) fn record_node(&mut self, p: &str, old: Option<Charge>, new: Option<Charge>) {
+        if matches!(self.store, Store::Live(_)) {
+            self.mutations.push(Mutation { before: old, after: new });
+            return;
+        }
+        let freed = if self.written_in_tx(p) { old.map_or(0, |c| c.bytes) } else { 0 };
+        let added = new.map_or(0, |c| c.bytes);
+        self.tx_memory += i64::try_from(added).unwrap_or(i64::MAX) - i64::try_from(freed).unwrap_or(i64::MAX);
+    }
+
+    /// Records a change a transaction will fire (its cost).
+    pub(crate) fn record_change(&mut self, change: Change) {
+        if matches!(self.store, Store::Tx(_)) {
+            self.tx_memory += i64::try_from(crate::memory::CHANGE).unwrap_or(i64::MAX);
+        }
+        self.changes.push(change);
     }
 
     pub(crate) fn mark_written(&mut self, key: &Arc<str>) {

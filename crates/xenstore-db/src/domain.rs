@@ -19,6 +19,9 @@ pub struct Domain {
     /// toolstack removes a domain's home before the domain, so the search
     /// is usually skipped.
     pub owned: usize,
+    /// Bytes the store holds for it: the `memory` quota's count, a running
+    /// total of what `memory.rs` charges (derived: recounted on import).
+    pub memory: usize,
     /// Its quotas (starting as the global ones).
     pub quotas: Quotas,
     /// The domain it acts for (SET_TARGET).
@@ -50,6 +53,7 @@ impl Domain {
         Domain {
             since_gen,
             owned: 0,
+            memory: 0,
             quotas,
             target: None,
             introduced: None,

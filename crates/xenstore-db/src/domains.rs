@@ -9,10 +9,11 @@ use std::sync::Arc;
 use xenstore_wire::{path, DomId, ErrorCode, Reply};
 
 use crate::applied::Applied;
-use crate::ctx::Mutation;
+use crate::ctx::{Charge, Mutation};
 use crate::domain::RingAddress;
 use crate::effect::{Effect, Rollback};
 use crate::event::Change;
+use crate::memory;
 use crate::permissions::{privileged_only, Caller};
 use crate::{Engine, Outcome};
 
@@ -22,18 +23,20 @@ impl Engine {
     /// what no other domain owns).
     pub(crate) fn apply_mutations(&mut self, mutations: Vec<Mutation>) {
         for m in mutations {
-            let (from, to) = match m {
-                Mutation::Created { owner } => (0, owner),
-                Mutation::Removed { owner } => (owner, 0),
-                Mutation::Chowned { from, to } => (from, to),
-            };
-            if from != 0 {
-                if let Some(d) = self.domains.get_mut(&from) {
-                    d.owned = d.owned.saturating_sub(1);
+            if let Some(before) = m.before {
+                if let Some(d) = self.domains.get_mut(&before.owner) {
+                    if before.owner != 0 {
+                        d.owned = d.owned.saturating_sub(1);
+                    }
+                    d.memory = d.memory.saturating_sub(before.bytes);
                 }
             }
-            if to != 0 {
-                self.ensure_domain(to).owned += 1;
+            if let Some(after) = m.after {
+                let d = self.ensure_domain(after.owner);
+                if after.owner != 0 {
+                    d.owned += 1;
+                }
+                d.memory += after.bytes;
             }
         }
     }
@@ -87,7 +90,9 @@ impl Engine {
             self.next_conn = conn;
         }
         if rollback.made_known {
-            self.domains.remove(&domid);
+            if let Some(left) = self.domains.remove(&domid).map(|d| d.memory).filter(|m| *m > 0) {
+                self.orphaned_memory.insert(domid, left);
+            }
             self.gen = rollback.gen_before;
         } else if let Some(domain) = self.domains.get_mut(&domid) {
             domain.introduced = None;
@@ -210,8 +215,10 @@ impl Engine {
             if self.config.keep_orphans || &*key == "/" {
                 let perms = node.perms.with_owner(0);
                 let updated = crate::node::Node { perms: perms.clone(), meta_gen: self.gen, ..(*node).clone() };
+                let before = Charge { owner: domid, bytes: memory::node_at(&key, &node) };
+                let after = Charge { owner: 0, bytes: memory::node_at(&key, &updated) };
                 self.tree.replace(&key, updated);
-                mutations.push(Mutation::Chowned { from: domid, to: 0 });
+                mutations.push(Mutation::changed(before, after));
                 applied.push(Applied::SetPerms { path: key, perms });
                 continue;
             }
@@ -223,8 +230,8 @@ impl Engine {
             let top_perms = self.peek_perms(&node);
             let via =
                 path::parent(&key).and_then(|p| self.tree.get(p)).map(|n| self.peek_perms(n)).into_iter().collect();
-            for (_, n) in removed {
-                mutations.push(Mutation::Removed { owner: n.perms.owner() });
+            for (k, n) in removed {
+                mutations.push(Mutation::removed(n.perms.owner(), memory::node_at(&k, &n)));
             }
             applied.push(Applied::Remove { path: key.clone() });
             changes.push(Change::Removed { path: key, perms: top_perms, via, below });
@@ -238,7 +245,9 @@ impl Engine {
             effects.push(Effect::DetachRing { domid, conn });
         }
         let events = self.route_all(&changes);
-        self.domains.remove(&domid);
+        if let Some(left) = self.domains.remove(&domid).map(|d| d.memory).filter(|m| *m > 0) {
+            self.orphaned_memory.insert(domid, left);
+        }
         for d in self.domains.values_mut() {
             if d.target == Some(domid) {
                 d.target = None;

@@ -144,6 +144,9 @@ pub struct Engine {
     pub(crate) watches: Watches,
     pub(crate) special_perms: BTreeMap<&'static str, PermList>,
     pub(crate) empty: Arc<[u8]>,
+    /// Memory still held by connections of domains whose record is gone
+    /// (`memory.rs`), given back to the record if it returns.
+    pub(crate) orphaned_memory: BTreeMap<DomId, usize>,
 }
 
 /// `@releaseDomain`'s permissions at start: dom0's, readable by every
@@ -188,6 +191,7 @@ impl Engine {
             .collect(),
             empty,
             config,
+            orphaned_memory: BTreeMap::new(),
         };
         engine.ensure_domain(0);
         for p in ["/tool", "/tool/xenstored"] {
@@ -195,6 +199,7 @@ impl Engine {
             let gen = engine.gen;
             engine.tree.create(p, Node::new(engine.empty.clone(), root_perms.clone(), gen), gen);
         }
+        engine.set_memory_from_recount();
         engine
     }
 
@@ -242,23 +247,30 @@ impl Engine {
     }
 
     fn reset_conn(&mut self, conn: ConnId) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            for id in std::mem::take(&mut c.watches) {
-                self.watches.remove_id(id);
-            }
-            for tx in std::mem::take(&mut c.txs) {
-                self.txs.remove(&tx);
-            }
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let domid = c.caller.domid;
+        let (watches, txs) = (std::mem::take(&mut c.watches), std::mem::take(&mut c.txs));
+        let mut freed = 0;
+        for id in watches {
+            freed += self.watches.get(id).map_or(0, crate::memory::watch);
+            self.watches.remove_id(id);
         }
+        for tx in txs {
+            freed += self.txs.remove(&tx).map_or(0, |t| t.memory);
+        }
+        self.release_memory(domid, freed);
     }
 
     pub(crate) fn ensure_domain(&mut self, domid: DomId) -> &mut Domain {
         let gen = &mut self.gen;
         let quotas = self.config.quotas;
         let features = self.config.features;
+        let orphaned = &mut self.orphaned_memory;
         self.domains.entry(domid).or_insert_with(|| {
             *gen += 1;
-            Domain::new(*gen, quotas, features)
+            let mut domain = Domain::new(*gen, quotas, features);
+            domain.memory = orphaned.remove(&domid).unwrap_or(0);
+            domain
         })
     }
 
@@ -369,7 +381,15 @@ impl Engine {
             Request::Control(payload) => self.control(caller, payload),
             Request::GetDomainPath(domid) => Outcome::ok(Reply::DomainPath(path::domain_home(*domid))),
             Request::IsDomainIntroduced(domid) => {
-                let introduced = *domid == 0 || self.domains.get(domid).is_some_and(|d| d.introduced.is_some());
+                // A toolstack's question (C 4.17+ marks it `XS_FLAG_PRIV`):
+                // a guest may not learn which other domains exist.
+                if let Err(e) = crate::permissions::privileged_only(caller) {
+                    return Outcome::error(e);
+                }
+                // DOMID_SELF is the caller, which is: C answers T.
+                let introduced = *domid == 0
+                    || *domid == xenstore_wire::DOMID_SELF
+                    || self.domains.get(domid).is_some_and(|d| d.introduced.is_some());
                 Outcome::ok(Reply::Bool(introduced))
             }
             Request::Introduce { domid, gfn, port } => self.introduce(caller, *domid, *gfn, *port),
@@ -428,6 +448,7 @@ impl Engine {
         let quotas = self.quotas_of(caller.domid);
         let target = self.domains.get(&caller.domid).and_then(|d| d.target);
         let mut owned = self.owned_count(caller.domid);
+        let memory_room = self.memory_room(caller);
         let Engine { tree, gen, txs, domains, empty, .. } = self;
         let store = if tx_id == 0 {
             Store::Live(tree)
@@ -449,19 +470,27 @@ impl Engine {
             gen,
             empty: empty.clone(),
             owned_now: owned,
+            memory_room,
+            tx_memory: 0,
             changes: Vec::new(),
             mutations: Vec::new(),
             quota_hit: None,
             applied: Vec::new(),
         };
         let reply = op(&mut ctx, &canonical);
-        let Ctx { changes, mutations, quota_hit, store, applied, .. } = ctx;
+        let Ctx { changes, mutations, quota_hit, store, applied, tx_memory, .. } = ctx;
         let (events, applied) = match store {
             // A transaction's changes wait for its commit; a quota refusal
             // inside it fails the whole transaction (C's `fail_transaction`).
             Store::Tx(tx) => {
                 tx.failed |= quota_hit.is_some();
                 tx.changes.extend(changes);
+                let before = tx.memory;
+                tx.memory =
+                    usize::try_from(i64::try_from(before).unwrap_or(i64::MAX).saturating_add(tx_memory)).unwrap_or(0);
+                let after = tx.memory;
+                self.release_memory(caller.domid, before);
+                self.hold_memory(caller.domid, after);
                 (Vec::new(), Vec::new())
             }
             Store::Live(_) => {

@@ -36,6 +36,7 @@
 //! | which named domains exist (the hypervisor's answer, through the driver) | `existence.rs` |
 //! | the consistency check | `check.rs` |
 //! | what each domain uses (CONTROL `quota <domid>`, statistics) | `usage.rs` |
+//! | what each thing held costs the `memory` quota, and the running totals | `memory.rs` |
 //! | what a request applied, for a journal | [`applied`] (recorded where each change is made) |
 //! | export and import of the whole state (live update) | [`state`] (import's checks: `state_import.rs`, `state_tree.rs`) |
 
@@ -53,6 +54,7 @@ pub mod effect;
 mod engine;
 mod event;
 mod existence;
+mod memory;
 pub mod node;
 mod node_ops;
 pub mod permissions;

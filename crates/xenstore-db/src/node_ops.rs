@@ -10,8 +10,9 @@ use xenstore_wire::path;
 use xenstore_wire::{ErrorCode, PermList, Reply, PAYLOAD_MAX};
 
 use crate::applied::Applied;
-use crate::ctx::{Ctx, Mutation, Store};
+use crate::ctx::{Charge, Ctx, Store};
 use crate::event::Change;
+use crate::memory;
 use crate::node::Node;
 use crate::permissions::{created_perms, owner_change_allowed, without_unfeatured_any, Need};
 
@@ -104,12 +105,16 @@ impl Ctx<'_> {
                 let perms = self.effective_perms(&node);
                 let value: Arc<[u8]> = Arc::from(value);
                 let updated = Node { value: value.clone(), perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
+                let old = Charge { owner: node.perms.owner(), bytes: memory::node_at(p, &node) };
+                let new = Charge { owner: updated.perms.owner(), bytes: memory::node_at(p, &updated) };
+                self.charge_node(p, Some(old), Some(new))?;
                 self.tree_mut().replace(p, updated);
+                self.record_node(p, Some(old), Some(new));
                 let key = self.key(p);
                 self.mark_written(&key);
                 self.applied.push(Applied::Write { path: key.clone(), value, perms: perms.clone() });
                 let via = self.parent_perms(p).into_iter().collect();
-                self.changes.push(Change::Node { path: key, perms, via });
+                self.record_change(Change::Node { path: key, perms, via });
             }
             Err(ErrorCode::ENOENT) => {
                 let value = if value.is_empty() { self.empty.clone() } else { Arc::from(value) };
@@ -152,6 +157,7 @@ impl Ctx<'_> {
             cur = parent;
         }
         self.charge_nodes(missing.len())?;
+        self.charge_created(&missing, value.len())?;
         let mut perms_out = None;
         for (i, level) in missing.iter().rev().enumerate() {
             let parent_path = path::parent(level).ok_or(ErrorCode::EINVAL)?;
@@ -162,7 +168,9 @@ impl Ctx<'_> {
             let gen = self.next_gen();
             let is_last = i + 1 == missing.len();
             let node_value = if is_last { value.clone() } else { self.empty.clone() };
-            let key = self.tree_mut().create(level, Node::new(node_value.clone(), perms.clone(), gen), gen);
+            let node = Node::new(node_value.clone(), perms.clone(), gen);
+            self.record_node(level, None, Some(Charge { owner, bytes: memory::node_at(level, &node) }));
+            let key = self.tree_mut().create(level, node, gen);
             self.mark_written(&key);
             self.applied.push(Applied::Write { path: key.clone(), value: node_value, perms: perms.clone() });
             if owner == self.caller.domid {
@@ -171,16 +179,33 @@ impl Ctx<'_> {
                     tx.node_delta += 1;
                 }
             }
-            self.mutations.push(Mutation::Created { owner });
             if is_last {
                 perms_out = Some((key, perms));
             }
         }
         if let Some((key, perms)) = perms_out {
             let via = self.parent_perms(p).into_iter().collect();
-            self.changes.push(Change::Node { path: key, perms, via });
+            self.record_change(Change::Node { path: key, perms, via });
         }
         Ok(())
+    }
+
+    /// `memory`: creating the `missing` levels (deepest first), the last
+    /// with a value of `value_len` bytes, checked before any is created.
+    /// Each level inherits the permissions of the one above, so the
+    /// topmost's stand for all.
+    fn charge_created(&mut self, missing: &[&str], value_len: usize) -> Result<(), ErrorCode> {
+        let Some(top) = missing.last() else { return Ok(()) };
+        let parent = path::parent(top).and_then(|pp| self.tree().get(pp).cloned()).ok_or(ErrorCode::ENOENT)?;
+        let perms = created_perms(self.caller, self.effective_perms(&parent));
+        let per_perms = std::mem::size_of_val(perms.entries());
+        let nodes: usize = missing.iter().map(|l| memory::NODE + path::basename(l).len() + per_perms).sum();
+        let due = match self.store {
+            Store::Live(_) if perms.owner() != self.caller.domid => 0,
+            Store::Live(_) => nodes + value_len,
+            Store::Tx(_) => nodes + value_len + memory::CHANGE,
+        };
+        self.charge_memory(due)
     }
 
     /// RM: removes the node and its subtree. A missing node is fine if its
@@ -201,21 +226,35 @@ impl Ctx<'_> {
                         self.observe_list(k)?;
                     }
                 }
+                if matches!(self.store, Store::Tx(_)) {
+                    // The transaction records every removed path and the
+                    // removal's event lists them.
+                    let below: usize =
+                        self.tree().descendants(p).iter().map(|(k, _)| memory::seen(k) + memory::CHANGE).sum();
+                    self.charge_memory(memory::seen(p) + memory::CHANGE + below)?;
+                }
                 let gen = self.next_gen();
                 let removed = self.tree_mut().remove_subtree(p, gen);
+                let mut tx_removed_bytes = 0;
                 let mut below = Vec::with_capacity(removed.len().saturating_sub(1));
                 let mut top = None;
                 for (key, n) in removed {
+                    self.record_node(
+                        &key,
+                        Some(Charge { owner: n.perms.owner(), bytes: memory::node_at(&key, &n) }),
+                        None,
+                    );
                     self.mark_written(&key);
                     if let Some(tx) = self.tx_mut() {
-                        tx.removed.insert(key.clone());
+                        if tx.removed.insert(key.clone()) {
+                            tx_removed_bytes += memory::seen(&key) + memory::CHANGE;
+                        }
                     }
                     let owner = n.perms.owner();
                     let mine = owner == self.caller.domid;
                     if let Some(tx) = self.tx_mut().filter(|_| mine) {
                         tx.node_delta -= 1;
                     }
-                    self.mutations.push(Mutation::Removed { owner });
                     if top.is_none() {
                         top = Some(key);
                     } else {
@@ -223,6 +262,7 @@ impl Ctx<'_> {
                         below.push((key, perms));
                     }
                 }
+                self.tx_memory += i64::try_from(tx_removed_bytes).unwrap_or(i64::MAX);
                 if let Some(path) = top {
                     self.applied.push(Applied::Remove { path: path.clone() });
                     self.changes.push(Change::Removed { path, perms, via, below });
@@ -248,21 +288,22 @@ impl Ctx<'_> {
         let writer_features = self.domains.get(&self.caller.domid).map_or(0, |d| d.features);
         let perms = &without_unfeatured_any(perms, writer_features);
         let node = self.lookup(p, Need::Owner)?;
-        let old = self.effective_perms(&node);
+        let old_perms = self.effective_perms(&node);
         let old_owner = node.perms.owner();
         owner_change_allowed(self.caller, old_owner, perms.owner())?;
         let gen = self.next_gen();
         let updated = Node { perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
+        let old = Charge { owner: old_owner, bytes: memory::node_at(p, &node) };
+        let new = Charge { owner: perms.owner(), bytes: memory::node_at(p, &updated) };
+        self.charge_node(p, Some(old), Some(new))?;
         self.tree_mut().replace(p, updated);
+        self.record_node(p, Some(old), Some(new));
         let key = self.key(p);
         self.mark_written(&key);
-        if perms.owner() != old_owner {
-            self.mutations.push(Mutation::Chowned { from: old_owner, to: perms.owner() });
-        }
         self.applied.push(Applied::SetPerms { path: key.clone(), perms: perms.clone() });
         let mut via: Vec<PermList> = self.parent_perms(p).into_iter().collect();
-        via.push(old);
-        self.changes.push(Change::Node { path: key, perms: perms.clone(), via });
+        via.push(old_perms);
+        self.record_change(Change::Node { path: key, perms: perms.clone(), via });
         Ok(Reply::Ok)
     }
 

@@ -139,8 +139,8 @@ impl Need {
 }
 
 /// Requests only a privileged caller may send (INTRODUCE, RELEASE, RESUME,
-/// SET_TARGET, GET/SET_FEATURE, GET/SET_QUOTA, CONTROL): `EACCES` for
-/// anyone else.
+/// SET_TARGET, IS_DOMAIN_INTRODUCED, GET/SET_FEATURE, GET/SET_QUOTA,
+/// CONTROL): `EACCES` for anyone else.
 pub(crate) fn privileged_only(caller: Caller) -> Result<(), ErrorCode> {
     if caller.privileged {
         Ok(())

@@ -26,12 +26,19 @@ pub enum QuotaKind {
     PathLength,
     /// Entries in one permission list (`-A`; ENOSPC).
     Permissions,
+    /// Bytes of the daemon's memory a domain makes it hold (`-Q memory`;
+    /// ENOMEM): the nodes it owns (leaf name, value, permissions, and the
+    /// node's own bookkeeping), its watches, and its transactions' copies
+    /// and records (`memory.rs`); the daemon adds its queued output and
+    /// stops reading the domain's ring at the quota. Last, so older quota
+    /// tables keep their indexes.
+    Memory,
 }
 
 impl QuotaKind {
     /// Every quota, in the order `GET_QUOTA` lists them (the C daemon's
     /// order; discriminants follow it, as [`Quotas`] indexes by them).
-    pub const ALL: [QuotaKind; 8] = [
+    pub const ALL: [QuotaKind; 9] = [
         QuotaKind::Nodes,
         QuotaKind::Watches,
         QuotaKind::Transactions,
@@ -40,6 +47,7 @@ impl QuotaKind {
         QuotaKind::NodeSize,
         QuotaKind::PathLength,
         QuotaKind::Permissions,
+        QuotaKind::Memory,
     ];
 
     /// The name used on the wire and on the command line.
@@ -53,6 +61,7 @@ impl QuotaKind {
             QuotaKind::Permissions => "permissions",
             QuotaKind::PathLength => "path-max",
             QuotaKind::Outstanding => "outstanding",
+            QuotaKind::Memory => "memory",
         }
     }
 
@@ -72,6 +81,8 @@ impl QuotaKind {
             QuotaKind::Permissions => 5,
             QuotaKind::PathLength => 2048,
             QuotaKind::Outstanding => 20,
+            // The C daemon's hard default, 2.5 MiB (its soft one is 2 MiB).
+            QuotaKind::Memory => 2 * 1024 * 1024 + 512 * 1024,
         }
     }
 
@@ -80,6 +91,7 @@ impl QuotaKind {
         match self {
             QuotaKind::Watches => ErrorCode::E2BIG,
             QuotaKind::PathLength => ErrorCode::EINVAL,
+            QuotaKind::Memory => ErrorCode::ENOMEM,
             _ => ErrorCode::ENOSPC,
         }
     }
@@ -164,5 +176,6 @@ mod tests {
         assert_eq!(q.get(QuotaKind::NodeSize), 2048);
         assert_eq!(q.get(QuotaKind::PathLength), 2048);
         assert_eq!(q.get(QuotaKind::Permissions), 5);
+        assert_eq!(q.get(QuotaKind::Memory), 2_621_440);
     }
 }

@@ -15,6 +15,7 @@
 //! | `transactions` | TRANSACTION_START | the connection's open transactions, plus the new one |
 //! | `transaction-nodes` | every node a transaction looks at | nodes it has looked at; the limit is set at TRANSACTION_START, enforced by `tx.rs` |
 //! | `outstanding` | (the daemon, per connection) | requests in flight |
+//! | `memory` | WRITE, MKDIR, SET_PERMS, RM in a transaction, every node a transaction looks at, WATCH, TRANSACTION_START | bytes the domain makes the store hold (`memory.rs`); the daemon also stops reading a ring above it |
 //!
 //! Two hard limits apply to every caller, privileged ones included, and
 //! are charged here with their quotas: open transactions per connection
@@ -23,7 +24,8 @@
 
 use xenstore_wire::{path, ErrorCode, PermList};
 
-use crate::ctx::Ctx;
+use crate::ctx::{Charge, Ctx, Store};
+use crate::memory;
 use crate::node::Node;
 use crate::permissions::Caller;
 use crate::quota::{QuotaExceeded, QuotaKind, Quotas};
@@ -68,6 +70,48 @@ impl Ctx<'_> {
     /// `nodes`: creating `created` nodes owned by the caller's domain.
     pub(crate) fn charge_nodes(&mut self, created: usize) -> Result<(), ErrorCode> {
         self.charge(QuotaKind::Nodes, self.owned_now + created)
+    }
+
+    /// `memory`: the caller's domain is to hold `bytes` more. Checked
+    /// before anything changes, so a refused request leaves nothing.
+    pub(crate) fn charge_memory(&mut self, bytes: usize) -> Result<(), ErrorCode> {
+        if let Some(room) = self.memory_room {
+            if bytes > room {
+                self.quota_hit = Some(self.hit(QuotaKind::Memory));
+                return Err(QuotaKind::Memory.error());
+            }
+            self.memory_room = Some(room - bytes);
+        }
+        Ok(())
+    }
+
+    /// `memory`: what changing a node from `old` to `new` costs the
+    /// caller (plus, in a transaction, the change it will fire): on the
+    /// live tree the growth of a node it owns; in a transaction its new
+    /// copy, less the copy it replaces.
+    pub(crate) fn charge_node(&mut self, p: &str, old: Option<Charge>, new: Option<Charge>) -> Result<(), ErrorCode> {
+        let due = if matches!(self.store, Store::Live(_)) {
+            let mine = |c: Option<Charge>| c.filter(|c| c.owner == self.caller.domid).map_or(0, |c| c.bytes);
+            mine(new).saturating_sub(mine(old))
+        } else {
+            let replaced = if self.written_in_tx(p) { old.map_or(0, |c| c.bytes) } else { 0 };
+            (new.map_or(0, |c| c.bytes) + memory::CHANGE).saturating_sub(replaced)
+        };
+        self.charge_memory(due)
+    }
+
+    /// `memory`: a transaction records a path it had not seen yet.
+    pub(crate) fn charge_seen(&mut self, p: &str) -> Result<(), ErrorCode> {
+        let new = match &self.store {
+            Store::Tx(tx) => !tx.seen.contains_key(p),
+            Store::Live(_) => false,
+        };
+        if new {
+            let bytes = memory::seen(p);
+            self.charge_memory(bytes)?;
+            self.tx_memory += i64::try_from(bytes).unwrap_or(i64::MAX);
+        }
+        Ok(())
     }
 
     /// `permissions`: SET_PERMS on a node with `perms`.
@@ -133,6 +177,26 @@ impl Engine {
             (0, h) => h,
             (q, 0) => q,
             (q, h) => q.min(h),
+        }
+    }
+
+    /// `memory`: the room a request of `caller` has (`None`: unlimited,
+    /// for a privileged caller or a quota of 0).
+    pub(crate) fn memory_room(&self, caller: Caller) -> Option<usize> {
+        let limit = self.quotas_of(caller.domid).get(QuotaKind::Memory);
+        (!caller.privileged && limit != 0).then(|| (limit as usize).saturating_sub(self.memory(caller.domid)))
+    }
+
+    /// `memory`: `caller`'s domain is to hold `bytes` more (a watch, a
+    /// transaction).
+    pub(crate) fn charge_memory(&self, caller: Caller, bytes: usize) -> Result<(), QuotaExceeded> {
+        match self.memory_room(caller) {
+            Some(room) if bytes > room => Err(QuotaExceeded {
+                kind: QuotaKind::Memory,
+                domid: caller.domid,
+                limit: self.quotas_of(caller.domid).get(QuotaKind::Memory),
+            }),
+            _ => Ok(()),
         }
     }
 

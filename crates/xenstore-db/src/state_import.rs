@@ -440,7 +440,7 @@ impl Engine {
             }
         }
         let special_perms = import_special_perms(&state)?;
-        Ok(Engine {
+        let mut engine = Engine {
             tree,
             gen,
             config: state.config,
@@ -452,7 +452,11 @@ impl Engine {
             watches,
             special_perms,
             empty,
-        })
+            orphaned_memory: BTreeMap::new(),
+        };
+        // Memory totals are derived, not carried by the stream.
+        engine.set_memory_from_recount();
+        Ok(engine)
     }
 }
 
@@ -465,6 +469,7 @@ fn import_domains(states: &[DomainState], gen: u64) -> Result<BTreeMap<DomId, Do
         let domain = Domain {
             since_gen: d.since_gen,
             owned: d.owned,
+            memory: 0,
             quotas: d.quotas,
             target: d.target,
             introduced: d.introduced,
@@ -639,6 +644,11 @@ fn import_transaction(
         node_delta: tx.node_delta,
         node_limit: tx.node_limit,
         failed: tx.failed,
+        memory: 0,
+    })
+    .map(|mut t| {
+        t.memory = t.memory_of_records();
+        t
     })
 }
 

@@ -74,6 +74,8 @@ pub(crate) struct Transaction {
     /// A quota refused a request inside it: its commit fails (`ENOMEM`,
     /// as C's `fail_transaction`) and applies nothing.
     pub failed: bool,
+    /// Bytes it holds, charged to its connection's domain (`memory.rs`).
+    pub memory: usize,
 }
 
 impl Transaction {
@@ -90,6 +92,7 @@ impl Transaction {
             node_delta: 0,
             node_limit,
             failed: false,
+            memory: crate::memory::TX,
         }
     }
 

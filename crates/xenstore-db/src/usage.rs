@@ -21,6 +21,8 @@ pub struct Usage {
     pub watches: usize,
     /// Transactions open on its connections.
     pub transactions: usize,
+    /// Bytes the store holds for it (the `memory` quota's count).
+    pub memory: usize,
 }
 
 /// One domain as the statistics show it.
@@ -53,7 +55,7 @@ impl Engine {
     /// know). Linear in connections: for CONTROL `quota <domid>`.
     pub fn usage(&self, domid: DomId) -> Option<Usage> {
         self.domains.get(&domid)?;
-        let mut usage = Usage { nodes: self.nodes_charged(domid), ..Usage::default() };
+        let mut usage = Usage { nodes: self.nodes_charged(domid), memory: self.memory(domid), ..Usage::default() };
         for conn in self.conns.values().filter(|c| c.caller.domid == domid) {
             usage.watches += conn.watches.len();
             usage.transactions += conn.txs.len();
@@ -70,7 +72,7 @@ impl Engine {
             .take(limit)
             .map(|(&domid, domain)| DomainUsage {
                 domid,
-                usage: Usage { nodes: self.nodes_charged(domid), ..Usage::default() },
+                usage: Usage { nodes: self.nodes_charged(domid), memory: domain.memory, ..Usage::default() },
                 quotas: (domid != 0).then_some(domain.quotas),
                 introduced: domid == 0 || domain.introduced.is_some(),
                 connections: 0,

@@ -80,6 +80,15 @@ impl Watches {
         Some(id)
     }
 
+    /// The watch `conn` registered on `path` with `token`.
+    pub fn find(&self, conn: ConnId, path: &str, token: &[u8]) -> Option<&Watch> {
+        self.by_path
+            .get(path)?
+            .iter()
+            .filter_map(|id| self.by_id.get(id))
+            .find(|w| w.conn == conn && *w.token == *token)
+    }
+
     /// Removes a watch by id.
     pub fn remove_id(&mut self, id: WatchId) {
         if let Some(watch) = self.by_id.remove(&id) {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use xenstore_wire::{path, ErrorCode, Reply, WatchEvent};
 
 use crate::event::Delivery;
+use crate::memory;
 use crate::permissions::Caller;
 use crate::watch::Watch;
 use crate::{ConnId, Engine, Outcome};
@@ -33,9 +34,14 @@ impl Engine {
             depth,
             relative_prefix: relative.then(|| path::domain_home(caller.domid).len() + 1),
         };
+        let cost = memory::watch(&watch);
+        if let Err(hit) = self.charge_memory(caller, cost) {
+            return Outcome { quota: Some(hit), ..Outcome::error(ErrorCode::ENOMEM) };
+        }
         let Some(id) = self.watches.add(watch) else {
             return Outcome::error(ErrorCode::EEXIST);
         };
+        self.hold_memory(caller.domid, cost);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.watches.push(id);
         }
@@ -46,8 +52,10 @@ impl Engine {
     /// UNWATCH.
     pub(crate) fn unwatch(&mut self, conn: ConnId, caller: Caller, p: &str, token: &[u8]) -> Outcome {
         let canonical = path::canonicalize(p, caller.domid);
+        let cost = self.watches.find(conn, &canonical, token).map_or(0, memory::watch);
         match self.watches.remove(conn, &canonical, token) {
             Some(id) => {
+                self.release_memory(caller.domid, cost);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.watches.retain(|w| *w != id);
                 }

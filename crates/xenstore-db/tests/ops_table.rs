@@ -173,6 +173,10 @@ fn guest_permissions_follow_the_reference_rules() {
             row("d1", SetPerms, b"data/x\0b2\0", Err(EPERM)),
             row("d1", SetPerms, b"data/x\0n1\0r2\0r3\0r4\0r5\0r6\0", Err(ENOSPC)),
             row("d1", SetPerms, b"data/x\0n1\0r2\0r3\0r4\0r5\0", Ok(b"OK\0")),
+            // IS_DOMAIN_INTRODUCED is for the toolstack, as in C 4.17+
+            // (`XS_FLAG_PRIV`): a guest may not probe which domains exist.
+            row("d1", IsDomainIntroduced, b"0\0", Err(EACCES)),
+            row("d1", IsDomainIntroduced, b"1\0", Err(EACCES)),
             // dom0 may change the owner, and bypasses all checks.
             row("dom0", SetPerms, b"/local/domain/1/data/x\0n2\0", Ok(b"OK\0")),
             row("d2", Read, b"/local/domain/1/data/x\0", Ok(b"1")),

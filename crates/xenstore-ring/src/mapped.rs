@@ -76,6 +76,12 @@ impl<M: PageMemory, N: Notify> MappedServer<M, N> {
         self.conn.write_vectored(bufs)
     }
 
+    /// Whether the guest asks for a reconnection ([`ServerRing::reconnect_requested`]):
+    /// a server that stopped reading a connection still honours it.
+    pub fn reconnect_requested(&self) -> bool {
+        self.conn.ring().reconnect_requested()
+    }
+
     /// See [`ServerConnection::failure`].
     pub fn failure(&self) -> Option<ConnectionError> {
         self.conn.failure()

@@ -11,7 +11,8 @@
 //!   queued, no more requests are read from the connection (its replies
 //!   are bounded by backpressure; see [`crate::outbox`]).
 //! - **Resume**: once a flush brings the queue down to half that, reading
-//!   resumes, at the next loop iteration.
+//!   resumes, at the next loop iteration; a ring whose guest asks for a
+//!   reconnection is read at once (the reconnection empties the queue).
 //! - **Budget**: one connection is served at most [`TURN_BUDGET`] requests
 //!   per turn; then the others get theirs.
 //! - **Blocked**: a transport that took nothing more at the last write is
@@ -21,11 +22,14 @@
 //!   a socket is closed, a ring is stopped (error indicator set) until the
 //!   guest reconnects.
 
+use std::time::{Duration, Instant};
+
 use mio::Registry;
 use tracing::{debug, warn};
 use xenstore_db::ConnId;
 use xenstore_wire::{DomId, Packet};
 
+use crate::memory::MemoryStall;
 use crate::outbox::{Limits, Outbox};
 use crate::rings::DomainRing;
 use crate::socket::SocketConn;
@@ -69,12 +73,27 @@ pub(crate) struct Connection {
     paused: bool,
     /// What it has done, for the statistics.
     pub(crate) counters: Counters,
+    /// Its state under the `memory` quota's rule ([`crate::memory`]).
+    pub(crate) memory: MemoryStall,
+    /// Watch events dropped and not yet logged, and when the last line
+    /// about them was written.
+    drops: (u64, Option<Instant>),
 }
+
+/// Least time between two lines about one connection's dropped events.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Connection {
     /// A connection over `transport` with nothing queued.
     pub(crate) fn new(transport: Transport) -> Connection {
-        Connection { transport, outbox: Outbox::default(), paused: false, counters: Counters::default() }
+        Connection {
+            transport,
+            outbox: Outbox::default(),
+            paused: false,
+            counters: Counters::default(),
+            memory: MemoryStall::default(),
+            drops: (0, None),
+        }
     }
 
     /// The domain behind a ring connection (for the logs).
@@ -85,9 +104,18 @@ impl Connection {
         }
     }
 
-    /// Whether requests may be read now.
+    /// Whether requests may be read now: not while paused, unless the
+    /// guest asks for a reconnection. A kernel that stopped reading its
+    /// replies and then rebooted (kexec) wants exactly the queue that
+    /// paused it thrown away; refusing to look would leave it unserved
+    /// for good.
     pub(crate) fn readable(&self) -> bool {
-        !self.paused
+        !self.paused || self.reconnect_requested()
+    }
+
+    /// Whether this is a ring whose guest asks for a reconnection.
+    pub(crate) fn reconnect_requested(&self) -> bool {
+        matches!(&self.transport, Transport::Ring(ring) if ring.reconnect_requested())
     }
 
     /// Appends the requests received, at most `budget` from a ring (a
@@ -117,13 +145,18 @@ impl Connection {
             Transport::Ring(ring) => ring.flush(&mut self.outbox),
         };
         let (dropped, coalesced) = self.outbox.take_counters();
-        if dropped > 0 {
-            warn!(
-                conn = id,
-                domid = self.domid(),
-                dropped,
-                "client is not reading: oldest queued watch events dropped"
-            );
+        self.drops.0 += dropped;
+        if self.drops.0 > 0 {
+            let now = Instant::now();
+            if self.drops.1.is_none_or(|t| now.duration_since(t) >= DROP_LOG_INTERVAL) {
+                warn!(
+                    conn = id,
+                    domid = self.domid(),
+                    dropped = self.drops.0,
+                    "client is not reading: watch events unread for too long dropped"
+                );
+                self.drops = (0, Some(now));
+            }
         }
         if coalesced > 0 {
             debug!(conn = id, coalesced, "identical pending watch events coalesced");

@@ -17,6 +17,7 @@ mod conn;
 mod control;
 mod dirty;
 mod effects;
+mod memory;
 mod metrics;
 pub mod outbox;
 mod peers;

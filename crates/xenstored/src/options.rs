@@ -80,7 +80,8 @@ Usage: xenstored [options]
   -A, --perm-nb <nb>       permission entries per node
   -M, --path-max <chars>   path length below a domain's home
   -Q, --quota <what>=<nb>  set a quota: nodes, node-size, watches, transactions,
-                           transaction-nodes, permissions, path-max, outstanding
+                           transaction-nodes, permissions, path-max, outstanding,
+                           memory (bytes a domain makes the daemon hold)
   -q, --quota-soft <what>=<nb>  set a soft quota (exceeding it is logged)
   -K, --keep-orphans       keep a removed domain's nodes (given to dom0)
   -V, --verbose            verbose logging
@@ -91,7 +92,7 @@ Usage: xenstored [options]
                            HTTP at <addr>: host:port (127.0.0.1:9427; port 0
                            picks one, logged) or a Unix socket path
   -D, -R, -U, -I[on|off], -w <what>=<s>, --event <port>, --master-domid <id>,
-  --priv-domid <id>, --trace-control=<x>, -Q/-q memory=<nb>
+  --priv-domid <id>, --trace-control=<x>
                            accepted for compatibility with the C daemon; no
                            effect here (a warning is logged)
   -H, --help               this text
@@ -277,10 +278,6 @@ fn apply(o: &mut Options, opt: &Opt, value: Option<String>) -> Result<Option<Com
             let (what, nb) =
                 spec.split_once('=').ok_or_else(|| anyhow!("option {name} wants <what>=<nb>, got {spec:?}"))?;
             let Some(kind) = QuotaKind::from_name(what) else {
-                if what == "memory" {
-                    o.warnings.push(format!("option {name}: the memory quota is not implemented; {spec:?} ignored"));
-                    return Ok(None);
-                }
                 bail!("option {name}: unknown quota {what:?} (valid: {})", quota_names());
             };
             let nb = number(&name, nb)?;
@@ -382,7 +379,9 @@ mod tests {
         );
         assert_eq!(o.warnings.len(), 8, "{:?}", o.warnings);
         assert!(o.warnings.iter().any(|w| w.contains("--event 3")), "{:?}", o.warnings);
-        assert!(run(&["-Q", "memory=100"], None).warnings[0].contains("memory"));
+        let memory = run(&["-Q", "memory=100000"], None);
+        assert!(memory.warnings.is_empty(), "{:?}", memory.warnings);
+        assert_eq!(memory.quotas.get(QuotaKind::Memory), 100_000);
     }
 
     #[test]

@@ -11,9 +11,16 @@
 //! 1. **Coalesce**: an event identical (same path and token) to one still
 //!    queued and unsent is not queued again; the queued one already tells the
 //!    client to look at that path.
-//! 2. **Cap**: when queued event bytes exceed [`Limits::max_event_bytes`], the
-//!    oldest queued events are dropped (counted, and the daemon logs it), the
-//!    way the C daemon drops events a client has not read for 20 seconds.
+//! 2. **Expire**: an event still unsent [`Limits::event_timeout`] after it
+//!    was queued (20 s, the C daemon's `timeout_watch_event_msec`) is
+//!    dropped. A watcher that pauses for less loses nothing, however much
+//!    another domain writes meanwhile.
+//! 3. **Cap**: past [`Limits::max_event_bytes`] of queued events (a bound
+//!    far above what 20 s of a normal store makes, against a client that
+//!    never reads while a flood lasts), the oldest events are dropped.
+//!
+//! Dropped events are counted; the daemon logs the count per connection at
+//! most once per interval, never one line per event.
 //!
 //! Messages leave in the order they were queued, replies and events
 //! interleaved as produced.
@@ -22,19 +29,27 @@ use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::io::{self, IoSlice, Write};
+use std::time::{Duration, Instant};
 
 /// Bounds of one connection's queue.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Stop reading requests while more than this many bytes are queued.
     pub pause_reading_above: usize,
-    /// Queued watch-event bytes above which the oldest events are dropped.
+    /// Queued watch-event bytes above which the oldest events are dropped
+    /// whatever their age.
     pub max_event_bytes: usize,
+    /// Age at which an unsent watch event is dropped.
+    pub event_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { pause_reading_above: 256 * 1024, max_event_bytes: 256 * 1024 }
+        Limits {
+            pause_reading_above: 256 * 1024,
+            max_event_bytes: 16 * 1024 * 1024,
+            event_timeout: Duration::from_secs(20),
+        }
     }
 }
 
@@ -43,6 +58,8 @@ struct Message {
     bytes: Vec<u8>,
     /// For events: the coalescing key (the payload: path and token).
     event: bool,
+    /// When it was queued (events expire).
+    at: Instant,
 }
 
 /// The queue.
@@ -69,11 +86,13 @@ impl Outbox {
     /// Queues a reply (never dropped).
     pub fn push_reply(&mut self, bytes: Vec<u8>) {
         self.queued_bytes += bytes.len();
-        self.queue.push_back(Message { bytes, event: false });
+        self.queue.push_back(Message { bytes, event: false, at: Instant::now() });
     }
 
-    /// Queues a watch event (header included), coalescing and capping.
-    pub fn push_event(&mut self, bytes: Vec<u8>, limits: &Limits) {
+    /// Queues a watch event (header included) at `now`, coalescing,
+    /// expiring old ones and capping.
+    pub fn push_event(&mut self, bytes: Vec<u8>, limits: &Limits, now: Instant) {
+        self.expire(limits, now);
         let key = self.hasher.hash_one(event_key(&bytes));
         // A message partly written still counts as pending until it is fully
         // sent (see `advance`): the client has not seen it yet.
@@ -85,10 +104,35 @@ impl Outbox {
         *count += 1;
         self.queued_bytes += bytes.len();
         self.event_bytes += bytes.len();
-        self.queue.push_back(Message { bytes, event: true });
+        self.queue.push_back(Message { bytes, event: true, at: now });
         while self.event_bytes > limits.max_event_bytes {
             if !self.drop_oldest_event() {
                 break;
+            }
+        }
+    }
+
+    /// Counts an event the daemon dropped before queueing it.
+    pub fn count_dropped(&mut self) {
+        self.dropped += 1;
+    }
+
+    /// Drops the events unsent for [`Limits::event_timeout`] at `now`.
+    /// They are at the front (the queue is in time order): the scan stops
+    /// at the first younger event, passing over replies.
+    pub fn expire(&mut self, limits: &Limits, now: Instant) {
+        let mut i = usize::from(self.front_sent > 0);
+        while let Some(msg) = self.queue.get(i) {
+            if !msg.event {
+                i += 1;
+                continue;
+            }
+            if now.duration_since(msg.at) < limits.event_timeout {
+                return;
+            }
+            if let Some(msg) = self.queue.remove(i) {
+                self.forget_event(&msg);
+                self.dropped += 1;
             }
         }
     }
@@ -247,7 +291,7 @@ impl Outbox {
                 outbox.event_bytes += bytes.len();
                 *outbox.pending_events.entry(outbox.hasher.hash_one(event_key(&bytes))).or_insert(0) += 1;
             }
-            outbox.queue.push_back(Message { bytes, event });
+            outbox.queue.push_back(Message { bytes, event, at: Instant::now() });
         }
         outbox.front_sent = state.front_sent;
         Ok(outbox)
@@ -275,9 +319,9 @@ mod tests {
         let mut outbox = Outbox::default();
         let limits = Limits::default();
         for _ in 0..100 {
-            outbox.push_event(event("/a", "t"), &limits);
+            outbox.push_event(event("/a", "t"), &limits, Instant::now());
         }
-        outbox.push_event(event("/b", "t"), &limits);
+        outbox.push_event(event("/b", "t"), &limits, Instant::now());
         assert_eq!(outbox.queue.len(), 2);
         assert_eq!(outbox.take_counters(), (0, 99));
     }
@@ -285,10 +329,10 @@ mod tests {
     #[test]
     fn event_bytes_are_capped_oldest_first_and_replies_kept() {
         let mut outbox = Outbox::default();
-        let limits = Limits { pause_reading_above: 1 << 20, max_event_bytes: 1000 };
+        let limits = Limits { pause_reading_above: 1 << 20, max_event_bytes: 1000, ..Limits::default() };
         outbox.push_reply(b"reply-one".to_vec());
         for i in 0..1000 {
-            outbox.push_event(event(&format!("/n/{i}"), "t"), &limits);
+            outbox.push_event(event(&format!("/n/{i}"), "t"), &limits, Instant::now());
         }
         assert!(outbox.event_bytes <= 1000);
         assert!(!outbox.queue.iter().any(|m| m.event && event_key(&m.bytes).starts_with(b"/n/0\0")));
@@ -298,11 +342,27 @@ mod tests {
     }
 
     #[test]
+    fn events_expire_after_the_timeout_and_replies_stay() {
+        let mut outbox = Outbox::default();
+        let limits = Limits::default();
+        let start = Instant::now();
+        outbox.push_event(event("/old", "t"), &limits, start);
+        outbox.push_reply(b"reply".to_vec());
+        outbox.push_event(event("/young", "t"), &limits, start + Duration::from_secs(15));
+        outbox.expire(&limits, start + Duration::from_secs(19));
+        assert_eq!(outbox.queue.len(), 3, "nothing is 20 s old yet");
+        outbox.push_event(event("/new", "t"), &limits, start + Duration::from_secs(21));
+        assert_eq!(outbox.take_counters(), (1, 0));
+        let kept: Vec<bool> = outbox.queue.iter().map(|m| m.event).collect();
+        assert_eq!(kept, [false, true, true], "the reply and the younger events stay");
+    }
+
+    #[test]
     fn export_import_keeps_every_message_and_the_partly_written_front() {
         let limits = Limits::default();
         let mut outbox = Outbox::default();
         outbox.push_reply(b"first-reply".to_vec());
-        outbox.push_event(event("/a", "t"), &limits);
+        outbox.push_event(event("/a", "t"), &limits, Instant::now());
         outbox.push_reply(b"second".to_vec());
         outbox.advance(4);
         let state = outbox.export();
@@ -310,7 +370,7 @@ mod tests {
         assert_eq!(restored.export(), state);
         assert_eq!(restored.queued_bytes(), outbox.queued_bytes());
         // The restored queue still coalesces against the queued event.
-        restored.push_event(event("/a", "t"), &limits);
+        restored.push_event(event("/a", "t"), &limits, Instant::now());
         assert_eq!(restored.take_counters(), (0, 1));
         let (mut a, mut b) = (Vec::new(), Vec::new());
         outbox.flush_to(&mut a).unwrap();
@@ -346,7 +406,7 @@ mod tests {
         let limits = Limits::default();
         outbox.push_reply(b"first".to_vec());
         let ev = event("/x", "tok");
-        outbox.push_event(ev.clone(), &limits);
+        outbox.push_event(ev.clone(), &limits, Instant::now());
         outbox.push_reply(b"last".to_vec());
         let mut sink = Trickle(Vec::new());
         outbox.flush_to(&mut sink).unwrap();
@@ -357,7 +417,7 @@ mod tests {
         assert!(outbox.is_empty());
         assert_eq!(outbox.queued_bytes(), 0);
         // Once sent, the same event may be queued again.
-        outbox.push_event(ev, &limits);
+        outbox.push_event(ev, &limits, Instant::now());
         assert_eq!(outbox.queue.len(), 1);
     }
 }

@@ -98,6 +98,11 @@ impl DomainRing {
         Received::More
     }
 
+    /// Whether the guest asks for a reconnection (one atomic load).
+    pub(crate) fn reconnect_requested(&self) -> bool {
+        self.server.reconnect_requested()
+    }
+
     /// Writes the queue as space allows, then sends the guest the one
     /// notification this flush owes it. `Err` when the ring must be
     /// stopped (the error indicator is set already).

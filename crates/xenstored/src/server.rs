@@ -52,6 +52,8 @@ pub(crate) const EVTCHN: Token = Token(usize::MAX - 2);
 const READ_CHUNK: usize = 64 * 1024;
 /// Connections flushed per loop iteration before new requests are read.
 const FLUSH_BUDGET: usize = 64;
+/// How often accepting is retried while descriptors are short.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The daemon's state.
 #[derive(Debug)]
@@ -81,6 +83,8 @@ pub struct Server {
     /// Connections to serve again at the next iteration (their turn's
     /// budget ran out, or their reading was unpaused), after the others.
     pub(crate) again: Vec<ConnId>,
+    /// Rings not read for their domain's memory quota ([`crate::memory`]).
+    pub(crate) stalled: rustc_hash::FxHashSet<ConnId>,
     /// The opt-in Prometheus listener and its scrapers.
     pub(crate) metrics: Option<Metrics>,
     /// Counters of the socket connections that have closed, by domain
@@ -88,6 +92,11 @@ pub struct Server {
     pub(crate) departed: FxHashMap<DomId, Counters>,
     /// When the daemon started (uptime, in the statistics).
     pub(crate) started: Instant,
+    /// Accepting failed for want of descriptors: the listener is
+    /// edge-triggered, so its backlog would never be announced again;
+    /// accepting is retried every loop iteration (and the loop wakes at
+    /// least every [`ACCEPT_RETRY`]) until it works.
+    accept_stalled: bool,
     read_buf: Vec<u8>,
     /// Scratch for the requests of one receive.
     packets: Vec<Packet>,
@@ -206,9 +215,11 @@ impl Server {
             peers: Peers::default(),
             rings: None,
             again: Vec::new(),
+            stalled: Default::default(),
             metrics: None,
             departed: FxHashMap::default(),
             started: Instant::now(),
+            accept_stalled: false,
             read_buf: vec![0; READ_CHUNK],
             packets: Vec::new(),
             stop: false,
@@ -219,7 +230,13 @@ impl Server {
     pub fn run(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         while !self.stop {
-            let timeout = if self.has_work() { Some(std::time::Duration::ZERO) } else { None };
+            let timeout = if self.has_work() {
+                Some(std::time::Duration::ZERO)
+            } else if self.accept_stalled {
+                Some(ACCEPT_RETRY)
+            } else {
+                None
+            };
             self.step(&mut events, timeout)?;
         }
         info!("shutting down");
@@ -272,6 +289,10 @@ impl Server {
                 }
             }
         }
+        if self.accept_stalled {
+            self.accept();
+        }
+        self.recheck_stalled();
         for id in std::mem::take(&mut self.again) {
             self.serve(id);
         }
@@ -323,6 +344,17 @@ impl Server {
         &self.engine
     }
 
+    /// Bytes of replies and events queued for a domain's connections
+    /// (its ring; dom0: its sockets too), what the daemon holds for it
+    /// besides the store.
+    pub fn queued_for(&self, domid: DomId) -> usize {
+        self.conns
+            .iter()
+            .filter(|(id, _)| self.engine.caller(**id).is_some_and(|c| c.domid == domid))
+            .map(|(_, c)| c.outbox.queued_bytes())
+            .sum()
+    }
+
     fn accept(&mut self) {
         loop {
             let Some((listener, _)) = &self.listener else { return };
@@ -332,11 +364,32 @@ impl Server {
                     if !self.peers.admit(&stream) {
                         continue;
                     }
+                    if self.accept_stalled {
+                        self.accept_stalled = false;
+                        info!("accepting connections again");
+                    }
                     if let Err(e) = self.add_socket(stream) {
                         warn!("cannot register a new connection: {e}");
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_stalled = false;
+                    return;
+                }
+                Err(e)
+                    if matches!(
+                        e.raw_os_error().map(nix::errno::Errno::from_raw),
+                        Some(nix::errno::Errno::EMFILE | nix::errno::Errno::ENFILE)
+                    ) =>
+                {
+                    // EMFILE, ENFILE: one line when it starts, not one per
+                    // retry.
+                    if !self.accept_stalled {
+                        warn!("accept failed, retrying while descriptors are short: {e}");
+                        self.accept_stalled = true;
+                    }
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     warn!("accept failed: {e}");
@@ -358,6 +411,14 @@ impl Server {
                 self.dirty.insert(id);
                 return;
             }
+            // A reconnection is honoured whatever the memory: it frees the
+            // queue and the transactions.
+            if !conn.reconnect_requested() && !self.memory_allows_reading(id) {
+                // Its replies still go out, which is what frees it.
+                self.dirty.insert(id);
+                return;
+            }
+            let Some(conn) = self.conns.get_mut(&id) else { return };
             let mut packets = std::mem::take(&mut self.packets);
             let received = conn.receive(&mut self.read_buf, &mut packets, TURN_BUDGET - served);
             served += packets.len();
@@ -368,6 +429,13 @@ impl Server {
             match received {
                 Received::More => {}
                 Received::Drained => {
+                    // The pause rule holds however the turn ended: a ring
+                    // is drained after every ring-full (1 KiB of requests
+                    // can ask for far more replies than that).
+                    let limits = self.limits;
+                    if let Some(conn) = self.conns.get_mut(&id) {
+                        conn.pause_if_full(&limits);
+                    }
                     // The replies go out now rather than at the end of the
                     // loop iteration, so the client can send its next
                     // request while the other connections are served.
@@ -463,10 +531,13 @@ impl Server {
             return;
         }
         self.trace.outgoing(delivery.conn, &bytes);
+        if self.memory_refuses_event(delivery.conn, bytes.len()) {
+            return;
+        }
         let Some(conn) = self.conns.get_mut(&delivery.conn) else { return };
         conn.counters.events += 1;
         conn.counters.bytes_out += bytes.len() as u64;
-        conn.outbox.push_event(bytes, &self.limits);
+        conn.outbox.push_event(bytes, &self.limits, Instant::now());
         self.dirty.insert(delivery.conn);
     }
 

@@ -78,6 +78,8 @@ struct Client {
     watches: SubscriptionId,
     /// The daemon closed the socket.
     closed: bool,
+    /// It reads nothing (a client that stopped reading, or pauses).
+    deaf: bool,
 }
 
 /// The world: a server, a hypervisor twin, and clients.
@@ -174,6 +176,7 @@ impl World {
             events: Vec::new(),
             watches,
             closed: false,
+            deaf: false,
         });
         ClientId(self.clients.len() - 1)
     }
@@ -252,6 +255,13 @@ impl World {
     /// The watch events a client received since the last call.
     pub fn take_events(&mut self, who: ClientId) -> Vec<WatchEvent> {
         std::mem::take(&mut self.clients[who.0].events)
+    }
+
+    /// Stops (`false`) or resumes (`true`) reading what the daemon sends
+    /// this client: a guest that stopped reading its replies, a watcher
+    /// that pauses. It still writes its requests.
+    pub fn set_reading(&mut self, who: ClientId, reading: bool) {
+        self.clients[who.0].deaf = !reading;
     }
 
     /// Whether the daemon closed this socket client.
@@ -369,7 +379,7 @@ impl Client {
                         }
                     }
                 }
-                loop {
+                while !self.deaf {
                     match stream.read(&mut buf) {
                         Ok(0) => {
                             self.closed = true;
@@ -396,7 +406,7 @@ impl Client {
                         moved |= n > 0;
                     }
                 }
-                while let Ok(n) = ring.read(&mut buf) {
+                while let Ok(n) = if self.deaf { Ok(0) } else { ring.read(&mut buf) } {
                     if n == 0 {
                         break;
                     }

@@ -221,6 +221,17 @@ fn removing_the_root_is_refused_for_permission_first() {
 }
 
 #[test]
+fn is_domain_introduced_is_dom0s_and_domid_self_is_introduced() {
+    let mut w = World::new();
+    let d0 = w.dom0();
+    let (g, me) = guest(&mut w, d0, "nosy");
+    // C 4.17+: XS_FLAG_PRIV; DOMID_SELF answers T.
+    assert_eq!(code(w.call(g, Op::IsDomainIntroduced, &z(&[&me]))), Some(ErrorCode::EACCES));
+    assert_eq!(w.call(d0, Op::IsDomainIntroduced, b"32752\0").unwrap(), b"T\0");
+    assert_eq!(w.call(d0, Op::IsDomainIntroduced, b"200\0").unwrap(), b"F\0");
+}
+
+#[test]
 fn the_event_channel_xen_wrote_in_the_ring_page_wins_over_introduces() {
     let mut w = World::new();
     let d0 = w.dom0();

@@ -90,10 +90,10 @@ fn flooded_daemon_keeps_other_clients_fast_and_memory_bounded() {
     eprintln!(
         "idle median {idle:?}, baseline median {baseline:?}, flooded median {flooded:?}, rss growth {grown} bytes"
     );
-    // The sleeper's queue is capped at 256 KiB of events; with the 1,000 new
-    // nodes the daemon grows by well under 2 MiB, where keeping every event
-    // would take over 4.5 MB.
-    assert!(grown < 2 << 20, "daemon grew by {grown} bytes");
-    assert!(d.log().contains("not reading"), "dropping events for the sleeper is logged");
+    // Events are dropped only when unread for 20 s (or past 16 MiB per
+    // connection): this flood lasts well under that, so the sleeper keeps
+    // all 10,000 (4.5 MB of payload, held in their own buffers), and the
+    // daemon's growth is bounded by the per-connection byte bound.
+    assert!(grown < 24 << 20, "daemon grew by {grown} bytes");
     assert!(flooded <= idle * 2, "idle median {idle:?}, flooded median {flooded:?}");
 }

@@ -37,6 +37,7 @@ fn introduce_serves_the_ring_as_the_guest_with_relative_paths() {
     // The guest is unprivileged: dom0's nodes and CONTROL are refused.
     assert_eq!(code(w.call(guest, Op::Read, b"/tool/xenstored\0")), Some(ErrorCode::EACCES));
     assert_eq!(code(w.call(guest, Op::Control, b"memreport\0")), Some(ErrorCode::EACCES));
+    assert_eq!(code(w.call(guest, Op::IsDomainIntroduced, b"0\0")), Some(ErrorCode::EACCES));
     assert_eq!(w.call(dom0, Op::IsDomainIntroduced, format!("{domid}\0").as_bytes()).unwrap(), b"T\0");
 }
 
@@ -166,6 +167,31 @@ fn reconnection_drops_partial_input_watches_and_transactions() {
     w.call(dom0, Op::Write, format!("/local/domain/{domid}/data\0v").as_bytes()).unwrap();
     assert!(w.take_events(guest).is_empty(), "the watch is gone");
     assert_eq!(w.call(guest, Op::GetDomainPath, b"2\0").unwrap(), b"/local/domain/2\0");
+}
+
+#[test]
+fn a_guest_that_stopped_reading_is_reconnected_when_it_asks() {
+    let mut w = World::new();
+    let dom0 = w.dom0();
+    let guest = introduced(&mut w, "deaf");
+    let domid = w.domid(guest);
+    w.call(dom0, Op::Write, format!("/local/domain/{domid}/big\0{}", "x".repeat(2000)).as_bytes()).unwrap();
+    w.call(dom0, Op::SetPerms, format!("/local/domain/{domid}/big\0b{domid}\0").as_bytes()).unwrap();
+    // The guest stops reading its replies and keeps asking: its queue
+    // passes the pause threshold, so the daemon stops reading its ring.
+    w.set_reading(guest, false);
+    for _ in 0..400 {
+        w.send(guest, Op::Read, 0, b"big\0");
+    }
+    w.run();
+    let queued = w.server.queued_for(domid);
+    assert!(queued < 512 * 1024, "{queued} bytes queued for a guest that does not read");
+    // A rebooted (kexec'd) kernel asks for a reconnection and reads again.
+    w.reconnect(guest);
+    w.set_reading(guest, true);
+    let req = w.send(guest, Op::GetDomainPath, 0, b"5\0");
+    w.run();
+    assert_eq!(w.reply(guest, req).map(|r| r.unwrap()), Some(b"/local/domain/5\0".to_vec()), "reconnected");
 }
 
 #[test]

@@ -31,8 +31,18 @@ impl Daemon {
         Daemon::start_on(None, extra)
     }
 
+    /// Starts the daemon allowed `nofile` open files (`prlimit`).
+    #[allow(dead_code)]
+    pub fn start_with_nofile(nofile: u32, extra: &[&str]) -> Daemon {
+        Daemon::spawn(Some(nofile), None, extra)
+    }
+
     /// Starts the daemon, pinned to one CPU if `cpu` is given.
     pub fn start_on(cpu: Option<usize>, extra: &[&str]) -> Daemon {
+        Daemon::spawn(None, cpu, extra)
+    }
+
+    fn spawn(nofile: Option<u32>, cpu: Option<usize>, extra: &[&str]) -> Daemon {
         let dir = std::env::temp_dir().join(format!(
             "xenstored-test-{}-{}",
             std::process::id(),
@@ -41,13 +51,18 @@ impl Daemon {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("socket");
-        let mut command = match cpu {
-            Some(cpu) => {
+        let mut command = match (nofile, cpu) {
+            (Some(n), _) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(env!("CARGO_BIN_EXE_xenstored"));
+                c
+            }
+            (None, Some(cpu)) => {
                 let mut c = Command::new("taskset");
                 c.arg("-c").arg(cpu.to_string()).arg(env!("CARGO_BIN_EXE_xenstored"));
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_xenstored")),
+            (None, None) => Command::new(env!("CARGO_BIN_EXE_xenstored")),
         };
         let child = command
             .arg("-N")
