@@ -312,6 +312,9 @@ const DOMAIN_FAMILIES: &[Family] = &[
     ("xenstored_domain_transactions", "gauge", "Transactions open on the domain's connections.", |d| {
         d.usage.usage.transactions as u64
     }),
+    ("xenstored_domain_memory_bytes", "gauge", "Store memory charged to the domain (the memory quota's count).", |d| {
+        d.usage.usage.memory as u64
+    }),
     ("xenstored_domain_requests_total", "counter", "Requests handled.", |d| d.counters.requests),
     ("xenstored_domain_received_bytes_total", "counter", "Bytes of requests received, headers included.", |d| {
         d.counters.bytes_in
@@ -356,9 +359,12 @@ fn render(totals: &Totals, domains: &[DomainStats]) -> String {
     let _ = writeln!(out, "# TYPE {name} gauge");
     for (d, l) in domains.iter().zip(&labels) {
         if let Some(q) = d.usage.quotas {
-            for kind in
-                [xenstore_db::QuotaKind::Nodes, xenstore_db::QuotaKind::Watches, xenstore_db::QuotaKind::Transactions]
-            {
+            for kind in [
+                xenstore_db::QuotaKind::Nodes,
+                xenstore_db::QuotaKind::Watches,
+                xenstore_db::QuotaKind::Transactions,
+                xenstore_db::QuotaKind::Memory,
+            ] {
                 let _ = writeln!(out, "{name}{{{l},resource=\"{}\"}} {}", kind.name(), q.get(kind));
             }
         }

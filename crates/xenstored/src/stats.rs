@@ -81,7 +81,7 @@ pub(crate) struct Totals {
 /// The columns of a `stats` page's `domain` lines, in order. `xenstore
 /// top` finds each by name, so columns can be added at the end.
 pub(crate) const COLUMNS: &str = "domid introduced connections nodes watches transactions requests bytes-in \
-bytes-out events refused-access refused-quota quota-nodes quota-watches quota-transactions name";
+bytes-out events refused-access refused-quota quota-nodes quota-watches quota-transactions memory quota-memory name";
 
 /// The first line of a `stats` reply: the format's name and version.
 pub(crate) const MAGIC: &str = "xenstored-stats 1";
@@ -91,7 +91,7 @@ pub(crate) const MAGIC: &str = "xenstored-stats 1";
 const MORE_LINE_MAX: usize = "more 65535\n".len() + 1;
 
 /// The shortest `domain` line: every figure one digit, no quotas, no name.
-const MIN_DOMAIN_LINE: usize = "domain 0 0 0 0 0 0 0 0 0 0 0 0 - - - -\n".len();
+const MIN_DOMAIN_LINE: usize = "domain 0 0 0 0 0 0 0 0 0 0 0 0 - - - 0 - -\n".len();
 
 impl Server {
     /// Figures for at most `limit` known domains from `from` on, in domid
@@ -200,6 +200,13 @@ fn domain_line(out: &mut String, d: &DomainStats) {
             }
             None => out.push_str(" -"),
         }
+    }
+    let _ = write!(out, " {}", u.usage.memory);
+    match u.quotas {
+        Some(q) => {
+            let _ = write!(out, " {}", q.get(QuotaKind::Memory));
+        }
+        None => out.push_str(" -"),
     }
     out.push(' ');
     match &u.name {

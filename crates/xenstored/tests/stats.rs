@@ -93,6 +93,9 @@ fn a_guests_requests_bytes_refusals_and_quota_use_are_its_own() {
     assert!(g["refused-quota"].parse::<u32>().unwrap() >= 1, "{g:?}");
     assert_eq!(g["watches"], "1");
     assert_eq!(g["quota-nodes"], "4");
+    assert_eq!(g["quota-memory"], QuotaKind::Memory.default_value().to_string());
+    let memory: u64 = g["memory"].parse().unwrap();
+    assert!(memory > 3 * "x".len() as u64 + "web server".len() as u64, "its nodes are charged: {g:?}");
     assert_eq!(g["nodes"], "4", "the guest owns what it could write and its home: {g:?}");
     // Replies and the watch's first event went out to the guest.
     assert!(g["bytes-out"].parse::<u64>().unwrap() > 16 * requests.len() as u64);

@@ -25,7 +25,7 @@ use table::{Column, Order};
 #[command(
     name = "xenstore top",
     version,
-    after_help = "Interactive keys: d a c n N w W t r i o e u sort by a column (the letters of --sort), R \
+    after_help = "Interactive keys: d a c n N w W t m M r i o e u sort by a column (the letters of --sort), R \
 reverses, space refreshes, h shows the keys, q quits.\n\nThe figures come from the daemon's CONTROL `stats` \
 command (xen-control-plane's xenstored); the same figures are served as Prometheus text by `xenstored \
 --metrics`."

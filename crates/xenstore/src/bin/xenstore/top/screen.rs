@@ -13,8 +13,8 @@ use super::table::{self, Column, Order};
 use super::Settings;
 
 /// The keys, as the help line shows them.
-const KEYS: &str = "sort: d id, a name, c conns, n nodes, N node%, w watches, W watch%, t tx, r req/s, \
-i in/s, o out/s, e denied, u quota; R reverse; space refresh; q quit";
+const KEYS: &str = "sort: d id, a name, c conn, n/N nodes/%, w/W watches/%, t tx, m/M mem/%, r req/s, i in, o out, \
+e denied, u quota; R reverse; space refresh; q quit";
 
 struct Raw;
 
@@ -95,15 +95,20 @@ fn draw(frame: &table::Frame, show_keys: bool) -> io::Result<()> {
     let mut out = io::stdout().lock();
     queue!(out, cursor::MoveTo(0, 0), terminal::Clear(terminal::ClearType::All))?;
     let mut lines: Vec<String> = frame.summary.clone();
-    lines.push(if show_keys { KEYS.to_owned() } else { "h: keys".to_owned() });
+    if show_keys {
+        lines.extend(wrap(KEYS, width));
+    } else {
+        lines.push("h: keys".to_owned());
+    }
     lines.push(String::new());
     lines.push(table::header());
+    let header_row = lines.len() - 1;
     let room = height.saturating_sub(lines.len());
     lines.extend(frame.rows.iter().take(room).map(table::line));
     for (i, line) in lines.iter().enumerate().take(height) {
         let cut: String = line.chars().take(width).collect();
         let y = u16::try_from(i).unwrap_or(u16::MAX);
-        if i == 4 {
+        if i == header_row {
             queue!(out, cursor::MoveTo(0, y), style::SetAttribute(style::Attribute::Reverse))?;
             queue!(out, style::Print(format!("{cut:<width$}")), style::SetAttribute(style::Attribute::Reset))?;
         } else {
@@ -111,4 +116,21 @@ fn draw(frame: &table::Frame, show_keys: bool) -> io::Result<()> {
         }
     }
     out.flush()
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split(' ') {
+        let last = lines.last_mut().expect("one line at least");
+        if !last.is_empty() && last.len() + 1 + word.len() > width {
+            lines.push(word.to_owned());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    lines
 }

@@ -26,6 +26,10 @@ pub enum Column {
     WatchesPct,
     /// Open transactions.
     Tx,
+    /// Store memory charged to it.
+    Memory,
+    /// Memory as a share of the memory quota.
+    MemoryPct,
     /// Requests per second.
     Requests,
     /// Bytes received per second.
@@ -49,6 +53,8 @@ pub const COLUMNS: &[(Column, &str, usize, char)] = &[
     (Column::Watches, "WATCH", 6, 'w'),
     (Column::WatchesPct, "WAT%", 5, 'W'),
     (Column::Tx, "TX", 3, 't'),
+    (Column::Memory, "MEM", 5, 'm'),
+    (Column::MemoryPct, "MEM%", 4, 'M'),
     (Column::Requests, "REQ/S", 7, 'r'),
     (Column::In, "IN/S", 7, 'i'),
     (Column::Out, "OUT/S", 7, 'o'),
@@ -98,6 +104,8 @@ pub struct Row {
     watches: u64,
     watches_pct: Option<f64>,
     tx: u64,
+    memory: u64,
+    memory_pct: Option<f64>,
     /// Requests per second (`None`: no earlier sample of the domain).
     pub requests: Option<f64>,
     bytes_in: Option<f64>,
@@ -152,6 +160,8 @@ pub fn frame(now: &Sample, before: Option<&Sample>, seconds: f64, order: Order) 
                 watches: d.get("watches"),
                 watches_pct: share(d.get("watches"), d.maybe("quota-watches")),
                 tx: d.get("transactions"),
+                memory: d.get("memory"),
+                memory_pct: share(d.get("memory"), d.maybe("quota-memory")),
                 requests: rate(d, prev, "requests", seconds),
                 bytes_in: rate(d, prev, "bytes-in", seconds),
                 bytes_out: rate(d, prev, "bytes-out", seconds),
@@ -176,6 +186,8 @@ fn sort(rows: &mut [Row], order: Order) {
             Column::Watches => a.watches.cmp(&b.watches),
             Column::WatchesPct => f(a.watches_pct).total_cmp(&f(b.watches_pct)),
             Column::Tx => a.tx.cmp(&b.tx),
+            Column::Memory => a.memory.cmp(&b.memory),
+            Column::MemoryPct => f(a.memory_pct).total_cmp(&f(b.memory_pct)),
             Column::Requests => f(a.requests).total_cmp(&f(b.requests)),
             Column::In => f(a.bytes_in).total_cmp(&f(b.bytes_in)),
             Column::Out => f(a.bytes_out).total_cmp(&f(b.bytes_out)),
@@ -286,6 +298,8 @@ pub fn line(row: &Row) -> String {
             Column::Watches => row.watches.to_string(),
             Column::WatchesPct => pct(row.watches_pct),
             Column::Tx => row.tx.to_string(),
+            Column::Memory => bytes(row.memory as f64),
+            Column::MemoryPct => pct(row.memory_pct),
             Column::Requests => opt(row.requests, count),
             Column::In => opt(row.bytes_in, bytes),
             Column::Out => opt(row.bytes_out, bytes),
@@ -327,7 +341,7 @@ transactions requests bytes-in bytes-out refused-access refused-quota quota-node
         let web = line(&f.rows[0]);
         assert_eq!(
             web.split_whitespace().collect::<Vec<_>>(),
-            ["4", "web", "1", "500", "50", "64", "50", "1", "100", "1.0K", "0", "2", "1"]
+            ["4", "web", "1", "500", "50", "64", "50", "1", "0", "-", "100", "1.0K", "0", "2", "1"]
         );
         assert!(line(&f.rows[1]).contains(" - "), "dom0 has no quota: {}", line(&f.rows[1]));
         assert!(f.summary[0].starts_with("xenstored up 1:02:05, 3 domains"), "{:?}", f.summary);
