@@ -75,6 +75,9 @@ pub(crate) struct Connection {
     pub(crate) counters: Counters,
     /// Its state under the `memory` quota's rule ([`crate::memory`]).
     pub(crate) memory: MemoryStall,
+    /// Not read for the `outstanding` quota until a flush makes room
+    /// (see [`crate::outstanding`]).
+    pub(crate) held_outstanding: bool,
     /// Watch events dropped and not yet logged, and when the last line
     /// about them was written.
     drops: (u64, Option<Instant>),
@@ -92,6 +95,7 @@ impl Connection {
             paused: false,
             counters: Counters::default(),
             memory: MemoryStall::default(),
+            held_outstanding: false,
             drops: (0, None),
         }
     }

@@ -20,6 +20,7 @@ mod effects;
 mod memory;
 mod metrics;
 pub mod outbox;
+mod outstanding;
 mod peers;
 mod refusals;
 mod rings;

@@ -69,6 +69,9 @@ pub struct Outbox {
     /// Bytes of the front message already written.
     front_sent: usize,
     queued_bytes: usize,
+    /// Replies queued (the `outstanding` quota's count: requests answered
+    /// but not yet handed to the client).
+    queued_replies: usize,
     event_bytes: usize,
     /// Unsent events by a keyed 64-bit hash of their payload, with how many
     /// copies are queued (at most one, except for one already partly
@@ -86,6 +89,7 @@ impl Outbox {
     /// Queues a reply (never dropped).
     pub fn push_reply(&mut self, bytes: Vec<u8>) {
         self.queued_bytes += bytes.len();
+        self.queued_replies += 1;
         self.queue.push_back(Message { bytes, event: false, at: Instant::now() });
     }
 
@@ -166,6 +170,11 @@ impl Outbox {
         self.queued_bytes
     }
 
+    /// Replies queued and not yet written.
+    pub fn queued_replies(&self) -> usize {
+        self.queued_replies
+    }
+
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
@@ -218,6 +227,7 @@ impl Outbox {
                     self.forget_event(&msg);
                 } else {
                     self.queued_bytes -= msg.bytes.len();
+                    self.queued_replies -= 1;
                 }
             }
         }
@@ -290,6 +300,8 @@ impl Outbox {
             if event {
                 outbox.event_bytes += bytes.len();
                 *outbox.pending_events.entry(outbox.hasher.hash_one(event_key(&bytes))).or_insert(0) += 1;
+            } else {
+                outbox.queued_replies += 1;
             }
             outbox.queue.push_back(Message { bytes, event, at: Instant::now() });
         }

@@ -418,9 +418,17 @@ impl Server {
                 self.dirty.insert(id);
                 return;
             }
+            // The `outstanding` quota: no more requests than replies it may
+            // leave untaken (a reconnection is still honoured).
+            let room = self.outstanding_room(id);
             let Some(conn) = self.conns.get_mut(&id) else { return };
+            if room == 0 && !conn.reconnect_requested() {
+                conn.held_outstanding = true;
+                self.dirty.insert(id);
+                return;
+            }
             let mut packets = std::mem::take(&mut self.packets);
-            let received = conn.receive(&mut self.read_buf, &mut packets, TURN_BUDGET - served);
+            let received = conn.receive(&mut self.read_buf, &mut packets, (TURN_BUDGET - served).min(room.max(1)));
             served += packets.len();
             for packet in packets.drain(..) {
                 self.handle(id, packet);
@@ -558,7 +566,15 @@ impl Server {
             // next iteration.
             Ok(true) => self.again.push(id),
             Ok(false) => {}
-            Err(why) => self.cut_off(id, &why),
+            Err(why) => return self.cut_off(id, &why),
+        }
+        // Held for the `outstanding` quota: the requests it already wrote
+        // announce nothing more, so it is read again once there is room.
+        if self.conns.get(&id).is_some_and(|c| c.held_outstanding) && self.outstanding_room(id) > 0 {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.held_outstanding = false;
+            }
+            self.again.push(id);
         }
     }
 

@@ -250,3 +250,28 @@ fn the_event_channel_xen_wrote_in_the_ring_page_wins_over_introduces() {
         format!("/local/domain/{domid}\0").into_bytes()
     );
 }
+
+#[test]
+fn a_guest_that_does_not_take_its_replies_is_read_no_further_than_the_outstanding_quota() {
+    let mut w = World::new();
+    let d0 = w.dom0();
+    let (g, me) = guest(&mut w, d0, "hoarder");
+    w.set_reading(g, false);
+    let payload = z(&[&me]);
+    let sent: Vec<u32> = (0..80).map(|_| w.send(g, Op::GetDomainPath, 0, &payload)).collect();
+    w.run();
+    // C: quota_req_outstanding (20) answered-but-untaken requests, plus
+    // what the ring itself holds (1024 bytes: 32 replies of 32 bytes).
+    let stats = String::from_utf8(w.call(d0, Op::Control, b"stats\0").unwrap()).unwrap();
+    let columns: Vec<&str> = stats.lines().find_map(|l| l.strip_prefix("columns ")).unwrap().split(' ').collect();
+    let requests = columns.iter().position(|c| *c == "requests").unwrap();
+    let line = stats.lines().find(|l| l.starts_with(&format!("domain {me} "))).unwrap();
+    let handled: usize = line.split(' ').nth(requests + 1).unwrap().parse().unwrap();
+    assert_eq!(handled, 32 + 20, "{line}");
+    // Once it reads, everything is answered.
+    w.set_reading(g, true);
+    w.run();
+    for id in sent {
+        assert!(w.reply(g, id).is_some(), "request {id} answered");
+    }
+}
