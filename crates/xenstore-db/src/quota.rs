@@ -65,8 +65,13 @@ impl QuotaKind {
         }
     }
 
-    /// The quota with this name.
+    /// The quota with this name; C 4.22's `node-permissions` is taken for
+    /// `permissions` (the name `xenstore.txt` gives), so settings written
+    /// for either daemon work.
     pub fn from_name(name: &str) -> Option<QuotaKind> {
+        if name == "node-permissions" {
+            return Some(QuotaKind::Permissions);
+        }
         QuotaKind::ALL.iter().copied().find(|q| q.name() == name)
     }
 
@@ -160,6 +165,12 @@ mod tests {
         for (i, kind) in QuotaKind::ALL.iter().enumerate() {
             assert_eq!(*kind as usize, i);
         }
+    }
+
+    #[test]
+    fn c_names_are_taken_too() {
+        assert_eq!(QuotaKind::from_name("node-permissions"), Some(QuotaKind::Permissions));
+        assert_eq!(QuotaKind::from_name("permissions"), Some(QuotaKind::Permissions));
     }
 
     #[test]
