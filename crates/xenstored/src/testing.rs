@@ -78,6 +78,9 @@ struct Client {
     watches: SubscriptionId,
     /// The daemon closed the socket.
     closed: bool,
+    /// Whether the client reads what the daemon sends (see
+    /// [`World::set_reading`]).
+    reading: bool,
 }
 
 /// The world: a server, a hypervisor twin, and clients.
@@ -174,6 +177,7 @@ impl World {
             events: Vec::new(),
             watches,
             closed: false,
+            reading: true,
         });
         ClientId(self.clients.len() - 1)
     }
@@ -252,6 +256,13 @@ impl World {
     /// The watch events a client received since the last call.
     pub fn take_events(&mut self, who: ClientId) -> Vec<WatchEvent> {
         std::mem::take(&mut self.clients[who.0].events)
+    }
+
+    /// Makes a client stop (or resume) reading replies and events: it
+    /// keeps writing requests, as a guest that floods without reading its
+    /// ring or a socket client that never reads.
+    pub fn set_reading(&mut self, who: ClientId, reading: bool) {
+        self.clients[who.0].reading = reading;
     }
 
     /// Whether the daemon closed this socket client.
@@ -369,7 +380,7 @@ impl Client {
                         }
                     }
                 }
-                loop {
+                while self.reading {
                     match stream.read(&mut buf) {
                         Ok(0) => {
                             self.closed = true;
@@ -396,7 +407,8 @@ impl Client {
                         moved |= n > 0;
                     }
                 }
-                while let Ok(n) = ring.read(&mut buf) {
+                while self.reading {
+                    let Ok(n) = ring.read(&mut buf) else { break };
                     if n == 0 {
                         break;
                     }
