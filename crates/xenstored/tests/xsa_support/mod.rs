@@ -68,6 +68,12 @@ impl Host {
         u32::from(self.w.hv.toolstack().create(&config).unwrap().domid)
     }
 
+    /// Destroys a domain by id (one without a client here).
+    pub fn destroy_domid(&mut self, domid: u32) {
+        self.w.hv.toolstack().destroy(u16::try_from(domid).unwrap()).unwrap();
+        self.w.run();
+    }
+
     pub fn domid(&self, g: ClientId) -> u32 {
         u32::from(self.w.domid(g))
     }
