@@ -372,6 +372,13 @@ impl Server {
                     // loop iteration, so the client can send its next
                     // request while the other connections are served.
                     self.flush(id);
+                    // What the flush could not write counts too: a client
+                    // that reads no replies is paused here, or its queue
+                    // grows by a turn's replies every turn (XSA-416).
+                    let limits = self.limits;
+                    if let Some(conn) = self.conns.get_mut(&id) {
+                        conn.pause_if_full(&limits);
+                    }
                     return;
                 }
                 Received::Closed(why) => {
