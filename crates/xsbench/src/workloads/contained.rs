@@ -46,7 +46,7 @@ const ATTACKS: &[(&str, Attack)] = &[
 /// p99 and their ratios to idle.
 pub fn run(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {
     let iters = cfg.n(5_000, 300);
-    let mut quiet = on_cpu(0, || Conn::connect(t.socket))?;
+    let mut quiet = on_cpu(0, || connect(t.socket))?;
     quiet.call_ok(Op::Write, 0, &[b"/bench/contained/quiet\0", b"0123456789abcdef"])?;
     let path = z("/bench/contained/quiet");
     let measure = |quiet: &mut Conn| {
@@ -85,9 +85,17 @@ pub fn run(t: Target<'_>, cfg: Config, res: &mut Results) -> Result<()> {
     Ok(())
 }
 
+/// A connection whose reads give up after ten seconds: a daemon that
+/// starves a client fails the workload instead of hanging it.
+fn connect(socket: &Path) -> Result<Conn> {
+    let c = Conn::connect(socket)?;
+    c.stream().set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(c)
+}
+
 /// Pipelined WRITEs, 64 at a time, over 1,000 nodes of its own.
 fn write_flood(socket: &Path, stop: &AtomicBool) -> Result<()> {
-    let mut c = Conn::connect(socket)?;
+    let mut c = connect(socket)?;
     let mut i = 0usize;
     while !stop.load(Ordering::Relaxed) {
         for _ in 0..64 {
@@ -107,13 +115,13 @@ fn write_flood(socket: &Path, stop: &AtomicBool) -> Result<()> {
 /// A watcher with 100 long-token watches that never reads, and a writer
 /// firing them as fast as it can.
 fn event_storm(socket: &Path, stop: &AtomicBool) -> Result<()> {
-    let mut watcher = Conn::connect(socket)?;
+    let mut watcher = connect(socket)?;
     for i in 0..100 {
         let token = format!("{i}-{}\0", "token".repeat(60));
         watcher.send(Op::Watch, 0, &[b"/bench/contained/storm\0", token.as_bytes()]);
     }
     watcher.flush()?;
-    let mut writer = Conn::connect(socket)?;
+    let mut writer = connect(socket)?;
     let mut i = 0usize;
     while !stop.load(Ordering::Relaxed) {
         for _ in 0..16 {
@@ -134,7 +142,7 @@ fn event_storm(socket: &Path, stop: &AtomicBool) -> Result<()> {
 /// READs of a 2 KiB value, sent as fast as the socket takes them, no
 /// reply ever read.
 fn not_reading(socket: &Path, stop: &AtomicBool) -> Result<()> {
-    let mut setup = Conn::connect(socket)?;
+    let mut setup = connect(socket)?;
     setup.call_ok(Op::Write, 0, &[b"/bench/contained/big\0", &[b'b'; 2048]])?;
     let mut sink = UnixStream::connect(socket)?;
     sink.set_nonblocking(true)?;
@@ -178,7 +186,7 @@ fn garbage(socket: &Path, stop: &AtomicBool) -> Result<()> {
 
 /// TRANSACTION_START, a WRITE in it, TRANSACTION_END abort, over and over.
 fn transaction_spam(socket: &Path, stop: &AtomicBool) -> Result<()> {
-    let mut c = Conn::connect(socket)?;
+    let mut c = connect(socket)?;
     while !stop.load(Ordering::Relaxed) {
         let id = c.call_ok(Op::TransactionStart, 0, &[b"\0"])?;
         let tx: u32 = std::str::from_utf8(id.payload.strip_suffix(b"\0").unwrap_or(&id.payload))?.parse()?;
