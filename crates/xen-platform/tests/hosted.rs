@@ -632,7 +632,12 @@ fn a_guest_cannot_use_another_domains_port_grants_or_frame() {
     let misuser = world.create("misuser", "misuse-ports-and-grants", &env);
     world.domains().unpause(misuser.domid).unwrap();
     let state = world.wait_state(misuser.domid, |s| s.is_some_and(DomainState::is_shutdown_or_dying));
-    assert_eq!(state, Some(DomainState::Shutdown(ShutdownReason::Poweroff)), "console: {}", world.console(misuser.domid));
+    assert_eq!(
+        state,
+        Some(DomainState::Shutdown(ShutdownReason::Poweroff)),
+        "console: {}",
+        world.console(misuser.domid)
+    );
     // The victim's store port still serves dom0.
     let mut channels = world.host.event_channels().unwrap();
     let port = channels.bind_interdomain(victim.domid, victim.store_port).unwrap();

@@ -205,7 +205,10 @@ fn xsa_325_bad_client_kept_until_destroyed() {
     h.w.run();
     assert_eq!(h.w.take_events(h.dom0).len(), 1, "@releaseDomain once it is gone");
     assert_eq!(h.w.call(h.dom0, Op::IsDomainIntroduced, &z(&[&domid])).unwrap(), b"F\0");
-    assert_eq!(code(h.w.call(h.dom0, Op::Read, &z(&[&format!("/local/domain/{domid}/data/x")]))), Some(ErrorCode::ENOENT));
+    assert_eq!(
+        code(h.w.call(h.dom0, Op::Read, &z(&[&format!("/local/domain/{domid}/data/x")]))),
+        Some(ErrorCode::ENOENT)
+    );
     h.still_serving();
 }
 
@@ -287,7 +290,7 @@ fn xsa_481_illegal_paths_are_einval() {
             }
             assert_eq!(got, Some(ErrorCode::EINVAL), "{op:?} {path:?}");
         }
-        assert_eq!(code(h.w.call(g, Op::Write, &wr(path, b"v"))).is_some(), true, "WRITE {path:?}");
+        assert!(code(h.w.call(g, Op::Write, &wr(path, b"v"))).is_some(), "WRITE {path:?}");
         let _ = code(h.w.call(g, Op::Watch, &z(&[path, "tok"])));
     }
     served(&mut h, g);

@@ -116,8 +116,19 @@ struct Common {
 }
 
 /// Every workload `--only` may name.
-const WORKLOADS: [&str; 11] =
-    ["latency", "throughput", "subtree", "directory", "txn", "contended", "fanout", "many-conns", "contained", "store", "hosted"];
+const WORKLOADS: [&str; 11] = [
+    "latency",
+    "throughput",
+    "subtree",
+    "directory",
+    "txn",
+    "contended",
+    "fanout",
+    "many-conns",
+    "contained",
+    "store",
+    "hosted",
+];
 
 fn daemon_kind(name: &str) -> Result<Kind, String> {
     Kind::parse(name).map_err(|e| e.to_string())
