@@ -8,6 +8,7 @@
 mod conn;
 mod daemons;
 mod hosted;
+mod hosted_attacks;
 mod plot;
 mod poller;
 mod progress;
