@@ -68,7 +68,7 @@ fn unread(until: Instant) -> Result<u64> {
         if pending.is_empty() {
             let payload = format!("data/u{}\0x", n % 50);
             let len = u32::try_from(payload.len())?;
-            let header = xenstore_wire::Header { op: Op::Write as u32, req_id: 1000 + (n as u32), tx_id: 0, len };
+            let header = xenstore_wire::Header { op: Op::Write as u32, req_id: (n % 1_000_000) as u32, tx_id: 0, len };
             pending.extend_from_slice(&header.encode());
             pending.extend_from_slice(payload.as_bytes());
             n += 1;
