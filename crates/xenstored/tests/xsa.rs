@@ -25,13 +25,13 @@
 //! | XSA-323 | `xsa_323_*` (quota) | path-max is judged on the canonical path: a guest cannot make a node others cannot reach, relative and absolute agree |
 //! | XSA-324 | `xsa_324_*` (here) | a watch event over 4096 bytes (a huge token) is dropped, the guest still served |
 //! | XSA-325 | `xsa_325_*` (here) | a misbehaving guest is cut off but its domain kept: `@releaseDomain` fires when it dies, not when it misbehaves |
-//! | XSA-326 | `xsa_326_*` (quota) | watches, transactions, transaction-nodes quotas; unread events bounded by the per-connection cap; ignored: `outstanding` (20 requests in flight: the daemon does not enforce it, it pauses on queued bytes instead) and `memory` (fixed on branch `contain`) |
+//! | XSA-326 | `xsa_326_*` (quota) | watches, transactions, transaction-nodes quotas; unread events bounded by the per-connection cap; ignored: `outstanding` (20 requests in flight: the daemon does not enforce it, it pauses on queued bytes instead), `memory` and a dom0 watcher losing other domains' events to a guest's flood (fixed on branch `contain`: (a), (b)) |
 //! | XSA-330 | `xsa_330_*` (quota) | RESET_WATCHES frees every watch, repeatedly (OCaml's leak was a second index, its trie, left behind; ours is one index, and the count is tested) |
 //! | XSA-352 | `xsa_352_*` (perms) | a guest cannot give a node away (change its owner), so no quota moves |
 //! | XSA-353 | `xsa_353_*` (perms) | permissions are checked on `/` (OCaml special-cased the root; we have no such case, tested all the same) |
 //! | XSA-414 | `xsa_414_*` (quota) | a creation that fails half way (quota) leaves no node and exact accounting |
 //! | XSA-415 | `xsa_415_*` (quota) | such a failure inside a transaction fails its commit, no orphan |
-//! | XSA-416 | `xsa_416_*` (quota, socket) | a client not reading big replies is paused, so the daemon's queue and memory stay bounded (found failing: fixed in `Server::serve`) |
+//! | XSA-416 | `xsa_416_*` (quota, socket) | a client not reading big replies is paused, so the daemon's queue and memory stay bounded (found failing: fixed in `Server::serve`); ignored: a paused guest that resets its ring is served again (fixed on branch `contain`: (d)) |
 //! | XSA-417 | `xsa_417_*` (perms) | a grant made to a domain the store knew only from that grant does not pass to a new domain with its id (found failing: fixed, gone unintroduced domains are forgotten) |
 //! | XSA-418 | `xsa_418_*` (quota) | the deepest tree a guest can make is created, listed, removed and cleaned up without exhausting a stack |
 //! | XSA-419 | `xsa_419_*` (quota) | nodes a guest made outside its home go with the guest, not to dom0 |
