@@ -501,7 +501,7 @@ fn xsa_326_event_flood_does_not_cost_dom0_other_domains_events() {
     for i in 0..900 {
         if i == 450 {
             h.w.run();
-            h.w.send(h.bystander, Op::Write, 0, b"data/important\01");
+            h.w.send(h.bystander, Op::Write, 0, b"data/important\0\x31");
         }
         h.w.send(g, Op::Write, 0, &wr(&format!("data/{long}{i}"), b"x"));
     }
