@@ -150,6 +150,7 @@ fn guest_entry() {
         "grant" => guest_grant(),
         "map-grants" => guest_map_grants(),
         "unprivileged" => guest_unprivileged(),
+        "misuse-ports-and-grants" => guest_misuse_ports_and_grants(),
         "dom0-bind-and-die" => dom0_bind_and_die(),
         "check-fds" => guest_check_fds(),
         "exit" => std::env::var("EXIT_CODE").unwrap().parse().unwrap(),
@@ -269,6 +270,33 @@ fn guest_unprivileged() -> i32 {
         0
     } else {
         eprintln!("errnos: {results:?}");
+        1
+    }
+}
+
+/// A guest that uses what is not its own: ports it did not bind (port
+/// numbers are per domain, so the victim's number names nothing of its
+/// own until bound), a port of another domain's it was not offered, grants
+/// nobody made it, another domain's store frame. Every attempt must fail.
+fn guest_misuse_ports_and_grants() -> i32 {
+    let (host, _) = Host::from_guest_env().unwrap();
+    let victim: DomId = std::env::var("VICTIM").unwrap().parse().unwrap();
+    let victim_port: Port = std::env::var("VICTIM_PORT").unwrap().parse().unwrap();
+    let mut channels = host.event_channels().unwrap();
+    let refused = [
+        channels.notify(4000).is_err(),
+        channels.notify(victim_port).is_err(),
+        channels.bind_interdomain(victim, victim_port).is_err(),
+        channels.bind_interdomain(0, 4000).is_err(),
+        host.grants().map_grants(victim, &[0, 1, 12345], false).is_err(),
+        host.grants().map_grants(0, &[0, 1], true).is_err(),
+        host.foreign_memory().map_foreign(victim, xen_platform::hosted::STORE_GFN, 1).is_err(),
+        channels.unbind(victim_port).is_err(),
+    ];
+    if refused.iter().all(|&r| r) {
+        0
+    } else {
+        eprintln!("refused: {refused:?}");
         1
     }
 }
@@ -553,4 +581,65 @@ fn ports_of_a_dom0_process_that_dies_are_released() {
     assert!(status.success());
     let mut channels = world.host.event_channels().unwrap();
     channels.bind_interdomain(new.domid, new.store_port).unwrap();
+}
+
+// ------------------------------------------------- advisories, platform side
+//
+// The grant-table and event-channel cases of the adversarial suite
+// (`crates/xenstored/tests/xsa.rs` has the daemon's side): what a guest or
+// a confused dom0 may hand the hosted hypervisor instead of a real grant or
+// port. Hypervisor-internal advisories (XSA-486 `gnttab_map_frame`, XSA-496
+// `evtchn_bind_virq`) concern code the hosted platform does not have.
+
+#[test]
+fn grant_refs_never_granted_are_refused_and_the_hypervisor_survives() {
+    let world = World::new();
+    let new = world.create("guest", "sleep", &[]);
+    for refs in [&[0u32][..], &[1], &[12345], &[u32::MAX], &[1, 1, 1]] {
+        assert!(world.host.grants().map_grants(new.domid, refs, false).is_err(), "refs {refs:?}");
+        assert!(world.host.grants().map_grants(new.domid, refs, true).is_err(), "refs {refs:?} writable");
+    }
+    assert_eq!(errno(world.host.grants().map_grants(77, &[1], false)), ESRCH);
+    assert_eq!(world.domains().list().unwrap().len(), 2);
+}
+
+#[test]
+fn ports_not_bound_or_not_offered_cannot_be_used_and_a_closed_port_can_be_bound_again() {
+    let world = World::new();
+    let new = world.create("guest", "sleep", &[]);
+    let mut channels = world.host.event_channels().unwrap();
+    // A port nobody bound: no notification, no unbind.
+    assert!(channels.notify(4000).is_err());
+    assert!(channels.unbind(4000).is_err());
+    // A port the guest did not offer.
+    assert_eq!(errno(channels.bind_interdomain(new.domid, new.store_port + 100)), EINVAL);
+    // The store port, bound, closed (unbound), then used: refused; bound
+    // again: it works, as the daemon does after RELEASE and INTRODUCE.
+    let port = channels.bind_interdomain(new.domid, new.store_port).unwrap();
+    channels.notify(port).unwrap();
+    channels.unbind(port).unwrap();
+    assert!(channels.notify(port).is_err(), "a closed port notified");
+    let again = channels.bind_interdomain(new.domid, new.store_port).unwrap();
+    channels.notify(again).unwrap();
+    assert_eq!(world.domains().list().unwrap().len(), 2);
+}
+
+#[test]
+fn a_guest_cannot_use_another_domains_port_grants_or_frame() {
+    let world = World::new();
+    let victim = world.create("victim", "sleep", &[]);
+    let env = [("VICTIM", victim.domid.to_string()), ("VICTIM_PORT", victim.store_port.to_string())];
+    let misuser = world.create("misuser", "misuse-ports-and-grants", &env);
+    world.domains().unpause(misuser.domid).unwrap();
+    let state = world.wait_state(misuser.domid, |s| s.is_some_and(DomainState::is_shutdown_or_dying));
+    assert_eq!(
+        state,
+        Some(DomainState::Shutdown(ShutdownReason::Poweroff)),
+        "console: {}",
+        world.console(misuser.domid)
+    );
+    // The victim's store port still serves dom0.
+    let mut channels = world.host.event_channels().unwrap();
+    let port = channels.bind_interdomain(victim.domid, victim.store_port).unwrap();
+    channels.notify(port).unwrap();
 }

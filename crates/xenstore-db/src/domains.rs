@@ -101,6 +101,31 @@ impl Engine {
         Outcome::error(ErrorCode::EINVAL)
     }
 
+    /// Domains the store knows without their having been introduced (a
+    /// permission entry or SET_QUOTA named them while they existed), in
+    /// id order: the driver forgets those the hypervisor no longer has
+    /// ([`Engine::forget_domain`]).
+    pub fn unintroduced_domains(&self) -> Vec<DomId> {
+        let mut ids: Vec<DomId> =
+            self.domains.iter().filter(|(&d, dom)| d != 0 && dom.introduced.is_none()).map(|(&d, _)| d).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// A domain the store knew but that was never introduced has gone: as
+    /// [`Engine::remove_domain`] (its nodes go, grants naming it go stale,
+    /// so a new domain with its id inherits none: XSA-417), without
+    /// `@releaseDomain`, which is for introduced domains (C's
+    /// `domain_cleanup` frees such a domain silently). Nothing for an
+    /// introduced or unknown domain.
+    pub fn forget_domain(&mut self, domid: DomId) -> Outcome {
+        match self.domains.get_mut(&domid) {
+            Some(d) if d.introduced.is_none() && domid != 0 => d.release_fired = true,
+            _ => return Outcome::ok(Reply::Ok),
+        }
+        self.remove_domain(domid)
+    }
+
     /// RELEASE: forget the domain, as if it had died.
     pub(crate) fn release(&mut self, caller: Caller, domid: DomId) -> Outcome {
         if let Err(e) = privileged_only(caller) {

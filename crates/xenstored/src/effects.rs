@@ -121,5 +121,18 @@ impl Server {
                 self.deliver(delivery);
             }
         }
+        // Domains the store knew without an INTRODUCE (a permission entry
+        // named them): forgotten once gone, or a new domain with the id
+        // would inherit their grants (XSA-417).
+        for domid in self.engine.unintroduced_domains() {
+            if matches!(states.get(&domid), None | Some(DomainState::Dying)) {
+                info!(domid, "domain gone before it was introduced: forgetting it");
+                let mut outcome = self.engine.forget_domain(domid);
+                self.carry_out(&mut outcome);
+                for delivery in outcome.events {
+                    self.deliver(delivery);
+                }
+            }
+        }
     }
 }

@@ -437,17 +437,19 @@ impl Server {
             match received {
                 Received::More => {}
                 Received::Drained => {
-                    // The pause rule holds however the turn ended: a ring
-                    // is drained after every ring-full (1 KiB of requests
-                    // can ask for far more replies than that).
-                    let limits = self.limits;
-                    if let Some(conn) = self.conns.get_mut(&id) {
-                        conn.pause_if_full(&limits);
-                    }
                     // The replies go out now rather than at the end of the
                     // loop iteration, so the client can send its next
                     // request while the other connections are served.
                     self.flush(id);
+                    // The pause rule holds however the turn ended, on what
+                    // the flush could not write: a ring drains after every
+                    // ring-full and a socket after a short read, and a
+                    // client that reads no replies would otherwise grow its
+                    // queue by a turn's replies every turn (XSA-416).
+                    let limits = self.limits;
+                    if let Some(conn) = self.conns.get_mut(&id) {
+                        conn.pause_if_full(&limits);
+                    }
                     return;
                 }
                 Received::Closed(why) => {

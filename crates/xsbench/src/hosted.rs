@@ -1,7 +1,8 @@
 //! Hosted mode (ours only: the references cannot serve hosted domains):
 //! the READ round trip over a guest's shared-memory ring beside the
-//! machine's eventfd + shared-memory floor, and the cost of creating and
-//! introducing N domains.
+//! machine's eventfd + shared-memory floor, the cost of creating and
+//! introducing N domains, and a quiet client's latency while a guest
+//! attacks (`hosted_attacks`).
 //!
 //! The whole host (hypervisor, xenstored, guests) runs on CPU 0, as the
 //! single-client latencies do, so a round trip is two switches on one
@@ -78,6 +79,8 @@ fn measure(state: &StateDir, guest: &Path, cfg: Config, reps: usize, res: &mut R
         })?;
         res.add(GROUP, "READ over the Unix socket p50", "µs", false, OURS, sock50);
         res.add(GROUP, "READ over a guest's ring p50", "µs", false, OURS, ring_read(&mut ts, state, guest, iters)?);
+        progress::step(format_args!("hosted: a guest attacks, repetition {} of {reps}", rep + 1));
+        crate::hosted_attacks::measure(&mut ts, state, guest, &mut sock, cfg, res)?;
     }
     for n in domain_counts(cfg) {
         for rep in 0..reps {

@@ -8,6 +8,7 @@
 mod conn;
 mod daemons;
 mod hosted;
+mod hosted_attacks;
 mod plot;
 mod poller;
 mod progress;
@@ -35,7 +36,7 @@ use workloads::{Config, Target};
     about = "Drives any xenstored with the same workloads: ours and the C and OCaml references side \
              by side (compare), one daemon at a socket (run), and the published table and plots (report).",
     after_help = "Workloads (--only): latency, throughput, subtree, directory, txn, contended, fanout, \
-                  many-conns, store, hosted."
+                  many-conns, contained, store, hosted."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -116,8 +117,19 @@ struct Common {
 }
 
 /// Every workload `--only` may name.
-const WORKLOADS: [&str; 10] =
-    ["latency", "throughput", "subtree", "directory", "txn", "contended", "fanout", "many-conns", "store", "hosted"];
+const WORKLOADS: [&str; 11] = [
+    "latency",
+    "throughput",
+    "subtree",
+    "directory",
+    "txn",
+    "contended",
+    "fanout",
+    "many-conns",
+    "contained",
+    "store",
+    "hosted",
+];
 
 fn daemon_kind(name: &str) -> Result<Kind, String> {
     Kind::parse(name).map_err(|e| e.to_string())

@@ -45,6 +45,17 @@ fn quick_compare_measures_every_workload_and_reports() {
     // Nothing failed: a failed workload (a lost increment, a missing watch
     // event, a wrong listing) leaves a note.
     assert_eq!(results["notes"], Value::Array(vec![]), "workloads failed");
+    // Our daemon serves a quiet client under every `contained` attack (a
+    // reference that does not is only reported).
+    let starved: Vec<&Value> = results["observations"]
+        .as_array()
+        .map(|o| {
+            o.iter()
+                .filter(|o| o.as_str().is_some_and(|o| o.starts_with("rust:") && o.contains("was not served")))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(starved.is_empty(), "{starved:?}");
 
     let present: Vec<String> = results["daemons"]
         .as_array()

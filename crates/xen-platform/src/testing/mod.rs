@@ -232,6 +232,13 @@ impl TestHypervisor {
         Ok(())
     }
 
+    /// The next domain created gets `domid` if it is free (Xen reuses a
+    /// dead domain's id; the twin otherwise counts upwards), for tests of
+    /// what a new domain must not inherit from an old one with its id.
+    pub fn reuse_domid_next(&self, domid: DomId) {
+        self.lock().next_domid = domid;
+    }
+
     /// Raises VIRQ_DOM_EXC without a change of state (a spurious one,
     /// which the daemon must tolerate).
     pub fn fire_dom_exc(&self) {

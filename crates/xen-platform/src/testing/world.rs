@@ -27,7 +27,7 @@ const DOMID_FIRST_RESERVED: DomId = 0x7ff0;
 #[derive(Debug)]
 pub(super) struct World {
     pub(super) domains: BTreeMap<DomId, Domain>,
-    next_domid: DomId,
+    pub(super) next_domid: DomId,
     pub(super) handles: HashMap<HandleId, Handle>,
     next_handle: HandleId,
     /// Dom0's ports bound to VIRQ_DOM_EXC.

@@ -6,6 +6,7 @@
 //! lost an increment or an event would be meaningless), records its
 //! figures, and removes what it created.
 
+pub mod contained;
 pub mod contended;
 pub mod directory;
 pub mod fanout;
@@ -62,6 +63,7 @@ pub const REPEATED: &[(&str, Workload)] = &[
     ("contended", contended::run),
     ("fanout", fanout::run),
     ("many-conns", many_conns::run),
+    ("contained", contained::run),
 ];
 
 /// Pins the calling thread to `cpu` (best effort: a machine with one CPU

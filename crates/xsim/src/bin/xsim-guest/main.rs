@@ -15,8 +15,11 @@
 //! - `check NAME [ARGS]`: one guest-side behaviour check (see `checks.rs`,
 //!   and `isolation.rs` for those that try to get out of the domain);
 //! - `bench-read ROUNDS ITERS`: READ round trips over the ring, timed
-//!   (for `xs-bench`'s hosted figures).
+//!   (for `xs-bench`'s hosted figures);
+//! - `attack KIND SECONDS`: misbehaves within its quotas for a while (for
+//!   `xs-bench`'s `contained` figures; see `attack.rs`).
 
+mod attack;
 mod checks;
 mod ipc;
 mod isolation;
@@ -34,6 +37,7 @@ fn main() {
         Some("ipc") => ipc::run(&args[1..]),
         Some("check") => checks::run(&args[1..]),
         Some("bench-read") => bench_read(&args[1..]),
+        Some("attack") => attack::run(&args[1..]),
         _ => Err(anyhow::anyhow!("usage: xsim-guest demo | ipc [--count N] | check NAME [ARGS]")),
     };
     match result {

@@ -1,0 +1,112 @@
+//! `xsim-guest attack KIND SECONDS`: a guest that misbehaves for a while,
+//! within its quotas, for `xs-bench`'s `contained` figures (a quiet
+//! client's latency while a guest attacks). It pins itself to CPU 1 when
+//! there is one, so the daemon's CPU does the daemon's work only; then it
+//! prints how many rounds it made and exits.
+//!
+//! Kinds:
+//! - `writes`: WRITEs to 100 nodes of its own, as fast as replies come;
+//! - `unread`: 128 watches on its `data`, then WRITEs that fire them, and
+//!   never a reply or event read (the daemon pauses it; the guest keeps
+//!   the request queue full);
+//! - `garbage`: a header claiming 5000 bytes, so the daemon sets the
+//!   error indicator; a reconnection; again;
+//! - `transactions`: TRANSACTION_START, a WRITE in it, abort, over and over.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Result};
+use xenstore::{Client, Store};
+use xenstore_ring::{Field, ERROR_PROTO};
+use xenstore_wire::Op;
+
+use crate::raw_ring::RawRing;
+
+/// Runs the attack named in `args` for the seconds given.
+pub fn run(args: &[String]) -> Result<()> {
+    let (Some(kind), Some(seconds)) = (args.first(), args.get(1)) else {
+        bail!("usage: xsim-guest attack writes|unread|garbage|transactions SECONDS")
+    };
+    let until = Instant::now() + Duration::from_secs(seconds.parse()?);
+    pin_to_cpu_1();
+    let rounds = match kind.as_str() {
+        "writes" => writes(until)?,
+        "unread" => unread(until)?,
+        "garbage" => garbage(until)?,
+        "transactions" => transactions(until)?,
+        other => bail!("unknown attack {other}"),
+    };
+    println!("attack {kind}: {rounds} rounds");
+    Ok(())
+}
+
+/// Best effort: a machine with one CPU runs the attack beside the daemon.
+fn pin_to_cpu_1() {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(1);
+    let _ = rustix::thread::sched_setaffinity(None, &set);
+}
+
+fn writes(until: Instant) -> Result<u64> {
+    let client = Client::open()?;
+    let mut n = 0u64;
+    while Instant::now() < until {
+        client.write(&format!("data/w{}", n % 100), b"0123456789abcdef")?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn unread(until: Instant) -> Result<u64> {
+    let mut raw = RawRing::open()?;
+    for i in 0..128 {
+        raw.send(Op::Watch, format!("data\0{i}-{}\0", "token".repeat(60)).as_bytes())?;
+    }
+    let mut n = 0u64;
+    let mut pending: Vec<u8> = Vec::new();
+    while Instant::now() < until {
+        if pending.is_empty() {
+            let payload = format!("data/u{}\0x", n % 50);
+            let len = u32::try_from(payload.len())?;
+            let header = xenstore_wire::Header { op: Op::Write as u32, req_id: (n % 1_000_000) as u32, tx_id: 0, len };
+            pending.extend_from_slice(&header.encode());
+            pending.extend_from_slice(payload.as_bytes());
+            n += 1;
+        }
+        // The queue stays full once the daemon stops reading: wait for room.
+        let written = raw.ring.write(&pending).map_err(|e| anyhow::anyhow!("{e}"))?;
+        pending.drain(..written);
+        if written == 0 {
+            raw.wait(Duration::from_millis(5))?;
+        }
+    }
+    Ok(n)
+}
+
+fn garbage(until: Instant) -> Result<u64> {
+    let mut raw = RawRing::open()?;
+    let header = xenstore_wire::Header { op: Op::Write as u32, req_id: 7, tx_id: 0, len: 5000 };
+    let mut n = 0u64;
+    while Instant::now() < until {
+        raw.send_bytes(&header.encode())?;
+        while raw.field(Field::Error) != ERROR_PROTO {
+            ensure!(Instant::now() < until + Duration::from_secs(10), "the error indicator never came");
+            raw.wait(Duration::from_millis(5))?;
+        }
+        raw.reconnect()?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn transactions(until: Instant) -> Result<u64> {
+    let client = Client::open()?;
+    let mut n = 0u64;
+    while Instant::now() < until {
+        let tx = client.transaction_start()?;
+        tx.write("data/t", b"v")?;
+        tx.abort()?;
+        n += 1;
+    }
+    Ok(n)
+}
