@@ -13,8 +13,10 @@
 //! - **Resume**: once a flush brings the queue down to half that, reading
 //!   resumes, at the next loop iteration; a ring whose guest asks for a
 //!   reconnection is read at once (the reconnection empties the queue).
-//! - **Budget**: one connection is served at most [`TURN_BUDGET`] requests
-//!   per turn; then the others get theirs.
+//! - **Budget**: one connection's turn ends after [`TURN_TIME`] of work or
+//!   [`TURN_BUDGET`] requests, whichever comes first; then the others get
+//!   theirs. What it sent and was not handled waits for its next turn (in
+//!   its ring, or read but undecoded in its socket's buffer).
 //! - **Blocked**: a transport that took nothing more at the last write is
 //!   not written again until it says it has room (a client that never reads
 //!   must not cost a failing write per event).
@@ -38,6 +40,18 @@ use crate::stats::Counters;
 /// Requests served from one connection per turn before the others get
 /// theirs.
 pub(crate) const TURN_BUDGET: usize = 64;
+
+/// Time one connection's turn may take before the others get theirs,
+/// checked after each request.
+///
+/// Counting requests alone let one busy client cost a quiet one a whole
+/// 64-request turn (the quiet client's READ p99 at 6 to 10 times idle
+/// under a write flood, 50 to 70 times under a watch-event storm); and a
+/// request's cost varies a hundredfold (a READ, or a WRITE that fires a
+/// hundred watches). So the turn is measured in time: about one request.
+/// A quiet client then waits for at most one request of a busy one, that
+/// one's flush and a poll (see `docs/benchmarks.md`, "Contained").
+pub(crate) const TURN_TIME: Duration = Duration::from_micros(3);
 
 /// What a connection's transport is.
 #[derive(Debug)]
@@ -122,11 +136,10 @@ impl Connection {
         matches!(&self.transport, Transport::Ring(ring) if ring.reconnect_requested())
     }
 
-    /// Appends the requests received, at most `budget` from a ring (a
-    /// socket's one read may bring more; they are all handled).
+    /// Appends the requests received, at most `budget`.
     pub(crate) fn receive(&mut self, scratch: &mut [u8], packets: &mut Vec<Packet>, budget: usize) -> Received {
         match &mut self.transport {
-            Transport::Socket(socket) => socket.receive(scratch, packets),
+            Transport::Socket(socket) => socket.receive(scratch, packets, budget),
             Transport::Ring(ring) => ring.receive(packets, budget),
         }
     }

@@ -44,6 +44,7 @@ impl Server {
         };
         let ring = rings.attach(domid, gfn, port, conn, features)?;
         info!(domid, conn, port = ring.port, "domain introduced");
+        self.write_rate.add(domid, std::time::Instant::now());
         self.conns.insert(conn, Connection::new(Transport::Ring(ring)));
         self.again.push(conn);
         Ok(())
@@ -56,6 +57,7 @@ impl Server {
                 rings.detach(&ring);
             }
             info!(domid, conn, "ring released");
+            self.write_rate.remove(domid);
         }
         self.departed.remove(&domid);
         self.dirty.remove(&conn);

@@ -30,6 +30,7 @@ mod stats;
 #[cfg(feature = "test-utils")]
 pub mod testing;
 mod trace;
+mod write_rate;
 
 pub use metrics::MetricsAddr;
 pub use outbox::Limits;

@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 use xenstore_db::{Caller, Config, ConnId, Delivery, Engine, Outcome};
 use xenstore_wire::{DomId, ErrorCode, Op, Packet, Request, HEADER_LEN};
 
-use crate::conn::{Connection, Received, Transport, TURN_BUDGET};
+use crate::conn::{Connection, Received, Transport, TURN_BUDGET, TURN_TIME};
 use crate::dirty::Dirty;
 use crate::metrics::{self, Metrics};
 use crate::outbox::Limits;
@@ -91,6 +91,10 @@ pub struct Server {
     pub(crate) again: Vec<ConnId>,
     /// Rings not read for their domain's memory quota ([`crate::memory`]).
     pub(crate) stalled: rustc_hash::FxHashSet<ConnId>,
+    /// Every guest's write credit ([`crate::write_rate`]).
+    pub(crate) write_rate: crate::write_rate::WriteRate,
+    /// Rings not read for the write rate limit, and until when.
+    pub(crate) rate_held: Vec<(Instant, ConnId)>,
     /// The opt-in Prometheus listener and its scrapers.
     pub(crate) metrics: Option<Metrics>,
     /// Counters of the socket connections that have closed, by domain
@@ -226,6 +230,8 @@ impl Server {
             rings: None,
             again: Vec::new(),
             stalled: Default::default(),
+            write_rate: Default::default(),
+            rate_held: Vec::new(),
             metrics: None,
             departed: FxHashMap::default(),
             started: Instant::now(),
@@ -242,13 +248,7 @@ impl Server {
     pub fn run(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         while !self.stop {
-            let timeout = if self.has_work() {
-                Some(std::time::Duration::ZERO)
-            } else if self.accept_stalled {
-                Some(ACCEPT_RETRY)
-            } else {
-                None
-            };
+            let timeout = if self.has_work() { Some(std::time::Duration::ZERO) } else { self.next_timer() };
             self.step(&mut events, timeout)?;
         }
         info!("shutting down");
@@ -259,6 +259,17 @@ impl Server {
             let _ = std::fs::remove_file(path);
         }
         Ok(())
+    }
+
+    /// How long until something is due that no readiness event will
+    /// announce: a connection held by the write rate limit may be read,
+    /// or accepting is retried while descriptors are short. `None`: nothing.
+    pub fn next_timer(&self) -> Option<std::time::Duration> {
+        let retry = self.accept_stalled.then_some(ACCEPT_RETRY);
+        match (retry, self.rate_wakeup()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether work is waiting that no readiness event will announce:
@@ -305,6 +316,7 @@ impl Server {
             self.accept();
         }
         self.recheck_stalled();
+        self.recheck_rate_held();
         for id in std::mem::take(&mut self.again) {
             self.serve(id);
         }
@@ -417,10 +429,12 @@ impl Server {
         self.accept_more = true;
     }
 
-    /// One turn of a connection: handles what it received, up to
-    /// [`TURN_BUDGET`] requests, unless its reading is paused.
+    /// One turn of a connection: handles what it received, for up to
+    /// [`TURN_TIME`] or [`TURN_BUDGET`] requests, unless its reading is
+    /// paused.
     pub(crate) fn serve(&mut self, id: ConnId) {
         let mut served = 0;
+        let started = Instant::now();
         loop {
             let Some(conn) = self.conns.get_mut(&id) else { return };
             if !conn.readable() {
@@ -431,8 +445,10 @@ impl Server {
             }
             // A reconnection is honoured whatever the memory: it frees the
             // queue and the transactions.
-            if !conn.reconnect_requested() && !self.memory_allows_reading(id) {
-                // Its replies still go out, which is what frees it.
+            // The same for the write rate limit: a guest in debt waits.
+            // Either way its replies still go out (which is what frees its
+            // memory).
+            if !conn.reconnect_requested() && (!self.memory_allows_reading(id) || !self.write_rate_allows_reading(id)) {
                 self.dirty.insert(id);
                 return;
             }
@@ -446,7 +462,8 @@ impl Server {
                 return;
             }
             let mut packets = std::mem::take(&mut self.packets);
-            let received = conn.receive(&mut self.read_buf, &mut packets, (TURN_BUDGET - served).min(room.max(1)));
+            // One request at a time: the clock is looked at after each.
+            let received = conn.receive(&mut self.read_buf, &mut packets, 1);
             served += packets.len();
             for packet in packets.drain(..) {
                 self.handle(id, packet);
@@ -489,7 +506,7 @@ impl Server {
             }
             let limits = self.limits;
             let Some(conn) = self.conns.get_mut(&id) else { return };
-            if conn.pause_if_full(&limits) || served >= TURN_BUDGET {
+            if conn.pause_if_full(&limits) || served >= TURN_BUDGET || started.elapsed() >= TURN_TIME {
                 self.dirty.insert(id);
                 if conn.readable() {
                     self.again.push(id);
@@ -513,6 +530,7 @@ impl Server {
             Err(e) => Outcome::error(e),
         };
         self.carry_out(&mut outcome);
+        self.charge_writes(id, header.tx_id, header.op, outcome.applied.len());
         let refused = match (&outcome.reply, &outcome.quota) {
             (_, Some(hit)) => Some(Cause::Quota(hit)),
             (Err(e @ (ErrorCode::EACCES | ErrorCode::EPERM)), None) => Some(Cause::Error(*e)),

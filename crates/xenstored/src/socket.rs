@@ -20,6 +20,15 @@ pub(crate) struct SocketConn {
     /// The socket took no more at the last write: wait for WRITABLE rather
     /// than retry on every new message.
     pub(crate) blocked: bool,
+    /// Bytes read but not yet decoded, from `unread_at` on: the turn's
+    /// budget ran out before them (one read brings up to 64 KiB, hundreds
+    /// of requests; the rest wait for the connection's next turn rather
+    /// than make every other client wait for them).
+    unread: Vec<u8>,
+    unread_at: usize,
+    /// The last read filled the buffer: the socket may hold more, which no
+    /// readiness event will announce (edge-triggered).
+    full_read: bool,
 }
 
 /// The poll token of a socket connection.
@@ -30,13 +39,38 @@ pub(crate) fn token(id: ConnId) -> Token {
 impl SocketConn {
     /// A socket just accepted (and registered for READABLE).
     pub(crate) fn new(stream: UnixStream) -> SocketConn {
-        SocketConn { stream, decoder: Decoder::new(), want_write: false, blocked: false }
+        SocketConn {
+            stream,
+            decoder: Decoder::new(),
+            want_write: false,
+            blocked: false,
+            unread: Vec::new(),
+            unread_at: 0,
+            full_read: false,
+        }
     }
 
-    /// One read, decoded. A short read drained the socket: edge-triggered
-    /// polling reports any later data, so a read that would only say
-    /// EAGAIN is saved.
-    pub(crate) fn receive(&mut self, scratch: &mut [u8], packets: &mut Vec<Packet>) -> Received {
+    /// Appends up to `budget` requests: first from what an earlier read
+    /// left undecoded, else from one read. A short read drained the socket:
+    /// edge-triggered polling reports any later data, so a read that would
+    /// only say EAGAIN is saved.
+    pub(crate) fn receive(&mut self, scratch: &mut [u8], packets: &mut Vec<Packet>, budget: usize) -> Received {
+        if self.unread_at < self.unread.len() {
+            let mut input = self.unread.get(self.unread_at..).unwrap_or_default();
+            let decoded = decode(&mut self.decoder, &mut input, packets, budget);
+            self.unread_at = self.unread.len() - input.len();
+            if let Err(violation) = decoded {
+                return violation;
+            }
+            if !input.is_empty() {
+                return Received::More;
+            }
+            // Not kept: a thousand idle connections must not each hold
+            // the 64 KiB one burst left them.
+            self.unread = Vec::new();
+            self.unread_at = 0;
+            return if self.full_read { Received::More } else { Received::Drained };
+        }
         loop {
             let n = match self.stream.read(scratch) {
                 Ok(0) => return Received::Closed("closed by peer".into()),
@@ -45,15 +79,16 @@ impl SocketConn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Received::Closed(format!("read failed: {e}")),
             };
+            self.full_read = n == scratch.len();
             let mut input = scratch.get(..n).unwrap_or_default();
-            while !input.is_empty() {
-                match self.decoder.decode(&mut input) {
-                    Ok(Some(packet)) => packets.push(packet),
-                    Ok(None) => break,
-                    Err(e) => return Received::Violation(e.to_string()),
-                }
+            if let Err(violation) = decode(&mut self.decoder, &mut input, packets, budget) {
+                return violation;
             }
-            return if n < scratch.len() { Received::Drained } else { Received::More };
+            if !input.is_empty() {
+                self.unread.extend_from_slice(input);
+                return Received::More;
+            }
+            return if self.full_read { Received::More } else { Received::Drained };
         }
     }
 
@@ -71,4 +106,17 @@ impl SocketConn {
         }
         Ok(())
     }
+}
+
+/// Decodes up to `budget` requests from the front of `input`, leaving the
+/// rest there; a framing error is the connection's end.
+fn decode(decoder: &mut Decoder, input: &mut &[u8], packets: &mut Vec<Packet>, budget: usize) -> Result<(), Received> {
+    for _ in 0..budget {
+        match decoder.decode(input) {
+            Ok(Some(packet)) => packets.push(packet),
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(Received::Violation(e.to_string())),
+        }
+    }
+    Ok(())
 }

@@ -177,3 +177,34 @@ fn a_watcher_that_pauses_keeps_a_quiet_domains_events_through_anothers_flood() {
     let flooded = paths.iter().filter(|p| p.starts_with(&format!("/local/domain/{flood_id}/"))).count();
     assert_eq!(flooded, 600, "nothing is dropped for a pause under 20 s");
 }
+
+/// Turns are short: a client that sends 300 WRITEs in one burst does not
+/// make a quiet client wait for all of them (one read brings them all; a
+/// turn once handled everything a read brought). The quiet client's READ
+/// is answered while most of the burst is still unanswered, and then the
+/// whole burst is, in order.
+#[test]
+fn a_burst_from_one_client_is_spread_over_turns() {
+    let mut w = World::new();
+    let busy = w.dom0();
+    let quiet = w.dom0();
+    w.call(quiet, Op::Write, b"/quiet\0here").unwrap();
+    let burst: Vec<u32> = (0..300).map(|i| w.send(busy, Op::Write, 0, format!("/busy/n{i}\0{i}").as_bytes())).collect();
+    // The burst reaches the daemon's socket before the quiet request.
+    assert!(w.round());
+    let read = w.send(quiet, Op::Read, 0, b"/quiet\0");
+    let mut rounds = 0;
+    let answered_meanwhile = loop {
+        assert!(w.round() || rounds < 3, "the world went idle without answering the quiet client");
+        rounds += 1;
+        if let Some(reply) = w.reply(quiet, read) {
+            assert_eq!(reply.unwrap(), b"here");
+            break burst.iter().filter(|&&id| w.reply(busy, id).is_some()).count();
+        }
+    };
+    assert!(answered_meanwhile <= 150, "{answered_meanwhile} of the burst answered before the quiet READ");
+    w.run();
+    let rest = burst.iter().filter(|&&id| w.reply(busy, id).is_some()).count();
+    assert_eq!(answered_meanwhile + rest, 300, "every WRITE of the burst is answered");
+    assert_eq!(w.call(quiet, Op::Read, b"/busy/n299\0").unwrap(), b"299");
+}

@@ -18,7 +18,7 @@
 //! | XSA-38 | `xsa_038_*` (here) | corrupt ring indices set the error indicator of that ring only; a full ring is served |
 //! | XSA-72 | `xsa_072_*` (here) | a reply over 4096 bytes is E2BIG, an incoming length over 4096 stops that ring |
 //! | XSA-115 | `xsa_115_*` (perms) | no watch event for a node the watcher may not read (nor its parent); special watches need permission; IS_DOMAIN_INTRODUCED is privileged |
-//! | XSA-206 | `xsa_206_*` (quota) | a guest writing its own nodes as fast as it can does not make dom0's transactions fail. Not covered: a guest rewriting a node dom0's transaction read (we have no write-rate limit; a stepped world has no time to test one) |
+//! | XSA-206 | `xsa_206_*` (quota) | a guest writing its own nodes as fast as it can does not make dom0's transactions fail (conflicts are per node); a guest rewriting the very node dom0's transaction read is slowed by the write rate limit (its burst of ten, then the shared rate), so dom0's retry commits and nothing the guest wrote is lost; no limit without an open transaction, none for dom0 |
 //! | XSA-233 | `xsa_233_*` (here) | a domain and its stub domain (SET_TARGET) destroyed together are cleaned up once |
 //! | XSA-272 | `xsa_272_*` (quota) | the `nodes` quota is enforced, ENOSPC |
 //! | XSA-322 | `xsa_322_*` (perms) | a new domain with a dead one's id inherits none of its grants; the dead one's nodes are removed |
