@@ -5,34 +5,11 @@
 //! the real server, guests on rings, a twin of the hypervisor that knows
 //! which domains exist.
 
-use xen_platform::{DomainConfig, Toolstack};
+mod xsa_support;
+
 use xenstore::{ErrorCode, Op};
-use xenstored::testing::{ClientId, ReplyResult, World};
-
-fn code(result: ReplyResult) -> Option<ErrorCode> {
-    result.err().and_then(|e| e.code())
-}
-
-fn z(parts: &[&str]) -> Vec<u8> {
-    parts.iter().flat_map(|p| [p.as_bytes(), b"\0"].concat()).collect()
-}
-
-/// An introduced guest with its home, as a toolstack makes it.
-fn guest(w: &mut World, dom0: ClientId, name: &str) -> (ClientId, String) {
-    let g = w.create_guest(name);
-    let domid = w.domid(g).to_string();
-    let home = format!("/local/domain/{domid}");
-    w.call(dom0, Op::Mkdir, &z(&[&home])).unwrap();
-    w.call(dom0, Op::SetPerms, &z(&[&home, &format!("n{domid}"), "r0"])).unwrap();
-    assert_eq!(w.introduce(g).unwrap(), b"OK\0");
-    (g, domid)
-}
-
-/// A domain that exists but is not introduced.
-fn existing(w: &mut World, name: &str) -> String {
-    let config = DomainConfig { name: name.into(), program: Vec::new(), env: Vec::new(), cwd: None };
-    w.hv.toolstack().create(&config).unwrap().domid.to_string()
-}
+use xenstored::testing::{ClientId, World};
+use xsa_support::{code, existing, guest, z};
 
 fn paths(w: &mut World, who: ClientId) -> Vec<String> {
     w.take_events(who).into_iter().map(|e| e.path).collect()

@@ -4,6 +4,10 @@
 //! `workloads::contained`, has privileged attackers, which quotas do not
 //! bind; here the attacker is an ordinary domain.
 //!
+//! Beside the latency, the daemon's resident memory before the guest and
+//! while it attacks: `hoard` makes it hold all that the guest's quotas
+//! allow.
+//!
 //! The host runs on CPU 0 as in the rest of the hosted phase; the attacking
 //! guest pins itself to CPU 1, so CPU 0 does the daemon's work for both.
 //! The quiet client runs at a higher priority, as if on its own vCPU
@@ -25,7 +29,7 @@ use crate::workloads::{as_quiet_domain, Config};
 pub const GROUP: &str = "Contained: quiet dom0 READ while a hosted guest attacks";
 
 /// The guest's attacks (`xsim-guest attack` kinds).
-const ATTACKS: &[&str] = &["writes", "unread", "garbage", "transactions"];
+const ATTACKS: &[&str] = &["writes", "unread", "garbage", "transactions", "storm", "hoard"];
 
 /// Measures the quiet client idle, then while each attack runs.
 pub fn measure(
@@ -56,10 +60,14 @@ pub fn measure(
             env: Vec::new(),
             paused: false,
         };
+        let rss_idle = daemon_rss(state);
         let domid = ts.create(&spec)?.domid;
         // Let the attack get going before timing.
         std::thread::sleep(Duration::from_millis(200));
         let timed = read(sock);
+        // What the daemon holds while the guest holds all it can (the
+        // guest hoards in its first second and keeps it to the end).
+        let rss_attacked = daemon_rss(state);
         let finished = ts.wait_shutdown(domid, Duration::from_secs(60))?;
         let console = std::fs::read_to_string(state.console(domid)).unwrap_or_default();
         ts.destroy(domid)?;
@@ -76,6 +84,19 @@ pub fn measure(
         res.add(GROUP, &format!("guest {kind}: p99"), "µs", false, OURS, p99);
         res.add(GROUP, &format!("guest {kind}: p50 / idle"), "x", false, OURS, p50 / idle50);
         res.add(GROUP, &format!("guest {kind}: p99 / idle"), "x", false, OURS, p99 / idle99);
+        if let (Some(idle), Some(attacked)) = (rss_idle, rss_attacked) {
+            let growth = attacked.saturating_sub(idle) as f64 / (1024.0 * 1024.0);
+            res.add(GROUP, &format!("guest {kind}: daemon RSS growth"), "MiB", false, OURS, growth);
+        }
     }
     Ok(())
+}
+
+/// The daemon's resident memory in bytes (`VmRSS`), if it can be read.
+fn daemon_rss(state: &StateDir) -> Option<u64> {
+    let pid = xsim::host::pid_of(&state.xenstored_pid())?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
 }

@@ -24,6 +24,29 @@ pub fn wr(path: &str, value: &[u8]) -> Vec<u8> {
     [path.as_bytes(), b"\0", value].concat()
 }
 
+/// An introduced guest with its home, as a toolstack makes it; its
+/// domid, as text.
+pub fn guest(w: &mut World, dom0: ClientId, name: &str) -> (ClientId, String) {
+    let g = w.create_guest(name);
+    home(w, dom0, g);
+    assert_eq!(w.introduce(g).unwrap(), b"OK\0");
+    (g, w.domid(g).to_string())
+}
+
+/// Makes `g`'s home, owned by `g`, readable by dom0.
+pub fn home(w: &mut World, dom0: ClientId, g: ClientId) {
+    let domid = w.domid(g);
+    let home = format!("/local/domain/{domid}");
+    w.call(dom0, Op::Mkdir, &z(&[&home])).unwrap();
+    w.call(dom0, Op::SetPerms, &z(&[&home, &format!("n{domid}"), "r0"])).unwrap();
+}
+
+/// A domain that exists but is not introduced; its domid, as text.
+pub fn existing(w: &mut World, name: &str) -> String {
+    let config = DomainConfig { name: name.into(), program: Vec::new(), env: Vec::new(), cwd: None };
+    w.hv.toolstack().create(&config).unwrap().domid.to_string()
+}
+
 /// A world with dom0's toolstack client and a bystander guest that the
 /// attacks must not disturb.
 pub struct Host {
@@ -48,24 +71,17 @@ impl Host {
     /// An introduced guest whose home it owns (dom0 may read it), as
     /// libxl makes `/local/domain/<domid>`.
     pub fn guest(&mut self, name: &str) -> ClientId {
-        let g = self.w.create_guest(name);
-        self.home(g);
-        assert_eq!(self.w.introduce(g).unwrap(), b"OK\0");
-        g
+        guest(&mut self.w, self.dom0, name).0
     }
 
     /// Makes `g`'s home, owned by `g`, readable by dom0.
     pub fn home(&mut self, g: ClientId) {
-        let domid = self.w.domid(g);
-        let home = format!("/local/domain/{domid}");
-        self.w.call(self.dom0, Op::Mkdir, &z(&[&home])).unwrap();
-        self.w.call(self.dom0, Op::SetPerms, &z(&[&home, &format!("n{domid}"), "r0"])).unwrap();
+        home(&mut self.w, self.dom0, g);
     }
 
     /// A domain the hypervisor has but the store was not told of.
     pub fn existing(&mut self, name: &str) -> u32 {
-        let config = DomainConfig { name: name.into(), program: Vec::new(), env: Vec::new(), cwd: None };
-        u32::from(self.w.hv.toolstack().create(&config).unwrap().domid)
+        existing(&mut self.w, name).parse().unwrap()
     }
 
     /// Destroys a domain by id (one without a client here).

@@ -11,7 +11,15 @@
 //!   the request queue full);
 //! - `garbage`: a header claiming 5000 bytes, so the daemon sets the
 //!   error indicator; a reconnection; again;
-//! - `transactions`: TRANSACTION_START, a WRITE in it, abort, over and over.
+//! - `transactions`: TRANSACTION_START, a WRITE in it, abort, over and over;
+//! - `storm`: 128 watches on its `data` (its quota) with 300-byte tokens,
+//!   then WRITEs that fire all of them, as fast as replies come, reading
+//!   every event (so it is never paused: each WRITE costs the daemon 128
+//!   events, about 42 KiB through the 1 KiB ring);
+//! - `hoard`: makes the daemon hold all it can for it, within its quotas
+//!   (nodes with 1,500-byte names and 2 KiB values, 128 watches with
+//!   2 KiB tokens, 10 transactions full of writes), until a quota
+//!   refuses each; then holds it all until the time is up. One round.
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +33,7 @@ use crate::raw_ring::RawRing;
 /// Runs the attack named in `args` for the seconds given.
 pub fn run(args: &[String]) -> Result<()> {
     let (Some(kind), Some(seconds)) = (args.first(), args.get(1)) else {
-        bail!("usage: xsim-guest attack writes|unread|garbage|transactions SECONDS")
+        bail!("usage: xsim-guest attack writes|unread|garbage|transactions|storm|hoard SECONDS")
     };
     let until = Instant::now() + Duration::from_secs(seconds.parse()?);
     pin_to_cpu_1();
@@ -34,6 +42,8 @@ pub fn run(args: &[String]) -> Result<()> {
         "unread" => unread(until)?,
         "garbage" => garbage(until)?,
         "transactions" => transactions(until)?,
+        "storm" => storm(until)?,
+        "hoard" => hoard(until)?,
         other => bail!("unknown attack {other}"),
     };
     println!("attack {kind}: {rounds} rounds");
@@ -117,4 +127,55 @@ fn transactions(until: Instant) -> Result<u64> {
         n += 1;
     }
     Ok(n)
+}
+
+fn storm(until: Instant) -> Result<u64> {
+    let client = Client::open()?;
+    let mut watch = client.watch("data", format!("0-{}", "token".repeat(60)))?;
+    for i in 1..128 {
+        watch.add("data", format!("{i}-{}", "token".repeat(60)))?;
+    }
+    let mut n = 0u64;
+    while Instant::now() < until {
+        client.write(&format!("data/s{}", n % 100), b"x")?;
+        while watch.try_recv().is_ok() {}
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn hoard(until: Instant) -> Result<u64> {
+    let client = Client::open()?;
+    let value = vec![b'v'; 2048];
+    let name = |i: usize| format!("data/h{i:04}-{}", "n".repeat(1500));
+    let token = |i: usize| format!("{i}-{}", "t".repeat(2000));
+    let mut watch = client.watch("data/w", token(0)).ok();
+    let mut watches = usize::from(watch.is_some());
+    while let Some(w) = watch.as_mut().filter(|_| watches < 200) {
+        if w.add("data/w", token(watches)).is_err() {
+            break;
+        }
+        watches += 1;
+    }
+    let mut nodes = 0;
+    while client.write(&name(nodes), &value).is_ok() {
+        nodes += 1;
+    }
+    let mut transactions = Vec::new();
+    let mut tx_nodes = 0;
+    while let Ok(tx) = client.transaction_start() {
+        while tx.write(&format!("{}-tx{}", name(tx_nodes), transactions.len()), &value).is_ok() {
+            tx_nodes += 1;
+        }
+        transactions.push(tx);
+        if transactions.len() >= 20 {
+            break;
+        }
+    }
+    println!("hoarded: {nodes} nodes, {watches} watches, {} transactions with {tx_nodes} nodes", transactions.len());
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(watch);
+    Ok(1)
 }
