@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 #![cfg(not(loom))]
 
-use xen_shared_mem::{OwnedMem, Ordering, PAGE_SIZE};
+use xen_shared_mem::{Ordering, OwnedMem, PAGE_SIZE};
 
 #[test]
 fn owned_mem_is_zeroed_and_page_aligned() {
