@@ -35,8 +35,8 @@
 //!
 //! The page is shared with an untrusted peer, so:
 //!
-//! - it is touched only through raw pointers and atomics (module `page`);
-//!   no Rust reference into it ever exists;
+//! - it is touched only through raw pointers and atomics ([`xen_shared_mem`]
+//!   via module `page`); no Rust reference into it ever exists;
 //! - each operation reads the peer's index **once**, validates it
 //!   (`prod - cons`, wrapping, must be at most 1024, else
 //!   [`RingError::BadIndex`] and nothing is copied), then copies using only
