@@ -35,8 +35,8 @@
 //!
 //! The page is shared with an untrusted peer, so:
 //!
-//! - it is touched only through raw pointers and atomics (module `page`);
-//!   no Rust reference into it ever exists;
+//! - it is touched only through raw pointers and atomics ([`xen_shared_mem`]
+//!   via module `page`); no Rust reference into it ever exists;
 //! - each operation reads the peer's index **once**, validates it
 //!   (`prod - cons`, wrapping, must be at most 1024, else
 //!   [`RingError::BadIndex`] and nothing is copied), then copies using only
@@ -67,19 +67,19 @@
 
 //! # Unsafe code
 //!
-//! Two files have `unsafe` code, each block with its `// SAFETY:` argument;
-//! every other module has `#![forbid(unsafe_code)]`:
+//! Access to the shared page itself is [`xen_shared_mem`]'s (one place for
+//! every Xen ring). Two files here have `unsafe` code, each block with its
+//! `// SAFETY:` argument; every other module has `#![forbid(unsafe_code)]`:
 //!
-//! - `page.rs`: [`RingPage`] builds atomics from raw pointers into the
-//!   shared page ([`RingPage::new`] is `unsafe`: the caller vouches for the
-//!   memory), [`OwnedPage`] allocates and frees an aligned page, and both
-//!   are `Send`/`Sync` by `unsafe impl` (every access is atomic);
+//! - `page.rs`: [`RingPage::new`] is `unsafe` (the caller vouches for the
+//!   memory) and passes that promise on to `SharedMem::new`;
 //! - `mapped.rs`: the `unsafe trait` [`PageMemory`] (an implementor vouches
 //!   that its page stays mapped while it lives), the [`RingPage::new`]
 //!   calls in [`MappedServer::new`] and [`MappedGuest::new`] that rely on
 //!   it, and its `unsafe impl` for [`OwnedPage`].
 //!
-//! Under `--cfg loom` the page is `loom_page.rs`, which has no `unsafe`.
+//! Under `--cfg loom` the page is the same code over `xen_shared_mem`'s
+//! loom twin, and `mapped.rs` is left out.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -87,10 +87,6 @@ pub mod connection;
 pub mod layout;
 #[cfg(not(loom))]
 pub mod mapped;
-#[cfg(loom)]
-#[path = "loom_page.rs"]
-mod page;
-#[cfg(not(loom))]
 mod page;
 pub mod ring;
 

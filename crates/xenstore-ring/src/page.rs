@@ -1,27 +1,26 @@
-//! Raw access to the shared page: with `mapped.rs` (which ties a page to
-//! the mapping that backs it), the only `unsafe` code of the crate.
+//! The ring page: a [`SharedMem`] view of one 4 KiB page, with the page's
+//! fields and queues named.
 //!
-//! The page is memory shared with an untrusted peer that may write any byte
-//! at any time. So no Rust reference (`&`/`&mut`) to the page or to its data
-//! arrays is ever created; every access is an atomic operation on a location
-//! reached through a raw pointer:
+//! The careful part, access to memory shared with an untrusted peer (no
+//! Rust reference into it, every access an atomic through a raw pointer,
+//! data bytes copied as `Relaxed` `AtomicU8`s, bounds checked), is
+//! [`xen_shared_mem`]'s, shared with the other Xen rings. What is left here
+//! is the layout: which offset each [`Field`] and each queue has. Under
+//! `--cfg loom` the same code runs over that crate's loom twin.
 //!
-//! - the seven 32-bit fields are `AtomicU32`s (they are 4-byte aligned, the
-//!   page being page-aligned), loaded and stored with the ordering the
-//!   caller in [`crate::ring`] chooses and documents;
-//! - data bytes are copied one `AtomicU8` at a time with `Relaxed`
-//!   ordering. The ordering of the data against the indices comes from the
-//!   index operations (acquire/release), not from the byte accesses. Using
-//!   atomics even for the data means a hostile peer scribbling on bytes we
-//!   are copying is a benign race (we copy garbage, which the protocol layer
-//!   rejects), never undefined behaviour.
+//! The only `unsafe` block is [`RingPage::new`]'s, which passes the
+//! caller's promise about the memory on to [`SharedMem::new`].
 
-use core::marker::PhantomData;
+#[cfg(not(loom))]
 use core::ptr::NonNull;
-pub(crate) use core::sync::atomic::fence;
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::Ordering;
 
-use crate::layout::{Field, Queue, PAGE_SIZE, RING_SIZE};
+pub(crate) use xen_shared_mem::fence;
+use xen_shared_mem::{OwnedMem, SharedMem};
+
+#[cfg(not(loom))]
+use crate::layout::PAGE_SIZE;
+use crate::layout::{Field, Queue, RING_SIZE};
 
 /// A view of one shared ring page.
 ///
@@ -30,17 +29,8 @@ use crate::layout::{Field, Queue, PAGE_SIZE, RING_SIZE};
 /// `RingPage` may be sent to and shared between threads.
 #[derive(Debug, Clone, Copy)]
 pub struct RingPage<'a> {
-    base: NonNull<u8>,
-    _memory: PhantomData<&'a [AtomicU8]>,
+    mem: SharedMem<'a>,
 }
-
-// SAFETY: a RingPage is a pointer to memory that is only ever accessed
-// through atomic operations (see the module docs), so using it from several
-// threads at once is no different from sharing a `&[AtomicU8]`, which is
-// Send and Sync.
-unsafe impl Send for RingPage<'_> {}
-// SAFETY: as for Send above: all access through a RingPage is atomic.
-unsafe impl Sync for RingPage<'_> {}
 
 impl<'a> RingPage<'a> {
     /// A view of the page at `base`.
@@ -58,14 +48,18 @@ impl<'a> RingPage<'a> {
     /// - nothing in this process creates Rust references to that memory or
     ///   accesses it non-atomically (the peer domain or process, outside the
     ///   Rust abstract machine, may write to it in any way it likes).
+    #[cfg(not(loom))]
     pub unsafe fn new(base: NonNull<u8>) -> RingPage<'a> {
-        debug_assert_eq!(base.as_ptr() as usize % PAGE_SIZE, 0, "ring page not page-aligned");
-        RingPage { base, _memory: PhantomData }
+        debug_assert_eq!(base.as_ptr().addr() % PAGE_SIZE, 0, "ring page not page-aligned");
+        // SAFETY: the caller's guarantees above are exactly SharedMem::new's
+        // for PAGE_SIZE bytes.
+        RingPage { mem: unsafe { SharedMem::new(base, PAGE_SIZE) } }
     }
 
     /// The address of the page.
+    #[cfg(not(loom))]
     pub fn as_ptr(&self) -> *mut u8 {
-        self.base.as_ptr()
+        self.mem.as_ptr()
     }
 
     /// Reads a field with sequentially consistent ordering (for
@@ -82,30 +76,12 @@ impl<'a> RingPage<'a> {
         self.store(field, value, Ordering::SeqCst);
     }
 
-    fn index(&self, field: Field) -> &'a AtomicU32 {
-        // SAFETY: by the contract of `new`, the page is 4096 valid bytes for
-        // 'a, aligned to at least 4; `field.offset()` is a multiple of 4 and
-        // at most 2072, so the 4 bytes at base + offset are in bounds and
-        // aligned for an AtomicU32. All accesses to them are atomic (this
-        // module is the only way in, and the peer is outside the abstract
-        // machine), which is what `AtomicU32::from_ptr` requires.
-        unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(field.offset()).cast::<u32>()) }
-    }
-
-    fn byte(&self, offset: usize) -> &'a AtomicU8 {
-        assert!(offset < PAGE_SIZE);
-        // SAFETY: `offset` is in bounds of the 4096-byte page (asserted),
-        // which is valid for 'a by the contract of `new`; AtomicU8 needs no
-        // alignment; every access to the page is atomic.
-        unsafe { AtomicU8::from_ptr(self.base.as_ptr().add(offset)) }
-    }
-
     pub(crate) fn load(&self, field: Field, order: Ordering) -> u32 {
-        self.index(field).load(order)
+        self.mem.load_u32(field.offset(), order)
     }
 
     pub(crate) fn store(&self, field: Field, value: u32, order: Ordering) {
-        self.index(field).store(value, order);
+        self.mem.store_u32(field.offset(), value, order);
     }
 
     /// Copies `dst.len()` bytes of `queue` starting at `offset` (which, with
@@ -113,64 +89,35 @@ impl<'a> RingPage<'a> {
     /// wrap).
     pub(crate) fn read_data(&self, queue: Queue, offset: usize, dst: &mut [u8]) {
         assert!(offset + dst.len() <= RING_SIZE);
-        let start = queue.data_offset() + offset;
-        for (i, out) in dst.iter_mut().enumerate() {
-            *out = self.byte(start + i).load(Ordering::Relaxed);
-        }
+        self.mem.read_bytes(queue.data_offset() + offset, dst);
     }
 
     /// Copies `src` into `queue` starting at `offset` (within the queue, as
     /// for [`RingPage::read_data`]).
     pub(crate) fn write_data(&self, queue: Queue, offset: usize, src: &[u8]) {
         assert!(offset + src.len() <= RING_SIZE);
-        let start = queue.data_offset() + offset;
-        for (i, &b) in src.iter().enumerate() {
-            self.byte(start + i).store(b, Ordering::Relaxed);
-        }
+        self.mem.write_bytes(queue.data_offset() + offset, src);
     }
 }
 
 /// A zeroed, page-aligned page on the heap: the in-memory twin of a page
-/// shared with another domain or process, for hosted setups and tests.
+/// shared with another domain or process, for hosted setups and tests
+/// (under `--cfg loom`, a modelled page: create it inside `loom::model`).
 #[derive(Debug)]
 pub struct OwnedPage {
-    base: NonNull<u8>,
+    memory: OwnedMem,
 }
 
-// SAFETY: OwnedPage owns its allocation and only hands out RingPage views,
-// through which every access is atomic; freeing happens in Drop, which needs
-// exclusive ownership.
-unsafe impl Send for OwnedPage {}
-// SAFETY: shared access goes only through RingPage (all atomic).
-unsafe impl Sync for OwnedPage {}
-
 impl OwnedPage {
-    fn layout() -> std::alloc::Layout {
-        match std::alloc::Layout::from_size_align(PAGE_SIZE, PAGE_SIZE) {
-            Ok(layout) => layout,
-            Err(_) => unreachable!("4096 is a power of two"),
-        }
-    }
-
     /// A new page, all zero (every index 0, connected, no error, no
     /// features).
     pub fn new() -> OwnedPage {
-        let layout = OwnedPage::layout();
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        match NonNull::new(ptr) {
-            Some(base) => OwnedPage { base },
-            None => std::alloc::handle_alloc_error(layout),
-        }
+        OwnedPage { memory: OwnedMem::new(crate::layout::PAGE_SIZE) }
     }
 
     /// A view of the page, valid while the page lives.
     pub fn page(&self) -> RingPage<'_> {
-        // SAFETY: `base` is a live 4096-byte, 4096-aligned allocation that
-        // lives as long as the borrow of self, and OwnedPage never touches
-        // it except through RingPage views (all atomic) and dealloc in Drop,
-        // which cannot run while the view's borrow is alive.
-        unsafe { RingPage::new(self.base) }
+        RingPage { mem: self.memory.mem() }
     }
 }
 
@@ -180,15 +127,7 @@ impl Default for OwnedPage {
     }
 }
 
-impl Drop for OwnedPage {
-    fn drop(&mut self) {
-        // SAFETY: `base` came from alloc_zeroed with this same layout and
-        // is freed exactly once; no view outlives `self` (they borrow it).
-        unsafe { std::alloc::dealloc(self.base.as_ptr(), OwnedPage::layout()) }
-    }
-}
-
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -211,9 +150,7 @@ mod tests {
         let page = owned.page();
         page.set_field(Field::Connection, 0x0102_0304);
         let mut raw = [0u8; 4];
-        for (i, b) in raw.iter_mut().enumerate() {
-            *b = page.byte(Field::Connection.offset() + i).load(Ordering::SeqCst);
-        }
+        page.mem.read_bytes(Field::Connection.offset(), &mut raw);
         assert_eq!(u32::from_ne_bytes(raw), 0x0102_0304);
     }
 }
