@@ -65,8 +65,16 @@ pub fn measure(
         // Let the attack get going before timing.
         std::thread::sleep(Duration::from_millis(200));
         let timed = read(sock);
-        // What the daemon holds while the guest holds all it can (the
-        // guest hoards in its first second and keeps it to the end).
+        // What the daemon holds while the guest holds all it can: `hoard`
+        // says when it has it all, and keeps it to the end.
+        if *kind == "hoard" {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !std::fs::read_to_string(state.console(domid)).unwrap_or_default().contains("hoarded:")
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let rss_attacked = daemon_rss(state);
         let finished = ts.wait_shutdown(domid, Duration::from_secs(60))?;
         let console = std::fs::read_to_string(state.console(domid)).unwrap_or_default();

@@ -17,9 +17,9 @@
 //!   every event (so it is never paused: each WRITE costs the daemon 128
 //!   events, about 42 KiB through the 1 KiB ring);
 //! - `hoard`: makes the daemon hold all it can for it, within its quotas
-//!   (nodes with 1,500-byte names and 2 KiB values, 128 watches with
-//!   2 KiB tokens, 10 transactions full of writes), until a quota
-//!   refuses each; then holds it all until the time is up. One round.
+//!   (128 watches with 2 KiB tokens, 10 transactions full of writes, then
+//!   nodes with 1,500-byte names and 2 KiB values), until a quota refuses
+//!   each; then holds it all until the time is up. One round.
 
 use std::time::{Duration, Instant};
 
@@ -157,10 +157,6 @@ fn hoard(until: Instant) -> Result<u64> {
         }
         watches += 1;
     }
-    let mut nodes = 0;
-    while client.write(&name(nodes), &value).is_ok() {
-        nodes += 1;
-    }
     let mut transactions = Vec::new();
     let mut tx_nodes = 0;
     while let Ok(tx) = client.transaction_start() {
@@ -171,6 +167,10 @@ fn hoard(until: Instant) -> Result<u64> {
         if transactions.len() >= 20 {
             break;
         }
+    }
+    let mut nodes = 0;
+    while client.write(&name(nodes), &value).is_ok() {
+        nodes += 1;
     }
     println!("hoarded: {nodes} nodes, {watches} watches, {} transactions with {tx_nodes} nodes", transactions.len());
     while Instant::now() < until {
