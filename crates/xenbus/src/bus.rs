@@ -7,8 +7,11 @@
 //! Which devices are probed: as in Linux, a device whose own `state` is
 //! `Initialising` (a device that is not new "is going away after switching
 //! to Closed"). A backend also takes over a device that is `online` and
-//! neither closing nor closed: that is a backend process restarting, and
-//! its walk back to `InitWait` tells the frontend to reconnect.
+//! neither closing nor closed: that is a backend process restarting. If
+//! the device was connected, the frontend's published rings belong to the
+//! old process, so the new one closes the device, waits for the frontend
+//! to close, and goes back to `InitWait`, which makes the frontend
+//! reconnect.
 //!
 //! Call order: [`Bus::start`] once, then [`Bus::poll`] (or
 //! [`Bus::handle`] with each event of the connection) for ever.
@@ -205,8 +208,12 @@ impl<C: Conn> Bus<C> {
             return Ok(());
         }
         if self.role == Role::Backend {
-            if let Err(err) = device.set_state(&self.conn, driver.as_mut(), XenbusState::InitWait) {
-                tracing::warn!(device = dir, %err, "backend could not reach InitWait");
+            let result = match state {
+                XenbusState::Connected | XenbusState::Reconfigured => device.take_over(&self.conn, driver.as_mut()),
+                _ => device.set_state(&self.conn, driver.as_mut(), XenbusState::InitWait),
+            };
+            if let Err(err) = result {
+                tracing::warn!(device = dir, %err, "backend could not start the handshake");
             }
         }
         tracing::info!(device = dir, %state, "probed");

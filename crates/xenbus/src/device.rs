@@ -41,6 +41,8 @@ pub struct Device {
     token: String,
     generation: u64,
     connected: bool,
+    reopen: bool,
+    last_peer: Option<XenbusState>,
 }
 
 /// What an other-end event led to.
@@ -69,6 +71,8 @@ impl Device {
             token: String::new(),
             generation: 0,
             connected: false,
+            reopen: false,
+            last_peer: None,
         }
     }
 
@@ -124,6 +128,7 @@ impl Device {
             let _ = conn.unwatch(&old.state_node(), &self.token);
         }
         self.generation += 1;
+        self.last_peer = None;
         self.token = format!("xenbus:{}:{}", self.dir, self.generation);
         conn.watch(&other.state_node(), &self.token)?;
         self.otherend = Some(other);
@@ -159,13 +164,25 @@ impl Device {
         result.map_err(|err| self.fail(conn, driver, err))
     }
 
+    /// Runs the reaction to `peer`, once per change of the peer's state:
+    /// the peer's writes each fire an event but each event reads the
+    /// current state, so one state is often seen several times, and
+    /// acting on it again would undo what the first reaction did (a
+    /// frontend that reconnected to an `InitWait` would take a second
+    /// `InitWait` for a backend restart). A repeated `Connected` is the
+    /// exception: it asks to re-read the details. [`Device::set_state`]
+    /// forgets the last peer state, since the own state changed.
     fn react(&mut self, conn: &dyn Conn, driver: &mut dyn Hooks, peer: XenbusState) -> Result<Outcome, Error> {
+        if self.last_peer.replace(peer) == Some(peer) && peer != XenbusState::Connected {
+            return Ok(Outcome::Reacted);
+        }
         tracing::debug!(device = self.dir, own = %self.state, %peer, "other end changed");
         if driver.otherend_changed(&DeviceCtx { conn, dev: self }, peer)? == Flow::Handled {
             return Ok(Outcome::Reacted);
         }
         let online = self.role == Role::Backend && self.online(conn)?;
-        for action in handshake::reacts(self.role, self.state, peer, driver.published_state(), online) {
+        let published = driver.published_state();
+        for action in handshake::reacts(self.role, self.state, peer, published, online, self.reopen) {
             match action {
                 Action::Goto(target) => self.walk(conn, driver, target)?,
                 Action::PeerConnected => driver.peer_connected(&DeviceCtx { conn, dev: self })?,
@@ -217,11 +234,22 @@ impl Device {
         }
     }
 
+    /// A backend taking over a live device (its process restarted): close
+    /// it, and reopen it once the frontend has closed (see
+    /// [`handshake::backend_reacts`]).
+    pub(crate) fn take_over(&mut self, conn: &dyn Conn, driver: &mut dyn Hooks) -> Result<(), Error> {
+        self.reopen = true;
+        self.set_state(conn, driver, XenbusState::Closing)
+    }
+
     /// One `xenbus_switch_state`. The cached state follows even when the
     /// directory is gone, as in Linux; the walk stops there.
     fn switch(&mut self, conn: &dyn Conn, state: XenbusState) -> Result<(), Error> {
         let switched = switch::switch_state(conn, &self.dir, state)?;
         self.state = state;
+        if state == XenbusState::InitWait {
+            self.reopen = false;
+        }
         match switched {
             Switched::Written => Ok(()),
             Switched::Gone => Err(Error::Gone { device: self.dir.clone() }),

@@ -13,7 +13,7 @@
 //! | Initialising | – | go to InitWait (also the reconnect from Closed) |
 //! | Initialised, Connected | peer Connected: publish first if still Initialising, tell the driver (a repeated Connected means "re-read my details"), go to Connected | own Initialising/InitWait: connect, go to Connected |
 //! | Closing | go to Closed (`xenbus_frontend_closed`) | go to Closing |
-//! | Closed | as Closing unless already Closed ("missed the backend's CLOSING") | go to Closed; unregister unless `online` |
+//! | Closed | as Closing unless already Closed ("missed the backend's CLOSING") | go to Closed; unregister unless `online`; a backend that closed to restart (`reopen`) goes on to InitWait; one still in InitWait stays there (the frontend may reconnect) |
 //! | Unknown (gone) | go to Closed if live | go to Closed and unregister |
 //! | Reconfigured | own Reconfiguring: back to Connected | – |
 //!
@@ -67,9 +67,17 @@ pub fn frontend_reacts(own: XenbusState, peer: XenbusState, published: XenbusSta
 }
 
 /// What the backend does when the frontend is in `peer`; `online` is the
-/// backend directory's `online` node.
-pub fn backend_reacts(own: XenbusState, peer: XenbusState, online: bool) -> Vec<Action> {
+/// backend directory's `online` node. `reopen` is set while a backend that
+/// took over a live device (a restarted backend process) waits for the
+/// frontend to close: the frontend's published details belong to the old
+/// backend, so it must close and publish again, and the backend goes on
+/// to InitWait once it has closed.
+pub fn backend_reacts(own: XenbusState, peer: XenbusState, online: bool, reopen: bool) -> Vec<Action> {
     match peer {
+        Initialised | Connected if reopen => vec![],
+        Closed if online && reopen => vec![Action::Goto(Closed), Action::Goto(InitWait)],
+        // Still waiting for a frontend: a closed one may come back.
+        Closed if online && matches!(own, Initialising | InitWait) => vec![],
         Initialising => vec![Action::Goto(InitWait)],
         Initialised | Connected if matches!(own, Initialising | InitWait) => vec![Action::Goto(Connected)],
         Closing if !matches!(own, Closing | Closed) => vec![Action::Goto(Closing)],
@@ -80,10 +88,17 @@ pub fn backend_reacts(own: XenbusState, peer: XenbusState, online: bool) -> Vec<
 }
 
 /// What `role` reacts to `peer` with.
-pub fn reacts(role: Role, own: XenbusState, peer: XenbusState, published: XenbusState, online: bool) -> Vec<Action> {
+pub fn reacts(
+    role: Role,
+    own: XenbusState,
+    peer: XenbusState,
+    published: XenbusState,
+    online: bool,
+    reopen: bool,
+) -> Vec<Action> {
     match role {
         Role::Frontend => frontend_reacts(own, peer, published),
-        Role::Backend => backend_reacts(own, peer, online),
+        Role::Backend => backend_reacts(own, peer, online, reopen),
     }
 }
 
@@ -166,15 +181,26 @@ mod tests {
 
     #[test]
     fn backend_follows_netback_and_blkback() {
-        assert_eq!(backend_reacts(Closed, Initialising, true), [Action::Goto(InitWait)]);
-        assert_eq!(backend_reacts(InitWait, Initialised, true), [Action::Goto(Connected)]);
-        assert_eq!(backend_reacts(InitWait, Connected, true), [Action::Goto(Connected)]);
-        assert!(backend_reacts(Connected, Connected, true).is_empty());
-        assert!(backend_reacts(Closed, Connected, true).is_empty());
-        assert_eq!(backend_reacts(Connected, Closing, true), [Action::Goto(Closing)]);
-        assert_eq!(backend_reacts(Connected, Closed, true), [Action::Goto(Closed)]);
-        assert_eq!(backend_reacts(Connected, Closed, false), [Action::Goto(Closed), Action::Unregister]);
-        assert_eq!(backend_reacts(Connected, Unknown, true), [Action::Goto(Closed), Action::Unregister]);
+        assert_eq!(backend_reacts(Closed, Initialising, true, false), [Action::Goto(InitWait)]);
+        assert_eq!(backend_reacts(InitWait, Initialised, true, false), [Action::Goto(Connected)]);
+        assert_eq!(backend_reacts(InitWait, Connected, true, false), [Action::Goto(Connected)]);
+        assert!(backend_reacts(Connected, Connected, true, false).is_empty());
+        assert!(backend_reacts(Closed, Connected, true, false).is_empty());
+        assert_eq!(backend_reacts(Connected, Closing, true, false), [Action::Goto(Closing)]);
+        assert_eq!(backend_reacts(Connected, Closed, true, false), [Action::Goto(Closed)]);
+        assert_eq!(backend_reacts(Connected, Closed, false, false), [Action::Goto(Closed), Action::Unregister]);
+        assert!(backend_reacts(InitWait, Closed, true, false).is_empty());
+        assert_eq!(backend_reacts(InitWait, Closed, false, false), [Action::Goto(Closed), Action::Unregister]);
+        assert_eq!(backend_reacts(Connected, Unknown, true, false), [Action::Goto(Closed), Action::Unregister]);
+    }
+
+    #[test]
+    fn a_backend_that_took_over_a_live_device_waits_for_the_frontend_to_close_then_reopens() {
+        assert!(backend_reacts(Closing, Connected, true, true).is_empty());
+        assert!(backend_reacts(Closing, Initialised, true, true).is_empty());
+        assert_eq!(backend_reacts(Closing, Closed, true, true), [Action::Goto(Closed), Action::Goto(InitWait)]);
+        assert_eq!(backend_reacts(Closing, Initialising, true, true), [Action::Goto(InitWait)]);
+        assert_eq!(backend_reacts(Closing, Closed, false, true), [Action::Goto(Closed), Action::Unregister]);
     }
 
     #[test]
@@ -185,7 +211,7 @@ mod tests {
                 for peer in XenbusState::ALL {
                     for published in [Initialised, Connected] {
                         let mut at = own;
-                        for action in reacts(role, own, peer, published, true) {
+                        for action in reacts(role, own, peer, published, true, false) {
                             if let Action::Goto(target) = action {
                                 assert!(
                                     shortest_path(role, at, target).is_ok(),

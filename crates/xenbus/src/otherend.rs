@@ -45,8 +45,13 @@ impl OtherEnd {
             return Err(missing());
         }
         let domid = parse_value::<DomId>(&id_path, &id)?;
-        if !store.exists(&other)? {
-            return Err(missing());
+        // A directory we may not read is one we cannot use (the daemon also
+        // answers EACCES for a missing node below an unreadable one).
+        match store.exists(&other) {
+            Ok(true) => {}
+            Ok(false) => return Err(missing()),
+            Err(err) if err.code() == Some(xenstore::ErrorCode::EACCES) => return Err(missing()),
+            Err(err) => return Err(err.into()),
         }
         Ok(OtherEnd { dir: other, domid })
     }

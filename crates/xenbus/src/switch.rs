@@ -39,13 +39,15 @@ pub fn switch_state(conn: &dyn Conn, dir: &str, state: XenbusState) -> Result<Sw
 }
 
 /// Reads `<dir>/state`. A missing node is [`XenbusState::Unknown`], as in
-/// Linux's `xenbus_read_driver_state`; a value that is not a state is
-/// [`Error::BadState`].
+/// Linux's `xenbus_read_driver_state`, and so is one we may not read
+/// (`EACCES`: the daemon answers that for a missing node below one we
+/// cannot read, so the two cannot be told apart); a value that is not a
+/// state is [`Error::BadState`].
 pub fn read_state(store: &dyn Store, dir: &str) -> Result<XenbusState, Error> {
     let path = paths::child(dir, "state");
     match store.read(&path) {
         Ok(value) => XenbusState::parse(&value).map_err(|error| Error::BadState { path, error }),
-        Err(err) if err.code() == Some(ErrorCode::ENOENT) => Ok(XenbusState::Unknown),
+        Err(err) if matches!(err.code(), Some(ErrorCode::ENOENT | ErrorCode::EACCES)) => Ok(XenbusState::Unknown),
         Err(err) => Err(err.into()),
     }
 }
