@@ -1,10 +1,11 @@
 //! One device end: its directory, its cached state, its other end, and
 //! the I/O that carries out the handshake's actions.
 //!
-//! Call order (the [`crate::Bus`] keeps it): [`Device::new`], then
-//! [`Device::watch_otherend`], then [`Device::otherend_event`] for each
-//! watch event of the device's token; [`Device::set_state`] whenever the
-//! driver itself wants another state (closing, a reconnect).
+//! Call order (the [`crate::Bus`] keeps it, and owns the driver that the
+//! hooks go to): [`Device::new`], then [`Device::watch_otherend`], then
+//! the other-end handler for each watch event of the device's token
+//! ([`crate::Bus::handle`]); a walk to another state whenever the driver
+//! itself wants one (closing, a reconnect: [`crate::Bus::set_state`]).
 //!
 //! A failure while reacting (a hook's error, an unreadable peer state, a
 //! target the tables do not allow) is Linux's `xenbus_dev_fatal`: logged,
