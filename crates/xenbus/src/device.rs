@@ -23,12 +23,12 @@ use crate::conn::Conn;
 use crate::driver::{Flow, Hooks};
 use crate::error::Error;
 use crate::gather;
-use crate::handshake::{self, Action, Hook};
+use crate::handshake::{self, Action, Hook, Step};
 use crate::otherend::OtherEnd;
 use crate::paths;
 use crate::state::XenbusState;
 use crate::switch::{self, Switched};
-use crate::transitions::{self, Role};
+use crate::transitions::Role;
 
 /// One end of one device.
 #[derive(Debug, Clone)]
@@ -183,11 +183,22 @@ impl Device {
         }
         let online = self.role == Role::Backend && self.online(conn)?;
         let published = driver.published_state();
-        for action in handshake::reacts(self.role, self.state, peer, published, online, self.reopen) {
-            match action {
-                Action::Goto(target) => self.walk(conn, driver, target)?,
-                Action::PeerConnected => driver.peer_connected(&DeviceCtx { conn, dev: self })?,
-                Action::Unregister => return Ok(Outcome::Unregister),
+        let actions = handshake::reacts(self.role, self.state, peer, published, online, self.reopen);
+        self.execute(conn, driver, &actions)
+    }
+
+    /// Carries out a reaction's plan (see [`handshake::plan`]).
+    fn execute(&mut self, conn: &dyn Conn, driver: &mut dyn Hooks, actions: &[Action]) -> Result<Outcome, Error> {
+        for step in handshake::plan(self.role, self.state, actions)? {
+            match step {
+                Step::Hook(Hook::Connect) => {
+                    driver.connect(&DeviceCtx { conn, dev: self })?;
+                    self.connected = true;
+                }
+                Step::Hook(Hook::Disconnect) => self.disconnect(conn, driver),
+                Step::PeerConnected => driver.peer_connected(&DeviceCtx { conn, dev: self })?,
+                Step::Write(state) => self.switch(conn, state)?,
+                Step::Unregister => return Ok(Outcome::Unregister),
             }
         }
         Ok(Outcome::Reacted)
@@ -209,24 +220,11 @@ impl Device {
         driver: &mut dyn Hooks,
         target: XenbusState,
     ) -> Result<(), Error> {
-        self.walk(conn, driver, target).map_err(|err| self.fail(conn, driver, err))
-    }
-
-    /// Walks the shortest legal path to `target`, running each step's hook
-    /// before writing the step.
-    fn walk(&mut self, conn: &dyn Conn, driver: &mut dyn Hooks, target: XenbusState) -> Result<(), Error> {
-        for next in transitions::shortest_path(self.role, self.state, target)? {
-            match handshake::step_hook(self.role, self.state, next) {
-                Some(Hook::Connect) => {
-                    driver.connect(&DeviceCtx { conn, dev: self })?;
-                    self.connected = true;
-                }
-                Some(Hook::Disconnect) => self.disconnect(conn, driver),
-                None => {}
-            }
-            self.switch(conn, next)?;
+        self.last_peer = None;
+        match self.execute(conn, driver, &[Action::Goto(target)]) {
+            Ok(_) => Ok(()),
+            Err(err) => Err(self.fail(conn, driver, err)),
         }
-        Ok(())
     }
 
     pub(crate) fn disconnect(&mut self, conn: &dyn Conn, driver: &mut dyn Hooks) {

@@ -18,10 +18,13 @@
 //! | Reconfigured | own Reconfiguring: back to Connected | – |
 //!
 //! Where the driver hooks run is a property of the step, not of the row
-//! (see [`step_hook`]), as in netback's `set_backend_state`.
+//! (see [`step_hook`]), as in netback's `set_backend_state`. [`plan`]
+//! expands a reaction into the exact sequence of hook calls and state
+//! writes; the sync [`crate::Device`] and the async device both just
+//! carry out plans.
 
 use crate::state::XenbusState::{self, *};
-use crate::transitions::Role;
+use crate::transitions::{shortest_path, IllegalTransition, Role};
 
 /// One thing to do in answer to a peer's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +46,42 @@ pub enum Hook {
     Connect,
     /// Stop it: leaving a state in which it was started.
     Disconnect,
+}
+
+/// One output of the state machine, in the order it must happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Call this driver hook (`Disconnect` only if the device is connected).
+    Hook(Hook),
+    /// Call the driver's "peer connected" hook.
+    PeerConnected,
+    /// Write this state (`xenbus_switch_state`).
+    Write(XenbusState),
+    /// Drop the device from the bus.
+    Unregister,
+}
+
+/// Expands `actions`, starting in state `own`, into steps: each `Goto`
+/// becomes the shortest legal path, each single step preceded by its hook.
+/// Every `Goto` is checked before any step is returned, so an illegal
+/// target runs nothing.
+pub fn plan(role: Role, own: XenbusState, actions: &[Action]) -> Result<Vec<Step>, IllegalTransition> {
+    let mut steps = Vec::new();
+    let mut at = own;
+    for action in actions {
+        match *action {
+            Action::Goto(target) => {
+                for next in shortest_path(role, at, target)? {
+                    steps.extend(step_hook(role, at, next).map(Step::Hook));
+                    steps.push(Step::Write(next));
+                    at = next;
+                }
+            }
+            Action::PeerConnected => steps.push(Step::PeerConnected),
+            Action::Unregister => steps.push(Step::Unregister),
+        }
+    }
+    Ok(steps)
 }
 
 /// What the frontend does when the backend is in `peer`. `published` is
@@ -224,6 +263,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn plan_expands_gotos_into_hooked_single_steps() {
+        let actions = backend_reacts(Closing, Closed, true, true);
+        assert_eq!(plan(Role::Backend, Closing, &actions), Ok(vec![Step::Write(Closed), Step::Write(InitWait)]));
+        let actions = frontend_reacts(Initialising, Connected, Initialised);
+        assert_eq!(
+            plan(Role::Frontend, Initialising, &actions),
+            Ok(vec![Step::Hook(Hook::Connect), Step::Write(Initialised), Step::PeerConnected, Step::Write(Connected)])
+        );
+        let actions = backend_reacts(Connected, Closed, false, false);
+        assert_eq!(
+            plan(Role::Backend, Connected, &actions),
+            Ok(vec![Step::Hook(Hook::Disconnect), Step::Write(Closing), Step::Write(Closed), Step::Unregister])
+        );
+    }
+
+    #[test]
+    fn plan_with_an_unreachable_goto_is_an_error_and_no_steps() {
+        let actions = [Action::Goto(Closed), Action::Goto(Reconfigured)];
+        let err = plan(Role::Frontend, Connected, &actions).unwrap_err();
+        assert_eq!(err, IllegalTransition { role: Role::Frontend, from: Closed, to: Reconfigured });
     }
 
     #[test]

@@ -312,8 +312,11 @@ fn events_of_an_old_backend_are_ignored_after_the_backend_node_changes() {
         ts.set_perms(&format!("{new_be}{key}"), &perms).unwrap();
     }
     ts.write(&format!("{}/backend", s.fe_dir()), new_be.as_bytes()).unwrap();
-    // The old backend closes: an event for the old other end.
+    // The old backend closes: two events for the old other end, queued
+    // before the frontend looks (the second arrives after the frontend
+    // followed the new `backend` node).
     ts.write(&format!("{old_be}/state"), b"5").unwrap();
+    ts.write(&format!("{old_be}/state"), b"6").unwrap();
     s.fe.poll(None).unwrap();
     let fe_dir = s.fe_dir();
     let device = s.fe.device(&fe_dir).unwrap();
@@ -321,7 +324,7 @@ fn events_of_an_old_backend_are_ignored_after_the_backend_node_changes() {
     assert_eq!(state_of(s.host.toolstack.store(), &fe_dir), "4", "the old backend's Closing was not acted on");
     assert_eq!(entries(&s.log, "fe backend-connected"), ["fe backend-connected 2048", "fe backend-connected 999"]);
     // Later changes of the old backend are not even delivered to the device.
-    s.host.toolstack.write(&format!("{old_be}/state"), b"6").unwrap();
+    s.host.toolstack.write(&format!("{old_be}/state"), b"1").unwrap();
     s.fe.poll(None).unwrap();
     assert_eq!(state_of(s.host.toolstack.store(), &fe_dir), "4");
     assert!(entries(&s.log, "fe disconnect").is_empty());
