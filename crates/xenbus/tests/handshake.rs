@@ -217,7 +217,7 @@ fn a_vanished_backend_closes_the_frontend_which_reconnects_when_it_returns() {
 }
 
 #[test]
-fn a_frontend_whose_directory_was_removed_writes_nothing_and_leaves_the_bus() {
+fn removing_the_frontend_directory_drops_the_device_and_writes_nothing_for_it() {
     let mut s = connected(XenbusState::Connected);
     let fe_dir = s.fe_dir();
     s.host.toolstack.rm(&fe_dir).unwrap();
@@ -284,6 +284,80 @@ fn switch_state_retries_after_a_removal_mid_transaction_and_does_not_recreate() 
     assert_eq!(switched, xenbus::switch::Switched::Gone);
     assert_eq!(conn.attempts.get(), 2, "the first commit failed (EAGAIN); the retry saw no node");
     assert!(!host.toolstack.exists(&spec.frontend_dir()).unwrap());
+}
+
+/// A dom0 connection that, once armed, lets someone else remove `dir`
+/// right after its next transaction body (so that transaction's commit
+/// fails and its retry finds the directory gone).
+struct Armed {
+    inner: WorldConn,
+    other: WorldConn,
+    dir: String,
+    armed: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl Conn for Armed {
+    fn store(&self) -> &dyn Store {
+        self.inner.store()
+    }
+    fn transaction(
+        &self,
+        body: &mut dyn FnMut(&dyn Store) -> Result<(), xenstore::Error>,
+    ) -> Result<(), xenstore::Error> {
+        self.inner.transaction(&mut |tx| {
+            body(tx)?;
+            if self.armed.replace(false) {
+                self.other.rm(&self.dir)?;
+            }
+            Ok(())
+        })
+    }
+    fn watch(&self, path: &str, token: &str) -> Result<(), xenstore::Error> {
+        self.inner.watch(path, token)
+    }
+    fn unwatch(&self, path: &str, token: &str) -> Result<(), xenstore::Error> {
+        self.inner.unwatch(path, token)
+    }
+    fn next_event(&self, timeout: Option<Duration>) -> Option<xenstore::WatchEvent> {
+        self.inner.next_event(timeout)
+    }
+}
+
+/// dom0 could re-create the directory (it may write anywhere): the
+/// backend's switch must see the removal inside its transaction.
+#[test]
+fn a_backend_directory_removed_mid_switch_is_not_recreated_and_the_device_leaves_the_bus() {
+    let host = Host::new();
+    let (fe_dom, fe_conn) = host.guest("guest");
+    let log = log();
+    let spec = DeviceSpec::new("demo", 0, fe_dom, 0);
+    let armed = std::rc::Rc::new(std::cell::Cell::new(false));
+    let conn = Armed { inner: host.dom0(), other: host.dom0(), dir: spec.backend_dir(), armed: armed.clone() };
+    let blog = log.clone();
+    let mut be = Bus::backend(conn, 0, "demo", move |_| DemoBack { sectors: 8, log: blog.clone() });
+    be.start().unwrap();
+    let flog = log.clone();
+    let mut fe = Bus::frontend(fe_conn, fe_dom, "demo", move |_| DemoFront {
+        published: XenbusState::Connected,
+        grant: 0,
+        sectors: 0,
+        log: flog.clone(),
+    });
+    fe.start().unwrap();
+    toolstack::attach(&host.toolstack, &spec).unwrap();
+    settle(&mut [&mut fe, &mut be]);
+    assert_eq!(state_of(&host.toolstack, &spec.backend_dir()), "4");
+    // The frontend closes; the backend's switch to Closing races with the
+    // toolstack removing the backend directory.
+    fe.set_state(&spec.frontend_dir(), XenbusState::Closing).unwrap();
+    armed.set(true);
+    be.poll(None).unwrap();
+    assert!(!armed.get(), "the removal happened inside the switch");
+    assert!(!host.toolstack.exists(&spec.backend_dir()).unwrap(), "not re-created");
+    assert!(be.device(&spec.backend_dir()).is_none());
+    assert_eq!(entries(&log, "be disconnect"), ["be disconnect"]);
+    assert_eq!(entries(&log, "be remove"), ["be remove"]);
+    assert!(!host.toolstack.exists("/local/domain/0/error").unwrap(), "a removed device is no error");
 }
 
 #[test]
