@@ -27,6 +27,10 @@
 //! connection and pumped: [`Bus::scan`] once, then [`Bus::poll`] with
 //! each watch event; the bus probes new devices, removes vanished ones,
 //! and runs the handshake for each device's other-end changes.
+//!
+//! With the `tokio` feature, the module `tokio` has the same rules
+//! over the async client: an `AsyncDevice` that hands out the hooks to
+//! run instead of calling a trait.
 
 #![forbid(unsafe_code)]
 
@@ -43,6 +47,9 @@ pub mod state;
 pub mod switch;
 pub mod toolstack;
 pub mod transitions;
+
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use crate::bus::Bus;
 pub use crate::conn::{Conn, SyncConn};

@@ -32,10 +32,37 @@ impl OtherEnd {
     /// device. Missing, empty or unparseable nodes, or a named directory
     /// that does not exist, are [`Error::NoOtherEnd`].
     pub fn read(store: &dyn Store, role: Role, dir: &str) -> Result<OtherEnd, Error> {
+        let (key_path, id_path) = OtherEnd::nodes(role, dir);
+        let other = OtherEnd::parse(dir, store.read(&key_path), &id_path, store.read(&id_path))?;
+        // A directory we may not read is one we cannot use (the daemon also
+        // answers EACCES for a missing node below an unreadable one).
+        match store.exists(&other.dir) {
+            Ok(true) => Ok(other),
+            Ok(false) => Err(Error::NoOtherEnd { device: dir.to_owned() }),
+            Err(err) if err.code() == Some(xenstore::ErrorCode::EACCES) => {
+                Err(Error::NoOtherEnd { device: dir.to_owned() })
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The nodes naming the other end of a `role` device at `dir`: its
+    /// directory's, and its domain's.
+    pub fn nodes(role: Role, dir: &str) -> (String, String) {
+        (paths::child(dir, paths::otherend_key(role)), paths::child(dir, paths::otherend_id_key(role)))
+    }
+
+    /// The other end from the two reads of [`OtherEnd::nodes`] (pure: the
+    /// async flavour reads them its own way). A missing, empty, relative
+    /// or unparseable value is [`Error::NoOtherEnd`].
+    pub fn parse(
+        dir: &str,
+        other: Result<Vec<u8>, xenstore::Error>,
+        id_path: &str,
+        id: Result<Vec<u8>, xenstore::Error>,
+    ) -> Result<OtherEnd, Error> {
         let missing = || Error::NoOtherEnd { device: dir.to_owned() };
-        let key_path = paths::child(dir, paths::otherend_key(role));
-        let id_path = paths::child(dir, paths::otherend_id_key(role));
-        let (other, id) = match (store.read(&key_path), store.read(&id_path)) {
+        let (other, id) = match (other, id) {
             (Ok(other), Ok(id)) => (other, id),
             (Err(err), _) | (_, Err(err)) if err.code() != Some(xenstore::ErrorCode::ENOENT) => return Err(err.into()),
             _ => return Err(missing()),
@@ -44,15 +71,7 @@ impl OtherEnd {
         if !other.starts_with('/') || other.len() < 2 {
             return Err(missing());
         }
-        let domid = parse_value::<DomId>(&id_path, &id)?;
-        // A directory we may not read is one we cannot use (the daemon also
-        // answers EACCES for a missing node below an unreadable one).
-        match store.exists(&other) {
-            Ok(true) => {}
-            Ok(false) => return Err(missing()),
-            Err(err) if err.code() == Some(xenstore::ErrorCode::EACCES) => return Err(missing()),
-            Err(err) => return Err(err.into()),
-        }
+        let domid = parse_value::<DomId>(id_path, &id)?;
         Ok(OtherEnd { dir: other, domid })
     }
 
@@ -81,6 +100,26 @@ mod tests {
         let e = end();
         assert!(e.is_current("/local/domain/0/backend/vif/1/0/state", "t2", "t2"));
         assert!(e.is_current("/local/domain/0/backend/vif/1/0", "t2", "t2"));
+    }
+
+    #[test]
+    fn parse_needs_an_absolute_directory_and_a_domid() {
+        let ok = OtherEnd::parse("/d", Ok(b"/be".to_vec()), "/d/backend-id", Ok(b"3".to_vec())).unwrap();
+        assert_eq!(ok, OtherEnd { dir: "/be".into(), domid: 3 });
+        let enoent = || Err(xenstore::Error::Xs(xenstore::ErrorCode::ENOENT));
+        for (other, id) in [
+            (Ok(b"".to_vec()), Ok(b"3".to_vec())),
+            (Ok(b"be".to_vec()), Ok(b"3".to_vec())),
+            (Ok(b"/".to_vec()), Ok(b"3".to_vec())),
+            (enoent(), Ok(b"3".to_vec())),
+            (Ok(b"/be".to_vec()), enoent()),
+        ] {
+            assert!(matches!(OtherEnd::parse("/d", other, "/d/backend-id", id), Err(Error::NoOtherEnd { .. })));
+        }
+        let bad_id = OtherEnd::parse("/d", Ok(b"/be".to_vec()), "/d/backend-id", Ok(b"x".to_vec()));
+        assert!(matches!(bad_id, Err(Error::Parse { .. })));
+        let eacces = OtherEnd::parse("/d", Err(xenstore::Error::Xs(xenstore::ErrorCode::EACCES)), "/i", Ok(vec![]));
+        assert!(matches!(eacces, Err(Error::Xs(_))));
     }
 
     #[test]

@@ -5,84 +5,13 @@
 
 mod support;
 
-use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use support::demo::{log, DemoBack, DemoFront};
+use support::threaded::Server;
 use xenbus::toolstack::{self, DeviceSpec};
-use xenbus::{Bus, Error, SyncConn, XenbusState};
-use xenstore::transport::UnixSocket;
-use xenstore::{Client, Options, Store};
-use xenstored::testing::World;
-
-/// The server in a thread, `n` dom0 sockets to it, and introduced guest
-/// domains (permissions may only name domains that exist).
-struct Server {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-    sockets: Vec<UnixStream>,
-    guests: Vec<u16>,
-}
-
-impl Server {
-    fn start(n: usize, guests: usize) -> Server {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let running = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            let mut world = World::new();
-            let mut sockets = Vec::new();
-            for _ in 0..n {
-                let (ours, theirs) = UnixStream::pair().unwrap();
-                world.server.adopt_socket(theirs).unwrap();
-                sockets.push(ours);
-            }
-            let mut domids = Vec::new();
-            for i in 0..guests {
-                let guest = world.create_guest(&format!("guest{i}"));
-                world.introduce(guest).unwrap();
-                domids.push(world.domid(guest));
-            }
-            tx.send((sockets, domids)).unwrap();
-            while !running.load(Ordering::Relaxed) {
-                if !world.round() {
-                    thread::sleep(Duration::from_micros(200));
-                }
-            }
-        });
-        let (sockets, guests) = rx.recv().unwrap();
-        Server { stop, threads: vec![thread], sockets, guests }
-    }
-
-    fn conn(&mut self) -> SyncConn {
-        let socket = self.sockets.pop().expect("a socket left");
-        SyncConn::new(Client::with_transport(Box::new(UnixSocket::from_stream(socket)), Options::default()).unwrap())
-    }
-
-    /// Runs a bus in a thread until the server stops.
-    fn run_bus(&mut self, make: impl FnOnce(SyncConn) -> Box<dyn FnMut() + 'static> + Send + 'static) {
-        let conn = self.conn();
-        let stop = Arc::clone(&self.stop);
-        self.threads.push(thread::spawn(move || {
-            let mut poll = make(conn);
-            while !stop.load(Ordering::Relaxed) {
-                poll();
-            }
-        }));
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
-}
+use xenbus::{Bus, Error, XenbusState};
+use xenstore::Store;
 
 #[test]
 fn sync_buses_in_threads_connect_and_the_toolstack_detaches() {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod demo;
+pub mod threaded;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
