@@ -137,9 +137,9 @@ impl<C: Conn> Bus<C> {
             };
         }
         let token = String::from_utf8_lossy(&event.token);
-        let Some(dir) = self.devices.iter().find(|(_, s)| s.device.token() == token).map(|(d, _)| d.clone()) else {
-            return Ok(());
-        };
+        // The token names its device (see `Device::watch_otherend`); the
+        // device checks the rest.
+        let Some(dir) = Device::dir_of_token(&token).map(str::to_owned) else { return Ok(()) };
         let Some(slot) = self.devices.get_mut(&dir) else { return Ok(()) };
         match slot.device.otherend_event(&self.conn, slot.driver.as_mut(), &event.path, &token) {
             Ok(Outcome::Unregister) => self.drop_device(&dir),
@@ -150,9 +150,13 @@ impl<C: Conn> Bus<C> {
         Ok(())
     }
 
-    /// Whether a path below the root lies in a device the bus has.
+    /// Whether a path below the root lies in a device the bus has (a
+    /// lookup of its first components, not a walk over the devices).
     fn owns(&self, path: &str) -> bool {
-        self.devices.keys().any(|dir| xenstore_wire::path::is_at_or_below(path, dir))
+        let Some(rest) = path.strip_prefix(&self.root) else { return false };
+        let depth = paths::device_depth(self.role);
+        let components: Vec<&str> = rest.split('/').filter(|c| !c.is_empty()).take(depth).collect();
+        components.len() == depth && self.devices.contains_key(&format!("{}/{}", self.root, components.join("/")))
     }
 
     /// Lists the root: probes new devices, removes vanished ones.

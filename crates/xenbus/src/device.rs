@@ -30,6 +30,10 @@ use crate::state::XenbusState;
 use crate::switch::{self, Switched};
 use crate::transitions::Role;
 
+/// Other-end watch tokens are `xenbus:<device dir>:<generation>`: the bus
+/// finds the device from the token, the generation retires old registrations.
+const TOKEN_PREFIX: &str = "xenbus:";
+
 /// One end of one device.
 #[derive(Debug, Clone)]
 pub struct Device {
@@ -112,6 +116,11 @@ impl Device {
         &self.token
     }
 
+    /// The device directory an other-end watch token names.
+    pub fn dir_of_token(token: &str) -> Option<&str> {
+        token.strip_prefix(TOKEN_PREFIX)?.rsplit_once(':').map(|(dir, _)| dir)
+    }
+
     /// The home of the domain this end runs in.
     pub fn home(&self) -> String {
         paths::home(self.domid)
@@ -130,7 +139,7 @@ impl Device {
         }
         self.generation += 1;
         self.last_peer = None;
-        self.token = format!("xenbus:{}:{}", self.dir, self.generation);
+        self.token = format!("{TOKEN_PREFIX}{}:{}", self.dir, self.generation);
         conn.watch(&other.state_node(), &self.token)?;
         self.otherend = Some(other);
         Ok(())
@@ -315,5 +324,17 @@ impl DeviceCtx<'_> {
     /// Writes several keys of the own directory in one transaction.
     pub fn publish(&self, pairs: &[(&str, &dyn std::fmt::Display)]) -> Result<(), Error> {
         gather::scatter(self.conn, self.dev.dir(), pairs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_names_its_device_directory() {
+        assert_eq!(Device::dir_of_token("xenbus:/local/domain/1/device/vif/0:3"), Some("/local/domain/1/device/vif/0"));
+        assert_eq!(Device::dir_of_token("xenbus-bus:/local/domain/1/device/vif"), None);
+        assert_eq!(Device::dir_of_token("other"), None);
     }
 }

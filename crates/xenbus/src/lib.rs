@@ -32,6 +32,36 @@
 //! over the async client: an `AsyncDevice` that hands out the hooks to
 //! run instead of calling a trait.
 
+//! ```no_run
+//! use xenbus::{Backend, Bus, DeviceCtx, Error, Frontend, SyncConn, XenbusState};
+//!
+//! /// The frontend's whole xenbus part: publish a ring and an event channel.
+//! struct Front;
+//! impl Frontend for Front {
+//!     fn connect(&mut self, dev: &DeviceCtx<'_>) -> Result<(), Error> {
+//!         dev.publish(&[("ring-ref", &8), ("event-channel", &3)])
+//!     }
+//! }
+//!
+//! /// The backend's: map what the frontend published.
+//! struct Back;
+//! impl Backend for Back {
+//!     fn connect(&mut self, dev: &DeviceCtx<'_>) -> Result<(), Error> {
+//!         let [ring, port]: [u32; 2] = dev.gather_otherend(["ring-ref", "event-channel"])?;
+//!         println!("map grant {ring} of domain {}, bind port {port}", dev.otherend_id());
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let conn = SyncConn::new(xenstore::Client::open()?);
+//! let mut bus = Bus::backend(conn, 0, "demo", |_| Back);
+//! bus.start()?;
+//! loop {
+//!     bus.poll(Some(std::time::Duration::from_secs(1)))?;
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
 #![forbid(unsafe_code)]
 
 pub mod bus;

@@ -79,7 +79,9 @@ fn owned_readable_by(owner: DomId, reader: DomId) -> PermList {
 }
 
 /// Writes both directories of `spec` in one transaction (see the module
-/// documentation).
+/// documentation). Any directory already there is replaced. Both domains
+/// must exist: the daemon refuses (`ENOENT`) permissions that name an
+/// unknown domain.
 pub fn attach(conn: &dyn Conn, spec: &DeviceSpec) -> Result<(), Error> {
     let (fe_dir, be_dir) = (spec.frontend_dir(), spec.backend_dir());
     let fe_keys = [

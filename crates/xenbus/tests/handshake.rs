@@ -425,6 +425,39 @@ fn an_illegal_transition_is_written_to_the_error_node_and_closes_the_device() {
     assert_eq!(state_of(s.host.toolstack.store(), &s.be_dir()), "6");
 }
 
+/// What was logged while `f` ran.
+fn logged(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = sink.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn an_illegal_transition_is_logged_with_the_device_and_errno() {
+    let mut s = connected(XenbusState::Connected);
+    let fe_dir = s.fe_dir();
+    let log = logged(|| {
+        let _ = s.fe.set_state(&fe_dir, XenbusState::InitWait);
+    });
+    let line = log.lines().find(|l| l.contains("xenbus device error")).unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("ERROR") && line.contains(&fe_dir) && line.contains("errno=22"), "{line}");
+    assert!(line.contains("illegal frontend transition from Connected (4) to InitWait (2)"), "{line}");
+}
+
 #[test]
 fn a_backend_state_that_is_not_a_number_is_fatal_to_the_frontend() {
     let mut s = connected(XenbusState::Connected);
