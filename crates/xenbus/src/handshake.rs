@@ -11,10 +11,11 @@
 //! |---|---|---|
 //! | InitWait | own Initialising: go to the published state (publishing); own Closed/Unknown: reconnect to it; otherwise the backend restarted: close, then reconnect | – |
 //! | Initialising | – | go to InitWait (also the reconnect from Closed) |
-//! | Initialised, Connected | peer Connected: publish first if still Initialising, tell the driver (a repeated Connected means "re-read my details"), go to Connected | own Initialising/InitWait: connect, go to Connected |
+//! | Initialised, Connected | peer Connected: publish first if still Initialising, tell the driver (a repeated Connected means "re-read my details"), go to Connected | own Initialising/InitWait: connect, go to Connected; own Reconfigured and peer Connected: back to Connected |
 //! | Closing | go to Closed (`xenbus_frontend_closed`) | go to Closing |
 //! | Closed | as Closing unless already Closed ("missed the backend's CLOSING") | go to Closed; unregister unless `online`; a backend that closed to restart (`reopen`) goes on to InitWait; one still in InitWait stays there (the frontend may reconnect) |
 //! | Unknown (gone) | go to Closed if live | go to Closed and unregister |
+//! | Reconfiguring | – | own Connected: go to Reconfigured (the driver re-reads its settings in `otherend_changed`) |
 //! | Reconfigured | own Reconfiguring: back to Connected | – |
 //!
 //! Where the driver hooks run is a property of the step, not of the row
@@ -119,6 +120,10 @@ pub fn backend_reacts(own: XenbusState, peer: XenbusState, online: bool, reopen:
         Closed if online && matches!(own, Initialising | InitWait) => vec![],
         Initialising => vec![Action::Goto(InitWait)],
         Initialised | Connected if matches!(own, Initialising | InitWait) => vec![Action::Goto(Connected)],
+        // netback's XDP round trip: answer Reconfiguring, and be connected
+        // again once the frontend is.
+        Reconfiguring if own == Connected => vec![Action::Goto(Reconfigured)],
+        Connected if own == Reconfigured => vec![Action::Goto(Connected)],
         Closing if !matches!(own, Closing | Closed) => vec![Action::Goto(Closing)],
         Closed if online => vec![Action::Goto(Closed)],
         Closed | Unknown => vec![Action::Goto(Closed), Action::Unregister],
@@ -231,6 +236,14 @@ mod tests {
         assert!(backend_reacts(InitWait, Closed, true, false).is_empty());
         assert_eq!(backend_reacts(InitWait, Closed, false, false), [Action::Goto(Closed), Action::Unregister]);
         assert_eq!(backend_reacts(Connected, Unknown, true, false), [Action::Goto(Closed), Action::Unregister]);
+    }
+
+    #[test]
+    fn backend_answers_a_reconfiguration_and_reconnects_after_it() {
+        assert_eq!(backend_reacts(Connected, Reconfiguring, true, false), [Action::Goto(Reconfigured)]);
+        assert_eq!(backend_reacts(Reconfigured, Connected, true, false), [Action::Goto(Connected)]);
+        assert!(backend_reacts(InitWait, Reconfiguring, true, false).is_empty());
+        assert_eq!(frontend_reacts(Reconfiguring, Reconfigured, Connected), [Action::Goto(Connected)]);
     }
 
     #[test]

@@ -141,6 +141,19 @@ fn frontend_close_closes_both_ends_and_a_reconnect_connects_again() {
 }
 
 #[test]
+fn a_reconfiguration_round_trip_ends_connected_on_both_ends() {
+    let mut s = connected(XenbusState::Connected);
+    let fe_dir = s.fe_dir();
+    s.fe.set_state(&fe_dir, XenbusState::Reconfiguring).unwrap();
+    s.be.poll(None).unwrap();
+    assert_eq!(s.states(), ("7".into(), "8".into()));
+    s.settle();
+    assert_eq!(s.states(), ("4".into(), "4".into()));
+    assert!(entries(&s.log, "fe disconnect").is_empty() && entries(&s.log, "be disconnect").is_empty());
+    assert_eq!(entries(&s.log, "be connect").len(), 1, "a reconfiguration is no reconnect");
+}
+
+#[test]
 fn detach_closes_the_device_and_removes_both_directories() {
     let mut s = connected(XenbusState::Connected);
     toolstack::begin_detach(&s.host.toolstack, &s.spec).unwrap();
