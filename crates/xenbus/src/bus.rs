@@ -1,0 +1,256 @@
+//! Bus enumeration: one role and device type in one domain. The bus
+//! watches its root (`device/<type>` for frontends, `backend/<type>` for
+//! backends, under the domain's home), probes devices that appear,
+//! removes those whose directory vanished, and hands each other-end event
+//! to its device.
+//!
+//! Which devices are probed: as in Linux, a device whose own `state` is
+//! `Initialising` (a device that is not new "is going away after switching
+//! to Closed"). A backend also takes over a device that is `online` and
+//! neither closing nor closed: that is a backend process restarting. If
+//! the device was connected, the frontend's published rings belong to the
+//! old process, so the new one closes the device, waits for the frontend
+//! to close, and goes back to `InitWait`, which makes the frontend
+//! reconnect.
+//!
+//! Call order: [`Bus::start`] once, then [`Bus::poll`] (or
+//! [`Bus::handle`] with each event of the connection) for ever.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use xenstore::WatchEvent;
+use xenstore_wire::path::depth_below;
+use xenstore_wire::DomId;
+
+use crate::conn::Conn;
+use crate::device::{Device, DeviceCtx, Outcome};
+use crate::driver::{AsBackend, AsFrontend, Backend, Frontend, Hooks};
+use crate::error::Error;
+use crate::paths;
+use crate::state::XenbusState;
+use crate::switch;
+use crate::transitions::Role;
+
+type Factory = Box<dyn FnMut(&Device) -> Box<dyn Hooks>>;
+
+struct Slot {
+    device: Device,
+    driver: Box<dyn Hooks>,
+}
+
+/// The devices of one type and role in one domain, over connection `C`.
+pub struct Bus<C> {
+    conn: C,
+    role: Role,
+    devtype: String,
+    domid: DomId,
+    root: String,
+    token: String,
+    factory: Factory,
+    devices: BTreeMap<String, Slot>,
+}
+
+impl<C> std::fmt::Debug for Bus<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("root", &self.root).field("devices", &self.devices.keys()).finish()
+    }
+}
+
+impl<C: Conn> Bus<C> {
+    /// A frontend bus of domain `domid` for `devtype`; `new_driver` makes
+    /// the driver of each probed device.
+    pub fn frontend<F: Frontend + 'static>(
+        conn: C,
+        domid: DomId,
+        devtype: &str,
+        mut new_driver: impl FnMut(&Device) -> F + 'static,
+    ) -> Bus<C> {
+        let factory: Factory = Box::new(move |dev| Box::new(AsFrontend(new_driver(dev))));
+        Bus::with(conn, Role::Frontend, domid, devtype, factory)
+    }
+
+    /// A backend bus of domain `domid` for `devtype`.
+    pub fn backend<B: Backend + 'static>(
+        conn: C,
+        domid: DomId,
+        devtype: &str,
+        mut new_driver: impl FnMut(&Device) -> B + 'static,
+    ) -> Bus<C> {
+        let factory: Factory = Box::new(move |dev| Box::new(AsBackend(new_driver(dev))));
+        Bus::with(conn, Role::Backend, domid, devtype, factory)
+    }
+
+    fn with(conn: C, role: Role, domid: DomId, devtype: &str, factory: Factory) -> Bus<C> {
+        let root = paths::bus_root(role, domid, devtype);
+        let token = format!("xenbus-bus:{root}");
+        Bus { conn, role, devtype: devtype.to_owned(), domid, root, token, factory, devices: BTreeMap::new() }
+    }
+
+    /// The connection.
+    pub fn conn(&self) -> &C {
+        &self.conn
+    }
+
+    /// The directory this bus enumerates.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// Watches the root (its first event scans it).
+    pub fn start(&mut self) -> Result<(), Error> {
+        self.conn.watch(&self.root, &self.token)?;
+        Ok(())
+    }
+
+    /// The device at `dir`, if the bus has it.
+    pub fn device(&self, dir: &str) -> Option<&Device> {
+        self.devices.get(dir).map(|slot| &slot.device)
+    }
+
+    /// The directories of the devices the bus has.
+    pub fn devices(&self) -> impl Iterator<Item = &str> {
+        self.devices.keys().map(String::as_str)
+    }
+
+    /// Handles every event already queued, then waits at most `timeout`
+    /// for more (`None`: does not wait). Returns how many were handled.
+    pub fn poll(&mut self, timeout: Option<Duration>) -> Result<usize, Error> {
+        let mut handled = 0;
+        let mut wait = timeout;
+        while let Some(event) = self.conn.next_event(wait.take()) {
+            self.handle(&event)?;
+            handled += 1;
+        }
+        Ok(handled)
+    }
+
+    /// Handles one watch event. Device failures are reported (fatal
+    /// device errors) and logged, not returned; a failure to scan the
+    /// bus is returned.
+    pub fn handle(&mut self, event: &WatchEvent) -> Result<(), Error> {
+        if *event.token == *self.token.as_bytes() {
+            return match depth_below(&event.path, &self.root) {
+                Some(depth) if depth > paths::device_depth(self.role) && self.owns(&event.path) => Ok(()),
+                Some(_) => self.scan(),
+                None => Ok(()),
+            };
+        }
+        let token = String::from_utf8_lossy(&event.token);
+        // The token names its device (see `Device::watch_otherend`); the
+        // device checks the rest.
+        let Some(dir) = Device::dir_of_token(&token).map(str::to_owned) else { return Ok(()) };
+        let Some(slot) = self.devices.get_mut(&dir) else { return Ok(()) };
+        match slot.device.otherend_event(&self.conn, slot.driver.as_mut(), &event.path, &token) {
+            Ok(Outcome::Unregister) => self.drop_device(&dir),
+            Ok(_) => {}
+            Err(Error::Gone { .. }) => self.drop_device(&dir),
+            Err(err) => tracing::warn!(device = dir, %err, "device failed"),
+        }
+        Ok(())
+    }
+
+    /// Whether a path below the root lies in a device the bus has (a
+    /// lookup of its first components, not a walk over the devices).
+    fn owns(&self, path: &str) -> bool {
+        let Some(rest) = path.strip_prefix(&self.root) else { return false };
+        let depth = paths::device_depth(self.role);
+        let components: Vec<&str> = rest.split('/').filter(|c| !c.is_empty()).take(depth).collect();
+        components.len() == depth && self.devices.contains_key(&format!("{}/{}", self.root, components.join("/")))
+    }
+
+    /// Lists the root: probes new devices, removes vanished ones.
+    pub fn scan(&mut self) -> Result<(), Error> {
+        let found = self.list()?;
+        let vanished: Vec<String> = self.devices.keys().filter(|d| !found.contains(*d)).cloned().collect();
+        for dir in vanished {
+            self.drop_device(&dir);
+        }
+        for dir in found {
+            if !self.devices.contains_key(&dir) {
+                self.probe(&dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The device directories below the root (a missing root is none).
+    fn list(&self) -> Result<Vec<String>, Error> {
+        let mut dirs = vec![self.root.clone()];
+        for _ in 0..paths::device_depth(self.role) {
+            let mut next = Vec::new();
+            for dir in dirs {
+                match self.conn.store().directory(&dir) {
+                    Ok(names) => next.extend(names.iter().map(|n| paths::child(&dir, n))),
+                    Err(err) if err.code() == Some(xenstore::ErrorCode::ENOENT) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            dirs = next;
+        }
+        Ok(dirs)
+    }
+
+    fn probe(&mut self, dir: &str) -> Result<(), Error> {
+        let state = match switch::read_state(self.conn.store(), dir) {
+            Ok(state) => state,
+            Err(Error::BadState { .. }) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        if !self.wants(dir, state)? {
+            return Ok(());
+        }
+        let mut device = Device::new(self.role, &self.devtype, dir, self.domid, state);
+        let mut driver = (self.factory)(&device);
+        let started = device
+            .watch_otherend(&self.conn)
+            .and_then(|()| driver.probe(&DeviceCtx { conn: &self.conn, dev: &device }));
+        if let Err(err) = started {
+            // Linux: a failed probe reports the error and closes the device.
+            switch::report_error(&self.conn, &device.home(), dir, &err);
+            let _ = switch::switch_state(&self.conn, dir, XenbusState::Closed);
+            return Ok(());
+        }
+        if self.role == Role::Backend {
+            let result = match state {
+                XenbusState::Connected | XenbusState::Reconfigured => device.take_over(&self.conn, driver.as_mut()),
+                _ => device.set_state(&self.conn, driver.as_mut(), XenbusState::InitWait),
+            };
+            if let Err(err) = result {
+                tracing::warn!(device = dir, %err, "backend could not start the handshake");
+            }
+        }
+        tracing::info!(device = dir, %state, "probed");
+        self.devices.insert(dir.to_owned(), Slot { device, driver });
+        Ok(())
+    }
+
+    fn wants(&self, dir: &str, state: XenbusState) -> Result<bool, Error> {
+        use XenbusState::*;
+        Ok(match (self.role, state) {
+            (_, Initialising) => true,
+            (Role::Backend, InitWait | Initialised | Connected | Reconfiguring | Reconfigured) => {
+                self.conn.store().read(&paths::child(dir, "online")).is_ok_and(|v| v.trim_ascii() == b"1")
+            }
+            _ => false,
+        })
+    }
+
+    /// The driver asks for another state for its device (closing it, a
+    /// reconnect): the walk with hooks; failures are fatal to the device.
+    pub fn set_state(&mut self, dir: &str, target: XenbusState) -> Result<(), Error> {
+        let Some(slot) = self.devices.get_mut(dir) else { return Err(Error::Gone { device: dir.to_owned() }) };
+        slot.device.set_state(&self.conn, slot.driver.as_mut(), target)
+    }
+
+    fn drop_device(&mut self, dir: &str) {
+        if let Some(mut slot) = self.devices.remove(dir) {
+            slot.device.disconnect(&self.conn, slot.driver.as_mut());
+            slot.driver.remove(&DeviceCtx { conn: &self.conn, dev: &slot.device });
+            if let Some(other) = slot.device.otherend() {
+                let _ = self.conn.unwatch(&other.state_node(), slot.device.token());
+            }
+            tracing::info!(device = dir, "removed");
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The stepped world (`xenstored::testing`) seen through xenbus's
+//! connection seam, the example drivers, and a world with domains laid
+//! out as libxl lays them out.
+
+#![allow(dead_code)]
+
+pub mod demo;
+pub mod threaded;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::Duration;
+
+use xenbus::Conn;
+use xenstore::{ErrorCode, Op, Reply, Request, Store, WatchEvent};
+use xenstored::testing::{ClientId, World};
+
+/// The world, shared by every connection of a test.
+pub type Shared = Rc<RefCell<World>>;
+
+/// One client of the world as a xenbus [`Conn`]: each request runs the
+/// world until it is idle and returns the reply.
+pub struct WorldConn {
+    world: Shared,
+    id: ClientId,
+    events: RefCell<VecDeque<WatchEvent>>,
+}
+
+struct WorldTx<'a> {
+    conn: &'a WorldConn,
+    tx_id: u32,
+}
+
+impl WorldConn {
+    pub fn new(world: &Shared, id: ClientId) -> WorldConn {
+        WorldConn { world: Rc::clone(world), id, events: RefCell::new(VecDeque::new()) }
+    }
+
+    fn call(&self, tx_id: u32, request: &Request<'_>) -> Result<Reply, xenstore::Error> {
+        let mut payload = Vec::new();
+        request.encode_payload(&mut payload);
+        let reply = self.world.borrow_mut().call_in(self.id, tx_id, request.op(), &payload)?;
+        xenstore::core::decode_reply(request.op(), &reply)
+    }
+
+    fn call_raw(&self, tx_id: u32, op: Op, payload: &[u8]) -> Result<Vec<u8>, xenstore::Error> {
+        self.world.borrow_mut().call_in(self.id, tx_id, op, payload)
+    }
+
+    fn end(&self, tx_id: u32, commit: bool) -> Result<(), xenstore::Error> {
+        self.call(tx_id, &Request::TransactionEnd { commit }).map(drop)
+    }
+}
+
+impl Store for WorldConn {
+    fn request(&self, request: &Request<'_>) -> Result<Reply, xenstore::Error> {
+        self.call(0, request)
+    }
+
+    fn request_raw(&self, op: Op, payload: &[u8]) -> Result<Vec<u8>, xenstore::Error> {
+        self.call_raw(0, op, payload)
+    }
+}
+
+impl Store for WorldTx<'_> {
+    fn request(&self, request: &Request<'_>) -> Result<Reply, xenstore::Error> {
+        self.conn.call(self.tx_id, request)
+    }
+
+    fn request_raw(&self, op: Op, payload: &[u8]) -> Result<Vec<u8>, xenstore::Error> {
+        self.conn.call_raw(self.tx_id, op, payload)
+    }
+}
+
+impl Conn for WorldConn {
+    fn store(&self) -> &dyn Store {
+        self
+    }
+
+    fn transaction(
+        &self,
+        body: &mut dyn FnMut(&dyn Store) -> Result<(), xenstore::Error>,
+    ) -> Result<(), xenstore::Error> {
+        let mut attempt = 0;
+        loop {
+            let tx_id = match self.call(0, &Request::TransactionStart)? {
+                Reply::TransactionStart(id) => id,
+                other => panic!("TRANSACTION_START answered {other:?}"),
+            };
+            let result = match body(&WorldTx { conn: self, tx_id }) {
+                Ok(()) => self.end(tx_id, true),
+                Err(err) => {
+                    let _ = self.end(tx_id, false);
+                    Err(err)
+                }
+            };
+            match result {
+                Err(err) if err.is_eagain() && attempt < 16 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn watch(&self, path: &str, token: &str) -> Result<(), xenstore::Error> {
+        self.world.borrow_mut().watch(self.id, path, token).map(drop)
+    }
+
+    fn unwatch(&self, path: &str, token: &str) -> Result<(), xenstore::Error> {
+        self.call(0, &Request::Unwatch { path, token: token.as_bytes() }).map(drop)
+    }
+
+    fn next_event(&self, timeout: Option<Duration>) -> Option<WatchEvent> {
+        let mut events = self.events.borrow_mut();
+        if events.is_empty() {
+            let mut world = self.world.borrow_mut();
+            world.run();
+            events.extend(world.take_events(self.id));
+        }
+        let event = events.pop_front();
+        if event.is_none() {
+            if let Some(timeout) = timeout {
+                // Nothing else runs in a stepped world: waiting is only time passing.
+                std::thread::sleep(timeout);
+            }
+        }
+        event
+    }
+}
+
+/// A world with dom0 and guests whose homes are laid out as libxl lays
+/// them out (the parts xenbus uses).
+pub struct Host {
+    pub world: Shared,
+    /// The toolstack's own dom0 connection.
+    pub toolstack: WorldConn,
+}
+
+impl Host {
+    pub fn new() -> Host {
+        let world = Rc::new(RefCell::new(World::new()));
+        let id = world.borrow_mut().dom0();
+        let toolstack = WorldConn::new(&world, id);
+        toolstack.mkdir("/local/domain/0/backend").unwrap();
+        Host { world, toolstack }
+    }
+
+    /// A new dom0 connection.
+    pub fn dom0(&self) -> WorldConn {
+        let id = self.world.borrow_mut().dom0();
+        WorldConn::new(&self.world, id)
+    }
+
+    /// Creates and introduces a guest, writes its home as libxl does
+    /// (read-only to it; `device` read-only, `error` and `data` its own)
+    /// and returns its domid and a connection on its ring.
+    pub fn guest(&self, name: &str) -> (u16, WorldConn) {
+        let id = self.world.borrow_mut().create_guest(name);
+        let reply = self.world.borrow_mut().introduce(id).unwrap();
+        assert_eq!(reply, b"OK\0");
+        let domid = self.world.borrow().domid(id);
+        let home = format!("/local/domain/{domid}");
+        let ts = &self.toolstack;
+        let perms = |text: &str| xenstore::PermList::parse_nul_list(text.as_bytes()).unwrap();
+        ts.mkdir(&home).unwrap();
+        ts.set_perms(&home, &perms(&format!("n0\0r{domid}\0"))).unwrap();
+        for ro in ["device", "backend"] {
+            ts.mkdir(&format!("{home}/{ro}")).unwrap();
+        }
+        for rw in ["error", "data"] {
+            ts.mkdir(&format!("{home}/{rw}")).unwrap();
+            ts.set_perms(&format!("{home}/{rw}"), &perms(&format!("n{domid}\0"))).unwrap();
+        }
+        (domid, WorldConn::new(&self.world, id))
+    }
+}
+
+/// Polls every bus until none has anything left to handle (bounded).
+pub fn settle(buses: &mut [&mut dyn Pump]) -> usize {
+    for round in 0..200 {
+        let mut handled = 0;
+        for bus in buses.iter_mut() {
+            handled += bus.pump();
+        }
+        if handled == 0 {
+            return round;
+        }
+    }
+    panic!("the buses are still busy after 200 rounds");
+}
+
+/// A bus that can be polled without knowing its connection type.
+pub trait Pump {
+    fn pump(&mut self) -> usize;
+}
+
+impl<C: Conn> Pump for xenbus::Bus<C> {
+    fn pump(&mut self) -> usize {
+        self.poll(None).expect("polling a bus")
+    }
+}
+
+/// The error code of a failed store operation.
+pub fn code<T: std::fmt::Debug>(result: Result<T, xenstore::Error>) -> Option<ErrorCode> {
+    result.expect_err("expected an error").code()
+}
+
+/// The state a `state` node holds, as text.
+pub fn state_of(store: &dyn Store, dir: &str) -> String {
+    String::from_utf8(store.read(&format!("{dir}/state")).unwrap()).unwrap()
+}
