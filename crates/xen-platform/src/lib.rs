@@ -61,6 +61,7 @@
 #[cfg(feature = "hosted")]
 pub mod hosted;
 pub mod pages;
+pub mod rate_limit;
 #[cfg(feature = "test-utils")]
 pub mod testing;
 
@@ -71,6 +72,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use pages::{MappedPages, UnmapFn};
+pub use rate_limit::RateLimit;
 
 /// A domain id (`domid_t`). Dom0 is 0.
 pub type DomId = u16;

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use rustc_hash::FxHashSet;
 use tracing::info;
+use xen_platform::RateLimit;
 use xenstore_db::QuotaExceeded;
 use xenstore_wire::{DomId, ErrorCode};
 
@@ -27,14 +28,12 @@ pub(crate) struct Refusals {
     /// purpose to hide one.
     seen: FxHashSet<u64>,
     hasher: RandomState,
-    window: Option<Instant>,
-    lines: u32,
-    suppressed: u64,
+    limit: RateLimit,
 }
 
 impl Default for Refusals {
     fn default() -> Refusals {
-        Refusals { seen: FxHashSet::default(), hasher: RandomState::new(), window: None, lines: 0, suppressed: 0 }
+        Refusals { seen: FxHashSet::default(), hasher: RandomState::new(), limit: RateLimit::new(LINES_PER_SECOND) }
     }
 }
 
@@ -62,18 +61,8 @@ impl Refusals {
         if !self.seen.insert(key) {
             return;
         }
-        let now = Instant::now();
-        if self.window.is_none_or(|start| now.duration_since(start).as_secs() >= 1) {
-            self.window = Some(now);
-            self.lines = 0;
-        }
-        if self.lines >= LINES_PER_SECOND {
-            self.suppressed += 1;
-            return;
-        }
-        self.lines += 1;
+        let Some(suppressed) = self.limit.admit(Instant::now()) else { return };
         let path = String::from_utf8_lossy(&path[..path.len().min(256)]).into_owned();
-        let suppressed = std::mem::take(&mut self.suppressed);
         match cause {
             Cause::Error(e) => info!(domid, op, path, suppressed, "request refused: {}", e.name()),
             Cause::Quota(hit) => info!(domid, op, path, suppressed, "request refused: {hit}"),
@@ -100,7 +89,6 @@ mod tests {
             r.note(4, "READ", format!("/p/{i}").as_bytes(), Cause::Error(ErrorCode::EACCES));
         }
         assert!(r.seen.len() <= MAX_CAUSES);
-        assert!(r.lines <= LINES_PER_SECOND);
-        assert!(r.suppressed > 0, "lines past the rate are counted, not written");
+        assert_eq!(r.limit.admit(Instant::now()), None, "the second's lines are used up");
     }
 }

@@ -110,7 +110,7 @@ pub struct Server {
     /// The last accept stopped at its budget: more may be waiting.
     accept_more: bool,
     /// The rate limit of the lines saying a connection was cut off.
-    cutoff_log: xen_platform::hosted::peer::RefusalLog,
+    cutoff_log: xen_platform::RateLimit,
     read_buf: Vec<u8>,
     /// Scratch for the requests of one receive.
     packets: Vec<Packet>,
@@ -237,7 +237,7 @@ impl Server {
             started: Instant::now(),
             accept_stalled: false,
             accept_more: false,
-            cutoff_log: Default::default(),
+            cutoff_log: xen_platform::RateLimit::new(10),
             read_buf: vec![0; READ_CHUNK],
             packets: Vec::new(),
             stop: false,

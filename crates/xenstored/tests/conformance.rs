@@ -9,7 +9,7 @@ mod xsa_support;
 
 use xenstore::{ErrorCode, Op};
 use xenstored::testing::{ClientId, World};
-use xsa_support::{code, existing, guest, z};
+use xsa_support::{code, existing, guest, line_of, stats, z};
 
 fn paths(w: &mut World, who: ClientId) -> Vec<String> {
     w.take_events(who).into_iter().map(|e| e.path).collect()
@@ -239,12 +239,8 @@ fn a_guest_that_does_not_take_its_replies_is_read_no_further_than_the_outstandin
     w.run();
     // C: quota_req_outstanding (20) answered-but-untaken requests, plus
     // what the ring itself holds (1024 bytes: 32 replies of 32 bytes).
-    let stats = String::from_utf8(w.call(d0, Op::Control, b"stats\0").unwrap()).unwrap();
-    let columns: Vec<&str> = stats.lines().find_map(|l| l.strip_prefix("columns ")).unwrap().split(' ').collect();
-    let requests = columns.iter().position(|c| *c == "requests").unwrap();
-    let line = stats.lines().find(|l| l.starts_with(&format!("domain {me} "))).unwrap();
-    let handled: usize = line.split(' ').nth(requests + 1).unwrap().parse().unwrap();
-    assert_eq!(handled, 32 + 20, "{line}");
+    let line = line_of(&stats(&mut w, d0).0, me.parse().unwrap());
+    assert_eq!(line["requests"], (32 + 20).to_string(), "{line:?}");
     // Once it reads, everything is answered.
     w.set_reading(g, true);
     w.run();

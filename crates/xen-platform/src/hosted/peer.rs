@@ -19,7 +19,9 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use crate::RateLimit;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::{stat, Stat};
@@ -133,38 +135,22 @@ fn same_file(a: &Stat, b: &Stat) -> bool {
     a.st_dev == b.st_dev && a.st_ino == b.st_ino
 }
 
-/// Refusal lines written per second at most; the rest are counted.
-const LINES_PER_SECOND: u32 = 10;
-
 /// Rate-limits refusal log lines, so that a guest that connects in a
-/// loop cannot flood a daemon's log: at most ten lines
-/// a second, the count of those left out told with the next one.
-#[derive(Debug, Default)]
-pub struct RefusalLog {
-    window: Option<Instant>,
-    lines: u32,
-    suppressed: u64,
+/// loop cannot flood a daemon's log: at most ten lines a second, the count
+/// of those left out told with the next one.
+#[derive(Debug)]
+pub struct RefusalLog(RateLimit);
+
+impl Default for RefusalLog {
+    fn default() -> RefusalLog {
+        RefusalLog(RateLimit::new(10))
+    }
 }
 
 impl RefusalLog {
-    /// Whether a refusal at `now` may be logged; if so, how many were
-    /// left out before it (to say in the line).
-    pub fn admit(&mut self, now: Instant) -> Option<u64> {
-        if self.window.is_none_or(|start| now.duration_since(start) >= Duration::from_secs(1)) {
-            self.window = Some(now);
-            self.lines = 0;
-        }
-        if self.lines >= LINES_PER_SECOND {
-            self.suppressed += 1;
-            return None;
-        }
-        self.lines += 1;
-        Some(std::mem::take(&mut self.suppressed))
-    }
-
     /// `refusal` as a log line, or `None` when over the rate.
     pub fn line(&mut self, what: &str, refusal: &Refusal, now: Instant) -> Option<String> {
-        let suppressed = self.admit(now)?;
+        let suppressed = self.0.admit(now)?;
         let more = if suppressed > 0 { format!(" ({suppressed} more refused, not logged)") } else { String::new() };
         Some(format!("refused a connection to {what} from {refusal}{more}"))
     }
@@ -180,15 +166,5 @@ mod tests {
     fn peer_of_this_process_is_dom0() {
         let (a, _b) = UnixStream::pair().unwrap();
         assert_eq!(check_dom0_peer(a.as_fd()), Ok(()));
-    }
-
-    #[test]
-    fn refusal_log_writes_ten_lines_a_second_then_counts_the_rest() {
-        let mut log = RefusalLog::default();
-        let start = Instant::now();
-        let admitted = (0..25).filter(|_| log.admit(start).is_some()).count();
-        assert_eq!(admitted, 10);
-        assert_eq!(log.admit(start + Duration::from_secs(1)), Some(15));
-        assert_eq!(log.admit(start + Duration::from_secs(1)), Some(0));
     }
 }

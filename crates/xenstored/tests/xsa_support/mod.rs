@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+
 use xen_platform::{DomainConfig, Toolstack};
 use xenstore::{ErrorCode, Op};
 use xenstored::testing::{ClientId, ReplyResult, World};
@@ -128,4 +130,47 @@ impl Host {
             .and_then(|v| v.trim_end_matches('\0').parse().ok())
             .unwrap_or_else(|| panic!("no {name} in {text}"))
     }
+}
+
+/// One `domain` line of a stats page, by column name.
+pub type Line = BTreeMap<String, String>;
+
+/// Every page of `stats`, following `more`; checks each page's size.
+pub fn stats(w: &mut World, dom0: ClientId) -> (Vec<Line>, usize) {
+    let mut from = 0u32;
+    let mut lines = Vec::new();
+    let mut pages = 0;
+    loop {
+        let reply = w.call(dom0, Op::Control, format!("stats\0{from}\0").as_bytes()).unwrap();
+        assert!(reply.len() <= 4096, "a page over the payload limit: {} bytes", reply.len());
+        pages += 1;
+        let text = String::from_utf8(reply).unwrap();
+        let text = text.trim_end_matches('\0');
+        let mut columns: Vec<String> = Vec::new();
+        let mut next = None;
+        for line in text.lines() {
+            let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+            match key {
+                "columns" => columns = rest.split(' ').map(str::to_owned).collect(),
+                "domain" => {
+                    let fields = rest.splitn(columns.len(), ' ');
+                    lines.push(columns.iter().cloned().zip(fields.map(str::to_owned)).collect());
+                }
+                "more" => next = Some(rest.parse::<u32>().unwrap()),
+                _ => {}
+            }
+        }
+        assert!(text.starts_with("xenstored-stats 1\n"), "{text}");
+        match next {
+            Some(n) => {
+                assert!(n > from, "pages move forward");
+                from = n;
+            }
+            None => return (lines, pages),
+        }
+    }
+}
+
+pub fn line_of(lines: &[Line], domid: u32) -> Line {
+    lines.iter().find(|l| l["domid"] == domid.to_string()).cloned().unwrap_or_else(|| panic!("no line for {domid}"))
 }
