@@ -119,8 +119,9 @@ impl Server {
                 Some(_) => continue,
             };
             self.carry_out(&mut outcome);
+            let now = std::time::Instant::now();
             for delivery in outcome.events {
-                self.deliver(delivery);
+                self.deliver(delivery, now);
             }
         }
         // Domains the store knew without an INTRODUCE (a permission entry
@@ -131,8 +132,9 @@ impl Server {
                 info!(domid, "domain gone before it was introduced: forgetting it");
                 let mut outcome = self.engine.forget_domain(domid);
                 self.carry_out(&mut outcome);
+                let now = std::time::Instant::now();
                 for delivery in outcome.events {
-                    self.deliver(delivery);
+                    self.deliver(delivery, now);
                 }
             }
         }

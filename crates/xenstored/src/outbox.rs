@@ -56,8 +56,17 @@ impl Default for Limits {
 #[derive(Debug)]
 struct Message {
     bytes: Vec<u8>,
-    /// For events: the coalescing key (the payload: path and token).
-    event: bool,
+    /// `None` for a reply; what an event needs besides its bytes.
+    event: Option<EventMeta>,
+}
+
+/// A queued watch event's coalescing key and age.
+#[derive(Debug, Clone, Copy)]
+struct EventMeta {
+    /// The keyed hash of its payload (path and token), computed once when
+    /// queued: hashing every event twice was a tenth of the daemon's time
+    /// under a watch-event storm.
+    key: u64,
     /// When it was queued (events expire).
     at: Instant,
 }
@@ -90,7 +99,7 @@ impl Outbox {
     pub fn push_reply(&mut self, bytes: Vec<u8>) {
         self.queued_bytes += bytes.len();
         self.queued_replies += 1;
-        self.queue.push_back(Message { bytes, event: false, at: Instant::now() });
+        self.queue.push_back(Message { bytes, event: None });
     }
 
     /// Queues a watch event (header included) at `now`, coalescing,
@@ -108,7 +117,7 @@ impl Outbox {
         *count += 1;
         self.queued_bytes += bytes.len();
         self.event_bytes += bytes.len();
-        self.queue.push_back(Message { bytes, event: true, at: now });
+        self.queue.push_back(Message { bytes, event: Some(EventMeta { key, at: now }) });
         while self.event_bytes > limits.max_event_bytes {
             if !self.drop_oldest_event() {
                 break;
@@ -127,11 +136,11 @@ impl Outbox {
     pub fn expire(&mut self, limits: &Limits, now: Instant) {
         let mut i = usize::from(self.front_sent > 0);
         while let Some(msg) = self.queue.get(i) {
-            if !msg.event {
+            let Some(meta) = msg.event else {
                 i += 1;
                 continue;
-            }
-            if now.duration_since(msg.at) < limits.event_timeout {
+            };
+            if now.duration_since(meta.at) < limits.event_timeout {
                 return;
             }
             if let Some(msg) = self.queue.remove(i) {
@@ -144,7 +153,7 @@ impl Outbox {
     fn drop_oldest_event(&mut self) -> bool {
         // Never drop the front message if it is partly written.
         let skip = usize::from(self.front_sent > 0);
-        let Some(i) = self.queue.iter().skip(skip).position(|m| m.event).map(|i| i + skip) else {
+        let Some(i) = self.queue.iter().skip(skip).position(|m| m.event.is_some()).map(|i| i + skip) else {
             return false;
         };
         let Some(msg) = self.queue.remove(i) else { return false };
@@ -156,7 +165,7 @@ impl Outbox {
     fn forget_event(&mut self, msg: &Message) {
         self.queued_bytes -= msg.bytes.len();
         self.event_bytes -= msg.bytes.len();
-        let key = self.hasher.hash_one(event_key(&msg.bytes));
+        let Some(EventMeta { key, .. }) = msg.event else { return };
         if let Some(n) = self.pending_events.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
@@ -223,7 +232,7 @@ impl Outbox {
             written -= left;
             self.front_sent = 0;
             if let Some(msg) = self.queue.pop_front() {
-                if msg.event {
+                if msg.event.is_some() {
                     self.forget_event(&msg);
                 } else {
                     self.queued_bytes -= msg.bytes.len();
@@ -278,7 +287,7 @@ impl Outbox {
     /// The queued output, as plain data.
     pub fn export(&self) -> OutboxState {
         OutboxState {
-            messages: self.queue.iter().map(|m| (m.bytes.clone(), m.event)).collect(),
+            messages: self.queue.iter().map(|m| (m.bytes.clone(), m.event.is_some())).collect(),
             front_sent: self.front_sent,
         }
     }
@@ -297,13 +306,16 @@ impl Outbox {
                 return Err(OutboxStateError::EmptyMessage);
             }
             outbox.queued_bytes += bytes.len();
-            if event {
+            let meta = if event {
                 outbox.event_bytes += bytes.len();
-                *outbox.pending_events.entry(outbox.hasher.hash_one(event_key(&bytes))).or_insert(0) += 1;
+                let key = outbox.hasher.hash_one(event_key(&bytes));
+                *outbox.pending_events.entry(key).or_insert(0) += 1;
+                Some(EventMeta { key, at: Instant::now() })
             } else {
                 outbox.queued_replies += 1;
-            }
-            outbox.queue.push_back(Message { bytes, event, at: Instant::now() });
+                None
+            };
+            outbox.queue.push_back(Message { bytes, event: meta });
         }
         outbox.front_sent = state.front_sent;
         Ok(outbox)
@@ -347,7 +359,7 @@ mod tests {
             outbox.push_event(event(&format!("/n/{i}"), "t"), &limits, Instant::now());
         }
         assert!(outbox.event_bytes <= 1000);
-        assert!(!outbox.queue.iter().any(|m| m.event && event_key(&m.bytes).starts_with(b"/n/0\0")));
+        assert!(!outbox.queue.iter().any(|m| m.event.is_some() && event_key(&m.bytes).starts_with(b"/n/0\0")));
         assert_eq!(outbox.queue.front().map(|m| m.bytes.as_slice()), Some(&b"reply-one"[..]));
         let (dropped, _) = outbox.take_counters();
         assert!(dropped > 900);
@@ -365,7 +377,7 @@ mod tests {
         assert_eq!(outbox.queue.len(), 3, "nothing is 20 s old yet");
         outbox.push_event(event("/new", "t"), &limits, start + Duration::from_secs(21));
         assert_eq!(outbox.take_counters(), (1, 0));
-        let kept: Vec<bool> = outbox.queue.iter().map(|m| m.event).collect();
+        let kept: Vec<bool> = outbox.queue.iter().map(|m| m.event.is_some()).collect();
         assert_eq!(kept, [false, true, true], "the reply and the younger events stay");
     }
 

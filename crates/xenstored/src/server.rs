@@ -544,8 +544,10 @@ impl Server {
             let path = packet.payload.split(|&b| b == 0).next().unwrap_or_default();
             self.refusals.note(domid, op, path, cause);
         }
+        // One look at the clock for all of a request's events.
+        let now = if outcome.events.is_empty() && outcome.after_reply.is_none() { None } else { Some(Instant::now()) };
         for delivery in outcome.events {
-            self.deliver(delivery);
+            self.deliver(delivery, now.unwrap_or_else(Instant::now));
         }
         let mut bytes = Vec::new();
         match (&outcome.reply, Op::from_u32(header.op)) {
@@ -565,13 +567,14 @@ impl Server {
             self.dirty.insert(id);
         }
         if let Some(delivery) = outcome.after_reply {
-            self.deliver(delivery);
+            self.deliver(delivery, now.unwrap_or_else(Instant::now));
         }
     }
 
-    /// Queues a watch event on its connection.
-    pub(crate) fn deliver(&mut self, delivery: Delivery) {
-        let mut bytes = Vec::new();
+    /// Queues a watch event on its connection, as of `now`.
+    pub(crate) fn deliver(&mut self, delivery: Delivery, now: Instant) {
+        // The exact size: one allocation per event, no growing.
+        let mut bytes = Vec::with_capacity(HEADER_LEN + delivery.event.path.len() + delivery.event.token.len() + 2);
         if !delivery.event.encode(&mut bytes) {
             warn!(conn = delivery.conn, path = %delivery.event.path, "watch event over the payload limit dropped");
             return;
@@ -583,7 +586,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(&delivery.conn) else { return };
         conn.counters.events += 1;
         conn.counters.bytes_out += bytes.len() as u64;
-        conn.outbox.push_event(bytes, &self.limits, Instant::now());
+        conn.outbox.push_event(bytes, &self.limits, now);
         self.dirty.insert(delivery.conn);
     }
 
