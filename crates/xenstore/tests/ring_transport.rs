@@ -147,6 +147,12 @@ fn reconnect_discards_what_an_earlier_user_left_in_the_ring() {
         ring.reconnect().unwrap();
         ring
     });
+    // The fake server counts the reconnection just after completing it,
+    // which the guest may see first: wait for the count.
+    let deadline = std::time::Instant::now() + LIMIT;
+    while setup.server.reconnects() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     assert_eq!(setup.server.reconnects(), 1);
     let client = xenstore::Client::with_transport(Box::new(ring), xenstore::Options::default()).unwrap();
     let value = within(LIMIT, move || client.read("/after").unwrap());
