@@ -163,8 +163,12 @@ mod tests {
     const READONLY: Geometry = Geometry { sectors: 1024, readonly: true, discard: false };
 
     fn rw(operation: u8, sector: u64, segs: &[(u8, u8)]) -> Request {
-        let mut r =
-            SegmentRequest { operation, nr_segments: segs.len() as u8, sector_number: sector, ..Default::default() };
+        let mut r = SegmentRequest {
+            operation,
+            nr_segments: u8::try_from(segs.len()).unwrap(),
+            sector_number: sector,
+            ..Default::default()
+        };
         for (slot, &(first_sect, last_sect)) in r.segments.iter_mut().zip(segs) {
             *slot = Segment { gref: 1, first_sect, last_sect };
         }

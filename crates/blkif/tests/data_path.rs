@@ -1,6 +1,9 @@
 //! A guest's frontend and dom0's backend in the stepped world: the
 //! handshake, the ring under load, and the data on the image.
 
+// Test data: small counters turned into byte patterns and sizes.
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 mod support;
 
 use blkif::FrontConfig;

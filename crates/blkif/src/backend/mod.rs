@@ -70,6 +70,12 @@ impl<C: Conn> Blkback<C> {
         self.hub.borrow().dirs()
     }
 
+    /// The event-channel ports the backend holds (one per connected
+    /// device).
+    pub fn ports(&self) -> Vec<xen_platform::BoundPort> {
+        self.hub.borrow().events.bindings()
+    }
+
     /// Handles the xenstore events that arrived, serves one round, and
     /// closes the devices whose rings stopped. Returns the work done
     /// (events handled plus requests answered): 0 when idle.

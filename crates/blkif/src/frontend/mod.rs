@@ -41,17 +41,11 @@ use crate::abi::SECTOR_SIZE;
 use hub::FrontHub;
 
 /// How a frontend sets its devices up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FrontConfig {
     /// The `ring-page-order` wanted; the backend's `max-ring-page-order`
     /// caps it (0: one page, 32 requests).
     pub ring_page_order: u32,
-}
-
-impl Default for FrontConfig {
-    fn default() -> FrontConfig {
-        FrontConfig { ring_page_order: 0 }
-    }
 }
 
 /// The block frontend of one domain: its `vbd` devices.
