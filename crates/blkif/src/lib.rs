@@ -49,6 +49,7 @@ pub mod abi;
 pub mod backend;
 mod bytes;
 pub mod frontend;
+pub mod pattern;
 pub mod request;
 pub mod response;
 pub mod validate;
