@@ -130,3 +130,23 @@ fn a_read_only_disk_says_so_and_refuses_writes() {
     let ticket = rig.front(fe).read(DEVID, 0, 64).unwrap();
     assert_eq!(rig.finish(fe, DEVID, ticket).unwrap(), vec![9u8; 64 * 512]);
 }
+
+#[test]
+fn a_discard_punches_a_hole_that_reads_back_as_zeros() {
+    use blkif::abi::RSP_OKAY;
+    use blkif::{DiscardRequest, Request};
+    use support::hostile::{Hostile, Lies};
+
+    let mut rig = Rig::new();
+    let mut front = Hostile::new(&mut rig, "guest", DEVID, Lies::default());
+    let image = rig.dir.path().join("guest.img");
+    std::fs::write(&image, vec![0xff; 64 * 512]).unwrap();
+    let discard = DiscardRequest { id: 5, sector_number: 8, nr_sectors: 8, ..Default::default() };
+    let past_end = DiscardRequest { id: 6, sector_number: 60, nr_sectors: 8, ..Default::default() };
+    front.send(&[Request::Discard(discard), Request::Discard(past_end)]);
+    rig.settle();
+    assert_eq!(front.responses().into_iter().collect::<Vec<_>>(), [(5, RSP_OKAY), (6, blkif::abi::RSP_ERROR)]);
+    let bytes = std::fs::read(&image).unwrap();
+    assert!(bytes[8 * 512..16 * 512].iter().all(|&b| b == 0), "the discarded sectors read as zeros");
+    assert!(bytes[..8 * 512].iter().chain(&bytes[16 * 512..]).all(|&b| b == 0xff), "the others are kept");
+}

@@ -108,3 +108,15 @@ fn a_frontend_that_goes_away_mid_handshake_leaves_nothing_mapped() {
     assert!(rig.backend().bus().device(&spec.backend_dir()).is_none(), "the device is unregistered");
     assert!(rig.backend().ports().is_empty(), "its event channel is closed");
 }
+
+#[test]
+fn a_missing_image_fails_the_probe_with_an_error_node_and_closed() {
+    let mut rig = Rig::new();
+    let fe = rig.guest("guest", FrontConfig::default());
+    let missing = rig.dir.path().join("missing.img");
+    let spec = rig.attach(fe, DEVID, &missing, "w");
+    assert_eq!(rig.state(&spec.backend_dir()), "6");
+    let error = rig.backend_error(&spec).unwrap();
+    assert!(error.starts_with("2 ") && error.contains("missing.img"), "{error}");
+    assert!(rig.front(fe).info(DEVID).is_none());
+}
