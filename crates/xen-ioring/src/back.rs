@@ -48,6 +48,16 @@ pub struct BackRing<'a, Req, Rsp> {
     _messages: PhantomData<fn(Req) -> Rsp>,
 }
 
+/// A [`BackRing`]'s private indices and failure, without the memory:
+/// what [`BackRing::resume`] needs to go on where the end left off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackCursors {
+    rsp_prod_pvt: u32,
+    rsp_prod_published: u32,
+    req_cons: u32,
+    broken: Option<RingError>,
+}
+
 impl<'a, Req: Message, Rsp: Message> BackRing<'a, Req, Rsp> {
     /// The back end of the ring in `mem`, freshly initialised by the front
     /// (`BACK_RING_INIT`: indices 0).
@@ -68,6 +78,29 @@ impl<'a, Req: Message, Rsp: Message> BackRing<'a, Req, Rsp> {
             broken: None,
             _messages: PhantomData,
         })
+    }
+
+    /// Rebuilds the back end from the [`BackCursors`] of an earlier one
+    /// over the same memory ([`BackRing::cursors`]), for an owner that
+    /// keeps the mapping and the cursors in one struct (see
+    /// [`crate::FrontRing::resume`]). Nothing in the shared ring is
+    /// written; a stopped end stays stopped.
+    pub fn resume(mem: SharedMem<'a>, cursors: BackCursors) -> Result<BackRing<'a, Req, Rsp>, LayoutError> {
+        let mut ring = BackRing::attach(mem, cursors.req_cons)?;
+        ring.rsp_prod_pvt = cursors.rsp_prod_pvt;
+        ring.rsp_prod_published = cursors.rsp_prod_published;
+        ring.broken = cursors.broken;
+        Ok(ring)
+    }
+
+    /// This end's private state, for [`BackRing::resume`].
+    pub fn cursors(&self) -> BackCursors {
+        BackCursors {
+            rsp_prod_pvt: self.rsp_prod_pvt,
+            rsp_prod_published: self.rsp_prod_published,
+            req_cons: self.req_cons,
+            broken: self.broken,
+        }
     }
 
     /// The ring's geometry.

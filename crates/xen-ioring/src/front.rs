@@ -49,6 +49,16 @@ pub struct FrontRing<'a, Req, Rsp> {
     _messages: PhantomData<fn(Req) -> Rsp>,
 }
 
+/// A [`FrontRing`]'s private indices and failure, without the memory:
+/// what [`FrontRing::resume`] needs to go on where the end left off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrontCursors {
+    req_prod_pvt: u32,
+    req_prod_published: u32,
+    rsp_cons: u32,
+    broken: Option<RingError>,
+}
+
 impl<'a, Req: Message, Rsp: Message> FrontRing<'a, Req, Rsp> {
     /// Initialises the shared ring in `mem` (`XEN_FRONT_RING_INIT`: indices
     /// 0, event indices 1) and returns its front end.
@@ -71,6 +81,30 @@ impl<'a, Req: Message, Rsp: Message> FrontRing<'a, Req, Rsp> {
             broken: None,
             _messages: PhantomData,
         })
+    }
+
+    /// Rebuilds the front end from the [`FrontCursors`] of an earlier one
+    /// over the same memory ([`FrontRing::cursors`]). The ring borrows its
+    /// memory, so an owner that keeps the mapping in the same struct (a
+    /// driver holding its granted ring pages) keeps the cursors instead and
+    /// rebuilds the end for each burst of work. Nothing in the shared ring
+    /// is written; a stopped end stays stopped.
+    pub fn resume(mem: SharedMem<'a>, cursors: FrontCursors) -> Result<FrontRing<'a, Req, Rsp>, LayoutError> {
+        let mut ring = FrontRing::attach(mem, cursors.rsp_cons)?;
+        ring.req_prod_pvt = cursors.req_prod_pvt;
+        ring.req_prod_published = cursors.req_prod_published;
+        ring.broken = cursors.broken;
+        Ok(ring)
+    }
+
+    /// This end's private state, for [`FrontRing::resume`].
+    pub fn cursors(&self) -> FrontCursors {
+        FrontCursors {
+            req_prod_pvt: self.req_prod_pvt,
+            req_prod_published: self.req_prod_published,
+            rsp_cons: self.rsp_cons,
+            broken: self.broken,
+        }
     }
 
     /// The ring's geometry.

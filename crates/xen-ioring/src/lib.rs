@@ -68,10 +68,10 @@ pub mod layout;
 mod message;
 mod shared_ring;
 
-pub use back::BackRing;
+pub use back::{BackCursors, BackRing};
 pub use error::{LayoutError, RingError, RingFull};
 pub use event::needs_notify;
-pub use front::FrontRing;
+pub use front::{FrontCursors, FrontRing};
 pub use layout::{entry_size, ring_bytes, Index, RingLayout, HEADER_SIZE, MAX_RING_PAGE_ORDER, PAGE_SIZE};
 pub use message::Message;
 pub use shared_ring::init_shared_ring;

@@ -176,3 +176,29 @@ fn memory_too_small_for_a_ring_is_refused() {
     owned.mem().read_bytes(0, &mut header);
     assert_eq!(header, [0; 16], "a refused front does not initialise the memory");
 }
+
+#[test]
+fn ends_resumed_from_their_cursors_go_on_where_they_left_off() {
+    let owned = OwnedMem::pages(1);
+    let mut front = Front::new(owned.mem()).unwrap();
+    let mut back = Back::new(owned.mem()).unwrap();
+    for value in 0..3u64 {
+        front.push_request(&value).unwrap();
+    }
+    front.publish_requests();
+    front.push_request(&3).unwrap(); // pushed, not yet published
+    assert_eq!(back.take_request().unwrap(), Some(0));
+    back.push_response(&10).unwrap();
+    let (front_cursors, back_cursors) = (front.cursors(), back.cursors());
+    drop((front, back));
+
+    let mut front = Front::resume(owned.mem(), front_cursors).unwrap();
+    let mut back = Back::resume(owned.mem(), back_cursors).unwrap();
+    assert_eq!((front.in_flight(), front.unpublished()), (3, 1));
+    assert_eq!(back.unanswered(), 0);
+    back.publish_responses();
+    assert_eq!(front.take_response().unwrap(), Some(10));
+    front.publish_requests();
+    let taken: Vec<u64> = std::iter::from_fn(|| back.take_request().unwrap()).collect();
+    assert_eq!(taken, [1, 2, 3]);
+}

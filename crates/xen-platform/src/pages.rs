@@ -130,6 +130,23 @@ impl MappedPages {
         self.base
     }
 
+    /// The mapping as a view for the ring crates (`xen-ioring`'s rings,
+    /// a backend copying a request's data in and out): every access
+    /// through it is atomic and bounds-checked, so safe code can share
+    /// the pages with an untrusted peer without an `unsafe` of its own.
+    /// Writing through the view of a mapping made read-only faults (the
+    /// process gets SIGSEGV); it cannot corrupt anything.
+    pub fn shared_mem(&self) -> xen_shared_mem::SharedMem<'_> {
+        // SAFETY: the range is this value's mapping: readable (and
+        // writable when mapped so; a store to a read-only mapping faults,
+        // it corrupts nothing), page aligned (so 4-aligned), and it stays mapped while the returned
+        // view borrows `self` (unmapping happens only in drop). This crate
+        // never touches the memory, and callers reach it only through raw
+        // pointers or such views, never through Rust references, which is
+        // what SharedMem::new asks.
+        unsafe { xen_shared_mem::SharedMem::new(self.base, self.len) }
+    }
+
     /// Bytes mapped (a multiple of [`PAGE_SIZE`]).
     pub fn len(&self) -> usize {
         self.len

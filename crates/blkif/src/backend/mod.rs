@@ -1,0 +1,118 @@
+//! The backend: serves images to frontends in other domains.
+//!
+//! One process serves every `vbd` device of its domain in one thread:
+//! a xenbus backend [`Bus`] probes each device (opening the image its
+//! `params` names) and connects it (mapping its ring, binding its event
+//! channel), and one event-channel handle holds every device's port, so
+//! a single descriptor says when any frontend has published requests.
+//! [`Blkback::step`] handles the xenstore events and serves one round;
+//! each round serves each notified device up to a budget of requests, so
+//! a frontend that floods its ring delays the others by at most one
+//! budget per round. A frontend whose ring indices are impossible gets
+//! its ring stopped, the error written to `error/<device>/error` and the
+//! device switched to Closing; the other devices go on.
+//!
+//! Call order: [`Blkback::new`], [`Blkback::start`], then
+//! [`Blkback::step`] for ever ([`Blkback::run`] does that, waiting on the
+//! event channels between rounds).
+
+mod disk;
+mod driver;
+mod hub;
+mod ring_config;
+mod served;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use xen_platform::{DomId, EventChannels, Grants};
+use xenbus::{paths, switch, Bus, Conn, Error, XenbusState};
+
+pub use disk::Disk;
+pub use driver::{image_path, VbdBackend};
+pub use hub::BUDGET;
+pub use ring_config::RingConfig;
+
+use hub::Hub;
+
+/// The block backend of one domain: every `vbd` device under its
+/// `backend/vbd`.
+#[derive(Debug)]
+pub struct Blkback<C> {
+    bus: Bus<C>,
+    hub: Rc<RefCell<Hub>>,
+    domid: DomId,
+}
+
+impl<C: Conn> Blkback<C> {
+    /// A backend of domain `domid` over a xenstore connection and the
+    /// platform's grant and event-channel handles.
+    pub fn new(conn: C, domid: DomId, grants: Box<dyn Grants>, events: Box<dyn EventChannels>) -> Blkback<C> {
+        let hub = Rc::new(RefCell::new(Hub::new(grants, events)));
+        let shared = Rc::clone(&hub);
+        let bus = Bus::backend(conn, domid, "vbd", move |_| VbdBackend::new(Rc::clone(&shared)));
+        Blkback { bus, hub, domid }
+    }
+
+    /// Starts watching `backend/vbd`.
+    pub fn start(&mut self) -> Result<(), Error> {
+        self.bus.start()
+    }
+
+    /// The xenbus bus (its devices and their states).
+    pub fn bus(&self) -> &Bus<C> {
+        &self.bus
+    }
+
+    /// The directories of the devices whose rings are mapped.
+    pub fn connected(&self) -> Vec<String> {
+        self.hub.borrow().dirs()
+    }
+
+    /// The event-channel ports the backend holds (one per connected
+    /// device).
+    pub fn ports(&self) -> Vec<xen_platform::BoundPort> {
+        self.hub.borrow().events.bindings()
+    }
+
+    /// Handles the xenstore events that arrived, serves one round, and
+    /// closes the devices whose rings stopped. Returns the work done
+    /// (events handled plus requests answered): 0 when idle.
+    pub fn step(&mut self) -> Result<usize, Error> {
+        let events = self.bus.poll(None)?;
+        let answered = self.hub.borrow_mut().round();
+        let broken = self.hub.borrow_mut().take_broken();
+        for (dir, err) in &broken {
+            let error = Error::driver(71, format!("frontend ring: {err}")); // EPROTO
+            switch::report_error(self.bus.conn(), &paths::home(self.domid), dir, &error);
+            if let Err(err) = self.bus.set_state(dir, XenbusState::Closing) {
+                tracing::warn!(device = dir, %err, "could not close a device whose ring stopped");
+            }
+        }
+        Ok(events + answered + broken.len())
+    }
+
+    /// Whether a round left work for the next (call [`Blkback::step`]
+    /// again without waiting).
+    pub fn has_work(&self) -> bool {
+        self.hub.borrow().has_work()
+    }
+
+    /// Waits at most `timeout` for an event channel to fire.
+    pub fn wait(&self, timeout: Duration) -> std::io::Result<bool> {
+        self.hub.borrow().events.wait(Some(timeout))
+    }
+
+    /// Serves for ever: a step, then (if it left no work) a wait of at
+    /// most `tick` for an event channel. Xenstore events are looked at
+    /// every step, so `tick` bounds how late a state change is seen.
+    pub fn run(&mut self, tick: Duration) -> Result<(), Error> {
+        loop {
+            self.step()?;
+            if !self.has_work() {
+                self.wait(tick).map_err(|e| Error::driver(e.raw_os_error().unwrap_or(5), e.to_string()))?;
+            }
+        }
+    }
+}

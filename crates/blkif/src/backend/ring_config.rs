@@ -1,0 +1,54 @@
+//! What the frontend published for its ring, read and checked the way
+//! blkback's `connect_ring` does: `ring-page-order` with `ring-ref0..N`,
+//! or a single `ring-ref`; `event-channel`; `protocol`.
+
+use xenbus::{DeviceCtx, Error};
+
+use crate::abi::{MAX_RING_PAGE_ORDER, PROTOCOL_X86_64};
+
+/// `EINVAL` for a value out of range.
+const EINVAL: i32 = 22;
+/// `ENOSYS`, blkback's errno for a protocol it cannot speak.
+const ENOSYS: i32 = 38;
+
+/// The frontend's ring, as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingConfig {
+    /// Grant references of the ring pages, in order.
+    pub refs: Vec<u32>,
+    /// The frontend's port for the device's event channel.
+    pub port: u32,
+}
+
+impl RingConfig {
+    /// Reads the frontend's keys. A missing `protocol` is the native
+    /// layout (x86_64); any other than `x86_64-abi` is refused, as is an
+    /// order above [`MAX_RING_PAGE_ORDER`] or a missing reference.
+    pub fn read(dev: &DeviceCtx<'_>) -> Result<RingConfig, Error> {
+        if let Some(protocol) = optional::<String>(dev, "protocol")? {
+            if protocol != PROTOCOL_X86_64 {
+                return Err(Error::driver(ENOSYS, format!("unknown frontend protocol {protocol}")));
+            }
+        }
+        let refs = match optional::<u32>(dev, "ring-page-order")? {
+            None => vec![dev.read_otherend("ring-ref")?],
+            Some(order) if order > MAX_RING_PAGE_ORDER => {
+                return Err(Error::driver(EINVAL, format!("ring-page-order {order} above {MAX_RING_PAGE_ORDER}")));
+            }
+            Some(order) => (0..1u32 << order)
+                .map(|i| dev.read_otherend(&format!("ring-ref{i}")))
+                .collect::<Result<Vec<u32>, Error>>()?,
+        };
+        let port = dev.read_otherend("event-channel")?;
+        Ok(RingConfig { refs, port })
+    }
+}
+
+/// A key of the other end that may be missing.
+fn optional<T: std::str::FromStr>(dev: &DeviceCtx<'_>, key: &str) -> Result<Option<T>, Error> {
+    match dev.read_otherend(key) {
+        Ok(value) => Ok(Some(value)),
+        Err(Error::Xs(err)) if err.code() == Some(xenstore::ErrorCode::ENOENT) => Ok(None),
+        Err(err) => Err(err),
+    }
+}

@@ -1,0 +1,249 @@
+//! `blkfront`: a block frontend for a hosted guest. Connects the
+//! guest's `vbd` device DEVID (its `virtual-device` number), runs the
+//! commands given in order, closes the device and exits 0 if every
+//! command passed (the hypervisor records a poweroff), 1 otherwise.
+//!
+//! ```text
+//! blkfront [--timeout SECS] [--ring-page-order N] DEVID COMMAND...
+//!   info                              print sectors, sector size, read-only, features
+//!   write SECTOR FILE                 write a file (padded to whole sectors)
+//!   write SECTOR --pattern SEED COUNT write COUNT sectors of the seed's pattern
+//!   read SECTOR COUNT                 read and print a checksum
+//!   verify SECTOR FILE                read and compare with a file
+//!   verify SECTOR --pattern SEED COUNT
+//!   flush                             make the writes durable
+//! ```
+//!
+//! A device left connected by an earlier run (or a crashed one) is
+//! reset first, as Linux's `xenbus_reset_frontend` does: Closed, wait for
+//! the backend to close, Initialising, wait for the backend's InitWait.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use blkif::abi::SECTOR_SIZE;
+use blkif::pattern::{first_mismatch, pattern};
+use blkif::{Blkfront, FrontConfig};
+use xen_platform::hosted::Host;
+use xenbus::{paths, switch, Conn, SyncConn, XenbusState};
+use xenstore::Store;
+
+/// Waiting between steps when nothing happens.
+const TICK: Duration = Duration::from_millis(10);
+
+/// One command of the command line.
+#[derive(Debug)]
+enum Command {
+    Info,
+    Write { sector: u64, data: Source },
+    Read { sector: u64, count: u64 },
+    Verify { sector: u64, data: Source },
+    Flush,
+}
+
+#[derive(Debug)]
+enum Source {
+    File(String),
+    Pattern { seed: u64, count: u64 },
+}
+
+impl Source {
+    fn bytes(&self, sector: u64) -> Result<Vec<u8>> {
+        match self {
+            Source::File(path) => {
+                let mut data = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+                let size = usize::try_from(SECTOR_SIZE)?;
+                data.resize(data.len().div_ceil(size) * size, 0);
+                Ok(data)
+            }
+            Source::Pattern { seed, count } => Ok(pattern(*seed, sector, *count)),
+        }
+    }
+}
+
+struct Options {
+    timeout: Duration,
+    order: u32,
+    devid: u32,
+    commands: Vec<Command>,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut args = args.iter().map(String::as_str).peekable();
+    let mut timeout = Duration::from_secs(30);
+    let mut order = 0;
+    let number = |s: Option<&str>, what: &str| -> Result<u64> {
+        s.ok_or_else(|| anyhow!("missing {what}"))?.parse().with_context(|| format!("{what} is not a number"))
+    };
+    loop {
+        match args.peek().copied() {
+            Some("--timeout") => {
+                args.next();
+                timeout = Duration::from_secs(number(args.next(), "--timeout")?);
+            }
+            Some("--ring-page-order") => {
+                args.next();
+                order = u32::try_from(number(args.next(), "--ring-page-order")?)?;
+            }
+            _ => break,
+        }
+    }
+    let devid = u32::try_from(number(args.next(), "DEVID")?)?;
+    let mut commands = Vec::new();
+    while let Some(word) = args.next() {
+        commands.push(match word {
+            "info" => Command::Info,
+            "flush" => Command::Flush,
+            "read" => Command::Read { sector: number(args.next(), "SECTOR")?, count: number(args.next(), "COUNT")? },
+            "write" | "verify" => {
+                let sector = number(args.next(), "SECTOR")?;
+                let data = match args.next() {
+                    Some("--pattern") => {
+                        let seed = number(args.next(), "SEED")?;
+                        Source::Pattern { seed, count: number(args.next(), "COUNT")? }
+                    }
+                    Some(path) => Source::File(path.to_owned()),
+                    None => bail!("{word}: missing FILE or --pattern SEED COUNT"),
+                };
+                if word == "write" {
+                    Command::Write { sector, data }
+                } else {
+                    Command::Verify { sector, data }
+                }
+            }
+            other => bail!("unknown command {other:?}"),
+        });
+    }
+    if commands.is_empty() {
+        bail!("usage: blkfront [--timeout SECS] [--ring-page-order N] DEVID (info | write SECTOR FILE | write SECTOR --pattern SEED COUNT | read SECTOR COUNT | verify ... | flush)...");
+    }
+    Ok(Options { timeout, order, devid, commands })
+}
+
+/// Waits until `<dir>/state` is one of `wanted`.
+fn wait_state(store: &dyn Store, dir: &str, wanted: &[XenbusState], timeout: Duration) -> Result<XenbusState> {
+    let start = Instant::now();
+    loop {
+        let state = switch::read_state(store, dir)?;
+        if wanted.contains(&state) {
+            return Ok(state);
+        }
+        if start.elapsed() > timeout {
+            bail!("{dir} is {state}, not {wanted:?}, after {timeout:?}");
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+/// Brings a device an earlier frontend left behind back to Initialising
+/// with the backend waiting (Linux's `xenbus_reset_frontend`).
+fn reset(conn: &SyncConn, dir: &str, timeout: Duration) -> Result<()> {
+    let store = conn.store();
+    let own = switch::read_state(store, dir)?;
+    if own == XenbusState::Initialising || own == XenbusState::Unknown {
+        return Ok(());
+    }
+    let backend = String::from_utf8(store.read(&paths::child(dir, "backend"))?)?;
+    println!("blkfront: resetting {dir} (left {own})");
+    switch::switch_state(conn, dir, XenbusState::Closed)?;
+    wait_state(store, &backend, &[XenbusState::Closed, XenbusState::InitWait], timeout)?;
+    switch::switch_state(conn, dir, XenbusState::Initialising)?;
+    wait_state(store, &backend, &[XenbusState::InitWait], timeout)?;
+    Ok(())
+}
+
+fn run(options: &Options) -> Result<bool> {
+    let (host, start) = Host::from_guest_env().context("not a hosted guest")?;
+    let domid = start.domid;
+    let transport = xenstore::transport::hosted::ring_of(&host, start)?;
+    let client = xenstore::Client::with_transport(transport, xenstore::Options::default())?;
+    let conn = SyncConn::new(client);
+    let devid = options.devid;
+    let dir = paths::frontend_dir(domid, "vbd", devid);
+    reset(&conn, &dir, options.timeout)?;
+    let config = FrontConfig { ring_page_order: options.order };
+    let mut front = Blkfront::new(conn, domid, Box::new(host.grants()), Box::new(host.event_channels()?), config);
+    front.start()?;
+    front
+        .wait_connected(devid, options.timeout, TICK)?
+        .ok_or_else(|| anyhow!("device {devid} did not connect in {:?}", options.timeout))?;
+    let mut passed = true;
+    for command in &options.commands {
+        let ok = execute(&mut front, devid, command, options.timeout)?;
+        println!("{} {command:?}", if ok { "ok" } else { "FAILED" });
+        passed &= ok;
+    }
+    front.close(devid)?;
+    let start = Instant::now();
+    while switch::read_state(front.bus().conn().store(), &dir)? != XenbusState::Closed
+        && start.elapsed() < options.timeout
+    {
+        if front.step()? == 0 {
+            let _ = front.wait(TICK);
+        }
+    }
+    Ok(passed)
+}
+
+fn execute(front: &mut Blkfront<SyncConn>, devid: u32, command: &Command, timeout: Duration) -> Result<bool> {
+    let wait = |front: &mut Blkfront<SyncConn>, ticket| -> Result<Vec<u8>> {
+        match front.wait_for(devid, ticket, timeout, TICK)? {
+            Some(result) => Ok(result?),
+            None => bail!("no answer in {timeout:?}"),
+        }
+    };
+    match command {
+        Command::Info => {
+            let info = front.info(devid).ok_or_else(|| anyhow!("not connected"))?;
+            println!(
+                "sectors {} sector-size {} read-only {} flush {} discard {}",
+                info.sectors, info.sector_size, info.readonly, info.flush, info.discard
+            );
+            Ok(true)
+        }
+        Command::Write { sector, data } => {
+            let ticket = front.write(devid, *sector, data.bytes(*sector)?)?;
+            wait(front, ticket).map(|_| true)
+        }
+        Command::Read { sector, count } => {
+            let ticket = front.read(devid, *sector, *count)?;
+            let data = wait(front, ticket)?;
+            let sum = data.iter().fold(0u64, |acc, &b| acc.rotate_left(5) ^ u64::from(b));
+            println!("read {} bytes, checksum {sum:016x}", data.len());
+            Ok(true)
+        }
+        Command::Verify { sector, data } => {
+            let expected = data.bytes(*sector)?;
+            let ticket = front.read(devid, *sector, expected.len() as u64 / SECTOR_SIZE)?;
+            let got = wait(front, ticket)?;
+            let bad = match data {
+                Source::Pattern { seed, .. } => first_mismatch(*seed, *sector, &got),
+                Source::File(_) => (got != expected).then_some(*sector),
+            };
+            if let Some(bad) = bad {
+                println!("verify: sector {bad} differs");
+            }
+            Ok(bad.is_none())
+        }
+        Command::Flush => {
+            let ticket = front.flush(devid)?;
+            wait(front, ticket).map(|_| true)
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = parse(&args).and_then(|options| run(&options));
+    match result {
+        Ok(true) => println!("PASS blkfront"),
+        Ok(false) => {
+            println!("FAIL blkfront: a command failed");
+            std::process::exit(1);
+        }
+        Err(err) => {
+            println!("FAIL blkfront: {err:#}");
+            std::process::exit(1);
+        }
+    }
+}

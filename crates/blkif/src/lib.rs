@@ -1,0 +1,60 @@
+//! Xen's paravirtual block device (`xen/include/public/io/blkif.h`),
+//! split across domains: the protocol, a backend that serves image files,
+//! and a frontend with a block API.
+//!
+//! # Layers
+//!
+//! - The protocol, pure: [`abi`] (the numbers), [`request`] and
+//!   [`response`] (the ring messages in their exact x86_64 layout, as
+//!   [`xen_ioring::Message`]s), [`validate`] (what a backend may do with
+//!   a request from a frontend it does not trust).
+//! - [`backend`]: blkback. A xenbus backend bus over `backend/vbd`, one
+//!   thread and one event-channel handle for all devices, an image file
+//!   per device read and written with `pread`/`pwrite`, grants mapped
+//!   per request.
+//! - [`frontend`]: blkfront. A xenbus frontend bus over `device/vbd`,
+//!   a queue that splits operations into requests of at most eleven
+//!   pages and keeps them across reconnections.
+//!
+//! Both ends reach the machine only through `xen-platform`'s [`Grants`]
+//! and [`EventChannels`], so they run the same over the hosted platform
+//! (the `xen-blkback` and `blkfront` programs) and over the in-memory
+//! twins in a stepped world (the tests).
+//!
+//! # Node names
+//!
+//! As libxl, Linux and QEMU use them. The toolstack writes the backend's
+//! `params` (the image path), `mode` (`r` or `w`), `type`, `dev`,
+//! `device-type` (`disk`) and the frontend's `virtual-device` (the
+//! device id). The backend writes `sectors`, `sector-size` (512), `info`
+//! (`VDISK_READONLY` for a read-only disk), `feature-flush-cache`,
+//! `feature-discard`, `discard-granularity` and `max-ring-page-order`
+//! before InitWait; the frontend `ring-ref` (or `ring-page-order` and
+//! `ring-ref0..N`), `event-channel` and `protocol` (`x86_64-abi`)
+//! before Initialised.
+//!
+//! # Not offered
+//!
+//! Indirect requests (`feature-max-indirect-segments`; answered with
+//! `BLKIF_RSP_EOPNOTSUPP`), persistent grants (`feature-persistent`),
+//! multiple queues (`multi-queue-max-queues`), and the 32-bit
+//! `x86_32-abi` layout (refused at connect).
+//!
+//! [`Grants`]: xen_platform::Grants
+//! [`EventChannels`]: xen_platform::EventChannels
+
+#![forbid(unsafe_code)]
+
+pub mod abi;
+pub mod backend;
+mod bytes;
+pub mod frontend;
+pub mod pattern;
+pub mod request;
+pub mod response;
+pub mod validate;
+
+pub use backend::Blkback;
+pub use frontend::{Blkfront, DiskInfo, FrontConfig, IoError, Ticket};
+pub use request::{DiscardRequest, IndirectRequest, Request, Segment, SegmentRequest};
+pub use response::Response;

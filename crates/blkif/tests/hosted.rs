@@ -1,0 +1,136 @@
+//! Across real processes on the hosted platform: a host (`xsim up`: the
+//! hypervisor and xenstored), `xen-blkback` as a dom0 process serving an
+//! image file, and guests (`xsim create`) running `blkfront`, which
+//! write, flush and read back through the ring; the image on the host
+//! then holds what they wrote.
+//!
+//! Needs the `xsim` and `xenstored` binaries beside this crate's (built
+//! by `cargo build --workspace --bins`, as scripts/test does).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use blkif::pattern::pattern;
+use xen_platform::hosted::Isolation;
+use xen_platform::{DomId, DomainState, ShutdownReason};
+use xenbus::toolstack::{self, DeviceSpec};
+use xenbus::SyncConn;
+use xsim::{host, DomainSpec, StateDir, Toolstack};
+
+const DEVID: u32 = 51712;
+
+/// A running host and backend, stopped when dropped.
+struct Hosted {
+    state: StateDir,
+    ts: Toolstack,
+    backend: Child,
+    dir: tempfile::TempDir,
+}
+
+fn binary(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_xen-blkback")).with_file_name(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: `cargo build --workspace --bins` first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+impl Hosted {
+    fn up() -> Hosted {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = StateDir::at(dir.path().join("state"));
+        std::fs::create_dir_all(state.root()).unwrap();
+        let programs = host::Programs { xsim: binary("xsim"), xenstored: binary("xenstored") };
+        host::up_with(&state, &programs, Isolation::strongest()).expect("xsim up");
+        let ts = Toolstack::connect(&state).expect("toolstack");
+        let backend = Command::new(env!("CARGO_BIN_EXE_xen-blkback"))
+            .arg("--hypervisor")
+            .arg(state.hypervisor_socket())
+            .arg("--socket")
+            .arg(state.xenstored_socket())
+            .arg("-v")
+            .stderr(std::fs::File::create(dir.path().join("blkback.log")).unwrap())
+            .spawn()
+            .expect("xen-blkback");
+        Hosted { state, ts, backend, dir }
+    }
+
+    fn image(&self, sectors: u64) -> PathBuf {
+        let path = self.dir.path().join("disk.img");
+        std::fs::File::create(&path).unwrap().set_len(sectors * 512).unwrap();
+        path
+    }
+
+    /// Creates a paused guest running `blkfront DEVID ARGS`, attaches the
+    /// image to it as libxl would, and lets it run.
+    fn blkfront(&mut self, name: &str, image: &Path, mode: &str, args: &[&str]) -> DomId {
+        let mut program = vec![env!("CARGO_BIN_EXE_blkfront").to_owned(), "--timeout".into(), "30".into()];
+        program.push(DEVID.to_string());
+        program.extend(args.iter().map(|a| a.to_string()));
+        let spec = DomainSpec { name: name.to_owned(), program, env: Vec::new(), paused: true };
+        let domid = self.ts.create(&spec).expect("xsim create").domid;
+        let mut device = DeviceSpec::new("vbd", DEVID, domid, 0);
+        device.backend_keys = [
+            ("params", image.display().to_string()),
+            ("mode", mode.to_owned()),
+            ("type", "phy".to_owned()),
+            ("dev", "xvda".to_owned()),
+            ("device-type", "disk".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .to_vec();
+        device.frontend_keys =
+            vec![("virtual-device".into(), DEVID.to_string()), ("device-type".into(), "disk".into())];
+        let conn = SyncConn::new(xenstore::Client::connect(self.state.xenstored_socket()).expect("xenstored"));
+        toolstack::attach(&conn, &device).expect("attach");
+        self.ts.unpause(domid).expect("unpause");
+        domid
+    }
+
+    fn expect_pass(&mut self, domid: DomId) {
+        let state = self.ts.wait_shutdown(domid, Duration::from_secs(60)).expect("domain exists");
+        let console = std::fs::read_to_string(self.state.console(domid)).unwrap_or_default();
+        let log = std::fs::read_to_string(self.dir.path().join("blkback.log")).unwrap_or_default();
+        assert_eq!(
+            state,
+            Some(DomainState::Shutdown(ShutdownReason::Poweroff)),
+            "blkfront in domain {domid}:\n{console}\nxen-blkback:\n{log}"
+        );
+        assert!(console.contains("PASS blkfront"), "console:\n{console}");
+    }
+}
+
+impl Drop for Hosted {
+    fn drop(&mut self) {
+        let _ = self.backend.kill();
+        let _ = self.backend.wait();
+        let _ = host::down(&self.state);
+    }
+}
+
+#[test]
+fn a_guest_writes_through_blkback_and_another_reads_it_back() {
+    let mut hosted = Hosted::up();
+    let image = hosted.image(16384);
+    let writer = hosted.blkfront(
+        "writer",
+        &image,
+        "w",
+        &["info", "write", "0", "--pattern", "42", "300", "write", "9000", "--pattern", "7", "9", "flush"],
+    );
+    hosted.expect_pass(writer);
+    let bytes = std::fs::read(&image).unwrap();
+    assert!(bytes[..300 * 512] == pattern(42, 0, 300), "the image holds the first write");
+    assert!(bytes[9000 * 512..9009 * 512] == pattern(7, 9000, 9), "and the second");
+
+    let reader = hosted.blkfront(
+        "reader",
+        &image,
+        "r",
+        &["info", "verify", "0", "--pattern", "42", "300", "verify", "9000", "--pattern", "7", "9"],
+    );
+    hosted.expect_pass(reader);
+}

@@ -1,0 +1,206 @@
+//! A stepped world for block devices: the real xenstored engine with
+//! dom0 and guests (laid out as libxl lays them out), the platform's
+//! in-memory twins for grants and event channels, one backend in dom0,
+//! frontends in guests, image files in a temporary directory.
+
+#![allow(dead_code)]
+
+pub mod hostile;
+pub mod world;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use blkif::{Blkback, Blkfront, FrontConfig, IoError, Ticket};
+use xen_platform::testing::TestHypervisor;
+use xen_platform::{DomainConfig, Toolstack};
+use xenbus::toolstack::{self, DeviceSpec};
+use xenstore::Store;
+use xenstored::testing::World;
+
+pub use world::{Shared, WorldConn};
+
+/// Everything of one test.
+pub struct Rig {
+    pub world: Shared,
+    /// The toolstack's own dom0 connection.
+    pub toolstack: WorldConn,
+    pub hv: TestHypervisor,
+    pub backend: Option<Blkback<WorldConn>>,
+    pub fronts: BTreeMap<u16, Blkfront<WorldConn>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// A world with dom0 and a running backend.
+    pub fn new() -> Rig {
+        let world = Rc::new(RefCell::new(World::new()));
+        let id = world.borrow_mut().dom0();
+        let toolstack = WorldConn::new(&world, id);
+        toolstack.mkdir("/local/domain/0/backend").unwrap();
+        let mut rig = Rig {
+            world,
+            toolstack,
+            hv: TestHypervisor::new(),
+            backend: None,
+            fronts: BTreeMap::new(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        rig.start_backend();
+        rig
+    }
+
+    /// Starts a backend process (a new dom0 connection and new handles).
+    pub fn start_backend(&mut self) {
+        let id = self.world.borrow_mut().dom0();
+        let conn = WorldConn::new(&self.world, id);
+        let events = self.hv.event_channels(0).unwrap();
+        let mut backend = Blkback::new(conn, 0, Box::new(self.hv.grants(0)), Box::new(events));
+        backend.start().unwrap();
+        self.backend = Some(backend);
+    }
+
+    /// The backend process dies: its handles and connection go, nothing
+    /// is written to xenstore.
+    pub fn kill_backend(&mut self) {
+        let backend = self.backend.take().expect("a backend");
+        let id = backend.bus().conn().id;
+        drop(backend);
+        self.world.borrow_mut().close(id);
+    }
+
+    pub fn backend(&mut self) -> &mut Blkback<WorldConn> {
+        self.backend.as_mut().expect("a backend")
+    }
+
+    /// A new guest in both the store and the twin hypervisor, its home
+    /// written as libxl writes it; returns its domid and connection.
+    pub fn raw_guest(&mut self, name: &str) -> (u16, WorldConn) {
+        let id = self.world.borrow_mut().create_guest(name);
+        assert_eq!(self.world.borrow_mut().introduce(id).unwrap(), b"OK\0");
+        let domid = self.world.borrow().domid(id);
+        let config = DomainConfig { name: name.into(), program: vec![], env: vec![], cwd: None };
+        let new = self.hv.toolstack().create(&config).unwrap();
+        assert_eq!(new.domid, domid, "the store and the twin number guests alike");
+        let home = format!("/local/domain/{domid}");
+        let ts = &self.toolstack;
+        let perms = |text: &str| xenstore::PermList::parse_nul_list(text.as_bytes()).unwrap();
+        ts.mkdir(&home).unwrap();
+        ts.set_perms(&home, &perms(&format!("n0\0r{domid}\0"))).unwrap();
+        for ro in ["device", "backend"] {
+            ts.mkdir(&format!("{home}/{ro}")).unwrap();
+        }
+        for rw in ["error", "data"] {
+            ts.mkdir(&format!("{home}/{rw}")).unwrap();
+            ts.set_perms(&format!("{home}/{rw}"), &perms(&format!("n{domid}\0"))).unwrap();
+        }
+        (domid, WorldConn::new(&self.world, id))
+    }
+
+    /// A guest running a block frontend.
+    pub fn guest(&mut self, name: &str, config: FrontConfig) -> u16 {
+        let (domid, conn) = self.raw_guest(name);
+        let events = self.hv.event_channels(domid).unwrap();
+        let mut front = Blkfront::new(conn, domid, Box::new(self.hv.grants(domid)), Box::new(events), config);
+        front.start().unwrap();
+        self.fronts.insert(domid, front);
+        domid
+    }
+
+    pub fn front(&mut self, domid: u16) -> &mut Blkfront<WorldConn> {
+        self.fronts.get_mut(&domid).expect("a frontend")
+    }
+
+    /// A zero-filled image of `sectors` sectors.
+    pub fn image(&self, name: &str, sectors: u64) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(sectors * 512).unwrap();
+        path
+    }
+
+    /// The device as libxl writes it for a disk of `image`.
+    pub fn spec(&self, frontend: u16, devid: u32, image: &std::path::Path, mode: &str) -> DeviceSpec {
+        let mut spec = DeviceSpec::new("vbd", devid, frontend, 0);
+        spec.backend_keys = vec![
+            ("params".into(), image.display().to_string()),
+            ("mode".into(), mode.into()),
+            ("type".into(), "phy".into()),
+            ("dev".into(), "xvda".into()),
+            ("device-type".into(), "disk".into()),
+        ];
+        spec.frontend_keys = vec![("virtual-device".into(), devid.to_string()), ("device-type".into(), "disk".into())];
+        spec
+    }
+
+    /// Attaches a device and settles.
+    pub fn attach(&mut self, frontend: u16, devid: u32, image: &std::path::Path, mode: &str) -> DeviceSpec {
+        let spec = self.spec(frontend, devid, image, mode);
+        toolstack::attach(&self.toolstack, &spec).unwrap();
+        self.settle();
+        spec
+    }
+
+    /// One step of the backend and of every frontend; the work done.
+    pub fn step(&mut self) -> usize {
+        let mut work = self.backend.as_mut().map_or(0, |b| b.step().unwrap());
+        for front in self.fronts.values_mut() {
+            work += front.step().unwrap();
+        }
+        work
+    }
+
+    /// Steps until nothing happens (bounded); returns the rounds taken.
+    pub fn settle(&mut self) -> usize {
+        for round in 0..100_000 {
+            if self.step() == 0 {
+                return round;
+            }
+        }
+        panic!("still busy after 100000 rounds");
+    }
+
+    /// Settles, then takes the result of `ticket`.
+    pub fn finish(&mut self, domid: u16, devid: u32, ticket: Ticket) -> Result<Vec<u8>, IoError> {
+        self.settle();
+        self.front(domid).take(devid, ticket).expect("the operation is done once settled")
+    }
+
+    /// A `state` node, as text.
+    pub fn state(&self, dir: &str) -> String {
+        String::from_utf8(self.toolstack.read(&format!("{dir}/state")).unwrap()).unwrap()
+    }
+
+    /// A node's value as text, `None` if missing.
+    pub fn read(&self, path: &str) -> Option<String> {
+        self.toolstack.read(path).ok().map(|v| String::from_utf8(v).unwrap())
+    }
+
+    /// The backend's error node for a device.
+    pub fn backend_error(&self, spec: &DeviceSpec) -> Option<String> {
+        let dir = spec.backend_dir();
+        self.read(&format!("/local/domain/0/error/{}/error", dir.trim_start_matches("/local/domain/0/")))
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so that runs repeat.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next().to_le_bytes()[0]).collect()
+    }
+}
