@@ -29,6 +29,11 @@ pub fn run(args: &[String]) -> Result<()> {
         "corrupt" => corrupt()?,
         "oversize" => oversize()?,
         "pinger" => pinger(u32::from(arg(0)?))?,
+        "device-access" => match rest {
+            [own, other] => device_access(own, other)?,
+            _ => bail!("check device-access OWN_DIR OTHER_DIR"),
+        },
+        "no-access" => no_access(rest)?,
         "dom0-sockets" => crate::isolation::dom0_sockets(rest)?,
         "proc" => crate::isolation::proc_files(rest)?,
         other => bail!("no check {other:?}"),
@@ -245,4 +250,30 @@ fn oversize() -> Result<()> {
         raw.wait(Duration::from_millis(50))?;
     }
     bail!("error indicator is {}, not {ERROR_PROTO}", raw.field(Field::Error))
+}
+
+/// One end of a device as the toolstack made it: this domain reads and
+/// writes its own directory, reads the other end's and may not write it.
+fn device_access(own: &str, other: &str) -> Result<()> {
+    let client = Client::open()?;
+    ensure!(client.read(&format!("{own}/state"))? == b"1", "{own}/state is not 1");
+    client.write(&format!("{own}/ring-ref"), b"8").with_context(|| format!("writing into {own}"))?;
+    ensure!(client.read(&format!("{other}/state"))? == b"1", "{other}/state is not 1");
+    ensure!(!client.directory(other)?.is_empty(), "{other} lists nothing");
+    expect_err("writing the other end's state", client.write(&format!("{other}/state"), b"4"), ErrorCode::EACCES)?;
+    expect_err("adding to the other end", client.write(&format!("{other}/mine"), b"x"), ErrorCode::EACCES)?;
+    Ok(())
+}
+
+/// A domain with no part in a device can neither read, list nor write its
+/// directories.
+fn no_access(dirs: &[String]) -> Result<()> {
+    ensure!(!dirs.is_empty(), "check no-access DIR...");
+    let client = Client::open()?;
+    for dir in dirs {
+        expect_err(&format!("reading {dir}/state"), client.read(&format!("{dir}/state")), ErrorCode::EACCES)?;
+        expect_err(&format!("listing {dir}"), client.directory(dir), ErrorCode::EACCES)?;
+        expect_err(&format!("writing {dir}/state"), client.write(&format!("{dir}/state"), b"6"), ErrorCode::EACCES)?;
+    }
+    Ok(())
 }
