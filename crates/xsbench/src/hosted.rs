@@ -1,8 +1,9 @@
 //! Hosted mode (ours only: the references cannot serve hosted domains):
 //! the READ round trip over a guest's shared-memory ring beside the
 //! machine's eventfd + shared-memory floor, the cost of creating and
-//! introducing N domains, and a quiet client's latency while a guest
-//! attacks (`hosted_attacks`).
+//! introducing N domains, a quiet client's latency while a guest
+//! attacks (`hosted_attacks`), and the device layer's figures
+//! (`hosted_devices`: a device ring's round trip, attaching devices).
 //!
 //! The whole host (hypervisor, xenstored, guests) runs on CPU 0, as the
 //! single-client latencies do, so a round trip is two switches on one
@@ -19,6 +20,7 @@ use xenstore_wire::Op;
 use xsim::{host, DomainSpec, StateDir, Toolstack};
 
 use crate::conn::Conn;
+use crate::hosted_devices;
 use crate::progress::{self, Counter};
 use crate::results::{Results, OURS};
 use crate::stats::{micros, time_each};
@@ -81,6 +83,15 @@ fn measure(state: &StateDir, guest: &Path, cfg: Config, reps: usize, res: &mut R
         res.add(GROUP, "READ over a guest's ring p50", "µs", false, OURS, ring_read(&mut ts, state, guest, iters)?);
         progress::step(format_args!("hosted: a guest attacks, repetition {} of {reps}", rep + 1));
         crate::hosted_attacks::measure(&mut ts, state, guest, &mut sock, cfg, res)?;
+        progress::step(format_args!("hosted: device ring round trips, repetition {} of {reps}", rep + 1));
+        hosted_devices::ring(iters, res)?;
+    }
+    for n in hosted_devices::device_counts(cfg) {
+        for rep in 0..reps {
+            progress::step(format_args!("hosted: {n} devices attached, repetition {} of {reps}", rep + 1));
+            let per = hosted_devices::attach(&mut ts, state, guest, n)?;
+            res.add(hosted_devices::ATTACH_GROUP, &format!("attach {n} in a row: per device"), "µs", false, OURS, per);
+        }
     }
     for n in domain_counts(cfg) {
         for rep in 0..reps {
@@ -95,7 +106,7 @@ fn measure(state: &StateDir, guest: &Path, cfg: Config, reps: usize, res: &mut R
 
 /// Two threads ping-pong a counter in shared memory, waking each other
 /// through eventfds: what a ring round trip costs at least.
-fn eventfd_floor(iters: usize) -> Result<(f64, f64)> {
+pub fn eventfd_floor(iters: usize) -> Result<(f64, f64)> {
     let to_b = Arc::new(eventfd(0, EventfdFlags::empty())?);
     let to_a = Arc::new(eventfd(0, EventfdFlags::empty())?);
     let shared = Arc::new(AtomicU64::new(0));

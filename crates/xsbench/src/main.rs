@@ -9,6 +9,7 @@ mod conn;
 mod daemons;
 mod hosted;
 mod hosted_attacks;
+mod hosted_devices;
 mod plot;
 mod poller;
 mod progress;

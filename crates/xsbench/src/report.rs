@@ -170,6 +170,26 @@ pub fn goals(r: &Results) -> Vec<Goal> {
         (big / small, format!("{:.2}× ({} µs per domain at 1000, {} µs at 10)", big / small, num(big), num(small)))
     });
     push("hosted: create + introduce cost per domain flat from N=10 to N=1000 (≤ 1.5×)", flat, &|x| x <= 1.5);
+    let dev_ring =
+        find(r, crate::hosted_devices::RING_GROUP, "FrontRing/BackRing request + response, eventfd wake-ups p50")
+            .and_then(|f| f.median(OURS));
+    let dev_floor = find(r, crate::hosted_devices::RING_GROUP, "floor: eventfd + shared memory ping-pong p50")
+        .and_then(|f| f.median(MACHINE));
+    let dev_vs_floor = dev_ring
+        .zip(dev_floor)
+        .map(|(ring, evt)| (ring / evt, format!("{:.2}× ({} µs vs {} µs)", ring / evt, num(ring), num(evt))));
+    push(
+        "devices: a device ring round trip, against the eventfd + shared-memory floor (reported)",
+        dev_vs_floor,
+        &|_| true,
+    );
+    let per_device = |n: &str| {
+        find(r, crate::hosted_devices::ATTACH_GROUP, &format!("attach {n} in a row")).and_then(|f| f.median(OURS))
+    };
+    let attach_flat = per_device("1000").zip(per_device("100")).map(|(big, small)| {
+        (big / small, format!("{:.2}× ({} µs per device at 1000, {} µs at 100)", big / small, num(big), num(small)))
+    });
+    push("devices: attach cost per device flat from N=100 to N=1000 (≤ 1.5×)", attach_flat, &|x| x <= 1.5);
     goals
 }
 

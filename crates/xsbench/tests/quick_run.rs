@@ -84,6 +84,18 @@ fn quick_compare_measures_every_workload_and_reports() {
     let ring = values(&results, "Hosted domains", "ring", "rust");
     let floor = values(&results, "Hosted domains", "floor: eventfd", "machine");
     assert!(ring[0] > floor[0], "a ring round trip cannot beat two bare wake-ups: {ring:?} vs {floor:?}");
+    // The device figures: a device ring beside the floor of the same run,
+    // and attaching devices to a guest (1 and 10 in a quick run).
+    for (group, name, daemon) in [
+        ("Device ring round trip", "floor: eventfd + shared memory ping-pong p50", "machine"),
+        ("Device ring round trip", "FrontRing/BackRing request + response, eventfd wake-ups p50", "rust"),
+        ("Device ring round trip", "FrontRing/BackRing request + response, eventfd wake-ups p99", "rust"),
+        ("Device attach", "attach 1 in a row", "rust"),
+        ("Device attach", "attach 10 in a row", "rust"),
+    ] {
+        let v = values(&results, group, name, daemon);
+        assert!(!v.is_empty() && v.iter().all(|x| x.is_finite() && *x > 0.0), "{group} {name}: {v:?}");
+    }
 
     let md = dir.path().join("benchmarks.md");
     std::fs::write(&md, "# Benchmarks\n\nHand-written text stays.\n").unwrap();

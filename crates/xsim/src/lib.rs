@@ -6,9 +6,11 @@
 //! [`toolstack::Toolstack`] creates domains (writing what a real toolstack
 //! writes to XenStore and introducing them), and pauses, shuts down,
 //! destroys and lists them; [`list`] formats the listing as `xl list`
-//! does. The `xsim` binary is a thin command line over
+//! does; [`devices`] attaches, detaches and lists PV devices as `xl
+//! block-attach` and friends do. The `xsim` binary is a thin command line over
 //! these, and tests and example runners use them directly.
 
+pub mod devices;
 pub mod host;
 pub mod ipc;
 pub mod list;

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use xen_platform::hosted::{Confinement, Isolation};
 use xen_platform::ShutdownReason;
+use xsim::devices::{self, listing, AttachSpec};
 use xsim::{host, list, DomainSpec, StateDir, Toolstack};
 
 /// The command line.
@@ -139,6 +140,87 @@ enum Cmd {
         /// The domain.
         name: String,
     },
+    /// Attach a PV device to a domain, as `xl block-attach` does; prints its id.
+    ///
+    /// Writes the frontend directory (/local/domain/FE/device/TYPE/ID, the
+    /// guest's, readable by the backend domain) and the backend directory
+    /// (/local/domain/BE/backend/TYPE/FE/ID, the backend domain's, readable
+    /// by the guest) in one transaction, with `state` 1 in both and `online`
+    /// 1 and each KEY=VALUE in the backend's (a vbd's frontend also gets
+    /// `virtual-device` and `device-type`). Then waits for the backend to
+    /// take the device (state InitWait or later). If it does not, this
+    /// fails and leaves the directories, as libxl does: a backend started
+    /// later still takes the device, and `xsim detach --force` removes it.
+    #[command(after_help = "Examples:\n  xsim attach guest vbd params=/srv/disk.img mode=w\n  \
+                            xsim attach --backend driver-dom --devid 0 guest vif mac=00:16:3e:00:00:01")]
+    Attach {
+        /// The domain serving the device (name or id).
+        #[arg(short, long, default_value = "0", value_name = "DOMAIN")]
+        backend: String,
+        /// The device id (default: the next free one; for vbd the next xvd disk, 51712 for xvda).
+        #[arg(short, long, value_name = "N")]
+        devid: Option<u32>,
+        /// Seconds to wait for the backend.
+        #[arg(short, long, default_value_t = 10.0, value_name = "SECS", value_parser = seconds)]
+        timeout: f64,
+        /// The guest (name or id).
+        domain: String,
+        /// The device type: vbd, vif, or any other one word.
+        #[arg(value_name = "TYPE", value_parser = device_type)]
+        devtype: String,
+        /// Keys for the backend directory (params, mode, mac, ...).
+        #[arg(value_name = "KEY=VALUE", value_parser = backend_pair)]
+        keys: Vec<(String, String)>,
+    },
+    /// Detach a device, as `xl block-detach` does.
+    ///
+    /// Writes `online` 0 and state Closing (5) to the backend directory,
+    /// waits for the backend to reach Closed (6) (which it does once the
+    /// guest's frontend has closed), then removes both directories. If the
+    /// backend does not close in time, this fails and removes nothing;
+    /// --force removes the directories at once, without asking.
+    Detach {
+        /// Seconds to wait for the backend to close.
+        #[arg(short, long, default_value_t = 10.0, value_name = "SECS", value_parser = seconds)]
+        timeout: f64,
+        /// Remove the directories without waiting for either end.
+        #[arg(short, long)]
+        force: bool,
+        /// The guest (name or id).
+        domain: String,
+        /// The device type.
+        #[arg(value_name = "TYPE", value_parser = device_type)]
+        devtype: String,
+        /// The device id (`xsim devices` lists them).
+        devid: u32,
+    },
+    /// List a domain's devices, as `xl block-list` does: Type, Devid, BE, FE-state, BE-state, BE-path.
+    ///
+    /// BE is the backend's domain, BE-path its directory. The states are
+    /// the numbers in each end's `state` node: 1 Initialising, 2 InitWait,
+    /// 3 Initialised, 4 Connected, 5 Closing, 6 Closed, 7 Reconfiguring,
+    /// 8 Reconfigured; 0 where the node is missing, ? where it holds no
+    /// state. Lists the devices xsim attached (its own record of them, as
+    /// xl lists libxl's).
+    Devices {
+        /// The guest (name or id).
+        domain: String,
+    },
+}
+
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(secs),
+        _ => Err("want a number of seconds (such as 10 or 0.5)".into()),
+    }
+}
+
+fn device_type(text: &str) -> Result<String, String> {
+    xsim::devices::names::check_type(text).map(|()| text.to_owned())
+}
+
+fn backend_pair(text: &str) -> Result<(String, String), String> {
+    xsim::devices::names::backend_pair(text)
 }
 
 fn domain_name(name: &str) -> Result<String, String> {
@@ -271,6 +353,37 @@ fn run(cli: Cli) -> Result<()> {
             let mut ts = Toolstack::connect(&state)?;
             let d = ts.resolve(&name)?;
             ts.destroy(d.domid)
+        }
+        Cmd::Attach { backend, devid, timeout, domain, devtype, keys } => {
+            let mut ts = Toolstack::connect(&state)?;
+            let frontend = ts.resolve(&domain)?.domid;
+            let backend = ts.resolve(&backend).context("--backend")?.domid;
+            let spec = AttachSpec {
+                frontend,
+                devtype,
+                backend,
+                devid,
+                backend_keys: keys,
+                timeout: Duration::from_secs_f64(timeout),
+            };
+            println!("{}", devices::attach(&mut ts, &spec)?);
+            Ok(())
+        }
+        Cmd::Detach { timeout, force, domain, devtype, devid } => {
+            let mut ts = Toolstack::connect(&state)?;
+            let frontend = ts.resolve(&domain)?.domid;
+            devices::detach(&mut ts, frontend, &devtype, devid, Duration::from_secs_f64(timeout), force)
+        }
+        Cmd::Devices { domain } => {
+            let mut ts = Toolstack::connect(&state)?;
+            let frontend = ts.resolve(&domain)?.domid;
+            let records = devices::record::all(ts.store(), frontend)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", listing::HEADER)?;
+            for record in &records {
+                writeln!(out, "{}", listing::row(ts.store(), record))?;
+            }
+            Ok(())
         }
         Cmd::Shutdown { reason, wait, force, name } => {
             if !(wait.is_finite() && wait >= 0.0) {

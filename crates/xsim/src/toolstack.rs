@@ -34,6 +34,9 @@ pub struct Toolstack {
     domains: Box<dyn xen_platform::Toolstack>,
     store: xenstore::Client,
     state: StateDir,
+    /// The connection device waits consume watch events on (opened on
+    /// first use): `store` must not see them.
+    device_conn: Option<xenbus::SyncConn>,
 }
 
 impl Toolstack {
@@ -44,7 +47,7 @@ impl Toolstack {
         let domains = Box::new(host.toolstack());
         let store = xenstore::Client::connect(state.xenstored_socket())
             .with_context(|| format!("connecting to xenstored at {}", state.xenstored_socket().display()))?;
-        Ok(Toolstack { domains, store, state: state.clone() })
+        Ok(Toolstack { domains, store, state: state.clone(), device_conn: None })
     }
 
     /// The dom0 XenStore client this toolstack uses.
@@ -135,6 +138,27 @@ impl Toolstack {
         list.into_iter().find(|d| d.name == which).ok_or_else(|| anyhow!("no domain {which:?}"))
     }
 
+    /// A domain as error messages name it: `domain 3 (guest)`; an error if
+    /// there is no such domain.
+    pub fn describe(&mut self, domid: DomId) -> Result<String> {
+        match self.domains.info(domid)? {
+            Some(d) => Ok(format!("domain {} ({})", d.domid, d.name)),
+            None => bail!("no domain {domid}"),
+        }
+    }
+
+    /// The toolstack's second XenStore connection, for waits on device
+    /// states: a wait consumes the watch events of its connection.
+    pub fn device_conn(&mut self) -> Result<&xenbus::SyncConn> {
+        if self.device_conn.is_none() {
+            let socket = self.state.xenstored_socket();
+            let client = xenstore::Client::connect(&socket)
+                .with_context(|| format!("connecting to xenstored at {}", socket.display()))?;
+            self.device_conn = Some(xenbus::SyncConn::new(client));
+        }
+        self.device_conn.as_ref().context("no device connection")
+    }
+
     /// Lets a paused domain run.
     pub fn unpause(&mut self, domid: DomId) -> Result<()> {
         Ok(self.domains.unpause(domid)?)
@@ -210,10 +234,16 @@ impl Toolstack {
         self.remove_nodes(domid)
     }
 
+    /// Removes the domain's nodes, and the backend directories of its
+    /// devices (libxl's destroy removes every device of the domain: a
+    /// backend must not keep serving a frontend that is gone).
     fn remove_nodes(&mut self, domid: DomId) -> Result<()> {
         let dom = format!("/local/domain/{domid}");
         let vm = format!("/vm/{}", pseudo_uuid(domid));
-        for path in [dom, vm] {
+        let devices = crate::devices::record::all(&self.store, domid)?;
+        let backends = devices.into_iter().map(|d| d.backend);
+        let paths = backends.chain([dom, vm, crate::devices::record::domain_dir(domid)]);
+        for path in paths {
             match self.store.rm(&path) {
                 Ok(()) => {}
                 Err(e) if e.code() == Some(xenstore::ErrorCode::ENOENT) => {}

@@ -16,7 +16,10 @@ fn scratch(name: &str) -> std::path::PathBuf {
 #[test]
 fn every_command_has_help_that_does_nothing_else() {
     let state = scratch("help");
-    for command in ["up", "down", "env", "create", "list", "console", "unpause", "pause", "shutdown", "destroy"] {
+    for command in [
+        "up", "down", "env", "create", "list", "console", "unpause", "pause", "shutdown", "destroy", "attach",
+        "detach", "devices",
+    ] {
         let out = xsim(&state, &[command, "--help"]);
         assert!(out.status.success(), "{command} --help: {out:?}");
         let text = String::from_utf8_lossy(&out.stdout);

@@ -29,6 +29,11 @@ pub fn run(args: &[String]) -> Result<()> {
         "corrupt" => corrupt()?,
         "oversize" => oversize()?,
         "pinger" => pinger(u32::from(arg(0)?))?,
+        "device-access" => match rest {
+            [devtype, devid, backend] => device_access(devtype, devid, backend)?,
+            _ => bail!("check device-access TYPE DEVID BACKEND_DOMID"),
+        },
+        "no-access" => no_access(rest)?,
         "dom0-sockets" => crate::isolation::dom0_sockets(rest)?,
         "proc" => crate::isolation::proc_files(rest)?,
         other => bail!("no check {other:?}"),
@@ -245,4 +250,34 @@ fn oversize() -> Result<()> {
         raw.wait(Duration::from_millis(50))?;
     }
     bail!("error indicator is {}, not {ERROR_PROTO}", raw.field(Field::Error))
+}
+
+/// The frontend of device DEVID of TYPE served by domain BACKEND, as the
+/// toolstack made it: this domain reads and writes its own directory,
+/// reads the backend's and may not write it.
+fn device_access(devtype: &str, devid: &str, backend: &str) -> Result<()> {
+    let client = Client::open()?;
+    let me = me(&client)?;
+    let own = format!("/local/domain/{me}/device/{devtype}/{devid}");
+    let other = format!("/local/domain/{backend}/backend/{devtype}/{me}/{devid}");
+    ensure!(client.read(&format!("{own}/state"))? == b"1", "{own}/state is not 1");
+    client.write(&format!("{own}/ring-ref"), b"8").with_context(|| format!("writing into {own}"))?;
+    client.read(&format!("{other}/state")).with_context(|| format!("reading {other}/state"))?;
+    ensure!(!client.directory(&other)?.is_empty(), "{other} lists nothing");
+    expect_err("writing the backend's state", client.write(&format!("{other}/state"), b"4"), ErrorCode::EACCES)?;
+    expect_err("adding to the backend's directory", client.write(&format!("{other}/mine"), b"x"), ErrorCode::EACCES)?;
+    Ok(())
+}
+
+/// A domain with no part in a device can neither read, list nor write its
+/// directories.
+fn no_access(dirs: &[String]) -> Result<()> {
+    ensure!(!dirs.is_empty(), "check no-access DIR...");
+    let client = Client::open()?;
+    for dir in dirs {
+        expect_err(&format!("reading {dir}/state"), client.read(&format!("{dir}/state")), ErrorCode::EACCES)?;
+        expect_err(&format!("listing {dir}"), client.directory(dir), ErrorCode::EACCES)?;
+        expect_err(&format!("writing {dir}/state"), client.write(&format!("{dir}/state"), b"6"), ErrorCode::EACCES)?;
+    }
+    Ok(())
 }

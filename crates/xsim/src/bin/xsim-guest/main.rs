@@ -17,10 +17,14 @@
 //! - `bench-read ROUNDS ITERS`: READ round trips over the ring, timed
 //!   (for `xs-bench`'s hosted figures);
 //! - `attack KIND SECONDS`: misbehaves within its quotas for a while (for
-//!   `xs-bench`'s `contained` figures; see `attack.rs`).
+//!   `xs-bench`'s `contained` figures; see `attack.rs`);
+//! - `null-frontend TYPE` / `null-backend TYPE`: the handshake-only
+//!   drivers of `xsim::devices::null_driver` for this domain's devices of
+//!   TYPE, until the domain is destroyed (see `drivers.rs`).
 
 mod attack;
 mod checks;
+mod drivers;
 mod ipc;
 mod isolation;
 mod raw_ring;
@@ -38,7 +42,10 @@ fn main() {
         Some("check") => checks::run(&args[1..]),
         Some("bench-read") => bench_read(&args[1..]),
         Some("attack") => attack::run(&args[1..]),
-        _ => Err(anyhow::anyhow!("usage: xsim-guest demo | ipc [--count N] | check NAME [ARGS]")),
+        Some(role @ ("null-frontend" | "null-backend")) => drivers::run(role, &args[1..]),
+        _ => Err(anyhow::anyhow!(
+            "usage: xsim-guest demo | ipc [--count N] | check NAME [ARGS] | null-frontend TYPE | null-backend TYPE"
+        )),
     };
     match result {
         Ok(()) => {}
