@@ -117,6 +117,19 @@ enum Cmd {
         /// The domain.
         name: String,
     },
+    /// Wait until the domain shuts down by itself; prints how.
+    ///
+    /// For scripts that run a guest program to its end: the exit status
+    /// is 0 when the guest powered off (its program exited 0), 1 when it
+    /// shut down otherwise (a program that failed crashes its domain) or
+    /// was still running after the timeout.
+    Wait {
+        /// Seconds to wait.
+        #[arg(short, long, default_value_t = 60.0, value_name = "SECS")]
+        timeout: f64,
+        /// The domain.
+        name: String,
+    },
     /// Ask the guest to shut down (control/shutdown) and wait for it.
     ///
     /// The guest shuts down with the reason it reports (a guest asked to
@@ -384,6 +397,23 @@ fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{}", listing::row(ts.store(), record))?;
             }
             Ok(())
+        }
+        Cmd::Wait { timeout, name } => {
+            if !(timeout.is_finite() && timeout >= 0.0) {
+                bail!("--timeout {timeout}: not a number of seconds");
+            }
+            let mut ts = Toolstack::connect(&state)?;
+            let d = ts.resolve(&name)?;
+            match ts.wait_shutdown(d.domid, Duration::from_secs_f64(timeout))? {
+                Some(state) => {
+                    println!("{} ({}): {}", d.name, d.domid, state);
+                    if state != xen_platform::DomainState::Shutdown(ShutdownReason::Poweroff) {
+                        bail!("{} ({}) did not power off: {state}", d.name, d.domid);
+                    }
+                    Ok(())
+                }
+                None => bail!("{} ({}) is still running after {timeout} s", d.name, d.domid),
+            }
         }
         Cmd::Shutdown { reason, wait, force, name } => {
             if !(wait.is_finite() && wait >= 0.0) {
