@@ -105,8 +105,23 @@ fn guest_config(name: &str, role: &str, env: &[(&str, String)]) -> DomainConfig 
     }
 }
 
+thread_local! {
+    /// Ports found pending while waiting for another: taking them re-arms
+    /// them, so they are remembered for the wait that wants them (a guest
+    /// that answers and then exits may raise both before the first wait
+    /// looks; under load this lost the VIRQ).
+    static SEEN: std::cell::RefCell<Vec<Port>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Waits for an event on `port` of `channels`.
 fn await_event(channels: &mut impl EventChannels, port: Port) {
+    let seen_before = SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        seen.iter().position(|&p| p == port).map(|i| seen.remove(i)).is_some()
+    });
+    if seen_before {
+        return;
+    }
     let deadline = Instant::now() + PATIENCE;
     let mut pending = Vec::new();
     loop {
@@ -114,7 +129,9 @@ fn await_event(channels: &mut impl EventChannels, port: Port) {
         channels.wait(Some(Duration::from_millis(100))).unwrap();
         pending.clear();
         channels.take_pending(&mut pending).unwrap();
-        if pending.contains(&port) {
+        let found = pending.contains(&port);
+        SEEN.with(|seen| seen.borrow_mut().extend(pending.iter().filter(|&&p| p != port)));
+        if found {
             return;
         }
     }
