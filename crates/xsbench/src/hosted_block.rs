@@ -8,7 +8,7 @@
 //! and in each repetition, ours then the limit, back to back:
 //!
 //! - **Ours**: a new guest (created paused, the vbd attached with
-//!   [`xsim::devices::attach`] as `xsim attach DOMAIN vbd params=IMAGE
+//!   [`xsim::devices::attach()`] as `xsim attach DOMAIN vbd params=IMAGE
 //!   mode=w` does, then unpaused) runs `blkfront --cpu 1 DEVID bench OP
 //!   SIZE DEPTH SECONDS` and prints the operations it completed in the
 //!   window; the guest is destroyed after.
