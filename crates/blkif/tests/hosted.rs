@@ -134,3 +134,29 @@ fn a_guest_writes_through_blkback_and_another_reads_it_back() {
     );
     hosted.expect_pass(reader);
 }
+
+/// The `bench` command runs operations with many in flight and says how
+/// many completed (the figures are xs-bench's; only the line is checked).
+#[test]
+fn a_guest_benches_reads_and_writes_with_many_in_flight() {
+    let mut hosted = Hosted::up();
+    let image = hosted.image(4096);
+    let guest = hosted.blkfront(
+        "bench",
+        &image,
+        "w",
+        &["bench", "write", "4096", "32", "0.2", "bench", "read", "65536", "4", "0.2"],
+    );
+    hosted.expect_pass(guest);
+    let console = std::fs::read_to_string(hosted.state.console(guest)).unwrap();
+    let lines: Vec<&str> = console.lines().filter(|l| l.starts_with("bench op=")).collect();
+    assert_eq!(lines.len(), 2, "{console}");
+    for (line, prefix) in lines.iter().zip(["bench op=write size=4096 depth=32 ", "bench op=read size=65536 depth=4 "])
+    {
+        assert!(line.starts_with(prefix), "{line}");
+        let ops: u64 = line.split_whitespace().find_map(|w| w.strip_prefix("ops=")).unwrap().parse().unwrap();
+        assert!(ops > 0, "{line}");
+    }
+    // The writes reached the image.
+    assert!(std::fs::read(&image).unwrap()[..4096].iter().all(|&b| b == 0x5a));
+}

@@ -40,7 +40,7 @@ pub fn domain_counts(cfg: Config) -> Vec<usize> {
 }
 
 /// Where xsim's programs are: beside this binary.
-fn programs() -> Result<(host::Programs, PathBuf)> {
+pub(crate) fn programs() -> Result<(host::Programs, PathBuf)> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("binary directory")?;
     let programs = host::Programs { xsim: dir.join("xsim"), xenstored: crate::daemons::our_xenstored()? };

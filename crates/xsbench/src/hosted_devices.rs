@@ -17,9 +17,9 @@
 //!   per-device walk somewhere (the toolstack's id choice, the backend
 //!   bus's scan).
 //!
-//! Block throughput (sequential and random, read and write, through a
-//! `blkif` frontend and backend on hosted rings) belongs beside these,
-//! once that device exists; see docs/benchmarks.md.
+//! Block throughput through a `blkif` frontend and backend on hosted
+//! rings has a phase of its own, `--only block` (`hosted_block`), with a
+//! host of its own: it needs `xen-blkback` in dom0.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

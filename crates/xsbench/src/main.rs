@@ -9,6 +9,7 @@ mod conn;
 mod daemons;
 mod hosted;
 mod hosted_attacks;
+mod hosted_block;
 mod hosted_devices;
 mod plot;
 mod poller;
@@ -37,7 +38,8 @@ use workloads::{Config, Target};
     about = "Drives any xenstored with the same workloads: ours and the C and OCaml references side \
              by side (compare), one daemon at a socket (run), and the published table and plots (report).",
     after_help = "Workloads (--only): latency, throughput, subtree, directory, txn, contended, fanout, \
-                  many-conns, contained, store, hosted."
+                  many-conns, contained, store, hosted, block (block device throughput through a \
+                  hosted guest's blkfront and xen-blkback, beside pread/pwrite on the image)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -57,7 +59,7 @@ enum Cmd {
         /// Skip the store-size phase.
         #[arg(long)]
         no_store: bool,
-        /// Skip the hosted-domain phase.
+        /// Skip the hosted-domain phases (hosted, block).
         #[arg(long)]
         no_hosted: bool,
     },
@@ -118,7 +120,7 @@ struct Common {
 }
 
 /// Every workload `--only` may name.
-const WORKLOADS: [&str; 11] = [
+const WORKLOADS: [&str; 12] = [
     "latency",
     "throughput",
     "subtree",
@@ -130,6 +132,7 @@ const WORKLOADS: [&str; 11] = [
     "contained",
     "store",
     "hosted",
+    "block",
 ];
 
 fn daemon_kind(name: &str) -> Result<Kind, String> {
@@ -367,6 +370,11 @@ fn compare(o: &Options, argv: &[String]) -> Result<()> {
     if o.hosted && o.wants("hosted") && kinds.contains(&Kind::Rust) {
         progress::step("hosted domains");
         attempt(&mut res, "hosted", |r| hosted::run(dir.path(), cfg, o.reps(), r));
+        checkpoint(&res, &o.out)?;
+    }
+    if o.hosted && o.wants("block") && kinds.contains(&Kind::Rust) {
+        progress::step("block device throughput");
+        attempt(&mut res, "block", |r| hosted_block::run(dir.path(), cfg, o.reps(), r));
     }
     save(&res, &o.out)
 }

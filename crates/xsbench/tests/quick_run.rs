@@ -96,6 +96,25 @@ fn quick_compare_measures_every_workload_and_reports() {
         let v = values(&results, group, name, daemon);
         assert!(!v.is_empty() && v.iter().all(|x| x.is_finite() && *x > 0.0), "{group} {name}: {v:?}");
     }
+    // Block throughput: every case through a guest's blkfront and on the
+    // image directly (the limit, in the machine column), and their ratio.
+    for op in ["read", "write"] {
+        for size in [4, 64] {
+            for depth in [1, 32] {
+                let case = format!("{op} {size} KiB QD{depth}");
+                for (figure, daemon) in [
+                    (format!("{case}: MB/s"), "rust"),
+                    (format!("{case}: MB/s"), "machine"),
+                    (format!("{case}: IOPS"), "rust"),
+                    (format!("{case}: IOPS"), "machine"),
+                    (format!("{case}: ours / limit"), "rust"),
+                ] {
+                    let v = values(&results, "Block device throughput", &figure, daemon);
+                    assert!(!v.is_empty() && v.iter().all(|x| x.is_finite() && *x > 0.0), "{figure} {daemon}: {v:?}");
+                }
+            }
+        }
+    }
 
     let md = dir.path().join("benchmarks.md");
     std::fs::write(&md, "# Benchmarks\n\nHand-written text stays.\n").unwrap();

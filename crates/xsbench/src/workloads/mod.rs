@@ -104,7 +104,7 @@ pub fn as_quiet_domain<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// Unpins the calling thread.
-fn unpin_thread() {
+pub fn unpin_thread() {
     let mut set = rustix::thread::CpuSet::new();
     for cpu in 0..rustix::thread::CpuSet::MAX_CPU.min(1024) {
         set.set(cpu);

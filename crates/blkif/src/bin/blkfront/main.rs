@@ -4,7 +4,7 @@
 //! command passed (the hypervisor records a poweroff), 1 otherwise.
 //!
 //! ```text
-//! blkfront [--timeout SECS] [--ring-page-order N] DEVID COMMAND...
+//! blkfront [--timeout SECS] [--ring-page-order N] [--cpu N] DEVID COMMAND...
 //!   info                              print sectors, sector size, read-only, features
 //!   write SECTOR FILE                 write a file (padded to whole sectors)
 //!   write SECTOR --pattern SEED COUNT write COUNT sectors of the seed's pattern
@@ -12,7 +12,14 @@
 //!   verify SECTOR FILE                read and compare with a file
 //!   verify SECTOR --pattern SEED COUNT
 //!   flush                             make the writes durable
+//!   bench read|write SIZE DEPTH SECONDS
+//!                                     throughput with DEPTH operations of SIZE
+//!                                     bytes in flight, sequential offsets over
+//!                                     the whole disk ([`bench`])
 //! ```
+//!
+//! `--cpu N` pins the program to CPU N (best effort), as a guest with a
+//! vCPU of its own: a benchmark keeps it off the CPU of dom0's backend.
 //!
 //! A device left connected by an earlier run (or a crashed one) is
 //! reset first, as Linux's `xenbus_reset_frontend` does: Closed, wait for
@@ -28,6 +35,8 @@ use xen_platform::hosted::Host;
 use xenbus::{paths, switch, Conn, SyncConn, XenbusState};
 use xenstore::Store;
 
+mod bench;
+
 /// Waiting between steps when nothing happens.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -39,6 +48,7 @@ enum Command {
     Read { sector: u64, count: u64 },
     Verify { sector: u64, data: Source },
     Flush,
+    Bench(bench::Spec),
 }
 
 #[derive(Debug)]
@@ -64,6 +74,7 @@ impl Source {
 struct Options {
     timeout: Duration,
     order: u32,
+    cpu: Option<usize>,
     devid: u32,
     commands: Vec<Command>,
 }
@@ -72,6 +83,7 @@ fn parse(args: &[String]) -> Result<Options> {
     let mut args = args.iter().map(String::as_str).peekable();
     let mut timeout = Duration::from_secs(30);
     let mut order = 0;
+    let mut cpu = None;
     let number = |s: Option<&str>, what: &str| -> Result<u64> {
         s.ok_or_else(|| anyhow!("missing {what}"))?.parse().with_context(|| format!("{what} is not a number"))
     };
@@ -85,6 +97,10 @@ fn parse(args: &[String]) -> Result<Options> {
                 args.next();
                 order = u32::try_from(number(args.next(), "--ring-page-order")?)?;
             }
+            Some("--cpu") => {
+                args.next();
+                cpu = Some(usize::try_from(number(args.next(), "--cpu")?)?);
+            }
             _ => break,
         }
     }
@@ -94,6 +110,7 @@ fn parse(args: &[String]) -> Result<Options> {
         commands.push(match word {
             "info" => Command::Info,
             "flush" => Command::Flush,
+            "bench" => Command::Bench(bench::Spec::parse(&mut args)?),
             "read" => Command::Read { sector: number(args.next(), "SECTOR")?, count: number(args.next(), "COUNT")? },
             "write" | "verify" => {
                 let sector = number(args.next(), "SECTOR")?;
@@ -115,9 +132,9 @@ fn parse(args: &[String]) -> Result<Options> {
         });
     }
     if commands.is_empty() {
-        bail!("usage: blkfront [--timeout SECS] [--ring-page-order N] DEVID (info | write SECTOR FILE | write SECTOR --pattern SEED COUNT | read SECTOR COUNT | verify ... | flush)...");
+        bail!("usage: blkfront [--timeout SECS] [--ring-page-order N] [--cpu N] DEVID (info | write SECTOR FILE | write SECTOR --pattern SEED COUNT | read SECTOR COUNT | verify ... | flush | bench read|write SIZE DEPTH SECONDS)...");
     }
-    Ok(Options { timeout, order, devid, commands })
+    Ok(Options { timeout, order, cpu, devid, commands })
 }
 
 /// Waits until `<dir>/state` is one of `wanted`.
@@ -152,7 +169,18 @@ fn reset(conn: &SyncConn, dir: &str, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Best effort: on a machine without CPU `cpu` the program runs where
+/// it was started.
+fn pin_to(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    let _ = rustix::thread::sched_setaffinity(None, &set);
+}
+
 fn run(options: &Options) -> Result<bool> {
+    if let Some(cpu) = options.cpu {
+        pin_to(cpu);
+    }
     let (host, start) = Host::from_guest_env().context("not a hosted guest")?;
     let domid = start.domid;
     let transport = xenstore::transport::hosted::ring_of(&host, start)?;
@@ -228,6 +256,12 @@ fn execute(front: &mut Blkfront<SyncConn>, devid: u32, command: &Command, timeou
         Command::Flush => {
             let ticket = front.flush(devid)?;
             wait(front, ticket).map(|_| true)
+        }
+        Command::Bench(spec) => {
+            let sectors = front.info(devid).ok_or_else(|| anyhow!("not connected"))?.sectors;
+            let outcome = bench::run(front, devid, sectors, spec, timeout, TICK)?;
+            println!("{}", outcome.line(spec));
+            Ok(true)
         }
     }
 }
