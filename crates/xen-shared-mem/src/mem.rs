@@ -2,7 +2,7 @@
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use crate::{check_range, check_word};
 
@@ -83,30 +83,71 @@ impl<'a> SharedMem<'a> {
         self.word(offset).store(value, order);
     }
 
-    /// Copies `dst.len()` bytes starting at `offset` out of the memory,
-    /// each a `Relaxed` atomic load.
+    /// Copies `dst.len()` bytes starting at `offset` out of the memory
+    /// with `Relaxed` atomic loads: 8 bytes at a time where the memory is
+    /// 8-aligned, single bytes at the unaligned ends.
+    ///
+    /// Word-sized atomics are what make bulk data cheap to copy: a block
+    /// backend moving 64 KiB a request spent 40% of its time in the
+    /// byte-at-a-time loop (the compiler cannot widen atomic accesses).
+    /// The chunking follows the memory's addresses, not the range, so two
+    /// copies of the same bytes use the same access sizes.
     ///
     /// # Panics
     ///
     /// If the range is out of bounds.
     pub fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
         check_range(offset, dst.len(), self.len);
-        for (i, out) in dst.iter_mut().enumerate() {
+        let (head, words, tail) = self.split(offset, dst.len());
+        let (dst_head, rest) = dst.split_at_mut(head);
+        let (dst_words, dst_tail) = rest.split_at_mut(words * 8);
+        for (i, out) in dst_head.iter_mut().enumerate() {
             *out = self.byte(offset + i).load(Ordering::Relaxed);
+        }
+        let at = offset + head;
+        for (i, out) in dst_words.chunks_exact_mut(8).enumerate() {
+            out.copy_from_slice(&self.word64(at + 8 * i).load(Ordering::Relaxed).to_ne_bytes());
+        }
+        let at = at + words * 8;
+        debug_assert_eq!(dst_tail.len(), tail);
+        for (i, out) in dst_tail.iter_mut().enumerate() {
+            *out = self.byte(at + i).load(Ordering::Relaxed);
         }
     }
 
-    /// Copies `src` into the memory starting at `offset`, each byte a
-    /// `Relaxed` atomic store.
+    /// Copies `src` into the memory starting at `offset` with `Relaxed`
+    /// atomic stores, chunked as [`SharedMem::read_bytes`] reads.
     ///
     /// # Panics
     ///
     /// If the range is out of bounds.
     pub fn write_bytes(&self, offset: usize, src: &[u8]) {
         check_range(offset, src.len(), self.len);
-        for (i, &b) in src.iter().enumerate() {
+        let (head, words, _) = self.split(offset, src.len());
+        let (src_head, rest) = src.split_at(head);
+        let (src_words, src_tail) = rest.split_at(words * 8);
+        for (i, &b) in src_head.iter().enumerate() {
             self.byte(offset + i).store(b, Ordering::Relaxed);
         }
+        let at = offset + head;
+        for (i, chunk) in src_words.chunks_exact(8).enumerate() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.word64(at + 8 * i).store(u64::from_ne_bytes(word), Ordering::Relaxed);
+        }
+        let at = at + words * 8;
+        for (i, &b) in src_tail.iter().enumerate() {
+            self.byte(at + i).store(b, Ordering::Relaxed);
+        }
+    }
+
+    /// How a copy of `len` bytes at `offset` splits: bytes before the
+    /// first 8-aligned address, whole 8-byte words, bytes after.
+    fn split(&self, offset: usize, len: usize) -> (usize, usize, usize) {
+        let addr = self.base.as_ptr().addr().wrapping_add(offset);
+        let head = ((8 - addr % 8) % 8).min(len);
+        let words = (len - head) / 8;
+        (head, words, len - head - words * 8)
     }
 
     /// Sets `len` bytes starting at `offset` to `value` (`Relaxed`).
@@ -130,6 +171,23 @@ impl<'a> SharedMem<'a> {
         // atomic (this type is the only way in; the peer is outside the
         // abstract machine), which is what `AtomicU32::from_ptr` requires.
         unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(offset).cast::<u32>()) }
+    }
+
+    fn word64(&self, offset: usize) -> &'a AtomicU64 {
+        // Callers pass 8-aligned addresses inside checked ranges; these
+        // are the last line of defence.
+        check_range(offset, 8, self.len);
+        let ptr = self.base.as_ptr().wrapping_add(offset);
+        assert!(ptr.addr() % 8 == 0, "unaligned 8-byte access");
+        // SAFETY: the 8 bytes at base + offset are within the view
+        // (checked), valid for 'a by the contract of `new`, and 8-aligned
+        // (checked). Every access to the memory from this process is
+        // atomic, which is what `AtomicU64::from_ptr` requires. Accesses
+        // of different sizes to the same bytes come from the peer (outside
+        // the abstract machine) or, in one process, from two ends whose
+        // copies the ring indices order (happens-before), and the chunking
+        // follows addresses, so equal ranges are copied with equal sizes.
+        unsafe { AtomicU64::from_ptr(ptr.cast::<u64>()) }
     }
 
     fn byte(&self, offset: usize) -> &'a AtomicU8 {

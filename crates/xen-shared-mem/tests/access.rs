@@ -76,3 +76,29 @@ fn views_are_shared_between_threads() {
     });
     assert_eq!(mem.load_u32(4, Ordering::Acquire), 7);
 }
+
+/// Copies are done a word at a time where the memory is 8-aligned: at
+/// every offset and length the bytes written are the bytes read, and the
+/// bytes around them are untouched.
+#[test]
+fn copies_at_every_alignment_and_length_touch_exactly_their_range() {
+    let owned = OwnedMem::new(96);
+    let mem = owned.mem();
+    for offset in 0..17 {
+        for len in 0..41 {
+            mem.fill(0, 96, 0xee);
+            let src: Vec<u8> = (0..len).map(|i| u8::try_from((i * 7 + offset) % 251).unwrap()).collect();
+            mem.write_bytes(offset, &src);
+            let mut back = vec![0; len];
+            mem.read_bytes(offset, &mut back);
+            assert_eq!(back, src, "offset {offset} len {len}");
+            let mut all = [0u8; 96];
+            mem.read_bytes(0, &mut all);
+            for (i, &b) in all.iter().enumerate() {
+                if !(offset..offset + len).contains(&i) {
+                    assert_eq!(b, 0xee, "byte {i} changed by a copy of {len} at {offset}");
+                }
+            }
+        }
+    }
+}

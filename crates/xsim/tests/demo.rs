@@ -11,7 +11,11 @@ use std::process::Command;
 fn the_demo_runs_guests_and_a_block_device_end_to_end() {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_xsim")).parent().expect("the binaries' directory").to_owned();
     for program in ["xsim", "xsim-guest", "xenstored", "xenstore", "xen-blkback", "blkfront"] {
-        assert!(bin.join(program).is_file(), "{program} is missing in {}: cargo build --workspace --bins", bin.display());
+        assert!(
+            bin.join(program).is_file(),
+            "{program} is missing in {}: cargo build --workspace --bins",
+            bin.display()
+        );
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let state = tempfile::tempdir().unwrap();
