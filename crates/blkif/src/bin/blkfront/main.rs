@@ -79,32 +79,52 @@ struct Options {
     commands: Vec<Command>,
 }
 
-fn parse(args: &[String]) -> Result<Options> {
-    let mut args = args.iter().map(String::as_str).peekable();
-    let mut timeout = Duration::from_secs(30);
-    let mut order = 0;
-    let mut cpu = None;
+/// The command line: options, the device, then the commands (parsed in
+/// order by [`parse_commands`], since each takes its own arguments).
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "blkfront",
+    version,
+    about = "A block frontend for a hosted guest: connects vbd DEVID, runs the COMMANDs in order, \
+             closes the device; prints PASS blkfront and exits 0 if all passed",
+    after_help = COMMANDS
+)]
+struct Cli {
+    /// Seconds to wait for the backend at each step.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    timeout: u64,
+    /// Ask for a ring of 2^N pages (the backend's max-ring-page-order bounds it).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    ring_page_order: u32,
+    /// Pin to this CPU (best effort), as a guest with a vCPU of its own.
+    #[arg(long, value_name = "N")]
+    cpu: Option<usize>,
+    /// The device: its virtual-device number (51712 is xvda).
+    devid: u32,
+    /// What to do, in order (see below).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    commands: Vec<String>,
+}
+
+/// The commands, for `--help`.
+const COMMANDS: &str = "Commands:
+  info                               sectors, sector size, read-only, features
+  write SECTOR FILE                  write a file (padded to whole sectors)
+  write SECTOR --pattern SEED COUNT  write COUNT sectors of the seed's pattern
+  read SECTOR COUNT                  read and print a checksum
+  verify SECTOR FILE                 read and compare with a file
+  verify SECTOR --pattern SEED COUNT read and compare with the pattern
+  flush                              make the writes durable
+  bench read|write SIZE DEPTH SECONDS
+                                     throughput with DEPTH operations of SIZE bytes in flight
+
+Example: blkfront 51712 write 0 --pattern 7 4096 flush verify 0 --pattern 7 4096";
+
+fn parse_commands(words: &[String]) -> Result<Vec<Command>> {
+    let mut args = words.iter().map(String::as_str).peekable();
     let number = |s: Option<&str>, what: &str| -> Result<u64> {
         s.ok_or_else(|| anyhow!("missing {what}"))?.parse().with_context(|| format!("{what} is not a number"))
     };
-    loop {
-        match args.peek().copied() {
-            Some("--timeout") => {
-                args.next();
-                timeout = Duration::from_secs(number(args.next(), "--timeout")?);
-            }
-            Some("--ring-page-order") => {
-                args.next();
-                order = u32::try_from(number(args.next(), "--ring-page-order")?)?;
-            }
-            Some("--cpu") => {
-                args.next();
-                cpu = Some(usize::try_from(number(args.next(), "--cpu")?)?);
-            }
-            _ => break,
-        }
-    }
-    let devid = u32::try_from(number(args.next(), "DEVID")?)?;
     let mut commands = Vec::new();
     while let Some(word) = args.next() {
         commands.push(match word {
@@ -128,13 +148,10 @@ fn parse(args: &[String]) -> Result<Options> {
                     Command::Verify { sector, data }
                 }
             }
-            other => bail!("unknown command {other:?}"),
+            other => bail!("unknown command {other:?} (blkfront --help lists them)"),
         });
     }
-    if commands.is_empty() {
-        bail!("usage: blkfront [--timeout SECS] [--ring-page-order N] [--cpu N] DEVID (info | write SECTOR FILE | write SECTOR --pattern SEED COUNT | read SECTOR COUNT | verify ... | flush | bench read|write SIZE DEPTH SECONDS)...");
-    }
-    Ok(Options { timeout, order, cpu, devid, commands })
+    Ok(commands)
 }
 
 /// Waits until `<dir>/state` is one of `wanted`.
@@ -267,8 +284,17 @@ fn execute(front: &mut Blkfront<SyncConn>, devid: u32, command: &Command, timeou
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = parse(&args).and_then(|options| run(&options));
+    let cli = <Cli as clap::Parser>::parse();
+    let result = parse_commands(&cli.commands).and_then(|commands| {
+        let options = Options {
+            timeout: Duration::from_secs(cli.timeout),
+            order: cli.ring_page_order,
+            cpu: cli.cpu,
+            devid: cli.devid,
+            commands,
+        };
+        run(&options)
+    });
     match result {
         Ok(true) => println!("PASS blkfront"),
         Ok(false) => {
