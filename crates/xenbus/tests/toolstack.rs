@@ -238,3 +238,23 @@ fn removing_a_domains_backend_directory_drops_its_devices_only() {
     assert_eq!(back.devices().collect::<Vec<_>>(), [specs[2].backend_dir()]);
     assert_eq!(entries(&log, "be remove").len(), 2);
 }
+
+#[test]
+fn attach_new_refuses_a_directory_that_is_there_and_writes_nothing() {
+    let host = Host::new();
+    let (fe, _fe_conn) = host.guest("front");
+    let spec = DeviceSpec::new("vif", 0, fe, 0);
+    let mut extra = |tx: &dyn Store| tx.write("/toolstack-note", b"1");
+    toolstack::attach_new(&host.toolstack, &spec, &mut extra).unwrap();
+    assert_eq!(host.toolstack.read("/toolstack-note").unwrap(), b"1", "the caller's writes are in it");
+    host.toolstack.rm("/toolstack-note").unwrap();
+    let err = toolstack::attach_new(&host.toolstack, &spec, &mut extra).unwrap_err();
+    assert!(matches!(&err, xenbus::Error::Exists { path } if *path == spec.frontend_dir()), "{err}");
+    assert_eq!(code(host.toolstack.read("/toolstack-note")), Some(ErrorCode::ENOENT), "nothing written");
+    // Only the backend's left over is refused too.
+    let other = DeviceSpec::new("vif", 1, fe, 0);
+    host.toolstack.mkdir(&other.backend_dir()).unwrap();
+    let err = toolstack::attach_new(&host.toolstack, &other, &mut |_| Ok(())).unwrap_err();
+    assert!(matches!(&err, xenbus::Error::Exists { path } if *path == other.backend_dir()), "{err}");
+    assert_eq!(code(host.toolstack.read(&other.frontend_dir())), Some(ErrorCode::ENOENT));
+}
