@@ -13,10 +13,18 @@
 //! to close, and goes back to `InitWait`, which makes the frontend
 //! reconnect.
 //!
+//! What a root event costs does not grow with the number of devices: an
+//! event at or below a device directory looks at that one directory (its
+//! `state`, or whether it still exists), and only an event above the
+//! device level (the root's first event, a whole frontend domain's
+//! directory appearing or going) lists what lies below it. Listing the
+//! whole root on every event made each attach O(devices): N names
+//! transferred and compared with the N devices held.
+//!
 //! Call order: [`Bus::start`] once, then [`Bus::poll`] (or
 //! [`Bus::handle`] with each event of the connection) for ever.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use xenstore::WatchEvent;
@@ -131,8 +139,8 @@ impl<C: Conn> Bus<C> {
     pub fn handle(&mut self, event: &WatchEvent) -> Result<(), Error> {
         if *event.token == *self.token.as_bytes() {
             return match depth_below(&event.path, &self.root) {
-                Some(depth) if depth > paths::device_depth(self.role) && self.owns(&event.path) => Ok(()),
-                Some(_) => self.scan(),
+                Some(depth) if depth >= paths::device_depth(self.role) => self.look_at(&event.path, depth),
+                Some(_) => self.scan_below(&event.path),
                 None => Ok(()),
             };
         }
@@ -150,19 +158,47 @@ impl<C: Conn> Bus<C> {
         Ok(())
     }
 
-    /// Whether a path below the root lies in a device the bus has (a
-    /// lookup of its first components, not a walk over the devices).
-    fn owns(&self, path: &str) -> bool {
-        let Some(rest) = path.strip_prefix(&self.root) else { return false };
+    /// An event at `path`, `depth` levels below the root and at or below
+    /// a device directory: only that directory is looked at. A device the
+    /// bus has ignores events inside it (its own writes, the toolstack's
+    /// keys); an event at its directory is a removal unless the directory
+    /// is still there. A device the bus does not have is probed (a missing
+    /// or stateless directory is not taken, and is looked at again when
+    /// its `state` is written).
+    fn look_at(&mut self, path: &str, depth: usize) -> Result<(), Error> {
+        let Some(dir) = self.device_dir_of(path) else { return Ok(()) };
+        if !self.devices.contains_key(&dir) {
+            return self.probe(&dir);
+        }
+        if depth == paths::device_depth(self.role) && !self.conn.store().exists(&dir)? {
+            self.drop_device(&dir);
+        }
+        Ok(())
+    }
+
+    /// The device directory a path below the root lies in: the root and
+    /// the first device-depth components below it.
+    fn device_dir_of(&self, path: &str) -> Option<String> {
+        let rest = path.strip_prefix(&self.root)?;
         let depth = paths::device_depth(self.role);
         let components: Vec<&str> = rest.split('/').filter(|c| !c.is_empty()).take(depth).collect();
-        components.len() == depth && self.devices.contains_key(&format!("{}/{}", self.root, components.join("/")))
+        (components.len() == depth).then(|| format!("{}/{}", self.root, components.join("/")))
     }
 
     /// Lists the root: probes new devices, removes vanished ones.
     pub fn scan(&mut self) -> Result<(), Error> {
-        let found = self.list()?;
-        let vanished: Vec<String> = self.devices.keys().filter(|d| !found.contains(*d)).cloned().collect();
+        let root = self.root.clone();
+        self.scan_below(&root)
+    }
+
+    /// Lists the device directories at or below `top` (the root, or a
+    /// directory between it and the devices): probes the new ones, removes
+    /// the devices below `top` that are no longer listed.
+    fn scan_below(&mut self, top: &str) -> Result<(), Error> {
+        let found: BTreeSet<String> = self.list(top)?.into_iter().collect();
+        let (lo, hi) = xenstore_wire::path::descendants_range(top);
+        let vanished: Vec<String> =
+            self.devices.range(lo..hi).map(|(dir, _)| dir).filter(|d| !found.contains(*d)).cloned().collect();
         for dir in vanished {
             self.drop_device(&dir);
         }
@@ -174,10 +210,11 @@ impl<C: Conn> Bus<C> {
         Ok(())
     }
 
-    /// The device directories below the root (a missing root is none).
-    fn list(&self) -> Result<Vec<String>, Error> {
-        let mut dirs = vec![self.root.clone()];
-        for _ in 0..paths::device_depth(self.role) {
+    /// The device directories at or below `top` (a missing `top` has none).
+    fn list(&self, top: &str) -> Result<Vec<String>, Error> {
+        let below_root = depth_below(top, &self.root).unwrap_or(0);
+        let mut dirs = vec![top.to_owned()];
+        for _ in below_root..paths::device_depth(self.role) {
             let mut next = Vec::new();
             for dir in dirs {
                 match self.conn.store().directory(&dir) {

@@ -46,6 +46,12 @@ pub enum Error {
         /// The device directory.
         device: String,
     },
+    /// A directory that had to be new is already there (see
+    /// [`crate::toolstack::attach_new`]).
+    Exists {
+        /// The directory.
+        path: String,
+    },
     /// A wait for a state ran out of time.
     Timeout {
         /// The `state` node waited on.
@@ -78,6 +84,7 @@ impl Error {
             Error::Xs(err) => err.errno(),
             Error::BadState { .. } | Error::Parse { .. } | Error::Illegal(_) => ErrorCode::EINVAL.errno(),
             Error::NoOtherEnd { .. } | Error::Gone { .. } => ErrorCode::ENOENT.errno(),
+            Error::Exists { .. } => ErrorCode::EEXIST.errno(),
             // Linux's ETIMEDOUT.
             Error::Timeout { .. } => 110,
             Error::Driver { errno, .. } => *errno,
@@ -101,6 +108,7 @@ impl fmt::Display for Error {
             Error::Illegal(t) => write!(f, "{t}"),
             Error::NoOtherEnd { device } => write!(f, "{device}: the other end is missing"),
             Error::Gone { device } => write!(f, "{device}: the device directory is gone"),
+            Error::Exists { path } => write!(f, "{path} already exists"),
             Error::Timeout { path, wanted, last, waited } => {
                 let last = last.map_or_else(|| "unreadable".to_owned(), |s| s.to_string());
                 write!(f, "{path}: waited {waited:?} for {wanted}, last saw {last}")

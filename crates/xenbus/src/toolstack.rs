@@ -7,6 +7,11 @@
 //!   the backend domain, readable by the frontend (`[{be, NONE}, {fe,
 //!   READ}]`); `state` 1 in both, `online` 1 in the backend's. Nodes
 //!   created below a directory inherit its permissions.
+//! - [`attach_new`] does the same for a device that must be new, with the
+//!   caller's own writes in the same transaction: the check that neither
+//!   directory exists is made inside it, so two attaches racing for one id
+//!   cannot both succeed (the daemon's transactions conflict on a node's
+//!   existence, and the loser's retry sees the winner's directories).
 //! - [`detach`] writes the backend's `online` 0 and (unless already
 //!   Closed) `state` 5 in one transaction, waits for the backend's `state`
 //!   6, then removes both directories in one transaction. libxl waits
@@ -83,6 +88,28 @@ fn owned_readable_by(owner: DomId, reader: DomId) -> PermList {
 /// must exist: the daemon refuses (`ENOENT`) permissions that name an
 /// unknown domain.
 pub fn attach(conn: &dyn Conn, spec: &DeviceSpec) -> Result<(), Error> {
+    write_both(conn, spec, false, &mut |_| Ok(()))
+}
+
+/// Writes both directories of `spec` as [`attach`] does, and runs `also`
+/// (the toolstack's own record of the device, say) in the same
+/// transaction, for a device that must be new: [`Error::Exists`] if either
+/// directory is already there, checked inside the transaction, and nothing
+/// is written. An error of `also` aborts the transaction and is returned.
+pub fn attach_new(
+    conn: &dyn Conn,
+    spec: &DeviceSpec,
+    also: &mut dyn FnMut(&dyn Store) -> Result<(), xenstore::Error>,
+) -> Result<(), Error> {
+    write_both(conn, spec, true, also)
+}
+
+fn write_both(
+    conn: &dyn Conn,
+    spec: &DeviceSpec,
+    fresh: bool,
+    also: &mut dyn FnMut(&dyn Store) -> Result<(), xenstore::Error>,
+) -> Result<(), Error> {
     let (fe_dir, be_dir) = (spec.frontend_dir(), spec.backend_dir());
     let fe_keys = [
         ("backend", be_dir.clone()),
@@ -95,11 +122,35 @@ pub fn attach(conn: &dyn Conn, spec: &DeviceSpec) -> Result<(), Error> {
         ("online", "1".to_owned()),
         ("state", XenbusState::Initialising.number().to_string()),
     ];
-    conn::transaction(conn, |tx| {
+    let mut taken = None;
+    let written = conn::transaction(conn, |tx| {
+        taken = None;
+        if fresh {
+            for dir in [&fe_dir, &be_dir] {
+                if tx.exists(dir)? {
+                    taken = Some(dir.clone());
+                    return Err(xenstore::Error::Xs(xenstore::ErrorCode::EEXIST));
+                }
+            }
+        }
+        // A directory left by an earlier device would keep its keys: start
+        // clean (a fresh one was just seen not to exist).
+        if !fresh {
+            rm_if_there(tx, &fe_dir)?;
+            rm_if_there(tx, &be_dir)?;
+        }
         write_dir(tx, &fe_dir, &owned_readable_by(spec.frontend, spec.backend), &fe_keys, &spec.frontend_keys)?;
-        write_dir(tx, &be_dir, &owned_readable_by(spec.backend, spec.frontend), &be_keys, &spec.backend_keys)
-    })?;
-    Ok(())
+        write_dir(tx, &be_dir, &owned_readable_by(spec.backend, spec.frontend), &be_keys, &spec.backend_keys)?;
+        also(tx)
+    });
+    match (written, taken) {
+        (Err(_), Some(path)) => Err(Error::Exists { path }),
+        (result, _) => Ok(result?),
+    }
+}
+
+fn rm_if_there(tx: &dyn Store, dir: &str) -> Result<(), xenstore::Error> {
+    tx.rm(dir).or_else(|err| if err.code() == Some(xenstore::ErrorCode::ENOENT) { Ok(()) } else { Err(err) })
 }
 
 fn write_dir(
@@ -109,8 +160,6 @@ fn write_dir(
     keys: &[(&str, String)],
     extra: &[(String, String)],
 ) -> Result<(), xenstore::Error> {
-    // A directory left by an earlier device would keep its keys: start clean.
-    tx.rm(dir).or_else(|err| if err.code() == Some(xenstore::ErrorCode::ENOENT) { Ok(()) } else { Err(err) })?;
     tx.mkdir(dir)?;
     tx.set_perms(dir, perms)?;
     let extra = extra.iter().map(|(k, v)| (k.as_str(), v.clone()));

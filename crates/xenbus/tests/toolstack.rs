@@ -7,7 +7,7 @@ use support::demo::{entries, log, DemoBack, DemoFront};
 use support::{code, settle, state_of, Host};
 use xenbus::toolstack::{self, DeviceSpec};
 use xenbus::{Bus, XenbusState};
-use xenstore::{Access, ErrorCode, Perm, Store};
+use xenstore::{Access, ErrorCode, Op, Perm, Store};
 
 fn perms(list: &[(u16, Access)]) -> Vec<Perm> {
     list.iter().map(|&(domid, access)| Perm { domid, access }).collect()
@@ -172,4 +172,89 @@ fn a_device_whose_other_end_is_missing_fails_its_probe_and_is_closed() {
     assert_eq!(state_of(&host.toolstack, &again.frontend_dir()), "6");
     let error = host.toolstack.read(&format!("/local/domain/{fe}/error/device/demo/1/error")).unwrap();
     assert!(error.starts_with(b"2 "), "{}", String::from_utf8_lossy(&error));
+}
+
+/// The bus's work per attach and per removal must not grow with the
+/// devices it has: no listing of the root, a bounded number of requests.
+#[test]
+fn a_bus_with_many_devices_takes_a_new_one_and_drops_a_gone_one_without_listing() {
+    let host = Host::new();
+    let (fe, _fe_conn) = host.guest("many");
+    let (other, _other_conn) = host.guest("other");
+    let log = log();
+    let blog = log.clone();
+    let mut back = Bus::backend(host.dom0(), 0, "demo", move |_| DemoBack { sectors: 1, log: blog.clone() });
+    back.start().unwrap();
+    // Past the small children list and past one 4 KiB listing of names.
+    let many = 1200;
+    for devid in 0..many {
+        toolstack::attach(&host.toolstack, &DeviceSpec::new("demo", devid, fe, 0)).unwrap();
+    }
+    toolstack::attach(&host.toolstack, &DeviceSpec::new("demo", 0, other, 0)).unwrap();
+    settle(&mut [&mut back]);
+    assert_eq!(back.devices().count(), usize::try_from(many).unwrap() + 1);
+    let _ = back.conn().take_sent();
+
+    let new = DeviceSpec::new("demo", many, fe, 0);
+    toolstack::attach(&host.toolstack, &new).unwrap();
+    settle(&mut [&mut back]);
+    assert!(back.device(&new.backend_dir()).is_some(), "the new device is probed");
+    assert_eq!(state_of(&host.toolstack, &new.backend_dir()), "2");
+    let sent = back.conn().take_sent();
+    assert!(!sent.iter().any(|op| matches!(op, Op::Directory | Op::DirectoryPart)), "listed: {sent:?}");
+    assert!(sent.len() <= 24, "{} requests to probe one device: {sent:?}", sent.len());
+
+    let gone = DeviceSpec::new("demo", 7, fe, 0);
+    toolstack::remove_dirs(&host.toolstack, &gone).unwrap();
+    settle(&mut [&mut back]);
+    assert!(back.device(&gone.backend_dir()).is_none(), "the removed device is dropped");
+    let sent = back.conn().take_sent();
+    assert!(!sent.iter().any(|op| matches!(op, Op::Directory | Op::DirectoryPart)), "listed: {sent:?}");
+    assert!(sent.len() <= 8, "{} requests to drop one device: {sent:?}", sent.len());
+    assert_eq!(back.devices().count(), usize::try_from(many).unwrap() + 1);
+}
+
+/// An event above the devices (a frontend domain's whole backend
+/// directory removed, as destroying the domain does) drops every device
+/// below it and only those.
+#[test]
+fn removing_a_domains_backend_directory_drops_its_devices_only() {
+    let host = Host::new();
+    let (fe1, _c1) = host.guest("one");
+    let (fe2, _c2) = host.guest("two");
+    let log = log();
+    let blog = log.clone();
+    let mut back = Bus::backend(host.dom0(), 0, "demo", move |_| DemoBack { sectors: 1, log: blog.clone() });
+    back.start().unwrap();
+    let specs =
+        [DeviceSpec::new("demo", 0, fe1, 0), DeviceSpec::new("demo", 1, fe1, 0), DeviceSpec::new("demo", 0, fe2, 0)];
+    for spec in &specs {
+        toolstack::attach(&host.toolstack, spec).unwrap();
+    }
+    settle(&mut [&mut back]);
+    assert_eq!(back.devices().count(), 3);
+    host.toolstack.rm(&format!("/local/domain/0/backend/demo/{fe1}")).unwrap();
+    settle(&mut [&mut back]);
+    assert_eq!(back.devices().collect::<Vec<_>>(), [specs[2].backend_dir()]);
+    assert_eq!(entries(&log, "be remove").len(), 2);
+}
+
+#[test]
+fn attach_new_refuses_a_directory_that_is_there_and_writes_nothing() {
+    let host = Host::new();
+    let (fe, _fe_conn) = host.guest("front");
+    let spec = DeviceSpec::new("vif", 0, fe, 0);
+    let mut extra = |tx: &dyn Store| tx.write("/toolstack-note", b"1");
+    toolstack::attach_new(&host.toolstack, &spec, &mut extra).unwrap();
+    assert_eq!(host.toolstack.read("/toolstack-note").unwrap(), b"1", "the caller's writes are in it");
+    host.toolstack.rm("/toolstack-note").unwrap();
+    let err = toolstack::attach_new(&host.toolstack, &spec, &mut extra).unwrap_err();
+    assert!(matches!(&err, xenbus::Error::Exists { path } if *path == spec.frontend_dir()), "{err}");
+    assert_eq!(code(host.toolstack.read("/toolstack-note")), Some(ErrorCode::ENOENT), "nothing written");
+    // Only the backend's left over is refused too.
+    let other = DeviceSpec::new("vif", 1, fe, 0);
+    host.toolstack.mkdir(&other.backend_dir()).unwrap();
+    let err = toolstack::attach_new(&host.toolstack, &other, &mut |_| Ok(())).unwrap_err();
+    assert!(matches!(&err, xenbus::Error::Exists { path } if *path == other.backend_dir()), "{err}");
+    assert_eq!(code(host.toolstack.read(&other.frontend_dir())), Some(ErrorCode::ENOENT));
 }

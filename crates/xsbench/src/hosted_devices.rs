@@ -14,8 +14,9 @@
 //!   the null backend of `xsim::devices::null_driver` serving dom0's side,
 //!   each attach waiting for the backend's InitWait as `xsim attach` does;
 //!   per device, for N = 1, 100 and 1,000. A cost that grows with N is a
-//!   per-device walk somewhere (the toolstack's id choice, the backend
-//!   bus's scan).
+//!   per-device walk somewhere: the toolstack's id choice and the backend
+//!   bus's scan each listed every device per attach until they stopped
+//!   (docs/benchmarks.md, "Device layer").
 //!
 //! Block throughput through a `blkif` frontend and backend on hosted
 //! rings has a phase of its own, `--only block` (`hosted_block`), with a

@@ -238,3 +238,68 @@ fn bad_domains_types_and_ids_are_refused_with_what_is_wrong() {
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// Attaches a `vif` to `fe` with the next free id, through the library.
+fn attach_next(ts: &mut xsim::Toolstack, fe: DomId) -> u32 {
+    let spec =
+        xsim::devices::AttachSpec { timeout: Duration::from_secs(10), ..xsim::devices::AttachSpec::new(fe, "vif") };
+    xsim::devices::attach(ts, &spec).expect("attach")
+}
+
+#[test]
+fn the_next_id_follows_the_highest_and_survives_what_the_note_does_not_know() {
+    let mut host = TestHost::up();
+    let _backend = dom0_backend(&host, "vif");
+    let fe = host.guest("guest", &["demo"], false);
+    let ids: Vec<u32> = (0..3).map(|_| attach_next(&mut host.ts, fe)).collect();
+    assert_eq!(ids, [0, 1, 2]);
+    assert_eq!(read(&host, &xsim::devices::next_id::node(fe, "vif")).as_deref(), Some("2"));
+    // A caller's id above the highest raises it.
+    let spec = xsim::devices::AttachSpec { devid: Some(10), ..xsim::devices::AttachSpec::new(fe, "vif") };
+    assert_eq!(xsim::devices::attach(&mut host.ts, &spec).unwrap(), 10);
+    assert_eq!(attach_next(&mut host.ts, fe), 11);
+    // The highest detached: the ids above the highest left are free again
+    // (libxl's rule, from a listing).
+    assert!(xsim(&host, &["detach", "-f", "guest", "vif", "11"]).status.success());
+    assert!(xsim(&host, &["detach", "-f", "guest", "vif", "10"]).status.success());
+    assert_eq!(attach_next(&mut host.ts, fe), 3);
+    // A directory made behind the note's back at the next id: refused by
+    // the transaction, and the id chosen again from a listing.
+    host.ts.store().write(&format!("/local/domain/{fe}/device/vif/4/state"), b"1").unwrap();
+    assert_eq!(attach_next(&mut host.ts, fe), 5);
+    // That directory was not replaced.
+    assert_eq!(read(&host, &format!("/local/domain/{fe}/device/vif/4/backend")), None);
+    // A record left without its directories is not in the listing: the
+    // same id comes back, and the attach fails saying what is in the way.
+    host.ts.store().write(&format!("/libxl/{fe}/device/vif/6/backend-id"), b"0").unwrap();
+    let spec =
+        xsim::devices::AttachSpec { timeout: Duration::from_secs(10), ..xsim::devices::AttachSpec::new(fe, "vif") };
+    let err = format!("{:#}", xsim::devices::attach(&mut host.ts, &spec).unwrap_err());
+    assert!(err.contains(&format!("already has vif 6 (/libxl/{fe}/device/vif/6 exists")), "{err}");
+}
+
+#[test]
+fn two_toolstacks_attaching_at_once_never_hand_out_one_id_twice() {
+    let mut host = TestHost::up();
+    let _backend = dom0_backend(&host, "vif");
+    let fe = host.guest("guest", &["demo"], false);
+    let per = 15;
+    let ids: Vec<u32> = std::thread::scope(|s| {
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let state = &host.state;
+                s.spawn(move || {
+                    let mut ts = xsim::Toolstack::connect(state).expect("a second toolstack");
+                    (0..per).map(|_| attach_next(&mut ts, fe)).collect::<Vec<u32>>()
+                })
+            })
+            .collect();
+        racers.into_iter().flat_map(|r| r.join().expect("racer")).collect()
+    });
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), ids.len(), "an id was handed out twice: {ids:?}");
+    let listing = stdout(&xsim(&host, &["devices", "guest"]));
+    assert_eq!(listing.lines().count(), ids.len() + 1, "{listing}");
+}

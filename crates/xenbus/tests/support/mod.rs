@@ -25,6 +25,9 @@ pub struct WorldConn {
     world: Shared,
     id: ClientId,
     events: RefCell<VecDeque<WatchEvent>>,
+    /// Every request sent, in or out of a transaction (for tests that
+    /// bound how many a step takes).
+    sent: RefCell<Vec<Op>>,
 }
 
 struct WorldTx<'a> {
@@ -34,10 +37,16 @@ struct WorldTx<'a> {
 
 impl WorldConn {
     pub fn new(world: &Shared, id: ClientId) -> WorldConn {
-        WorldConn { world: Rc::clone(world), id, events: RefCell::new(VecDeque::new()) }
+        WorldConn { world: Rc::clone(world), id, events: RefCell::new(VecDeque::new()), sent: RefCell::new(Vec::new()) }
+    }
+
+    /// The requests sent since the last call, and forgets them.
+    pub fn take_sent(&self) -> Vec<Op> {
+        std::mem::take(&mut *self.sent.borrow_mut())
     }
 
     fn call(&self, tx_id: u32, request: &Request<'_>) -> Result<Reply, xenstore::Error> {
+        self.sent.borrow_mut().push(request.op());
         let mut payload = Vec::new();
         request.encode_payload(&mut payload);
         let reply = self.world.borrow_mut().call_in(self.id, tx_id, request.op(), &payload)?;
@@ -45,6 +54,7 @@ impl WorldConn {
     }
 
     fn call_raw(&self, tx_id: u32, op: Op, payload: &[u8]) -> Result<Vec<u8>, xenstore::Error> {
+        self.sent.borrow_mut().push(op);
         self.world.borrow_mut().call_in(self.id, tx_id, op, payload)
     }
 
@@ -103,6 +113,7 @@ impl Conn for WorldConn {
     }
 
     fn watch(&self, path: &str, token: &str) -> Result<(), xenstore::Error> {
+        self.sent.borrow_mut().push(Op::Watch);
         self.world.borrow_mut().watch(self.id, path, token).map(drop)
     }
 

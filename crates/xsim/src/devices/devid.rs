@@ -46,6 +46,17 @@ fn disk_of(vdev: u32) -> Option<u32> {
     }
 }
 
+/// Where an id stands in the order [`next_free`] counts from: the id
+/// itself, or for a `vbd` its xvd disk (`None`: not an xvd number, which
+/// the count ignores).
+pub fn rank(devtype: &str, id: u32) -> Option<u32> {
+    if devtype == "vbd" {
+        disk_of(id)
+    } else {
+        Some(id)
+    }
+}
+
 /// The id for a new device of `devtype`, given the ids in use (the
 /// frontend's `device/<type>` entries that are numbers); `None` if the
 /// ids are exhausted.

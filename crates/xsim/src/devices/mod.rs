@@ -9,7 +9,7 @@
 //! - [`listing`]: the lines of `xsim devices`;
 //! - [`record`]: the toolstack's own copy of what it attached, which the
 //!   others trust instead of the guest's frontend directory;
-//! - [`devid`], [`names`], [`wait`]: the rules they share;
+//! - [`devid`], [`next_id`], [`names`], [`wait`]: the rules they share;
 //! - [`null_driver`]: a backend and a frontend that only do the
 //!   handshake, for tests, benchmarks and drivers in the making.
 
@@ -18,6 +18,7 @@ pub mod detach;
 pub mod devid;
 pub mod listing;
 pub mod names;
+pub mod next_id;
 pub mod null_driver;
 pub mod record;
 pub mod wait;
