@@ -4,6 +4,10 @@
 //! removes those whose directory vanished, and hands each other-end event
 //! to its device.
 //!
+//! The decisions (what an event concerns, which devices are probed, how
+//! a backend starts one, what vanished) are [`crate::enumerate`]'s, shared
+//! with the async bus; this file does the I/O and owns the drivers.
+//!
 //! Which devices are probed: as in Linux, a device whose own `state` is
 //! `Initialising` (a device that is not new "is going away after switching
 //! to Closed"). A backend also takes over a device that is `online` and
@@ -28,12 +32,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use xenstore::WatchEvent;
-use xenstore_wire::path::depth_below;
 use xenstore_wire::DomId;
 
 use crate::conn::Conn;
 use crate::device::{Device, DeviceCtx, Outcome};
 use crate::driver::{AsBackend, AsFrontend, Backend, Frontend, Hooks};
+use crate::enumerate::{self, Probe, Scope, Start};
 use crate::error::Error;
 use crate::paths;
 use crate::state::XenbusState;
@@ -138,10 +142,10 @@ impl<C: Conn> Bus<C> {
     /// bus is returned.
     pub fn handle(&mut self, event: &WatchEvent) -> Result<(), Error> {
         if *event.token == *self.token.as_bytes() {
-            return match depth_below(&event.path, &self.root) {
-                Some(depth) if depth >= paths::device_depth(self.role) => self.look_at(&event.path, depth),
-                Some(_) => self.scan_below(&event.path),
-                None => Ok(()),
+            return match enumerate::scope(self.role, &self.root, &event.path) {
+                Scope::Device { dir, at_dir } => self.look_at(&dir, at_dir),
+                Scope::Above { top } => self.scan_below(&top),
+                Scope::Outside => Ok(()),
             };
         }
         let token = String::from_utf8_lossy(&event.token);
@@ -158,31 +162,21 @@ impl<C: Conn> Bus<C> {
         Ok(())
     }
 
-    /// An event at `path`, `depth` levels below the root and at or below
-    /// a device directory: only that directory is looked at. A device the
+    /// An event at or inside the device directory `dir` (`at_dir`: at the
+    /// directory itself): only that directory is looked at. A device the
     /// bus has ignores events inside it (its own writes, the toolstack's
     /// keys); an event at its directory is a removal unless the directory
     /// is still there. A device the bus does not have is probed (a missing
     /// or stateless directory is not taken, and is looked at again when
     /// its `state` is written).
-    fn look_at(&mut self, path: &str, depth: usize) -> Result<(), Error> {
-        let Some(dir) = self.device_dir_of(path) else { return Ok(()) };
-        if !self.devices.contains_key(&dir) {
-            return self.probe(&dir);
+    fn look_at(&mut self, dir: &str, at_dir: bool) -> Result<(), Error> {
+        if !self.devices.contains_key(dir) {
+            return self.probe(dir);
         }
-        if depth == paths::device_depth(self.role) && !self.conn.store().exists(&dir)? {
-            self.drop_device(&dir);
+        if at_dir && !self.conn.store().exists(dir)? {
+            self.drop_device(dir);
         }
         Ok(())
-    }
-
-    /// The device directory a path below the root lies in: the root and
-    /// the first device-depth components below it.
-    fn device_dir_of(&self, path: &str) -> Option<String> {
-        let rest = path.strip_prefix(&self.root)?;
-        let depth = paths::device_depth(self.role);
-        let components: Vec<&str> = rest.split('/').filter(|c| !c.is_empty()).take(depth).collect();
-        (components.len() == depth).then(|| format!("{}/{}", self.root, components.join("/")))
     }
 
     /// Lists the root: probes new devices, removes vanished ones.
@@ -196,10 +190,7 @@ impl<C: Conn> Bus<C> {
     /// the devices below `top` that are no longer listed.
     fn scan_below(&mut self, top: &str) -> Result<(), Error> {
         let found: BTreeSet<String> = self.list(top)?.into_iter().collect();
-        let (lo, hi) = xenstore_wire::path::descendants_range(top);
-        let vanished: Vec<String> =
-            self.devices.range(lo..hi).map(|(dir, _)| dir).filter(|d| !found.contains(*d)).cloned().collect();
-        for dir in vanished {
+        for dir in enumerate::vanished(&self.devices, top, &found) {
             self.drop_device(&dir);
         }
         for dir in found {
@@ -212,9 +203,8 @@ impl<C: Conn> Bus<C> {
 
     /// The device directories at or below `top` (a missing `top` has none).
     fn list(&self, top: &str) -> Result<Vec<String>, Error> {
-        let below_root = depth_below(top, &self.root).unwrap_or(0);
         let mut dirs = vec![top.to_owned()];
-        for _ in below_root..paths::device_depth(self.role) {
+        for _ in 0..enumerate::levels_to_list(self.role, &self.root, top) {
             let mut next = Vec::new();
             for dir in dirs {
                 match self.conn.store().directory(&dir) {
@@ -234,7 +224,7 @@ impl<C: Conn> Bus<C> {
             Err(Error::BadState { .. }) => return Ok(()),
             Err(err) => return Err(err),
         };
-        if !self.wants(dir, state)? {
+        if !self.wants(dir, state) {
             return Ok(());
         }
         let mut device = Device::new(self.role, &self.devtype, dir, self.domid, state);
@@ -248,29 +238,28 @@ impl<C: Conn> Bus<C> {
             let _ = switch::switch_state(&self.conn, dir, XenbusState::Closed);
             return Ok(());
         }
-        if self.role == Role::Backend {
-            let result = match state {
-                XenbusState::Connected | XenbusState::Reconfigured => device.take_over(&self.conn, driver.as_mut()),
-                _ => device.set_state(&self.conn, driver.as_mut(), XenbusState::InitWait),
-            };
-            if let Err(err) = result {
-                tracing::warn!(device = dir, %err, "backend could not start the handshake");
-            }
+        let result = match enumerate::start(self.role, state) {
+            Start::Wait => Ok(()),
+            Start::InitWait => device.set_state(&self.conn, driver.as_mut(), XenbusState::InitWait),
+            Start::TakeOver => device.take_over(&self.conn, driver.as_mut()),
+        };
+        if let Err(err) = result {
+            tracing::warn!(device = dir, %err, "backend could not start the handshake");
         }
         tracing::info!(device = dir, %state, "probed");
         self.devices.insert(dir.to_owned(), Slot { device, driver });
         Ok(())
     }
 
-    fn wants(&self, dir: &str, state: XenbusState) -> Result<bool, Error> {
-        use XenbusState::*;
-        Ok(match (self.role, state) {
-            (_, Initialising) => true,
-            (Role::Backend, InitWait | Initialised | Connected | Reconfiguring | Reconfigured) => {
-                self.conn.store().read(&paths::child(dir, "online")).is_ok_and(|v| v.trim_ascii() == b"1")
+    /// See [`enumerate::probe`]; an unreadable `online` is not online.
+    fn wants(&self, dir: &str, state: XenbusState) -> bool {
+        match enumerate::probe(self.role, state) {
+            Probe::Take => true,
+            Probe::IfOnline => {
+                self.conn.store().read(&paths::child(dir, "online")).is_ok_and(|v| enumerate::is_online(&v))
             }
-            _ => false,
-        })
+            Probe::Skip => false,
+        }
     }
 
     /// The driver asks for another state for its device (closing it, a

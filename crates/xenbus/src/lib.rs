@@ -68,6 +68,7 @@ pub mod bus;
 pub mod conn;
 pub mod device;
 pub mod driver;
+pub mod enumerate;
 pub mod error;
 pub mod gather;
 pub mod handshake;
