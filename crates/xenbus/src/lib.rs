@@ -81,6 +81,8 @@ pub mod transitions;
 
 #[cfg(feature = "tokio")]
 pub mod tokio;
+#[cfg(feature = "tokio")]
+mod tokio_bus;
 
 pub use crate::bus::Bus;
 pub use crate::conn::{Conn, SyncConn};

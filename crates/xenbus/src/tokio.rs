@@ -37,6 +37,7 @@ use xenstore::tokio::{AsyncClient, AsyncWatch};
 use xenstore::ErrorCode;
 use xenstore_wire::DomId;
 
+use crate::enumerate::{self, Start};
 use crate::error::Error;
 use crate::handshake::{self, Action, Hook, Step};
 use crate::otherend::OtherEnd;
@@ -44,6 +45,8 @@ use crate::paths;
 use crate::state::XenbusState;
 use crate::switch::Switched;
 use crate::transitions::Role;
+
+pub use crate::tokio_bus::{AsyncBus, BusEvent};
 
 /// Reads `<dir>/state` (missing or unreadable: `Unknown`, as
 /// [`crate::switch::read_state`]).
@@ -127,6 +130,9 @@ pub struct AsyncDevice {
     pending: VecDeque<Step>,
     connected: bool,
     last_peer: Option<XenbusState>,
+    /// A backend taking over a live device: back to `InitWait` once the
+    /// frontend has closed (see [`handshake::backend_reacts`]).
+    reopen: bool,
 }
 
 impl AsyncDevice {
@@ -155,6 +161,7 @@ impl AsyncDevice {
             pending: VecDeque::new(),
             connected: false,
             last_peer: None,
+            reopen: false,
         })
     }
 
@@ -171,6 +178,23 @@ impl AsyncDevice {
     /// The other end.
     pub fn otherend(&self) -> &OtherEnd {
         &self.otherend
+    }
+
+    /// What a bus does with a device it probes ([`crate::enumerate::start`]),
+    /// to be called once after [`AsyncDevice::open`] by the driver of a
+    /// device an [`AsyncBus`] added: a backend announces `InitWait`, or
+    /// takes over a device it finds connected (its process restarted: it
+    /// closes the device and reopens it once the frontend has closed); a
+    /// frontend waits for its backend.
+    pub async fn start(&mut self) -> Result<(), Error> {
+        match enumerate::start(self.role, self.state) {
+            Start::Wait => Ok(()),
+            Start::InitWait => self.set_state(XenbusState::InitWait).await,
+            Start::TakeOver => {
+                self.reopen = true;
+                self.set_state(XenbusState::Closing).await
+            }
+        }
     }
 
     /// Asks for another state: the walk is queued and carried out by
@@ -193,11 +217,7 @@ impl AsyncDevice {
     /// `xenbus_dev_fatal`: writes the error node, drops what was queued,
     /// and queues a `Disconnect` (if connected) and the switch to `Closing`.
     pub async fn fail(&mut self, err: &Error) {
-        let node = paths::error_node(&self.home, &self.dir);
-        tracing::error!(device = self.dir, errno = err.errno(), %err, "xenbus device error");
-        if let Err(again) = self.client.write(&node, format!("{} {err}", err.errno()).as_bytes()).await {
-            tracing::warn!(node, %again, "could not write the device error node");
-        }
+        report_error(&self.client, &self.home, &self.dir, err).await;
         self.pending.clear();
         if self.connected {
             self.pending.push_back(Step::Hook(Hook::Disconnect));
@@ -224,6 +244,9 @@ impl AsyncDevice {
                 Some(Step::Write(state)) => {
                     let switched = switch_state(&self.client, &self.dir, state).await?;
                     self.state = state;
+                    if state == XenbusState::InitWait {
+                        self.reopen = false;
+                    }
                     if switched == Switched::Gone {
                         self.pending.clear();
                         return Err(Error::Gone { device: self.dir.clone() });
@@ -281,7 +304,7 @@ impl AsyncDevice {
             return Ok(());
         }
         let online = self.role == Role::Backend && self.online().await?;
-        let actions = handshake::reacts(self.role, self.state, peer, self.published, online, false);
+        let actions = handshake::reacts(self.role, self.state, peer, self.published, online, self.reopen);
         match handshake::plan(self.role, self.state, &actions) {
             Ok(steps) => self.pending.extend(steps),
             Err(illegal) => self.fail(&Error::Illegal(illegal)).await,
@@ -306,7 +329,8 @@ async fn watch_ends(client: &AsyncClient, other: &OtherEnd, dir: &str) -> Result
     Ok(watch)
 }
 
-async fn read_otherend(client: &AsyncClient, role: Role, dir: &str) -> Result<OtherEnd, Error> {
+/// Reads the other end of the device at `dir` (its directory must exist).
+pub(crate) async fn read_otherend(client: &AsyncClient, role: Role, dir: &str) -> Result<OtherEnd, Error> {
     let (key_path, id_path) = OtherEnd::nodes(role, dir);
     let other = OtherEnd::parse(dir, client.read(&key_path).await, &id_path, client.read(&id_path).await)?;
     match client.read(&other.dir).await {
@@ -318,6 +342,15 @@ async fn read_otherend(client: &AsyncClient, role: Role, dir: &str) -> Result<Ot
     }
 }
 
-fn closed() -> xenstore::Error {
+/// `xenbus_dev_fatal`'s report, async (see [`crate::switch::report_error`]).
+pub(crate) async fn report_error(client: &AsyncClient, home: &str, dir: &str, err: &Error) {
+    let node = paths::error_node(home, dir);
+    tracing::error!(device = dir, errno = err.errno(), %err, "xenbus device error");
+    if let Err(again) = client.write(&node, format!("{} {err}", err.errno()).as_bytes()).await {
+        tracing::warn!(node, %again, "could not write the device error node");
+    }
+}
+
+pub(crate) fn closed() -> xenstore::Error {
     xenstore::Error::Io(std::io::Error::new(std::io::ErrorKind::NotConnected, "connection to xenstored closed"))
 }
