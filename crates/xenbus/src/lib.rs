@@ -11,7 +11,9 @@
 //! - Pure rules, no I/O: [`state`] (the node's text), [`transitions`]
 //!   (which steps each role may take, the shortest-path walker),
 //!   [`handshake`] (what an end does when its peer's state changes),
-//!   [`paths`] (where libxl puts things), [`otherend`] (stale events).
+//!   [`paths`] (where libxl puts things), [`otherend`] (stale events),
+//!   [`enumerate`] (what a bus does with a root event, which devices it
+//!   probes; shared by the sync and async buses).
 //! - The I/O seam [`Conn`]: node operations, transactions, watches;
 //!   [`SyncConn`] runs it over the blocking [`xenstore::Client`].
 //! - Thin drivers over the seam: [`switch`] (`xenbus_switch_state`),
@@ -29,8 +31,9 @@
 //! and runs the handshake for each device's other-end changes.
 //!
 //! With the `tokio` feature, the module `tokio` has the same rules
-//! over the async client: an `AsyncDevice` that hands out the hooks to
-//! run instead of calling a trait.
+//! over the async client: an `AsyncBus` whose `next()` yields the devices
+//! added and removed, and an `AsyncDevice` per device that hands out the
+//! hooks to run instead of calling a trait, each in a task of its own.
 
 //! ```no_run
 //! use xenbus::{Backend, Bus, DeviceCtx, Error, Frontend, SyncConn, XenbusState};

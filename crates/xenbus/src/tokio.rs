@@ -26,8 +26,14 @@
 //! ```
 //!
 //! A hook that fails is reported with [`AsyncDevice::fail`] (the error
-//! node, then `Closing`). There is no async bus yet: enumeration is the
-//! sync [`crate::Bus`]'s.
+//! node, then `Closing`).
+//!
+//! Enumeration is [`AsyncBus`]: its [`AsyncBus::next`] yields a
+//! [`BusEvent::Added`] for each device to drive and a
+//! [`BusEvent::Removed`] for each whose directory went, by the sync
+//! [`crate::Bus`]'s rules ([`crate::enumerate`]); the driver runs each
+//! added device as an `AsyncDevice` in a task of its own, started with
+//! [`AsyncDevice::start`] (see [`AsyncBus`] for the pattern).
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -13,52 +13,7 @@
 //! that point only), and what vanished is a set lookup. So an attach costs
 //! the same with a thousand devices as with one.
 //!
-//! The bus owns no drivers: each added device is an [`AsyncDevice`](crate::tokio::AsyncDevice) that
-//! its own task drives, which starts with [`AsyncDevice::start`](crate::tokio::AsyncDevice::start) (a
-//! backend's `InitWait`, or its take-over of a connected device). One task
-//! per device, ended on `Removed`:
-//!
-//! ```no_run
-//! # async fn demo(client: std::sync::Arc<xenstore::tokio::AsyncClient>) -> Result<(), xenbus::Error> {
-//! use std::collections::HashMap;
-//! use xenbus::tokio::{AsyncBus, AsyncDevice, BusEvent, HookCall};
-//! use xenbus::{Error, Role, XenbusState};
-//!
-//! let mut bus = AsyncBus::open(client.clone(), Role::Backend, 0, "vif").await?;
-//! let mut tasks = HashMap::new();
-//! loop {
-//!     match bus.next().await? {
-//!         BusEvent::Added { dir, .. } => {
-//!             let (client, key) = (client.clone(), dir.clone());
-//!             let task = tokio::spawn(async move {
-//!                 let mut dev = AsyncDevice::open(client, Role::Backend, &dir, 0, XenbusState::Connected).await?;
-//!                 dev.start().await?;
-//!                 loop {
-//!                     match dev.next().await? {
-//!                         HookCall::Connect => { /* map the frontend's rings */ }
-//!                         HookCall::Disconnect => { /* unmap them */ }
-//!                         HookCall::PeerConnected => {}
-//!                         HookCall::Unregister => return Ok::<(), Error>(()),
-//!                     }
-//!                 }
-//!             });
-//!             tasks.insert(key, task);
-//!         }
-//!         BusEvent::Removed { dir } => {
-//!             if let Some(task) = tasks.remove(&dir) {
-//!                 task.abort();
-//!             }
-//!         }
-//!     }
-//! }
-//! # }
-//! ```
-//!
-//! A backend device whose task ended (`Unregister`) usually has its
-//! directories removed by the toolstack next, which is its `Removed`. One
-//! whose directory stays is still held: [`AsyncBus::forget`] lets a state
-//! written there again probe it anew, as the sync bus drops a device on
-//! `Unregister`.
+//! The pattern of use is on [`AsyncBus`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -98,6 +53,53 @@ pub enum BusEvent {
 
 /// The devices of one type and role in one domain, enumerated by awaiting
 /// [`AsyncBus::next`].
+///
+/// The bus owns no drivers: each added device is an [`AsyncDevice`](crate::tokio::AsyncDevice) that
+/// its own task drives, which starts with [`AsyncDevice::start`](crate::tokio::AsyncDevice::start) (a
+/// backend's `InitWait`, or its take-over of a connected device). One task
+/// per device, ended on `Removed`:
+///
+/// ```no_run
+/// # async fn demo(client: std::sync::Arc<xenstore::tokio::AsyncClient>) -> Result<(), xenbus::Error> {
+/// use std::collections::HashMap;
+/// use xenbus::tokio::{AsyncBus, AsyncDevice, BusEvent, HookCall};
+/// use xenbus::{Error, Role, XenbusState};
+///
+/// let mut bus = AsyncBus::open(client.clone(), Role::Backend, 0, "vif").await?;
+/// let mut tasks = HashMap::new();
+/// loop {
+///     match bus.next().await? {
+///         BusEvent::Added { dir, .. } => {
+///             let (client, key) = (client.clone(), dir.clone());
+///             let task = tokio::spawn(async move {
+///                 let mut dev = AsyncDevice::open(client, Role::Backend, &dir, 0, XenbusState::Connected).await?;
+///                 dev.start().await?;
+///                 loop {
+///                     match dev.next().await? {
+///                         HookCall::Connect => { /* map the frontend's rings */ }
+///                         HookCall::Disconnect => { /* unmap them */ }
+///                         HookCall::PeerConnected => {}
+///                         HookCall::Unregister => return Ok::<(), Error>(()),
+///                     }
+///                 }
+///             });
+///             tasks.insert(key, task);
+///         }
+///         BusEvent::Removed { dir } => {
+///             if let Some(task) = tasks.remove(&dir) {
+///                 task.abort();
+///             }
+///         }
+///     }
+/// }
+/// # }
+/// ```
+///
+/// A backend device whose task ended (`Unregister`) usually has its
+/// directories removed by the toolstack next, which is its `Removed`. One
+/// whose directory stays is still held: [`AsyncBus::forget`] lets a state
+/// written there again probe it anew, as the sync bus drops a device on
+/// `Unregister`.
 #[derive(Debug)]
 pub struct AsyncBus {
     client: Arc<AsyncClient>,
