@@ -4,7 +4,7 @@
 //! command passed (the hypervisor records a poweroff), 1 otherwise.
 //!
 //! ```text
-//! blkfront [--timeout SECS] [--ring-page-order N] [--cpu N] DEVID COMMAND...
+//! blkfront [--timeout SECS] [--ring-page-order N] [--cpu N] [--no-persistent] DEVID COMMAND...
 //!   info                              print sectors, sector size, read-only, features
 //!   write SECTOR FILE                 write a file (padded to whole sectors)
 //!   write SECTOR --pattern SEED COUNT write COUNT sectors of the seed's pattern
@@ -17,6 +17,9 @@
 //!                                     bytes in flight, sequential offsets over
 //!                                     the whole disk ([`bench`])
 //! ```
+//!
+//! `--no-persistent` leaves `feature-persistent` unwritten, so the
+//! backend maps each request's pages for it alone (to compare).
 //!
 //! `--cpu N` pins the program to CPU N (best effort), as a guest with a
 //! vCPU of its own: a benchmark keeps it off the CPU of dom0's backend.
@@ -75,6 +78,7 @@ struct Options {
     timeout: Duration,
     order: u32,
     cpu: Option<usize>,
+    no_persistent: bool,
     devid: u32,
     commands: Vec<Command>,
 }
@@ -84,6 +88,7 @@ fn parse(args: &[String]) -> Result<Options> {
     let mut timeout = Duration::from_secs(30);
     let mut order = 0;
     let mut cpu = None;
+    let mut no_persistent = false;
     let number = |s: Option<&str>, what: &str| -> Result<u64> {
         s.ok_or_else(|| anyhow!("missing {what}"))?.parse().with_context(|| format!("{what} is not a number"))
     };
@@ -100,6 +105,10 @@ fn parse(args: &[String]) -> Result<Options> {
             Some("--cpu") => {
                 args.next();
                 cpu = Some(usize::try_from(number(args.next(), "--cpu")?)?);
+            }
+            Some("--no-persistent") => {
+                args.next();
+                no_persistent = true;
             }
             _ => break,
         }
@@ -132,9 +141,9 @@ fn parse(args: &[String]) -> Result<Options> {
         });
     }
     if commands.is_empty() {
-        bail!("usage: blkfront [--timeout SECS] [--ring-page-order N] [--cpu N] DEVID (info | write SECTOR FILE | write SECTOR --pattern SEED COUNT | read SECTOR COUNT | verify ... | flush | bench read|write SIZE DEPTH SECONDS)...");
+        bail!("usage: blkfront [--timeout SECS] [--ring-page-order N] [--cpu N] [--no-persistent] DEVID (info | write SECTOR FILE | write SECTOR --pattern SEED COUNT | read SECTOR COUNT | verify ... | flush | bench read|write SIZE DEPTH SECONDS)...");
     }
-    Ok(Options { timeout, order, cpu, devid, commands })
+    Ok(Options { timeout, order, cpu, no_persistent, devid, commands })
 }
 
 /// Waits until `<dir>/state` is one of `wanted`.
@@ -189,7 +198,7 @@ fn run(options: &Options) -> Result<bool> {
     let devid = options.devid;
     let dir = paths::frontend_dir(domid, "vbd", devid);
     reset(&conn, &dir, options.timeout)?;
-    let config = FrontConfig { ring_page_order: options.order };
+    let config = FrontConfig { ring_page_order: options.order, no_persistent: options.no_persistent };
     let mut front = Blkfront::new(conn, domid, Box::new(host.grants()), Box::new(host.event_channels()?), config);
     front.start()?;
     front
@@ -224,8 +233,8 @@ fn execute(front: &mut Blkfront<SyncConn>, devid: u32, command: &Command, timeou
         Command::Info => {
             let info = front.info(devid).ok_or_else(|| anyhow!("not connected"))?;
             println!(
-                "sectors {} sector-size {} read-only {} flush {} discard {}",
-                info.sectors, info.sector_size, info.readonly, info.flush, info.discard
+                "sectors {} sector-size {} read-only {} flush {} discard {} persistent {}",
+                info.sectors, info.sector_size, info.readonly, info.flush, info.discard, info.persistent
             );
             Ok(true)
         }
