@@ -71,7 +71,7 @@ fn a_frontend_without_the_feature_has_its_pages_mapped_per_request() {
     let sectors = 1024;
     let image = rig.image("disk.img", sectors);
     let spec = rig.attach(fe, DEVID, &image, "w");
-    assert_eq!(rig.read(&format!("{}/feature-persistent", spec.frontend_dir())), None);
+    assert_eq!(rig.read(&format!("{}/feature-persistent", spec.frontend_dir())).as_deref(), Some("0"));
     assert!(!rig.front(fe).info(DEVID).unwrap().persistent);
 
     random_writes_read_back(&mut rig, fe, &image, sectors, 0xfeed);

@@ -1,7 +1,7 @@
 //! The xenbus part of the frontend (blkfront's `talk_to_blkback` and
 //! `blkfront_connect`): at connect, grant the ring and data pages, offer
-//! an event channel and publish them (with `feature-persistent`, unless
-//! configured not to); when the backend is connected,
+//! an event channel and publish them (with `feature-persistent` 1,
+//! unless configured not to); when the backend is connected,
 //! read the disk's details; at disconnect, end the grants and put the
 //! requests in flight back in the queue.
 
@@ -64,11 +64,10 @@ impl Frontend for VbdFrontend {
         }
         keys.push(("event-channel".into(), link.port.to_string()));
         keys.push(("protocol".into(), PROTOCOL_X86_64.into()));
-        if hub.persistent {
-            // The pool's pages are granted writable and reused by every
-            // request of this connection: blkif.h's promise.
-            keys.push(("feature-persistent".into(), "1".into()));
-        }
+        // The pool's pages are granted writable and reused by every
+        // request of this connection: blkif.h's promise. Written either
+        // way, as Linux does, so no earlier connection's value remains.
+        keys.push(("feature-persistent".into(), u8::from(hub.persistent).to_string()));
         let pairs: Vec<(&str, &dyn std::fmt::Display)> =
             keys.iter().map(|(k, v)| (k.as_str(), v as &dyn std::fmt::Display)).collect();
         dev.publish(&pairs)?;

@@ -49,11 +49,11 @@ pub struct FrontConfig {
     /// The `ring-page-order` wanted; the backend's `max-ring-page-order`
     /// caps it (0: one page, 32 requests).
     pub ring_page_order: u32,
-    /// Leave `feature-persistent` unwritten, so that the backend maps
-    /// each request's pages for that request alone: for comparisons, and
-    /// to test a frontend without the feature. By default it is written
-    /// (1): the data pages are granted once per connection, writable, and
-    /// reused by every request, which is what the feature promises.
+    /// Write `feature-persistent` 0, so that the backend maps each
+    /// request's pages for that request alone: for comparisons, and to
+    /// test a frontend without the feature. By default it is 1: the data
+    /// pages are granted once per connection, writable, and reused by
+    /// every request, which is what the feature promises.
     pub no_persistent: bool,
 }
 

@@ -18,7 +18,7 @@
 //!                                     the whole disk ([`bench`])
 //! ```
 //!
-//! `--no-persistent` leaves `feature-persistent` unwritten, so the
+//! `--no-persistent` writes `feature-persistent` 0, so the
 //! backend maps each request's pages for it alone (to compare).
 //!
 //! `--cpu N` pins the program to CPU N (best effort), as a guest with a
