@@ -10,8 +10,10 @@
 //!   a request from a frontend it does not trust).
 //! - [`backend`]: blkback. A xenbus backend bus over `backend/vbd`, one
 //!   thread and one event-channel handle for all devices, an image file
-//!   per device read and written with `pread`/`pwrite`, grants mapped
-//!   per request.
+//!   per device read and written with `pread`/`pwrite`, data grants
+//!   kept mapped from their first use to disconnect when the frontend
+//!   offers `feature-persistent` ([`backend::persistent`]: at most 1056
+//!   a device), else mapped per request.
 //! - [`frontend`]: blkfront. A xenbus frontend bus over `device/vbd`,
 //!   a queue that splits operations into requests of at most eleven
 //!   pages and keeps them across reconnections.
@@ -28,16 +30,15 @@
 //! `device-type` (`disk`) and the frontend's `virtual-device` (the
 //! device id). The backend writes `sectors`, `sector-size` (512), `info`
 //! (`VDISK_READONLY` for a read-only disk), `feature-flush-cache`,
-//! `feature-discard`, `discard-granularity` and `max-ring-page-order`
-//! before InitWait; the frontend `ring-ref` (or `ring-page-order` and
-//! `ring-ref0..N`), `event-channel` and `protocol` (`x86_64-abi`)
-//! before Initialised.
+//! `feature-discard`, `discard-granularity`, `feature-persistent` and
+//! `max-ring-page-order` before InitWait; the frontend `ring-ref` (or
+//! `ring-page-order` and `ring-ref0..N`), `event-channel`, `protocol`
+//! (`x86_64-abi`) and `feature-persistent` before Initialised.
 //!
 //! # Not offered
 //!
 //! Indirect requests (`feature-max-indirect-segments`; answered with
-//! `BLKIF_RSP_EOPNOTSUPP`), persistent grants (`feature-persistent`),
-//! multiple queues (`multi-queue-max-queues`), and the 32-bit
+//! `BLKIF_RSP_EOPNOTSUPP`), multiple queues (`multi-queue-max-queues`), and the 32-bit
 //! `x86_32-abi` layout (refused at connect).
 //!
 //! [`Grants`]: xen_platform::Grants

@@ -97,7 +97,7 @@ fn random_writes_read_back_and_the_image_holds_exactly_what_was_written() {
 #[test]
 fn a_multi_page_ring_carries_more_requests_at_once() {
     let mut rig = Rig::new();
-    let fe = rig.guest("guest", FrontConfig { ring_page_order: 2 });
+    let fe = rig.guest("guest", FrontConfig { ring_page_order: 2, ..FrontConfig::default() });
     let image = rig.image("disk.img", 4096);
     let spec = rig.attach(fe, DEVID, &image, "w");
     let fe_dir = spec.frontend_dir();

@@ -1,7 +1,9 @@
 //! The xenbus part of the backend (blkback's `xenbus.c`): at probe,
 //! open the image named by `params` and write what the frontend reads;
-//! at connect, map the ring the frontend published and bind its event
-//! channel; at disconnect, unmap and unbind.
+//! at connect, map the ring the frontend published, bind its event
+//! channel and keep data pages mapped if the frontend offers
+//! `feature-persistent`; at disconnect, unmap (ring and kept pages) and
+//! unbind.
 
 use std::cell::RefCell;
 use std::io;
@@ -12,6 +14,7 @@ use xen_platform::Port;
 use xenbus::{Backend, DeviceCtx, Error};
 
 use crate::abi::{MAX_RING_PAGE_ORDER, SECTOR_SIZE, VDISK_READONLY};
+use crate::backend::data_pages::DataPages;
 use crate::backend::disk::Disk;
 use crate::backend::hub::Hub;
 use crate::backend::ring_config::RingConfig;
@@ -65,6 +68,7 @@ impl Backend for VbdBackend {
         dev.publish(&[
             ("feature-flush-cache", &1),
             ("feature-discard", &u8::from(geometry.discard)),
+            ("feature-persistent", &1),
             ("discard-granularity", &SECTOR_SIZE),
             ("max-ring-page-order", &MAX_RING_PAGE_ORDER),
             ("sectors", &geometry.sectors),
@@ -94,9 +98,11 @@ impl Backend for VbdBackend {
                 return Err(fatal(&err, "notifier"));
             }
         };
-        hub.attach(Served::new(dev.dev.dir(), frontend, port, notifier, ring, cursors, disk));
+        let pages = DataPages::new(frontend, config.persistent);
+        hub.attach(Served::new(dev.dev.dir(), port, notifier, ring, cursors, disk, pages));
         self.port = Some(port);
-        tracing::info!(device = dev.dev.dir(), pages = config.refs.len(), port, "connected");
+        let persistent = config.persistent;
+        tracing::info!(device = dev.dev.dir(), pages = config.refs.len(), port, persistent, "connected");
         Ok(())
     }
 

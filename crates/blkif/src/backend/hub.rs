@@ -48,6 +48,11 @@ impl Hub {
         }
     }
 
+    /// The data pages device `dir` keeps mapped, if connected.
+    pub(crate) fn cached_grants(&self, dir: &str) -> Option<usize> {
+        self.served.values().find(|s| s.dir == dir).map(Served::cached_grants)
+    }
+
     /// The connected devices' directories.
     pub(crate) fn dirs(&self) -> Vec<String> {
         self.served.values().map(|s| s.dir.clone()).collect()

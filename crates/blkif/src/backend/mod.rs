@@ -16,9 +16,11 @@
 //! [`Blkback::step`] for ever ([`Blkback::run`] does that, waiting on the
 //! event channels between rounds).
 
+mod data_pages;
 mod disk;
 mod driver;
 mod hub;
+pub mod persistent;
 mod ring_config;
 mod served;
 
@@ -68,6 +70,13 @@ impl<C: Conn> Blkback<C> {
     /// The directories of the devices whose rings are mapped.
     pub fn connected(&self) -> Vec<String> {
         self.hub.borrow().dirs()
+    }
+
+    /// The data pages device `dir` (a backend directory) keeps mapped
+    /// (persistent grants), or `None` if it is not connected. At most
+    /// [`persistent::MAX_PERSISTENT_GRANTS`].
+    pub fn cached_grants(&self, dir: &str) -> Option<usize> {
+        self.hub.borrow().cached_grants(dir)
     }
 
     /// The event-channel ports the backend holds (one per connected

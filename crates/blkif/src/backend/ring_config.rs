@@ -1,6 +1,7 @@
 //! What the frontend published for its ring, read and checked the way
 //! blkback's `connect_ring` does: `ring-page-order` with `ring-ref0..N`,
-//! or a single `ring-ref`; `event-channel`; `protocol`.
+//! or a single `ring-ref`; `event-channel`; `protocol`;
+//! `feature-persistent`.
 
 use xenbus::{DeviceCtx, Error};
 
@@ -18,6 +19,10 @@ pub struct RingConfig {
     pub refs: Vec<u32>,
     /// The frontend's port for the device's event channel.
     pub port: u32,
+    /// Whether the frontend offers `feature-persistent` (1): it reuses
+    /// its grants, so the backend keeps them mapped. Missing, or any
+    /// other value, is off.
+    pub persistent: bool,
 }
 
 impl RingConfig {
@@ -40,7 +45,9 @@ impl RingConfig {
                 .collect::<Result<Vec<u32>, Error>>()?,
         };
         let port = dev.read_otherend("event-channel")?;
-        Ok(RingConfig { refs, port })
+        // As blkback's connect_ring: a value that is not a number is off.
+        let persistent = matches!(optional::<u32>(dev, "feature-persistent"), Ok(Some(1)));
+        Ok(RingConfig { refs, port, persistent })
     }
 }
 

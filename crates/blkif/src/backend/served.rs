@@ -1,5 +1,6 @@
 //! One connected device's ring, served: take each request, check it,
-//! map its grants, move its data between the pages and the image, answer.
+//! map its grants (or find them kept mapped, with persistent grants:
+//! [`DataPages`]), move its data between the pages and the image, answer.
 //!
 //! Requests are served in ring order, at most a budget per call, so that
 //! a frontend that floods its ring shares the backend with the others
@@ -17,9 +18,10 @@
 use std::rc::Rc;
 
 use xen_ioring::{BackCursors, BackRing, RingError};
-use xen_platform::{DomId, Grants, MappedPages, Notifier, Port, PAGE_SIZE};
+use xen_platform::{Grants, MappedPages, Notifier, Port, PAGE_SIZE};
 
 use crate::abi::{RSP_ERROR, RSP_OKAY, SECTOR_SIZE};
+use crate::backend::data_pages::DataPages;
 use crate::backend::disk::Disk;
 use crate::request::Request;
 use crate::response::Response;
@@ -54,25 +56,28 @@ pub struct Served {
 #[derive(Debug)]
 struct Work {
     dir: String,
-    frontend: DomId,
     disk: Rc<Disk>,
+    /// The data pages: mapped per request, or kept mapped until the
+    /// device is dropped (disconnect unmaps them with the ring).
+    pages: DataPages,
     /// One page of bounce buffer.
     buf: Vec<u8>,
 }
 
 impl Served {
     /// A device over its mapped `ring` (checked by the caller to hold a
-    /// blkif ring) whose event channel is `port`.
+    /// blkif ring) whose event channel is `port`, mapping its data pages
+    /// with `pages`.
     pub(crate) fn new(
         dir: &str,
-        frontend: DomId,
         port: Port,
         notifier: Notifier,
         ring: MappedPages,
         cursors: BackCursors,
         disk: Rc<Disk>,
+        pages: DataPages,
     ) -> Served {
-        let work = Work { dir: dir.to_owned(), frontend, disk, buf: vec![0; PAGE_SIZE] };
+        let work = Work { dir: dir.to_owned(), disk, pages, buf: vec![0; PAGE_SIZE] };
         Served { dir: dir.to_owned(), port, notifier, ring, cursors, failed: None, work }
     }
 
@@ -80,6 +85,11 @@ impl Served {
     /// memory holds no blkif ring.
     pub(crate) fn fresh_cursors(ring: &MappedPages) -> Result<BackCursors, xen_ioring::LayoutError> {
         BackRing::<Request, Response>::new(ring.shared_mem()).map(|r| r.cursors())
+    }
+
+    /// Data pages kept mapped now (persistent grants).
+    pub fn cached_grants(&self) -> usize {
+        self.work.pages.cached()
     }
 
     /// Why the ring stopped, if it has.
@@ -197,15 +207,14 @@ impl Work {
         segments: &Segments,
         direction: Direction,
     ) -> std::io::Result<()> {
-        let refs: Vec<u32> = segments.as_slice().iter().map(|s| s.gref).collect();
         // Reading the disk writes the frontend's pages, and only then.
-        let pages = grants.map_grants(self.frontend, &refs, direction == Direction::Read)?;
-        let mem = pages.shared_mem();
+        let pages = self.pages.map(grants, segments.as_slice(), direction == Direction::Read)?;
         let mut at = sector;
         for (i, seg) in segments.as_slice().iter().enumerate() {
             let count = u64::from(seg.last_sect - seg.first_sect) + 1;
             let len = usize::from(seg.last_sect - seg.first_sect + 1) * 512;
-            let page_offset = i * PAGE_SIZE + usize::from(seg.first_sect) * 512;
+            let (mem, page) = pages.page(i);
+            let page_offset = page + usize::from(seg.first_sect) * 512;
             let buf = &mut self.buf[..len];
             match direction {
                 Direction::Read => {

@@ -1,6 +1,7 @@
 //! The xenbus part of the frontend (blkfront's `talk_to_blkback` and
 //! `blkfront_connect`): at connect, grant the ring and data pages, offer
-//! an event channel and publish them; when the backend is connected,
+//! an event channel and publish them (with `feature-persistent` 1,
+//! unless configured not to); when the backend is connected,
 //! read the disk's details; at disconnect, end the grants and put the
 //! requests in flight back in the queue.
 
@@ -63,6 +64,10 @@ impl Frontend for VbdFrontend {
         }
         keys.push(("event-channel".into(), link.port.to_string()));
         keys.push(("protocol".into(), PROTOCOL_X86_64.into()));
+        // The pool's pages are granted writable and reused by every
+        // request of this connection: blkif.h's promise. Written either
+        // way, as Linux does, so no earlier connection's value remains.
+        keys.push(("feature-persistent".into(), u8::from(hub.persistent).to_string()));
         let pairs: Vec<(&str, &dyn std::fmt::Display)> =
             keys.iter().map(|(k, v)| (k.as_str(), v as &dyn std::fmt::Display)).collect();
         dev.publish(&pairs)?;
@@ -81,6 +86,7 @@ impl Frontend for VbdFrontend {
             readonly: info & u64::from(VDISK_READONLY) != 0,
             flush: flag(dev, "feature-flush-cache")? == 1,
             discard: flag(dev, "feature-discard")? == 1,
+            persistent: self.hub.borrow().persistent && flag(dev, "feature-persistent")? == 1,
         };
         tracing::info!(device = self.dir, ?details, "backend connected");
         self.hub.borrow_mut().set_info(&self.dir, details);

@@ -21,6 +21,9 @@ pub struct DiskInfo {
     pub flush: bool,
     /// `feature-discard` is 1.
     pub discard: bool,
+    /// Both ends offered `feature-persistent`: the backend keeps the data
+    /// pages mapped.
+    pub persistent: bool,
 }
 
 /// One device as the frontend holds it.
@@ -38,6 +41,8 @@ pub(crate) struct FrontHub {
     pub(crate) grants: Box<dyn Grants>,
     pub(crate) events: Box<dyn EventChannels>,
     pub(crate) ring_page_order: u32,
+    /// Whether to offer `feature-persistent`.
+    pub(crate) persistent: bool,
     pub(crate) devices: BTreeMap<String, FrontDevice>,
 }
 

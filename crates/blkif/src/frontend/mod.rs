@@ -4,7 +4,10 @@
 //! A xenbus frontend [`Bus`] finds the guest's `vbd` devices; for each,
 //! the driver grants a ring and a pool of data pages and offers an event
 //! channel when the backend waits, goes `Initialised`, and reads the
-//! disk's details when the backend is `Connected`. Operations are queued
+//! disk's details when the backend is `Connected`. The data pages are
+//! granted once per connection (eleven per ring slot, writable) and
+//! reused by every request, so the frontend offers `feature-persistent`
+//! and a backend that offers it too keeps them mapped. Operations are queued
 //! at any time, split into ring requests of at most eleven pages, and
 //! issued while the device is connected, as many as the ring holds. If
 //! the backend goes away (it closes, or a restarted backend process
@@ -46,6 +49,12 @@ pub struct FrontConfig {
     /// The `ring-page-order` wanted; the backend's `max-ring-page-order`
     /// caps it (0: one page, 32 requests).
     pub ring_page_order: u32,
+    /// Write `feature-persistent` 0, so that the backend maps each
+    /// request's pages for that request alone: for comparisons, and to
+    /// test a frontend without the feature. By default it is 1: the data
+    /// pages are granted once per connection, writable, and reused by
+    /// every request, which is what the feature promises.
+    pub no_persistent: bool,
 }
 
 /// The block frontend of one domain: its `vbd` devices.
@@ -70,6 +79,7 @@ impl<C: Conn> Blkfront<C> {
             grants,
             events,
             ring_page_order: config.ring_page_order,
+            persistent: !config.no_persistent,
             devices: BTreeMap::new(),
         }));
         let shared = Rc::clone(&hub);

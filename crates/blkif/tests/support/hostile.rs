@@ -20,13 +20,16 @@ pub struct Lies {
     pub event_channel: Option<String>,
     pub protocol: Option<String>,
     pub ring_page_order: Option<String>,
+    /// `feature-persistent`, written only if set.
+    pub feature_persistent: Option<String>,
 }
 
 pub struct Hostile {
     pub domid: u16,
     pub spec: DeviceSpec,
     conn: WorldConn,
-    _grants: TestGrants,
+    /// The guest's grant handle (to grant more pages).
+    pub grants: TestGrants,
     _events: TestEventChannels,
     pub ring: GrantedPages,
     pub data: GrantedPages,
@@ -63,9 +66,12 @@ impl Hostile {
         if let Some(order) = lies.ring_page_order {
             conn.write(&format!("{dir}/ring-page-order"), order.as_bytes()).unwrap();
         }
+        if let Some(persistent) = lies.feature_persistent {
+            conn.write(&format!("{dir}/feature-persistent"), persistent.as_bytes()).unwrap();
+        }
         conn.write(&format!("{dir}/state"), b"3").unwrap();
         rig.settle();
-        Hostile { domid, spec, conn, _grants: grants, _events: events, ring, data, notifier, cursors }
+        Hostile { domid, spec, conn, grants, _events: events, ring, data, notifier, cursors }
     }
 
     /// A valid one-sector read into data page `page`, tagged `id`.

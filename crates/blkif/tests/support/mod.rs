@@ -12,10 +12,12 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use blkif::{Blkback, Blkfront, FrontConfig, IoError, Ticket};
-use xen_platform::testing::TestHypervisor;
-use xen_platform::{DomainConfig, Toolstack};
+use xen_platform::testing::{TestGrants, TestHypervisor};
+use xen_platform::{DomId, DomainConfig, GrantRef, GrantedPages, Grants, MappedPages, Toolstack};
 use xenbus::toolstack::{self, DeviceSpec};
 use xenstore::Store;
 use xenstored::testing::World;
@@ -31,6 +33,28 @@ pub struct Rig {
     pub backend: Option<Blkback<WorldConn>>,
     pub fronts: BTreeMap<u16, Blkfront<WorldConn>>,
     pub dir: tempfile::TempDir,
+    /// Grant mappings the backends made (calls of `map_grants` that
+    /// succeeded), counted by [`CountingGrants`].
+    pub backend_maps: Arc<AtomicUsize>,
+}
+
+/// The twin's grants, counting the mappings made.
+#[derive(Debug)]
+pub struct CountingGrants {
+    inner: TestGrants,
+    maps: Arc<AtomicUsize>,
+}
+
+impl Grants for CountingGrants {
+    fn grant_pages(&mut self, remote: DomId, count: usize, writable: bool) -> std::io::Result<GrantedPages> {
+        self.inner.grant_pages(remote, count, writable)
+    }
+
+    fn map_grants(&mut self, remote: DomId, refs: &[GrantRef], writable: bool) -> std::io::Result<MappedPages> {
+        let pages = self.inner.map_grants(remote, refs, writable)?;
+        self.maps.fetch_add(1, Ordering::Relaxed);
+        Ok(pages)
+    }
 }
 
 impl Rig {
@@ -47,6 +71,7 @@ impl Rig {
             backend: None,
             fronts: BTreeMap::new(),
             dir: tempfile::tempdir().unwrap(),
+            backend_maps: Arc::new(AtomicUsize::new(0)),
         };
         rig.start_backend();
         rig
@@ -57,7 +82,8 @@ impl Rig {
         let id = self.world.borrow_mut().dom0();
         let conn = WorldConn::new(&self.world, id);
         let events = self.hv.event_channels(0).unwrap();
-        let mut backend = Blkback::new(conn, 0, Box::new(self.hv.grants(0)), Box::new(events));
+        let grants = CountingGrants { inner: self.hv.grants(0), maps: Arc::clone(&self.backend_maps) };
+        let mut backend = Blkback::new(conn, 0, Box::new(grants), Box::new(events));
         backend.start().unwrap();
         self.backend = Some(backend);
     }
@@ -69,6 +95,11 @@ impl Rig {
         let id = backend.bus().conn().id;
         drop(backend);
         self.world.borrow_mut().close(id);
+    }
+
+    /// Grant mappings the backends made so far.
+    pub fn maps(&self) -> usize {
+        self.backend_maps.load(Ordering::Relaxed)
     }
 
     pub fn backend(&mut self) -> &mut Blkback<WorldConn> {

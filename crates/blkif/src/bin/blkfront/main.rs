@@ -4,7 +4,7 @@
 //! command passed (the hypervisor records a poweroff), 1 otherwise.
 //!
 //! ```text
-//! blkfront [--timeout SECS] [--ring-page-order N] [--cpu N] DEVID COMMAND...
+//! blkfront [--timeout SECS] [--ring-page-order N] [--cpu N] [--no-persistent] DEVID COMMAND...
 //!   info                              print sectors, sector size, read-only, features
 //!   write SECTOR FILE                 write a file (padded to whole sectors)
 //!   write SECTOR --pattern SEED COUNT write COUNT sectors of the seed's pattern
@@ -17,6 +17,9 @@
 //!                                     bytes in flight, sequential offsets over
 //!                                     the whole disk ([`bench`])
 //! ```
+//!
+//! `--no-persistent` writes `feature-persistent` 0, so the
+//! backend maps each request's pages for it alone (to compare).
 //!
 //! `--cpu N` pins the program to CPU N (best effort), as a guest with a
 //! vCPU of its own: a benchmark keeps it off the CPU of dom0's backend.
@@ -75,6 +78,7 @@ struct Options {
     timeout: Duration,
     order: u32,
     cpu: Option<usize>,
+    no_persistent: bool,
     devid: u32,
     commands: Vec<Command>,
 }
@@ -99,6 +103,10 @@ struct Cli {
     /// Pin to this CPU (best effort), as a guest with a vCPU of its own.
     #[arg(long, value_name = "N")]
     cpu: Option<usize>,
+    /// Write `feature-persistent` 0: the backend maps each request's pages
+    /// anew (for comparisons and tests).
+    #[arg(long)]
+    no_persistent: bool,
     /// The device: its virtual-device number (51712 is xvda).
     devid: u32,
     /// What to do, in order (see below).
@@ -206,7 +214,7 @@ fn run(options: &Options) -> Result<bool> {
     let devid = options.devid;
     let dir = paths::frontend_dir(domid, "vbd", devid);
     reset(&conn, &dir, options.timeout)?;
-    let config = FrontConfig { ring_page_order: options.order };
+    let config = FrontConfig { ring_page_order: options.order, no_persistent: options.no_persistent };
     let mut front = Blkfront::new(conn, domid, Box::new(host.grants()), Box::new(host.event_channels()?), config);
     front.start()?;
     front
@@ -241,8 +249,8 @@ fn execute(front: &mut Blkfront<SyncConn>, devid: u32, command: &Command, timeou
         Command::Info => {
             let info = front.info(devid).ok_or_else(|| anyhow!("not connected"))?;
             println!(
-                "sectors {} sector-size {} read-only {} flush {} discard {}",
-                info.sectors, info.sector_size, info.readonly, info.flush, info.discard
+                "sectors {} sector-size {} read-only {} flush {} discard {} persistent {}",
+                info.sectors, info.sector_size, info.readonly, info.flush, info.discard, info.persistent
             );
             Ok(true)
         }
@@ -290,6 +298,7 @@ fn main() {
             timeout: Duration::from_secs(cli.timeout),
             order: cli.ring_page_order,
             cpu: cli.cpu,
+            no_persistent: cli.no_persistent,
             devid: cli.devid,
             commands,
         };
