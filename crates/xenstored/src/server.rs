@@ -56,6 +56,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// a quiet client's READ p50 went from starved to 10x idle, with 4 it was
 /// 31x); a legitimate burst is still accepted within milliseconds.
 const ACCEPT_BUDGET: usize = 1;
+/// Queued bytes at which a connection whose turn ran out is flushed
+/// before its input drains.
+const EARLY_FLUSH: usize = 4096;
 /// Connections flushed per loop iteration before new requests are read.
 const FLUSH_BUDGET: usize = 64;
 /// How often accepting is retried while descriptors are short.
@@ -506,8 +509,16 @@ impl Server {
             }
             let limits = self.limits;
             let Some(conn) = self.conns.get_mut(&id) else { return };
-            if conn.pause_if_full(&limits) || served >= TURN_BUDGET || started.elapsed() >= TURN_TIME {
-                self.dirty.insert(id);
+            let paused = conn.pause_if_full(&limits);
+            if paused || served >= TURN_BUDGET || started.elapsed() >= TURN_TIME {
+                // A client sending faster than one turn takes gets its
+                // replies when its input drains or a turn leaves
+                // EARLY_FLUSH bytes queued, not a write per turn: a turn
+                // is about one request, and a write per request doubled
+                // what a pipelining client cost the others.
+                if paused || !conn.readable() || conn.outbox.queued_bytes() >= EARLY_FLUSH {
+                    self.dirty.insert(id);
+                }
                 if conn.readable() {
                     self.again.push(id);
                 }
@@ -563,8 +574,9 @@ impl Server {
             c.bytes_out += bytes.len() as u64;
             c.refused_quota += u64::from(refused_quota);
             c.refused_access += u64::from(refused_access);
+            // Flushed by `serve`: at once when the connection's input is
+            // drained, else once a turn leaves enough queued.
             conn.outbox.push_reply(bytes);
-            self.dirty.insert(id);
         }
         if let Some(delivery) = outcome.after_reply {
             self.deliver(delivery, now.unwrap_or_else(Instant::now));
