@@ -58,6 +58,23 @@ impl Hosted {
         Hosted { state, ts, backend, dir }
     }
 
+    /// Kills the backend process (SIGKILL: it leaves its devices as they
+    /// were, Connected) and starts a new one, which takes them over.
+    fn restart_backend(&mut self) {
+        self.backend.kill().expect("kill xen-blkback");
+        self.backend.wait().expect("reap xen-blkback");
+        std::thread::sleep(Duration::from_millis(200));
+        self.backend = Command::new(env!("CARGO_BIN_EXE_xen-blkback"))
+            .arg("--hypervisor")
+            .arg(self.state.hypervisor_socket())
+            .arg("--socket")
+            .arg(self.state.xenstored_socket())
+            .arg("-v")
+            .stderr(std::fs::File::create(self.dir.path().join("blkback2.log")).unwrap())
+            .spawn()
+            .expect("xen-blkback again");
+    }
+
     fn image(&self, sectors: u64) -> PathBuf {
         let path = self.dir.path().join("disk.img");
         std::fs::File::create(&path).unwrap().set_len(sectors * 512).unwrap();
@@ -159,4 +176,56 @@ fn a_guest_benches_reads_and_writes_with_many_in_flight() {
     }
     // The writes reached the image.
     assert!(std::fs::read(&image).unwrap()[..4096].iter().all(|&b| b == 0x5a));
+}
+
+/// Across processes: dom0's backend is killed (SIGKILL) while a guest
+/// writes with 8 requests in flight, and a new backend process is
+/// started. The new one takes the connected device over (Closing, then
+/// InitWait once the frontend closed), the frontend reconnects and sends
+/// its in-flight requests again, and the guest's program finishes: its
+/// writes after the restart land and read back, none is lost.
+#[test]
+fn a_backend_killed_mid_io_and_restarted_is_reconnected_to() {
+    let mut hosted = Hosted::up();
+    let image = hosted.image(16384);
+    let guest = hosted.blkfront(
+        "survivor",
+        &image,
+        "w",
+        &[
+            "info",
+            "bench",
+            "write",
+            "4096",
+            "8",
+            "2",
+            "write",
+            "0",
+            "--pattern",
+            "42",
+            "4096",
+            "flush",
+            "verify",
+            "0",
+            "--pattern",
+            "42",
+            "4096",
+        ],
+    );
+    // Kill it once the guest is connected and writing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(hosted.state.console(guest)).unwrap_or_default().contains("sectors ") {
+        assert!(std::time::Instant::now() < deadline, "the guest never connected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    hosted.restart_backend();
+    hosted.expect_pass(guest);
+    let console = std::fs::read_to_string(hosted.state.console(guest)).unwrap();
+    assert!(console.contains("bench op=write"), "{console}");
+    // The second backend connected the device: the takeover happened.
+    let log = std::fs::read_to_string(hosted.dir.path().join("blkback2.log")).unwrap_or_default();
+    assert!(log.contains("connected"), "the new backend never connected the device:\n{log}");
+    let bytes = std::fs::read(&image).unwrap();
+    assert!(bytes[..4096 * 512] == pattern(42, 0, 4096), "the writes after the restart are on the image");
 }
