@@ -50,8 +50,9 @@
 //! the fix restored.
 //!
 //! Latency of the others under attack: `xs-bench run --only contained`
-//! (figures and what they say in `docs/benchmarks.md`): the median holds
-//! within 1.2x of idle under every attack, the tail is one attacker turn.
+//! and the hosted guest attacks (figures and what they say in
+//! `docs/benchmarks.md`): the median holds within 1.1x of idle under every
+//! guest attack; the tail is one attacker request (a turn is 3 µs of work).
 //!
 //! Hypervisor-side grant-table and event-channel advisories (XSA-486
 //! `gnttab_map_frame`, XSA-496 `evtchn_bind_virq`, and the older
