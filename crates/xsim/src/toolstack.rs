@@ -95,7 +95,9 @@ impl Toolstack {
         let dom = format!("/local/domain/{id}");
         let vm = format!("/vm/{}", pseudo_uuid(id));
         // As libxl: the domain's directory is dom0's and readable by the
-        // guest; control/ and data/ are the guest's own.
+        // guest; control/, data/, drivers/, feature/, attr/ and error/
+        // are the guest's own (error/ is where a guest's drivers report a
+        // failed device, as Linux's xenbus_dev_fatal writes it).
         let ro = perms(&[(0, Access::None), (id, Access::Read)]);
         let rw = perms(&[(id, Access::None)]);
         self.store
@@ -109,7 +111,7 @@ impl Toolstack {
                 t.write(&format!("{dom}/memory/target"), MEMORY_TARGET_KIB.to_string().as_bytes())?;
                 t.write(&format!("{dom}/store/port"), new.store_port.to_string().as_bytes())?;
                 t.write(&format!("{dom}/store/ring-ref"), new.store_gfn.to_string().as_bytes())?;
-                for sub in ["control", "data"] {
+                for sub in ["control", "data", "drivers", "feature", "attr", "error"] {
                     let p = format!("{dom}/{sub}");
                     t.mkdir(&p)?;
                     t.set_perms(&p, &rw)?;

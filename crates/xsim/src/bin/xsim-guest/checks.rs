@@ -121,7 +121,7 @@ fn ownership(other: u16) -> Result<()> {
     Ok(())
 }
 
-/// dom0 lowered this domain's quotas (nodes 8, watches 2, transactions 2):
+/// dom0 lowered this domain's quotas (nodes 12, watches 2, transactions 2):
 /// each runs out with its error, and freeing a node makes room again.
 fn quota() -> Result<()> {
     let client = Client::open()?;
