@@ -97,8 +97,13 @@ impl Conn for SyncConn {
     }
 
     fn unwatch(&self, path: &str, token: &str) -> Result<(), xenstore::Error> {
-        // The handle keeps routing the token; the daemon stops sending it.
-        self.client.request(&Request::Unwatch { path, token: token.as_bytes() }).map(drop)
+        // Through the handle, so that its route and registration go too (a
+        // long-lived toolstack connection watches once per attach).
+        let mut slot = self.watch.lock().unwrap_or_else(PoisonError::into_inner);
+        match slot.as_mut() {
+            Some(watch) => watch.remove(path, token),
+            None => self.client.request(&Request::Unwatch { path, token: token.as_bytes() }).map(drop),
+        }
     }
 
     fn next_event(&self, timeout: Option<Duration>) -> Option<WatchEvent> {

@@ -399,6 +399,31 @@ impl Watch {
         })
     }
 
+    /// Stops watching `path` with `token` (one registration of this handle;
+    /// its other watches go on) and waits for the daemon to confirm. The
+    /// token's events stop reaching this handle unless another of its
+    /// registrations carries the same token.
+    pub fn remove(&mut self, path: &str, token: impl AsRef<[u8]>) -> Result<(), Error> {
+        let token = token.as_ref();
+        let shared = self.registered.iter().filter(|(_, t)| t.as_slice() == token).count() > 1;
+        // The route goes first: events the daemon sends before it has the
+        // UNWATCH are for a watch being removed (put back if it fails).
+        if !shared {
+            self.inner.hub().remove_route(self.subscription, token);
+        }
+        let result = self.inner.call(0, &Request::Unwatch { path, token });
+        if let Err(err) = result.and_then(|reply| store::expect_ok(Op::Unwatch, reply)) {
+            if !shared {
+                self.inner.hub().add_route(self.subscription, token);
+            }
+            return Err(err);
+        }
+        if let Some(i) = self.registered.iter().position(|(p, t)| p == path && t.as_slice() == token) {
+            self.registered.remove(i);
+        }
+        Ok(())
+    }
+
     /// The `(path, token)` pairs registered through this handle.
     pub fn registrations(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.registered.iter().map(|(p, t)| (p.as_str(), t.as_slice()))

@@ -198,6 +198,31 @@ fn dropping_a_watch_sends_unwatch_and_stops_its_events() {
 }
 
 #[test]
+fn removing_one_watch_of_a_handle_stops_only_its_events() {
+    let (client, mut daemon) = FakeDaemon::pair(Options::default());
+    let server = thread::spawn(move || {
+        for _ in 0..2 {
+            let w = daemon.expect(Op::Watch);
+            daemon.ok(&w);
+        }
+        let u = daemon.expect(Op::Unwatch);
+        assert_eq!(u.payload, b"/b\0tb\0");
+        daemon.ok(&u);
+        daemon.event("/b", b"tb"); // after the UNWATCH: not routed any more
+        daemon.event("/a", b"ta");
+        daemon
+    });
+    let mut watch = client.watch("/a", "ta").unwrap();
+    watch.add("/b", "tb").unwrap();
+    watch.remove("/b", "tb").unwrap();
+    let left: Vec<(&str, &[u8])> = watch.registrations().collect();
+    assert_eq!(left, vec![("/a", &b"ta"[..])]);
+    assert_eq!(watch.next().map(|e| e.path).as_deref(), Some("/a"));
+    assert!(watch.try_recv().is_err(), "the removed watch's event was routed");
+    server.join().unwrap();
+}
+
+#[test]
 fn watch_token_with_nul_is_einval_locally() {
     let (client, _daemon) = FakeDaemon::pair(Options::default());
     assert!(matches!(client.watch("/a", b"a\0b"), Err(Error::Xs(ErrorCode::EINVAL))));
