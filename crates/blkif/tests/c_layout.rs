@@ -4,21 +4,20 @@
 //! it with the system C compiler and compares every line with what the
 //! crate computes and encodes.
 //!
-//! Without a C compiler or the header the comparison is skipped with a
-//! message, and fails under `XS_REQUIRE_PEERS=1` (as `.ci/run` sets), as
-//! xen-ioring's layout test does.
-
-#![cfg(target_arch = "x86_64")]
+//! Without a C compiler or the header the comparison is reported ignored
+//! (xs-peers' harness), and fails under `XS_REQUIRE_PEERS=1` (as `.ci/run`
+//! sets), as xen-ioring's layout test does.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use blkif::abi::{OP_FLUSH_DISKCACHE, OP_READ, OP_WRITE, RSP_EOPNOTSUPP};
 use blkif::request::{DISCARD_SIZE, INDIRECT_SIZE, REQUEST_SIZE};
 use blkif::response::RESPONSE_SIZE;
 use blkif::{DiscardRequest, IndirectRequest, Request, Response, Segment, SegmentRequest};
 use xen_ioring::{Message, RingLayout, PAGE_SIZE};
+use xs_peers::c_program::C_HEADERS;
+use xs_peers::harness::{run, Test};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -82,72 +81,50 @@ fn crate_sizes() -> BTreeMap<String, String> {
     .collect()
 }
 
-fn missing(what: &str) {
-    let message = format!("{what}; apt-get install gcc libxen-dev");
-    if std::env::var_os("XS_REQUIRE_PEERS").is_some_and(|v| v == "1") {
-        panic!("{message}");
-    }
-    eprintln!("skipped: {message}");
+/// Every line blkif.c prints, as the C compiler computes it.
+fn c_facts() -> BTreeMap<String, String> {
+    xs_peers::c_program::facts(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c_layout/blkif.c"))
 }
 
-/// Compiles and runs blkif.c: every line it prints, or `None` without a
-/// compiler or the header.
-fn c_facts() -> Option<BTreeMap<String, String>> {
-    if !Path::new("/usr/include/xen/io/blkif.h").exists() {
-        missing("no <xen/io/blkif.h>");
-        return None;
-    }
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c_layout/blkif.c");
-    let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("blkif");
-    let compiled = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-std=c11", "-Wall", "-Werror", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .output();
-    match compiled {
-        Err(err) => {
-            missing(&format!("no C compiler ({err})"));
-            return None;
-        }
-        Ok(out) => assert!(out.status.success(), "blkif.c failed to build:\n{}", String::from_utf8_lossy(&out.stderr)),
-    }
-    let out = Command::new(&binary).output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    Some(
-        text.lines()
-            .map(|line| {
-                let (key, value) = line.split_once(' ').unwrap();
-                (key.to_owned(), value.to_owned())
-            })
-            .collect(),
-    )
-}
-
-#[test]
 fn sizes_match_the_c_header() {
-    let Some(c) = c_facts() else { return };
+    let c = c_facts();
     for (key, value) in crate_sizes() {
         assert_eq!(c.get(&key), Some(&value), "{key}");
     }
 }
 
-#[test]
 fn encoded_messages_are_byte_for_byte_the_c_structs() {
-    let Some(c) = c_facts() else { return };
+    let c = c_facts();
     for (key, value) in crate_samples() {
         assert_eq!(c.get(&key), Some(&value), "{key}");
     }
 }
 
-#[test]
 fn the_c_bytes_decode_to_the_same_messages() {
-    let Some(c) = c_facts() else { return };
+    let c = c_facts();
     for key in ["rw.bytes", "discard.bytes", "indirect.bytes"] {
         let bytes: Vec<u8> =
             (0..c[key].len() / 2).map(|i| u8::from_str_radix(&c[key][2 * i..2 * i + 2], 16).unwrap()).collect();
         let request = Request::decode(&bytes);
         assert_eq!(encoded(&request), c[key], "{key} decodes and encodes back");
     }
+}
+
+fn main() -> std::process::ExitCode {
+    // The header's layouts are x86_64's (the only ABI the crate speaks).
+    let tests = if cfg!(target_arch = "x86_64") {
+        vec![
+            Test::new("sizes_match_the_c_header", sizes_match_the_c_header).needs(C_HEADERS),
+            Test::new(
+                "encoded_messages_are_byte_for_byte_the_c_structs",
+                encoded_messages_are_byte_for_byte_the_c_structs,
+            )
+            .needs(C_HEADERS),
+            Test::new("the_c_bytes_decode_to_the_same_messages", the_c_bytes_decode_to_the_same_messages)
+                .needs(C_HEADERS),
+        ]
+    } else {
+        Vec::new()
+    };
+    run(tests)
 }

@@ -5,17 +5,18 @@
 //! compiles and runs it with the system C compiler and compares every line
 //! with what this crate computes.
 //!
-//! Without a C compiler or the headers the comparison is skipped with a
-//! message, and fails under `XS_REQUIRE_PEERS=1` (as `.ci/run` sets), so
-//! that CI never skips it silently. The values documented for blkif are
-//! also checked without any compiler.
+//! Without a C compiler or the headers the comparison is reported ignored
+//! (xs-peers' harness), and fails under `XS_REQUIRE_PEERS=1` (as `.ci/run`
+//! sets), so that CI never skips it silently. The values documented for
+//! blkif are also checked without any compiler.
 
 #![forbid(unsafe_code)]
-#![cfg(not(loom))]
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
+
+use xs_peers::c_program::C_HEADERS;
+use xs_peers::harness::{run, Test};
 
 use xen_ioring::layout::{PAD_OFFSET, PAD_SIZE, PVT_OFFSET, PVT_SIZE};
 use xen_ioring::{entry_size, Index, Message, RingLayout, HEADER_SIZE, PAGE_SIZE};
@@ -81,57 +82,17 @@ fn crate_facts() -> BTreeMap<String, usize> {
     facts
 }
 
-/// Skips (or, under `XS_REQUIRE_PEERS=1`, fails) for a missing tool.
-fn missing(what: &str) {
-    let message = format!("{what}; apt-get install gcc libxen-dev");
-    if std::env::var_os("XS_REQUIRE_PEERS").is_some_and(|v| v == "1") {
-        panic!("{message}");
-    }
-    eprintln!("skipped: {message}");
-}
-
-/// Compiles and runs layout.c; `None` if the compiler or headers are
-/// missing.
-fn c_facts() -> Option<BTreeMap<String, usize>> {
-    if !Path::new("/usr/include/xen/io/ring.h").exists() {
-        missing("no <xen/io/ring.h>");
-        return None;
-    }
+/// Every line layout.c prints, as the C compiler computes it.
+fn c_facts() -> BTreeMap<String, usize> {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c_layout/layout.c");
-    let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("layout");
-    let compiled = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-std=c11", "-Wall", "-Werror", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .output();
-    match compiled {
-        Err(err) => {
-            missing(&format!("no C compiler ({err})"));
-            return None;
-        }
-        Ok(out) => assert!(out.status.success(), "layout.c failed to build:\n{}", String::from_utf8_lossy(&out.stderr)),
-    }
-    let out = Command::new(&binary).output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let facts = text
-        .lines()
-        .map(|line| {
-            let (key, value) = line.split_once(' ').unwrap();
-            (key.to_owned(), value.parse().unwrap())
-        })
-        .collect();
-    Some(facts)
+    let facts = xs_peers::c_program::facts(&source);
+    facts.into_iter().map(|(k, v)| (k, v.parse().unwrap_or_else(|_| panic!("not a number: {v:?}")))).collect()
 }
 
-#[test]
 fn layout_matches_the_c_header() {
-    let Some(c) = c_facts() else { return };
-    assert_eq!(crate_facts(), c);
+    assert_eq!(crate_facts(), c_facts());
 }
 
-#[test]
 fn blkif_ring_has_the_documented_geometry() {
     assert_eq!(entry_size::<BlkifRequest, BlkifResponse>(), 112);
     let entries: Vec<u32> = (0..=4)
@@ -142,8 +103,15 @@ fn blkif_ring_has_the_documented_geometry() {
     assert_eq!(entries, [32, 64, 128, 256, 512]);
 }
 
-#[test]
 fn union_size_rounds_up_to_the_stricter_alignment() {
     assert_eq!(entry_size::<OddRequest, OddResponse>(), 16);
     assert_eq!(RingLayout::of::<OddRequest, OddResponse>(PAGE_SIZE).unwrap().entries(), 128);
+}
+
+fn main() -> std::process::ExitCode {
+    run(vec![
+        Test::new("layout_matches_the_c_header", layout_matches_the_c_header).needs(C_HEADERS),
+        Test::new("blkif_ring_has_the_documented_geometry", blkif_ring_has_the_documented_geometry),
+        Test::new("union_size_rounds_up_to_the_stricter_alignment", union_size_rounds_up_to_the_stricter_alignment),
+    ])
 }

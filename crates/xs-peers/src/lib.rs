@@ -23,6 +23,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+pub mod c_program;
 mod daemon;
 pub mod harness;
 mod shim;
