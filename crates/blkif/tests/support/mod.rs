@@ -6,6 +6,8 @@
 #![allow(dead_code)]
 
 pub mod hostile;
+/// The stepped world as a xenbus connection: xenbus's own test adapter.
+#[path = "../../../xenbus/tests/support/world_conn.rs"]
 pub mod world;
 
 use std::cell::RefCell;

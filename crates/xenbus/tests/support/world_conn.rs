@@ -1,5 +1,7 @@
 //! The stepped world (`xenstored::testing`) seen through xenbus's
-//! connection seam: each request runs the world until it is idle.
+//! connection seam: each request runs the world until it is idle. Shared
+//! by the tests of the crates whose drivers run over xenbus (blkif's
+//! tests include this file by path).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -13,11 +15,16 @@ use xenstored::testing::{ClientId, World};
 /// The world, shared by every connection of a test.
 pub type Shared = Rc<RefCell<World>>;
 
-/// One client of the world as a xenbus [`Conn`].
+/// One client of the world as a xenbus [`Conn`]: each request runs the
+/// world until it is idle and returns the reply.
 pub struct WorldConn {
     world: Shared,
+    /// The world's client behind this connection.
     pub id: ClientId,
     events: RefCell<VecDeque<WatchEvent>>,
+    /// Every request sent, in or out of a transaction (for tests that
+    /// bound how many a step takes).
+    sent: RefCell<Vec<Op>>,
 }
 
 struct WorldTx<'a> {
@@ -27,10 +34,16 @@ struct WorldTx<'a> {
 
 impl WorldConn {
     pub fn new(world: &Shared, id: ClientId) -> WorldConn {
-        WorldConn { world: Rc::clone(world), id, events: RefCell::new(VecDeque::new()) }
+        WorldConn { world: Rc::clone(world), id, events: RefCell::new(VecDeque::new()), sent: RefCell::new(Vec::new()) }
+    }
+
+    /// The requests sent since the last call, and forgets them.
+    pub fn take_sent(&self) -> Vec<Op> {
+        std::mem::take(&mut *self.sent.borrow_mut())
     }
 
     fn call(&self, tx_id: u32, request: &Request<'_>) -> Result<Reply, xenstore::Error> {
+        self.sent.borrow_mut().push(request.op());
         let mut payload = Vec::new();
         request.encode_payload(&mut payload);
         let reply = self.world.borrow_mut().call_in(self.id, tx_id, request.op(), &payload)?;
@@ -38,7 +51,12 @@ impl WorldConn {
     }
 
     fn call_raw(&self, tx_id: u32, op: Op, payload: &[u8]) -> Result<Vec<u8>, xenstore::Error> {
+        self.sent.borrow_mut().push(op);
         self.world.borrow_mut().call_in(self.id, tx_id, op, payload)
+    }
+
+    fn end(&self, tx_id: u32, commit: bool) -> Result<(), xenstore::Error> {
+        self.call(tx_id, &Request::TransactionEnd { commit }).map(drop)
     }
 }
 
@@ -71,26 +89,28 @@ impl Conn for WorldConn {
         &self,
         body: &mut dyn FnMut(&dyn Store) -> Result<(), xenstore::Error>,
     ) -> Result<(), xenstore::Error> {
-        for attempt in 0.. {
-            let Reply::TransactionStart(tx_id) = self.call(0, &Request::TransactionStart)? else {
-                panic!("TRANSACTION_START answered something else")
+        let mut attempt = 0;
+        loop {
+            let tx_id = match self.call(0, &Request::TransactionStart)? {
+                Reply::TransactionStart(id) => id,
+                other => panic!("TRANSACTION_START answered {other:?}"),
             };
             let result = match body(&WorldTx { conn: self, tx_id }) {
-                Ok(()) => self.call(tx_id, &Request::TransactionEnd { commit: true }).map(drop),
+                Ok(()) => self.end(tx_id, true),
                 Err(err) => {
-                    let _ = self.call(tx_id, &Request::TransactionEnd { commit: false });
+                    let _ = self.end(tx_id, false);
                     Err(err)
                 }
             };
             match result {
-                Err(err) if err.is_eagain() && attempt < 16 => continue,
+                Err(err) if err.is_eagain() && attempt < 16 => attempt += 1,
                 other => return other,
             }
         }
-        unreachable!()
     }
 
     fn watch(&self, path: &str, token: &str) -> Result<(), xenstore::Error> {
+        self.sent.borrow_mut().push(Op::Watch);
         self.world.borrow_mut().watch(self.id, path, token).map(drop)
     }
 
@@ -108,6 +128,7 @@ impl Conn for WorldConn {
         let event = events.pop_front();
         if event.is_none() {
             if let Some(timeout) = timeout {
+                // Nothing else runs in a stepped world: waiting is only time passing.
                 std::thread::sleep(timeout);
             }
         }
