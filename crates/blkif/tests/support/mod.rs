@@ -24,7 +24,7 @@ use xenbus::toolstack::{self, DeviceSpec};
 use xenstore::Store;
 use xenstored::testing::World;
 
-pub use world::{Shared, WorldConn};
+pub use world::{write_home, Shared, WorldConn};
 
 /// Everything of one test.
 pub struct Rig {
@@ -117,18 +117,7 @@ impl Rig {
         let config = DomainConfig { name: name.into(), program: vec![], env: vec![], cwd: None };
         let new = self.hv.toolstack().create(&config).unwrap();
         assert_eq!(new.domid, domid, "the store and the twin number guests alike");
-        let home = format!("/local/domain/{domid}");
-        let ts = &self.toolstack;
-        let perms = |text: &str| xenstore::PermList::parse_nul_list(text.as_bytes()).unwrap();
-        ts.mkdir(&home).unwrap();
-        ts.set_perms(&home, &perms(&format!("n0\0r{domid}\0"))).unwrap();
-        for ro in ["device", "backend"] {
-            ts.mkdir(&format!("{home}/{ro}")).unwrap();
-        }
-        for rw in ["error", "data"] {
-            ts.mkdir(&format!("{home}/{rw}")).unwrap();
-            ts.set_perms(&format!("{home}/{rw}"), &perms(&format!("n{domid}\0"))).unwrap();
-        }
+        write_home(&self.toolstack, domid);
         (domid, WorldConn::new(&self.world, id))
     }
 

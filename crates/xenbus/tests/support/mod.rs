@@ -11,7 +11,7 @@ pub mod world_conn;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-pub use world_conn::{Shared, WorldConn};
+pub use world_conn::{write_home, Shared, WorldConn};
 use xenbus::Conn;
 use xenstore::{ErrorCode, Store};
 use xenstored::testing::World;
@@ -47,18 +47,7 @@ impl Host {
         let reply = self.world.borrow_mut().introduce(id).unwrap();
         assert_eq!(reply, b"OK\0");
         let domid = self.world.borrow().domid(id);
-        let home = format!("/local/domain/{domid}");
-        let ts = &self.toolstack;
-        let perms = |text: &str| xenstore::PermList::parse_nul_list(text.as_bytes()).unwrap();
-        ts.mkdir(&home).unwrap();
-        ts.set_perms(&home, &perms(&format!("n0\0r{domid}\0"))).unwrap();
-        for ro in ["device", "backend"] {
-            ts.mkdir(&format!("{home}/{ro}")).unwrap();
-        }
-        for rw in ["error", "data"] {
-            ts.mkdir(&format!("{home}/{rw}")).unwrap();
-            ts.set_perms(&format!("{home}/{rw}"), &perms(&format!("n{domid}\0"))).unwrap();
-        }
+        write_home(&self.toolstack, domid);
         (domid, WorldConn::new(&self.world, id))
     }
 }

@@ -135,3 +135,20 @@ impl Conn for WorldConn {
         event
     }
 }
+
+/// Writes guest `domid`'s home through dom0's `toolstack` connection as
+/// libxl does (the parts the device tests use): read-only to the guest,
+/// `device` and `backend` read-only, `error` and `data` its own.
+pub fn write_home(toolstack: &WorldConn, domid: u16) {
+    let home = format!("/local/domain/{domid}");
+    let perms = |text: &str| xenstore::PermList::parse_nul_list(text.as_bytes()).unwrap();
+    toolstack.mkdir(&home).unwrap();
+    toolstack.set_perms(&home, &perms(&format!("n0\0r{domid}\0"))).unwrap();
+    for ro in ["device", "backend"] {
+        toolstack.mkdir(&format!("{home}/{ro}")).unwrap();
+    }
+    for rw in ["error", "data"] {
+        toolstack.mkdir(&format!("{home}/{rw}")).unwrap();
+        toolstack.set_perms(&format!("{home}/{rw}"), &perms(&format!("n{domid}\0"))).unwrap();
+    }
+}
