@@ -40,15 +40,20 @@
 //!   (`testing` module, `testing::TestHypervisor`), for tests that step a daemon, rings and clients
 //!   without processes.
 //!
-//! Real Xen (a later step) fits the same traits over the `/dev/xen/*`
-//! devices. Callers hold trait objects, so choosing an implementation is a
+//! - `xen`: real Xen, over Linux's `/dev/xen/*` devices (`xen` module:
+//!   `XenEventChannels`, `XenForeignMemory`, `XenGrants`,
+//!   `XenDomainStates`, `XenDom0Store`, and `xen::detect` to tell a Xen
+//!   control domain). It brings libc (the devices' ioctls).
+//!
+//! Callers hold trait objects, so choosing an implementation is a
 //! start-up decision, not a recompilation.
 //!
 //! No feature is on by default: the traits and [`MappedPages`] are what
 //! every user needs, and a daemon or driver built for real Xen must not
 //! carry a simulator, its JSON protocol and serde. Each dependent says
-//! which implementation it uses (the client library and the daemon enable
-//! `hosted`, the xsim toolstack `hosted-hypervisor`, tests `test-utils`).
+//! which implementation it uses (the client library enables `hosted`, the
+//! daemon `hosted` and `xen`, the xsim toolstack `hosted-hypervisor`,
+//! tests `test-utils`).
 //!
 //! Unsafe code lives in these files, each block with its `// SAFETY:`
 //! argument and each unsafe fn with its `# Safety` section: [`pages`]
@@ -56,7 +61,10 @@
 //! unmap), `hosted/client.rs` (adopting the hypervisor socket a hosted
 //! guest inherits by number), `hosted/hypervisor/spawn.rs` and
 //! `hosted/hypervisor/signals.rs` (starting guest processes and routing
-//! SIGTERM/SIGINT into the hypervisor's loop).
+//! SIGTERM/SIGINT into the hypervisor's loop), and the `xen` module's
+//! files (`xen/mod.rs`: the ioctl call; `xen/evtchn.rs`,
+//! `xen/foreign.rs`, `xen/grants.rs`, `xen/domains.rs`, `xen/dom0.rs`:
+//! each device's ioctls and mappings, the hypercall buffer).
 
 #[cfg(feature = "hosted")]
 pub mod hosted;
@@ -64,6 +72,8 @@ pub mod pages;
 pub mod rate_limit;
 #[cfg(feature = "test-utils")]
 pub mod testing;
+#[cfg(feature = "xen")]
+pub mod xen;
 
 use std::fmt;
 use std::io;
@@ -378,8 +388,23 @@ pub trait EventChannels: AsFd + Send + fmt::Debug {
 /// privileged.
 pub trait ForeignMemory: Send + fmt::Debug {
     /// Maps `count` pages of domain `domid` starting at frame `gfn`,
-    /// writable. xenstored maps each guest's xenstore page this way.
+    /// writable.
     fn map_foreign(&mut self, domid: DomId, gfn: u64, count: usize) -> io::Result<MappedPages>;
+
+    /// Maps domain `domid`'s xenstore page, writable, for INTRODUCE
+    /// (`gfn` is the frame it names). This is what xenstored calls.
+    ///
+    /// On Xen the toolstack also puts the page in the guest's grant
+    /// table, as reserved grant reference 1 (`GNTTAB_RESERVED_XENSTORE`),
+    /// and the C daemon's `map_interface` maps that grant through gntdev
+    /// (it never maps by frame; oxenstored maps by frame only). The Xen
+    /// implementation does the grant first and maps frame `gfn` when the
+    /// grant is not there or gntdev is missing. Elsewhere (hosted, the
+    /// in-memory twins) there are no grant-table entries to prefer: the
+    /// default maps frame `gfn` with [`ForeignMemory::map_foreign`].
+    fn map_store_page(&mut self, domid: DomId, gfn: u64) -> io::Result<MappedPages> {
+        self.map_foreign(domid, gfn, 1)
+    }
 }
 
 /// Pages this domain allocated and granted to another; the grants end

@@ -1,7 +1,9 @@
 //! What the C compiler says: a small C program built against the system's
 //! Xen headers and run, for the tests that check our layouts against
 //! `<xen/io/ring.h>` and `<xen/io/blkif.h>` (`crates/xen-ioring` and
-//! `crates/blkif`, `tests/c_layout`). Such a test needs [`C_HEADERS`];
+//! `crates/blkif`, `tests/c_layout`) and against Linux's `/dev/xen`
+//! device headers (`crates/xen-platform`, which also needs
+//! [`crate::LINUX_LIBC_DEV`]). Such a test needs [`C_HEADERS`];
 //! under the [`crate::harness`] it is reported ignored without them, and
 //! fails under `XS_REQUIRE_PEERS=1`.
 
@@ -19,11 +21,20 @@ pub const C_HEADERS: &[Need] = &[LIBXEN_DEV, GCC];
 /// lines it prints. Panics if it does not build, run or print such lines:
 /// the caller is a test whose needs include [`C_HEADERS`].
 pub fn facts(source: &Path) -> BTreeMap<String, String> {
+    facts_with(source, &[])
+}
+
+/// [`facts`] with more compiler flags, after the usual ones (so that
+/// `-std=gnu11` replaces `-std=c11`, for headers that need GNU C, as
+/// Xen's `<xen/domctl.h>` does).
+pub fn facts_with(source: &Path, flags: &[&str]) -> BTreeMap<String, String> {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let binary = dir.path().join("c-program");
     let gcc = path("/usr/bin/gcc");
     let built = Command::new(&gcc)
-        .args(["-std=c11", "-Wall", "-Werror", "-I"])
+        .args(["-std=c11", "-Wall", "-Werror"])
+        .args(flags)
+        .arg("-I")
         .arg(path("/usr/include"))
         .arg("-o")
         .arg(&binary)

@@ -61,6 +61,9 @@ pub const XEN_UTILS: Need = Need::Package { name: "xen-utils-4.17", file: "/usr/
 pub const XENSTORE_UTILS: Need = Need::Package { name: "xenstore-utils", file: "/usr/bin/xenstore-read" };
 /// The Xen headers the shim is compiled against.
 pub const LIBXEN_DEV: Need = Need::Package { name: "libxen-dev", file: "/usr/include/xenctrl.h" };
+/// Linux's user-space headers, among them the `/dev/xen` devices' ioctls
+/// (`<xen/evtchn.h>`, `<xen/gntdev.h>`, `<xen/gntalloc.h>`).
+pub const LINUX_LIBC_DEV: Need = Need::Package { name: "linux-libc-dev", file: "/usr/include/xen/evtchn.h" };
 /// The C compiler that builds the shim.
 pub const GCC: Need = Need::Package { name: "gcc", file: "/usr/bin/gcc" };
 /// Python 3, for the pyxs client checks.
