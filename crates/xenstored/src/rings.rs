@@ -98,6 +98,13 @@ impl DomainRing {
         Received::More
     }
 
+    /// Signals the guest now, whatever the ring layer asked: the C
+    /// daemon's notification once it serves dom0's ring (`dom0_init`),
+    /// which a Linux dom0 waits for before probing its backends.
+    pub(crate) fn announce(&self) -> io::Result<()> {
+        self.notifier.notify()
+    }
+
     /// Whether the guest asks for a reconnection (one atomic load).
     pub(crate) fn reconnect_requested(&self) -> bool {
         self.server.reconnect_requested()

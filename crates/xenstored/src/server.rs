@@ -146,8 +146,8 @@ pub struct Settings {
 impl Server {
     /// Serves domains' rings through `platform` from now on: binds
     /// VIRQ_DOM_EXC, serves dom0's own ring if the platform has one (a
-    /// privileged connection, as the C daemon's `dom0_init`), and polls the
-    /// event-channel handle. Without a platform, INTRODUCE only records
+    /// privileged connection, as the C daemon's `dom0_init`, notifying
+    /// dom0's port once as it does), and polls the event-channel handle. Without a platform, INTRODUCE only records
     /// the domain in the store.
     pub fn serve_domains(&mut self, platform: Platform) -> Result<()> {
         let mut rings = Rings::new(platform).context("binding VIRQ_DOM_EXC")?;
@@ -156,6 +156,12 @@ impl Server {
             let features = self.engine.config().features;
             let ring = rings.attach_dom0(pages, port, conn, features).context("binding dom0's xenstore port")?;
             info!(conn, port = ring.port, "serving dom0's xenstore ring");
+            // Dom0's kernel starts probing its backends (xenbus's
+            // `wake_waiting` sets `xenstored_ready`) at the first event on
+            // this port: without it netback and blkback never register.
+            if let Err(e) = ring.announce() {
+                warn!(port = ring.port, "cannot notify dom0's xenstore port: {e}");
+            }
             self.conns.insert(conn, Connection::new(Transport::Ring(ring)));
             self.again.push(conn);
         }

@@ -289,6 +289,27 @@ fn dom0s_own_ring_is_served_as_a_privileged_connection() {
     assert_eq!(w.call(guest, Op::GetDomainPath, b"0\0").unwrap(), b"/local/domain/0\0");
 }
 
+#[test]
+fn dom0s_kernel_is_notified_once_its_ring_is_served() {
+    // A Linux dom0 probes its backends only after the first event from
+    // xenstored on its xenstore port (the C daemon's dom0_init notifies).
+    use xen_platform::EventChannels;
+    let hv = xen_platform::testing::TestHypervisor::new();
+    hv.give_dom0_a_store_ring().unwrap();
+    let mut server = xenstored::Server::in_process(Default::default(), Default::default()).unwrap();
+    let platform = xenstored::Platform {
+        events: Box::new(hv.event_channels(0).unwrap()),
+        memory: Box::new(hv.foreign_memory()),
+        domains: Box::new(hv.domain_states()),
+        dom0_store: Box::new(hv.dom0_store()),
+    };
+    server.serve_domains(platform).unwrap();
+    let mut kernel = hv.guest(0).unwrap();
+    let mut pending = Vec::new();
+    kernel.events.take_pending(&mut pending).unwrap();
+    assert_eq!(pending, [kernel.store_port]);
+}
+
 /// A log sink for one test: what the daemon logged while `f` ran.
 fn logged(f: impl FnOnce()) -> String {
     #[derive(Clone, Default)]
