@@ -177,7 +177,7 @@ impl Rings {
         conn: ConnId,
         features: u32,
     ) -> io::Result<DomainRing> {
-        let pages = self.platform.memory.map_foreign(domid, gfn, 1)?;
+        let pages = self.platform.memory.map_store_page(domid, gfn)?;
         // Xen 4.21+: a port Xen wrote in the page (dom0less domains) wins
         // over INTRODUCE's; only when it is non-zero.
         let port = match xenstore_ring::read_field(&pages, Field::EvtchnPort) {
