@@ -28,7 +28,7 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    let command = options::parse(std::env::args().skip(1), std::env::var("XENSTORED_PATH").ok())?;
+    let command = options::parse(std::env::args().skip(1), &options::Environment::current())?;
     let options = match command {
         Command::Help => {
             print!("{}", options::USAGE);

@@ -8,10 +8,41 @@ use xenstore_db::{QuotaKind, Quotas};
 /// Where the daemon listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/var/run/xenstored/socket";
 
+/// The socket's name in `XENSTORED_RUNDIR`.
+const SOCKET_NAME: &str = "socket";
+
+/// What the environment says of the socket: `XENSTORED_PATH` names it,
+/// else `XENSTORED_RUNDIR` names its directory (libxenstore's
+/// `xs_daemon_socket`, which the C daemon listens on). Empty values count
+/// as unset.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// `XENSTORED_PATH`.
+    pub path: Option<String>,
+    /// `XENSTORED_RUNDIR`.
+    pub rundir: Option<String>,
+}
+
+impl Environment {
+    /// This process's environment.
+    pub fn current() -> Environment {
+        Environment { path: std::env::var("XENSTORED_PATH").ok(), rundir: std::env::var("XENSTORED_RUNDIR").ok() }
+    }
+
+    /// The socket it names, if it names one.
+    fn socket(&self) -> Option<PathBuf> {
+        if let Some(path) = self.path.as_ref().filter(|p| !p.is_empty()) {
+            return Some(PathBuf::from(path));
+        }
+        self.rundir.as_ref().filter(|d| !d.is_empty()).map(|dir| PathBuf::from(dir).join(SOCKET_NAME))
+    }
+}
+
 /// Everything the command line and environment decide.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Socket path (`--socket`, else `XENSTORED_PATH`, else the default).
+    /// Socket path (`--socket`, else `XENSTORED_PATH`, else
+    /// `$XENSTORED_RUNDIR/socket`, else the default).
     pub socket: PathBuf,
     /// Where to write the pid (`-F`).
     pub pid_file: Option<PathBuf>,
@@ -66,7 +97,8 @@ impl Default for Options {
 pub const USAGE: &str = "\
 Usage: xenstored [options]
   --socket <path>          listen on this Unix socket (default: $XENSTORED_PATH,
-                           else /var/run/xenstored/socket)
+                           else $XENSTORED_RUNDIR/socket, else
+                           /var/run/xenstored/socket)
   --hosted <path>          serve domains of the hosted hypervisor listening at
                            <path> (xsim's hypervisor.sock)
   -F, --pid-file <file>    write the daemon's pid to this file
@@ -178,16 +210,17 @@ fn label(o: &Opt) -> String {
 }
 
 /// Parses arguments (without the program name) and the environment's
-/// `XENSTORED_PATH`, as `getopt_long` would with the C daemon's table:
+/// `XENSTORED_PATH` and `XENSTORED_RUNDIR`, as `getopt_long` would with
+/// the C daemon's table:
 /// short options cluster and take their value attached or as the next
 /// argument, long options take `=value` or the next argument and may be
 /// abbreviated to an unambiguous prefix, `--` ends the options. Options
 /// that have no effect here are accepted with a warning in
 /// [`Options::warnings`]; errors name the option at fault.
-pub fn parse(args: impl IntoIterator<Item = String>, env_socket: Option<String>) -> Result<Command> {
+pub fn parse(args: impl IntoIterator<Item = String>, env: &Environment) -> Result<Command> {
     let mut o = Options::default();
-    if let Some(path) = env_socket.filter(|p| !p.is_empty()) {
-        o.socket = PathBuf::from(path);
+    if let Some(path) = env.socket() {
+        o.socket = path;
     }
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -329,14 +362,15 @@ mod tests {
     use super::*;
 
     fn run(args: &[&str], env: Option<&str>) -> Options {
-        match parse(args.iter().map(|s| s.to_string()), env.map(str::to_owned)).unwrap() {
+        let env = Environment { path: env.map(str::to_owned), rundir: None };
+        match parse(args.iter().map(|s| s.to_string()), &env).unwrap() {
             Command::Run(o) => *o,
             other => panic!("{other:?}"),
         }
     }
 
     fn error(args: &[&str]) -> String {
-        match parse(args.iter().map(|s| s.to_string()), None) {
+        match parse(args.iter().map(|s| s.to_string()), &Environment::default()) {
             Err(e) => e.to_string(),
             Ok(other) => panic!("{args:?} parsed: {other:?}"),
         }
@@ -386,8 +420,9 @@ mod tests {
 
     #[test]
     fn help_and_version_end_parsing() {
-        assert!(matches!(parse(["-H".to_string()], None), Ok(Command::Help)));
-        assert!(matches!(parse(["--vers".to_string(), "--bogus".to_string()], None), Ok(Command::Version)));
+        let env = Environment::default();
+        assert!(matches!(parse(["-H".to_string()], &env), Ok(Command::Help)));
+        assert!(matches!(parse(["--vers".to_string(), "--bogus".to_string()], &env), Ok(Command::Version)));
     }
 
     #[test]
@@ -408,6 +443,21 @@ mod tests {
         assert_eq!(run(&[], Some("/tmp/e")).socket, PathBuf::from("/tmp/e"));
         assert_eq!(run(&["--socket", "/tmp/f"], Some("/tmp/e")).socket, PathBuf::from("/tmp/f"));
         assert_eq!(run(&["--socket=/tmp/g"], None).socket, PathBuf::from("/tmp/g"));
+    }
+
+    #[test]
+    fn socket_comes_from_rundir_when_no_path_names_it() {
+        let parse_with = |args: &[&str], path: Option<&str>, rundir: Option<&str>| {
+            let env = Environment { path: path.map(str::to_owned), rundir: rundir.map(str::to_owned) };
+            match parse(args.iter().map(|s| s.to_string()), &env).unwrap() {
+                Command::Run(o) => o.socket,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(parse_with(&[], None, Some("/run/xs")), PathBuf::from("/run/xs/socket"));
+        assert_eq!(parse_with(&[], Some("/tmp/e"), Some("/run/xs")), PathBuf::from("/tmp/e"));
+        assert_eq!(parse_with(&["--socket", "/tmp/f"], None, Some("/run/xs")), PathBuf::from("/tmp/f"));
+        assert_eq!(parse_with(&[], None, Some("")), PathBuf::from(DEFAULT_SOCKET));
     }
 
     #[test]
@@ -433,7 +483,7 @@ mod tests {
     #[test]
     fn bad_options_are_errors() {
         for bad in [&["-E"][..], &["-E", "x"], &["-Q", "nodes"], &["-Q", "bogus=1"], &["--frobnicate"]] {
-            assert!(parse(bad.iter().map(|s| s.to_string()), None).is_err(), "{bad:?}");
+            assert!(parse(bad.iter().map(|s| s.to_string()), &Environment::default()).is_err(), "{bad:?}");
         }
     }
 }
