@@ -74,12 +74,8 @@ fn run() -> Result<()> {
     if let Some(log) = log {
         server.on_hangup(Box::new(move || log.reopen()));
     }
-    if options.hosted.is_none() {
-        tracing::warn!(
-            "no platform to serve domains' rings (real Xen is not supported yet; --hosted serves xsim's domains): \
-             INTRODUCE records a domain but nothing serves its ring"
-        );
-    }
+    // The platform that serves domains' rings: the hosted hypervisor when
+    // asked, else Xen on a Xen control domain, else none.
     if let Some(hypervisor) = &options.hosted {
         // Guests may run as this user: not dumpable, so that none can open
         // this process's /proc/PID/fd (every ring's page) or mem.
@@ -88,6 +84,20 @@ fn run() -> Result<()> {
         let platform = platform::hosted(&hypervisor)
             .with_context(|| format!("connecting to the hosted hypervisor at {}", hypervisor.display()))?;
         server.serve_domains(platform)?;
+    } else if xen_platform::xen::detect() {
+        // Xen's mappings are not inherited across fork (privcmd and gntdev
+        // mark them so), but none is made here: guests' pages are mapped
+        // at INTRODUCE, after daemonizing; dom0's own page (xsd_kva) and
+        // the descriptors are inherited.
+        let platform = platform::xen().context("opening the Xen devices of this control domain")?;
+        server.serve_domains(platform).context("serving domains through Xen")?;
+        info!("serving domains through Xen");
+    } else {
+        tracing::warn!(
+            "no platform to serve domains' rings (not a Xen control domain: /proc/xen/capabilities lacks control_d \
+             and there is no /dev/xen/privcmd; --hosted serves xsim's domains): INTRODUCE records a domain but \
+             nothing serves its ring"
+        );
     }
     if let Some(addr) = &options.metrics {
         let addr = match addr {

@@ -16,3 +16,17 @@ pub(crate) fn hosted(socket: &Path) -> io::Result<Platform> {
         dom0_store: Box::new(host.dom0_store()),
     })
 }
+
+/// Real Xen, on a control domain: `/dev/xen/evtchn`, `/dev/xen/privcmd`
+/// (with `/dev/xen/gntdev` for guests' xenstore pages), and dom0's own
+/// ring when dom0's kernel left one for a local xenstored
+/// (`/proc/xen/xsd_kva`).
+pub(crate) fn xen() -> io::Result<Platform> {
+    use xen_platform::xen::{XenDom0Store, XenDomainStates, XenEventChannels, XenForeignMemory};
+    Ok(Platform {
+        events: Box::new(XenEventChannels::open()?),
+        memory: Box::new(XenForeignMemory::open()?),
+        domains: Box::new(XenDomainStates::open()?),
+        dom0_store: Box::new(XenDom0Store::new()),
+    })
+}
