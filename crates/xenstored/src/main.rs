@@ -92,6 +92,13 @@ fn run() -> Result<()> {
         let platform = platform::xen().context("opening the Xen devices of this control domain")?;
         server.serve_domains(platform).context("serving domains through Xen")?;
         info!("serving domains through Xen");
+        if !std::path::Path::new(xen_platform::xen::XSD_KVA).exists() {
+            tracing::warn!(
+                "{} is missing (is xenfs mounted on /proc/xen?): dom0's own xenstore ring is not served, so dom0's \
+                 kernel cannot reach xenstore",
+                xen_platform::xen::XSD_KVA
+            );
+        }
     } else {
         tracing::warn!(
             "no platform to serve domains' rings (not a Xen control domain: /proc/xen/capabilities lacks control_d \
