@@ -91,8 +91,12 @@ impl XenEventChannels {
 
     /// Unmasks `ports` (writes them back to the device).
     fn rearm(&self, ports: &[Port]) -> io::Result<()> {
+        let mut bytes = [0u8; BATCH * size_of::<Port>()];
         for chunk in ports.chunks(BATCH) {
-            let bytes: Vec<u8> = chunk.iter().flat_map(|port| port.to_ne_bytes()).collect();
+            for (slot, port) in bytes.chunks_exact_mut(size_of::<Port>()).zip(chunk) {
+                slot.copy_from_slice(&port.to_ne_bytes());
+            }
+            let bytes = &bytes[..size_of_val(chunk)];
             let mut written = 0;
             while written < bytes.len() {
                 match rustix::io::write(self.file.as_fd(), &bytes[written..]) {
@@ -165,12 +169,12 @@ impl EventChannels for XenEventChannels {
     }
 
     fn take_pending(&mut self, out: &mut Vec<Port>) -> io::Result<()> {
-        let mut fired = Vec::new();
-        let mut buffer = vec![0u8; BATCH * size_of::<Port>()];
+        let start = out.len();
+        let mut buffer = [0u8; BATCH * size_of::<Port>()];
         loop {
             match rustix::io::read(self.file.as_fd(), &mut buffer) {
                 Ok(0) => break,
-                Ok(n) => parse_ports(&buffer[..n], &mut fired),
+                Ok(n) => parse_ports(&buffer[..n], out),
                 Err(Errno::AGAIN) => break,
                 Err(Errno::INTR) => continue,
                 Err(Errno::FBIG) => {
@@ -180,21 +184,16 @@ impl EventChannels for XenEventChannels {
                     // SAFETY: IOCTL_EVTCHN_RESET takes no argument.
                     unsafe { ioctl(self.file.as_fd(), IOCTL_EVTCHN_RESET, std::ptr::null_mut::<u8>()) }
                         .map_err(|e| context(e, "resetting the event-channel queue after it overflowed"))?;
-                    fired.clear();
-                    fired.extend(self.ports.keys().copied());
+                    out.truncate(start);
+                    out.extend(self.ports.keys().copied());
                     break;
                 }
                 Err(e) => return Err(context(e.into(), "reading pending event channels")),
             }
         }
-        if fired.is_empty() {
-            return Ok(());
-        }
         // Re-armed before the caller looks at the rings: an event after
         // this point queues the port again, so none is lost.
-        self.rearm(&fired)?;
-        out.extend_from_slice(&fired);
-        Ok(())
+        self.rearm(&out[start..])
     }
 
     fn bindings(&self) -> Vec<BoundPort> {
@@ -268,6 +267,52 @@ mod tests {
         let mut out = vec![9];
         parse_ports(&bytes, &mut out);
         assert_eq!(out, [9, 3, 70_000, 1]);
+    }
+
+    /// A handle over one end of a socket pair standing in for the device:
+    /// what the test writes to the other end is "queued", and what the
+    /// handle writes back (re-arming) arrives there. It binds nothing, so
+    /// dropping it makes no evtchn ioctl.
+    fn over_socket() -> (XenEventChannels, std::os::unix::net::UnixStream) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        (XenEventChannels { file: Arc::new(ours.into()), ports: BTreeMap::new() }, theirs)
+    }
+
+    fn ports_bytes(ports: &[Port]) -> Vec<u8> {
+        ports.iter().flat_map(|p| p.to_ne_bytes()).collect()
+    }
+
+    #[test]
+    fn take_pending_appends_what_was_queued_and_writes_it_back_to_rearm() {
+        use std::io::{Read, Write};
+        let (mut handle, mut device) = over_socket();
+        device.write_all(&ports_bytes(&[4, 9])).unwrap();
+        let mut out = vec![1];
+        handle.take_pending(&mut out).unwrap();
+        assert_eq!(out, [1, 4, 9]);
+        let mut rearmed = [0u8; 8];
+        device.read_exact(&mut rearmed).unwrap();
+        assert_eq!(rearmed.to_vec(), ports_bytes(&[4, 9]));
+        // Nothing queued: nothing reported, nothing written.
+        handle.take_pending(&mut out).unwrap();
+        assert_eq!(out, [1, 4, 9]);
+        assert_eq!(device.read(&mut rearmed).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn take_pending_reads_more_than_one_batch() {
+        use std::io::{Read, Write};
+        let (mut handle, mut device) = over_socket();
+        let many: Vec<Port> = (0..1500).collect();
+        device.write_all(&ports_bytes(&many)).unwrap();
+        let mut out = Vec::new();
+        handle.take_pending(&mut out).unwrap();
+        assert_eq!(out, many);
+        let mut rearmed = vec![0u8; many.len() * 4];
+        device.read_exact(&mut rearmed).unwrap();
+        assert_eq!(rearmed, ports_bytes(&many));
     }
 
     #[test]
