@@ -17,11 +17,13 @@
 //! # Mappings and `fork`
 //!
 //! Linux does not copy privcmd's and gntdev's mappings into a child
-//! (`VM_DONTCOPY`): pages mapped by [`XenForeignMemory`] or [`XenGrants`]
-//! are not mapped in a process forked afterwards, so a daemon maps them
-//! after daemonizing. Descriptors, event-channel bindings, dom0's ring
-//! (`xsd_kva`) and [`XenDomainStates`] (which takes its hypercall buffer
-//! again in a new process) survive a fork.
+//! (`VM_DONTCOPY`), and on a PV dom0 a gntdev file maps only into the
+//! address space of the process that opened it: pages mapped by [`XenForeignMemory`] or
+//! [`XenGrants`] are not mapped in a process forked afterwards, so a
+//! daemon maps them (and lets gntdev be opened, which happens at the
+//! first grant mapping) after daemonizing. Descriptors, event-channel
+//! bindings, dom0's ring (`xsd_kva`) and [`XenDomainStates`] (which takes
+//! its hypercall buffer again in a new process) survive a fork.
 //!
 //! # What is checked without Xen
 //!
