@@ -13,7 +13,6 @@
 //! [`hosted::in_hosted_guest`]) the guest's own ring comes first.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::fs::FileTypeExt;
@@ -22,8 +21,10 @@ use std::path::{Path, PathBuf};
 
 pub mod hosted;
 mod shared_ring;
+mod xenbus_device;
 
 pub use shared_ring::{ServerRingError, SharedRing};
+pub use xenbus_device::XenbusDevice;
 
 /// A connection to the daemon, as the blocking client drives it.
 pub trait Transport: Send + Sync + fmt::Debug + 'static {
@@ -70,35 +71,6 @@ impl Transport for UnixSocket {
         // Already shut down, or the peer is gone: nothing left to do.
         let _ = self.stream.shutdown(Shutdown::Both);
     }
-}
-
-/// Linux's xenbus character device (`/dev/xen/xenbus`): the same framing,
-/// carried by the kernel over this domain's ring. Not exercised by the
-/// tests here (no hypervisor); one limitation: a read blocked on the device
-/// cannot be interrupted, so the reader thread of a dropped client lingers
-/// until the next message arrives.
-#[derive(Debug)]
-pub struct XenbusDevice {
-    file: File,
-}
-
-impl XenbusDevice {
-    /// Opens the device read-write.
-    pub fn open(path: &Path) -> io::Result<Self> {
-        Ok(XenbusDevice { file: OpenOptions::new().read(true).write(true).open(path)? })
-    }
-}
-
-impl Transport for XenbusDevice {
-    fn reader(&self) -> io::Result<Box<dyn Read + Send>> {
-        Ok(Box::new(self.file.try_clone()?))
-    }
-
-    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
-        (&self.file).write_all(bytes)
-    }
-
-    fn shutdown(&self) {}
 }
 
 /// The daemon's socket: `XENSTORED_PATH`, else `$XENSTORED_RUNDIR/socket`,
