@@ -97,7 +97,7 @@ pub fn run(args: &[String]) -> Result<()> {
     // Senders: many writes in flight at once.
     let next = Arc::new(AtomicU64::new(0));
     let peer_inbox = format!("/local/domain/{peer}/data/inbox");
-    let senders: Vec<_> = (0..settings.threads)
+    let mut senders: Vec<_> = (0..settings.threads)
         .map(|_| {
             let (client, acked, next, inbox) = (client.clone(), acked.clone(), next.clone(), peer_inbox.clone());
             let (count, window) = (settings.count, settings.window);
@@ -136,6 +136,10 @@ pub fn run(args: &[String]) -> Result<()> {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
             Err(e) => bail!("inbox watch ended: {e:?}"),
         };
+        // A sender that failed says why now, not after the deadline.
+        while let Some(i) = senders.iter().position(|s| s.is_finished()) {
+            senders.swap_remove(i).join().map_err(|_| anyhow!("a sender panicked"))??;
+        }
         if Instant::now() > deadline {
             bail!("timed out: received {expected} of {} messages", settings.count);
         }
