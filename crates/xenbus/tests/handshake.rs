@@ -112,6 +112,44 @@ fn blkfront_style_frontend_goes_through_initialised() {
 }
 
 #[test]
+fn a_backend_bus_serving_one_frontend_domain_leaves_the_others_devices_alone() {
+    let host = Host::new();
+    let log = log();
+    let (mine, mine_conn) = host.guest("mine");
+    let (other, _other_conn) = host.guest("other");
+    let blog = log.clone();
+    let mut be = Bus::backend(host.dom0(), 0, "demo", move |_| DemoBack { sectors: 2048, log: blog.clone() })
+        .serving_frontend(mine);
+    assert_eq!(be.watched(), format!("/local/domain/0/backend/demo/{mine}"));
+    be.start().unwrap();
+    let flog = log.clone();
+    let mut fe = Bus::frontend(mine_conn, mine, "demo", move |_| DemoFront {
+        published: XenbusState::Initialised,
+        grant: 0,
+        sectors: 0,
+        log: flog.clone(),
+    });
+    fe.start().unwrap();
+    let theirs = DeviceSpec::new("demo", 0, other, 0);
+    toolstack::attach(&host.toolstack, &theirs).unwrap();
+    let spec = DeviceSpec::new("demo", 0, mine, 0);
+    toolstack::attach(&host.toolstack, &spec).unwrap();
+    settle(&mut [&mut fe, &mut be]);
+    let store = host.toolstack.store();
+    assert_eq!(state_of(store, &spec.backend_dir()), "4");
+    assert_eq!(state_of(store, &theirs.backend_dir()), "1", "another backend's device is not touched");
+    assert_eq!(be.devices().collect::<Vec<_>>(), [spec.backend_dir()]);
+
+    // The other domain's devices going away is no event of this bus.
+    host.toolstack.rm(&format!("/local/domain/0/backend/demo/{other}")).unwrap();
+    assert_eq!(be.poll(None).unwrap(), 0);
+    // Its own domain's directory going away drops its device.
+    host.toolstack.rm(&format!("/local/domain/0/backend/demo/{mine}")).unwrap();
+    be.poll(None).unwrap();
+    assert!(be.devices().next().is_none());
+}
+
+#[test]
 fn a_repeated_backend_connected_makes_the_frontend_reread_its_details() {
     let mut s = connected(XenbusState::Initialised);
     let be_dir = s.be_dir();
