@@ -55,7 +55,7 @@ pub mod request;
 pub mod response;
 pub mod validate;
 
-pub use backend::Blkback;
+pub use backend::{BackendType, Blkback, ServeConfig};
 pub use frontend::{Blkfront, DiskInfo, FrontConfig, IoError, Ticket};
 pub use request::{DiscardRequest, IndirectRequest, Request, Segment, SegmentRequest};
 pub use response::Response;
