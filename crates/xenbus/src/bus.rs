@@ -67,6 +67,9 @@ pub struct Bus<C> {
     /// What the bus watches and lists: the root, or one frontend
     /// domain's directory below it.
     watched: String,
+    /// Backends: close a device the toolstack asks to close when no
+    /// frontend will answer ([`Bus::closing_unanswered`]).
+    close_unanswered: bool,
     token: String,
     factory: Factory,
     devices: BTreeMap<String, Slot>,
@@ -106,7 +109,18 @@ impl<C: Conn> Bus<C> {
         let root = paths::bus_root(role, domid, devtype);
         let token = format!("xenbus-bus:{root}");
         let watched = root.clone();
-        Bus { conn, role, devtype: devtype.to_owned(), domid, root, watched, token, factory, devices: BTreeMap::new() }
+        Bus {
+            conn,
+            role,
+            devtype: devtype.to_owned(),
+            domid,
+            root,
+            watched,
+            close_unanswered: false,
+            token,
+            factory,
+            devices: BTreeMap::new(),
+        }
     }
 
     /// Narrows a backend bus to the devices of frontend domain `frontend`:
@@ -128,6 +142,17 @@ impl<C: Conn> Bus<C> {
     /// The directory this bus enumerates.
     pub fn root(&self) -> &str {
         &self.root
+    }
+
+    /// Makes a backend bus close a device at once when the toolstack
+    /// writes its `state` Closing (libxl's detach) and the frontend is not
+    /// active, so will never answer
+    /// ([`crate::handshake::backend_state_written`]), as QEMU's xen-bus
+    /// does for its backends. Without it (Linux's backends), such a detach
+    /// waits for the frontend and times out. Call before [`Bus::start`].
+    pub fn closing_unanswered(mut self) -> Bus<C> {
+        self.close_unanswered = self.role == Role::Backend;
+        self
     }
 
     /// The directory this bus watches and lists: the root, or the one
@@ -175,7 +200,7 @@ impl<C: Conn> Bus<C> {
                 return Ok(());
             }
             return match enumerate::scope(self.role, &self.root, &event.path) {
-                Scope::Device { dir, at_dir } => self.look_at(&dir, at_dir),
+                Scope::Device { dir, at_dir } => self.look_at(&dir, at_dir, &event.path),
                 Scope::Above { top } => self.scan_below(&top),
                 Scope::Outside => Ok(()),
             };
@@ -201,12 +226,20 @@ impl<C: Conn> Bus<C> {
     /// is still there. A device the bus does not have is probed (a missing
     /// or stateless directory is not taken, and is looked at again when
     /// its `state` is written).
-    fn look_at(&mut self, dir: &str, at_dir: bool) -> Result<(), Error> {
-        if !self.devices.contains_key(dir) {
-            return self.probe(dir);
-        }
+    ///
+    /// A backend bus [`Bus::closing_unanswered`] also looks at a device's
+    /// own `state` when it is written: the toolstack's detach writes
+    /// Closing there.
+    fn look_at(&mut self, dir: &str, at_dir: bool, path: &str) -> Result<(), Error> {
+        let Some(slot) = self.devices.get_mut(dir) else { return self.probe(dir) };
         if at_dir && !self.conn.store().exists(dir)? {
             self.drop_device(dir);
+        } else if self.close_unanswered && path == paths::child(dir, "state") {
+            match slot.device.own_state_written(&self.conn, slot.driver.as_mut()) {
+                Ok(Outcome::Unregister) | Err(Error::Gone { .. }) => self.drop_device(dir),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(device = dir, %err, "device failed"),
+            }
         }
         Ok(())
     }

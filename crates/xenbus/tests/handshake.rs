@@ -209,6 +209,39 @@ fn detach_closes_the_device_and_removes_both_directories() {
 }
 
 #[test]
+fn detach_of_a_device_whose_frontend_never_started_closes_a_qemu_style_backend_at_once() {
+    let host = Host::new();
+    let (fe_dom, _fe_conn) = host.guest("guest");
+    let log = log();
+    let blog = log.clone();
+    let mut be = Bus::backend(host.dom0(), 0, "demo", move |_| DemoBack { sectors: 2048, log: blog.clone() })
+        .closing_unanswered();
+    be.start().unwrap();
+    let spec = DeviceSpec::new("demo", 0, fe_dom, 0);
+    toolstack::attach(&host.toolstack, &spec).unwrap();
+    be.poll(None).unwrap();
+    let store = host.toolstack.store();
+    assert_eq!(state_of(store, &spec.backend_dir()), "2", "waiting for a frontend that never comes");
+    // libxl's detach: online 0 and the backend's Closing, then a wait for
+    // Closed that no frontend will bring (QEMU's xen-bus closes at once).
+    toolstack::begin_detach(&host.toolstack, &spec).unwrap();
+    be.poll(None).unwrap();
+    assert_eq!(state_of(store, &spec.backend_dir()), "6");
+    assert!(be.device(&spec.backend_dir()).is_none(), "unregistered: online is 0");
+    assert_eq!(entries(&log, "be remove"), ["be remove"]);
+    assert!(entries(&log, "be disconnect").is_empty(), "it never connected");
+
+    // Without it (Linux's backends), the backend waits for the frontend.
+    let mut linux_style = backend_bus(&host, &log);
+    let spec = DeviceSpec::new("demo", 1, fe_dom, 0);
+    toolstack::attach(&host.toolstack, &spec).unwrap();
+    linux_style.poll(None).unwrap();
+    toolstack::begin_detach(&host.toolstack, &spec).unwrap();
+    linux_style.poll(None).unwrap();
+    assert_eq!(state_of(store, &spec.backend_dir()), "5", "left for a frontend to answer");
+}
+
+#[test]
 fn detach_with_no_backend_running_times_out_and_says_where_it_stopped() {
     let host = Host::new();
     let (fe_dom, _fe) = host.guest("guest");
