@@ -235,6 +235,20 @@ fn xl_block_detach_closes_linux_and_the_backend_unmaps_everything() {
 }
 
 #[test]
+fn xl_block_detach_of_a_disk_no_frontend_ever_used_completes_at_once() {
+    let mut rig = Rig::serving(qdisk());
+    let (fe, _conn) = rig.raw_guest("no-blkfront");
+    let image = rig.image("disk.img", 64);
+    let spec = rig.qdisk_spec(fe, DEVID, &image, "w");
+    rig.attach_spec(&spec);
+    assert_eq!(rig.state(&spec.backend_dir()), "2");
+    toolstack::begin_detach(&rig.toolstack, &spec).unwrap();
+    rig.settle();
+    assert_eq!(rig.state(&spec.backend_dir()), "6", "as QEMU: libxl's wait for Closed ends at once");
+    assert!(rig.backend().bus().device(&spec.backend_dir()).is_none());
+}
+
+#[test]
 fn a_read_only_disk_says_so_and_offers_no_discard() {
     let (mut rig, fe, spec) = linux_with_disk(LinuxParams::default(), 64, "r");
     assert_eq!(rig.read(&format!("{}/discard-enable", spec.backend_dir())).as_deref(), Some("0"));

@@ -53,7 +53,10 @@ pub enum BackendType {
     #[default]
     Vbd,
     /// `backend/qdisk`: libxl's `qdisk` disks, which a userspace device
-    /// model serves (QEMU's xen-block; xen-blkback in its place).
+    /// model serves (QEMU's xen-block; xen-blkback in its place). As
+    /// QEMU's xen-bus, a device the toolstack asks to close (libxl's
+    /// detach) whose frontend is not active closes at once
+    /// (`xenbus::Bus::closing_unanswered`).
     Qdisk,
 }
 
@@ -126,6 +129,11 @@ impl<C: Conn> Blkback<C> {
             Bus::backend(conn, domid, config.backend_type.name(), move |_| VbdBackend::new(Rc::clone(&shared)));
         if let Some(frontend) = config.frontend {
             bus = bus.serving_frontend(frontend);
+        }
+        if config.backend_type == BackendType::Qdisk {
+            // QEMU's contract with libxl: a detach whose frontend will
+            // never answer completes at once.
+            bus = bus.closing_unanswered();
         }
         Blkback { bus, hub, domid }
     }
