@@ -28,6 +28,9 @@
 //! the serving code is the same; the name decides, as the C xenstore
 //! tools choose their job by the name they were called by.
 
+#[cfg(not(any(feature = "hosted", feature = "xen")))]
+compile_error!("xen-blkback needs a platform: the hosted or the xen feature");
+
 mod platform;
 mod qemu;
 mod qemu_args;

@@ -19,6 +19,10 @@ pub enum Platform {
 /// The platform to use when none is asked for: Xen when running on it
 /// (and built with its support), else hosted.
 pub fn detect() -> Platform {
+    #[cfg(feature = "xen")]
+    if xen_platform::xen::detect() {
+        return Platform::Xen;
+    }
     Platform::Hosted
 }
 
@@ -58,6 +62,24 @@ fn hosted(_hypervisor: impl FnOnce() -> PathBuf) -> Result<Machine> {
     anyhow::bail!("this xen-blkback was built without the hosted platform (the hosted feature)")
 }
 
+/// Xen: grants mapped through `/dev/xen/gntdev` (each map an ioctl and
+/// an mmap, which persistent grants keep to one per page per
+/// connection), event channels through `/dev/xen/evtchn`.
+#[cfg(feature = "xen")]
+fn xen() -> Result<Machine> {
+    use anyhow::Context;
+    let grants = xen_platform::xen::XenGrants::open().context("opening the grant device (/dev/xen/gntdev)")?;
+    let events =
+        xen_platform::xen::XenEventChannels::open().context("opening the event channel device (/dev/xen/evtchn)")?;
+    Ok(Machine {
+        grants: Box::new(grants),
+        events: Box::new(events),
+        #[cfg(feature = "hosted")]
+        _host: None,
+    })
+}
+
+#[cfg(not(feature = "xen"))]
 fn xen() -> Result<Machine> {
     anyhow::bail!("this xen-blkback was built without Xen support (the xen feature)")
 }
