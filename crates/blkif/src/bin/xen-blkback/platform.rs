@@ -18,9 +18,14 @@ pub enum Platform {
 
 /// The platform to use when none is asked for: Xen when running on it
 /// (and built with its support), else hosted.
+///
+/// On Xen means a control domain (`xen_platform::xen::detect`, dom0), or
+/// any domain with the grant-mapping device (a driver domain, where
+/// `xl devd` runs the disk backend: not a control domain, but it maps its
+/// guests' grants all the same).
 pub fn detect() -> Platform {
     #[cfg(feature = "xen")]
-    if xen_platform::xen::detect() {
+    if xen_platform::xen::detect() || std::path::Path::new(xen_platform::xen::GNTDEV_DEVICE).exists() {
         return Platform::Xen;
     }
     Platform::Hosted
