@@ -144,6 +144,14 @@ impl<C: Conn> Blkback<C> {
         self.bus.start()
     }
 
+    /// Lists the devices there are now and probes the new ones (each
+    /// then waits in InitWait), without waiting for the watch's first
+    /// event to do it: for a caller that must know they are probed
+    /// (xen-blkback in QEMU's place, before it says it is ready).
+    pub fn scan(&mut self) -> Result<(), Error> {
+        self.bus.scan()
+    }
+
     /// The xenbus bus (its devices and their states).
     pub fn bus(&self) -> &Bus<C> {
         &self.bus

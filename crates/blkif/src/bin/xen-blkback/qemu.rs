@@ -93,8 +93,8 @@ fn run(dm: &DmArgs) -> Result<()> {
     let config = ServeConfig { backend_type: BackendType::Qdisk, frontend: Some(dm.domid) };
     let mut backend = Blkback::with_config(SyncConn::new(client), own, machine.grants, machine.events, config);
     backend.start().context("watching backend/qdisk")?;
-    // The watch's first event: the disks already there are probed.
-    backend.step().context("probing the disks")?;
+    // The disks already there are probed (in InitWait) before "running".
+    backend.scan().context("probing the disks")?;
     let state_node = format!("/local/domain/{own}/device-model/{}/state", dm.domid);
     if running.load(Ordering::Acquire) {
         ready(&backend, &state_node)?;
