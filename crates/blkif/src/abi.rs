@@ -15,6 +15,11 @@ pub const OP_DISCARD: u8 = 5;
 /// `BLKIF_OP_INDIRECT`: segments listed in granted pages (not served).
 pub const OP_INDIRECT: u8 = 6;
 
+/// `BLKIF_DISCARD_SECURE`, the discard request's `flag` asking for a
+/// secure erase (only meaningful if the backend offers
+/// `discard-secure`, which this one does not).
+pub const DISCARD_SECURE: u8 = 0x1;
+
 /// `BLKIF_RSP_OKAY`.
 pub const RSP_OKAY: i16 = 0;
 /// `BLKIF_RSP_ERROR`: the request failed (Linux: `-EIO`).

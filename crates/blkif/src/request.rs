@@ -140,12 +140,23 @@ impl Request {
         }
     }
 
-    /// The `operation` byte, echoed in the response.
+    /// The `operation` byte of the slot.
     pub fn operation(&self) -> u8 {
         match self {
             Request::Segments(r) => r.operation,
             Request::Discard(_) => OP_DISCARD,
             Request::Indirect(_) => OP_INDIRECT,
+        }
+    }
+
+    /// The `operation` its response carries: the slot's, except for an
+    /// indirect request, whose response carries its `indirect_op`, as
+    /// Linux's blkback answers and its blkfront checks (a response whose
+    /// operation is not the one it expects disables the disk).
+    pub fn response_operation(&self) -> u8 {
+        match self {
+            Request::Indirect(r) => r.indirect_op,
+            other => other.operation(),
         }
     }
 }
@@ -253,6 +264,16 @@ mod tests {
         for request in [Request::Segments(rw), Request::Discard(discard), Request::Indirect(indirect)] {
             assert_eq!(round_trip(request), request);
         }
+    }
+
+    #[test]
+    fn an_indirect_request_is_answered_with_its_indirect_op() {
+        let indirect = Request::Indirect(IndirectRequest { indirect_op: OP_WRITE, ..Default::default() });
+        assert_eq!((indirect.operation(), indirect.response_operation()), (OP_INDIRECT, OP_WRITE));
+        let discard = Request::Discard(DiscardRequest::default());
+        assert_eq!(discard.response_operation(), OP_DISCARD);
+        let rw = Request::Segments(SegmentRequest { operation: 200, ..Default::default() });
+        assert_eq!(rw.response_operation(), 200, "an unknown operation is echoed");
     }
 
     #[test]

@@ -13,11 +13,12 @@
 //! | read, write | `nr_segments` not in 1..=11; a segment with `first_sect > last_sect` or `last_sect > 7`; the sectors run past the disk (or overflow); a write to a read-only disk | [`Plan::Read`], [`Plan::Write`] |
 //! | write barrier | as write, but 0 segments is a flush alone | write then flush |
 //! | flush | as write (a flush may carry data, blkfront's FUA writes) | [`Plan::Flush`] or write then flush |
-//! | discard | the range runs past the disk; a read-only disk. `BLKIF_RSP_EOPNOTSUPP` when discard is not offered | [`Plan::Discard`] |
+//! | discard | the range runs past the disk; a read-only disk. `BLKIF_RSP_EOPNOTSUPP` when discard is not offered, or for a secure discard (`discard-secure` is not offered; Linux's blkback answers the same) | [`Plan::Discard`] |
 //! | indirect, unknown operation | always `BLKIF_RSP_EOPNOTSUPP` (indirect segments are not offered) | |
 
 use crate::abi::{
-    MAX_SEGMENTS, OP_FLUSH_DISKCACHE, OP_READ, OP_WRITE, OP_WRITE_BARRIER, RSP_EOPNOTSUPP, RSP_ERROR, SECTORS_PER_PAGE,
+    DISCARD_SECURE, MAX_SEGMENTS, OP_FLUSH_DISKCACHE, OP_READ, OP_WRITE, OP_WRITE_BARRIER, RSP_EOPNOTSUPP, RSP_ERROR,
+    SECTORS_PER_PAGE,
 };
 use crate::request::{DiscardRequest, Request, Segment, SegmentRequest};
 
@@ -138,6 +139,9 @@ fn check_discard(r: &DiscardRequest, disk: &Geometry) -> Result<Plan, Refusal> {
     if !disk.discard {
         return Err(unsupported("discard is not offered"));
     }
+    if r.flag & DISCARD_SECURE != 0 {
+        return Err(unsupported("secure discard is not offered"));
+    }
     if disk.readonly {
         return Err(error("discard on a read-only disk"));
     }
@@ -186,6 +190,15 @@ mod tests {
         Request::Discard(DiscardRequest { sector_number: sector, nr_sectors: count, ..Default::default() })
     }
 
+    fn secure_discard(sector: u64, count: u64) -> Request {
+        Request::Discard(DiscardRequest {
+            flag: DISCARD_SECURE,
+            sector_number: sector,
+            nr_sectors: count,
+            ..Default::default()
+        })
+    }
+
     /// The status a request gets from the checks alone (OKAY if it passes).
     fn status(request: Request, disk: &Geometry) -> i16 {
         check(&request, disk).map_or_else(|r| r.status, |_| RSP_OKAY)
@@ -216,6 +229,7 @@ mod tests {
             ("discard past the end", discard(1, 1024), &DISK, RSP_ERROR),
             ("discard overflows", discard(u64::MAX, 2), &DISK, RSP_ERROR),
             ("discard not offered", discard(0, 8), &READONLY, RSP_EOPNOTSUPP),
+            ("secure discard", secure_discard(0, 8), &DISK, RSP_EOPNOTSUPP),
             ("indirect", Request::Indirect(IndirectRequest::default()), &DISK, RSP_EOPNOTSUPP),
             ("reserved operation 4", rw(4, 0, &[(0, 0)]), &DISK, RSP_EOPNOTSUPP),
             ("operation 200", rw(200, 0, &[(0, 0)]), &DISK, RSP_EOPNOTSUPP),

@@ -7,8 +7,8 @@
 
 mod support;
 
-use blkif::abi::{OP_READ, RSP_EOPNOTSUPP, RSP_ERROR, RSP_OKAY};
-use blkif::{FrontConfig, IndirectRequest, Request, Segment};
+use blkif::abi::{DISCARD_SECURE, OP_DISCARD, OP_READ, OP_WRITE, RSP_EOPNOTSUPP, RSP_ERROR, RSP_OKAY};
+use blkif::{DiscardRequest, FrontConfig, IndirectRequest, Request, Segment};
 use support::hostile::{Hostile, Lies};
 use support::Rig;
 
@@ -23,6 +23,7 @@ fn bad_ring_details_are_fatal_to_the_device_with_an_error_node() {
         ("an event channel not offered", Lies { event_channel: some("4242"), ..Lies::default() }, "event-channel"),
         ("a 32-bit protocol", Lies { protocol: some("x86_32-abi"), ..Lies::default() }, "protocol"),
         ("a ring order too large", Lies { ring_page_order: some("9"), ..Lies::default() }, "ring-page-order"),
+        ("two queues", Lies { multi_queue_num_queues: some("2"), ..Lies::default() }, "2 queues"),
     ];
     for (name, lies, expected) in rows {
         let mut rig = Rig::new();
@@ -80,6 +81,25 @@ fn bad_requests_get_error_responses_and_good_ones_still_work() {
     ];
     assert_eq!(statuses.into_iter().collect::<Vec<_>>(), expected);
     assert_eq!(rig.state(&hostile.spec.backend_dir()), "4", "bad requests do not close the device");
+}
+
+#[test]
+fn what_is_not_offered_is_answered_eopnotsupp_with_the_operation_linux_expects() {
+    let mut rig = Rig::new();
+    let mut hostile = Hostile::new(&mut rig, "hostile", DEVID, Lies::default());
+    // Linux's blkfront disables the disk on a response whose operation is
+    // not the request's (an indirect one's: its indirect_op).
+    let indirect =
+        Request::Indirect(IndirectRequest { indirect_op: OP_WRITE, nr_segments: 20, id: 1, ..Default::default() });
+    let secure = Request::Discard(DiscardRequest { flag: DISCARD_SECURE, id: 2, nr_sectors: 8, ..Default::default() });
+    let plain = Request::Discard(DiscardRequest { id: 3, nr_sectors: 8, ..Default::default() });
+    assert_eq!(hostile.send(&[indirect, secure, plain]), 3);
+    rig.settle();
+    let answers: Vec<_> = hostile.answers().into_iter().collect();
+    assert_eq!(
+        answers,
+        [(1, (OP_WRITE, RSP_EOPNOTSUPP)), (2, (OP_DISCARD, RSP_EOPNOTSUPP)), (3, (OP_DISCARD, RSP_OKAY))]
+    );
 }
 
 #[test]

@@ -25,6 +25,12 @@
 //! whole root on every event made each attach O(devices): N names
 //! transferred and compared with the N devices held.
 //!
+//! A backend bus may serve one frontend domain only
+//! ([`Bus::serving_frontend`]): it then watches and lists
+//! `backend/<type>/<fe>` alone, as QEMU's xen-bus does for the domain it
+//! was started for (`-xen-domid`), so that one backend process per guest
+//! sees neither the other guests' devices nor their events.
+//!
 //! Call order: [`Bus::start`] once, then [`Bus::poll`] (or
 //! [`Bus::handle`] with each event of the connection) for ever.
 
@@ -58,6 +64,12 @@ pub struct Bus<C> {
     devtype: String,
     domid: DomId,
     root: String,
+    /// What the bus watches and lists: the root, or one frontend
+    /// domain's directory below it.
+    watched: String,
+    /// Backends: close a device the toolstack asks to close when no
+    /// frontend will answer ([`Bus::closing_unanswered`]).
+    close_unanswered: bool,
     token: String,
     factory: Factory,
     devices: BTreeMap<String, Slot>,
@@ -96,7 +108,30 @@ impl<C: Conn> Bus<C> {
     fn with(conn: C, role: Role, domid: DomId, devtype: &str, factory: Factory) -> Bus<C> {
         let root = paths::bus_root(role, domid, devtype);
         let token = format!("xenbus-bus:{root}");
-        Bus { conn, role, devtype: devtype.to_owned(), domid, root, token, factory, devices: BTreeMap::new() }
+        let watched = root.clone();
+        Bus {
+            conn,
+            role,
+            devtype: devtype.to_owned(),
+            domid,
+            root,
+            watched,
+            close_unanswered: false,
+            token,
+            factory,
+            devices: BTreeMap::new(),
+        }
+    }
+
+    /// Narrows a backend bus to the devices of frontend domain `frontend`:
+    /// it watches and lists `backend/<type>/<frontend>` only. Call before
+    /// [`Bus::start`]. A frontend bus is left as it is (its devices are
+    /// all its own domain's).
+    pub fn serving_frontend(mut self, frontend: DomId) -> Bus<C> {
+        if self.role == Role::Backend {
+            self.watched = paths::child(&self.root, &frontend.to_string());
+        }
+        self
     }
 
     /// The connection.
@@ -109,9 +144,27 @@ impl<C: Conn> Bus<C> {
         &self.root
     }
 
-    /// Watches the root (its first event scans it).
+    /// Makes a backend bus close a device at once when the toolstack
+    /// writes its `state` Closing (libxl's detach) and the frontend is not
+    /// active, so will never answer
+    /// ([`crate::handshake::backend_state_written`]), as QEMU's xen-bus
+    /// does for its backends. Without it (Linux's backends), such a detach
+    /// waits for the frontend and times out. Call before [`Bus::start`].
+    pub fn closing_unanswered(mut self) -> Bus<C> {
+        self.close_unanswered = self.role == Role::Backend;
+        self
+    }
+
+    /// The directory this bus watches and lists: the root, or the one
+    /// frontend domain's directory below it ([`Bus::serving_frontend`]).
+    pub fn watched(&self) -> &str {
+        &self.watched
+    }
+
+    /// Watches the root, or the one frontend domain's directory (its
+    /// first event scans it).
     pub fn start(&mut self) -> Result<(), Error> {
-        self.conn.watch(&self.root, &self.token)?;
+        self.conn.watch(&self.watched, &self.token)?;
         Ok(())
     }
 
@@ -142,8 +195,12 @@ impl<C: Conn> Bus<C> {
     /// bus is returned.
     pub fn handle(&mut self, event: &WatchEvent) -> Result<(), Error> {
         if *event.token == *self.token.as_bytes() {
+            if xenstore_wire::path::depth_below(&event.path, &self.watched).is_none() {
+                // Not ours: another frontend domain's (a narrowed bus).
+                return Ok(());
+            }
             return match enumerate::scope(self.role, &self.root, &event.path) {
-                Scope::Device { dir, at_dir } => self.look_at(&dir, at_dir),
+                Scope::Device { dir, at_dir } => self.look_at(&dir, at_dir, &event.path),
                 Scope::Above { top } => self.scan_below(&top),
                 Scope::Outside => Ok(()),
             };
@@ -169,20 +226,29 @@ impl<C: Conn> Bus<C> {
     /// is still there. A device the bus does not have is probed (a missing
     /// or stateless directory is not taken, and is looked at again when
     /// its `state` is written).
-    fn look_at(&mut self, dir: &str, at_dir: bool) -> Result<(), Error> {
-        if !self.devices.contains_key(dir) {
-            return self.probe(dir);
-        }
+    ///
+    /// A backend bus [`Bus::closing_unanswered`] also looks at a device's
+    /// own `state` when it is written: the toolstack's detach writes
+    /// Closing there.
+    fn look_at(&mut self, dir: &str, at_dir: bool, path: &str) -> Result<(), Error> {
+        let Some(slot) = self.devices.get_mut(dir) else { return self.probe(dir) };
         if at_dir && !self.conn.store().exists(dir)? {
             self.drop_device(dir);
+        } else if self.close_unanswered && path == paths::child(dir, "state") {
+            match slot.device.own_state_written(&self.conn, slot.driver.as_mut()) {
+                Ok(Outcome::Unregister) | Err(Error::Gone { .. }) => self.drop_device(dir),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(device = dir, %err, "device failed"),
+            }
         }
         Ok(())
     }
 
-    /// Lists the root: probes new devices, removes vanished ones.
+    /// Lists the root (or the one frontend domain's directory): probes
+    /// new devices, removes vanished ones.
     pub fn scan(&mut self) -> Result<(), Error> {
-        let root = self.root.clone();
-        self.scan_below(&root)
+        let watched = self.watched.clone();
+        self.scan_below(&watched)
     }
 
     /// Lists the device directories at or below `top` (the root, or a

@@ -213,6 +213,31 @@ impl Device {
         Ok(Outcome::Reacted)
     }
 
+    /// A backend's own `state` node was written, by itself or by the
+    /// toolstack: see [`handshake::backend_state_written`] (libxl's
+    /// detach, with a frontend that will not answer). Only for a bus
+    /// that asked for it (`Bus::closing_unanswered`).
+    pub(crate) fn own_state_written(&mut self, conn: &dyn Conn, driver: &mut dyn Hooks) -> Result<Outcome, Error> {
+        if self.role != Role::Backend || matches!(self.state, XenbusState::Closing | XenbusState::Closed) {
+            return Ok(Outcome::Reacted);
+        }
+        let written = switch::read_state(conn.store(), &self.dir)?;
+        if written == self.state {
+            return Ok(Outcome::Reacted);
+        }
+        let peer = match self.otherend.as_ref() {
+            Some(other) => switch::read_state(conn.store(), &other.dir).unwrap_or(XenbusState::Unknown),
+            None => XenbusState::Unknown,
+        };
+        let online = self.online(conn)?;
+        let actions = handshake::backend_state_written(self.state, written, peer, online);
+        if !actions.is_empty() {
+            tracing::info!(device = self.dir, %written, %peer, "told to close with no active frontend: closing");
+        }
+        self.last_peer = None;
+        self.execute(conn, driver, &actions).map_err(|err| self.fail(conn, driver, err))
+    }
+
     fn online(&self, conn: &dyn Conn) -> Result<bool, Error> {
         match conn.store().read(&paths::child(&self.dir, "online")) {
             Ok(value) => Ok(value.trim_ascii() == b"1"),

@@ -131,6 +131,27 @@ pub fn backend_reacts(own: XenbusState, peer: XenbusState, online: bool, reopen:
     }
 }
 
+/// What a backend does when its own `state` node is found to read
+/// `written` (by the toolstack: libxl's detach writes Closing there, with
+/// `online` 0, and waits for Closed) while it is in `own` and the
+/// frontend in `peer`. A frontend that is active answers the Closing
+/// itself, which drives the rest ([`backend_reacts`]); one that is not
+/// (Initialising, Closed, Unknown or gone: never started, or done) never
+/// will, so the backend closes at once and, not online, leaves, as QEMU's
+/// xen-bus does (`xen_device_backend_changed`). Linux's backends do not
+/// (libxl's detach then times out), so a sync bus applies this only when
+/// asked (`Bus::closing_unanswered`); the async bus does not watch a
+/// device's own state.
+pub fn backend_state_written(own: XenbusState, written: XenbusState, peer: XenbusState, online: bool) -> Vec<Action> {
+    let frontend_active = matches!(peer, InitWait | Initialised | Connected | Closing);
+    match (own, written) {
+        (Closing | Closed, _) => vec![],
+        (_, Closing) if !frontend_active && online => vec![Action::Goto(Closed)],
+        (_, Closing) if !frontend_active => vec![Action::Goto(Closed), Action::Unregister],
+        _ => vec![],
+    }
+}
+
 /// What `role` reacts to `peer` with.
 pub fn reacts(
     role: Role,
@@ -236,6 +257,22 @@ mod tests {
         assert!(backend_reacts(InitWait, Closed, true, false).is_empty());
         assert_eq!(backend_reacts(InitWait, Closed, false, false), [Action::Goto(Closed), Action::Unregister]);
         assert_eq!(backend_reacts(Connected, Unknown, true, false), [Action::Goto(Closed), Action::Unregister]);
+    }
+
+    #[test]
+    fn a_backend_told_to_close_closes_at_once_only_if_no_frontend_will_answer() {
+        for peer in [Initialising, Closed, Unknown] {
+            assert_eq!(
+                backend_state_written(InitWait, Closing, peer, false),
+                [Action::Goto(Closed), Action::Unregister]
+            );
+            assert_eq!(backend_state_written(InitWait, Closing, peer, true), [Action::Goto(Closed)]);
+        }
+        for peer in [InitWait, Initialised, Connected, Closing] {
+            assert!(backend_state_written(Connected, Closing, peer, false).is_empty(), "{peer} answers itself");
+        }
+        assert!(backend_state_written(Closing, Closing, Initialising, false).is_empty(), "already closing");
+        assert!(backend_state_written(InitWait, InitWait, Initialising, false).is_empty(), "its own write");
     }
 
     #[test]

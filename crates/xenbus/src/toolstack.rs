@@ -40,6 +40,10 @@ pub const DESTROY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct DeviceSpec {
     /// `vif`, `vbd`, ...
     pub devtype: String,
+    /// The backend directory's type: the same as `devtype`, except for
+    /// a disk served by a userspace backend, which libxl puts under
+    /// `backend/qdisk` while the frontend stays `device/vbd`.
+    pub backend_devtype: String,
     /// The device id (`handle` for vif, the `virtual-device` number for vbd).
     pub devid: u32,
     /// The guest domain.
@@ -57,12 +61,21 @@ impl DeviceSpec {
     pub fn new(devtype: &str, devid: u32, frontend: DomId, backend: DomId) -> DeviceSpec {
         DeviceSpec {
             devtype: devtype.to_owned(),
+            backend_devtype: devtype.to_owned(),
             devid,
             frontend,
             backend,
             frontend_keys: Vec::new(),
             backend_keys: Vec::new(),
         }
+    }
+
+    /// The same device with its backend directory under
+    /// `backend/<backend_devtype>` (`qdisk` for libxl's userspace disk
+    /// backend).
+    pub fn with_backend_devtype(mut self, backend_devtype: &str) -> DeviceSpec {
+        backend_devtype.clone_into(&mut self.backend_devtype);
+        self
     }
 
     /// The frontend directory.
@@ -72,7 +85,7 @@ impl DeviceSpec {
 
     /// The backend directory.
     pub fn backend_dir(&self) -> String {
-        paths::backend_dir(self.backend, self.frontend, &self.devtype, self.devid)
+        paths::backend_dir(self.backend, self.frontend, &self.backend_devtype, self.devid)
     }
 }
 

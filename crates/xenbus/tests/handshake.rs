@@ -112,6 +112,44 @@ fn blkfront_style_frontend_goes_through_initialised() {
 }
 
 #[test]
+fn a_backend_bus_serving_one_frontend_domain_leaves_the_others_devices_alone() {
+    let host = Host::new();
+    let log = log();
+    let (mine, mine_conn) = host.guest("mine");
+    let (other, _other_conn) = host.guest("other");
+    let blog = log.clone();
+    let mut be = Bus::backend(host.dom0(), 0, "demo", move |_| DemoBack { sectors: 2048, log: blog.clone() })
+        .serving_frontend(mine);
+    assert_eq!(be.watched(), format!("/local/domain/0/backend/demo/{mine}"));
+    be.start().unwrap();
+    let flog = log.clone();
+    let mut fe = Bus::frontend(mine_conn, mine, "demo", move |_| DemoFront {
+        published: XenbusState::Initialised,
+        grant: 0,
+        sectors: 0,
+        log: flog.clone(),
+    });
+    fe.start().unwrap();
+    let theirs = DeviceSpec::new("demo", 0, other, 0);
+    toolstack::attach(&host.toolstack, &theirs).unwrap();
+    let spec = DeviceSpec::new("demo", 0, mine, 0);
+    toolstack::attach(&host.toolstack, &spec).unwrap();
+    settle(&mut [&mut fe, &mut be]);
+    let store = host.toolstack.store();
+    assert_eq!(state_of(store, &spec.backend_dir()), "4");
+    assert_eq!(state_of(store, &theirs.backend_dir()), "1", "another backend's device is not touched");
+    assert_eq!(be.devices().collect::<Vec<_>>(), [spec.backend_dir()]);
+
+    // The other domain's devices going away is no event of this bus.
+    host.toolstack.rm(&format!("/local/domain/0/backend/demo/{other}")).unwrap();
+    assert_eq!(be.poll(None).unwrap(), 0);
+    // Its own domain's directory going away drops its device.
+    host.toolstack.rm(&format!("/local/domain/0/backend/demo/{mine}")).unwrap();
+    be.poll(None).unwrap();
+    assert!(be.devices().next().is_none());
+}
+
+#[test]
 fn a_repeated_backend_connected_makes_the_frontend_reread_its_details() {
     let mut s = connected(XenbusState::Initialised);
     let be_dir = s.be_dir();
@@ -168,6 +206,39 @@ fn detach_closes_the_device_and_removes_both_directories() {
     assert!(!store.exists(&s.be_dir()).unwrap());
     assert!(s.fe.device(&s.fe_dir()).is_none());
     assert!(s.fe.devices().next().is_none() && s.be.devices().next().is_none());
+}
+
+#[test]
+fn detach_of_a_device_whose_frontend_never_started_closes_a_qemu_style_backend_at_once() {
+    let host = Host::new();
+    let (fe_dom, _fe_conn) = host.guest("guest");
+    let log = log();
+    let blog = log.clone();
+    let mut be = Bus::backend(host.dom0(), 0, "demo", move |_| DemoBack { sectors: 2048, log: blog.clone() })
+        .closing_unanswered();
+    be.start().unwrap();
+    let spec = DeviceSpec::new("demo", 0, fe_dom, 0);
+    toolstack::attach(&host.toolstack, &spec).unwrap();
+    be.poll(None).unwrap();
+    let store = host.toolstack.store();
+    assert_eq!(state_of(store, &spec.backend_dir()), "2", "waiting for a frontend that never comes");
+    // libxl's detach: online 0 and the backend's Closing, then a wait for
+    // Closed that no frontend will bring (QEMU's xen-bus closes at once).
+    toolstack::begin_detach(&host.toolstack, &spec).unwrap();
+    be.poll(None).unwrap();
+    assert_eq!(state_of(store, &spec.backend_dir()), "6");
+    assert!(be.device(&spec.backend_dir()).is_none(), "unregistered: online is 0");
+    assert_eq!(entries(&log, "be remove"), ["be remove"]);
+    assert!(entries(&log, "be disconnect").is_empty(), "it never connected");
+
+    // Without it (Linux's backends), the backend waits for the frontend.
+    let mut linux_style = backend_bus(&host, &log);
+    let spec = DeviceSpec::new("demo", 1, fe_dom, 0);
+    toolstack::attach(&host.toolstack, &spec).unwrap();
+    linux_style.poll(None).unwrap();
+    toolstack::begin_detach(&host.toolstack, &spec).unwrap();
+    linux_style.poll(None).unwrap();
+    assert_eq!(state_of(store, &spec.backend_dir()), "5", "left for a frontend to answer");
 }
 
 #[test]

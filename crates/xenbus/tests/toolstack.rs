@@ -45,6 +45,20 @@ fn attach_writes_both_directories_as_libxl_does() {
 }
 
 #[test]
+fn a_qdisk_disk_has_its_backend_under_backend_qdisk_and_its_frontend_under_device_vbd() {
+    let host = Host::new();
+    let (fe, _fe_conn) = host.guest("front");
+    let spec = DeviceSpec::new("vbd", 51712, fe, 0).with_backend_devtype("qdisk");
+    toolstack::attach(&host.toolstack, &spec).unwrap();
+    let (fe_dir, be_dir) = (spec.frontend_dir(), spec.backend_dir());
+    assert_eq!(fe_dir, format!("/local/domain/{fe}/device/vbd/51712"));
+    assert_eq!(be_dir, format!("/local/domain/0/backend/qdisk/{fe}/51712"));
+    let read = |path: String| String::from_utf8(host.toolstack.read(&path).unwrap()).unwrap();
+    assert_eq!(read(format!("{fe_dir}/backend")), be_dir);
+    assert_eq!(read(format!("{be_dir}/frontend")), fe_dir);
+}
+
+#[test]
 fn each_end_reads_the_other_but_writes_only_its_own_and_a_third_guest_sees_nothing() {
     let host = Host::new();
     let (fe, fe_conn) = host.guest("front");

@@ -31,6 +31,13 @@ impl Disk {
         Ok(Disk { file, geometry })
     }
 
+    /// The same image without discard offered (the toolstack's
+    /// `discard-enable` is 0).
+    pub fn without_discard(mut self) -> Disk {
+        self.geometry.discard = false;
+        self
+    }
+
     /// Size, read-only, discard.
     pub fn geometry(&self) -> Geometry {
         self.geometry

@@ -1,5 +1,6 @@
-//! The xenbus part of the backend (blkback's `xenbus.c`): at probe,
-//! open the image named by `params` and write what the frontend reads;
+//! The xenbus part of the backend (blkback's `xenbus.c`, QEMU's
+//! `xen-block.c`): at probe, open the image named by `params` and write
+//! what the frontend reads;
 //! at connect, map the ring the frontend published, bind its event
 //! channel and keep data pages mapped if the frontend offers
 //! `feature-persistent`; at disconnect, unmap (ring and kept pages) and
@@ -13,15 +14,20 @@ use std::rc::Rc;
 use xen_platform::Port;
 use xenbus::{Backend, DeviceCtx, Error};
 
-use crate::abi::{MAX_RING_PAGE_ORDER, SECTOR_SIZE, VDISK_READONLY};
+use crate::abi::{MAX_RING_PAGE_ORDER, SECTOR_SIZE, VDISK_CDROM, VDISK_READONLY};
 use crate::backend::data_pages::DataPages;
 use crate::backend::disk::Disk;
 use crate::backend::hub::Hub;
+use crate::backend::params::{image_path, ParamsError};
 use crate::backend::ring_config::RingConfig;
 use crate::backend::served::Served;
 
 /// `EIO`, for failures without an errno of their own.
 const EIO: i32 = 5;
+/// `EINVAL`, for a `params` that names no image.
+const EINVAL: i32 = 22;
+/// `EOPNOTSUPP`, for an image format this backend does not serve.
+const EOPNOTSUPP: i32 = 95;
 
 /// One `vbd` device's backend driver.
 #[derive(Debug)]
@@ -37,44 +43,81 @@ impl VbdBackend {
     }
 }
 
-/// The image path in a `params` node: libxl writes the target, QEMU's
-/// disks may carry a format before it (`aio:/images/a.img`).
-pub fn image_path(params: &str) -> &str {
-    for format in ["aio:", "raw:", "file:", "phy:"] {
-        if let Some(path) = params.strip_prefix(format) {
-            return path;
-        }
-    }
-    params
-}
-
 /// A platform failure as a fatal device error.
 fn fatal(err: &io::Error, what: &str) -> Error {
     Error::driver(err.raw_os_error().unwrap_or(EIO), format!("{what}: {err}"))
 }
 
+/// What the toolstack wrote for the device, as this backend reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Settings {
+    /// `params`, as written.
+    params: String,
+    /// `mode` without a `w` (Linux's blkback: `strchr(mode, 'w')`), or
+    /// a CD-ROM. A missing `mode` is writable.
+    readonly: bool,
+    /// `device-type` `cdrom`: read-only, `info` says `VDISK_CDROM`, as
+    /// QEMU's xen-cdrom.
+    cdrom: bool,
+    /// Discard may be offered: libxl's `discard-enable` is not `0` (it
+    /// writes 1 for writable disks unless the configuration says
+    /// `no-discard`; missing, as our own toolstack leaves it, is on).
+    /// Offered only for writable images.
+    discard: bool,
+}
+
+impl Settings {
+    fn read(dev: &DeviceCtx<'_>) -> Result<Settings, Error> {
+        let params: String = dev.read("params")?;
+        let mode = optional::<String>(dev, "mode")?;
+        let cdrom = optional::<String>(dev, "device-type")?.is_some_and(|t| t.trim() == "cdrom");
+        let readonly = cdrom || mode.is_some_and(|m| !m.contains('w'));
+        let discard = optional::<String>(dev, "discard-enable")?.is_none_or(|v| v.trim() != "0");
+        Ok(Settings { params, readonly, cdrom, discard })
+    }
+}
+
+/// A key of the device's own directory that may be missing.
+fn optional<T: std::str::FromStr>(dev: &DeviceCtx<'_>, key: &str) -> Result<Option<T>, Error> {
+    match dev.read(key) {
+        Ok(value) => Ok(Some(value)),
+        Err(Error::Xs(err)) if err.code() == Some(xenstore::ErrorCode::ENOENT) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 impl Backend for VbdBackend {
     fn probe(&mut self, dev: &DeviceCtx<'_>) -> Result<(), Error> {
-        let params: String = dev.read("params")?;
-        let readonly = match dev.read::<String>("mode") {
-            Ok(mode) => mode.starts_with('r'),
-            Err(Error::Xs(err)) if err.code() == Some(xenstore::ErrorCode::ENOENT) => false,
-            Err(err) => return Err(err),
-        };
-        let path = image_path(params.trim());
-        let disk = Disk::open(Path::new(path), readonly).map_err(|err| fatal(&err, &format!("opening {path}")))?;
+        let settings = Settings::read(dev)?;
+        let path = image_path(&settings.params).map_err(|err| {
+            let errno = if matches!(err, ParamsError::Format(_)) { EOPNOTSUPP } else { EINVAL };
+            Error::driver(errno, format!("params {:?}: {err}", settings.params))
+        })?;
+        let mut disk =
+            Disk::open(Path::new(path), settings.readonly).map_err(|err| fatal(&err, &format!("opening {path}")))?;
+        if !settings.discard {
+            disk = disk.without_discard();
+        }
         let geometry = disk.geometry();
-        let info = if readonly { VDISK_READONLY } else { 0 };
-        dev.publish(&[
+        let mut info = if settings.readonly { VDISK_READONLY } else { 0 };
+        if settings.cdrom {
+            info |= VDISK_CDROM;
+        }
+        let mut features: Vec<(&str, &dyn std::fmt::Display)> = vec![
             ("feature-flush-cache", &1),
-            ("feature-discard", &u8::from(geometry.discard)),
+            ("feature-discard", &0),
             ("feature-persistent", &1),
-            ("discard-granularity", &SECTOR_SIZE),
             ("max-ring-page-order", &MAX_RING_PAGE_ORDER),
             ("sectors", &geometry.sectors),
             ("sector-size", &SECTOR_SIZE),
             ("info", &info),
-        ])?;
+        ];
+        if geometry.discard {
+            features[1] = ("feature-discard", &1);
+            features.push(("discard-granularity", &SECTOR_SIZE));
+            features.push(("discard-alignment", &0));
+        }
+        dev.publish(&features)?;
         self.disk = Some(Rc::new(disk));
         Ok(())
     }
@@ -111,16 +154,5 @@ impl Backend for VbdBackend {
             self.hub.borrow_mut().detach(port);
             tracing::info!(device = dev.dev.dir(), "disconnected: ring unmapped, port unbound");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn params_may_carry_a_format_before_the_path() {
-        assert_eq!(image_path("/images/a.img"), "/images/a.img");
-        assert_eq!(image_path("aio:/images/a.img"), "/images/a.img");
     }
 }

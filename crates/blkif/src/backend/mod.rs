@@ -1,6 +1,11 @@
 //! The backend: serves images to frontends in other domains.
 //!
-//! One process serves every `vbd` device of its domain in one thread:
+//! One process serves every device of its domain under one backend
+//! directory type ([`BackendType`]: `backend/vbd`, where Linux's blkback
+//! would serve, or `backend/qdisk`, where libxl puts the disks it gives a
+//! userspace backend such as QEMU), all frontend domains or only one
+//! ([`ServeConfig::frontend`], as QEMU serves the domain it was started
+//! for), in one thread:
 //! a xenbus backend [`Bus`] probes each device (opening the image its
 //! `params` names) and connects it (mapping its ring, binding its event
 //! channel), and one event-channel handle holds every device's port, so
@@ -20,6 +25,7 @@ mod data_pages;
 mod disk;
 mod driver;
 mod hub;
+pub mod params;
 pub mod persistent;
 mod ring_config;
 mod served;
@@ -32,14 +38,68 @@ use xen_platform::{DomId, EventChannels, Grants};
 use xenbus::{paths, switch, Bus, Conn, Error, XenbusState};
 
 pub use disk::Disk;
-pub use driver::{image_path, VbdBackend};
+pub use driver::VbdBackend;
 pub use hub::BUDGET;
+pub use params::image_path;
 pub use ring_config::RingConfig;
 
 use hub::Hub;
 
-/// The block backend of one domain: every `vbd` device under its
-/// `backend/vbd`.
+/// The backend directory type a backend serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum BackendType {
+    /// `backend/vbd`: libxl's `phy` disks (Linux's blkback serves these;
+    /// our own toolstack, xsim, writes them for every disk).
+    #[default]
+    Vbd,
+    /// `backend/qdisk`: libxl's `qdisk` disks, which a userspace device
+    /// model serves (QEMU's xen-block; xen-blkback in its place). As
+    /// QEMU's xen-bus, a device the toolstack asks to close (libxl's
+    /// detach) whose frontend is not active closes at once
+    /// (`xenbus::Bus::closing_unanswered`).
+    Qdisk,
+}
+
+impl BackendType {
+    /// The directory name: `vbd` or `qdisk`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendType::Vbd => "vbd",
+            BackendType::Qdisk => "qdisk",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BackendType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<BackendType, String> {
+        match s {
+            "vbd" => Ok(BackendType::Vbd),
+            "qdisk" => Ok(BackendType::Qdisk),
+            other => Err(format!("unknown backend type {other:?} (vbd or qdisk)")),
+        }
+    }
+}
+
+/// Which devices a backend serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// The backend directory type.
+    pub backend_type: BackendType,
+    /// Only this frontend domain's devices (`backend/<type>/<domid>/*`),
+    /// or every domain's.
+    pub frontend: Option<DomId>,
+}
+
+/// The block backend of one domain: every device under its
+/// `backend/vbd` (or as [`ServeConfig`] says).
 #[derive(Debug)]
 pub struct Blkback<C> {
     bus: Bus<C>,
@@ -49,17 +109,47 @@ pub struct Blkback<C> {
 
 impl<C: Conn> Blkback<C> {
     /// A backend of domain `domid` over a xenstore connection and the
-    /// platform's grant and event-channel handles.
+    /// platform's grant and event-channel handles, serving every
+    /// `backend/vbd` device.
     pub fn new(conn: C, domid: DomId, grants: Box<dyn Grants>, events: Box<dyn EventChannels>) -> Blkback<C> {
+        Blkback::with_config(conn, domid, grants, events, ServeConfig::default())
+    }
+
+    /// A backend serving the devices `config` says.
+    pub fn with_config(
+        conn: C,
+        domid: DomId,
+        grants: Box<dyn Grants>,
+        events: Box<dyn EventChannels>,
+        config: ServeConfig,
+    ) -> Blkback<C> {
         let hub = Rc::new(RefCell::new(Hub::new(grants, events)));
         let shared = Rc::clone(&hub);
-        let bus = Bus::backend(conn, domid, "vbd", move |_| VbdBackend::new(Rc::clone(&shared)));
+        let mut bus =
+            Bus::backend(conn, domid, config.backend_type.name(), move |_| VbdBackend::new(Rc::clone(&shared)));
+        if let Some(frontend) = config.frontend {
+            bus = bus.serving_frontend(frontend);
+        }
+        if config.backend_type == BackendType::Qdisk {
+            // QEMU's contract with libxl: a detach whose frontend will
+            // never answer completes at once.
+            bus = bus.closing_unanswered();
+        }
         Blkback { bus, hub, domid }
     }
 
-    /// Starts watching `backend/vbd`.
+    /// Starts watching the backend directory (`backend/vbd`, or as the
+    /// [`ServeConfig`] said).
     pub fn start(&mut self) -> Result<(), Error> {
         self.bus.start()
+    }
+
+    /// Lists the devices there are now and probes the new ones (each
+    /// then waits in InitWait), without waiting for the watch's first
+    /// event to do it: for a caller that must know they are probed
+    /// (xen-blkback in QEMU's place, before it says it is ready).
+    pub fn scan(&mut self) -> Result<(), Error> {
+        self.bus.scan()
     }
 
     /// The xenbus bus (its devices and their states).

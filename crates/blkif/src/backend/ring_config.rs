@@ -1,7 +1,9 @@
 //! What the frontend published for its ring, read and checked the way
 //! blkback's `connect_ring` does: `ring-page-order` with `ring-ref0..N`,
 //! or a single `ring-ref`; `event-channel`; `protocol`;
-//! `feature-persistent`.
+//! `feature-persistent`; and `multi-queue-num-queues`, which must be 1
+//! if present (no `multi-queue-max-queues` is offered, so Linux's
+//! blkfront never writes it, nor the `queue-N/` directories).
 
 use xenbus::{DeviceCtx, Error};
 
@@ -30,6 +32,16 @@ impl RingConfig {
     /// layout (x86_64); any other than `x86_64-abi` is refused, as is an
     /// order above [`MAX_RING_PAGE_ORDER`] or a missing reference.
     pub fn read(dev: &DeviceCtx<'_>) -> Result<RingConfig, Error> {
+        // As blkback's connect_ring: more queues than offered (1) is ENOSYS.
+        match optional::<u32>(dev, "multi-queue-num-queues")? {
+            None | Some(1) => {}
+            Some(queues) => {
+                return Err(Error::driver(
+                    ENOSYS,
+                    format!("frontend asked for {queues} queues, exceeding the maximum of 1"),
+                ))
+            }
+        }
         if let Some(protocol) = optional::<String>(dev, "protocol")? {
             if protocol != PROTOCOL_X86_64 {
                 return Err(Error::driver(ENOSYS, format!("unknown frontend protocol {protocol}")));

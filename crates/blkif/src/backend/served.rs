@@ -179,7 +179,7 @@ impl Work {
                 }
             },
         };
-        Response { id: request.id(), operation: request.operation(), status }
+        Response { id: request.id(), operation: request.response_operation(), status }
     }
 
     fn carry_out(&mut self, plan: Plan, grants: &mut dyn Grants) -> std::io::Result<()> {

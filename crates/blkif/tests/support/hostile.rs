@@ -22,6 +22,8 @@ pub struct Lies {
     pub ring_page_order: Option<String>,
     /// `feature-persistent`, written only if set.
     pub feature_persistent: Option<String>,
+    /// `multi-queue-num-queues`, written only if set.
+    pub multi_queue_num_queues: Option<String>,
 }
 
 pub struct Hostile {
@@ -66,6 +68,9 @@ impl Hostile {
         if let Some(order) = lies.ring_page_order {
             conn.write(&format!("{dir}/ring-page-order"), order.as_bytes()).unwrap();
         }
+        if let Some(queues) = lies.multi_queue_num_queues {
+            conn.write(&format!("{dir}/multi-queue-num-queues"), queues.as_bytes()).unwrap();
+        }
         if let Some(persistent) = lies.feature_persistent {
             conn.write(&format!("{dir}/feature-persistent"), persistent.as_bytes()).unwrap();
         }
@@ -101,10 +106,15 @@ impl Hostile {
 
     /// Takes every response: status by id.
     pub fn responses(&mut self) -> BTreeMap<u64, i16> {
+        self.answers().into_iter().map(|(id, (_, status))| (id, status)).collect()
+    }
+
+    /// Takes every response: operation and status by id.
+    pub fn answers(&mut self) -> BTreeMap<u64, (u8, i16)> {
         let mut ring = FrontRing::<Request, Response>::resume(self.ring.pages().shared_mem(), self.cursors).unwrap();
         let mut out = BTreeMap::new();
         while let Some(rsp) = ring.take_response().unwrap() {
-            out.insert(rsp.id, rsp.status);
+            out.insert(rsp.id, (rsp.operation, rsp.status));
         }
         self.cursors = ring.cursors();
         out
