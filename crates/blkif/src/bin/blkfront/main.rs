@@ -1,7 +1,15 @@
-//! `blkfront`: a block frontend for a hosted guest. Connects the
-//! guest's `vbd` device DEVID (its `virtual-device` number), runs the
-//! commands given in order, closes the device and exits 0 if every
-//! command passed (the hypervisor records a poweroff), 1 otherwise.
+//! `blkfront`: a block frontend in userspace, for a hosted guest or a
+//! Linux guest on Xen. Connects the guest's `vbd` device DEVID (its
+//! `virtual-device` number), runs the commands given in order, closes the
+//! device and exits 0 if every command passed (the hypervisor records a
+//! poweroff), 1 otherwise.
+//!
+//! Which machine: a hosted guest (the xsim hypervisor's socket in its
+//! environment) uses its ring and the hypervisor's grants; elsewhere, on
+//! Xen, xenstore through `/dev/xen/xenbus`, pages granted through
+//! `/dev/xen/gntalloc`, event channels through `/dev/xen/evtchn` (feature
+//! `xen`). On Xen the guest kernel's own `xen-blkfront` must not be loaded:
+//! it would claim the device first.
 //!
 //! ```text
 //! blkfront [--timeout SECS] [--ring-page-order N] [--cpu N] [--no-persistent] DEVID COMMAND...
@@ -34,7 +42,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use blkif::abi::SECTOR_SIZE;
 use blkif::pattern::{first_mismatch, pattern};
 use blkif::{Blkfront, FrontConfig};
-use xen_platform::hosted::Host;
+use xen_platform::{EventChannels, Grants};
 use xenbus::{paths, switch, Conn, SyncConn, XenbusState};
 use xenstore::Store;
 
@@ -206,16 +214,14 @@ fn run(options: &Options) -> Result<bool> {
     if let Some(cpu) = options.cpu {
         pin_to(cpu);
     }
-    let (host, start) = Host::from_guest_env().context("not a hosted guest")?;
-    let domid = start.domid;
-    let transport = xenstore::transport::hosted::ring_of(&host, start)?;
-    let client = xenstore::Client::with_transport(transport, xenstore::Options::default())?;
-    let conn = SyncConn::new(client);
+    let guest = Guest::open()?;
+    let domid = guest.domid;
+    let conn = SyncConn::new(guest.client);
     let devid = options.devid;
     let dir = paths::frontend_dir(domid, "vbd", devid);
     reset(&conn, &dir, options.timeout)?;
     let config = FrontConfig { ring_page_order: options.order, no_persistent: options.no_persistent };
-    let mut front = Blkfront::new(conn, domid, Box::new(host.grants()), Box::new(host.event_channels()?), config);
+    let mut front = Blkfront::new(conn, domid, guest.grants, guest.events, config);
     front.start()?;
     front
         .wait_connected(devid, options.timeout, TICK)?
@@ -236,6 +242,58 @@ fn run(options: &Options) -> Result<bool> {
         }
     }
     Ok(passed)
+}
+
+/// What the frontend needs of the guest's machine.
+struct Guest {
+    domid: u16,
+    client: xenstore::Client,
+    grants: Box<dyn Grants>,
+    events: Box<dyn EventChannels>,
+    /// Hosted: the hypervisor connection the handles go through.
+    #[cfg(feature = "hosted")]
+    _host: Option<xen_platform::hosted::Host>,
+}
+
+impl Guest {
+    /// A hosted guest's machine when the environment says so, else Xen's.
+    fn open() -> Result<Guest> {
+        #[cfg(feature = "hosted")]
+        if std::env::var_os(xen_platform::hosted::ENV_HYPERVISOR_FD).is_some() {
+            let (host, start) = xen_platform::hosted::Host::from_guest_env().context("not a hosted guest")?;
+            let domid = start.domid;
+            let transport = xenstore::transport::hosted::ring_of(&host, start)?;
+            let client = xenstore::Client::with_transport(transport, xenstore::Options::default())?;
+            let grants = Box::new(host.grants());
+            let events = Box::new(host.event_channels()?);
+            return Ok(Guest { domid, client, grants, events, _host: Some(host) });
+        }
+        Guest::xen()
+    }
+
+    #[cfg(feature = "xen")]
+    fn xen() -> Result<Guest> {
+        let client = xenstore::Client::open().context("connecting to xenstore (/dev/xen/xenbus)")?;
+        let domid = String::from_utf8_lossy(&client.read("domid").context("reading this domain's id")?)
+            .trim()
+            .parse()
+            .context("this domain's id")?;
+        let grants = Box::new(xen_platform::xen::XenGrants::open()?);
+        let events = Box::new(xen_platform::xen::XenEventChannels::open()?);
+        Ok(Guest {
+            domid,
+            client,
+            grants,
+            events,
+            #[cfg(feature = "hosted")]
+            _host: None,
+        })
+    }
+
+    #[cfg(not(feature = "xen"))]
+    fn xen() -> Result<Guest> {
+        bail!("not a hosted guest, and built without Xen support (the xen feature)")
+    }
 }
 
 fn execute(front: &mut Blkfront<SyncConn>, devid: u32, command: &Command, timeout: Duration) -> Result<bool> {
