@@ -147,8 +147,8 @@ impl Server {
     /// Serves domains' rings through `platform` from now on: binds
     /// VIRQ_DOM_EXC, serves dom0's own ring if the platform has one (a
     /// privileged connection, as the C daemon's `dom0_init`, notifying
-    /// dom0's port once as it does), and polls the event-channel handle. Without a platform, INTRODUCE only records
-    /// the domain in the store.
+    /// dom0's port once as it does), and polls the event-channel handle.
+    /// Without a platform, INTRODUCE only records the domain in the store.
     pub fn serve_domains(&mut self, platform: Platform) -> Result<()> {
         let mut rings = Rings::new(platform).context("binding VIRQ_DOM_EXC")?;
         if let Some((pages, port)) = rings.platform.dom0_store.dom0_ring().context("finding dom0's xenstore ring")? {
