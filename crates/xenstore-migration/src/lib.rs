@@ -6,7 +6,7 @@
 //! endianness flag, always big-endian) followed by records, each a type, a
 //! length and a body padded to 8 octets, ending with an `END` record.
 //!
-//! - [`write`] encodes a [`Stream`] as version 2 in little-endian order;
+//! - [`write()`] encodes a [`Stream`] as version 2 in little-endian order;
 //!   [`write_with`] chooses the version and byte order.
 //! - [`read`] decodes either byte order and either version, and returns
 //!   the whole stream or an [`Error`] naming what is wrong, at which byte
