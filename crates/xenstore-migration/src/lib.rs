@@ -11,6 +11,8 @@
 //! - [`read`] decodes either byte order and either version, and returns
 //!   the whole stream or an [`Error`] naming what is wrong, at which byte
 //!   offset and in which record. It never panics.
+//! - [`db`] converts nodes, permissions, quotas and domains to and from
+//!   `xenstore_db`'s exported state.
 //!
 //! A [`Stream`] is always consistent: it is built by [`read`] or by
 //! [`Stream::new`], which run the same checks (connection ids unique and
@@ -31,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod db;
 mod read;
 mod validate;
 mod write;
