@@ -131,9 +131,25 @@ pub(crate) fn map_grant_refs(
         }
     };
     let prot = if writable { ProtFlags::READ | ProtFlags::WRITE } else { ProtFlags::READ };
+    // gntdev maps the grants into the mapping.
+    map_at_index(gntdev, index, len, prot, release, what)
+}
+
+/// Maps `len` bytes of the device file `device` at the offset `index` an
+/// ioctl set up, shared, with `prot`. The mapping is ended by `munmap`
+/// and then `release` (the ioctl that frees the index) when the pages are
+/// dropped; `release` also runs when the mapping fails.
+fn map_at_index(
+    device: &Arc<OwnedFd>,
+    index: u64,
+    len: usize,
+    prot: ProtFlags,
+    release: impl FnOnce() + Send + 'static,
+    what: impl Fn() -> String,
+) -> io::Result<MappedPages> {
     // SAFETY: a new shared mapping of the device at an address the kernel
-    // chooses overlaps nothing of ours; gntdev maps the grants into it.
-    let mapped = unsafe { mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, gntdev.as_fd(), index) };
+    // chooses overlaps nothing of ours; the driver puts its pages there.
+    let mapped = unsafe { mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, device.as_fd(), index) };
     let base = match mapped.map(|p| NonNull::new(p.cast::<u8>())) {
         Ok(Some(base)) => base,
         Ok(None) => {
@@ -152,7 +168,7 @@ pub(crate) fn map_grant_refs(
         release();
     });
     // SAFETY: `base` is a fresh, page-aligned mapping of `len` bytes (whole
-    // pages), readable (writable when asked), that only `unmap` ends.
+    // pages), with `prot`, that only `unmap` ends.
     Ok(unsafe { MappedPages::from_raw(base, len, unmap) })
 }
 
@@ -180,32 +196,9 @@ fn grant_pages(gntalloc: &Arc<OwnedFd>, remote: DomId, count: usize, writable: b
             let _ = unsafe { ioctl(gntalloc.as_fd(), IOCTL_GNTALLOC_DEALLOC_GREF, &mut dealloc) };
         }
     };
-    let prot = ProtFlags::READ | ProtFlags::WRITE;
-    // SAFETY: a new shared mapping of the device at an address the kernel
-    // chooses overlaps nothing of ours; gntalloc puts the pages there.
-    let mapped = unsafe { mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, gntalloc.as_fd(), index) };
-    let base = match mapped.map(|p| NonNull::new(p.cast::<u8>())) {
-        Ok(Some(base)) => base,
-        Ok(None) => {
-            release();
-            return Err(io::Error::other(format!("{}: mmap returned a null address", what())));
-        }
-        Err(e) => {
-            release();
-            return Err(context(e.into(), what()));
-        }
-    };
     // The grants end with the mapping: munmap, then dealloc (the driver
     // frees each page once the remote domain has unmapped it too).
-    let unmap: UnmapFn = Box::new(move |base, len| {
-        // SAFETY: `base..base+len` is the mapping made above, which the
-        // MappedPages owned and no longer uses.
-        let _ = unsafe { munmap(base.as_ptr().cast(), len) };
-        release();
-    });
-    // SAFETY: `base` is a fresh, page-aligned, writable mapping of `len`
-    // bytes that only `unmap` ends.
-    let pages = unsafe { MappedPages::from_raw(base, len, unmap) };
+    let pages = map_at_index(gntalloc, index, len, ProtFlags::READ | ProtFlags::WRITE, release, what)?;
     Ok(GrantedPages::new(pages, refs, None))
 }
 
