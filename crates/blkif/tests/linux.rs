@@ -52,6 +52,22 @@ fn read(sector: u64, count: u64) -> Op {
     Op::Read { sector, count, first_sect: 0 }
 }
 
+/// 64 operations, twice the ring's 32 slots at once: 4 KiB writes and
+/// reads of 1 to 88 sectors, alternating, at random sectors of a 4096-sector
+/// disk.
+fn mixed_ops(rng: &mut Rng) -> Vec<Op> {
+    (0..64)
+        .map(|i| {
+            let sector = rng.below(4000);
+            if i % 2 == 0 {
+                write(sector, rng.bytes(8 * 512))
+            } else {
+                read(sector, 1 + rng.below(88))
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn linux_connects_to_a_qdisk_disk_written_as_libxl_writes_it_and_learns_what_is_offered() {
     let (mut rig, fe, spec) = linux_with_disk(LinuxParams::default(), 2048, "w");
@@ -131,17 +147,7 @@ fn without_persistent_grants_every_data_grant_is_unmapped_before_its_response() 
     assert!(!rig.linux(fe).negotiated.as_ref().unwrap().persistent);
     let mut rng = Rng(7);
     for _ in 0..20 {
-        // Twice the ring's 32 slots at once.
-        let ops = (0..64)
-            .map(|i| {
-                let sector = rng.below(4000);
-                if i % 2 == 0 {
-                    write(sector, rng.bytes(8 * 512))
-                } else {
-                    read(sector, 1 + rng.below(88))
-                }
-            })
-            .collect();
+        let ops = mixed_ops(&mut rng);
         assert!(run(&mut rig, fe, ops).iter().all(Result::is_ok));
     }
     // Linux ends each grant at its response and alerts if the backend
@@ -157,16 +163,7 @@ fn with_persistent_grants_linux_reuses_the_grants_the_backend_keeps_mapped() {
     let mut rng = Rng(11);
     let mut maps_after = Vec::new();
     for _ in 0..20 {
-        let ops = (0..64)
-            .map(|i| {
-                let sector = rng.below(4000);
-                if i % 2 == 0 {
-                    write(sector, rng.bytes(8 * 512))
-                } else {
-                    read(sector, 1 + rng.below(88))
-                }
-            })
-            .collect();
+        let ops = mixed_ops(&mut rng);
         assert!(run(&mut rig, fe, ops).iter().all(Result::is_ok));
         maps_after.push(rig.maps());
     }
