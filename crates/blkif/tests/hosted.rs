@@ -12,11 +12,12 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use blkif::pattern::pattern;
-use xen_platform::hosted::Isolation;
 use xen_platform::{DomId, DomainState, ShutdownReason};
 use xenbus::toolstack::{self, DeviceSpec};
 use xenbus::SyncConn;
 use xsim::{host, DomainSpec, StateDir, Toolstack};
+
+mod xsim_host;
 
 const DEVID: u32 = 51712;
 
@@ -28,24 +29,9 @@ struct Hosted {
     dir: tempfile::TempDir,
 }
 
-fn binary(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_xen-blkback")).with_file_name(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: `cargo build --workspace --bins` first (scripts/test does)",
-        path.display()
-    );
-    path
-}
-
 impl Hosted {
     fn up() -> Hosted {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let state = StateDir::at(dir.path().join("state"));
-        std::fs::create_dir_all(state.root()).unwrap();
-        let programs = host::Programs { xsim: binary("xsim"), xenstored: binary("xenstored") };
-        host::up_with(&state, &programs, Isolation::strongest()).expect("xsim up");
-        let ts = Toolstack::connect(&state).expect("toolstack");
+        let (dir, state, ts) = xsim_host::up();
         let backend = Command::new(env!("CARGO_BIN_EXE_xen-blkback"))
             .arg("--hypervisor")
             .arg(state.hypervisor_socket())

@@ -16,20 +16,15 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use blkif::pattern::pattern;
-use xen_platform::hosted::Isolation;
 use xen_platform::{DomId, DomainState, ShutdownReason};
 use xenbus::toolstack::{self, DeviceSpec};
 use xenbus::SyncConn;
 use xenstore::Store;
 use xsim::{host, DomainSpec, StateDir, Toolstack};
 
-const DEVID: u32 = 51712;
+mod xsim_host;
 
-fn binary(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_xen-blkback")).with_file_name(name);
-    assert!(path.is_file(), "{} is missing: `cargo build --workspace --bins` first", path.display());
-    path
-}
+const DEVID: u32 = 51712;
 
 /// A hosted host (no backend running), stopped when dropped.
 struct Host {
@@ -42,12 +37,7 @@ struct Host {
 
 impl Host {
     fn up() -> Host {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let state = StateDir::at(dir.path().join("state"));
-        std::fs::create_dir_all(state.root()).unwrap();
-        let programs = host::Programs { xsim: binary("xsim"), xenstored: binary("xenstored") };
-        host::up_with(&state, &programs, Isolation::strongest()).expect("xsim up");
-        let ts = Toolstack::connect(&state).expect("toolstack");
+        let (dir, state, ts) = xsim_host::up();
         let conn = SyncConn::new(xenstore::Client::connect(state.xenstored_socket()).expect("xenstored"));
         Host { state, ts, conn, dir, shim: None }
     }
