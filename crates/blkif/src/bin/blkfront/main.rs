@@ -97,8 +97,9 @@ struct Options {
 #[command(
     name = "blkfront",
     version,
-    about = "A block frontend for a hosted guest: connects vbd DEVID, runs the COMMANDs in order, \
-             closes the device; prints PASS blkfront and exits 0 if all passed",
+    about = "A block frontend in userspace, for a hosted guest or a Linux guest on Xen (with the kernel's \
+             xen-blkfront not loaded): connects vbd DEVID, runs the COMMANDs in order, closes the device; \
+             prints PASS blkfront and exits 0 if all passed",
     after_help = COMMANDS
 )]
 struct Cli {
