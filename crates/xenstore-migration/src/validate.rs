@@ -44,6 +44,11 @@ impl State {
             Record::Node(n) => self.node(n)?,
             Record::GlobalQuota(q) => self.global_quota(q)?,
             Record::Domain(d) => self.domain(d)?,
+            Record::Extension { kind, .. } => {
+                if !(write::EXTENSION_FIRST..=write::EXTENSION_LAST).contains(kind) {
+                    return Err(ErrorKind::NotExtensionKind(*kind));
+                }
+            }
         }
         Ok(())
     }
