@@ -627,11 +627,12 @@ fn derived(p: &Parts<'_>) -> Result<DaemonState, Error> {
         if let ConnSpec::Ring { domid, tdomid, evtchn } = c.spec {
             if domid != 0 {
                 let d = domains.entry(domid).or_insert_with(|| new_domain(domid, config.quotas));
-                if d.ring_conn.is_some() {
-                    return Err(inconsistent(format!("two ring connections for domain {domid}")));
+                // A second ring connection of a domain (not something C
+                // writes) runs as the guest but does not replace the first.
+                if d.ring_conn.is_none() {
+                    d.ring_conn = Some(id);
+                    d.introduced = Some(RingAddress { gfn: 0, port: evtchn });
                 }
-                d.ring_conn = Some(id);
-                d.introduced = Some(RingAddress { gfn: 0, port: evtchn });
                 if tdomid != DOMID_INVALID {
                     d.target = Some(tdomid);
                     domains.entry(tdomid).or_insert_with(|| new_domain(tdomid, config.quotas));
