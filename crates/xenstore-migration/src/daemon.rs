@@ -104,6 +104,9 @@ use crate::{EXTENSION_FIRST, EXTENSION_LAST};
 pub const EXT_ENGINE: u32 = 0x5853_0001;
 /// Extension record type: one whole open transaction.
 pub const EXT_TRANSACTION: u32 = 0x5853_0002;
+/// Extension record type: the daemon's own (not the engine's) state, an
+/// opaque body its driver defines ([`DaemonState::daemon`]); at most once.
+pub const EXT_DAEMON: u32 = 0x5853_0003;
 /// `tdomid` of a ring connection without a target.
 pub const DOMID_INVALID: u16 = 0x7ff4;
 
@@ -116,6 +119,10 @@ pub struct DaemonState {
     pub global: Option<GlobalData>,
     /// The transport of each connection that has one, any order.
     pub conns: Vec<ConnTransport>,
+    /// What the daemon driving the engine hands over besides (xenstored:
+    /// its event-channel handle's descriptors and bindings), opaque here;
+    /// carried in an [`EXT_DAEMON`] record.
+    pub daemon: Option<Vec<u8>>,
 }
 
 /// The transport of one engine connection.
@@ -283,6 +290,9 @@ pub fn to_stream(state: &DaemonState) -> Result<Stream, Error> {
         domains,
     };
     records.push(Record::Extension { kind: EXT_ENGINE, body: to_postcard(&extras)? });
+    if let Some(body) = &state.daemon {
+        records.push(Record::Extension { kind: EXT_DAEMON, body: body.clone() });
+    }
     for tx in &e.transactions {
         records.push(Record::Extension { kind: EXT_TRANSACTION, body: to_postcard(tx)? });
     }
@@ -372,6 +382,7 @@ struct Parts<'a> {
     domains: Vec<&'a DomainData>,
     engine: Option<&'a [u8]>,
     tx_bodies: Vec<&'a [u8]>,
+    daemon: Option<&'a [u8]>,
 }
 
 /// The daemon state a stream describes (see the module docs): exact with
@@ -396,6 +407,11 @@ pub fn from_stream(stream: &Stream) -> Result<DaemonState, Error> {
                 }
             }
             Record::Extension { kind: EXT_TRANSACTION, body } => p.tx_bodies.push(body),
+            Record::Extension { kind: EXT_DAEMON, body } => {
+                if p.daemon.replace(body).is_some() {
+                    return Err(mismatch("two daemon extension records"));
+                }
+            }
             Record::Extension { kind, .. } => {
                 return Err(Error {
                     at: Location { offset: None, record: Some(index) },
@@ -406,7 +422,9 @@ pub fn from_stream(stream: &Stream) -> Result<DaemonState, Error> {
     }
     let state = match p.engine {
         Some(body) => with_extras(&p, from_postcard(body)?)?,
-        None if !p.tx_bodies.is_empty() => return Err(mismatch("transaction extension without the engine one")),
+        None if !p.tx_bodies.is_empty() || p.daemon.is_some() => {
+            return Err(mismatch("transaction or daemon extension without the engine one"))
+        }
         None => derived(&p)?,
     };
     if let Err(e) = Engine::import(state.engine.clone()) {
@@ -585,6 +603,7 @@ fn with_extras(p: &Parts<'_>, x: Extras) -> Result<DaemonState, Error> {
         },
         global: p.global,
         conns: transports,
+        daemon: p.daemon.map(<[u8]>::to_vec),
     })
 }
 
@@ -684,5 +703,6 @@ fn derived(p: &Parts<'_>) -> Result<DaemonState, Error> {
         },
         global: p.global,
         conns: transports,
+        daemon: None,
     })
 }

@@ -49,7 +49,12 @@ fn daemon_state(engine: &Engine) -> DaemonState {
         let in_data = if i % 2 == 0 { vec![1, 2, 3] } else { Vec::new() };
         conns.push(ConnTransport { conn: c.id, spec, in_data, out_resp_len: 2, out_data: vec![9; 5] });
     }
-    DaemonState { engine: state, global: Some(GlobalData { rw_socket_fd: 3, evtchn_fd: 4 }), conns }
+    DaemonState {
+        engine: state,
+        global: Some(GlobalData { rw_socket_fd: 3, evtchn_fd: 4 }),
+        conns,
+        daemon: Some(vec![1, 2, 3]),
+    }
 }
 
 /// What a few reads answer.

@@ -92,7 +92,7 @@ impl Server {
     /// VIRQ_DOM_EXC: some domain shut down or went away. The engine fires
     /// `@releaseDomain` for introduced domains that shut down, and removes
     /// those that are gone (connection, watches, transactions, nodes).
-    fn domain_exceptions(&mut self) {
+    pub(crate) fn domain_exceptions(&mut self) {
         let Some(rings) = self.rings.as_mut() else { return };
         let states: HashMap<DomId, DomainState> = match rings.platform.domains.states() {
             Ok(states) => states.into_iter().collect(),

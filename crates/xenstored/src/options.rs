@@ -68,6 +68,9 @@ pub struct Options {
     pub hosted: Option<PathBuf>,
     /// Serve the statistics as Prometheus text here (`--metrics`).
     pub metrics: Option<xenstored::MetricsAddr>,
+    /// Take over from the daemon that executed this one (`-U`): its state
+    /// is in the run directory's `state_dump`, its descriptors inherited.
+    pub live_update: bool,
     /// Options accepted for the C daemon's sake that have no effect here,
     /// to be logged once logging is set up.
     pub warnings: Vec<String>,
@@ -88,6 +91,7 @@ impl Default for Options {
             log_file: None,
             hosted: None,
             metrics: None,
+            live_update: false,
             warnings: Vec::new(),
         }
     }
@@ -123,7 +127,10 @@ Usage: xenstored [options]
   --metrics <addr>         serve per-domain statistics as Prometheus text over
                            HTTP at <addr>: host:port (127.0.0.1:9427; port 0
                            picks one, logged) or a Unix socket path
-  -D, -R, -U, -I[on|off], -w <what>=<s>, --event <port>, --master-domid <id>,
+  -U, --live-update        take over from the daemon that executed this one
+                           (a live update: `xenstore-control live-update`
+                           runs the new binary so; not for starting by hand)
+  -D, -R, -I[on|off], -w <what>=<s>, --event <port>, --master-domid <id>,
   --priv-domid <id>, --trace-control=<x>
                            accepted for compatibility with the C daemon; no
                            effect here (a warning is logged)
@@ -334,8 +341,8 @@ fn apply(o: &mut Options, opt: &Opt, value: Option<String>) -> Result<Option<Com
             Some("off") => o.warnings.push(format!("option {name} off: the store is always in memory here")),
             Some(other) => bail!("option {name}: {other:?} is not on or off"),
         },
-        "no-domain-init" | "no-recovery" | "live-update" | "event" | "master-domid" | "priv-domid" | "timeout"
-        | "trace-control" => {
+        "live-update" => o.live_update = true,
+        "no-domain-init" | "no-recovery" | "event" | "master-domid" | "priv-domid" | "timeout" | "trace-control" => {
             let shown = value().map(|v| format!(" {v}")).unwrap_or_default();
             o.warnings.push(format!("option {name}{shown} has no effect in this xenstored; ignored"));
         }
@@ -411,7 +418,8 @@ mod tests {
             ],
             None,
         );
-        assert_eq!(o.warnings.len(), 8, "{:?}", o.warnings);
+        assert_eq!(o.warnings.len(), 7, "{:?}", o.warnings);
+        assert!(o.live_update, "-U is the live update's restart");
         assert!(o.warnings.iter().any(|w| w.contains("--event 3")), "{:?}", o.warnings);
         let memory = run(&["-Q", "memory=100000"], None);
         assert!(memory.warnings.is_empty(), "{:?}", memory.warnings);
