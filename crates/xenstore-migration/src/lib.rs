@@ -11,6 +11,10 @@
 //! - [`read`] decodes either byte order and either version, and returns
 //!   the whole stream or an [`Error`] naming what is wrong, at which byte
 //!   offset and in which record. It never panics.
+//! - [`daemon`] carries the daemon's whole state (engine and connections)
+//!   as a stream, for live update and for loading a C `xenstored`'s stream.
+//! - [`text`] is the readable form `xenstore-state dump` prints and `load`
+//!   takes back.
 //! - [`db`] converts nodes, permissions, quotas and domains to and from
 //!   `xenstore_db`'s exported state.
 //!
@@ -36,6 +40,7 @@
 pub mod daemon;
 pub mod db;
 mod read;
+pub mod text;
 mod validate;
 mod write;
 

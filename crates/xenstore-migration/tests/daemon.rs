@@ -70,13 +70,18 @@ fn without_extensions(s: &Stream) -> Stream {
     Stream::new(records).unwrap()
 }
 
+/// A node as the Xen records see it: path, value, permissions, children.
+type VisibleNode = (String, Vec<u8>, Vec<xenstore_wire::Perm>, Vec<String>);
+/// A watch as the Xen records see it: transport, path, token, depth, relative.
+type VisibleWatch = (String, String, Vec<u8>, Option<u32>, bool);
+
 /// Nodes as the Xen records see them.
-fn visible_nodes(e: &EngineState) -> Vec<(String, Vec<u8>, Vec<xenstore_wire::Perm>, Vec<String>)> {
+fn visible_nodes(e: &EngineState) -> Vec<VisibleNode> {
     e.nodes.iter().map(|n| (n.path.clone(), n.value.clone(), n.perms.clone(), n.children.clone())).collect()
 }
 
 /// Watches of connections with a transport, by the transport.
-fn visible_watches(d: &DaemonState) -> Vec<(String, String, Vec<u8>, Option<u32>, bool)> {
+fn visible_watches(d: &DaemonState) -> Vec<VisibleWatch> {
     let mut out: Vec<_> = d
         .engine
         .watches
