@@ -12,7 +12,10 @@
 //! - `GLOBAL_QUOTA_DATA`: the engine's global quotas as per-domain
 //!   defaults (the engine has no global-only quotas);
 //! - per connection with a transport, in [`DaemonState::conns`] order:
-//!   `CONNECTION_DATA` (stream ids 1, 2, ... in that order), then its
+//!   `CONNECTION_DATA` (stream ids 1, 2, ... in that order; the ring's
+//!   `domid`/`tdomid`/`evtchn` as the [`ConnTransport`] gives them, not
+//!   cross-checked with the engine's domains: the driver knows its rings,
+//!   and [`DOMID_INVALID`] is the `tdomid` of an untargeted one), then its
 //!   watches as `WATCH_DATA_EXTENDED` (the path as the client gave it: a
 //!   relative watch's path is relative to `/local/domain/<domid>` of the
 //!   connection's caller; [`DEPTH_UNLIMITED`] for no depth limit), then
@@ -63,7 +66,8 @@
 //! - children order is record order; a node before its parent is refused;
 //! - socket connections run as [`Caller::DOM0`], ring connections as
 //!   `Caller::guest(domid)` (dom0's ring as `DOM0`); engine ids 1, 2, ...
-//!   in record order;
+//!   in record order; a guest's first ring connection is its domain's
+//!   ring, a second one (C never writes one) is just a guest connection;
 //! - watches get ids in record order; a path not starting with `/` or `@`
 //!   is relative to the connection's domain home;
 //! - `TRANSACTION_DATA` and pending nodes are dropped, as C drops them on

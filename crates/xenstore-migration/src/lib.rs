@@ -30,7 +30,11 @@
 //!   writes it; the reader accepts either the exact or the rounded length,
 //!   and padding octets are ignored, as the document says.
 //! - Records of an unknown type (and `WATCH_DATA_EXTENDED` in a version 1
-//!   stream, where it is not valid) are skipped, as Xen's reader does.
+//!   stream, where it is not valid) are skipped, as Xen's reader does,
+//!   except our vendor range [`EXTENSION_FIRST`]..=[`EXTENSION_LAST`]
+//!   (`"XS"` in the top half), read as [`Record::Extension`].
+//! - A watch path may be `@name/argument` (the engine takes special watch
+//!   paths with an argument), besides absolute, relative and `@name`.
 //! - Fields not valid in the version read (`features` of `DOMAIN_DATA` in
 //!   version 1) are ignored; writing version 1 refuses records or fields it
 //!   cannot carry rather than dropping them.

@@ -295,3 +295,22 @@ fn foreign_extension_range_is_refused_by_stream_new() {
     let err = Stream::new(vec![Record::Extension { kind: 9, body: vec![] }]).unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotExtensionKind(9));
 }
+
+/// Writes encoded random states as seeds for the `migration_load` fuzz
+/// target: `XS_SEED_DIR=fuzz/corpus/migration_load cargo test -p
+/// xenstore-migration --test daemon -- --ignored`.
+#[test]
+#[ignore = "writes fuzz seeds"]
+fn write_fuzz_seeds() {
+    use proptest::strategy::ValueTree;
+    let Some(dir) = std::env::var_os("XS_SEED_DIR") else { return };
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for i in 0..64 {
+        let steps = gen::steps(30).new_tree(&mut runner).unwrap().current();
+        let state = daemon_state(&engine_after(&steps));
+        let bytes = encode(&state).unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("seed-{i}")), &bytes).unwrap();
+        let foreign = xenstore_migration::write(&without_extensions(&to_stream(&state).unwrap()));
+        std::fs::write(std::path::Path::new(&dir).join(format!("foreign-{i}")), foreign).unwrap();
+    }
+}
