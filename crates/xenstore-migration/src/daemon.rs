@@ -451,11 +451,23 @@ fn build_nodes(records: &[&Node], gens: impl Fn(usize) -> (u64, u64)) -> Result<
     Ok(nodes.into_values().collect())
 }
 
-fn specials(p: &Parts<'_>) -> Vec<SpecialPermsState> {
-    p.specials
-        .iter()
-        .map(|n| SpecialPermsState { name: n.path.clone(), perms: n.perms.iter().copied().map(DbPerm::from).collect() })
-        .collect()
+/// The special paths' permissions from their records, in the engine's
+/// order (the one [`Engine::export`] gives), the engine's defaults for
+/// those without a record.
+fn specials(p: &Parts<'_>) -> Result<Vec<SpecialPermsState>, Error> {
+    let mut out = Engine::new(Config::default()).export().special_perms;
+    let mut seen = BTreeSet::new();
+    for n in &p.specials {
+        if !seen.insert(n.path.as_str()) {
+            return Err(inconsistent(format!("{} appears twice", n.path)));
+        }
+        let perms = n.perms.iter().copied().map(DbPerm::from).collect();
+        match out.iter_mut().find(|s| s.name == n.path) {
+            Some(s) => s.perms = perms,
+            None => return Err(inconsistent(format!("unknown special path {}", n.path))),
+        }
+    }
+    Ok(out)
 }
 
 fn transport(c: &Connection, conn: ConnId) -> ConnTransport {
@@ -585,7 +597,7 @@ fn with_extras(p: &Parts<'_>, x: Extras) -> Result<DaemonState, Error> {
             conns,
             watches,
             transactions,
-            special_perms: specials(p),
+            special_perms: specials(p)?,
         },
         global: p.global,
         conns: transports,
@@ -664,12 +676,7 @@ fn derived(p: &Parts<'_>) -> Result<DaemonState, Error> {
             }
         }
     }
-    let mut special_perms = specials(p);
-    for default in Engine::new(Config::default()).export().special_perms {
-        if !special_perms.iter().any(|s| s.name == default.name) {
-            special_perms.push(default);
-        }
-    }
+    let special_perms = specials(p)?;
     let next_conn = ConnId::try_from(conns.len() + 1).unwrap_or(ConnId::MAX);
     let next_watch = WatchId::try_from(watches.len() + 1).unwrap_or(WatchId::MAX);
     Ok(DaemonState {

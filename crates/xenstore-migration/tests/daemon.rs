@@ -314,3 +314,29 @@ fn write_fuzz_seeds() {
         std::fs::write(std::path::Path::new(&dir).join(format!("foreign-{i}")), foreign).unwrap();
     }
 }
+
+/// Fuzz finding: special paths in the other order came back in record
+/// order, not the engine's, so the imported engine exported differently.
+#[test]
+fn special_paths_in_any_order_load_in_the_engines_order() {
+    let perm = |domid| xenstore_migration::Perm { kind: xenstore_migration::PermKind::None, stale: false, domid };
+    let node = |path: &str, perms| {
+        Record::Node(xenstore_migration::Node { pending: None, path: path.into(), value: Vec::new(), perms })
+    };
+    let s = Stream::new(vec![
+        node("/", vec![perm(0)]),
+        node("@releaseDomain", vec![perm(0), perm(7)]),
+        node("@introduceDomain", vec![perm(0)]),
+    ])
+    .unwrap();
+    let state = from_stream(&s).unwrap();
+    let engine = Engine::import(state.engine.clone()).unwrap();
+    assert_eq!(engine.export(), state.engine);
+    let twice = Stream::new(vec![
+        node("/", vec![perm(0)]),
+        node("@releaseDomain", vec![perm(0)]),
+        node("@releaseDomain", vec![perm(0)]),
+    ])
+    .unwrap();
+    assert!(matches!(from_stream(&twice).unwrap_err().kind, ErrorKind::Inconsistent(_)));
+}
