@@ -124,8 +124,15 @@ fn perms(list: &[Perm]) -> String {
 }
 
 fn quotas(list: &[Quota]) -> String {
-    let items: Vec<String> = list.iter().map(|q| format!("{}={}", q.name, q.value)).collect();
+    let items: Vec<String> = list.iter().map(|q| format!("{}={}", quota_name(&q.name), q.value)).collect();
     quote(items.join(" ").as_bytes())
+}
+
+/// A quota name inside a list: escaped as a quoted string is, and its
+/// spaces and `=` too, so the list splits unambiguously.
+fn quota_name(name: &str) -> String {
+    let quoted = quote(name.as_bytes());
+    quoted[1..quoted.len() - 1].replace(' ', "\\x20").replace('=', "\\x3d")
 }
 
 /// Text that is not a dump: the line (from 1) and what is wrong.
@@ -416,7 +423,9 @@ fn parse_quotas(s: &str) -> Result<Vec<Quota>, String> {
     s.split_whitespace()
         .map(|item| {
             let (name, value) = item.split_once('=').ok_or(format!("bad quota {item}"))?;
-            Ok(Quota { name: name.to_owned(), value: value.parse().map_err(|_| format!("bad quota {item}"))? })
+            let (name, _) = unquote(format!("{name}\"").as_bytes(), 0).map_err(|e| format!("quota {item}: {e}"))?;
+            let name = String::from_utf8(name).map_err(|_| format!("quota {item}: not UTF-8"))?;
+            Ok(Quota { name, value: value.parse().map_err(|_| format!("bad quota {item}"))? })
         })
         .collect()
 }
@@ -486,7 +495,10 @@ mod tests {
                 ],
             }),
             Record::GlobalQuota(GlobalQuota {
-                per_domain: vec![Quota { name: "nodes".into(), value: 3 }],
+                per_domain: vec![
+                    Quota { name: "nodes".into(), value: 3 },
+                    Quota { name: "a b=\\\"c".into(), value: 4 },
+                ],
                 global: vec![],
             }),
             Record::Domain(DomainData { domid: 3, features: 1, quotas: vec![Quota { name: "a".into(), value: 1 }] }),
