@@ -353,6 +353,48 @@ fn push_nodes(records: &mut Vec<Record>, nodes: &[NodeState]) -> Result<Vec<(u64
     Ok(gens)
 }
 
+/// A one-line summary of one of our extension records, for dumps; `None`
+/// for a type we do not define or a body that does not decode.
+#[must_use]
+pub fn summarize_extension(kind: u32, body: &[u8]) -> Option<String> {
+    match kind {
+        EXT_ENGINE => {
+            let x: Extras = from_postcard(body).ok()?;
+            Some(format!(
+                "engine extras: generation={} next-conn={} next-tx={} next-watch={} node-gens={} conns={} \
+                 watch-ids={} hidden-watches={} domains={}",
+                x.generation,
+                x.next_conn,
+                x.next_tx,
+                x.next_watch,
+                x.node_gens.len(),
+                x.conns.len(),
+                x.watch_ids.len(),
+                x.hidden_watches.len(),
+                x.domains.len()
+            ))
+        }
+        EXT_TRANSACTION => {
+            let t: TransactionState = from_postcard(body).ok()?;
+            Some(format!(
+                "transaction id={} conn={} base-nodes={} work-nodes={} seen={} written={} removed={} changes={} \
+                 node-delta={} failed={}",
+                t.id,
+                t.conn,
+                t.base.len(),
+                t.work.len(),
+                t.seen.len(),
+                t.written.len(),
+                t.removed.len(),
+                t.changes.len(),
+                t.node_delta,
+                t.failed
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// [`to_stream`] then [`write()`] (version 2, little-endian).
 pub fn encode(state: &DaemonState) -> Result<Vec<u8>, Error> {
     Ok(write(&to_stream(state)?))

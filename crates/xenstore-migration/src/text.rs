@@ -6,7 +6,8 @@
 //! (`\\`, `\"`, `\n`, `\t`, and `\xNN` for other octets outside printable
 //! ASCII). Permissions are `"b0 r5"` (letter and domain; a trailing `!`
 //! marks a stale one); quota lists are `"name=value ..."`. Extension
-//! records carry their body in hex after a summary. Blank lines and lines
+//! records carry their body in hex, after a `#` comment line summarising
+//! ours. Blank lines and lines
 //! starting with `#` are ignored by [`from_text`].
 //!
 //! [`to_text`] of a stream then [`from_text`] gives the same [`Stream`] and
@@ -32,6 +33,11 @@ pub fn to_text(header: Header, stream: &Stream) -> String {
     };
     let _ = writeln!(out, "header version={} endian={endian}", header.version.number());
     for r in stream.records() {
+        if let Record::Extension { kind, body } = r {
+            if let Some(summary) = crate::daemon::summarize_extension(*kind, body) {
+                let _ = writeln!(out, "# {summary}");
+            }
+        }
         line(&mut out, r);
         out.push('\n');
     }

@@ -67,6 +67,10 @@ fn dump_then_load_is_byte_identical_in_both_orders() {
         std::fs::write(&bin, &bytes).unwrap();
         let dump = tool(&["dump", bin.to_str().unwrap()]);
         assert!(dump.status.success());
+        let text = String::from_utf8(dump.stdout.clone()).unwrap();
+        assert!(text.starts_with("header version=2"), "{text}");
+        assert!(text.contains("# engine extras: generation="), "{text}");
+        assert!(text.contains("# transaction id="), "{text}");
         std::fs::write(&txt, &dump.stdout).unwrap();
         let load = tool(&["load", txt.to_str().unwrap(), "-o", out.to_str().unwrap()]);
         assert!(load.status.success(), "{}", String::from_utf8_lossy(&load.stderr));
