@@ -340,3 +340,34 @@ fn special_paths_in_any_order_load_in_the_engines_order() {
     .unwrap();
     assert!(matches!(from_stream(&twice).unwrap_err().kind, ErrorKind::Inconsistent(_)));
 }
+
+/// Without extensions, a domain's quotas are its DOMAIN_DATA values over
+/// GLOBAL_QUOTA_DATA over the defaults; unknown names are ignored.
+#[test]
+fn foreign_quotas_layer_domain_over_global_over_defaults() {
+    use xenstore_db::QuotaKind;
+    use xenstore_migration::{DomainData, GlobalQuota, Node, Perm, PermKind, Quota};
+    let q = |name: &str, value| Quota { name: name.into(), value };
+    let root = Node {
+        pending: None,
+        path: "/".into(),
+        value: Vec::new(),
+        perms: vec![Perm { kind: PermKind::None, stale: false, domid: 0 }],
+    };
+    let s = Stream::new(vec![
+        Record::GlobalQuota(GlobalQuota {
+            per_domain: vec![q("nodes", 11), q("watches", 12)],
+            global: vec![q("bogus", 1)],
+        }),
+        Record::Node(root),
+        Record::Domain(DomainData { domid: 4, features: 0, quotas: vec![q("nodes", 21), q("no-such", 9)] }),
+    ])
+    .unwrap();
+    let e = from_stream(&s).unwrap().engine;
+    assert_eq!(e.config.quotas.get(QuotaKind::Nodes), 11);
+    let d4 = e.domains.iter().find(|d| d.domid == 4).unwrap();
+    assert_eq!(d4.quotas.get(QuotaKind::Nodes), 21);
+    assert_eq!(d4.quotas.get(QuotaKind::Watches), 12);
+    let defaults = xenstore_db::Config::default().quotas;
+    assert_eq!(d4.quotas.get(QuotaKind::Transactions), defaults.get(QuotaKind::Transactions));
+}
