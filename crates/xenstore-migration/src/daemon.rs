@@ -46,6 +46,14 @@
 //!   whole `TransactionState` (base and work trees, seen, written, removed,
 //!   changes, node delta, limit, failure).
 //!
+//! **Format stability:** postcard is not self-describing, so the bodies
+//! are exactly the field lists of these structures and of `xenstore_db`'s
+//! state types (`Config`, `Quotas` as its array of values, ...). Any change
+//! to one of them changes the format: a new binary must then use new
+//! record types (the next free ones in the range) and keep reading these,
+//! or a live update from the old binary fails with
+//! [`ErrorKind::BadExtension`].
+//!
 //! A watch's `relative` flag is not stored: it is the path's form in its
 //! Xen record (relative paths do not start with `/` or `@`).
 //!
