@@ -12,7 +12,10 @@
 //! - `GLOBAL_QUOTA_DATA`: the engine's global quotas as per-domain
 //!   defaults (the engine has no global-only quotas);
 //! - per connection with a transport, in [`DaemonState::conns`] order:
-//!   `CONNECTION_DATA` (stream ids 1, 2, ... in that order), then its
+//!   `CONNECTION_DATA` (stream ids 1, 2, ... in that order; the ring's
+//!   `domid`/`tdomid`/`evtchn` as the [`ConnTransport`] gives them, not
+//!   cross-checked with the engine's domains: the driver knows its rings,
+//!   and [`DOMID_INVALID`] is the `tdomid` of an untargeted one), then its
 //!   watches as `WATCH_DATA_EXTENDED` (the path as the client gave it: a
 //!   relative watch's path is relative to `/local/domain/<domid>` of the
 //!   connection's caller; [`DEPTH_UNLIMITED`] for no depth limit), then
@@ -43,6 +46,14 @@
 //!   whole `TransactionState` (base and work trees, seen, written, removed,
 //!   changes, node delta, limit, failure).
 //!
+//! **Format stability:** postcard is not self-describing, so the bodies
+//! are exactly the field lists of these structures and of `xenstore_db`'s
+//! state types (`Config`, `Quotas` as its array of values, ...). Any change
+//! to one of them changes the format: a new binary must then use new
+//! record types (the next free ones in the range) and keep reading these,
+//! or a live update from the old binary fails with
+//! [`ErrorKind::BadExtension`].
+//!
 //! A watch's `relative` flag is not stored: it is the path's form in its
 //! Xen record (relative paths do not start with `/` or `@`).
 //!
@@ -63,7 +74,8 @@
 //! - children order is record order; a node before its parent is refused;
 //! - socket connections run as [`Caller::DOM0`], ring connections as
 //!   `Caller::guest(domid)` (dom0's ring as `DOM0`); engine ids 1, 2, ...
-//!   in record order;
+//!   in record order; a guest's first ring connection is its domain's
+//!   ring, a second one (C never writes one) is just a guest connection;
 //! - watches get ids in record order; a path not starting with `/` or `@`
 //!   is relative to the connection's domain home;
 //! - `TRANSACTION_DATA` and pending nodes are dropped, as C drops them on
@@ -359,6 +371,48 @@ fn push_nodes(records: &mut Vec<Record>, nodes: &[NodeState]) -> Result<Vec<(u64
     Ok(gens)
 }
 
+/// A one-line summary of one of our extension records, for dumps; `None`
+/// for a type we do not define or a body that does not decode.
+#[must_use]
+pub fn summarize_extension(kind: u32, body: &[u8]) -> Option<String> {
+    match kind {
+        EXT_ENGINE => {
+            let x: Extras = from_postcard(body).ok()?;
+            Some(format!(
+                "engine extras: generation={} next-conn={} next-tx={} next-watch={} node-gens={} conns={} \
+                 watch-ids={} hidden-watches={} domains={}",
+                x.generation,
+                x.next_conn,
+                x.next_tx,
+                x.next_watch,
+                x.node_gens.len(),
+                x.conns.len(),
+                x.watch_ids.len(),
+                x.hidden_watches.len(),
+                x.domains.len()
+            ))
+        }
+        EXT_TRANSACTION => {
+            let t: TransactionState = from_postcard(body).ok()?;
+            Some(format!(
+                "transaction id={} conn={} base-nodes={} work-nodes={} seen={} written={} removed={} changes={} \
+                 node-delta={} failed={}",
+                t.id,
+                t.conn,
+                t.base.len(),
+                t.work.len(),
+                t.seen.len(),
+                t.written.len(),
+                t.removed.len(),
+                t.changes.len(),
+                t.node_delta,
+                t.failed
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// [`to_stream`] then [`write()`] (version 2, little-endian).
 pub fn encode(state: &DaemonState) -> Result<Vec<u8>, Error> {
     Ok(write(&to_stream(state)?))
@@ -465,11 +519,23 @@ fn build_nodes(records: &[&Node], gens: impl Fn(usize) -> (u64, u64)) -> Result<
     Ok(nodes.into_values().collect())
 }
 
-fn specials(p: &Parts<'_>) -> Vec<SpecialPermsState> {
-    p.specials
-        .iter()
-        .map(|n| SpecialPermsState { name: n.path.clone(), perms: n.perms.iter().copied().map(DbPerm::from).collect() })
-        .collect()
+/// The special paths' permissions from their records, in the engine's
+/// order (the one [`Engine::export`] gives), the engine's defaults for
+/// those without a record.
+fn specials(p: &Parts<'_>) -> Result<Vec<SpecialPermsState>, Error> {
+    let mut out = Engine::new(Config::default()).export().special_perms;
+    let mut seen = BTreeSet::new();
+    for n in &p.specials {
+        if !seen.insert(n.path.as_str()) {
+            return Err(inconsistent(format!("{} appears twice", n.path)));
+        }
+        let perms = n.perms.iter().copied().map(DbPerm::from).collect();
+        match out.iter_mut().find(|s| s.name == n.path) {
+            Some(s) => s.perms = perms,
+            None => return Err(inconsistent(format!("unknown special path {}", n.path))),
+        }
+    }
+    Ok(out)
 }
 
 fn transport(c: &Connection, conn: ConnId) -> ConnTransport {
@@ -599,7 +665,7 @@ fn with_extras(p: &Parts<'_>, x: Extras) -> Result<DaemonState, Error> {
             conns,
             watches,
             transactions,
-            special_perms: specials(p),
+            special_perms: specials(p)?,
         },
         global: p.global,
         conns: transports,
@@ -679,12 +745,7 @@ fn derived(p: &Parts<'_>) -> Result<DaemonState, Error> {
             }
         }
     }
-    let mut special_perms = specials(p);
-    for default in Engine::new(Config::default()).export().special_perms {
-        if !special_perms.iter().any(|s| s.name == default.name) {
-            special_perms.push(default);
-        }
-    }
+    let special_perms = specials(p)?;
     let next_conn = ConnId::try_from(conns.len() + 1).unwrap_or(ConnId::MAX);
     let next_watch = WatchId::try_from(watches.len() + 1).unwrap_or(WatchId::MAX);
     Ok(DaemonState {
