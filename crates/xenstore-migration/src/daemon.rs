@@ -45,6 +45,9 @@
 //! - [`EXT_TRANSACTION`] (`0x58530002`, one per open transaction): the
 //!   whole `TransactionState` (base and work trees, seen, written, removed,
 //!   changes, node delta, limit, failure).
+//! - [`EXT_DAEMON`] (`0x58530003`, at most once): [`DaemonState::daemon`],
+//!   opaque here: what the driving daemon hands over besides (xenstored:
+//!   its event-channel handle's descriptors and bindings).
 //!
 //! **Format stability:** postcard is not self-describing, so the bodies
 //! are exactly the field lists of these structures and of `xenstore_db`'s
@@ -392,6 +395,7 @@ pub fn summarize_extension(kind: u32, body: &[u8]) -> Option<String> {
                 x.domains.len()
             ))
         }
+        EXT_DAEMON => Some(format!("daemon extras: {} octets", body.len())),
         EXT_TRANSACTION => {
             let t: TransactionState = from_postcard(body).ok()?;
             Some(format!(

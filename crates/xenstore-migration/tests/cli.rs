@@ -51,7 +51,7 @@ fn state() -> DaemonState {
             out_data: vec![],
         })
         .collect();
-    DaemonState { engine: e, global: None, conns }
+    DaemonState { engine: e, global: None, conns, daemon: Some(b"opaque".to_vec()) }
 }
 
 #[test]

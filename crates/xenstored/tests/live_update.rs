@@ -137,7 +137,11 @@ fn live_updates_under_load_fail_no_request_and_lose_no_event() {
         }
     }
     let missing: Vec<u64> = (0..written).filter(|n| !seen.contains(n)).take(10).collect();
-    assert!(missing.is_empty(), "{} of {written} events lost, first {missing:?}", written as usize - seen.len());
+    assert!(
+        missing.is_empty(),
+        "{} of {written} events lost, first {missing:?}",
+        usize::try_from(written).unwrap() - seen.len()
+    );
 }
 
 #[test]
