@@ -447,6 +447,44 @@ struct Parts<'a> {
 /// our extension records, derived without; always accepted by
 /// [`Engine::import`].
 pub fn from_stream(stream: &Stream) -> Result<DaemonState, Error> {
+    let state = unchecked(stream)?;
+    if let Err(e) = Engine::import(state.engine.clone()) {
+        return Err(Error { at: Location::default(), kind: ErrorKind::Import(e) });
+    }
+    Ok(state)
+}
+
+/// What a daemon restoring a stream needs: the engine imported from it,
+/// and the rest of the state.
+#[derive(Debug)]
+pub struct Restored {
+    /// The engine, imported.
+    pub engine: Engine,
+    /// The ids of the engine's connections (those without a transport in
+    /// [`Restored::conns`] have nobody to answer).
+    pub engine_conns: Vec<ConnId>,
+    /// As [`DaemonState::global`].
+    pub global: Option<GlobalData>,
+    /// As [`DaemonState::conns`].
+    pub conns: Vec<ConnTransport>,
+    /// As [`DaemonState::daemon`].
+    pub daemon: Option<Vec<u8>>,
+}
+
+/// [`read`] then the state with its engine imported: what [`decode`]
+/// checks, with one import where `decode` and a later import take two
+/// (and a copy of the whole store), which a live update of a large store
+/// feels.
+pub fn restore(bytes: &[u8]) -> Result<Restored, Error> {
+    let state = unchecked(&read(bytes)?)?;
+    let engine_conns = state.engine.conns.iter().map(|c| c.id).collect();
+    let engine =
+        Engine::import(state.engine).map_err(|e| Error { at: Location::default(), kind: ErrorKind::Import(e) })?;
+    Ok(Restored { engine, engine_conns, global: state.global, conns: state.conns, daemon: state.daemon })
+}
+
+/// [`from_stream`] without the import check.
+fn unchecked(stream: &Stream) -> Result<DaemonState, Error> {
     let mut p = Parts::default();
     for (index, r) in stream.records().iter().enumerate() {
         match r {
@@ -485,9 +523,6 @@ pub fn from_stream(stream: &Stream) -> Result<DaemonState, Error> {
         }
         None => derived(&p)?,
     };
-    if let Err(e) = Engine::import(state.engine.clone()) {
-        return Err(Error { at: Location::default(), kind: ErrorKind::Import(e) });
-    }
     Ok(state)
 }
 

@@ -22,8 +22,8 @@ use mio::Interest;
 use tracing::{info, warn};
 use xen_platform::inherit::adopt_inherited;
 use xen_platform::{Binding, BoundPort, EventChannelParts};
-use xenstore_db::{ConnId, Engine};
-use xenstore_migration::{ConnSpec, DaemonState};
+use xenstore_db::ConnId;
+use xenstore_migration::ConnSpec;
 use xenstore_wire::{Header, Op, HEADER_LEN};
 
 use super::extras::DaemonExtras;
@@ -38,7 +38,7 @@ use crate::socket::{self, SocketConn};
 /// owned again.
 #[derive(Debug)]
 pub struct Restored {
-    state: DaemonState,
+    state: xenstore_migration::daemon::Restored,
     extras: DaemonExtras,
     listener: Option<OwnedFd>,
     sockets: HashMap<ConnId, OwnedFd>,
@@ -52,7 +52,8 @@ impl Restored {
         let path = rundir.join(STATE_DUMP);
         let bytes = std::fs::read(&path).with_context(|| format!("live update: reading {}", path.display()))?;
         let _ = std::fs::remove_file(&path);
-        let state = xenstore_migration::decode(&bytes).with_context(|| format!("live update: {}", path.display()))?;
+        let state =
+            xenstore_migration::daemon::restore(&bytes).with_context(|| format!("live update: {}", path.display()))?;
         let extras = match state.daemon.as_deref() {
             Some(body) => DaemonExtras::decode(body).map_err(|e| anyhow!("live update: {e}"))?,
             None => DaemonExtras { evtchn_fds: Vec::new(), ports: Vec::new(), virq_port: None },
@@ -140,8 +141,8 @@ impl Server {
         platform: Option<Platform>,
     ) -> Result<Server> {
         let Restored { state, extras, listener, mut sockets, events: _ } = restored;
-        let engine_conns: Vec<ConnId> = state.engine.conns.iter().map(|c| c.id).collect();
-        let engine = Engine::import(state.engine).map_err(|e| anyhow!("live update: the engine state: {e}"))?;
+        let engine_conns = state.engine_conns;
+        let engine = state.engine;
         let mut server = Server::new(engine.config().clone(), settings.limits, settings.trace_file.as_deref())?;
         server.engine = engine;
         server.exec = exec;
