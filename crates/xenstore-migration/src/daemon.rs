@@ -41,7 +41,9 @@
 //!   transport); each watch record's engine id, in record order; the
 //!   watches of connections without a transport (they have no Xen record);
 //!   per `DOMAIN_DATA` record, the domain's `since_gen`, owned count,
-//!   target, ring address, `release_fired` and ring connection.
+//!   target, ring address, `release_fired`, ring connection and features
+//!   (`DOMAIN_DATA` must say the same or 0: a version 1 stream has no
+//!   room for them).
 //! - [`EXT_TRANSACTION`] (`0x58530002`, one per open transaction): the
 //!   whole `TransactionState` (base and work trees, seen, written, removed,
 //!   changes, node delta, limit, failure).
@@ -193,6 +195,9 @@ struct DomainExtra {
     introduced: Option<RingAddress>,
     release_fired: bool,
     ring_conn: Option<ConnId>,
+    /// Also in `DOMAIN_DATA`, except in a version 1 stream, which has no
+    /// room for it (there the record says 0).
+    features: u32,
 }
 
 fn unrepresentable(what: String) -> Error {
@@ -280,6 +285,7 @@ pub fn to_stream(state: &DaemonState) -> Result<Stream, Error> {
             introduced: d.introduced,
             release_fired: d.release_fired,
             ring_conn: d.ring_conn,
+            features: d.features,
         });
     }
     let extras = Extras {
@@ -675,6 +681,12 @@ fn with_extras(p: &Parts<'_>, x: Extras) -> Result<DaemonState, Error> {
     if x.domains.len() != p.domains.len() {
         return Err(mismatch(format!("{} domain extras for {} DOMAIN_DATA records", x.domains.len(), p.domains.len())));
     }
+    if let Some((d, e)) = p.domains.iter().zip(&x.domains).find(|(d, e)| d.features != 0 && d.features != e.features) {
+        return Err(mismatch(format!(
+            "domain {} has features {:#x} in DOMAIN_DATA and {:#x} in the extension",
+            d.domid, d.features, e.features
+        )));
+    }
     let domains = p
         .domains
         .iter()
@@ -687,7 +699,7 @@ fn with_extras(p: &Parts<'_>, x: Extras) -> Result<DaemonState, Error> {
             target: e.target,
             introduced: e.introduced,
             release_fired: e.release_fired,
-            features: d.features,
+            features: e.features,
             ring_conn: e.ring_conn,
         })
         .collect();

@@ -376,3 +376,24 @@ fn foreign_quotas_layer_domain_over_global_over_defaults() {
     let defaults = xenstore_db::Config::default().quotas;
     assert_eq!(d4.quotas.get(QuotaKind::Transactions), defaults.get(QuotaKind::Transactions));
 }
+
+#[test]
+fn features_survive_a_stream_whose_domain_records_say_zero_and_contradictions_are_refused() {
+    // A version 1 stream has no room for DOMAIN_DATA's features: ours
+    // writes 0 there and keeps them in the extension.
+    let mut state = rich_state();
+    for d in &mut state.engine.domains {
+        d.features = 0x5;
+    }
+    let zeroed = |records: &mut Vec<Record>, value: u32| {
+        for r in records.iter_mut() {
+            if let Record::Domain(d) = r {
+                d.features = value;
+            }
+        }
+    };
+    let mut records = to_stream(&state).unwrap().into_records();
+    zeroed(&mut records, 0);
+    assert_eq!(from_stream(&Stream::new(records).unwrap()).unwrap(), state);
+    assert!(matches!(edited(&state, |r| zeroed(r, 0x3)), ErrorKind::ExtensionMismatch(_)));
+}

@@ -201,6 +201,30 @@ fn a_start_waits_for_transactions_to_end() {
 }
 
 #[test]
+fn version_1_streams_carry_watches_without_a_depth_and_refuse_one_with() {
+    let d = Daemon::start(&[]);
+    let binary = new_binary(&d);
+    let c = Client::connect(&d.socket).unwrap();
+    let watch = c.watch("/v1", "t").unwrap();
+    assert_eq!(update(&c, &binary, &["-v", "1"]), "OK", "log:\n{}", d.log());
+    c.write("/v1/a", b"1").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let event = watch.recv_timeout(Duration::from_millis(200));
+        if event.as_ref().is_ok_and(|e| e.path == "/v1/a") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the watch did not fire after a version 1 update");
+    }
+    // A depth limit has no place in version 1: refused, the daemon serves on.
+    let _deep = c.watch_with_depth("/v1", "d", 1).unwrap();
+    let answer = update(&c, &binary, &["-v", "1"]);
+    assert!(answer.starts_with("Dump state error"), "{answer}");
+    assert_eq!(update(&c, &binary, &["-v", "2"]), "OK");
+    assert_eq!(d.log().matches("live update: state restored").count(), 2);
+}
+
+#[test]
 fn session_rules_and_a_failed_update_that_leaves_the_daemon_serving() {
     let d = Daemon::start(&[]);
     let binary = new_binary(&d);

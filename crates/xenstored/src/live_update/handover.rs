@@ -183,9 +183,11 @@ impl Server {
         }
         state.daemon = Some(extras.encode());
         let header = Header { version: start.version, endian: Endian::Little };
-        let bytes = match xenstore_migration::to_stream(state)
-            .and_then(|stream| xenstore_migration::write_with(&stream, header))
-        {
+        let stream = match xenstore_migration::to_stream(state).and_then(|s| for_version(s, start.version)) {
+            Ok(stream) => stream,
+            Err(e) => return format!("Dump state error: {e}"),
+        };
+        let bytes = match xenstore_migration::write_with(&stream, header) {
             Ok(bytes) => bytes,
             Err(e) => return format!("Dump state error: {e}"),
         };
@@ -257,6 +259,38 @@ pub struct ExecContext {
     pub cwd: std::path::PathBuf,
     /// Its arguments, without the program name.
     pub args: Vec<std::ffi::OsString>,
+}
+
+/// The stream as `version` can carry it: version 1 has no
+/// `WATCH_DATA_EXTENDED`, so a watch without a depth limit is written as
+/// `WATCH_DATA` (as the C daemon writes version 1), and one with a limit
+/// cannot be (the update is refused rather than losing it); nor has it
+/// `DOMAIN_DATA`'s features, which are written 0 (our extension record
+/// keeps them).
+fn for_version(
+    stream: xenstore_migration::Stream,
+    version: xenstore_migration::Version,
+) -> Result<xenstore_migration::Stream, xenstore_migration::Error> {
+    use xenstore_migration::{Record, Version, DEPTH_UNLIMITED};
+    if version == Version::V2 {
+        return Ok(stream);
+    }
+    let records = stream
+        .into_records()
+        .into_iter()
+        .map(|r| match r {
+            Record::Watch(mut w) if w.depth == Some(DEPTH_UNLIMITED) => {
+                w.depth = None;
+                Record::Watch(w)
+            }
+            Record::Domain(mut d) => {
+                d.features = 0;
+                Record::Domain(d)
+            }
+            other => other,
+        })
+        .collect();
+    xenstore_migration::Stream::new(records)
 }
 
 /// The new binary's argument vector: the binary, then `-c`'s words or
