@@ -241,6 +241,12 @@ impl Server {
         };
         let mut ring = rings.reattach(domid, pages, port, conn, features)?;
         ring.restore_input(input).map_err(|e| anyhow!("its unhandled input: {e}"))?;
+        // A notification the old daemon owed the guest (it had made room
+        // in the request queue, say) was not sent before the exec: one
+        // now, which a guest with nothing to wait for ignores.
+        if let Err(e) = ring.announce() {
+            warn!(domid, "live update: cannot notify the guest: {e}");
+        }
         if domid != 0 {
             self.write_rate.add(domid, std::time::Instant::now());
         }
