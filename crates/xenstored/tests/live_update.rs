@@ -34,6 +34,12 @@ fn step(c: &Client, args: &[&str]) -> String {
     String::from_utf8_lossy(&reply).trim_end_matches('\0').to_owned()
 }
 
+/// TRANSACTION_START on a raw connection; the id.
+fn tx_start(c: &mut support::Client) -> u32 {
+    let (_, id) = c.call(Op::TransactionStart, 0, b"\0");
+    String::from_utf8_lossy(&id).trim_end_matches('\0').parse().unwrap()
+}
+
 fn update(c: &Client, binary: &str, start: &[&str]) -> String {
     assert_eq!(step(c, &["-f", binary]), "OK");
     let mut s = vec!["-s"];
@@ -155,8 +161,7 @@ fn open_transactions_delay_the_update_then_refuse_it_unless_forced() {
     let d = Daemon::start(&[]);
     let binary = new_binary(&d);
     let mut holder = d.client();
-    let (_, id) = holder.call(Op::TransactionStart, 0, b"\0");
-    let tx: u32 = String::from_utf8_lossy(&id).trim_end_matches('\0').parse().unwrap();
+    let tx = tx_start(&mut holder);
     assert_eq!(holder.call(Op::Write, tx, b"/t/a\0in-tx").1, b"OK\0");
     let c = Client::connect(&d.socket).unwrap();
     // Waits the timeout, then names the transaction's owner.
@@ -167,8 +172,7 @@ fn open_transactions_delay_the_update_then_refuse_it_unless_forced() {
     assert_eq!(d.log().matches("live update: state restored").count(), 0);
     // The session ended with the refusal: a new one may begin. Forced, it
     // goes ahead with two transactions open, which keep working.
-    let (_, id2) = holder.call(Op::TransactionStart, 0, b"\0");
-    let tx2: u32 = String::from_utf8_lossy(&id2).trim_end_matches('\0').parse().unwrap();
+    let tx2 = tx_start(&mut holder);
     assert_eq!(update(&c, &binary, &["-t", "0", "-F"]), "OK", "log:\n{}", d.log());
     assert_eq!(d.log().matches("live update: state restored").count(), 1);
     assert_eq!(holder.call(Op::Read, tx, &p("/t/a")).1, b"in-tx");
@@ -182,8 +186,7 @@ fn a_start_waits_for_transactions_to_end() {
     let d = Daemon::start(&[]);
     let binary = new_binary(&d);
     let mut holder = d.client();
-    let (_, id) = holder.call(Op::TransactionStart, 0, b"\0");
-    let tx: u32 = String::from_utf8_lossy(&id).trim_end_matches('\0').parse().unwrap();
+    let tx = tx_start(&mut holder);
     let socket = d.socket.clone();
     let waiting = std::thread::spawn(move || {
         let c = Client::connect(&socket).unwrap();
