@@ -77,7 +77,11 @@ impl Server {
                 rings.pending = pending;
                 return;
             }
-            let exception = pending.contains(&rings.virq_port);
+            // VIRQ_DOM_EXC's port, or one no ring has: after a live update
+            // from the C daemon the virq's port is unknown (its stream
+            // does not say, and binding it again fails while the handle
+            // still has it), so a port nobody owns counts as the virq.
+            let exception = pending.iter().any(|p| *p == rings.virq_port || !rings.by_port.contains_key(p));
             let conns: Vec<ConnId> = pending.iter().filter_map(|p| rings.by_port.get(p).copied()).collect();
             rings.pending = pending;
             for conn in conns {

@@ -162,7 +162,17 @@ impl Server {
         if let Some(mut platform) = platform {
             let virq_port = match extras.virq_port {
                 Some(port) => port,
-                None => platform.events.bind_virq(xen_platform::Virq::DomExc).context("binding VIRQ_DOM_EXC")?,
+                // The C daemon's stream: it binds the virq again after
+                // its own live updates; on a handle that still has it
+                // bound that fails, and the port stays unknown: events on
+                // a port no ring has are taken as the virq's.
+                None => match platform.events.bind_virq(xen_platform::Virq::DomExc) {
+                    Ok(port) => port,
+                    Err(e) => {
+                        warn!("live update: VIRQ_DOM_EXC not bound again ({e}): a port no ring has counts as it");
+                        0
+                    }
+                },
             };
             let fd = platform.events.as_fd().as_raw_fd();
             server.poll.registry().register(&mut mio::unix::SourceFd(&fd), EVTCHN, Interest::READABLE)?;
