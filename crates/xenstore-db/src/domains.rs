@@ -82,6 +82,10 @@ impl Engine {
     /// known is forgotten again; the caller gets EINVAL, as from the C
     /// daemon. Other effects cannot be undone and get EIO.
     pub fn effect_failed(&mut self, effect: &Effect) -> Outcome {
+        // The domains that became known before the request are listed
+        // with the next outcome instead.
+        let known = std::mem::take(&mut self.known_before_request);
+        self.newly_known.splice(0..0, known);
         let Effect::AttachRing { domid, conn, rollback, .. } = *effect else {
             return Outcome::error(ErrorCode::EIO);
         };
@@ -202,7 +206,9 @@ impl Engine {
             _ => return Outcome::ok(Reply::Ok),
         }
         let events = self.route_all(&[Change::Special { name: path::RELEASE_DOMAIN, domid }]);
-        Outcome { events, applied: vec![Applied::ReleaseFired { domid }], ..Outcome::ok(Reply::Ok) }
+        let mut outcome = Outcome { events, applied: vec![Applied::ReleaseFired { domid }], ..Outcome::ok(Reply::Ok) };
+        self.list_newly_known(&mut outcome);
+        outcome
     }
 
     /// The domain is gone (destroyed, or RELEASE): fire `@releaseDomain` if
@@ -279,6 +285,8 @@ impl Engine {
             }
         }
         applied.push(Applied::DomainRemoved { domid });
-        Outcome { events, effects, applied, ..Outcome::ok(Reply::Ok) }
+        let mut outcome = Outcome { events, effects, applied, ..Outcome::ok(Reply::Ok) };
+        self.list_newly_known(&mut outcome);
+        outcome
     }
 }
