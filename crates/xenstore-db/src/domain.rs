@@ -39,6 +39,7 @@ pub struct Domain {
 }
 
 /// Where a domain's ring is, as INTRODUCE gave it.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RingAddress {
     /// Guest frame of the ring page.

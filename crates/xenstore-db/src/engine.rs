@@ -24,6 +24,7 @@ use crate::watch::{WatchId, Watches};
 pub type ConnId = u64;
 
 /// Settings fixed when the engine is created.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Global quotas: the values for domains without their own.

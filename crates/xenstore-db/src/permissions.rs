@@ -34,6 +34,7 @@ use crate::node::Node;
 use crate::{ConnId, Engine, Outcome};
 
 /// The identity a request runs with.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Caller {
     /// The calling domain (0 for dom0 and for local sockets).

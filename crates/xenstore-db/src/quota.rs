@@ -103,6 +103,7 @@ impl QuotaKind {
 }
 
 /// A full set of quota values.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quotas {
     values: [u32; QuotaKind::ALL.len()],

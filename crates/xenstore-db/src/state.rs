@@ -43,6 +43,7 @@ use crate::{Config, ConnId, Engine};
 use crate::ImportError;
 
 /// Everything an [`Engine`] holds.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineState {
     /// The settings, with the global quotas as SET_QUOTA left them.
@@ -71,6 +72,7 @@ pub struct EngineState {
 }
 
 /// One node of a store (the live one, or a transaction's view).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeState {
     /// Its canonical absolute path.
@@ -89,6 +91,7 @@ pub struct NodeState {
 }
 
 /// One known domain.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainState {
     /// Its id.
@@ -112,6 +115,7 @@ pub struct DomainState {
 }
 
 /// One connection.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnState {
     /// Its id.
@@ -125,6 +129,7 @@ pub struct ConnState {
 }
 
 /// One registered watch.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchState {
     /// Its id: watches fire in id order on each connection.
@@ -143,6 +148,7 @@ pub struct WatchState {
 }
 
 /// One open transaction.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionState {
     /// Its id.
@@ -170,6 +176,7 @@ pub struct TransactionState {
 }
 
 /// What a transaction saw of one node in its snapshot.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenState {
     /// The node's path.
@@ -183,6 +190,7 @@ pub struct SeenState {
 
 /// A change a transaction made, with the permissions it had then (which
 /// decide who may see its event).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeState {
     /// A node was created, written, or had its permissions changed.
@@ -216,6 +224,7 @@ pub enum ChangeState {
 }
 
 /// The permissions of one special watch path.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecialPermsState {
     /// `@introduceDomain` or `@releaseDomain`.

@@ -33,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod daemon;
 pub mod db;
 mod read;
 mod validate;
@@ -40,8 +41,9 @@ mod write;
 
 use std::fmt;
 
+pub use daemon::{decode, encode, from_stream, to_stream, ConnTransport, DaemonState};
 pub use read::{read, read_header};
-pub use write::{write, write_with};
+pub use write::{write, write_with, EXTENSION_FIRST, EXTENSION_LAST};
 
 /// The stream's ident: `xenstore` in ASCII.
 pub const IDENT: [u8; 8] = *b"xenstore";
@@ -132,6 +134,16 @@ pub enum Record {
     GlobalQuota(GlobalQuota),
     /// `DOMAIN_DATA` (type 7): at most once per domain.
     Domain(DomainData),
+    /// A vendor record of ours, type `kind` in [`EXTENSION_FIRST`] ..=
+    /// [`EXTENSION_LAST`] (see [`daemon`] for the ones in use). Its body
+    /// is a `u32` length (in the stream's byte order) then `body`, so
+    /// padding never changes it. Xen's reader skips it as an unknown type.
+    Extension {
+        /// The record type.
+        kind: u32,
+        /// The body.
+        body: Vec<u8>,
+    },
 }
 
 /// `GLOBAL_DATA`: the live-update daemon's file descriptors.
@@ -435,6 +447,20 @@ pub enum ErrorKind {
     ExtendedWatchInV1,
     /// Writing version 1: a domain with non-zero `features`.
     FeaturesInV1,
+    /// A [`Record::Extension`] whose type is outside our vendor range.
+    NotExtensionKind(u32),
+    /// An extension record's body does not decode.
+    BadExtension(String),
+    /// Our extension records contradict the Xen records (or each other).
+    ExtensionMismatch(String),
+    /// The records describe a state the engine cannot take (a foreign
+    /// stream without extension records).
+    Inconsistent(String),
+    /// The state converted from the stream is refused by
+    /// [`xenstore_db::Engine::import`].
+    Import(xenstore_db::ImportError),
+    /// A daemon state that the Xen records cannot carry.
+    Unrepresentable(String),
 }
 
 impl fmt::Display for ErrorKind {
@@ -482,6 +508,12 @@ impl fmt::Display for ErrorKind {
             ErrorKind::TooLong { field } => write!(f, "{field} too long for its length field"),
             ErrorKind::ExtendedWatchInV1 => f.write_str("WATCH_DATA_EXTENDED cannot be written in version 1"),
             ErrorKind::FeaturesInV1 => f.write_str("domain features cannot be written in version 1"),
+            ErrorKind::NotExtensionKind(k) => write!(f, "record type {k:#x} is not in the extension range"),
+            ErrorKind::BadExtension(e) => write!(f, "bad extension record: {e}"),
+            ErrorKind::ExtensionMismatch(e) => write!(f, "extension records contradict the stream: {e}"),
+            ErrorKind::Inconsistent(e) => write!(f, "inconsistent records: {e}"),
+            ErrorKind::Import(e) => write!(f, "the engine refuses the state: {e}"),
+            ErrorKind::Unrepresentable(e) => write!(f, "cannot be written: {e}"),
         }
     }
 }

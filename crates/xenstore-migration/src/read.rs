@@ -1,8 +1,8 @@
 //! The reader: all-or-nothing, never panicking, distrusting every length.
 
 use crate::write::{
-    round8, CONN_RING, CONN_SOCKET, FIELD_UNIQUE_ID, PERM_STALE, TYPE_CONN, TYPE_DOMAIN, TYPE_END, TYPE_GLB_QUOTA,
-    TYPE_GLOBAL, TYPE_NODE, TYPE_TA, TYPE_WATCH, TYPE_WATCH_EXT,
+    round8, CONN_RING, CONN_SOCKET, EXTENSION_FIRST, EXTENSION_LAST, FIELD_UNIQUE_ID, PERM_STALE, TYPE_CONN,
+    TYPE_DOMAIN, TYPE_END, TYPE_GLB_QUOTA, TYPE_GLOBAL, TYPE_NODE, TYPE_TA, TYPE_WATCH, TYPE_WATCH_EXT,
 };
 use crate::{
     validate, ConnSpec, Connection, DomainData, Endian, Error, ErrorKind, GlobalData, GlobalQuota, Header, Location,
@@ -104,6 +104,11 @@ pub fn read(bytes: &[u8]) -> Result<Stream, Error> {
             TYPE_NODE => Some(Record::Node(body.node()?)),
             TYPE_GLB_QUOTA => Some(Record::GlobalQuota(body.global_quota()?)),
             TYPE_DOMAIN => Some(Record::Domain(body.domain(header.version)?)),
+            EXTENSION_FIRST..=EXTENSION_LAST => {
+                let n = body.u32("extension-len")?;
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                Some(Record::Extension { kind: ty, body: body.take(n, "extension-body")?.to_vec() })
+            }
             // Unknown types, and WATCH_DATA_EXTENDED where the version does
             // not define it: skipped, as Xen's reader does.
             _ => {

@@ -44,6 +44,11 @@ impl State {
             Record::Node(n) => self.node(n)?,
             Record::GlobalQuota(q) => self.global_quota(q)?,
             Record::Domain(d) => self.domain(d)?,
+            Record::Extension { kind, .. } => {
+                if !(write::EXTENSION_FIRST..=write::EXTENSION_LAST).contains(kind) {
+                    return Err(ErrorKind::NotExtensionKind(*kind));
+                }
+            }
         }
         Ok(())
     }
@@ -177,9 +182,15 @@ pub(crate) fn node_path(path: &[u8]) -> bool {
     }
 }
 
-/// A watch's path: a node path, or a relative `elem(/elem)*`.
+/// A watch's path: a node path, a relative `elem(/elem)*`, or `@` and
+/// elements (the engine takes special watch paths with an argument, such
+/// as `@releaseDomain/1`).
 pub(crate) fn watch_path(path: &[u8]) -> bool {
-    node_path(path) || (path.first() != Some(&b'@') && elements(path))
+    node_path(path)
+        || match path.split_first() {
+            Some((b'@', rest)) => elements(rest),
+            _ => elements(path),
+        }
 }
 
 #[cfg(test)]

@@ -11,6 +11,10 @@ pub(crate) const TYPE_NODE: u32 = 5;
 pub(crate) const TYPE_GLB_QUOTA: u32 = 6;
 pub(crate) const TYPE_DOMAIN: u32 = 7;
 pub(crate) const TYPE_WATCH_EXT: u32 = 8;
+/// The first record type of our vendor range ("XS" in the top half).
+pub const EXTENSION_FIRST: u32 = 0x5853_0000;
+/// The last record type of our vendor range.
+pub const EXTENSION_LAST: u32 = 0x5853_ffff;
 
 /// `conn-type` of a shared ring.
 pub(crate) const CONN_RING: u16 = 0;
@@ -52,6 +56,7 @@ pub(crate) fn body_len(record: &Record) -> usize {
             4usize.saturating_add(quotas_len(&q.per_domain)).saturating_add(quotas_len(&q.global))
         }
         Record::Domain(d) => 8usize.saturating_add(quotas_len(&d.quotas)),
+        Record::Extension { body, .. } => 4usize.saturating_add(body.len()),
     }
 }
 
@@ -167,11 +172,16 @@ fn record_type(record: &Record) -> u32 {
         Record::Node(_) => TYPE_NODE,
         Record::GlobalQuota(_) => TYPE_GLB_QUOTA,
         Record::Domain(_) => TYPE_DOMAIN,
+        Record::Extension { kind, .. } => *kind,
     }
 }
 
 fn body(out: &mut Out, record: &Record) {
     match record {
+        Record::Extension { body, .. } => {
+            out.u32(len32(body.len()));
+            out.bytes.extend_from_slice(body);
+        }
         Record::Global(g) => {
             out.i32(g.rw_socket_fd);
             out.i32(g.evtchn_fd);

@@ -8,6 +8,7 @@ use crate::error::ErrorCode;
 use crate::DomId;
 
 /// Read and/or write access, as one letter on the wire.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {
     /// `n`: no access.
@@ -54,6 +55,7 @@ impl Access {
 }
 
 /// One permission entry: a domain and its access.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Perm {
     /// The domain this entry is about.
