@@ -22,6 +22,7 @@ mod metrics;
 pub mod outbox;
 mod outstanding;
 mod peers;
+pub mod persist;
 mod refusals;
 mod rings;
 mod server;
