@@ -15,7 +15,7 @@ use crate::effect::{Effect, Rollback};
 use crate::event::Change;
 use crate::memory;
 use crate::permissions::{privileged_only, Caller};
-use crate::{Engine, Outcome};
+use crate::{ConnId, Engine, Outcome};
 
 impl Engine {
     /// Keeps the domains' owned-node counts in step with the live tree.
@@ -103,6 +103,13 @@ impl Engine {
             domain.ring_conn = None;
         }
         Outcome::error(ErrorCode::EINVAL)
+    }
+
+    /// The introduced domains with their ring's address and connection,
+    /// in id order: what a daemon attaches again after recovering the
+    /// store from a journal.
+    pub fn introduced_rings(&self) -> Vec<(DomId, RingAddress, ConnId)> {
+        self.domains.iter().filter_map(|(&d, dom)| Some((d, dom.introduced?, dom.ring_conn?))).collect()
     }
 
     /// Domains the store knows without their having been introduced (a

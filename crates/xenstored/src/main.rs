@@ -71,6 +71,21 @@ fn run() -> Result<()> {
     // Bind before forking so that errors reach the caller's terminal and the
     // socket exists when the parent returns.
     let mut server = Server::bind(settings)?;
+    // Before the platform: serving domains attaches the recovered rings.
+    if let Some(dir) = &options.persist {
+        let dir = cwd.join(dir);
+        let started = std::time::Instant::now();
+        let report = server.persist(&dir, options.snapshot_bytes).context("recovering the store (--persist)")?;
+        info!(
+            dir = %dir.display(),
+            snapshot = ?report.snapshot,
+            journals = report.journals,
+            requests = report.requests,
+            truncated = report.truncated,
+            ms = started.elapsed().as_millis() as u64,
+            "store recovered"
+        );
+    }
     if let Some(log) = log {
         server.on_hangup(Box::new(move || log.reopen()));
     }
