@@ -82,7 +82,7 @@ fn run() -> Result<()> {
             journals = report.journals,
             requests = report.requests,
             truncated = report.truncated,
-            ms = started.elapsed().as_millis() as u64,
+            ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "store recovered"
         );
     }

@@ -299,8 +299,9 @@ impl Server {
                 syncs = s.syncs,
                 requests = s.requests,
                 bytes = s.bytes,
-                mean_us = s.time.as_micros().checked_div(u128::from(s.syncs)).unwrap_or(0) as u64,
-                max_us = s.max.as_micros() as u64,
+                mean_us =
+                    u64::try_from(s.time.as_micros().checked_div(u128::from(s.syncs)).unwrap_or(0)).unwrap_or(u64::MAX),
+                max_us = u64::try_from(s.max.as_micros()).unwrap_or(u64::MAX),
                 snapshots = s.snapshots,
                 "journal"
             );

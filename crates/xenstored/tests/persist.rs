@@ -149,7 +149,7 @@ fn acknowledged_writes_survive_sigkill_and_transactions_are_all_or_nothing() {
             std::thread::spawn(move || writer(k, socket, stop, sent))
         })
         .collect();
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let seed = u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos());
     eprintln!("seed {seed}");
     let mut rng = Rng(seed | 1);
     for _ in 0..KILLS {

@@ -218,7 +218,7 @@ impl Persist {
         info!(
             generation = next,
             bytes = bytes.len(),
-            ms = started.elapsed().as_millis() as u64,
+            ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "snapshot taken, journal restarted"
         );
         Ok(())
