@@ -58,7 +58,8 @@
 //! Unsafe code lives in these files, each block with its `// SAFETY:`
 //! argument and each unsafe fn with its `# Safety` section: [`pages`]
 //! (mapping and unmapping pages; taking over a mapping with the owner's
-//! unmap), `hosted/client.rs` (adopting the hypervisor socket a hosted
+//! unmap), `inherit.rs` (taking descriptors inherited across exec back by
+//! number), `hosted/client.rs` (adopting the hypervisor socket a hosted
 //! guest inherits by number), `hosted/hypervisor/spawn.rs` and
 //! `hosted/hypervisor/signals.rs` (starting guest processes and routing
 //! SIGTERM/SIGINT into the hypervisor's loop), and the `xen` module's
@@ -68,6 +69,7 @@
 
 #[cfg(feature = "hosted")]
 pub mod hosted;
+pub mod inherit;
 pub mod pages;
 pub mod rate_limit;
 #[cfg(feature = "test-utils")]

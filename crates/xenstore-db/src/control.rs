@@ -11,14 +11,46 @@ use std::fmt::Write as _;
 use xenstore_wire::{DomId, ErrorCode, Reply, Request};
 
 use crate::applied::Applied;
-use crate::effect::{DaemonCommand, Effect};
+use crate::effect::{DaemonCommand, Effect, LiveUpdate};
 use crate::permissions::{privileged_only, Caller};
 use crate::quota::{QuotaKind, Quotas};
 use crate::{Engine, Outcome};
 
 /// `help` output: one command per line, a tab before its arguments.
-const HELP: &str = "check\t\nlog\ton|off\nlogfile\t<file>\nmemreport\t[<file>]\nprint\t<string>\n\
+const HELP: &str = "check\t\nlog\ton|off\n\
+live-update\t[-c <cmdline>] [-F] [-t <timeout>] [-v <version>] <file>\n    Default timeout is 60 seconds, default version is 2.\n\
+logfile\t<file>\nmemreport\t[<file>]\nprint\t<string>\n\
 quota\t[set <name> <val>|<domid>]\nquota-soft\t[set <name> <val>]\nstats\t[<first domid>]\nhelp\t\n";
+
+/// A `live-update` step, parsed as the C daemon's `do_control_lu` does
+/// (`-t` and `-v` values as `atoi` reads them); `None` is `EINVAL`.
+fn live_update(args: &[&str]) -> Option<LiveUpdate> {
+    match args {
+        ["-a"] => Some(LiveUpdate::Abort),
+        ["-c", cmdline] => Some(LiveUpdate::CommandLine((*cmdline).to_owned())),
+        ["-f", file] => Some(LiveUpdate::Binary((*file).to_owned())),
+        ["-s", options @ ..] => {
+            let (mut timeout_secs, mut force, mut version) = (0, false, 2);
+            let mut options = options.iter();
+            while let Some(option) = options.next() {
+                match *option {
+                    "-F" => force = true,
+                    "-t" => timeout_secs = atoi(options.next()?),
+                    "-v" => version = atoi(options.next()?),
+                    _ => return None,
+                }
+            }
+            Some(LiveUpdate::Start { timeout_secs, force, version })
+        }
+        _ => None,
+    }
+}
+
+/// C's `atoi` as far as a count of seconds goes: leading digits, else 0.
+fn atoi(s: &str) -> u32 {
+    let digits = s.trim_start().bytes().take_while(u8::is_ascii_digit).count();
+    s.trim_start().get(..digits).and_then(|d| d.parse().ok()).unwrap_or(0)
+}
 
 fn text(s: impl Into<Vec<u8>>) -> Outcome {
     Outcome::ok(Reply::Text(s.into()))
@@ -55,6 +87,10 @@ impl Engine {
             ["stats", from] => match from.parse::<DomId>() {
                 Ok(from) => daemon(DaemonCommand::Stats(from)),
                 Err(_) => Outcome::error(ErrorCode::EINVAL),
+            },
+            ["live-update", rest @ ..] => match live_update(rest) {
+                Some(step) => daemon(DaemonCommand::LiveUpdate(step)),
+                None => Outcome::error(ErrorCode::EINVAL),
             },
             ["quota"] => text(quota_table(&self.config.quotas)),
             ["quota", "set", name, value] => self.control_set_quota(caller, name, value, false),

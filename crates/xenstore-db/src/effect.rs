@@ -80,4 +80,33 @@ pub enum DaemonCommand {
     /// `stats [<first domid>]`: the per-domain statistics (`xenstore top`
     /// reads them), from that domain on, as many as fit in one reply.
     Stats(DomId),
+    /// `live-update ...`: one step of replacing the daemon's binary while
+    /// it runs (see [`LiveUpdate`]).
+    LiveUpdate(LiveUpdate),
+}
+
+/// The steps of a live update, as the C daemon takes them on one
+/// connection (`xenstore-control live-update` sends them in this order):
+/// the new binary, optionally its command line, then the start, which the
+/// daemon answers once the update happened (the new daemon sends `OK`) or
+/// failed; abort cancels a session at any point before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveUpdate {
+    /// `-f <file>`: the new binary; begins a session.
+    Binary(String),
+    /// `-c <cmdline>`: the arguments the new binary runs with (split at
+    /// white space), instead of this daemon's own.
+    CommandLine(String),
+    /// `-s [-t <seconds>] [-F] [-v <version>]`: start.
+    Start {
+        /// How long to wait for open transactions to end (C's default 0
+        /// here; the tool sends 60).
+        timeout_secs: u32,
+        /// Update even if transactions are still open after the timeout.
+        force: bool,
+        /// The migration stream version to write (1 or 2).
+        version: u32,
+    },
+    /// `-a`: abort the session.
+    Abort,
 }

@@ -312,6 +312,11 @@ impl Engine {
         self.txs.len()
     }
 
+    /// Open transactions of one connection (0 for an unknown one).
+    pub fn transactions_of(&self, conn: ConnId) -> usize {
+        self.conns.get(&conn).map_or(0, |c| c.txs.len())
+    }
+
     /// A live node's value and effective permissions, bypassing permission
     /// checks (for the daemon's own use and for tests).
     pub fn peek(&self, p: &str) -> Option<(Arc<[u8]>, PermList)> {

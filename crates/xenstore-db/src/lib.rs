@@ -74,7 +74,7 @@ pub mod watch;
 mod watch_requests;
 
 pub use applied::Applied;
-pub use effect::{DaemonCommand, Effect, Rollback};
+pub use effect::{DaemonCommand, Effect, LiveUpdate, Rollback};
 pub use engine::{Config, ConnId, Engine, Outcome};
 pub use event::Delivery;
 pub use existence::Exists;

@@ -5,7 +5,7 @@
 mod support;
 
 use support::World;
-use xenstore_db::{DaemonCommand, Effect, QuotaKind};
+use xenstore_db::{DaemonCommand, Effect, LiveUpdate, QuotaKind};
 use xenstore_wire::{ErrorCode, Op, Reply};
 
 fn introduce(w: &mut World, domid: u16, gfn: u64, port: u32) -> xenstore_db::Outcome {
@@ -104,9 +104,38 @@ fn control_daemon_commands_come_back_as_effects() {
         (b"print\0hello\0world\0", DaemonCommand::Print("hello world".into())),
         (b"memreport\0", DaemonCommand::MemReport(None)),
         (b"memreport\0/tmp/m\0", DaemonCommand::MemReport(Some("/tmp/m".into()))),
+        (b"live-update\0-f\0/usr/sbin/x\0", DaemonCommand::LiveUpdate(LiveUpdate::Binary("/usr/sbin/x".into()))),
+        (b"live-update\0-c\0-T /tmp/t\0", DaemonCommand::LiveUpdate(LiveUpdate::CommandLine("-T /tmp/t".into()))),
+        (b"live-update\0-a\0", DaemonCommand::LiveUpdate(LiveUpdate::Abort)),
+        (
+            b"live-update\0-s\0",
+            DaemonCommand::LiveUpdate(LiveUpdate::Start { timeout_secs: 0, force: false, version: 2 }),
+        ),
+        (
+            b"live-update\0-s\0-t\x0060\0-F\0-v\x001\0",
+            DaemonCommand::LiveUpdate(LiveUpdate::Start { timeout_secs: 60, force: true, version: 1 }),
+        ),
     ] {
         let out = w.send("dom0", 0, Op::Control, payload);
         assert_eq!(out.effects, [Effect::Daemon(command)], "{:?}", String::from_utf8_lossy(payload));
+    }
+}
+
+#[test]
+fn control_live_update_malformed_is_einval() {
+    let mut w = World::new();
+    for payload in [
+        &b"live-update\0"[..],
+        b"live-update\0-f\0",
+        b"live-update\0-f\0a\0b\0",
+        b"live-update\0-s\0-t\0",
+        b"live-update\0-s\0-x\0",
+        b"live-update\0-a\0x\0",
+        b"live-update\0-b\x004096\0",
+    ] {
+        let out = w.send("dom0", 0, Op::Control, payload);
+        assert_eq!(out.reply, Err(ErrorCode::EINVAL), "{:?}", String::from_utf8_lossy(payload));
+        assert!(out.effects.is_empty());
     }
 }
 

@@ -12,7 +12,10 @@
 //! - `GLOBAL_QUOTA_DATA`: the engine's global quotas as per-domain
 //!   defaults (the engine has no global-only quotas);
 //! - per connection with a transport, in [`DaemonState::conns`] order:
-//!   `CONNECTION_DATA` (stream ids 1, 2, ... in that order), then its
+//!   `CONNECTION_DATA` (stream ids 1, 2, ... in that order; the ring's
+//!   `domid`/`tdomid`/`evtchn` as the [`ConnTransport`] gives them, not
+//!   cross-checked with the engine's domains: the driver knows its rings,
+//!   and [`DOMID_INVALID`] is the `tdomid` of an untargeted one), then its
 //!   watches as `WATCH_DATA_EXTENDED` (the path as the client gave it: a
 //!   relative watch's path is relative to `/local/domain/<domid>` of the
 //!   connection's caller; [`DEPTH_UNLIMITED`] for no depth limit), then
@@ -42,6 +45,17 @@
 //! - [`EXT_TRANSACTION`] (`0x58530002`, one per open transaction): the
 //!   whole `TransactionState` (base and work trees, seen, written, removed,
 //!   changes, node delta, limit, failure).
+//! - [`EXT_DAEMON`] (`0x58530003`, at most once): [`DaemonState::daemon`],
+//!   opaque here: what the driving daemon hands over besides (xenstored:
+//!   its event-channel handle's descriptors and bindings).
+//!
+//! **Format stability:** postcard is not self-describing, so the bodies
+//! are exactly the field lists of these structures and of `xenstore_db`'s
+//! state types (`Config`, `Quotas` as its array of values, ...). Any change
+//! to one of them changes the format: a new binary must then use new
+//! record types (the next free ones in the range) and keep reading these,
+//! or a live update from the old binary fails with
+//! [`ErrorKind::BadExtension`].
 //!
 //! A watch's `relative` flag is not stored: it is the path's form in its
 //! Xen record (relative paths do not start with `/` or `@`).
@@ -63,7 +77,8 @@
 //! - children order is record order; a node before its parent is refused;
 //! - socket connections run as [`Caller::DOM0`], ring connections as
 //!   `Caller::guest(domid)` (dom0's ring as `DOM0`); engine ids 1, 2, ...
-//!   in record order;
+//!   in record order; a guest's first ring connection is its domain's
+//!   ring, a second one (C never writes one) is just a guest connection;
 //! - watches get ids in record order; a path not starting with `/` or `@`
 //!   is relative to the connection's domain home;
 //! - `TRANSACTION_DATA` and pending nodes are dropped, as C drops them on
@@ -104,6 +119,9 @@ use crate::{EXTENSION_FIRST, EXTENSION_LAST};
 pub const EXT_ENGINE: u32 = 0x5853_0001;
 /// Extension record type: one whole open transaction.
 pub const EXT_TRANSACTION: u32 = 0x5853_0002;
+/// Extension record type: the daemon's own (not the engine's) state, an
+/// opaque body its driver defines ([`DaemonState::daemon`]); at most once.
+pub const EXT_DAEMON: u32 = 0x5853_0003;
 /// `tdomid` of a ring connection without a target.
 pub const DOMID_INVALID: u16 = 0x7ff4;
 
@@ -116,6 +134,10 @@ pub struct DaemonState {
     pub global: Option<GlobalData>,
     /// The transport of each connection that has one, any order.
     pub conns: Vec<ConnTransport>,
+    /// What the daemon driving the engine hands over besides (xenstored:
+    /// its event-channel handle's descriptors and bindings), opaque here;
+    /// carried in an [`EXT_DAEMON`] record.
+    pub daemon: Option<Vec<u8>>,
 }
 
 /// The transport of one engine connection.
@@ -283,6 +305,9 @@ pub fn to_stream(state: &DaemonState) -> Result<Stream, Error> {
         domains,
     };
     records.push(Record::Extension { kind: EXT_ENGINE, body: to_postcard(&extras)? });
+    if let Some(body) = &state.daemon {
+        records.push(Record::Extension { kind: EXT_DAEMON, body: body.clone() });
+    }
     for tx in &e.transactions {
         records.push(Record::Extension { kind: EXT_TRANSACTION, body: to_postcard(tx)? });
     }
@@ -349,6 +374,49 @@ fn push_nodes(records: &mut Vec<Record>, nodes: &[NodeState]) -> Result<Vec<(u64
     Ok(gens)
 }
 
+/// A one-line summary of one of our extension records, for dumps; `None`
+/// for a type we do not define or a body that does not decode.
+#[must_use]
+pub fn summarize_extension(kind: u32, body: &[u8]) -> Option<String> {
+    match kind {
+        EXT_ENGINE => {
+            let x: Extras = from_postcard(body).ok()?;
+            Some(format!(
+                "engine extras: generation={} next-conn={} next-tx={} next-watch={} node-gens={} conns={} \
+                 watch-ids={} hidden-watches={} domains={}",
+                x.generation,
+                x.next_conn,
+                x.next_tx,
+                x.next_watch,
+                x.node_gens.len(),
+                x.conns.len(),
+                x.watch_ids.len(),
+                x.hidden_watches.len(),
+                x.domains.len()
+            ))
+        }
+        EXT_DAEMON => Some(format!("daemon extras: {} octets", body.len())),
+        EXT_TRANSACTION => {
+            let t: TransactionState = from_postcard(body).ok()?;
+            Some(format!(
+                "transaction id={} conn={} base-nodes={} work-nodes={} seen={} written={} removed={} changes={} \
+                 node-delta={} failed={}",
+                t.id,
+                t.conn,
+                t.base.len(),
+                t.work.len(),
+                t.seen.len(),
+                t.written.len(),
+                t.removed.len(),
+                t.changes.len(),
+                t.node_delta,
+                t.failed
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// [`to_stream`] then [`write()`] (version 2, little-endian).
 pub fn encode(state: &DaemonState) -> Result<Vec<u8>, Error> {
     Ok(write(&to_stream(state)?))
@@ -372,6 +440,7 @@ struct Parts<'a> {
     domains: Vec<&'a DomainData>,
     engine: Option<&'a [u8]>,
     tx_bodies: Vec<&'a [u8]>,
+    daemon: Option<&'a [u8]>,
 }
 
 /// The daemon state a stream describes (see the module docs): exact with
@@ -396,6 +465,11 @@ pub fn from_stream(stream: &Stream) -> Result<DaemonState, Error> {
                 }
             }
             Record::Extension { kind: EXT_TRANSACTION, body } => p.tx_bodies.push(body),
+            Record::Extension { kind: EXT_DAEMON, body } => {
+                if p.daemon.replace(body).is_some() {
+                    return Err(mismatch("two daemon extension records"));
+                }
+            }
             Record::Extension { kind, .. } => {
                 return Err(Error {
                     at: Location { offset: None, record: Some(index) },
@@ -406,7 +480,9 @@ pub fn from_stream(stream: &Stream) -> Result<DaemonState, Error> {
     }
     let state = match p.engine {
         Some(body) => with_extras(&p, from_postcard(body)?)?,
-        None if !p.tx_bodies.is_empty() => return Err(mismatch("transaction extension without the engine one")),
+        None if !p.tx_bodies.is_empty() || p.daemon.is_some() => {
+            return Err(mismatch("transaction or daemon extension without the engine one"))
+        }
         None => derived(&p)?,
     };
     if let Err(e) = Engine::import(state.engine.clone()) {
@@ -447,11 +523,23 @@ fn build_nodes(records: &[&Node], gens: impl Fn(usize) -> (u64, u64)) -> Result<
     Ok(nodes.into_values().collect())
 }
 
-fn specials(p: &Parts<'_>) -> Vec<SpecialPermsState> {
-    p.specials
-        .iter()
-        .map(|n| SpecialPermsState { name: n.path.clone(), perms: n.perms.iter().copied().map(DbPerm::from).collect() })
-        .collect()
+/// The special paths' permissions from their records, in the engine's
+/// order (the one [`Engine::export`] gives), the engine's defaults for
+/// those without a record.
+fn specials(p: &Parts<'_>) -> Result<Vec<SpecialPermsState>, Error> {
+    let mut out = Engine::new(Config::default()).export().special_perms;
+    let mut seen = BTreeSet::new();
+    for n in &p.specials {
+        if !seen.insert(n.path.as_str()) {
+            return Err(inconsistent(format!("{} appears twice", n.path)));
+        }
+        let perms = n.perms.iter().copied().map(DbPerm::from).collect();
+        match out.iter_mut().find(|s| s.name == n.path) {
+            Some(s) => s.perms = perms,
+            None => return Err(inconsistent(format!("unknown special path {}", n.path))),
+        }
+    }
+    Ok(out)
 }
 
 fn transport(c: &Connection, conn: ConnId) -> ConnTransport {
@@ -581,10 +669,11 @@ fn with_extras(p: &Parts<'_>, x: Extras) -> Result<DaemonState, Error> {
             conns,
             watches,
             transactions,
-            special_perms: specials(p),
+            special_perms: specials(p)?,
         },
         global: p.global,
         conns: transports,
+        daemon: p.daemon.map(<[u8]>::to_vec),
     })
 }
 
@@ -660,12 +749,7 @@ fn derived(p: &Parts<'_>) -> Result<DaemonState, Error> {
             }
         }
     }
-    let mut special_perms = specials(p);
-    for default in Engine::new(Config::default()).export().special_perms {
-        if !special_perms.iter().any(|s| s.name == default.name) {
-            special_perms.push(default);
-        }
-    }
+    let special_perms = specials(p)?;
     let next_conn = ConnId::try_from(conns.len() + 1).unwrap_or(ConnId::MAX);
     let next_watch = WatchId::try_from(watches.len() + 1).unwrap_or(WatchId::MAX);
     Ok(DaemonState {
@@ -684,5 +768,6 @@ fn derived(p: &Parts<'_>) -> Result<DaemonState, Error> {
         },
         global: p.global,
         conns: transports,
+        daemon: None,
     })
 }

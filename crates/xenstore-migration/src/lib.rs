@@ -11,6 +11,10 @@
 //! - [`read`] decodes either byte order and either version, and returns
 //!   the whole stream or an [`Error`] naming what is wrong, at which byte
 //!   offset and in which record. It never panics.
+//! - [`daemon`] carries the daemon's whole state (engine and connections)
+//!   as a stream, for live update and for loading a C `xenstored`'s stream.
+//! - [`text`] is the readable form `xenstore-state dump` prints and `load`
+//!   takes back.
 //! - [`db`] converts nodes, permissions, quotas and domains to and from
 //!   `xenstore_db`'s exported state.
 //!
@@ -26,7 +30,11 @@
 //!   writes it; the reader accepts either the exact or the rounded length,
 //!   and padding octets are ignored, as the document says.
 //! - Records of an unknown type (and `WATCH_DATA_EXTENDED` in a version 1
-//!   stream, where it is not valid) are skipped, as Xen's reader does.
+//!   stream, where it is not valid) are skipped, as Xen's reader does,
+//!   except our vendor range [`EXTENSION_FIRST`]..=[`EXTENSION_LAST`]
+//!   (`"XS"` in the top half), read as [`Record::Extension`].
+//! - A watch path may be `@name/argument` (the engine takes special watch
+//!   paths with an argument), besides absolute, relative and `@name`.
 //! - Fields not valid in the version read (`features` of `DOMAIN_DATA` in
 //!   version 1) are ignored; writing version 1 refuses records or fields it
 //!   cannot carry rather than dropping them.
@@ -36,6 +44,7 @@
 pub mod daemon;
 pub mod db;
 mod read;
+pub mod text;
 mod validate;
 mod write;
 

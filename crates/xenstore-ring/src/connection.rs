@@ -280,6 +280,36 @@ impl<'a, N: Notify> ServerConnection<'a, N> {
         self.write(&gathered[..len])
     }
 
+    /// Takes the input read from the ring but not yet returned as a packet
+    /// (a partial request, or requests after the last one polled), oldest
+    /// first, for a live update to hand over; the connection then holds
+    /// none. At most one ring-full or one partial packet: a request is
+    /// polled as soon as it is whole.
+    pub fn take_input(&mut self) -> Vec<u8> {
+        let mut bytes = self.decoder.take_pending();
+        bytes.extend_from_slice(&self.input[self.input_start..self.input_end]);
+        self.input_start = 0;
+        self.input_end = 0;
+        bytes
+    }
+
+    /// Puts back what [`ServerConnection::take_input`] took (in another
+    /// process), to be polled before anything more is read from the ring.
+    /// The bytes are decoded, not trusted: more than a ring-full that is
+    /// not one partial packet is refused, as is a framing error.
+    pub fn restore_input(&mut self, bytes: &[u8]) -> Result<(), FrameError> {
+        self.input_start = 0;
+        self.input_end = 0;
+        if bytes.len() <= RING_SIZE {
+            self.decoder = Decoder::new();
+            self.input[..bytes.len()].copy_from_slice(bytes);
+            self.input_end = bytes.len();
+        } else {
+            self.decoder = Decoder::restore(bytes)?;
+        }
+        Ok(())
+    }
+
     /// Whether the connection has stopped (and why).
     pub fn failure(&self) -> Option<ConnectionError> {
         self.failed
@@ -337,6 +367,41 @@ mod tests {
         let Some(Incoming::Packet(p2)) = conn.poll().unwrap() else { panic!("no packet") };
         assert_eq!(p2.payload, vec![b'x'; 40]);
         assert_eq!(conn.poll().unwrap(), None);
+    }
+
+    #[test]
+    fn input_taken_and_restored_in_a_new_connection_polls_the_same_packets() {
+        // Two whole requests and half of a third are read from the ring at
+        // once; one is polled; the rest moves to a new connection (a live
+        // update) and comes out there, the third once the guest ends it.
+        let owned = OwnedPage::new();
+        let mut conn = server(&owned);
+        let mut guest = GuestRing::new(owned.page(), || {});
+        let third = message(3, &[b'z'; 30]);
+        guest.write(&[message(1, b"a\0"), message(2, b"b\0"), third[..20].to_vec()].concat()).unwrap();
+        let Some(Incoming::Packet(p1)) = conn.poll().unwrap() else { panic!("no packet") };
+        assert_eq!(p1.header.req_id, 1);
+        let taken = conn.take_input();
+        assert_eq!(taken, [message(2, b"b\0"), third[..20].to_vec()].concat());
+        assert_eq!(conn.poll().unwrap(), None, "nothing left behind");
+        let mut next = server(&owned);
+        next.restore_input(&taken).unwrap();
+        let Some(Incoming::Packet(p2)) = next.poll().unwrap() else { panic!("no packet") };
+        assert_eq!(p2.header.req_id, 2);
+        assert_eq!(next.poll().unwrap(), None);
+        guest.write(&third[20..]).unwrap();
+        let Some(Incoming::Packet(p3)) = next.poll().unwrap() else { panic!("no packet") };
+        assert_eq!((p3.header.req_id, p3.payload.len()), (3, 30));
+
+        // A partial payload longer than a ring-full goes to the decoder.
+        let mut big = server(&owned);
+        let long = message(4, &[b'y'; 3000]);
+        big.restore_input(&long[..2000]).unwrap();
+        assert_eq!(big.take_input(), long[..2000].to_vec());
+        // More than a ring-full holding a whole packet cannot have been
+        // taken from a connection: refused.
+        let whole = [long.clone(), long].concat();
+        assert!(server(&owned).restore_input(&whole[..3100]).is_err());
     }
 
     #[test]

@@ -66,6 +66,16 @@ impl<M: PageMemory, N: Notify> MappedServer<M, N> {
         self.conn.poll()
     }
 
+    /// See [`ServerConnection::take_input`].
+    pub fn take_input(&mut self) -> Vec<u8> {
+        self.conn.take_input()
+    }
+
+    /// See [`ServerConnection::restore_input`].
+    pub fn restore_input(&mut self, bytes: &[u8]) -> Result<(), xenstore_wire::FrameError> {
+        self.conn.restore_input(bytes)
+    }
+
     /// See [`ServerConnection::write`].
     pub fn write(&mut self, bytes: &[u8]) -> Result<usize, ConnectionError> {
         self.conn.write(bytes)

@@ -17,6 +17,7 @@ mod conn;
 mod control;
 mod dirty;
 mod effects;
+pub mod live_update;
 mod memory;
 mod metrics;
 pub mod outbox;
@@ -33,7 +34,9 @@ pub mod testing;
 mod trace;
 mod write_rate;
 
+pub use live_update::handover::ExecContext;
+pub use live_update::restore::Restored;
 pub use metrics::MetricsAddr;
 pub use outbox::Limits;
-pub use rings::Platform;
+pub use rings::{cannot_adopt_events, AdoptEvents, Platform};
 pub use server::{Server, Settings};

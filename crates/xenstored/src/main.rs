@@ -42,6 +42,11 @@ fn run() -> Result<()> {
     };
     // Daemonizing changes directory to `/`: make paths absolute first.
     let cwd = std::env::current_dir().context("reading the current directory")?;
+    let exec = xenstored::ExecContext {
+        rundir: rundir(&cwd.join(&options.socket)),
+        cwd: cwd.clone(),
+        args: std::env::args_os().skip(1).collect(),
+    };
     let mut options = options;
     options.socket = cwd.join(&options.socket);
     options.pid_file = options.pid_file.map(|p| cwd.join(p));
@@ -68,29 +73,113 @@ fn run() -> Result<()> {
         limits: Default::default(),
         trace_file: options.trace_file.clone(),
     };
-    // Bind before forking so that errors reach the caller's terminal and the
-    // socket exists when the parent returns.
-    let mut server = Server::bind(settings)?;
-    // Before the platform: serving domains attaches the recovered rings.
-    if let Some(dir) = &options.persist {
-        let dir = cwd.join(dir);
-        let started = std::time::Instant::now();
-        let report = server.persist(&dir, options.snapshot_bytes).context("recovering the store (--persist)")?;
-        info!(
-            dir = %dir.display(),
-            snapshot = ?report.snapshot,
-            journals = report.journals,
-            requests = report.requests,
-            truncated = report.truncated,
-            ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "store recovered"
-        );
-    }
+    let mut server = if options.live_update {
+        let mut server = restore(settings, exec, &options, &cwd)?;
+        if let Some(dir) = &options.persist {
+            // The state came from the daemon before, not the disk: the
+            // store directory starts again from a snapshot of it.
+            server
+                .persist_handed_over(&cwd.join(dir), options.snapshot_bytes)
+                .context("--persist after a live update")?;
+        }
+        server
+    } else {
+        // Bind before forking so that errors reach the caller's terminal
+        // and the socket exists when the parent returns.
+        let mut server = Server::bind(settings)?;
+        server.set_exec_context(exec);
+        // Before the platform: serving domains attaches the recovered rings.
+        if let Some(dir) = &options.persist {
+            let dir = cwd.join(dir);
+            let started = std::time::Instant::now();
+            let report = server.persist(&dir, options.snapshot_bytes).context("recovering the store (--persist)")?;
+            info!(
+                dir = %dir.display(),
+                snapshot = ?report.snapshot,
+                journals = report.journals,
+                requests = report.requests,
+                truncated = report.truncated,
+                ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "store recovered"
+            );
+        }
+        serve_domains(&mut server, &options, &cwd)?;
+        server
+    };
     if let Some(log) = log {
         server.on_hangup(Box::new(move || log.reopen()));
     }
-    // The platform that serves domains' rings: the hosted hypervisor when
-    // asked, else Xen on a Xen control domain, else none.
+    if let Some(addr) = &options.metrics {
+        let addr = match addr {
+            xenstored::MetricsAddr::Unix(path) => xenstored::MetricsAddr::Unix(cwd.join(path)),
+            tcp => tcp.clone(),
+        };
+        server.serve_metrics(&addr)?;
+    }
+    // The daemon a live update executed is the same process, already
+    // detached (the C daemon does not fork again either).
+    if !options.no_fork && !options.live_update {
+        nix::unistd::daemon(false, false).context("daemonizing")?;
+    }
+    let pid = std::process::id();
+    if let Some(path) = &options.pid_file {
+        std::fs::write(path, format!("{pid}\n")).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if options.output_pid && !options.live_update {
+        println!("{pid}");
+        let _ = std::io::stdout().flush();
+    }
+    notify::ready().context("notifying systemd")?;
+    info!(socket = %options.socket.display(), pid, "xenstored ready");
+    server.run()?;
+    if let Some(path) = &options.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// The run directory: `$XENSTORED_RUNDIR` if set, else the socket's
+/// directory (`/var/run/xenstored` by default, the C daemon's).
+fn rundir(socket: &std::path::Path) -> std::path::PathBuf {
+    match std::env::var_os("XENSTORED_RUNDIR").filter(|d| !d.is_empty()) {
+        Some(dir) => dir.into(),
+        None => socket.parent().map_or_else(|| "/".into(), std::path::Path::to_path_buf),
+    }
+}
+
+/// `--live-update`: the state and descriptors the previous daemon handed
+/// over, through the same platform it served domains through.
+fn restore(
+    settings: Settings,
+    exec: xenstored::ExecContext,
+    options: &Options,
+    cwd: &std::path::Path,
+) -> Result<Server> {
+    let mut restored = xenstored::Restored::load(&exec.rundir)?;
+    let platform = match (restored.take_events(), &options.hosted) {
+        (Some(parts), Some(hypervisor)) => {
+            // As when started (see `serve_domains`).
+            nix::sys::prctl::set_dumpable(false).context("making the daemon non-dumpable")?;
+            let hypervisor = cwd.join(hypervisor);
+            Some(
+                platform::hosted_adopting(&hypervisor, parts)
+                    .with_context(|| format!("live update: the hosted hypervisor at {}", hypervisor.display()))?,
+            )
+        }
+        (Some(parts), None) => Some(platform::xen_adopting(parts).context("live update: the Xen devices")?),
+        (None, _) if restored.served_domains() => {
+            anyhow::bail!("live update: the state has rings but no event-channel handle")
+        }
+        (None, _) => None,
+    };
+    let server = Server::restore(settings, exec, restored, platform)?;
+    info!("live update: serving on from the state handed over");
+    Ok(server)
+}
+
+/// The platform that serves domains' rings: the hosted hypervisor when
+/// asked, else Xen on a Xen control domain, else none.
+fn serve_domains(server: &mut Server, options: &Options, cwd: &std::path::Path) -> Result<()> {
     if let Some(hypervisor) = &options.hosted {
         // Guests may run as this user: not dumpable, so that none can open
         // this process's /proc/PID/fd (every ring's page) or mem.
@@ -120,30 +209,6 @@ fn run() -> Result<()> {
              and there is no /dev/xen/privcmd; --hosted serves xsim's domains): INTRODUCE records a domain but \
              nothing serves its ring"
         );
-    }
-    if let Some(addr) = &options.metrics {
-        let addr = match addr {
-            xenstored::MetricsAddr::Unix(path) => xenstored::MetricsAddr::Unix(cwd.join(path)),
-            tcp => tcp.clone(),
-        };
-        server.serve_metrics(&addr)?;
-    }
-    if !options.no_fork {
-        nix::unistd::daemon(false, false).context("daemonizing")?;
-    }
-    let pid = std::process::id();
-    if let Some(path) = &options.pid_file {
-        std::fs::write(path, format!("{pid}\n")).with_context(|| format!("writing {}", path.display()))?;
-    }
-    if options.output_pid {
-        println!("{pid}");
-        let _ = std::io::stdout().flush();
-    }
-    notify::ready().context("notifying systemd")?;
-    info!(socket = %options.socket.display(), pid, "xenstored ready");
-    server.run()?;
-    if let Some(path) = &options.pid_file {
-        let _ = std::fs::remove_file(path);
     }
     Ok(())
 }

@@ -74,6 +74,9 @@ pub struct Options {
     /// Journal bytes after which a snapshot is taken
     /// (`--persist-snapshot`).
     pub snapshot_bytes: u64,
+    /// Take over from the daemon that executed this one (`-U`): its state
+    /// is in the run directory's `state_dump`, its descriptors inherited.
+    pub live_update: bool,
     /// Options accepted for the C daemon's sake that have no effect here,
     /// to be logged once logging is set up.
     pub warnings: Vec<String>,
@@ -96,6 +99,7 @@ impl Default for Options {
             metrics: None,
             persist: None,
             snapshot_bytes: xenstored::persist::DEFAULT_SNAPSHOT_BYTES,
+            live_update: false,
             warnings: Vec::new(),
         }
     }
@@ -131,13 +135,16 @@ Usage: xenstored [options]
   --metrics <addr>         serve per-domain statistics as Prometheus text over
                            HTTP at <addr>: host:port (127.0.0.1:9427; port 0
                            picks one, logged) or a Unix socket path
+  -U, --live-update        take over from the daemon that executed this one
+                           (a live update: `xenstore-control live-update`
+                           runs the new binary so; not for starting by hand)
   --persist <dir>          keep the store in <dir> (made if missing): every
                            change is journaled and synced before it is
                            acknowledged; at start the store and the domains'
                            rings are recovered from it (crash recovery)
   --persist-snapshot <bytes>  journal size after which a snapshot is taken
                            (default 67108864)
-  -D, -R, -U, -I[on|off], -w <what>=<s>, --event <port>, --master-domid <id>,
+  -D, -R, -I[on|off], -w <what>=<s>, --event <port>, --master-domid <id>,
   --priv-domid <id>, --trace-control=<x>
                            accepted for compatibility with the C daemon; no
                            effect here (a warning is logged)
@@ -357,8 +364,8 @@ fn apply(o: &mut Options, opt: &Opt, value: Option<String>) -> Result<Option<Com
             Some("off") => o.warnings.push(format!("option {name} off: the store is always in memory here")),
             Some(other) => bail!("option {name}: {other:?} is not on or off"),
         },
-        "no-domain-init" | "no-recovery" | "live-update" | "event" | "master-domid" | "priv-domid" | "timeout"
-        | "trace-control" => {
+        "live-update" => o.live_update = true,
+        "no-domain-init" | "no-recovery" | "event" | "master-domid" | "priv-domid" | "timeout" | "trace-control" => {
             let shown = value().map(|v| format!(" {v}")).unwrap_or_default();
             o.warnings.push(format!("option {name}{shown} has no effect in this xenstored; ignored"));
         }
@@ -434,7 +441,8 @@ mod tests {
             ],
             None,
         );
-        assert_eq!(o.warnings.len(), 8, "{:?}", o.warnings);
+        assert_eq!(o.warnings.len(), 7, "{:?}", o.warnings);
+        assert!(o.live_update, "-U is the live update's restart");
         assert!(o.warnings.iter().any(|w| w.contains("--event 3")), "{:?}", o.warnings);
         let memory = run(&["-Q", "memory=100000"], None);
         assert!(memory.warnings.is_empty(), "{:?}", memory.warnings);

@@ -3,6 +3,7 @@
 use std::io;
 use std::path::Path;
 
+use xen_platform::{EventChannelParts, EventChannels};
 use xenstored::Platform;
 
 /// The hosted hypervisor at `socket` (dom0's view: event channels,
@@ -14,6 +15,36 @@ pub(crate) fn hosted(socket: &Path) -> io::Result<Platform> {
         memory: Box::new(host.foreign_memory()),
         domains: Box::new(host.domain_states()),
         dom0_store: Box::new(host.dom0_store()),
+        adopt_events: adopt_hosted,
+    })
+}
+
+/// The hosted hypervisor at `socket`, with the event-channel handle a
+/// live update handed over (its ports still bound).
+pub(crate) fn hosted_adopting(socket: &Path, parts: EventChannelParts) -> io::Result<Platform> {
+    // A fresh handle is made and dropped unused (nothing bound on it).
+    let mut platform = hosted(socket)?;
+    platform.events = adopt_hosted(parts)?;
+    Ok(platform)
+}
+
+fn adopt_hosted(parts: EventChannelParts) -> io::Result<Box<dyn EventChannels>> {
+    Ok(Box::new(xen_platform::hosted::HostedEventChannels::adopt(0, parts)?))
+}
+
+fn adopt_xen(parts: EventChannelParts) -> io::Result<Box<dyn EventChannels>> {
+    Ok(Box::new(xen_platform::xen::XenEventChannels::adopt(parts)?))
+}
+
+/// Real Xen with the event-channel handle a live update handed over.
+pub(crate) fn xen_adopting(parts: EventChannelParts) -> io::Result<Platform> {
+    use xen_platform::xen::{XenDom0Store, XenDomainStates, XenForeignMemory};
+    Ok(Platform {
+        events: adopt_xen(parts)?,
+        memory: Box::new(XenForeignMemory::open()?),
+        domains: Box::new(XenDomainStates::open()?),
+        dom0_store: Box::new(XenDom0Store::new()),
+        adopt_events: adopt_xen,
     })
 }
 
@@ -28,5 +59,6 @@ pub(crate) fn xen() -> io::Result<Platform> {
         memory: Box::new(XenForeignMemory::open()?),
         domains: Box::new(XenDomainStates::open()?),
         dom0_store: Box::new(XenDom0Store::new()),
+        adopt_events: adopt_xen,
     })
 }

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use xen_platform::{Dom0Store, DomId, DomainStates, EventChannels, ForeignMemory, MappedPages, Notifier, Port};
+use xen_platform::{
+    Dom0Store, DomId, DomainStates, EventChannelParts, EventChannels, ForeignMemory, MappedPages, Notifier, Port,
+};
 use xenstore_db::ConnId;
 use xenstore_ring::{Field, Incoming, MappedServer, Notify, ERROR_COMM};
 use xenstore_wire::Packet;
@@ -35,6 +37,19 @@ pub struct Platform {
     /// the platform has one (a xenstored in dom0 on Xen; hosted has none:
     /// dom0's processes use the socket).
     pub dom0_store: Box<dyn Dom0Store>,
+    /// Rebuilds an event-channel handle of this platform from its parts
+    /// (`EventChannels::into_parts`): a live update that fails after taking
+    /// the handle apart takes it back with this.
+    pub adopt_events: AdoptEvents,
+}
+
+/// See [`Platform::adopt_events`].
+pub type AdoptEvents = fn(EventChannelParts) -> io::Result<Box<dyn EventChannels>>;
+
+/// An [`AdoptEvents`] for platforms whose handles are not handed on (the
+/// in-memory twins): `Unsupported`.
+pub fn cannot_adopt_events(_: EventChannelParts) -> io::Result<Box<dyn EventChannels>> {
+    Err(io::ErrorKind::Unsupported.into())
 }
 
 /// How the ring signals the guest. The ring layer asks for a
@@ -96,6 +111,21 @@ impl DomainRing {
             }
         }
         Received::More
+    }
+
+    /// What was read from the ring and not yet handled, for a live
+    /// update; left in place.
+    pub(crate) fn input(&mut self) -> Vec<u8> {
+        let bytes = self.server.take_input();
+        // Put back at once: what was taken came from this connection and
+        // is a valid input state for it.
+        let _ = self.server.restore_input(&bytes);
+        bytes
+    }
+
+    /// Puts back the input a previous daemon had read from the ring.
+    pub(crate) fn restore_input(&mut self, bytes: &[u8]) -> Result<(), xenstore_wire::FrameError> {
+        self.server.restore_input(bytes)
     }
 
     /// Signals the guest now, whatever the ring layer asked: the C
@@ -176,6 +206,37 @@ impl Rings {
             by_domid: FxHashMap::default(),
             pending: Vec::new(),
         })
+    }
+
+    /// Rings served again after a live update: the event-channel handle
+    /// in `platform` was adopted with its ports, VIRQ_DOM_EXC's among them.
+    pub(crate) fn adopted(platform: Platform, virq_port: Port) -> Rings {
+        Rings {
+            platform,
+            virq_port,
+            by_port: FxHashMap::default(),
+            by_domid: FxHashMap::default(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Serves `pages` again for `domid` through `local`, a port the adopted
+    /// handle still has bound (a live update), as connection `conn`;
+    /// `domid` 0 is dom0's own ring, not indexed by domain.
+    pub(crate) fn reattach(
+        &mut self,
+        domid: DomId,
+        pages: MappedPages,
+        local: Port,
+        conn: ConnId,
+        features: u32,
+    ) -> io::Result<DomainRing> {
+        let notifier = self.platform.events.notifier(local)?;
+        self.by_port.insert(local, conn);
+        if domid != 0 {
+            self.by_domid.insert(domid, conn);
+        }
+        Ok(DomainRing::new(domid, local, pages, notifier, features))
     }
 
     /// Maps a domain's page and binds its port (the platform's half of

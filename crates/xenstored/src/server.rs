@@ -52,7 +52,7 @@ use crate::socket::{self, SocketConn};
 use crate::stats::Counters;
 use crate::trace::Trace;
 
-const LISTENER: Token = Token(0);
+pub(crate) const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(usize::MAX);
 /// SIGHUP: reopen the log and trace files.
 const HANGUP: Token = Token(usize::MAX - 1);
@@ -79,7 +79,7 @@ pub struct Server {
     pub(crate) poll: Poll,
     /// The listening socket and its path (none in process: see
     /// [`Server::in_process`]).
-    listener: Option<(UnixListener, PathBuf)>,
+    pub(crate) listener: Option<(UnixListener, PathBuf)>,
     pub(crate) engine: Engine,
     /// Every connection, socket or ring, by the engine's id for it.
     pub(crate) conns: FxHashMap<ConnId, Connection>,
@@ -120,7 +120,7 @@ pub struct Server {
     /// least every [`ACCEPT_RETRY`]) until it works.
     accept_stalled: bool,
     /// The last accept stopped at its budget: more may be waiting.
-    accept_more: bool,
+    pub(crate) accept_more: bool,
     /// The rate limit of the lines saying a connection was cut off.
     cutoff_log: xen_platform::RateLimit,
     read_buf: Vec<u8>,
@@ -131,6 +131,16 @@ pub struct Server {
     pub(crate) persist: Option<crate::persist::Persist>,
     /// The journal failed: the loop ends with this error.
     fatal: Option<anyhow::Error>,
+    /// The live-update session, if one is open.
+    pub(crate) live_update: Option<crate::live_update::Session>,
+    /// When each connection with open transactions started its first
+    /// (live update's timeout rule).
+    pub(crate) tx_started: FxHashMap<ConnId, Instant>,
+    /// The rings' platform while a live update has their event-channel
+    /// handle apart.
+    pub(crate) detached: Option<crate::live_update::handover::Detached>,
+    /// Where and how the daemon was started, for a live update.
+    pub(crate) exec: crate::live_update::handover::ExecContext,
 }
 
 /// What the embedding program does on SIGHUP besides reopening the
@@ -172,6 +182,17 @@ impl Server {
         Ok(report)
     }
 
+    /// Keeps the store in `dir` from now on, after a live update: the
+    /// engine came from the daemon before (which synced its journal before
+    /// handing over), so the directory starts again from a snapshot of it.
+    pub fn persist_handed_over(&mut self, dir: &Path, snapshot_bytes: u64) -> Result<()> {
+        let (mut persist, _, _) = crate::persist::Persist::open(dir, self.engine.config())?;
+        persist.snapshot_bytes = snapshot_bytes;
+        persist.snapshot(&self.engine)?;
+        self.persist = Some(persist);
+        Ok(())
+    }
+
     /// Serves domains' rings through `platform` from now on: binds
     /// VIRQ_DOM_EXC, serves dom0's own ring if the platform has one (a
     /// privileged connection, as the C daemon's `dom0_init`, notifying
@@ -207,21 +228,44 @@ impl Server {
     /// SIGTERM and SIGINT end [`Server::run`] cleanly.
     pub fn bind(settings: Settings) -> Result<Server> {
         let mut server = Server::new(settings.config, settings.limits, settings.trace_file.as_deref())?;
+        server.listen(&settings.socket)?;
+        server.handle_signals()?;
+        Ok(server)
+    }
+
+    /// Where and how the daemon was started (its run directory, working
+    /// directory and arguments), which a live update executes the new
+    /// binary with.
+    pub fn set_exec_context(&mut self, exec: crate::live_update::handover::ExecContext) {
+        self.exec = exec;
+    }
+
+    /// The listening socket's descriptor, if there is one.
+    pub(crate) fn listener_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.listener.as_ref().map(|(l, _)| l.as_fd())
+    }
+
+    /// Binds the listening socket at `socket`.
+    pub(crate) fn listen(&mut self, socket: &Path) -> Result<()> {
         // The socket's own directory is made if missing (the default,
         // /var/run/xenstored, as the C daemon makes its run directory), but
         // not a whole tree: a typo in --socket is an error, not new
         // directories.
-        if let Some(dir) = settings.socket.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
             std::fs::create_dir(dir).with_context(|| format!("creating the socket's directory {}", dir.display()))?;
         }
-        remove_stale_socket(&settings.socket)?;
-        let mut listener =
-            UnixListener::bind(&settings.socket).with_context(|| format!("binding {}", settings.socket.display()))?;
+        remove_stale_socket(socket)?;
+        let mut listener = UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
         // Socket connections are privileged: only the owner may connect.
-        std::fs::set_permissions(&settings.socket, std::fs::Permissions::from_mode(0o600))?;
-        server.poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-        server.listener = Some((listener, settings.socket));
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+        self.poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        self.listener = Some((listener, socket.to_path_buf()));
+        Ok(())
+    }
 
+    /// SIGTERM and SIGINT end the loop; SIGHUP reopens the logs.
+    pub(crate) fn handle_signals(&mut self) -> Result<()> {
         let (signal_read, signal_write) = std::os::unix::net::UnixStream::pair()?;
         signal_read.set_nonblocking(true)?;
         signal_write.set_nonblocking(true)?;
@@ -229,8 +273,8 @@ impl Server {
         signal_hook::low_level::pipe::register(signal_hook::consts::SIGTERM, signal_write)?;
         signal_hook::low_level::pipe::register(signal_hook::consts::SIGINT, signal_write_clone)?;
         let mut signals = UnixStream::from_std(signal_read);
-        server.poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
-        server._signals = Some(signals);
+        self.poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self._signals = Some(signals);
 
         // SIGHUP reopens the log and trace files (logrotate), as the C
         // daemon's does; it no longer ends the process.
@@ -239,9 +283,9 @@ impl Server {
         hangup_write.set_nonblocking(true)?;
         signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, hangup_write)?;
         let mut hangup = UnixStream::from_std(hangup_read);
-        server.poll.registry().register(&mut hangup, HANGUP, Interest::READABLE)?;
-        server.hangup = Some(hangup);
-        Ok(server)
+        self.poll.registry().register(&mut hangup, HANGUP, Interest::READABLE)?;
+        self.hangup = Some(hangup);
+        Ok(())
     }
 
     /// A server with no listening socket and no signal handling, for a
@@ -251,7 +295,7 @@ impl Server {
         Server::new(config, limits, None)
     }
 
-    fn new(config: Config, limits: Limits, trace_file: Option<&Path>) -> Result<Server> {
+    pub(crate) fn new(config: Config, limits: Limits, trace_file: Option<&Path>) -> Result<Server> {
         Ok(Server {
             poll: Poll::new().context("creating the poll instance")?,
             listener: None,
@@ -281,6 +325,10 @@ impl Server {
             stop: false,
             persist: None,
             fatal: None,
+            live_update: None,
+            tx_started: FxHashMap::default(),
+            detached: None,
+            exec: Default::default(),
         })
     }
 
@@ -320,6 +368,10 @@ impl Server {
     /// or accepting is retried while descriptors are short. `None`: nothing.
     pub fn next_timer(&self) -> Option<std::time::Duration> {
         let retry = self.accept_stalled.then_some(ACCEPT_RETRY);
+        let retry = match (retry, self.live_update_waiting().then_some(crate::live_update::RECHECK)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (retry, self.rate_wakeup()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -374,7 +426,14 @@ impl Server {
         for id in std::mem::take(&mut self.again) {
             self.serve(id);
         }
+        // The journal first: a live update hands over a synced store.
         self.commit();
+        if self.live_update_waiting() {
+            // After the requests: a TRANSACTION_END just handled may be
+            // what it waited for. Before the flush: every reply already
+            // queued travels in the state.
+            self.live_update_due();
+        }
         self.flush_dirty();
         if let Some(e) = self.fatal.take() {
             self.stop = true;
@@ -594,6 +653,7 @@ impl Server {
                         conn.reconnected();
                     }
                     self.engine.reset(id);
+                    self.tx_started.remove(&id);
                 }
             }
             let limits = self.limits;
@@ -629,8 +689,18 @@ impl Server {
             }
             Err(e) => Outcome::error(e),
         };
+        // A live-update step is the daemon's, with the request's header
+        // (a start is answered later).
+        let mut deferred = false;
+        if let Some(step) = take_live_update(&mut outcome) {
+            match self.live_update_step(id, &header, step) {
+                Some(text) => outcome.reply = Ok(xenstore_wire::Reply::Text(text)),
+                None => deferred = true,
+            }
+        }
         self.carry_out(&mut outcome);
         self.journal(&outcome.applied);
+        self.note_transactions(id, Op::from_u32(header.op));
         self.charge_writes(id, header.tx_id, header.op, outcome.applied.len());
         let refused = match (&outcome.reply, &outcome.quota) {
             (_, Some(hit)) => Some(Cause::Quota(hit)),
@@ -656,7 +726,11 @@ impl Server {
             (Err(e), _) => e.encode_reply(header.req_id, header.tx_id, &mut bytes),
             (Ok(_), None) => ErrorCode::ENOSYS.encode_reply(header.req_id, header.tx_id, &mut bytes),
         }
-        self.trace.outgoing(id, &bytes);
+        if deferred {
+            bytes.clear();
+        } else {
+            self.trace.outgoing(id, &bytes);
+        }
         if let Some(conn) = self.conns.get_mut(&id) {
             let c = &mut conn.counters;
             c.requests += 1;
@@ -666,7 +740,9 @@ impl Server {
             c.refused_access += u64::from(refused_access);
             // Flushed by `serve`: at once when the connection's input is
             // drained, else once a turn leaves enough queued.
-            conn.outbox.push_reply(bytes);
+            if !bytes.is_empty() {
+                conn.outbox.push_reply(bytes);
+            }
         }
         if let Some(delivery) = outcome.after_reply {
             self.deliver(delivery, now.unwrap_or_else(Instant::now));
@@ -775,11 +851,24 @@ impl Server {
         }
         self.engine.disconnect(id);
         self.dirty.remove(&id);
+        self.live_update_forget(id);
     }
 
     /// The socket path being served (none in process).
     pub fn socket_path(&self) -> Option<&Path> {
         self.listener.as_ref().map(|(_, path)| path.as_path())
+    }
+}
+
+/// Takes a `live-update` step out of the outcome's effects.
+fn take_live_update(outcome: &mut Outcome) -> Option<xenstore_db::LiveUpdate> {
+    let at = outcome
+        .effects
+        .iter()
+        .position(|e| matches!(e, xenstore_db::Effect::Daemon(xenstore_db::DaemonCommand::LiveUpdate(_))))?;
+    match outcome.effects.remove(at) {
+        xenstore_db::Effect::Daemon(xenstore_db::DaemonCommand::LiveUpdate(step)) => Some(step),
+        _ => None,
     }
 }
 

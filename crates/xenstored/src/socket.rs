@@ -50,6 +50,22 @@ impl SocketConn {
         }
     }
 
+    /// A socket handed over by a live update, with the input the previous
+    /// daemon had read from it and not handled: decoded before anything
+    /// more is read.
+    pub(crate) fn restored(stream: UnixStream, input: Vec<u8>) -> SocketConn {
+        SocketConn { unread: input, ..SocketConn::new(stream) }
+    }
+
+    /// What was read from the socket and not yet handled, oldest first
+    /// (a partial request in the decoder, or the bytes a turn's budget
+    /// left undecoded: never both), for a live update; left in place.
+    pub(crate) fn input(&self) -> Vec<u8> {
+        let mut bytes = self.decoder.pending();
+        bytes.extend_from_slice(self.unread.get(self.unread_at..).unwrap_or_default());
+        bytes
+    }
+
     /// Appends up to `budget` requests: first from what an earlier read
     /// left undecoded, else from one read. A short read drained the socket:
     /// edge-triggered polling reports any later data, so a read that would

@@ -132,6 +132,7 @@ impl World {
             memory: Box::new(hv.foreign_memory()),
             domains: Box::new(hv.domain_states()),
             dom0_store: Box::new(hv.dom0_store()),
+            adopt_events: crate::cannot_adopt_events,
         };
         server.serve_domains(platform).expect("serving domains through the twin");
         World { server, hv, events: Events::with_capacity(256), clients: Vec::new(), toolstack: None }

@@ -302,6 +302,7 @@ fn dom0s_kernel_is_notified_once_its_ring_is_served() {
         memory: Box::new(hv.foreign_memory()),
         domains: Box::new(hv.domain_states()),
         dom0_store: Box::new(hv.dom0_store()),
+        adopt_events: xenstored::cannot_adopt_events,
     };
     server.serve_domains(platform).unwrap();
     let mut kernel = hv.guest(0).unwrap();

@@ -164,3 +164,36 @@ fn introducing_a_domain_that_does_not_exist_is_einval_and_harms_nothing() {
     assert!(!store.is_domain_introduced(999).expect("introduced?"));
     assert_eq!(store.read("/local/domain/0/name").expect("still serving"), b"Domain-0");
 }
+
+#[test]
+fn guests_keep_their_rings_through_live_updates_of_xenstored() {
+    // Two guests write, read, commit and watch over their rings without
+    // pause while xenstored replaces itself three times: they see no
+    // failed request and miss no event (`check steady`).
+    let mut host = TestHost::up();
+    let guests = [
+        host.guest("steady-a", &["check", "steady", "3000"], false),
+        host.guest("steady-b", &["check", "steady", "3000"], false),
+    ];
+    let socket = host.state.xenstored_socket();
+    let xenstored = socket.parent().unwrap().join("xenstored-new");
+    std::fs::copy(support::programs().xenstored, &xenstored).unwrap();
+    let dom0 = xenstore::Client::connect(&socket).expect("dom0 client");
+    let step = |args: &[&str]| {
+        let mut call: Vec<&[u8]> = vec![b"live-update"];
+        call.extend(args.iter().map(|a| a.as_bytes()));
+        let reply = dom0.control(&call).expect("live-update step");
+        String::from_utf8_lossy(&reply).trim_end_matches('\0').to_owned()
+    };
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(step(&["-f", xenstored.to_str().unwrap()]), "OK");
+        assert_eq!(step(&["-s", "-t", "10"]), "OK");
+    }
+    for domid in guests {
+        host.expect_pass(domid, "steady");
+    }
+    // The store still answers, guests' nodes in place.
+    let domains = host.ts.store().directory("/local/domain").expect("directory");
+    assert!(guests.iter().all(|d| domains.contains(&d.to_string())), "{domains:?}");
+}

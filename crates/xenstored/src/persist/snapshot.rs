@@ -43,7 +43,12 @@ pub(crate) fn persistent_state(engine: &Engine) -> EngineState {
 
 /// The bytes of a snapshot of `engine` continued by journal `generation`.
 pub(crate) fn encode(engine: &Engine, generation: u64) -> Result<Vec<u8>, xenstore_migration::Error> {
-    let stream = daemon::encode(&DaemonState { engine: persistent_state(engine), global: None, conns: Vec::new() })?;
+    let stream = daemon::encode(&DaemonState {
+        engine: persistent_state(engine),
+        global: None,
+        conns: Vec::new(),
+        daemon: None,
+    })?;
     let mut out = Vec::with_capacity(stream.len() + 24);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&generation.to_le_bytes());

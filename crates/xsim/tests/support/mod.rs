@@ -22,7 +22,7 @@ pub fn guest_program() -> String {
     env!("CARGO_BIN_EXE_xsim-guest").to_owned()
 }
 
-fn programs() -> host::Programs {
+pub fn programs() -> host::Programs {
     let xsim = PathBuf::from(env!("CARGO_BIN_EXE_xsim"));
     let xenstored = match std::env::var_os("XSIM_XENSTORED") {
         Some(p) => PathBuf::from(p),
