@@ -82,7 +82,18 @@ impl Server {
             if self.conns.contains_key(&conn) {
                 continue;
             }
-            match self.attach_ring(domid, ring.gfn, ring.port, conn, features) {
+            // The dead daemon's ports are released when the hypervisor
+            // sees its connection close, which may be a moment after it
+            // died: a few tries before giving up.
+            let mut attached = self.attach_ring(domid, ring.gfn, ring.port, conn, features);
+            for _ in 0..20 {
+                if attached.is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                attached = self.attach_ring(domid, ring.gfn, ring.port, conn, features);
+            }
+            match attached {
                 Ok(()) => {
                     if let Some(Transport::Ring(r)) = self.conns.get_mut(&conn).map(|c| &mut c.transport) {
                         r.signal_restart();
