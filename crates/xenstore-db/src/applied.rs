@@ -16,7 +16,8 @@
 //!   changes appear in the outcome of its successful commit, in the order
 //!   the commit applies them (removals, then changed nodes, then created
 //!   ones, parents first);
-//! - a failed or read-only request lists nothing; when an effect fails,
+//! - a failed or read-only request lists nothing of its own (but see
+//!   [`Applied::Known`] below); when an effect fails,
 //!   [`crate::Engine::effect_failed`]'s outcome replaces the request's, its
 //!   list included;
 //! - [`crate::Engine::remove_domain`] (and RELEASE) lists the removal or
@@ -24,11 +25,16 @@
 //!   [`Applied::DomainRemoved`]; [`crate::Engine::domain_shutdown`] lists
 //!   [`Applied::ReleaseFired`].
 //!
+//! - a domain becoming known (a connection, a permission entry, INTRODUCE
+//!   or SET_TARGET named it) is [`Applied::Known`], at the front of the
+//!   next outcome's list: its record starts from the global settings, and
+//!   the generation it became known at decides which permission entries
+//!   naming it are stale, so a replay must make it known at the same
+//!   point relative to the node changes.
+//!
 //! Not listed: connections, watches and open transactions (they do not
-//! survive a crash), owned-node counts (they follow from the nodes), and a
-//! domain becoming known because something named it (its record starts
-//! from the global settings; only the changes requests make to it after
-//! are listed).
+//! survive a crash) and owned-node counts (they follow from the nodes).
+//! [`crate::Engine::replay`] applies one entry.
 
 use std::sync::Arc;
 
@@ -132,4 +138,15 @@ pub enum Applied {
         /// The domain.
         domid: DomId,
     },
+    /// The domain became known to the store, with the global settings.
+    Known {
+        /// The domain.
+        domid: DomId,
+    },
+}
+
+/// The special path `name` names (`@introduceDomain` or `@releaseDomain`),
+/// as [`Applied::SpecialPerms`] holds it: for a journal reader.
+pub fn special_path(name: &str) -> Option<&'static str> {
+    [xenstore_wire::path::INTRODUCE_DOMAIN, xenstore_wire::path::RELEASE_DOMAIN].into_iter().find(|n| *n == name)
 }

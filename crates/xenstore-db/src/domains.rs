@@ -15,7 +15,7 @@ use crate::effect::{Effect, Rollback};
 use crate::event::Change;
 use crate::memory;
 use crate::permissions::{privileged_only, Caller};
-use crate::{Engine, Outcome};
+use crate::{ConnId, Engine, Outcome};
 
 impl Engine {
     /// Keeps the domains' owned-node counts in step with the live tree.
@@ -82,6 +82,10 @@ impl Engine {
     /// known is forgotten again; the caller gets EINVAL, as from the C
     /// daemon. Other effects cannot be undone and get EIO.
     pub fn effect_failed(&mut self, effect: &Effect) -> Outcome {
+        // The domains that became known before the request are listed
+        // with the next outcome instead.
+        let known = std::mem::take(&mut self.known_before_request);
+        self.newly_known.splice(0..0, known);
         let Effect::AttachRing { domid, conn, rollback, .. } = *effect else {
             return Outcome::error(ErrorCode::EIO);
         };
@@ -99,6 +103,13 @@ impl Engine {
             domain.ring_conn = None;
         }
         Outcome::error(ErrorCode::EINVAL)
+    }
+
+    /// The introduced domains with their ring's address and connection,
+    /// in id order: what a daemon attaches again after recovering the
+    /// store from a journal.
+    pub fn introduced_rings(&self) -> Vec<(DomId, RingAddress, ConnId)> {
+        self.domains.iter().filter_map(|(&d, dom)| Some((d, dom.introduced?, dom.ring_conn?))).collect()
     }
 
     /// Domains the store knows without their having been introduced (a
@@ -202,7 +213,9 @@ impl Engine {
             _ => return Outcome::ok(Reply::Ok),
         }
         let events = self.route_all(&[Change::Special { name: path::RELEASE_DOMAIN, domid }]);
-        Outcome { events, applied: vec![Applied::ReleaseFired { domid }], ..Outcome::ok(Reply::Ok) }
+        let mut outcome = Outcome { events, applied: vec![Applied::ReleaseFired { domid }], ..Outcome::ok(Reply::Ok) };
+        self.list_newly_known(&mut outcome);
+        outcome
     }
 
     /// The domain is gone (destroyed, or RELEASE): fire `@releaseDomain` if
@@ -279,6 +292,8 @@ impl Engine {
             }
         }
         applied.push(Applied::DomainRemoved { domid });
-        Outcome { events, effects, applied, ..Outcome::ok(Reply::Ok) }
+        let mut outcome = Outcome { events, effects, applied, ..Outcome::ok(Reply::Ok) };
+        self.list_newly_known(&mut outcome);
+        outcome
     }
 }

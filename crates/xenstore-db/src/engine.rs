@@ -148,6 +148,13 @@ pub struct Engine {
     /// Memory still held by connections of domains whose record is gone
     /// (`memory.rs`), given back to the record if it returns.
     pub(crate) orphaned_memory: BTreeMap<DomId, usize>,
+    /// Domains that became known since the last outcome, for its
+    /// [`Applied::Known`] entries (listed before the request's changes).
+    pub(crate) newly_known: Vec<DomId>,
+    /// Those of the last request's [`Applied::Known`] entries that came
+    /// before it, when it asked for effects: [`Engine::effect_failed`]
+    /// makes them pending again (the failed outcome lists nothing).
+    pub(crate) known_before_request: Vec<DomId>,
 }
 
 /// `@releaseDomain`'s permissions at start: dom0's, readable by every
@@ -193,8 +200,11 @@ impl Engine {
             empty,
             config,
             orphaned_memory: BTreeMap::new(),
+            newly_known: Vec::new(),
+            known_before_request: Vec::new(),
         };
         engine.ensure_domain(0);
+        engine.newly_known.clear();
         for p in ["/tool", "/tool/xenstored"] {
             engine.gen += 1;
             let gen = engine.gen;
@@ -267,8 +277,10 @@ impl Engine {
         let quotas = self.config.quotas;
         let features = self.config.features;
         let orphaned = &mut self.orphaned_memory;
+        let newly_known = &mut self.newly_known;
         self.domains.entry(domid).or_insert_with(|| {
             *gen += 1;
+            newly_known.push(domid);
             let mut domain = Domain::new(*gen, quotas, features);
             domain.memory = orphaned.remove(&domid).unwrap_or(0);
             domain
@@ -333,12 +345,33 @@ impl Engine {
     /// has a domain the request names and the store does not know (see
     /// `existence.rs`).
     pub fn handle_with(&mut self, conn: ConnId, tx_id: u32, request: &Request<'_>, exists: Exists<'_>) -> Outcome {
+        // Domains known before the request stay listed if an effect of it
+        // fails ([`Engine::effect_failed`] drops only the request's own).
+        let before = std::mem::take(&mut self.newly_known);
         let mut outcome = self.dispatch(conn, tx_id, request, exists);
+        self.newly_known.splice(0..0, before.iter().copied());
+        // Kept only while an effect may still fail.
+        self.known_before_request = if outcome.effects.is_empty() { Vec::new() } else { before };
+        self.list_newly_known(&mut outcome);
         // No reply over the payload limit is ever produced.
         if outcome.reply.as_ref().is_ok_and(|r| r.payload_len() > xenstore_wire::PAYLOAD_MAX) {
             outcome.reply = Err(ErrorCode::E2BIG);
         }
         outcome
+    }
+
+    /// Puts the domains that became known since the last outcome at the
+    /// front of `outcome`'s applied list. Every place that makes a domain
+    /// known does so before it stamps a node naming it (so a replay judges
+    /// permission entries stale exactly as the original did); the one
+    /// exception, a created node's owner, is never judged stale.
+    pub(crate) fn list_newly_known(&mut self, outcome: &mut Outcome) {
+        if self.newly_known.is_empty() {
+            return;
+        }
+        let mut applied: Vec<Applied> = self.newly_known.drain(..).map(|domid| Applied::Known { domid }).collect();
+        applied.append(&mut outcome.applied);
+        outcome.applied = applied;
     }
 
     fn dispatch(&mut self, conn: ConnId, tx_id: u32, request: &Request<'_>, exists: Exists<'_>) -> Outcome {

@@ -38,6 +38,7 @@
 //! | what each domain uses (CONTROL `quota <domid>`, statistics) | `usage.rs` |
 //! | what each thing held costs the `memory` quota, and the running totals | `memory.rs` |
 //! | what a request applied, for a journal | [`applied`] (recorded where each change is made) |
+//! | replaying a journal's entries (crash recovery) | [`replay`] |
 //! | export and import of the whole state (live update) | [`state`] (import's checks: `state_import.rs`, `state_tree.rs`) |
 
 #![forbid(unsafe_code)]
@@ -61,6 +62,7 @@ pub mod permissions;
 pub mod quota;
 mod quota_charge;
 mod quota_requests;
+pub mod replay;
 mod route;
 pub mod state;
 mod state_import;
@@ -81,6 +83,7 @@ pub use existence::Exists;
 pub use permissions as access;
 pub use permissions::Caller;
 pub use quota::{QuotaExceeded, QuotaKind, Quotas};
+pub use replay::ReplayError;
 pub use state::EngineState;
 pub use state_import::{ImportError, StoreView};
 pub use usage::{DomainUsage, Usage};

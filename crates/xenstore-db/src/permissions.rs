@@ -228,7 +228,7 @@ impl Engine {
     }
 
     /// The special path `p` names, if any.
-    fn special_name(p: &str) -> Option<&'static str> {
+    pub(crate) fn special_name(p: &str) -> Option<&'static str> {
         [path::INTRODUCE_DOMAIN, path::RELEASE_DOMAIN].into_iter().find(|n| *n == p)
     }
 

@@ -453,6 +453,8 @@ impl Engine {
             special_perms,
             empty,
             orphaned_memory: BTreeMap::new(),
+            newly_known: Vec::new(),
+            known_before_request: Vec::new(),
         };
         // Memory totals are derived, not carried by the stream.
         engine.set_memory_from_recount();

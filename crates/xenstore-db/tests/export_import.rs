@@ -39,12 +39,29 @@ proptest! {
 
         let mut twin = driver.clone();
         for (i, step) in after.iter().enumerate() {
-            let want = driver.step(&mut original, step);
-            let got = twin.step(&mut imported, step);
+            let want = without_known(driver.step(&mut original, step));
+            let got = without_known(twin.step(&mut imported, step));
             prop_assert_eq!(got, want, "step {} after the import: {:?}", i, step);
         }
         prop_assert_eq!(imported.check(), Ok(()));
         prop_assert_eq!(imported.export(), original.export());
+    }
+}
+
+/// An observation without its `Applied::Known` entries: which domains
+/// became known since the last outcome is the journal's business, not
+/// state an import carries (a daemon with a journal starts it again from
+/// a snapshot after a live update), so the original may still list some
+/// made known before the export.
+fn without_known(observed: Observed) -> Observed {
+    let strip = |mut out: xenstore_db::Outcome| {
+        out.applied.retain(|a| !matches!(a, xenstore_db::Applied::Known { .. }));
+        out
+    };
+    match observed {
+        Observed::Outcome(tx, out) => Observed::Outcome(tx, strip(out)),
+        Observed::Domain(out) => Observed::Domain(strip(out)),
+        other => other,
     }
 }
 

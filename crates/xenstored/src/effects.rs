@@ -50,6 +50,62 @@ impl Server {
         Ok(())
     }
 
+    /// After recovery (`--persist`): attaches the ring of every domain the
+    /// recovered store says is introduced, as its INTRODUCE did, and sets
+    /// its error indicator (`XENSTORE_ERROR_COMM`) with a notification:
+    /// requests the guest had in flight when the daemon died may be lost,
+    /// so its client reconnects (`XENSTORE_RECONNECT`), which clears the
+    /// indicator. A ring that cannot be attached is logged; its domain is
+    /// removed by [`Server::domain_exceptions`] if it is gone.
+    pub(crate) fn reattach_recovered_rings(&mut self) {
+        if self.persist.is_none() {
+            return;
+        }
+        let Some(rings) = self.rings.as_mut() else { return };
+        let states: HashMap<DomId, DomainState> = match rings.platform.domains.states() {
+            Ok(states) => states.into_iter().collect(),
+            Err(e) => {
+                warn!("after recovery: cannot list domains: {e}");
+                return;
+            }
+        };
+        for (domid, ring, conn) in self.engine.introduced_rings() {
+            if matches!(states.get(&domid), None | Some(DomainState::Dying)) {
+                info!(domid, "domain gone while the daemon was down: removing its connection and nodes");
+                let mut outcome = self.engine.remove_domain(domid);
+                self.carry_out(&mut outcome);
+                self.journal(&outcome.applied);
+                // Its watchers' connections are gone with the old daemon.
+                continue;
+            }
+            let features = self.engine.domain_features(domid);
+            if self.conns.contains_key(&conn) {
+                continue;
+            }
+            // The dead daemon's ports are released when the hypervisor
+            // sees its connection close, which may be a moment after it
+            // died: a few tries before giving up.
+            let mut attached = self.attach_ring(domid, ring.gfn, ring.port, conn, features);
+            for _ in 0..20 {
+                if attached.is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                attached = self.attach_ring(domid, ring.gfn, ring.port, conn, features);
+            }
+            match attached {
+                Ok(()) => {
+                    if let Some(Transport::Ring(r)) = self.conns.get_mut(&conn).map(|c| &mut c.transport) {
+                        r.signal_restart();
+                    }
+                    info!(domid, conn, "recovered domain's ring attached; asked the guest to reconnect");
+                }
+                Err(e) => warn!(domid, "recovered domain's ring cannot be attached: {e}"),
+            }
+        }
+        self.domain_exceptions();
+    }
+
     /// Stops serving a domain's ring (the engine has forgotten `conn`).
     fn detach_ring(&mut self, domid: DomId, conn: ConnId) {
         if let Some(Connection { transport: Transport::Ring(ring), .. }) = self.conns.remove(&conn) {
@@ -123,6 +179,7 @@ impl Server {
                 Some(_) => continue,
             };
             self.carry_out(&mut outcome);
+            self.journal(&outcome.applied);
             let now = std::time::Instant::now();
             for delivery in outcome.events {
                 self.deliver(delivery, now);
@@ -136,6 +193,7 @@ impl Server {
                 info!(domid, "domain gone before it was introduced: forgetting it");
                 let mut outcome = self.engine.forget_domain(domid);
                 self.carry_out(&mut outcome);
+                self.journal(&outcome.applied);
                 let now = std::time::Instant::now();
                 for delivery in outcome.events {
                     self.deliver(delivery, now);

@@ -23,6 +23,7 @@ mod metrics;
 pub mod outbox;
 mod outstanding;
 mod peers;
+pub mod persist;
 mod refusals;
 mod rings;
 mod server;

@@ -74,12 +74,35 @@ fn run() -> Result<()> {
         trace_file: options.trace_file.clone(),
     };
     let mut server = if options.live_update {
-        restore(settings, exec, &options, &cwd)?
+        let mut server = restore(settings, exec, &options, &cwd)?;
+        if let Some(dir) = &options.persist {
+            // The state came from the daemon before, not the disk: the
+            // store directory starts again from a snapshot of it.
+            server
+                .persist_handed_over(&cwd.join(dir), options.snapshot_bytes)
+                .context("--persist after a live update")?;
+        }
+        server
     } else {
         // Bind before forking so that errors reach the caller's terminal
         // and the socket exists when the parent returns.
         let mut server = Server::bind(settings)?;
         server.set_exec_context(exec);
+        // Before the platform: serving domains attaches the recovered rings.
+        if let Some(dir) = &options.persist {
+            let dir = cwd.join(dir);
+            let started = std::time::Instant::now();
+            let report = server.persist(&dir, options.snapshot_bytes).context("recovering the store (--persist)")?;
+            info!(
+                dir = %dir.display(),
+                snapshot = ?report.snapshot,
+                journals = report.journals,
+                requests = report.requests,
+                truncated = report.truncated,
+                ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "store recovered"
+            );
+        }
         serve_domains(&mut server, &options, &cwd)?;
         server
     };

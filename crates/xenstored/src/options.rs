@@ -68,6 +68,12 @@ pub struct Options {
     pub hosted: Option<PathBuf>,
     /// Serve the statistics as Prometheus text here (`--metrics`).
     pub metrics: Option<xenstored::MetricsAddr>,
+    /// Keep the store in this directory and recover it at start
+    /// (`--persist`).
+    pub persist: Option<PathBuf>,
+    /// Journal bytes after which a snapshot is taken
+    /// (`--persist-snapshot`).
+    pub snapshot_bytes: u64,
     /// Take over from the daemon that executed this one (`-U`): its state
     /// is in the run directory's `state_dump`, its descriptors inherited.
     pub live_update: bool,
@@ -91,6 +97,8 @@ impl Default for Options {
             log_file: None,
             hosted: None,
             metrics: None,
+            persist: None,
+            snapshot_bytes: xenstored::persist::DEFAULT_SNAPSHOT_BYTES,
             live_update: false,
             warnings: Vec::new(),
         }
@@ -130,6 +138,12 @@ Usage: xenstored [options]
   -U, --live-update        take over from the daemon that executed this one
                            (a live update: `xenstore-control live-update`
                            runs the new binary so; not for starting by hand)
+  --persist <dir>          keep the store in <dir> (made if missing): every
+                           change is journaled and synced before it is
+                           acknowledged; at start the store and the domains'
+                           rings are recovered from it (crash recovery)
+  --persist-snapshot <bytes>  journal size after which a snapshot is taken
+                           (default 67108864)
   -D, -R, -I[on|off], -w <what>=<s>, --event <port>, --master-domid <id>,
   --priv-domid <id>, --trace-control=<x>
                            accepted for compatibility with the C daemon; no
@@ -175,7 +189,8 @@ const fn opt(short: Option<char>, long: &'static str, arg: Arg) -> Opt {
 
 /// Every option accepted. The C daemon's `getopt_long` table, so that any
 /// `XENSTORED_ARGS` it takes is taken here (`-NV`, `-E5`, `--entry-nb=5`,
-/// `--no-f`), plus `--socket`, `--hosted`, `--log-file` and `--version`.
+/// `--no-f`), plus `--socket`, `--hosted`, `--log-file`, `--metrics`,
+/// `--persist`, `--persist-snapshot` and `--version`.
 const OPTS: &[Opt] = &[
     opt(Some('D'), "no-domain-init", Arg::No),
     opt(Some('E'), "entry-nb", Arg::Required),
@@ -205,6 +220,8 @@ const OPTS: &[Opt] = &[
     opt(None, "hosted", Arg::Required),
     opt(None, "log-file", Arg::Required),
     opt(None, "metrics", Arg::Required),
+    opt(None, "persist", Arg::Required),
+    opt(None, "persist-snapshot", Arg::Required),
     opt(None, "version", Arg::No),
 ];
 
@@ -333,6 +350,12 @@ fn apply(o: &mut Options, opt: &Opt, value: Option<String>) -> Result<Option<Com
         "metrics" => {
             let text = value()?;
             o.metrics = Some(xenstored::MetricsAddr::parse(&text).map_err(|e| anyhow::anyhow!("option {name}: {e}"))?);
+        }
+        "persist" => o.persist = Some(PathBuf::from(value()?)),
+        "persist-snapshot" => {
+            let text = value()?;
+            o.snapshot_bytes =
+                text.parse().map_err(|_| anyhow!("option {name} wants a number of bytes, got {text:?}"))?;
         }
         "help" => return Ok(Some(Command::Help)),
         "version" => return Ok(Some(Command::Version)),

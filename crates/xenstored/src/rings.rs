@@ -135,6 +135,17 @@ impl DomainRing {
         self.notifier.notify()
     }
 
+    /// The daemon restarted (crash recovery): sets the error indicator
+    /// (`XENSTORE_ERROR_COMM`) and signals the guest, whose client then
+    /// reconnects; nothing is served until it does.
+    pub(crate) fn signal_restart(&mut self) {
+        self.server.set_error(ERROR_COMM);
+        self.stopped = true;
+        if self.notifier.notify().is_err() {
+            self.broken = true;
+        }
+    }
+
     /// Whether the guest asks for a reconnection (one atomic load).
     pub(crate) fn reconnect_requested(&self) -> bool {
         self.server.reconnect_requested()

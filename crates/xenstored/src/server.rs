@@ -11,9 +11,18 @@
 //! 4. **effects** ([`Server::carry_out`]): attach or detach a domain's
 //!    ring, a daemon-only CONTROL command; a failure is reported back to
 //!    the engine once, which undoes the request;
-//! 5. **flush**: events and replies are queued on their connections'
+//! 5. **journal** (with `--persist`, [`crate::persist`]): the outcome's
+//!    applied changes join the iteration's group;
+//! 6. **flush**: events and replies are queued on their connections'
 //!    outboxes and written once per loop iteration, many messages per
 //!    write, oldest connections first ([`Dirty`]).
+//!
+//! With a journal, nothing is written to any connection while changes
+//! wait in the group: a connection whose input drained is flushed at once
+//! only if the group is empty (a read-only request's reply, when nothing
+//! unsynced precedes it anywhere), else it waits for the end of the
+//! iteration, where [`Server::commit`] writes the group as one record and
+//! syncs it once (group commit) before [`Server::flush_dirty`] writes.
 //!
 //! Sockets and rings are one [`Connection`] type with one flow-control
 //! rule (see [`crate::conn`]). A framing error cuts off only that
@@ -118,6 +127,10 @@ pub struct Server {
     /// Scratch for the requests of one receive.
     packets: Vec<Packet>,
     stop: bool,
+    /// The journal (`--persist`).
+    pub(crate) persist: Option<crate::persist::Persist>,
+    /// The journal failed: the loop ends with this error.
+    fatal: Option<anyhow::Error>,
     /// The live-update session, if one is open.
     pub(crate) live_update: Option<crate::live_update::Session>,
     /// When each connection with open transactions started its first
@@ -154,6 +167,32 @@ pub struct Settings {
 }
 
 impl Server {
+    /// Keeps the store in `dir` from now on (`--persist`): rebuilds the
+    /// engine from what is there (the engine's settings are the start of an
+    /// empty store's), and journals every change before it is
+    /// acknowledged. Call before any connection exists and before
+    /// [`Server::serve_domains`], which attaches the recovered domains'
+    /// rings again.
+    pub fn persist(&mut self, dir: &Path, snapshot_bytes: u64) -> Result<crate::persist::Recovery> {
+        anyhow::ensure!(self.conns.is_empty(), "persistence must be set up before any connection");
+        let (mut persist, engine, report) = crate::persist::Persist::open(dir, self.engine.config())?;
+        persist.snapshot_bytes = snapshot_bytes;
+        self.engine = engine;
+        self.persist = Some(persist);
+        Ok(report)
+    }
+
+    /// Keeps the store in `dir` from now on, after a live update: the
+    /// engine came from the daemon before (which synced its journal before
+    /// handing over), so the directory starts again from a snapshot of it.
+    pub fn persist_handed_over(&mut self, dir: &Path, snapshot_bytes: u64) -> Result<()> {
+        let (mut persist, _, _) = crate::persist::Persist::open(dir, self.engine.config())?;
+        persist.snapshot_bytes = snapshot_bytes;
+        persist.snapshot(&self.engine)?;
+        self.persist = Some(persist);
+        Ok(())
+    }
+
     /// Serves domains' rings through `platform` from now on: binds
     /// VIRQ_DOM_EXC, serves dom0's own ring if the platform has one (a
     /// privileged connection, as the C daemon's `dom0_init`, notifying
@@ -181,6 +220,7 @@ impl Server {
             .register(&mut mio::unix::SourceFd(&fd), EVTCHN, Interest::READABLE)
             .context("polling the event-channel handle")?;
         self.rings = Some(rings);
+        self.reattach_recovered_rings();
         Ok(())
     }
 
@@ -283,6 +323,8 @@ impl Server {
             read_buf: vec![0; READ_CHUNK],
             packets: Vec::new(),
             stop: false,
+            persist: None,
+            fatal: None,
             live_update: None,
             tx_started: FxHashMap::default(),
             detached: None,
@@ -298,6 +340,20 @@ impl Server {
             self.step(&mut events, timeout)?;
         }
         info!("shutting down");
+        if let Some(p) = &mut self.persist {
+            p.sync()?;
+            let s = p.stats;
+            info!(
+                syncs = s.syncs,
+                requests = s.requests,
+                bytes = s.bytes,
+                mean_us =
+                    u64::try_from(s.time.as_micros().checked_div(u128::from(s.syncs)).unwrap_or(0)).unwrap_or(u64::MAX),
+                max_us = u64::try_from(s.max.as_micros()).unwrap_or(u64::MAX),
+                snapshots = s.snapshots,
+                "journal"
+            );
+        }
         if let Some((_, path)) = &self.listener {
             let _ = std::fs::remove_file(path);
         }
@@ -370,6 +426,8 @@ impl Server {
         for id in std::mem::take(&mut self.again) {
             self.serve(id);
         }
+        // The journal first: a live update hands over a synced store.
+        self.commit();
         if self.live_update_waiting() {
             // After the requests: a TRANSACTION_END just handled may be
             // what it waited for. Before the flush: every reply already
@@ -377,7 +435,38 @@ impl Server {
             self.live_update_due();
         }
         self.flush_dirty();
+        if let Some(e) = self.fatal.take() {
+            self.stop = true;
+            return Err(e);
+        }
         Ok(ready)
+    }
+
+    /// Group commit: writes and syncs the journal's group (every change
+    /// this iteration applied), then takes a snapshot if the journal is
+    /// due one. A failure stops the daemon ([`Server::step`] returns it):
+    /// what it would acknowledge could not be kept, and nothing unsynced
+    /// is ever written to a connection.
+    pub(crate) fn commit(&mut self) {
+        let Some(p) = self.persist.as_mut() else { return };
+        let result = p.sync().and_then(|()| if p.snapshot_due() { p.snapshot(&self.engine) } else { Ok(()) });
+        if let Err(e) = result {
+            tracing::error!("journal: {e:#}; stopping: no change can be acknowledged any more");
+            self.fatal.get_or_insert(e);
+        }
+    }
+
+    /// Whether changes wait in the journal's group: no connection may be
+    /// written to until [`Server::commit`].
+    pub(crate) fn journal_pending(&self) -> bool {
+        self.persist.as_ref().is_some_and(|p| p.pending())
+    }
+
+    /// Adds an outcome's applied changes to the journal's group.
+    pub(crate) fn journal(&mut self, applied: &[xenstore_db::Applied]) {
+        if let Some(p) = self.persist.as_mut() {
+            p.append(applied);
+        }
     }
 
     /// Serves a connected socket as a new privileged (dom0) connection,
@@ -530,8 +619,14 @@ impl Server {
                 Received::Drained => {
                     // The replies go out now rather than at the end of the
                     // loop iteration, so the client can send its next
-                    // request while the other connections are served.
-                    self.flush(id);
+                    // request while the other connections are served;
+                    // with changes waiting for the journal's sync, at the
+                    // end of the iteration with the group.
+                    if self.journal_pending() {
+                        self.dirty.insert(id);
+                    } else {
+                        self.flush(id);
+                    }
                     // The pause rule holds however the turn ended, on what
                     // the flush could not write: a ring drains after every
                     // ring-full and a socket after a short read, and a
@@ -604,6 +699,7 @@ impl Server {
             }
         }
         self.carry_out(&mut outcome);
+        self.journal(&outcome.applied);
         self.note_transactions(id, Op::from_u32(header.op));
         self.charge_writes(id, header.tx_id, header.op, outcome.applied.len());
         let refused = match (&outcome.reply, &outcome.quota) {
@@ -683,6 +779,11 @@ impl Server {
     /// Writes what the connection's transport takes; serves it again once
     /// its backlog has drained.
     fn flush(&mut self, id: ConnId) {
+        // Nothing leaves before the changes it may tell of are durable.
+        if self.journal_pending() {
+            self.dirty.insert(id);
+            return;
+        }
         let Some(conn) = self.conns.get_mut(&id) else { return };
         match conn.flush(id, self.poll.registry(), &self.limits) {
             // Edge-triggered: data may already be waiting; read it at the
@@ -723,7 +824,11 @@ impl Server {
                     warn!(conn = id, "protocol violation, closing the connection: {why}{more}");
                 }
                 self.trace.note(&format!("conn {id} closed: {why}"));
-                let _ = conn.flush(id, self.poll.registry(), &self.limits);
+                // Its last replies go only if nothing waits for the
+                // journal's sync; else the client never sees them.
+                if !self.persist.as_ref().is_some_and(|p| p.pending()) {
+                    let _ = conn.flush(id, self.poll.registry(), &self.limits);
+                }
                 self.close(id);
             }
             Some(domid) => {

@@ -30,6 +30,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "oversize" => oversize()?,
         "pinger" => pinger(u32::from(arg(0)?))?,
         "steady" => steady(u32::from(arg(0)?))?,
+        "resume" => resume(u32::from(arg(0)?))?,
         "device-access" => match rest {
             [devtype, devid, backend] => device_access(devtype, devid, backend)?,
             _ => bail!("check device-access TYPE DEVID BACKEND_DOMID"),
@@ -197,6 +198,58 @@ fn reconnect() -> Result<()> {
     if let Some(p) = raw.recv(Duration::from_millis(300))? {
         bail!("the watch survived the reconnection: {:?} {:?}", p.header, String::from_utf8_lossy(&p.payload));
     }
+    Ok(())
+}
+
+/// Writes `data/r/N = N` one at a time over the raw ring, through at
+/// least one crash and restart of xenstored (`--persist`): when the error
+/// indicator is set (the restarted daemon sets `XENSTORE_ERROR_COMM`) it
+/// reconnects and goes on with the next N; the write in flight then may or
+/// may not have happened. Ends once `count` writes were acknowledged after
+/// a restart, then checks that every acknowledged write is there.
+fn resume(count: u32) -> Result<()> {
+    let mut raw = RawRing::open()?;
+    raw.reconnect()?;
+    let (mut acked, mut after_restart, mut restarts) = (Vec::new(), 0u32, 0u32);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut n = 0u32;
+    while restarts == 0 || after_restart < count {
+        ensure!(std::time::Instant::now() < deadline, "{restarts} restarts, {after_restart} writes after");
+        if raw.field(Field::Error) != 0 {
+            raw.reconnect()?;
+            restarts += 1;
+            println!("resume: error indicator set after {} writes: reconnected", acked.len());
+            continue;
+        }
+        let id = raw.send(Op::Write, format!("data/r/{n}\0{n}").as_bytes())?;
+        let mut answered = false;
+        let wait_until = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < wait_until {
+            match raw.recv(Duration::from_millis(50))? {
+                Some(p) if p.header.req_id == id => {
+                    ensure!(p.header.op == Op::Write as u32, "WRITE {n}: {:?} {:?}", p.header, p.payload);
+                    answered = true;
+                    break;
+                }
+                Some(_) => continue,
+                None if raw.field(Field::Error) != 0 => break,
+                None => continue,
+            }
+        }
+        if answered {
+            acked.push(n);
+            if restarts > 0 {
+                after_restart += 1;
+            }
+        }
+        n += 1;
+    }
+    for k in &acked {
+        let id = raw.send(Op::Read, format!("data/r/{k}\0").as_bytes())?;
+        let reply = raw.reply(id)?;
+        ensure!(reply.payload == k.to_string().as_bytes(), "acknowledged data/r/{k} lost: {:?}", reply.header);
+    }
+    println!("resume: {} writes acknowledged, {restarts} restarts, all there", acked.len());
     Ok(())
 }
 

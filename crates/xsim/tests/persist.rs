@@ -1,0 +1,74 @@
+//! Crash recovery with a hosted guest: xenstored runs with `--persist`, a
+//! guest writes over its ring, xenstored is SIGKILLed and started again on
+//! the same directory. The restarted daemon attaches the guest's ring again
+//! and sets its error indicator; the guest reconnects and goes on, and
+//! every write it saw acknowledged is there (`xsim-guest check resume`).
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::TestHost;
+use xenstore::Store;
+
+/// Our xenstored on the host's sockets, with `--persist dir`.
+fn start_xenstored(host: &TestHost, dir: &Path) -> Child {
+    let state = &host.state;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(state.xenstored_log()).unwrap();
+    let child = Command::new(support::programs().xenstored)
+        .arg("--no-fork")
+        .arg("--socket")
+        .arg(state.xenstored_socket())
+        .arg("--hosted")
+        .arg(state.hypervisor_socket())
+        .arg("--persist")
+        .arg(dir)
+        .env_remove("XENSTORED_PATH")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start xenstored");
+    std::fs::write(state.xenstored_pid(), format!("{}\n", child.id())).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(state.xenstored_socket()).is_err() {
+        assert!(Instant::now() < deadline, "xenstored did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+fn sigkill(pid: u32) {
+    let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+}
+
+#[test]
+fn a_guest_resumes_after_xenstored_is_killed_and_recovered() {
+    let mut host = TestHost::up();
+    let dir = host.state.root().join("store");
+    // The host's own xenstored keeps nothing: ours, persistent, replaces it.
+    let pid: u32 = std::fs::read_to_string(host.state.xenstored_pid()).unwrap().trim().parse().unwrap();
+    sigkill(pid);
+    let mut daemon = start_xenstored(&host, &dir);
+    host.ts = xsim::Toolstack::connect(&host.state).expect("toolstack");
+    let domid = host.guest("resume", &["check", "resume", "100"], false);
+    let written = format!("/local/domain/{domid}/data/r");
+    let dom0 = xenstore::Client::connect(host.state.xenstored_socket()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dom0.directory(&written).map_or(0, |d| d.len()) < 50 {
+        assert!(Instant::now() < deadline, "the guest did not write:\n{}", host.console(domid));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(dom0);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let mut daemon = start_xenstored(&host, &dir);
+    host.ts = xsim::Toolstack::connect(&host.state).expect("toolstack");
+    host.expect_pass(domid, "resume");
+    eprintln!("{}", host.console(domid));
+    let log = std::fs::read_to_string(host.state.xenstored_log()).unwrap_or_default();
+    assert!(log.contains("asked the guest to reconnect"), "{log}");
+    sigkill(daemon.id());
+    let _ = daemon.wait();
+}
