@@ -92,6 +92,26 @@ fn check_says_ok_or_fails() {
 }
 
 #[test]
+fn a_persist_snapshot_is_read_past_its_header() {
+    // xenstored --persist writes "XSSNAPS1", a generation, a length and a
+    // checksum, then the stream.
+    let stream = encode(&state()).unwrap();
+    let mut snapshot = b"XSSNAPS1".to_vec();
+    snapshot.extend_from_slice(&7u64.to_le_bytes());
+    snapshot.extend_from_slice(&u32::try_from(stream.len()).unwrap().to_le_bytes());
+    snapshot.extend_from_slice(&[0; 4]);
+    snapshot.extend_from_slice(&stream);
+    let bin = temp("snapshot");
+    std::fs::write(&bin, &snapshot).unwrap();
+    let ok = tool(&["check", bin.to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let dump = tool(&["dump", bin.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&dump.stdout).starts_with("header version=2"));
+    std::fs::write(&bin, &snapshot[..20]).unwrap();
+    assert_eq!(tool(&["check", bin.to_str().unwrap()]).status.code(), Some(1));
+}
+
+#[test]
 fn load_of_bad_text_names_the_line() {
     let txt = temp("bad.txt");
     std::fs::write(&txt, "header version=2 endian=little\n# comment\nnode path=\"/\" value=\"\"\n").unwrap();

@@ -21,7 +21,7 @@ enum Command {
     /// Print a stream as text: a header line, then one line per record
     /// (values escaped as xenstore-ls does; extension records in hex).
     Dump {
-        /// The binary stream.
+        /// The binary stream (or a `xenstored --persist` snapshot file).
         file: PathBuf,
     },
     /// Turn a dump (possibly edited) back into a binary stream.
@@ -35,7 +35,7 @@ enum Command {
     /// Read a stream, convert it to a daemon state and import it into a
     /// store engine: prints OK and a summary, or the error (exit 1).
     Check {
-        /// The binary stream.
+        /// The binary stream (or a `xenstored --persist` snapshot file).
         file: PathBuf,
     },
 }
@@ -50,11 +50,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// The magic of a `xenstored --persist` snapshot file: the stream follows
+/// a 24-octet header (magic, generation, length, checksum).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"XSSNAPS1";
+
+/// A stream file's bytes; a `--persist` snapshot's stream without its
+/// header (the daemon checks the header's checksum; this tool reads the
+/// stream, which checks itself).
+fn stream_bytes(p: &PathBuf) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    match bytes.strip_prefix(SNAPSHOT_MAGIC) {
+        Some(_) => bytes.get(24..).map(<[u8]>::to_vec).ok_or_else(|| format!("{}: a truncated snapshot", p.display())),
+        None => Ok(bytes),
+    }
+}
+
 fn run(command: Command) -> Result<(), String> {
     let read_file = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     match command {
         Command::Dump { file } => {
-            let bytes = read_file(&file)?;
+            let bytes = stream_bytes(&file)?;
             let header = read_header(&bytes).map_err(|e| e.to_string())?;
             let stream = read(&bytes).map_err(|e| e.to_string())?;
             print!("{}", to_text(header, &stream));
@@ -66,7 +81,7 @@ fn run(command: Command) -> Result<(), String> {
             std::fs::write(&output, bytes).map_err(|e| format!("{}: {e}", output.display()))?;
         }
         Command::Check { file } => {
-            let bytes = read_file(&file)?;
+            let bytes = stream_bytes(&file)?;
             let stream = read(&bytes).map_err(|e| e.to_string())?;
             let state = from_stream(&stream).map_err(|e| e.to_string())?;
             let ours = stream.records().iter().any(|r| matches!(r, Record::Extension { .. }));
