@@ -17,6 +17,7 @@ use xenstore::Store;
 
 /// Writers, kills, and the snapshot bound (small: several snapshots per run).
 const WRITERS: usize = 4;
+/// Kills per run; the long version: `XS_PERSIST_KILLS=500`.
 const KILLS: usize = 20;
 const SNAPSHOT_BYTES: &str = "16384";
 
@@ -152,7 +153,8 @@ fn acknowledged_writes_survive_sigkill_and_transactions_are_all_or_nothing() {
     let seed = u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos());
     eprintln!("seed {seed}");
     let mut rng = Rng(seed | 1);
-    for _ in 0..KILLS {
+    let kills: usize = std::env::var("XS_PERSIST_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(KILLS);
+    for _ in 0..kills {
         std::thread::sleep(Duration::from_millis(20 + rng.below(80)));
         daemon.kill();
         daemon = Daemon::start(&dir);

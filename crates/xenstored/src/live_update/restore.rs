@@ -49,7 +49,7 @@ impl Restored {
     /// Reads and removes `rundir/state_dump`, and takes back the
     /// descriptors it names.
     pub fn load(rundir: &Path) -> Result<Restored> {
-        let path = rundir.join(STATE_DUMP);
+        let path = state_file(rundir);
         let bytes = std::fs::read(&path).with_context(|| format!("live update: reading {}", path.display()))?;
         let _ = std::fs::remove_file(&path);
         let state =
@@ -125,6 +125,25 @@ impl Restored {
     /// Whether the old daemon served domains (the new one must too).
     pub fn served_domains(&self) -> bool {
         self.events.is_some() || self.state.conns.iter().any(|c| matches!(c.spec, ConnSpec::Ring { .. }))
+    }
+}
+
+/// Where the state is: the run directory's `state_dump` (ours, and the C
+/// daemon's since Xen 4.18); else, from Xen 4.17's C daemon, its root
+/// directory's (`$XENSTORED_ROOTDIR`, else `/var/lib/xenstored`).
+fn state_file(rundir: &Path) -> std::path::PathBuf {
+    let ours = rundir.join(STATE_DUMP);
+    if ours.exists() {
+        return ours;
+    }
+    let rootdir = std::env::var_os("XENSTORED_ROOTDIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| std::path::PathBuf::from("/var/lib/xenstored"), std::path::PathBuf::from);
+    let older = rootdir.join(STATE_DUMP);
+    if older.exists() {
+        older
+    } else {
+        ours
     }
 }
 

@@ -9,7 +9,7 @@
 //! `fdatasync` (group commit). A write or sync that fails stops the daemon:
 //! it can no longer promise what it acknowledges.
 //!
-//! Files in `DIR` (formats: [`journal`], [`snapshot`]):
+//! Files in `DIR` (formats: `journal.rs`, `snapshot.rs`):
 //! - `journal.G`: the changes since snapshot generation `G`;
 //! - `snapshot`: the state at the start of journal `G` (its header says
 //!   `G`);
@@ -17,7 +17,7 @@
 //! - `lock`: held (`flock`) while a daemon uses the directory.
 //!
 //! When journal `G` passes [`Persist::snapshot_bytes`], a snapshot is
-//! taken, each step safe to crash after ([`recover`] copes):
+//! taken, each step safe to crash after (`recover.rs` copes):
 //! 1. journal `G` is synced (it always is when this runs);
 //! 2. `journal.G+1` is created with its header, synced, and the
 //!    directory synced: a crash now replays `G` then the empty `G+1`;
