@@ -98,12 +98,46 @@ fn a_watch_event_arrives_after_the_watch_reply() {
 }
 
 #[test]
-fn the_server_setting_the_error_indicator_fails_the_call_instead_of_hanging() {
-    let (client, _server, _) = Setup::client(features());
+fn the_error_indicator_without_reconnection_fails_the_call_instead_of_hanging() {
+    let (client, _server, _) = Setup::client(ServerConfig { features: FEATURE_ERROR, debris: Vec::new() });
     let err = within(LIMIT, move || client.read(POISON).unwrap_err());
     let Error::Io(err) = err else { panic!("expected an I/O error, got {err:?}") };
     assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
     assert!(err.to_string().contains("ERROR_PROTO"), "{err}");
+}
+
+#[test]
+fn a_call_in_flight_when_the_indicator_is_set_fails_with_restarted_and_the_next_succeeds() {
+    let (client, server, _) = Setup::client(features());
+    let (first, second) = within(LIMIT, move || {
+        let first = client.read(POISON).unwrap_err();
+        let second = client.read("/after").unwrap();
+        assert!(!client.is_closed());
+        (first, second)
+    });
+    assert!(first.is_restarted(), "{first:?}");
+    assert!(first.to_string().contains("may or may not have been applied"), "{first}");
+    assert_eq!(second, b"value of /after");
+    assert_eq!(server.reconnects(), 1);
+}
+
+#[test]
+fn a_watch_is_registered_again_when_the_ring_is_resumed() {
+    let (client, server, _) = Setup::client(features());
+    let (before, after) = within(LIMIT, move || {
+        let watch = client.watch("/local/domain/1/w", "resumed").unwrap();
+        let before = watch.recv_timeout(LIMIT).unwrap();
+        assert!(client.read(POISON).unwrap_err().is_restarted());
+        // The fake server fires a watch once at registration, as xenstored
+        // does: this event can only come from the registration the
+        // resumption sent again.
+        let after = watch.recv_timeout(LIMIT).unwrap();
+        client.write("/later", b"v").unwrap();
+        (before, after)
+    });
+    assert_eq!((before.path.as_str(), &before.token[..]), ("/local/domain/1/w", &b"resumed"[..]));
+    assert_eq!((after.path.as_str(), &after.token[..]), ("/local/domain/1/w", &b"resumed"[..]));
+    assert_eq!(server.reconnects(), 1);
 }
 
 #[test]

@@ -147,6 +147,20 @@ impl Transport for SharedRing {
     fn shutdown(&self) {
         self.shared.shutdown();
     }
+
+    /// The server set the error indicator (any value: `ERROR_COMM` after a
+    /// daemon restart, or a fault it blames on this guest) and supports
+    /// reconnection.
+    fn can_resume(&self, err: &io::Error) -> bool {
+        let indicator = err.get_ref().is_some_and(|inner| inner.is::<ServerRingError>());
+        indicator && self.shared.lock().ring.server_features() & FEATURE_RECONNECTION != 0
+    }
+
+    /// [`SharedRing::reconnect`]: the server empties both queues and clears
+    /// the error indicator.
+    fn resume(&self) -> io::Result<()> {
+        self.reconnect()
+    }
 }
 
 /// The response side of a [`SharedRing`], for the client's reader thread:

@@ -1,7 +1,8 @@
 //! A fake xenstored serving one ring: a tiny store (WRITE keeps values,
 //! READ returns them or a made-up value), WATCH answered with OK and then
 //! one event, and READ of `/poison` making it set the ring's error
-//! indicator and stop serving.
+//! indicator and stop serving until the guest reconnects (if the
+//! reconnection feature is advertised).
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
@@ -109,7 +110,13 @@ impl Serving {
             let _ = xen_platform::wait_readable(inbound.as_fd(), Some(Duration::from_millis(20)));
             inbound.clear().unwrap();
             if self.failed {
-                continue;
+                // Stopped, as xenstored is after setting the indicator,
+                // until the guest asks for a reconnection (which `poll`
+                // then completes, clearing the indicator).
+                if !server.reconnect_requested() {
+                    continue;
+                }
+                self.failed = false;
             }
             loop {
                 match server.poll() {
