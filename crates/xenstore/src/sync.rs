@@ -246,7 +246,9 @@ impl Client {
         Client::with_transport(transport::connect_default()?, Options::default())
     }
 
-    /// Connects to the daemon's Unix socket at `path`.
+    /// Connects to the daemon's Unix socket at `path`. A daemon restart
+    /// closes the socket: every request then fails with [`Error::Io`], and
+    /// connecting again (and watching again) is the caller's business.
     pub fn connect(path: impl AsRef<Path>) -> Result<Client, Error> {
         Client::with_transport(Box::new(UnixSocket::connect(path.as_ref())?), Options::default())
     }

@@ -53,7 +53,9 @@ use super::Transport;
 /// The ring crate ([`xenstore_ring::MappedGuest`]) does the memory
 /// ordering, keeps the mapping alive as long as its view of the page, and
 /// notifies the server. If the server sets the ring's error indicator,
-/// reads and writes fail with a [`ServerRingError`] instead of waiting.
+/// reads and writes fail with a [`ServerRingError`] instead of waiting,
+/// until [`SharedRing::reconnect`]; a [`Client`](crate::Client) does that
+/// by itself ([`Transport::resume`]) when the server supports it.
 pub struct SharedRing {
     shared: Arc<Shared>,
 }
