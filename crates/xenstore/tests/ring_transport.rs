@@ -141,6 +141,47 @@ fn a_watch_is_registered_again_when_the_ring_is_resumed() {
 }
 
 #[test]
+fn a_transaction_opened_before_a_resumption_fails_locally_with_restarted() {
+    let (client, server, _) = Setup::client(features());
+    let server = Arc::new(server);
+    let counts = Arc::clone(&server);
+    let (err, sent) = within(LIMIT, move || {
+        let tx = client.transaction_start().unwrap();
+        assert!(client.read(POISON).unwrap_err().is_restarted());
+        let before = counts.requests();
+        let err = tx.write("/in-tx", b"v").unwrap_err();
+        drop(tx);
+        client.write("/after", b"v").unwrap();
+        (err, counts.requests() - before)
+    });
+    assert!(err.is_restarted(), "{err:?}");
+    // Only the last write reached the server: neither the transaction's
+    // write nor the abort of the dropped transaction was sent.
+    assert_eq!(sent, 1);
+    assert_eq!(server.reconnects(), 1);
+}
+
+#[test]
+fn a_transaction_cut_off_by_a_resumption_starts_over() {
+    let (client, server, _) = Setup::client(features());
+    let attempts = within(LIMIT, move || {
+        let mut attempts = 0;
+        client
+            .transaction(|tx| {
+                attempts += 1;
+                if attempts == 1 {
+                    tx.read(POISON)?;
+                }
+                tx.write("/counted", b"once")
+            })
+            .unwrap();
+        attempts
+    });
+    assert_eq!(attempts, 2);
+    assert_eq!(server.reconnects(), 1);
+}
+
+#[test]
 fn after_the_error_indicator_the_transport_reads_and_writes_fail_with_it() {
     let setup = Setup::new(features());
     let ring = setup.ring;

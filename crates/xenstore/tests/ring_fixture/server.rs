@@ -1,5 +1,6 @@
 //! A fake xenstored serving one ring: a tiny store (WRITE keeps values,
-//! READ returns them or a made-up value), WATCH answered with OK and then
+//! READ returns them or a made-up value; transactions are accepted but
+//! their requests act at once), WATCH answered with OK and then
 //! one event, and READ of `/poison` making it set the ring's error
 //! indicator and stop serving until the guest reconnects (if the
 //! reconnection feature is advertised).
@@ -169,6 +170,9 @@ impl Serving {
                 self.output.push(message(Op::WatchEvent, 0, 0, &packet.payload));
             }
             Some(op @ Op::Unwatch) => reply(&mut self.output, op, b"OK\0"),
+            // Transactions in name only: their requests act at once.
+            Some(Op::TransactionStart) => reply(&mut self.output, Op::TransactionStart, b"1\0"),
+            Some(op @ Op::TransactionEnd) => reply(&mut self.output, op, b"OK\0"),
             _ => reply(&mut self.output, Op::Error, b"ENOSYS\0"),
         }
         true
