@@ -141,6 +141,49 @@ fn a_watch_is_registered_again_when_the_ring_is_resumed() {
 }
 
 #[test]
+fn requests_from_many_threads_across_repeated_resumptions_fail_only_with_restarted() {
+    let (client, server, _) = Setup::client(features());
+    let client = Arc::new(client);
+    const THREADS: usize = 6;
+    const RESUMPTIONS: usize = 20;
+    let (ok, restarted) = within(Duration::from_secs(60), move || {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (client, stop) = (Arc::clone(&client), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let (mut ok, mut restarted) = (0usize, 0usize);
+                    let mut round = 0;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        // Some values bigger than the ring, so that writers
+                        // are cut off halfway through a message too.
+                        let len = if round % 4 == 0 { 1500 } else { 20 };
+                        match client.write(&format!("/t{t}"), &pattern(len, t + round)) {
+                            Ok(()) => ok += 1,
+                            Err(err) if err.is_restarted() => restarted += 1,
+                            Err(err) => panic!("thread {t}: {err:?}"),
+                        }
+                        round += 1;
+                    }
+                    (ok, restarted)
+                })
+            })
+            .collect();
+        for _ in 0..RESUMPTIONS {
+            assert!(client.read(POISON).unwrap_err().is_restarted());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let counts: Vec<(usize, usize)> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        assert!(!client.is_closed());
+        assert_eq!(client.read("/after").unwrap(), b"value of /after");
+        counts.iter().fold((0, 0), |(a, b), (ok, r)| (a + ok, b + r))
+    });
+    assert!(ok > 0 && restarted > 0, "{ok} acknowledged, {restarted} restarted");
+    assert_eq!(server.reconnects(), RESUMPTIONS);
+}
+
+#[test]
 fn a_transaction_opened_before_a_resumption_fails_locally_with_restarted() {
     let (client, server, _) = Setup::client(features());
     let server = Arc::new(server);
