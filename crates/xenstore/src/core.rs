@@ -22,7 +22,12 @@
 //!    then dropped, so its `req_id` is not reused too early;
 //! 5. when the connection ends, or `receive` reports a fatal
 //!    [`ProtocolError`], calls [`ClientCore::close`] and fails every request
-//!    it returns.
+//!    it returns;
+//! 6. when the connection was reset underneath (a guest's ring reconnected
+//!    after the daemon set its error indicator), calls
+//!    [`ClientCore::reset`] before feeding any byte of the new connection,
+//!    fails every request it returns, and sends the `WATCH`es again (the
+//!    subscriptions and their routes are kept).
 //!
 //! Replies may come in any order (`docs/misc/xenstore.txt`: "the
 //! implementation happens to reply in order", clients must not rely on it).
@@ -198,6 +203,18 @@ impl ClientCore {
     /// [`ClientCore::start`] fail.
     pub fn close(&mut self) -> Vec<u32> {
         self.closed = true;
+        let mut waiting: Vec<u32> = self.pending.drain().filter(|(_, p)| !p.abandoned).map(|(id, _)| id).collect();
+        waiting.sort_unstable();
+        waiting
+    }
+
+    /// The connection was reset (the daemon forgot its requests, watches
+    /// and transactions): returns the `req_id`s that were still waiting
+    /// (abandoned ones excluded), forgets them and any partial message
+    /// received, and stays open. Subscriptions and routes are kept.
+    pub fn reset(&mut self) -> Vec<u32> {
+        self.decoder = Decoder::new();
+        self.events.retain(|event| matches!(event, Event::Watch { .. }));
         let mut waiting: Vec<u32> = self.pending.drain().filter(|(_, p)| !p.abandoned).map(|(id, _)| id).collect();
         waiting.sort_unstable();
         waiting
@@ -631,6 +648,25 @@ mod tests {
         let err = core.start_raw(Op::Write, 0, &[0u8; 4097], &mut out).unwrap_err();
         assert!(matches!(err, Error::Xs(ErrorCode::E2BIG)));
         assert!(core.start_raw(Op::Write, 0, &[0u8; 4096], &mut out).is_ok());
+    }
+
+    #[test]
+    fn reset_returns_waiting_ids_drops_partial_input_and_keeps_routes() {
+        let mut core = ClientCore::new();
+        let mut out = Vec::new();
+        let sub = core.subscribe(b"tok");
+        let a = core.start(0, &Request::Read("/a"), &mut out).unwrap();
+        let b = core.start(0, &Request::Read("/b"), &mut out).unwrap();
+        core.abandon(b);
+        core.receive(&frame(Op::Read, a, b"half")[..10]).unwrap();
+        assert_eq!(core.reset(), vec![a]);
+        assert_eq!(core.in_flight(), 0);
+        let c = core.start(0, &Request::Read("/c"), &mut out).unwrap();
+        let mut input = frame(Op::WatchEvent, 0, b"/w\0tok\0");
+        input.extend(frame(Op::Read, c, b"C"));
+        core.receive(&input).unwrap();
+        assert!(matches!(core.poll_event(), Some(Event::Watch { subscription, .. }) if subscription == sub));
+        assert!(matches!(core.poll_event(), Some(Event::Reply { req_id, result: Ok(v) }) if req_id == c && v == b"C"));
     }
 
     fn part(generation: u64, names: &[u8], complete: bool) -> Result<Reply, Error> {

@@ -20,6 +20,15 @@ pub enum Error {
     Io(io::Error),
     /// The daemon broke the protocol (see [`ProtocolError`]).
     Protocol(ProtocolError),
+    /// The daemon stopped serving the connection while this request was in
+    /// flight, and the client resumed the connection (a guest's ring after
+    /// xenstored restarted, or set the ring's error indicator): the old
+    /// daemon may or may not have applied the request before it went, so
+    /// check before repeating anything that is not idempotent. Also for a
+    /// request in a transaction opened before the resumption (the daemon
+    /// forgot the transaction; nothing of it was committed). Later requests
+    /// work. See the crate documentation, "Across a daemon restart".
+    Restarted,
 }
 
 impl Error {
@@ -36,6 +45,12 @@ impl Error {
         self.code() == Some(ErrorCode::EAGAIN)
     }
 
+    /// Whether the connection was resumed under this request
+    /// ([`Error::Restarted`]).
+    pub fn is_restarted(&self) -> bool {
+        matches!(self, Error::Restarted)
+    }
+
     /// The closest Linux errno, as libxenstore would leave in `errno`:
     /// the code's own number, the OS error of an I/O failure, `EIO`
     /// otherwise.
@@ -44,6 +59,7 @@ impl Error {
             Error::Xs(code) => code.errno(),
             Error::Io(err) => err.raw_os_error().unwrap_or(ErrorCode::EIO.errno()),
             Error::Protocol(_) => ErrorCode::EIO.errno(),
+            Error::Restarted => rustix::io::Errno::CONNRESET.raw_os_error(),
         }
     }
 
@@ -57,6 +73,7 @@ impl Error {
                 None => io::Error::new(err.kind(), err.to_string()),
             }),
             Error::Protocol(p) => Error::Protocol(p.clone()),
+            Error::Restarted => Error::Restarted,
         }
     }
 
@@ -72,6 +89,9 @@ impl fmt::Display for Error {
             Error::Xs(code) => write!(f, "xenstored: {code}"),
             Error::Io(err) => write!(f, "xenstore connection: {err}"),
             Error::Protocol(p) => write!(f, "xenstore protocol violation: {p}"),
+            Error::Restarted => {
+                write!(f, "xenstored restarted: the request may or may not have been applied")
+            }
         }
     }
 }
@@ -82,6 +102,7 @@ impl std::error::Error for Error {
             Error::Xs(code) => Some(code),
             Error::Io(err) => Some(err),
             Error::Protocol(p) => Some(p),
+            Error::Restarted => None,
         }
     }
 }

@@ -27,17 +27,54 @@ pub(crate) trait Sink {
     fn deliver(&self, event: WatchEvent);
 }
 
+/// A watch the daemon has (or is being asked for), to register again
+/// after the connection is reset.
+#[derive(Debug, Clone)]
+struct Registration {
+    subscription: SubscriptionId,
+    path: String,
+    token: Vec<u8>,
+    depth: Option<u32>,
+}
+
 #[derive(Debug)]
 pub(crate) struct Hub<W, S> {
     core: ClientCore,
     waiters: HashMap<u32, W>,
     sinks: HashMap<SubscriptionId, S>,
     closed: Option<Error>,
+    /// How many times the connection was reset ([`Hub::reset`]): a request
+    /// framed in an earlier epoch must not be written, and a transaction
+    /// started in one is gone.
+    epoch: u64,
+    registrations: Vec<Registration>,
 }
 
 impl<W: Waiter, S: Sink> Hub<W, S> {
     pub(crate) fn new() -> Self {
-        Hub { core: ClientCore::new(), waiters: HashMap::new(), sinks: HashMap::new(), closed: None }
+        Hub {
+            core: ClientCore::new(),
+            waiters: HashMap::new(),
+            sinks: HashMap::new(),
+            closed: None,
+            epoch: 0,
+            registrations: Vec::new(),
+        }
+    }
+
+    /// The current epoch (see [`Hub::reset`]).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Fails with [`Error::Restarted`] unless the epoch is still `epoch`.
+    pub(crate) fn check_epoch(&self, epoch: u64) -> Result<(), Error> {
+        self.check_open()?;
+        if self.epoch == epoch {
+            Ok(())
+        } else {
+            Err(Error::Restarted)
+        }
     }
 
     fn check_open(&self) -> Result<(), Error> {
@@ -109,6 +146,26 @@ impl<W: Waiter, S: Sink> Hub<W, S> {
     pub(crate) fn unsubscribe(&mut self, subscription: SubscriptionId) {
         self.core.unsubscribe(subscription);
         self.sinks.remove(&subscription);
+        self.registrations.retain(|r| r.subscription != subscription);
+    }
+
+    /// Remembers that `subscription` watches `path` with `token`, so that
+    /// [`Hub::reset`] registers it again. Recorded before the `WATCH` is
+    /// sent, so a reset while it is in flight cannot miss it.
+    pub(crate) fn register(&mut self, subscription: SubscriptionId, path: &str, token: &[u8], depth: Option<u32>) {
+        let registration = Registration { subscription, path: path.to_owned(), token: token.to_vec(), depth };
+        self.registrations.push(registration);
+    }
+
+    /// Undoes one [`Hub::register`].
+    pub(crate) fn unregister(&mut self, subscription: SubscriptionId, path: &str, token: &[u8]) {
+        let found = self
+            .registrations
+            .iter()
+            .position(|r| r.subscription == subscription && r.path == path && r.token.as_slice() == token);
+        if let Some(i) = found {
+            self.registrations.remove(i);
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -142,6 +199,29 @@ impl<W: Waiter, S: Sink> Hub<W, S> {
                         sink.deliver(event);
                     }
                 }
+            }
+        }
+    }
+
+    /// The connection was reset underneath (the daemon forgot this
+    /// client's requests, watches and transactions): every waiting caller
+    /// gets [`Error::Restarted`], the epoch moves on, and the `WATCH` of
+    /// every registration is framed into `out` (replies dropped), to be
+    /// the first bytes written to the new connection. Subscriptions stay.
+    pub(crate) fn reset(&mut self, out: &mut Vec<u8>) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.core.reset();
+        for (_, waiter) in self.waiters.drain() {
+            waiter.complete(Err(Error::Restarted));
+        }
+        self.epoch += 1;
+        for r in &self.registrations {
+            let request = Request::Watch { path: &r.path, token: &r.token, depth: r.depth };
+            // Cannot fail: the same request was framed once already.
+            if let Ok(id) = self.core.start(0, &request, out) {
+                self.core.abandon(id);
             }
         }
     }

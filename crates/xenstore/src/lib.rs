@@ -30,6 +30,38 @@
 //! cannot be reached, `/dev/xen/xenbus` (or `XENSTORED_PATH` again). See
 //! [`transport`].
 //!
+//! # Across a daemon restart
+//!
+//! Over a guest's own ring ([`transport::SharedRing`], what a hosted guest
+//! opens), the daemon tells the guest it stopped serving the ring by
+//! setting the ring's error indicator: `ERROR_COMM` after xenstored was
+//! restarted (crash recovery, `--persist`), or `ERROR_PROTO`/
+//! `ERROR_RINGIDX` when it blames this guest. If the daemon supports
+//! reconnection, [`Client`] resumes by itself: its reader thread
+//! reconnects the ring (`XENSTORE_RECONNECT`), and then
+//!
+//! - every request that was in flight fails with [`Error::Restarted`]: the
+//!   old daemon may or may not have applied it (a write acknowledged before
+//!   a restart is durable; one in flight may or may not be there);
+//! - a transaction open then is gone: its later requests fail with
+//!   [`Error::Restarted`] without being sent. [`Client::transaction`]
+//!   starts such a transaction over (nothing of it was committed), except
+//!   when its commit was in flight, which fails with [`Error::Restarted`];
+//! - every watch of a live [`Watch`] handle is registered again, first
+//!   thing on the new connection; the daemon fires each once at
+//!   registration, as usual, so a resumption looks like a spurious event
+//!   (which the protocol allows: watchers must re-read anyway). Changes
+//!   made while the daemon was down are not reported otherwise;
+//! - later requests work.
+//!
+//! Without the reconnection feature the indicator's error
+//! ([`transport::ServerRingError`], in an [`Error::Io`]) stays, as before:
+//! every request fails. A socket connection ([`Client::connect`], dom0)
+//! is closed by a daemon restart: requests fail with [`Error::Io`] and
+//! connecting again (and registering watches again) is the caller's
+//! business; so is the kernel device, whose driver does its own recovery.
+//! The async client does not resume either.
+//!
 //! ```no_run
 //! use xenstore::{Client, Store};
 //!

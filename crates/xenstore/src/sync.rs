@@ -86,58 +86,106 @@ impl Inner {
         lock(&self.hub)
     }
 
-    /// Writes framed bytes. A failed write may have left half a message on
-    /// the stream, so the connection is closed for everyone.
-    fn send(&self, bytes: &[u8]) -> Result<(), Error> {
+    /// Writes framed bytes, unless the connection was reset since they
+    /// were framed in `epoch` (their request already failed with
+    /// [`Error::Restarted`]). A failed write may have left half a message
+    /// on the stream, so the connection is closed for everyone, unless the
+    /// transport can resume it: then the reader thread resets it, which
+    /// fails the request with [`Error::Restarted`].
+    fn send(&self, bytes: &[u8], epoch: u64) -> Result<(), Error> {
         if bytes.is_empty() {
             return Ok(());
         }
         let result = {
             let _writer = lock(&self.write_lock);
+            if self.hub().epoch() != epoch {
+                return Ok(());
+            }
             self.transport.write_all(bytes)
         };
-        result.map_err(|err| {
-            self.transport.shutdown();
-            let err = Error::Io(err);
-            self.hub().close(err.duplicate());
-            err
-        })
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) if self.transport.can_resume(&err) => Ok(()),
+            Err(err) => {
+                self.transport.shutdown();
+                let err = Error::Io(err);
+                self.hub().close(err.duplicate());
+                Err(err)
+            }
+        }
     }
 
     /// Sends one request in transaction `tx_id` and waits for its reply.
     fn call(&self, tx_id: u32, request: &Request<'_>) -> Result<Reply, Error> {
-        let payload = self.call_with(|hub, out, waiter| hub.begin(tx_id, request, out, waiter))?;
+        self.call_in(tx_id, None, request)
+    }
+
+    /// [`Inner::call`], failing with [`Error::Restarted`] without sending
+    /// anything if the connection was reset since `epoch` (the epoch of the
+    /// transaction `tx_id`).
+    fn call_in(&self, tx_id: u32, epoch: Option<u64>, request: &Request<'_>) -> Result<Reply, Error> {
+        let (payload, _) = self.call_with(epoch, |hub, out, waiter| hub.begin(tx_id, request, out, waiter))?;
         decode_reply(request.op(), &payload)
     }
 
-    fn call_raw(&self, tx_id: u32, op: Op, payload: &[u8]) -> Result<Vec<u8>, Error> {
-        self.call_with(|hub, out, waiter| hub.begin_raw(op, tx_id, payload, out, waiter))
+    fn call_raw(&self, tx_id: u32, epoch: Option<u64>, op: Op, payload: &[u8]) -> Result<Vec<u8>, Error> {
+        let (payload, _) = self.call_with(epoch, |hub, out, waiter| hub.begin_raw(op, tx_id, payload, out, waiter))?;
+        Ok(payload)
     }
 
+    /// Frames a request (checking `epoch` first), sends it, and waits for
+    /// the reply; returns it with the epoch the request was sent in.
     fn call_with(
         &self,
+        epoch: Option<u64>,
         begin: impl FnOnce(&mut SyncHub, &mut Vec<u8>, SyncSender<Outcome>) -> Result<u32, Error>,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<(Vec<u8>, u64), Error> {
         let (waiter, reply) = mpsc::sync_channel(1);
         let mut out = Vec::new();
-        let req_id = begin(&mut self.hub(), &mut out, waiter)?;
-        if let Err(err) = self.send(&out) {
+        let (req_id, sent_in) = {
+            let mut hub = self.hub();
+            if let Some(epoch) = epoch {
+                hub.check_epoch(epoch)?;
+            }
+            (begin(&mut hub, &mut out, waiter)?, hub.epoch())
+        };
+        if let Err(err) = self.send(&out, sent_in) {
             self.hub().forget(req_id);
             return Err(err);
         }
-        reply.recv().unwrap_or_else(|_| Err(Error::closed()))
+        let payload = reply.recv().unwrap_or_else(|_| Err(Error::closed()))?;
+        Ok((payload, sent_in))
     }
 
     /// Sends a request nobody waits for (from a destructor); errors are
-    /// dropped, since the connection closing has the same effect.
-    fn send_detached(&self, tx_id: u32, request: &Request<'_>) {
+    /// dropped, since the connection closing has the same effect. Nothing
+    /// is sent if the connection was reset since `epoch`.
+    fn send_detached(&self, tx_id: u32, epoch: Option<u64>, request: &Request<'_>) {
         let mut out = Vec::new();
-        if self.hub().begin_detached(tx_id, request, &mut out).is_ok() {
-            let _ = self.send(&out);
+        let sent_in = {
+            let mut hub = self.hub();
+            if epoch.is_some_and(|epoch| hub.check_epoch(epoch).is_err()) {
+                return;
+            }
+            if hub.begin_detached(tx_id, request, &mut out).is_err() {
+                return;
+            }
+            hub.epoch()
+        };
+        let _ = self.send(&out, sent_in);
+    }
+
+    /// A `WATCH` that failed with [`Error::Restarted`] may have been
+    /// registered again by the reset (it is recorded before it is sent):
+    /// unregisters it, so that the daemon keeps no watch nobody routes.
+    fn unwatch_lost(&self, err: &Error, path: &str, token: &[u8]) {
+        if err.is_restarted() {
+            self.send_detached(0, None, &Request::Unwatch { path, token });
         }
     }
 
-    /// The reader thread: feeds the hub until the connection ends.
+    /// The reader thread: feeds the hub until the connection ends, and
+    /// resumes the connection when the transport can.
     fn read_loop(&self, mut reader: Box<dyn Read + Send>) {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -150,8 +198,34 @@ impl Inner {
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) if self.transport.can_resume(&err) => {
+                    if let Err(err) = self.resume() {
+                        self.transport.shutdown();
+                        break self.hub().close(Error::Io(err));
+                    }
+                }
                 Err(err) => break self.hub().close(Error::Io(err)),
             }
+        }
+    }
+
+    /// Resets the connection (the reader thread, after an error the
+    /// transport can resume from): with writers held off, the transport
+    /// reconnects, every request in flight fails with
+    /// [`Error::Restarted`], and every watch is registered again, first
+    /// thing on the new connection.
+    fn resume(&self) -> io::Result<()> {
+        let _writer = lock(&self.write_lock);
+        self.transport.resume()?;
+        let mut out = Vec::new();
+        self.hub().reset(&mut out);
+        if out.is_empty() {
+            return Ok(());
+        }
+        match self.transport.write_all(&out) {
+            // Failed again already: the next read sees it and resumes again.
+            Err(err) if !self.transport.can_resume(&err) => Err(err),
+            _ => Ok(()),
         }
     }
 }
@@ -172,7 +246,9 @@ impl Client {
         Client::with_transport(transport::connect_default()?, Options::default())
     }
 
-    /// Connects to the daemon's Unix socket at `path`.
+    /// Connects to the daemon's Unix socket at `path`. A daemon restart
+    /// closes the socket: every request then fails with [`Error::Io`], and
+    /// connecting again (and watching again) is the caller's business.
     pub fn connect(path: impl AsRef<Path>) -> Result<Client, Error> {
         Client::with_transport(Box::new(UnixSocket::connect(path.as_ref())?), Options::default())
     }
@@ -202,14 +278,23 @@ impl Client {
     /// `TRANSACTION_START |`: a transaction; use it through [`Store`],
     /// then [`Transaction::commit`] it. Dropping it aborts it.
     pub fn transaction_start(&self) -> Result<Transaction<'_>, Error> {
-        let id = store::expect_tx_id(self.inner.call(0, &Request::TransactionStart)?)?;
-        Ok(Transaction { client: self, id, finished: false })
+        let request = Request::TransactionStart;
+        let (payload, epoch) = self.inner.call_with(None, |hub, out, waiter| hub.begin(0, &request, out, waiter))?;
+        let id = store::expect_tx_id(decode_reply(request.op(), &payload)?)?;
+        Ok(Transaction { client: self, id, epoch, finished: false })
     }
 
     /// Runs `body` in a transaction and commits it; on `EAGAIN` (a conflict
     /// at commit, or inside `body`) starts over, at most
     /// [`Options::transaction_retries`] times, then returns that `EAGAIN`.
     /// Any other error from `body` aborts the transaction and is returned.
+    ///
+    /// A transaction the connection was resumed under ([`Error::Restarted`]
+    /// from `TRANSACTION_START` or from `body`, or a body that finished in
+    /// an earlier connection) also starts over, within the same bound:
+    /// nothing of it was committed. Only a commit in flight when the
+    /// connection was resumed fails with [`Error::Restarted`] (the old
+    /// daemon may have committed it).
     pub fn transaction<T>(&self, body: impl FnMut(&Transaction<'_>) -> Result<T, Error>) -> Result<T, Error> {
         self.transaction_with_retries(self.inner.options.transaction_retries, body)
     }
@@ -222,17 +307,29 @@ impl Client {
     ) -> Result<T, Error> {
         let mut attempt = 0;
         loop {
-            let tx = self.transaction_start()?;
-            let result = match body(&tx) {
-                Ok(value) => tx.commit().map(|()| value),
+            let (result, may_retry) = match self.transaction_start() {
+                Ok(tx) => match body(&tx) {
+                    Ok(_) if tx.is_stale() => (Err(Error::Restarted), true),
+                    Ok(value) => {
+                        let result = tx.commit().map(|()| value);
+                        // A commit cut off by a resumption is in doubt.
+                        let retry = result.as_ref().is_err_and(Error::is_eagain);
+                        (result, retry)
+                    }
+                    Err(err) => {
+                        // The body's error is the one that matters.
+                        let _ = tx.abort();
+                        let retry = err.is_eagain() || err.is_restarted();
+                        (Err(err), retry)
+                    }
+                },
                 Err(err) => {
-                    // The body's error is the one that matters.
-                    let _ = tx.abort();
-                    Err(err)
+                    let retry = err.is_restarted();
+                    (Err(err), retry)
                 }
             };
             match result {
-                Err(err) if err.is_eagain() && attempt < retries => attempt += 1,
+                Err(_) if may_retry && attempt < retries => attempt += 1,
                 other => return other,
             }
         }
@@ -240,6 +337,11 @@ impl Client {
 
     /// `WATCH <path>|<token>|`: registers a watch and returns its events.
     /// The daemon fires it once at once. Dropping the handle unregisters it.
+    ///
+    /// Over a guest's ring, the client registers the watch again whenever
+    /// it resumes the connection (see the crate documentation, "Across a
+    /// daemon restart"); the daemon fires it then too, so a resumption
+    /// looks like a spurious event (which the protocol allows anyway).
     pub fn watch(&self, path: &str, token: impl AsRef<[u8]>) -> Result<Watch, Error> {
         self.watch_inner(path, token.as_ref(), None)
     }
@@ -254,11 +356,18 @@ impl Client {
         store::check_token(token)?;
         let (sink, events) = mpsc::channel();
         // Subscribe first: the first event may overtake the WATCH reply.
-        let subscription = self.inner.hub().subscribe(token, sink);
+        let subscription = {
+            let mut hub = self.inner.hub();
+            let subscription = hub.subscribe(token, sink);
+            hub.register(subscription, path, token, depth);
+            subscription
+        };
         // On failure the handle is dropped: it unsubscribes, and having
-        // nothing registered it sends no UNWATCH.
+        // nothing registered it sends no UNWATCH (but see `unwatch_lost`).
         let mut watch = Watch { inner: Arc::clone(&self.inner), subscription, events, registered: Vec::new() };
-        let reply = self.inner.call(0, &Request::Watch { path, token, depth })?;
+        let reply = self.inner.call(0, &Request::Watch { path, token, depth }).inspect_err(|err| {
+            self.inner.unwatch_lost(err, path, token);
+        })?;
         watch.registered.push((path.to_owned(), token.to_vec()));
         store::expect_ok(Op::Watch, reply)?;
         Ok(watch)
@@ -310,7 +419,7 @@ impl Store for Client {
     }
 
     fn request_raw(&self, op: Op, payload: &[u8]) -> Result<Vec<u8>, Error> {
-        self.inner.call_raw(0, op, payload)
+        self.inner.call_raw(0, None, op, payload)
     }
 }
 
@@ -323,10 +432,17 @@ impl Drop for Client {
 /// An open transaction. Node operations come from [`Store`]; changes are
 /// seen by others only after [`Transaction::commit`]. Dropping it without
 /// committing aborts it.
+///
+/// If the client resumes its connection (a guest's ring, after a daemon
+/// restart), the daemon forgets the transaction: every later request in it
+/// fails with [`Error::Restarted`] without being sent (its id may belong
+/// to a new transaction by then).
 #[derive(Debug)]
 pub struct Transaction<'c> {
     client: &'c Client,
     id: u32,
+    /// The connection's epoch when the transaction started.
+    epoch: u64,
     finished: bool,
 }
 
@@ -349,24 +465,31 @@ impl Transaction<'_> {
 
     fn end(&mut self, commit: bool) -> Result<(), Error> {
         self.finished = true;
-        store::expect_ok(Op::TransactionEnd, self.client.inner.call(self.id, &Request::TransactionEnd { commit })?)
+        let request = Request::TransactionEnd { commit };
+        store::expect_ok(Op::TransactionEnd, self.client.inner.call_in(self.id, Some(self.epoch), &request)?)
+    }
+
+    /// Whether the connection was resumed since the transaction started
+    /// (the daemon no longer has it).
+    fn is_stale(&self) -> bool {
+        self.client.inner.hub().epoch() != self.epoch
     }
 }
 
 impl Store for Transaction<'_> {
     fn request(&self, request: &Request<'_>) -> Result<Reply, Error> {
-        self.client.inner.call(self.id, request)
+        self.client.inner.call_in(self.id, Some(self.epoch), request)
     }
 
     fn request_raw(&self, op: Op, payload: &[u8]) -> Result<Vec<u8>, Error> {
-        self.client.inner.call_raw(self.id, op, payload)
+        self.client.inner.call_raw(self.id, Some(self.epoch), op, payload)
     }
 }
 
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.client.inner.send_detached(self.id, &Request::TransactionEnd { commit: false });
+            self.client.inner.send_detached(self.id, Some(self.epoch), &Request::TransactionEnd { commit: false });
         }
     }
 }
@@ -392,10 +515,19 @@ impl Watch {
     pub fn add(&mut self, path: &str, token: impl AsRef<[u8]>) -> Result<(), Error> {
         let token = token.as_ref();
         store::check_token(token)?;
-        self.inner.hub().add_route(self.subscription, token);
+        {
+            let mut hub = self.inner.hub();
+            hub.add_route(self.subscription, token);
+            hub.register(self.subscription, path, token, None);
+        }
         let result = self.inner.call(0, &Request::Watch { path, token, depth: None });
+        if let Err(err) = &result {
+            self.inner.unwatch_lost(err, path, token);
+        }
         store::settle_watch(result, &mut self.registered, path, token, || {
-            self.inner.hub().remove_route(self.subscription, token)
+            let mut hub = self.inner.hub();
+            hub.remove_route(self.subscription, token);
+            hub.unregister(self.subscription, path, token);
         })
     }
 
@@ -408,15 +540,26 @@ impl Watch {
         let shared = self.registered.iter().filter(|(_, t)| t.as_slice() == token).count() > 1;
         // The route goes first: events the daemon sends before it has the
         // UNWATCH are for a watch being removed (put back if it fails).
-        if !shared {
-            self.inner.hub().remove_route(self.subscription, token);
+        {
+            let mut hub = self.inner.hub();
+            if !shared {
+                hub.remove_route(self.subscription, token);
+            }
+            hub.unregister(self.subscription, path, token);
         }
         let result = self.inner.call(0, &Request::Unwatch { path, token });
-        if let Err(err) = result.and_then(|reply| store::expect_ok(Op::Unwatch, reply)) {
-            if !shared {
-                self.inner.hub().add_route(self.subscription, token);
+        match result.and_then(|reply| store::expect_ok(Op::Unwatch, reply)) {
+            // A resumed connection has no watches but those registered
+            // again, and this one no longer is: it is gone.
+            Ok(()) | Err(Error::Restarted) => {}
+            Err(err) => {
+                let mut hub = self.inner.hub();
+                if !shared {
+                    hub.add_route(self.subscription, token);
+                }
+                hub.register(self.subscription, path, token, None);
+                return Err(err);
             }
-            return Err(err);
         }
         if let Some(i) = self.registered.iter().position(|(p, t)| p == path && t.as_slice() == token) {
             self.registered.remove(i);
@@ -446,8 +589,12 @@ impl Watch {
         let mut first_err = None;
         for (path, token) in std::mem::take(&mut self.registered) {
             let result = self.inner.call(0, &Request::Unwatch { path: &path, token: &token });
-            if let Err(err) = result.and_then(|reply| store::expect_ok(Op::Unwatch, reply)) {
-                first_err.get_or_insert(err);
+            match result.and_then(|reply| store::expect_ok(Op::Unwatch, reply)) {
+                // Gone with the old connection, and not registered again.
+                Ok(()) | Err(Error::Restarted) => {}
+                Err(err) => {
+                    first_err.get_or_insert(err);
+                }
             }
         }
         first_err.map_or(Ok(()), Err)
@@ -466,7 +613,7 @@ impl Drop for Watch {
     fn drop(&mut self) {
         self.inner.hub().unsubscribe(self.subscription);
         for (path, token) in std::mem::take(&mut self.registered) {
-            self.inner.send_detached(0, &Request::Unwatch { path: &path, token: &token });
+            self.inner.send_detached(0, None, &Request::Unwatch { path: &path, token: &token });
         }
     }
 }

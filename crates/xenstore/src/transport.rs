@@ -38,6 +38,25 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     /// Ends the connection so that a blocked [`Transport::reader`] returns
     /// (end of file or an error). Idempotent.
     fn shutdown(&self);
+
+    /// Whether `err`, from a read or a write, means the server stopped
+    /// serving this connection in a way [`Transport::resume`] recovers
+    /// from. Only [`SharedRing`] ever says yes (the ring's error
+    /// indicator, when the server supports reconnection); a socket closed
+    /// by a daemon restart stays closed (connect again).
+    fn can_resume(&self, err: &io::Error) -> bool {
+        let _ = err;
+        false
+    }
+
+    /// After an error [`Transport::can_resume`] accepted: resets the
+    /// connection and waits until the server serves it again. The server
+    /// has then forgotten everything of the old connection (requests in
+    /// flight, watches, transactions). The client calls it from its reader
+    /// thread, with no write in progress.
+    fn resume(&self) -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "this transport cannot resume a connection"))
+    }
 }
 
 /// A Unix stream socket to the daemon.

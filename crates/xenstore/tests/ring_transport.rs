@@ -98,12 +98,130 @@ fn a_watch_event_arrives_after_the_watch_reply() {
 }
 
 #[test]
-fn the_server_setting_the_error_indicator_fails_the_call_instead_of_hanging() {
-    let (client, _server, _) = Setup::client(features());
+fn the_error_indicator_without_reconnection_fails_the_call_instead_of_hanging() {
+    let (client, _server, _) = Setup::client(ServerConfig { features: FEATURE_ERROR, debris: Vec::new() });
     let err = within(LIMIT, move || client.read(POISON).unwrap_err());
     let Error::Io(err) = err else { panic!("expected an I/O error, got {err:?}") };
     assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
     assert!(err.to_string().contains("ERROR_PROTO"), "{err}");
+}
+
+#[test]
+fn a_call_in_flight_when_the_indicator_is_set_fails_with_restarted_and_the_next_succeeds() {
+    let (client, server, _) = Setup::client(features());
+    let (first, second) = within(LIMIT, move || {
+        let first = client.read(POISON).unwrap_err();
+        let second = client.read("/after").unwrap();
+        assert!(!client.is_closed());
+        (first, second)
+    });
+    assert!(first.is_restarted(), "{first:?}");
+    assert!(first.to_string().contains("may or may not have been applied"), "{first}");
+    assert_eq!(second, b"value of /after");
+    assert_eq!(server.reconnects(), 1);
+}
+
+#[test]
+fn a_watch_is_registered_again_when_the_ring_is_resumed() {
+    let (client, server, _) = Setup::client(features());
+    let (before, after) = within(LIMIT, move || {
+        let watch = client.watch("/local/domain/1/w", "resumed").unwrap();
+        let before = watch.recv_timeout(LIMIT).unwrap();
+        assert!(client.read(POISON).unwrap_err().is_restarted());
+        // The fake server fires a watch once at registration, as xenstored
+        // does: this event can only come from the registration the
+        // resumption sent again.
+        let after = watch.recv_timeout(LIMIT).unwrap();
+        client.write("/later", b"v").unwrap();
+        (before, after)
+    });
+    assert_eq!((before.path.as_str(), &before.token[..]), ("/local/domain/1/w", &b"resumed"[..]));
+    assert_eq!((after.path.as_str(), &after.token[..]), ("/local/domain/1/w", &b"resumed"[..]));
+    assert_eq!(server.reconnects(), 1);
+}
+
+#[test]
+fn requests_from_many_threads_across_repeated_resumptions_fail_only_with_restarted() {
+    let (client, server, _) = Setup::client(features());
+    let client = Arc::new(client);
+    const THREADS: usize = 6;
+    const RESUMPTIONS: usize = 20;
+    let (ok, restarted) = within(Duration::from_secs(60), move || {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (client, stop) = (Arc::clone(&client), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let (mut ok, mut restarted) = (0usize, 0usize);
+                    let mut round = 0;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        // Some values bigger than the ring, so that writers
+                        // are cut off halfway through a message too.
+                        let len = if round % 4 == 0 { 1500 } else { 20 };
+                        match client.write(&format!("/t{t}"), &pattern(len, t + round)) {
+                            Ok(()) => ok += 1,
+                            Err(err) if err.is_restarted() => restarted += 1,
+                            Err(err) => panic!("thread {t}: {err:?}"),
+                        }
+                        round += 1;
+                    }
+                    (ok, restarted)
+                })
+            })
+            .collect();
+        for _ in 0..RESUMPTIONS {
+            assert!(client.read(POISON).unwrap_err().is_restarted());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let counts: Vec<(usize, usize)> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        assert!(!client.is_closed());
+        assert_eq!(client.read("/after").unwrap(), b"value of /after");
+        counts.iter().fold((0, 0), |(a, b), (ok, r)| (a + ok, b + r))
+    });
+    assert!(ok > 0 && restarted > 0, "{ok} acknowledged, {restarted} restarted");
+    assert_eq!(server.reconnects(), RESUMPTIONS);
+}
+
+#[test]
+fn a_transaction_opened_before_a_resumption_fails_locally_with_restarted() {
+    let (client, server, _) = Setup::client(features());
+    let server = Arc::new(server);
+    let counts = Arc::clone(&server);
+    let (err, sent) = within(LIMIT, move || {
+        let tx = client.transaction_start().unwrap();
+        assert!(client.read(POISON).unwrap_err().is_restarted());
+        let before = counts.requests();
+        let err = tx.write("/in-tx", b"v").unwrap_err();
+        drop(tx);
+        client.write("/after", b"v").unwrap();
+        (err, counts.requests() - before)
+    });
+    assert!(err.is_restarted(), "{err:?}");
+    // Only the last write reached the server: neither the transaction's
+    // write nor the abort of the dropped transaction was sent.
+    assert_eq!(sent, 1);
+    assert_eq!(server.reconnects(), 1);
+}
+
+#[test]
+fn a_transaction_cut_off_by_a_resumption_starts_over() {
+    let (client, server, _) = Setup::client(features());
+    let attempts = within(LIMIT, move || {
+        let mut attempts = 0;
+        client
+            .transaction(|tx| {
+                attempts += 1;
+                if attempts == 1 {
+                    tx.read(POISON)?;
+                }
+                tx.write("/counted", b"once")
+            })
+            .unwrap();
+        attempts
+    });
+    assert_eq!(attempts, 2);
+    assert_eq!(server.reconnects(), 1);
 }
 
 #[test]

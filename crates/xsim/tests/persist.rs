@@ -2,7 +2,9 @@
 //! guest writes over its ring, xenstored is SIGKILLed and started again on
 //! the same directory. The restarted daemon attaches the guest's ring again
 //! and sets its error indicator; the guest reconnects and goes on, and
-//! every write it saw acknowledged is there (`xsim-guest check resume`).
+//! every write it saw acknowledged is there (`xsim-guest check resume`
+//! over the raw ring, `xsim-guest check resume-client` with the ordinary
+//! `xenstore::Client`, which resumes by itself).
 
 mod support;
 
@@ -43,8 +45,11 @@ fn sigkill(pid: u32) {
     let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
 }
 
-#[test]
-fn a_guest_resumes_after_xenstored_is_killed_and_recovered() {
+/// Replaces the host's xenstored by ours with `--persist`, starts a guest
+/// running `xsim-guest check <check>`, waits until `data/<dir>` has 50
+/// entries, SIGKILLs xenstored and starts it again on the same directory,
+/// and expects the guest to pass.
+fn guest_survives_a_kill(name: &str, check: &[&str], dir_name: &str) {
     let mut host = TestHost::up();
     let dir = host.state.root().join("store");
     // The host's own xenstored keeps nothing: ours, persistent, replaces it.
@@ -52,8 +57,8 @@ fn a_guest_resumes_after_xenstored_is_killed_and_recovered() {
     sigkill(pid);
     let mut daemon = start_xenstored(&host, &dir);
     host.ts = xsim::Toolstack::connect(&host.state).expect("toolstack");
-    let domid = host.guest("resume", &["check", "resume", "100"], false);
-    let written = format!("/local/domain/{domid}/data/r");
+    let domid = host.guest(name, check, false);
+    let written = format!("/local/domain/{domid}/data/{dir_name}");
     let dom0 = xenstore::Client::connect(host.state.xenstored_socket()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while dom0.directory(&written).map_or(0, |d| d.len()) < 50 {
@@ -65,10 +70,20 @@ fn a_guest_resumes_after_xenstored_is_killed_and_recovered() {
     daemon.wait().unwrap();
     let mut daemon = start_xenstored(&host, &dir);
     host.ts = xsim::Toolstack::connect(&host.state).expect("toolstack");
-    host.expect_pass(domid, "resume");
+    host.expect_pass(domid, name);
     eprintln!("{}", host.console(domid));
     let log = std::fs::read_to_string(host.state.xenstored_log()).unwrap_or_default();
     assert!(log.contains("asked the guest to reconnect"), "{log}");
     sigkill(daemon.id());
     let _ = daemon.wait();
+}
+
+#[test]
+fn a_guest_resumes_after_xenstored_is_killed_and_recovered() {
+    guest_survives_a_kill("resume", &["check", "resume", "100"], "r");
+}
+
+#[test]
+fn a_guest_using_the_client_resumes_after_xenstored_is_killed_and_recovered() {
+    guest_survives_a_kill("resume-client", &["check", "resume-client", "100"], "c");
 }

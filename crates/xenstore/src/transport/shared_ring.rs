@@ -53,7 +53,9 @@ use super::Transport;
 /// The ring crate ([`xenstore_ring::MappedGuest`]) does the memory
 /// ordering, keeps the mapping alive as long as its view of the page, and
 /// notifies the server. If the server sets the ring's error indicator,
-/// reads and writes fail with a [`ServerRingError`] instead of waiting.
+/// reads and writes fail with a [`ServerRingError`] instead of waiting,
+/// until [`SharedRing::reconnect`]; a [`Client`](crate::Client) does that
+/// by itself ([`Transport::resume`]) when the server supports it.
 pub struct SharedRing {
     shared: Arc<Shared>,
 }
@@ -146,6 +148,20 @@ impl Transport for SharedRing {
 
     fn shutdown(&self) {
         self.shared.shutdown();
+    }
+
+    /// The server set the error indicator (any value: `ERROR_COMM` after a
+    /// daemon restart, or a fault it blames on this guest) and supports
+    /// reconnection.
+    fn can_resume(&self, err: &io::Error) -> bool {
+        let indicator = err.get_ref().is_some_and(|inner| inner.is::<ServerRingError>());
+        indicator && self.shared.lock().ring.server_features() & FEATURE_RECONNECTION != 0
+    }
+
+    /// [`SharedRing::reconnect`]: the server empties both queues and clears
+    /// the error indicator.
+    fn resume(&self) -> io::Result<()> {
+        self.reconnect()
     }
 }
 

@@ -1,7 +1,9 @@
 //! A fake xenstored serving one ring: a tiny store (WRITE keeps values,
-//! READ returns them or a made-up value), WATCH answered with OK and then
+//! READ returns them or a made-up value; transactions are accepted but
+//! their requests act at once), WATCH answered with OK and then
 //! one event, and READ of `/poison` making it set the ring's error
-//! indicator and stop serving.
+//! indicator and stop serving until the guest reconnects (if the
+//! reconnection feature is advertised).
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
@@ -109,7 +111,13 @@ impl Serving {
             let _ = xen_platform::wait_readable(inbound.as_fd(), Some(Duration::from_millis(20)));
             inbound.clear().unwrap();
             if self.failed {
-                continue;
+                // Stopped, as xenstored is after setting the indicator,
+                // until the guest asks for a reconnection (which `poll`
+                // then completes, clearing the indicator).
+                if !server.reconnect_requested() {
+                    continue;
+                }
+                self.failed = false;
             }
             loop {
                 match server.poll() {
@@ -162,6 +170,9 @@ impl Serving {
                 self.output.push(message(Op::WatchEvent, 0, 0, &packet.payload));
             }
             Some(op @ Op::Unwatch) => reply(&mut self.output, op, b"OK\0"),
+            // Transactions in name only: their requests act at once.
+            Some(Op::TransactionStart) => reply(&mut self.output, Op::TransactionStart, b"1\0"),
+            Some(op @ Op::TransactionEnd) => reply(&mut self.output, op, b"OK\0"),
             _ => reply(&mut self.output, Op::Error, b"ENOSYS\0"),
         }
         true

@@ -31,6 +31,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "pinger" => pinger(u32::from(arg(0)?))?,
         "steady" => steady(u32::from(arg(0)?))?,
         "resume" => resume(u32::from(arg(0)?))?,
+        "resume-client" => resume_client(u32::from(arg(0)?))?,
         "device-access" => match rest {
             [devtype, devid, backend] => device_access(devtype, devid, backend)?,
             _ => bail!("check device-access TYPE DEVID BACKEND_DOMID"),
@@ -250,6 +251,72 @@ fn resume(count: u32) -> Result<()> {
         ensure!(reply.payload == k.to_string().as_bytes(), "acknowledged data/r/{k} lost: {:?}", reply.header);
     }
     println!("resume: {} writes acknowledged, {restarts} restarts, all there", acked.len());
+    Ok(())
+}
+
+/// [`resume`] with the ordinary [`Client`] instead of the raw ring: writes
+/// `data/c/N = N` one at a time, watching `data/c`, through at least one
+/// crash and restart of xenstored. The client resumes the ring by itself:
+/// the write in flight then fails with [`xenstore::Error::Restarted`] (it
+/// may or may not have happened) and the watch is registered again. Ends
+/// once `count` writes were acknowledged after a restart, then checks that
+/// the watch reported writes made after the restart and that every
+/// acknowledged write is there.
+fn resume_client(count: u32) -> Result<()> {
+    let client = Client::open()?;
+    let watch = client.watch("data/c", "resume-client")?;
+    watch.recv_timeout(Duration::from_secs(10)).context("the watch did not fire at registration")?;
+    let (mut acked, mut after_restart, mut restarts) = (Vec::new(), 0u32, 0u32);
+    // The first N written after the (last) restart, and how many events
+    // for writes from there on the watch delivered.
+    let (mut first_after, mut seen_after) = (None::<u32>, 0u32);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut n = 0u32;
+    while restarts == 0 || after_restart < count {
+        ensure!(std::time::Instant::now() < deadline, "{restarts} restarts, {after_restart} writes after");
+        match client.write(&format!("data/c/{n}"), n.to_string().as_bytes()) {
+            Ok(()) => {
+                acked.push(n);
+                if restarts > 0 {
+                    after_restart += 1;
+                    first_after.get_or_insert(n);
+                }
+            }
+            Err(e) if e.is_restarted() => {
+                restarts += 1;
+                println!("resume-client: write {n} cut off after {} acknowledged: {e}", acked.len());
+                first_after = None;
+            }
+            Err(e) => bail!("write {n}: {e}"),
+        }
+        while let Ok(event) = watch.try_recv() {
+            let k = event.path.strip_prefix("data/c/").and_then(|k| k.parse::<u32>().ok());
+            if let (Some(k), Some(first)) = (k, first_after) {
+                if k >= first {
+                    seen_after += 1;
+                }
+            }
+        }
+        n += 1;
+    }
+    // The events of the last writes may still be on their way.
+    while seen_after == 0 {
+        let event = watch.recv_timeout(Duration::from_secs(10)).context("no watch event after the restart")?;
+        let k = event.path.strip_prefix("data/c/").and_then(|k| k.parse::<u32>().ok());
+        if k.zip(first_after).is_some_and(|(k, first)| k >= first) {
+            seen_after += 1;
+        }
+    }
+    ensure!(!client.is_closed(), "the client closed");
+    for k in &acked {
+        let value = client.read(&format!("data/c/{k}")).with_context(|| format!("acknowledged data/c/{k}"))?;
+        ensure!(value == k.to_string().as_bytes(), "acknowledged data/c/{k} lost: {value:?}");
+    }
+    println!(
+        "resume-client: {} writes acknowledged ({after_restart} after), {restarts} restarted errors, \
+         {seen_after} watch events after, all there",
+        acked.len()
+    );
     Ok(())
 }
 
