@@ -41,8 +41,20 @@ fn start_xenstored(host: &TestHost, dir: &Path) -> Child {
     child
 }
 
+/// SIGKILLs `pid` and waits until it is gone: a daemon started while the
+/// old one still holds the socket would find it in use and exit.
 fn sigkill(pid: u32) {
     let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        // A zombie (the host's own daemon is not our child) is gone enough:
+        // its descriptors are closed.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.split_whitespace().nth(2) == Some("Z") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Replaces the host's xenstored by ours with `--persist`, starts a guest
