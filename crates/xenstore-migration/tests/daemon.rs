@@ -301,22 +301,26 @@ fn foreign_extension_range_is_refused_by_stream_new() {
     assert_eq!(err.kind, ErrorKind::NotExtensionKind(9));
 }
 
-/// Writes encoded random states as seeds for the `migration_load` fuzz
-/// target: `XS_SEED_DIR=fuzz/corpus/migration_load cargo test -p
-/// xenstore-migration --test daemon -- --ignored`.
+/// Seeds for the `migration_load` fuzz target, each checked to decode
+/// back to its state (ours) or to load (its Xen records alone); written to
+/// `XS_SEED_DIR` when set: `XS_SEED_DIR=fuzz/corpus/migration_load cargo
+/// test -p xenstore-migration --test daemon fuzz_seeds`.
 #[test]
-#[ignore = "writes fuzz seeds"]
-fn write_fuzz_seeds() {
+fn fuzz_seeds_decode_to_their_states() {
     use proptest::strategy::ValueTree;
-    let Some(dir) = std::env::var_os("XS_SEED_DIR") else { return };
+    let dir = std::env::var_os("XS_SEED_DIR").map(std::path::PathBuf::from);
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     for i in 0..64 {
         let steps = gen::steps(30).new_tree(&mut runner).unwrap().current();
         let state = daemon_state(&engine_after(&steps));
         let bytes = encode(&state).unwrap();
-        std::fs::write(std::path::Path::new(&dir).join(format!("seed-{i}")), &bytes).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), state, "seed {i}");
         let foreign = xenstore_migration::write(&without_extensions(&to_stream(&state).unwrap()));
-        std::fs::write(std::path::Path::new(&dir).join(format!("foreign-{i}")), foreign).unwrap();
+        assert!(decode(&foreign).is_ok(), "foreign seed {i}");
+        if let Some(dir) = &dir {
+            std::fs::write(dir.join(format!("seed-{i}")), &bytes).unwrap();
+            std::fs::write(dir.join(format!("foreign-{i}")), foreign).unwrap();
+        }
     }
 }
 
