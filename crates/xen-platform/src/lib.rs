@@ -338,6 +338,29 @@ pub struct EventChannelParts {
     pub ports: Vec<BoundPort>,
 }
 
+/// Why [`EventChannels::into_parts`] failed, with the handle it was
+/// called on, unchanged.
+pub struct IntoPartsError {
+    /// The handle, whole.
+    pub handle: Box<dyn EventChannels>,
+    /// What failed.
+    pub error: io::Error,
+}
+
+impl fmt::Debug for IntoPartsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntoPartsError").field("error", &self.error).finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for IntoPartsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot take the event-channel handle apart: {}", self.error)
+    }
+}
+
+impl std::error::Error for IntoPartsError {}
+
 /// One process's event channels (`/dev/xen/evtchn`).
 ///
 /// Ports bound through a handle are pending-tracked by that handle: its
@@ -375,9 +398,12 @@ pub trait EventChannels: AsFd + Send + fmt::Debug {
     fn bindings(&self) -> Vec<BoundPort>;
 
     /// Takes the handle apart without unbinding anything, for
-    /// [`EventChannelParts`]' adoption by another owner.
-    /// `Unsupported` where a handle cannot be handed on.
-    fn into_parts(self: Box<Self>) -> io::Result<EventChannelParts>;
+    /// [`EventChannelParts`]' adoption by another owner. On failure (a
+    /// descriptor cannot be duplicated: the process is out of them;
+    /// `Unsupported` where a handle cannot be handed on) the handle comes
+    /// back whole in the error, every port still bound: a live update that
+    /// cannot proceed must not cost the daemon its rings.
+    fn into_parts(self: Box<Self>) -> Result<EventChannelParts, IntoPartsError>;
 
     /// Blocks until some port is pending or `timeout` passes; returns
     /// whether one is. Does not consume anything.

@@ -353,3 +353,28 @@ fn refusals_are_logged_once_per_cause_with_domain_and_path() {
 fn libc_einval() -> i32 {
     22
 }
+
+#[test]
+fn a_live_update_whose_event_channels_cannot_be_handed_over_fails_and_rings_are_served_on() {
+    // Taking the event-channel handle apart duplicates descriptors; a
+    // daemon out of them must answer the start with the reason and keep
+    // every ring, not lose its handle (the exec is never reached).
+    let mut w = World::new();
+    let dom0 = w.dom0();
+    let guest = introduced(&mut w, "guest");
+    let domid = w.domid(guest);
+    w.call(dom0, Op::Mkdir, format!("/local/domain/{domid}\0").as_bytes()).unwrap();
+    w.call(dom0, Op::SetPerms, format!("/local/domain/{domid}\0b{domid}\0").as_bytes()).unwrap();
+    w.hv.fail_next_into_parts(24); // EMFILE
+    assert_eq!(w.call(dom0, Op::Control, b"live-update\0-f\0/bin/sh\0").unwrap(), b"OK\0");
+    let answer = w.call(dom0, Op::Control, b"live-update\0-s\0").unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("cannot hand over the event channels"), "{answer}");
+    // The guest's ring is served as before, notifications included.
+    w.call(guest, Op::Write, b"data/after\0yes").unwrap();
+    let read = w.call(dom0, Op::Read, format!("/local/domain/{domid}/data/after\0").as_bytes()).unwrap();
+    assert_eq!(read, b"yes");
+    // The session ended with the failure: a new one may begin.
+    assert_eq!(w.call(dom0, Op::Control, b"live-update\0-f\0/bin/sh\0").unwrap(), b"OK\0");
+    assert_eq!(w.call(dom0, Op::Control, b"live-update\0-a\0").unwrap(), b"OK\0");
+}

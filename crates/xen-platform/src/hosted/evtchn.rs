@@ -16,7 +16,7 @@ use rustix::io::Errno;
 
 use super::client::Host;
 use super::protocol::{invalid, Request, Response};
-use crate::{Binding, BoundPort, DomId, EventChannelParts, EventChannels, Notifier, Port, Virq};
+use crate::{Binding, BoundPort, DomId, EventChannelParts, EventChannels, IntoPartsError, Notifier, Port, Virq};
 
 /// A hosted event-channel handle (`/dev/xen/evtchn` opened once).
 ///
@@ -144,16 +144,25 @@ impl EventChannels for HostedEventChannels {
         ports
     }
 
-    fn into_parts(mut self: Box<Self>) -> io::Result<EventChannelParts> {
+    fn into_parts(mut self: Box<Self>) -> Result<EventChannelParts, IntoPartsError> {
         let ports = self.bindings();
-        let mut fds = vec![self.host.dup_connection()?];
-        for bound in &ports {
-            let local = &self.ports[&bound.port];
-            fds.push(local.poll.try_clone()?);
-            if let Some(notify) = &local.notify {
-                fds.push(notify.try_clone()?);
+        // Every duplicate first, nothing changed: a failure gives the
+        // handle back whole.
+        let duplicates = || -> io::Result<Vec<OwnedFd>> {
+            let mut fds = vec![self.host.dup_connection()?];
+            for bound in &ports {
+                let local = &self.ports[&bound.port];
+                fds.push(local.poll.try_clone()?);
+                if let Some(notify) = &local.notify {
+                    fds.push(notify.try_clone()?);
+                }
             }
-        }
+            Ok(fds)
+        };
+        let fds = match duplicates() {
+            Ok(fds) => fds,
+            Err(error) => return Err(IntoPartsError { handle: self, error }),
+        };
         // Nothing to unbind on drop: the ports go with the parts.
         self.ports.clear();
         Ok(EventChannelParts { fds, ports })

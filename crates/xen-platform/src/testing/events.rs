@@ -94,9 +94,17 @@ impl EventChannels for TestEventChannels {
         }
     }
 
-    fn into_parts(mut self: Box<Self>) -> io::Result<EventChannelParts> {
-        let id = self.id()?;
-        let fd = self.wake.try_clone()?;
+    fn into_parts(mut self: Box<Self>) -> Result<EventChannelParts, crate::IntoPartsError> {
+        let got = || -> io::Result<_> {
+            if let Some(errno) = self.hv.lock().faults.into_parts.take() {
+                return Err(errno.into());
+            }
+            Ok((self.id()?, self.wake.try_clone()?))
+        };
+        let (id, fd) = match got() {
+            Ok(got) => got,
+            Err(error) => return Err(crate::IntoPartsError { handle: self, error }),
+        };
         let ports = {
             let mut world = self.hv.lock();
             let ports = world.bindings(id);

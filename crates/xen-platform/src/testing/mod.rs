@@ -66,7 +66,8 @@
 //! `take_pending` after a bind reports it.
 //!
 //! Faults a test can inject: [`TestHypervisor::fail_next_map_foreign`],
-//! [`TestHypervisor::fail_next_bind_interdomain`] and
+//! [`TestHypervisor::fail_next_bind_interdomain`],
+//! [`TestHypervisor::fail_next_into_parts`] and
 //! [`TestHypervisor::break_port`] (sending through a port fails with
 //! `EPIPE` until [`TestHypervisor::repair_port`]).
 //!
@@ -212,6 +213,13 @@ impl TestHypervisor {
     /// with `errno` (a raw OS error number).
     pub fn fail_next_bind_interdomain(&self, errno: i32) {
         self.lock().faults.bind_interdomain = Some(Errno::from_raw_os_error(errno));
+    }
+
+    /// The next [`EventChannels::into_parts`](crate::EventChannels::into_parts) (on any handle) fails with
+    /// `errno`, as duplicating a descriptor does when the process has run
+    /// out of them; the handle comes back whole in the error.
+    pub fn fail_next_into_parts(&self, errno: i32) {
+        self.lock().faults.into_parts = Some(Errno::from_raw_os_error(errno));
     }
 
     /// Breaks `port` of `domid`: every notification sent through it

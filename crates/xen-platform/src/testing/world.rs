@@ -42,6 +42,9 @@ pub(super) struct Faults {
     pub(super) map_foreign: Option<Errno>,
     /// The next `bind_interdomain` fails with this errno.
     pub(super) bind_interdomain: Option<Errno>,
+    /// The next `into_parts` fails with this errno (a descriptor that
+    /// cannot be duplicated).
+    pub(super) into_parts: Option<Errno>,
 }
 
 /// One domain.

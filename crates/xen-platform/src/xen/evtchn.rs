@@ -27,7 +27,7 @@ use super::abi::{
     IOCTL_EVTCHN_UNBIND,
 };
 use super::{context, ioctl, non_negative, open_device, EVTCHN_DEVICE};
-use crate::{Binding, BoundPort, DomId, EventChannelParts, EventChannels, Notifier, Port, Virq};
+use crate::{Binding, BoundPort, DomId, EventChannelParts, EventChannels, IntoPartsError, Notifier, Port, Virq};
 
 /// Ports read or written per system call (a page of `u32`s, the most the
 /// device takes at once).
@@ -200,8 +200,11 @@ impl EventChannels for XenEventChannels {
         self.ports.iter().map(|(&port, &binding)| BoundPort { port, binding }).collect()
     }
 
-    fn into_parts(mut self: Box<Self>) -> io::Result<EventChannelParts> {
-        let file = self.file.try_clone()?;
+    fn into_parts(mut self: Box<Self>) -> Result<EventChannelParts, IntoPartsError> {
+        let file = match self.file.try_clone() {
+            Ok(file) => file,
+            Err(error) => return Err(IntoPartsError { handle: self, error }),
+        };
         let ports = self.bindings();
         // The bindings go with the file: nothing to unbind on drop.
         self.ports.clear();

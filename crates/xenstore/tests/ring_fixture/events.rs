@@ -117,8 +117,11 @@ impl EventChannels for TestEvents {
         vec![BoundPort { port: self.port, binding: Binding::Claimed }]
     }
 
-    fn into_parts(self: Box<Self>) -> io::Result<EventChannelParts> {
-        unsupported()
+    fn into_parts(self: Box<Self>) -> Result<EventChannelParts, xen_platform::IntoPartsError> {
+        match unsupported() {
+            Ok(parts) => Ok(parts),
+            Err(error) => Err(xen_platform::IntoPartsError { handle: self, error }),
+        }
     }
 
     fn take_pending(&mut self, out: &mut Vec<Port>) -> io::Result<()> {

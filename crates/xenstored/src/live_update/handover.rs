@@ -127,7 +127,13 @@ impl Server {
                     Some(Detached { memory, domains, dom0_store, adopt_events, virq_port, by_port, by_domid, pending });
                 Ok(Some(parts))
             }
-            Err(e) => Err(e),
+            // The handle comes back whole, its ports bound: the rings are
+            // served on as before.
+            Err(xen_platform::IntoPartsError { handle, error }) => {
+                let platform = Platform { events: handle, memory, domains, dom0_store, adopt_events };
+                self.rings = Some(Rings { platform, virq_port, by_port, by_domid, pending });
+                Err(error)
+            }
         }
     }
 
