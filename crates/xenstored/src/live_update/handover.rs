@@ -119,19 +119,16 @@ impl Server {
     /// served). The rings keep their notifiers, which do not need it.
     fn take_events(&mut self) -> std::io::Result<Option<EventChannelParts>> {
         let Some(rings) = self.rings.take() else { return Ok(None) };
-        let Rings { platform, virq_port, by_port, by_domid, pending } = rings;
-        let Platform { events, memory, domains, dom0_store, adopt_events } = platform;
+        let (events, detached) = Detached::split(rings);
         match events.into_parts() {
             Ok(parts) => {
-                self.detached =
-                    Some(Detached { memory, domains, dom0_store, adopt_events, virq_port, by_port, by_domid, pending });
+                self.detached = Some(detached);
                 Ok(Some(parts))
             }
-            // The handle comes back whole, its ports bound: the rings are
-            // served on as before.
+            // The handle comes back whole, its ports bound (and still
+            // polled): the rings are served on as before.
             Err(xen_platform::IntoPartsError { handle, error }) => {
-                let platform = Platform { events: handle, memory, domains, dom0_store, adopt_events };
-                self.rings = Some(Rings { platform, virq_port, by_port, by_domid, pending });
+                self.rings = Some(detached.join(handle));
                 Err(error)
             }
         }
@@ -139,23 +136,10 @@ impl Server {
 
     /// Rebuilds the handle from its parts and serves the rings again.
     fn give_back_events(&mut self, parts: EventChannelParts) -> std::io::Result<()> {
-        let Some(d) = self.detached.take() else { return Ok(()) };
-        let events = (d.adopt_events)(parts)?;
+        let Some(detached) = self.detached.take() else { return Ok(()) };
+        let events = (detached.adopt_events)(parts)?;
         let fd = events.as_fd().as_raw_fd();
-        let platform = Platform {
-            events,
-            memory: d.memory,
-            domains: d.domains,
-            dom0_store: d.dom0_store,
-            adopt_events: d.adopt_events,
-        };
-        self.rings = Some(Rings {
-            platform,
-            virq_port: d.virq_port,
-            by_port: d.by_port,
-            by_domid: d.by_domid,
-            pending: d.pending,
-        });
+        self.rings = Some(detached.join(events));
         self.poll.registry().register(&mut mio::unix::SourceFd(&fd), EVTCHN, mio::Interest::READABLE)?;
         // Events that came while it was apart are pending on it.
         self.event_channels();
@@ -247,6 +231,22 @@ pub(crate) struct Detached {
     by_port: rustc_hash::FxHashMap<xen_platform::Port, xenstore_db::ConnId>,
     by_domid: rustc_hash::FxHashMap<xen_platform::DomId, xenstore_db::ConnId>,
     pending: Vec<xen_platform::Port>,
+}
+
+impl Detached {
+    /// The rings without their event-channel handle, and the handle.
+    fn split(rings: Rings) -> (Box<dyn xen_platform::EventChannels>, Detached) {
+        let Rings { platform, virq_port, by_port, by_domid, pending } = rings;
+        let Platform { events, memory, domains, dom0_store, adopt_events } = platform;
+        (events, Detached { memory, domains, dom0_store, adopt_events, virq_port, by_port, by_domid, pending })
+    }
+
+    /// The rings again, with `events` as their handle.
+    fn join(self, events: Box<dyn xen_platform::EventChannels>) -> Rings {
+        let Detached { memory, domains, dom0_store, adopt_events, virq_port, by_port, by_domid, pending } = self;
+        let platform = Platform { events, memory, domains, dom0_store, adopt_events };
+        Rings { platform, virq_port, by_port, by_domid, pending }
+    }
 }
 
 impl std::fmt::Debug for Detached {
