@@ -72,6 +72,7 @@ pub mod hosted;
 pub mod inherit;
 pub mod pages;
 pub mod rate_limit;
+pub mod share;
 #[cfg(feature = "test-utils")]
 pub mod testing;
 #[cfg(feature = "xen")]

@@ -9,6 +9,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use xen_platform::hosted::{hypervisor_socket, Confinement, Host, HostedEventChannels, Hypervisor, StopHandle};
+use xen_platform::share::{
+    Segment, Share, ShareRef, Shares, MAX_MEMBERS, MAX_SHARE_PAGES, TRIGGER_CHANGED, TRIGGER_TRANSFERRED,
+};
 use xen_platform::{
     Binding, BoundPort, DomId, DomainConfig, DomainState, EventChannels, ForeignMemory, Grants, MappedPages, Port,
     ShutdownReason, Toolstack, Virq, PAGE_SIZE,
@@ -22,6 +25,10 @@ const EPERM: i32 = 1;
 const ESRCH: i32 = 3;
 const EEXIST: i32 = 17;
 const EINVAL: i32 = 22;
+const ENOENT: i32 = 2;
+const EAGAIN: i32 = 11;
+const EFAULT: i32 = 14;
+const ENOSPC: i32 = 28;
 
 /// Long enough for a loaded CI machine, short enough to fail a hung test.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -170,6 +177,8 @@ fn guest_entry() {
         "misuse-ports-and-grants" => guest_misuse_ports_and_grants(),
         "dom0-bind-and-die" => dom0_bind_and_die(),
         "check-fds" => guest_check_fds(),
+        "share-peer" => guest_share_peer(),
+        "share-outsider" => guest_share_outsider(),
         "exit" => std::env::var("EXIT_CODE").unwrap().parse().unwrap(),
         "shutdown-self" => {
             let (host, _) = Host::from_guest_env().unwrap();
@@ -239,6 +248,94 @@ fn guest_map_grants() -> i32 {
             1
         }
     }
+}
+
+/// The share named in `SHARE_FILE`.
+fn share_from_env() -> ShareRef {
+    std::fs::read_to_string(std::env::var("SHARE_FILE").unwrap()).unwrap().trim().parse().unwrap()
+}
+
+/// Waits until every trigger bit of `want` has been raised on `share`;
+/// returns every bit seen.
+fn await_triggers(share: &mut dyn Share, want: u32) -> u32 {
+    let deadline = Instant::now() + PATIENCE;
+    let mut seen = 0;
+    while seen & want != want {
+        assert!(Instant::now() < deadline, "triggers {want:#x} never came (saw {seen:#x})");
+        share.wait(Some(Duration::from_millis(100))).unwrap();
+        seen |= share.take_pending().unwrap();
+    }
+    seen
+}
+
+fn write_bytes(pages: &MappedPages, offset: usize, bytes: &[u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        poke(pages, offset + i, *b);
+    }
+}
+
+fn read_bytes(pages: &MappedPages, offset: usize, len: usize) -> Vec<u8> {
+    (offset..offset + len).map(|i| peek(pages, i)).collect()
+}
+
+fn seg(offset: u64, len: u32) -> Segment {
+    Segment { offset, len }
+}
+
+/// A member of a two-page share with dom0: writes "hello" and raises 3;
+/// on dom0's 5, transfers "hello" to dom0's buffer on key 7, checks the
+/// transfer's refusals, writes "checks-ok" at 16 and raises 3; then
+/// refreshes until it is removed, and checks it is cut off.
+fn guest_share_peer() -> i32 {
+    let (host, _) = Host::from_guest_env().unwrap();
+    let mut share = host.shares().attach_share(share_from_env()).unwrap();
+    assert_eq!(share.members()[share.me()], host.domid());
+    write_bytes(share.pages(), 0, b"hello");
+    share.trigger(3).unwrap();
+    await_triggers(&mut share, 1 << 5);
+    assert_eq!(share.transfer(7, &[seg(0, 5)]).unwrap(), 5);
+    // dom0's one buffer is full until dom0 takes it.
+    assert_eq!(errno(share.transfer(7, &[seg(0, 5)])), EAGAIN);
+    assert_eq!(errno(share.transfer(9, &[seg(0, 5)])), EAGAIN, "nobody registered on 9");
+    assert_eq!(errno(share.transfer(7, &[seg(8190, 3)])), EFAULT);
+    assert_eq!(errno(share.transfer(7, &[seg(u64::MAX, 1)])), EFAULT);
+    assert_eq!(errno(share.transfer(7, &[seg(0, 1); 17])), EINVAL);
+    assert_eq!(errno(share.transfer(7, &[])), EINVAL);
+    assert_eq!(errno(share.register(1, &[seg(4096, 4097)])), EFAULT);
+    assert_eq!(errno(share.trigger(30)), EINVAL, "the transport's own trigger");
+    write_bytes(share.pages(), 16, b"checks-ok");
+    share.trigger(3).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match share.refresh() {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(EPERM) => break,
+            Err(e) => panic!("refresh: {e}"),
+        }
+        assert!(Instant::now() < deadline, "never removed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Cut off: no transfer, and what it writes or raises on what it still
+    // has reaches nobody (dom0 checks).
+    assert_eq!(errno(share.transfer(7, &[seg(0, 5)])), EPERM);
+    assert_eq!(errno(host.shares().attach_share(share_from_env())), EPERM);
+    write_bytes(share.pages(), 32, b"stale");
+    share.trigger(3).unwrap();
+    0
+}
+
+/// Not a member: every share operation is refused.
+fn guest_share_outsider() -> i32 {
+    let (host, _) = Host::from_guest_env().unwrap();
+    let shares = host.shares();
+    let share = share_from_env();
+    assert_eq!(errno(shares.attach_share(share)), EPERM);
+    assert_eq!(errno(shares.attach_share(share + 1000)), ENOENT);
+    assert_eq!(errno(shares.create(1, &[host.domid()])), EPERM);
+    assert_eq!(errno(shares.add_member(share, host.domid())), EPERM);
+    assert_eq!(errno(shares.remove_member(share, 0)), EPERM);
+    assert_eq!(errno(shares.destroy(share)), EPERM);
+    0
 }
 
 /// Not a guest: a dom0 process that binds a guest's store port and exits
@@ -659,4 +756,104 @@ fn a_guest_cannot_use_another_domains_port_grants_or_frame() {
     let mut channels = world.host.event_channels().unwrap();
     let port = channels.bind_interdomain(victim.domid, victim.store_port).unwrap();
     channels.notify(port).unwrap();
+}
+
+// ---------------------------------------------------------------- Xen Share
+
+fn wait_poweroff(world: &World, domid: DomId) {
+    let state = world.wait_state(domid, |s| s.is_some_and(DomainState::is_shutdown_or_dying));
+    assert_eq!(state, Some(DomainState::Shutdown(ShutdownReason::Poweroff)), "console: {}", world.console(domid));
+}
+
+#[test]
+fn share_members_map_trigger_and_transfer_and_a_removed_member_is_cut_off() {
+    let world = World::new();
+    let shares = world.host.shares();
+    let share_file = world.shared.path().join("share");
+    let env = [("SHARE_FILE", share_file.to_string_lossy().into_owned())];
+    let peer = world.create("peer", "share-peer", &env);
+    let share = shares.create(2, &[0, peer.domid]).unwrap();
+    std::fs::write(&share_file, share.to_string()).unwrap();
+    let mut ours = shares.attach_share(share).unwrap();
+    assert_eq!(ours.members(), [0, peer.domid]);
+    assert_eq!(ours.me(), 0);
+    let buffer = ours.register(7, &[seg(4096, 60), seg(6000, 40)]).unwrap();
+    world.domains().unpause(peer.domid).unwrap();
+
+    // Memory and triggers, both ways.
+    await_triggers(&mut ours, 1 << 3);
+    assert_eq!(read_bytes(ours.pages(), 0, 5), b"hello");
+    ours.trigger(5).unwrap();
+    let seen = await_triggers(&mut ours, 1 << 3 | 1 << TRIGGER_TRANSFERRED);
+    assert_eq!(read_bytes(ours.pages(), 16, 9), b"checks-ok", "the peer's checks");
+    assert_eq!(seen & 1 << TRIGGER_CHANGED, 0);
+    // The transfer landed in our buffer, which is free again once taken.
+    let completed = ours.take_completed().unwrap();
+    assert_eq!(completed, [xen_platform::share::Completed { buffer, len: 5 }]);
+    assert_eq!(read_bytes(ours.pages(), 4096, 5), b"hello");
+    assert_eq!(ours.take_completed().unwrap(), []);
+
+    // A domain that is not a member is refused everything.
+    let outsider = world.create("outsider", "share-outsider", &env);
+    world.domains().unpause(outsider.domid).unwrap();
+    wait_poweroff(&world, outsider.domid);
+
+    // Removal: the share moves; we are told and keep the content.
+    write_bytes(ours.pages(), 40, b"before");
+    shares.remove_member(share, peer.domid).unwrap();
+    await_triggers(&mut ours, 1 << TRIGGER_CHANGED);
+    ours.refresh().unwrap();
+    assert_eq!(ours.members(), [0]);
+    assert_eq!(ours.generation(), 2);
+    assert_eq!(read_bytes(ours.pages(), 40, 6), b"before");
+    wait_poweroff(&world, peer.domid);
+    // What the removed peer wrote and raised afterwards reached nobody.
+    assert_eq!(read_bytes(ours.pages(), 32, 5), [0; 5]);
+    assert_eq!(ours.take_pending().unwrap(), 0);
+    assert!(!ours.wait(Some(Duration::ZERO)).unwrap());
+
+    shares.destroy(share).unwrap();
+    assert_eq!(errno(ours.refresh()), ENOENT);
+    assert_eq!(errno(shares.attach_share(share)), ENOENT);
+}
+
+#[test]
+fn share_membership_follows_the_toolstack_and_the_domains() {
+    let world = World::new();
+    let shares = world.host.shares();
+    let first = world.create("first", "sleep", &[]);
+    let second = world.create("second", "sleep", &[]);
+    assert_eq!(errno(shares.create(0, &[0])), EINVAL);
+    assert_eq!(errno(shares.create(MAX_SHARE_PAGES + 1, &[0])), EINVAL);
+    assert_eq!(errno(shares.create(1, &[])), EINVAL);
+    assert_eq!(errno(shares.create(1, &[0, 0])), EINVAL);
+    assert_eq!(errno(shares.create(1, &[0; MAX_MEMBERS + 1])), EINVAL);
+    assert_eq!(errno(shares.create(1, &[0, 999])), ESRCH);
+
+    let share = shares.create(1, &[0, first.domid]).unwrap();
+    let mut ours = shares.attach_share(share).unwrap();
+    assert_eq!(errno(shares.add_member(share, first.domid)), EEXIST);
+    assert_eq!(errno(shares.add_member(share, 999)), ESRCH);
+    assert_eq!(errno(shares.remove_member(share, second.domid)), ENOENT);
+    assert_eq!(errno(shares.add_member(share + 1, second.domid)), ENOENT);
+
+    shares.add_member(share, second.domid).unwrap();
+    await_triggers(&mut ours, 1 << TRIGGER_CHANGED);
+    ours.refresh().unwrap();
+    assert_eq!(ours.members(), [0, first.domid, second.domid]);
+    assert_eq!(ours.generation(), 2);
+
+    // A destroyed domain leaves every share it was in.
+    world.domains().destroy(first.domid).unwrap();
+    await_triggers(&mut ours, 1 << TRIGGER_CHANGED);
+    ours.refresh().unwrap();
+    assert_eq!(ours.members(), [0, second.domid]);
+
+    // Receive buffers are bounded per process.
+    for _ in 0..xen_platform::share::MAX_BUFFERS {
+        ours.register(1, &[seg(0, 16)]).unwrap();
+    }
+    assert_eq!(errno(ours.register(1, &[seg(0, 16)])), ENOSPC);
+    // Our own buffers are not a target for our transfers.
+    assert_eq!(errno(ours.transfer(1, &[seg(0, 16)])), EAGAIN);
 }

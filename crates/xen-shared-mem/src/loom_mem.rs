@@ -72,6 +72,20 @@ impl<'a> SharedMem<'a> {
         self.cells.words[offset / 4].store(value, order);
     }
 
+    /// ORs `bits` into the 32-bit word at `offset`, returning what it held.
+    pub fn fetch_or_u32(&self, offset: usize, bits: u32, order: Ordering) -> u32 {
+        check_word(offset, self.cells.len);
+        self.cells.claim(offset, WORD);
+        self.cells.words[offset / 4].fetch_or(bits, order)
+    }
+
+    /// Replaces the 32-bit word at `offset`, returning what it held.
+    pub fn swap_u32(&self, offset: usize, value: u32, order: Ordering) -> u32 {
+        check_word(offset, self.cells.len);
+        self.cells.claim(offset, WORD);
+        self.cells.words[offset / 4].swap(value, order)
+    }
+
     /// Copies bytes out, each a `Relaxed` atomic load.
     pub fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
         check_range(offset, dst.len(), self.cells.len);

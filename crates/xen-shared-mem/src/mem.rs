@@ -83,6 +83,26 @@ impl<'a> SharedMem<'a> {
         self.word(offset).store(value, order);
     }
 
+    /// ORs `bits` into the 32-bit word at `offset`, returning what it
+    /// held: one member raising a flag in another's word while the owner
+    /// takes them (a share's triggers).
+    ///
+    /// # Panics
+    ///
+    /// As [`SharedMem::load_u32`].
+    pub fn fetch_or_u32(&self, offset: usize, bits: u32, order: Ordering) -> u32 {
+        self.word(offset).fetch_or(bits, order)
+    }
+
+    /// Replaces the 32-bit word at `offset`, returning what it held.
+    ///
+    /// # Panics
+    ///
+    /// As [`SharedMem::load_u32`].
+    pub fn swap_u32(&self, offset: usize, value: u32, order: Ordering) -> u32 {
+        self.word(offset).swap(value, order)
+    }
+
     /// Copies `dst.len()` bytes starting at `offset` out of the memory
     /// with `Relaxed` atomic loads: 8 bytes at a time where the memory is
     /// 8-aligned, single bytes at the unaligned ends.

@@ -141,6 +141,12 @@ impl Host {
         HostedToolstack::new(self.clone())
     }
 
+    /// Xen Share: making shares (dom0 only; guests get `EPERM`) and
+    /// attaching those this domain is a member of.
+    pub fn shares(&self) -> super::HostedShares {
+        super::HostedShares::new(self.clone())
+    }
+
     /// Dom0's xenstore ring: hosted, there is none.
     pub fn dom0_store(&self) -> HostedDom0Store {
         HostedDom0Store

@@ -16,7 +16,8 @@
 //!   [`Host::from_guest_env`] picks it up.
 //! - A [`Host`] hands out the trait implementations:
 //!   [`Host::event_channels`], [`Host::foreign_memory`], [`Host::grants`],
-//!   [`Host::domain_states`], [`Host::dom0_store`], [`Host::toolstack`].
+//!   [`Host::domain_states`], [`Host::dom0_store`], [`Host::toolstack`],
+//!   [`Host::shares`] (Xen Share).
 //!
 //! Files: `protocol` (messages and framing) and `peer` (who is dom0 on
 //! a socket) are shared; `client`,
@@ -30,6 +31,7 @@ mod hypervisor;
 mod memory;
 pub mod peer;
 pub(crate) mod protocol;
+mod share;
 mod toolstack;
 
 pub use client::Host;
@@ -37,6 +39,7 @@ pub use evtchn::HostedEventChannels;
 #[cfg(feature = "hosted-hypervisor")]
 pub use hypervisor::{Confinement, Hypervisor, Isolation, StopHandle, GUEST_UID_BASE};
 pub use memory::{HostedForeignMemory, HostedGrants};
+pub use share::{HostedShare, HostedShares};
 pub use toolstack::{HostedDom0Store, HostedToolstack};
 
 use std::path::{Path, PathBuf};

@@ -24,6 +24,7 @@ use rustix::net::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::share::{BufferId, Completed, Segment, ShareRef};
 use crate::{DomId, DomainConfig, DomainInfo, GrantRef, NewDomain, Port, ShutdownReason, Virq};
 
 /// The flag byte of a message's final record.
@@ -88,6 +89,22 @@ pub(crate) enum Request {
     Destroy { domid: DomId },
     /// XEN_SYSCTL_getdomaininfolist.
     List,
+    /// Xen Share: dom0 makes a share.
+    ShareCreate { pages: usize, members: Vec<DomId> },
+    /// Xen Share: dom0 lets a domain attach a share.
+    ShareAdd { share: ShareRef, domid: DomId },
+    /// Xen Share: dom0 cuts a domain off a share.
+    ShareRemove { share: ShareRef, domid: DomId },
+    /// Xen Share: dom0 ends a share.
+    ShareDestroy { share: ShareRef },
+    /// Xen Share: a member maps a share (and again after a change).
+    ShareAttach { share: ShareRef },
+    /// Xen Share: a member offers a receive buffer on a key.
+    ShareRegister { share: ShareRef, key: u32, segments: Vec<Segment> },
+    /// Xen Share: a member copies into another's buffer on a key.
+    ShareTransfer { share: ShareRef, key: u32, segments: Vec<Segment> },
+    /// Xen Share: a member takes its filled buffers.
+    ShareCompleted { share: ShareRef },
 }
 
 /// The hypervisor's answer; descriptors, if any, in the order each
@@ -118,6 +135,18 @@ pub(crate) enum Response {
     Created { domain: NewDomain },
     /// For [`Request::List`].
     Domains { domains: Vec<DomainInfo> },
+    /// For [`Request::ShareCreate`].
+    Share { share: ShareRef },
+    /// For [`Request::ShareAttach`]; descriptors: the pages, the trigger
+    /// table (one page), the caller's wake-up, then every other member's
+    /// wake-up in member order.
+    ShareAttached { generation: u64, pages: usize, me: usize, members: Vec<DomId> },
+    /// For [`Request::ShareRegister`].
+    Buffer { id: BufferId },
+    /// For [`Request::ShareTransfer`]: the bytes copied.
+    Transferred { len: usize },
+    /// For [`Request::ShareCompleted`].
+    Completed { completed: Vec<Completed> },
 }
 
 #[cfg(feature = "hosted-hypervisor")]

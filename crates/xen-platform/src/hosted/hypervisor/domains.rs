@@ -244,6 +244,7 @@ impl State {
             self.close_port(domid, port);
         }
         self.domains.remove(&domid);
+        self.shares.domain_gone(domid);
         let conns: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.domid == domid).map(|(&id, _)| id).collect();
         for conn in conns {
             self.close_conn(conn);

@@ -3,7 +3,8 @@
 //! eventfd (which SIGTERM/SIGINT also write).
 //!
 //! Every request is answered from [`State`], whose operations live in
-//! the neighbouring files by subject: [`evtchn`], [`memory`], [`domains`].
+//! the neighbouring files by subject: [`evtchn`], [`memory`], [`domains`],
+//! [`shares`] (Xen Share).
 //! How guests are kept apart from dom0 and each other is [`isolation`];
 //! every connection to the listening socket is checked to come from dom0
 //! ([`crate::hosted::peer`]).
@@ -20,6 +21,7 @@ mod isolation;
 mod landlock;
 mod memory;
 mod ports;
+mod shares;
 mod signals;
 mod spawn;
 mod uid_range;
@@ -130,6 +132,7 @@ impl Hypervisor {
             confinement,
             uids,
             refusals: RefusalLog::default(),
+            shares: shares::ShareTable::default(),
         };
         Ok(Hypervisor { state, stop })
     }
@@ -218,6 +221,8 @@ struct State {
     uids: Option<UidRange>,
     /// Refused connections, for the log's rate limit.
     refusals: RefusalLog,
+    /// Xen Share's shares.
+    shares: shares::ShareTable,
 }
 
 impl State {
@@ -309,6 +314,7 @@ impl State {
         if let Some(conn) = self.conns.remove(&id) {
             let _ = epoll::delete(&self.epoll, &conn.socket);
             self.release_ports_of(id, conn.domid);
+            self.shares.connection_gone(id);
             if let Some(domain) = self.domains.get_mut(&conn.domid) {
                 if domain.guest_conn == Some(id) {
                     domain.guest_conn = None;
@@ -341,6 +347,14 @@ impl State {
             Request::Shutdown { domid, reason } => self.privileged(caller)?.shutdown(domid, reason),
             Request::Destroy { domid } => self.privileged(caller)?.destroy(domid),
             Request::List => self.privileged(caller)?.list(),
+            Request::ShareCreate { pages, members } => self.share_create(caller, pages, &members),
+            Request::ShareAdd { share, domid } => self.share_add(caller, share, domid),
+            Request::ShareRemove { share, domid } => self.share_remove(caller, share, domid),
+            Request::ShareDestroy { share } => self.share_destroy(caller, share),
+            Request::ShareAttach { share } => self.share_attach(caller, share),
+            Request::ShareRegister { share, key, segments } => self.share_register(conn, caller, share, key, segments),
+            Request::ShareTransfer { share, key, segments } => self.share_transfer(caller, share, key, &segments),
+            Request::ShareCompleted { share } => self.share_completed(conn, caller, share),
         }
     }
 

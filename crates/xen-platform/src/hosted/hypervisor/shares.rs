@@ -1,0 +1,391 @@
+//! Xen Share in the hosted hypervisor (`docs/xen-share.md`): each share's
+//! pages and trigger table are memfds it maps too, each member has an
+//! eventfd; membership is checked on every request, and segments against
+//! the share's size before anything is copied.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rustix::event::{eventfd, EventfdFlags};
+use rustix::io::Errno;
+
+use super::memory::memfd;
+use super::{done, dup, Answer, ConnId, State};
+use crate::hosted::evtchn::signal;
+use crate::hosted::protocol::Response;
+use crate::share::{
+    check_segments, BufferId, Completed, Segment, ShareRef, MAX_BUFFERS, MAX_MEMBERS, MAX_SHARES, MAX_SHARE_PAGES,
+    MAX_TRANSFER, TRIGGER_CHANGED, TRIGGER_TRANSFERRED,
+};
+use crate::{DomId, MappedPages, PAGE_SIZE};
+
+/// Every share on the host.
+#[derive(Debug, Default)]
+pub(super) struct ShareTable {
+    shares: BTreeMap<ShareRef, Share>,
+    /// The next reference to try (references are not reused until the
+    /// counter wraps, so a stale one names nothing rather than a stranger).
+    next: ShareRef,
+}
+
+/// One share, in its current generation.
+#[derive(Debug)]
+struct Share {
+    pages: usize,
+    members: Vec<DomId>,
+    generation: u64,
+    /// The pages.
+    file: Arc<OwnedFd>,
+    map: MappedPages,
+    /// The trigger table: member `i`'s pending word at `4 * i`.
+    words_file: Arc<OwnedFd>,
+    words: MappedPages,
+    /// Member `i`'s wake-up.
+    wakes: Vec<Arc<OwnedFd>>,
+    /// Receive buffers, oldest first.
+    buffers: Vec<Buffer>,
+    next_buffer: BufferId,
+}
+
+/// A registered receive buffer.
+#[derive(Debug)]
+struct Buffer {
+    id: BufferId,
+    owner: DomId,
+    /// The connection (process) that registered it: it goes with it.
+    conn: ConnId,
+    key: u32,
+    segments: Vec<Segment>,
+    capacity: usize,
+    /// Bytes a transfer wrote, until the owner takes it.
+    filled: Option<usize>,
+}
+
+/// A fresh wake-up descriptor.
+fn wake() -> Result<Arc<OwnedFd>, (Errno, &'static str)> {
+    eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+        .map(Arc::new)
+        .map_err(|_| (Errno::NOMEM, "out of descriptors"))
+}
+
+/// A memfd of `pages` pages and the hypervisor's mapping of it.
+fn pages(name: &str, pages: usize) -> Result<(Arc<OwnedFd>, MappedPages), (Errno, &'static str)> {
+    let file = memfd(name, pages)?;
+    let map = MappedPages::map(file.as_fd(), 0, pages, true).map_err(|_| (Errno::NOMEM, "mapping the share"))?;
+    Ok((Arc::new(file), map))
+}
+
+impl Share {
+    fn new(pages_count: usize, members: Vec<DomId>) -> Result<Share, (Errno, &'static str)> {
+        let (file, map) = pages("xsim-share", pages_count)?;
+        let (words_file, words) = pages("xsim-share-triggers", 1)?;
+        let wakes = members.iter().map(|_| wake()).collect::<Result<Vec<_>, _>>()?;
+        Ok(Share {
+            pages: pages_count,
+            members,
+            generation: 1,
+            file,
+            map,
+            words_file,
+            words,
+            wakes,
+            buffers: Vec::new(),
+            next_buffer: 1,
+        })
+    }
+
+    fn index_of(&self, domid: DomId) -> Option<usize> {
+        self.members.iter().position(|&m| m == domid)
+    }
+
+    /// Raises trigger `n` in member `index`.
+    fn raise(&self, index: usize, n: u32) {
+        if let Some(wake) = self.wakes.get(index) {
+            self.words.shared_mem().fetch_or_u32(4 * index, 1 << n, Ordering::Release);
+            let _ = signal(wake.as_fd());
+        }
+    }
+
+    /// Raises [`TRIGGER_CHANGED`] in every member.
+    fn changed(&self) {
+        for index in 0..self.members.len() {
+            self.raise(index, TRIGGER_CHANGED);
+        }
+    }
+
+    /// Moves the share away from member `index`: new pages (a copy of the
+    /// old), a new trigger table and new wake-ups for the others, who are
+    /// told on the old ones. The removed member's buffers go.
+    fn remove(&mut self, index: usize) -> Result<(), (Errno, &'static str)> {
+        let (file, map) = pages("xsim-share", self.pages)?;
+        let (words_file, words) = pages("xsim-share-triggers", 1)?;
+        let mut members = self.members.clone();
+        let removed = members.remove(index);
+        let wakes = members.iter().map(|_| wake()).collect::<Result<Vec<_>, _>>()?;
+        // Nothing can fail from here: the old generation is told and
+        // replaced as one step.
+        let mut bounce = vec![0u8; self.pages * PAGE_SIZE];
+        self.map.shared_mem().read_bytes(0, &mut bounce);
+        map.shared_mem().write_bytes(0, &bounce);
+        self.buffers.retain(|b| b.owner != removed);
+        let old_wakes = std::mem::replace(&mut self.wakes, wakes);
+        let old_words = std::mem::replace(&mut self.words, words);
+        for (i, wake) in old_wakes.iter().enumerate() {
+            if i != index {
+                old_words.shared_mem().fetch_or_u32(4 * i, 1 << TRIGGER_CHANGED, Ordering::Release);
+                let _ = signal(wake.as_fd());
+            }
+        }
+        self.members = members;
+        self.file = file;
+        self.map = map;
+        self.words_file = words_file;
+        self.generation += 1;
+        Ok(())
+    }
+}
+
+impl ShareTable {
+    fn get(&self, share: ShareRef) -> Result<&Share, (Errno, &'static str)> {
+        self.shares.get(&share).ok_or((Errno::NOENT, "no such share"))
+    }
+
+    fn get_mut(&mut self, share: ShareRef) -> Result<&mut Share, (Errno, &'static str)> {
+        self.shares.get_mut(&share).ok_or((Errno::NOENT, "no such share"))
+    }
+
+    /// The share, if `caller` is a member, and its index.
+    fn member(&self, share: ShareRef, caller: DomId) -> Result<(&Share, usize), (Errno, &'static str)> {
+        let s = self.get(share)?;
+        let index = s.index_of(caller).ok_or((Errno::PERM, "not a member of the share"))?;
+        Ok((s, index))
+    }
+
+    /// Drops the buffers a connection registered (its process is gone).
+    pub(super) fn connection_gone(&mut self, conn: ConnId) {
+        for share in self.shares.values_mut() {
+            share.buffers.retain(|b| b.conn != conn);
+        }
+    }
+
+    /// Removes a domain that is gone from every share it was in.
+    pub(super) fn domain_gone(&mut self, domid: DomId) {
+        for share in self.shares.values_mut() {
+            if let Some(index) = share.index_of(domid) {
+                if share.remove(index).is_err() {
+                    // Out of memory for the move: the member list still
+                    // must not name a dead domain (its id may be reused).
+                    share.members.remove(index);
+                    share.wakes.remove(index);
+                    share.buffers.retain(|b| b.owner != domid);
+                    share.generation += 1;
+                    share.changed();
+                }
+            }
+        }
+    }
+}
+
+impl State {
+    /// dom0 makes a share.
+    pub(super) fn share_create(&mut self, caller: DomId, pages: usize, members: &[DomId]) -> Answer {
+        self.privileged(caller)?;
+        if pages == 0 || pages > MAX_SHARE_PAGES {
+            return Err((Errno::INVAL, "bad page count"));
+        }
+        if members.is_empty() || members.len() > MAX_MEMBERS {
+            return Err((Errno::INVAL, "bad member count"));
+        }
+        for (i, domid) in members.iter().enumerate() {
+            if members[..i].contains(domid) {
+                return Err((Errno::INVAL, "a member named twice"));
+            }
+            if !self.domains.contains_key(domid) {
+                return Err((Errno::SRCH, "no such domain"));
+            }
+        }
+        if self.shares.shares.len() >= MAX_SHARES {
+            return Err((Errno::NOSPC, "too many shares"));
+        }
+        let share = Share::new(pages, members.to_vec())?;
+        let table = &mut self.shares;
+        let reference = loop {
+            let candidate = table.next.max(1);
+            table.next = candidate.checked_add(1).unwrap_or(1);
+            if !table.shares.contains_key(&candidate) {
+                break candidate;
+            }
+        };
+        table.shares.insert(reference, share);
+        Ok((Response::Share { share: reference }, Vec::new()))
+    }
+
+    /// dom0 adds a member.
+    pub(super) fn share_add(&mut self, caller: DomId, share: ShareRef, domid: DomId) -> Answer {
+        self.privileged(caller)?;
+        if !self.domains.contains_key(&domid) {
+            return Err((Errno::SRCH, "no such domain"));
+        }
+        let s = self.shares.get_mut(share)?;
+        if s.index_of(domid).is_some() {
+            return Err((Errno::EXIST, "already a member"));
+        }
+        if s.members.len() >= MAX_MEMBERS {
+            return Err((Errno::NOSPC, "too many members"));
+        }
+        let new_wake = wake()?;
+        s.changed();
+        s.members.push(domid);
+        s.wakes.push(new_wake);
+        s.generation += 1;
+        done()
+    }
+
+    /// dom0 removes a member: the share moves away from it.
+    pub(super) fn share_remove(&mut self, caller: DomId, share: ShareRef, domid: DomId) -> Answer {
+        self.privileged(caller)?;
+        let s = self.shares.get_mut(share)?;
+        let index = s.index_of(domid).ok_or((Errno::NOENT, "not a member"))?;
+        s.remove(index)?;
+        done()
+    }
+
+    /// dom0 ends a share.
+    pub(super) fn share_destroy(&mut self, caller: DomId, share: ShareRef) -> Answer {
+        self.privileged(caller)?;
+        let s = self.shares.shares.remove(&share).ok_or((Errno::NOENT, "no such share"))?;
+        s.changed();
+        done()
+    }
+
+    /// A member maps the share: the pages, the trigger table, its wake-up,
+    /// then every other member's wake-up in member order.
+    pub(super) fn share_attach(&self, caller: DomId, share: ShareRef) -> Answer {
+        let (s, me) = self.shares.member(share, caller)?;
+        let mut fds = vec![dup(&s.file)?, dup(&s.words_file)?, dup(&s.wakes[me])?];
+        for (i, wake) in s.wakes.iter().enumerate() {
+            if i != me {
+                fds.push(dup(wake)?);
+            }
+        }
+        let response =
+            Response::ShareAttached { generation: s.generation, pages: s.pages, me, members: s.members.clone() };
+        Ok((response, fds))
+    }
+
+    /// A member offers a receive buffer.
+    pub(super) fn share_register(
+        &mut self,
+        conn: ConnId,
+        caller: DomId,
+        share: ShareRef,
+        key: u32,
+        segments: Vec<Segment>,
+    ) -> Answer {
+        self.shares.member(share, caller)?;
+        let s = self.shares.get_mut(share)?;
+        let capacity = check_segments(&segments, s.pages * PAGE_SIZE).map_err(|e| (e, "bad segments"))?;
+        if s.buffers.iter().filter(|b| b.conn == conn).count() >= MAX_BUFFERS {
+            return Err((Errno::NOSPC, "too many buffers"));
+        }
+        let id = s.next_buffer;
+        s.next_buffer += 1;
+        s.buffers.push(Buffer { id, owner: caller, conn, key, segments, capacity, filled: None });
+        Ok((Response::Buffer { id }, Vec::new()))
+    }
+
+    /// A member copies into the first free buffer another registered on
+    /// `key`.
+    pub(super) fn share_transfer(&mut self, caller: DomId, share: ShareRef, key: u32, segments: &[Segment]) -> Answer {
+        self.shares.member(share, caller)?;
+        let s = self.shares.get_mut(share)?;
+        let len = check_segments(segments, s.pages * PAGE_SIZE).map_err(|e| (e, "bad segments"))?;
+        if len > MAX_TRANSFER {
+            return Err((Errno::MSGSIZE, "transfer too long"));
+        }
+        let index = s
+            .buffers
+            .iter()
+            .position(|b| b.key == key && b.owner != caller && b.filled.is_none())
+            .ok_or((Errno::AGAIN, "no free buffer on the key"))?;
+        if len > s.buffers[index].capacity {
+            return Err((Errno::MSGSIZE, "buffer too small"));
+        }
+        let mem = s.map.shared_mem();
+        let share_len = mem.len();
+        // Every range is inside the share: checked above (the buffer's
+        // when it was registered; the share's size never changes).
+        let mut data = Vec::with_capacity(len);
+        for range in segments.iter().filter_map(|seg| seg.range_within(share_len)) {
+            let start = data.len();
+            data.resize(start + range.len(), 0);
+            mem.read_bytes(range.start, &mut data[start..]);
+        }
+        let mut written = 0;
+        for range in s.buffers[index].segments.iter().filter_map(|seg| seg.range_within(share_len)) {
+            if written == len {
+                break;
+            }
+            let n = range.len().min(len - written);
+            mem.write_bytes(range.start, &data[written..written + n]);
+            written += n;
+        }
+        let buffer = &mut s.buffers[index];
+        buffer.filled = Some(len);
+        let owner = buffer.owner;
+        if let Some(owner_index) = s.index_of(owner) {
+            s.raise(owner_index, TRIGGER_TRANSFERRED);
+        }
+        Ok((Response::Transferred { len }, Vec::new()))
+    }
+
+    /// A member takes its filled buffers, which are free again.
+    pub(super) fn share_completed(&mut self, conn: ConnId, caller: DomId, share: ShareRef) -> Answer {
+        self.shares.member(share, caller)?;
+        let s = self.shares.get_mut(share)?;
+        let mut completed = Vec::new();
+        for buffer in s.buffers.iter_mut().filter(|b| b.conn == conn) {
+            if let Some(len) = buffer.filled.take() {
+                completed.push(Completed { buffer: buffer.id, len });
+            }
+        }
+        Ok((Response::Completed { completed }, Vec::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removal_moves_the_pages_and_tells_the_others_on_the_old_triggers() {
+        let mut share = Share::new(2, vec![0, 5, 7]).unwrap();
+        share.map.shared_mem().write_bytes(100, b"kept");
+        let old_file = Arc::clone(&share.file);
+        let old_words = MappedPages::map(share.words_file.as_fd(), 0, 1, true).unwrap();
+        let old_wakes = share.wakes.clone();
+        share.remove(1).unwrap();
+        assert_eq!(share.members, [0, 7]);
+        assert_eq!(share.generation, 2);
+        assert!(!Arc::ptr_eq(&old_file, &share.file), "new pages");
+        let mut copied = [0u8; 4];
+        share.map.shared_mem().read_bytes(100, &mut copied);
+        assert_eq!(&copied, b"kept");
+        // The others were told on what they poll now; the removed was not.
+        let word = |i: usize| old_words.shared_mem().load_u32(4 * i, Ordering::Acquire);
+        assert_eq!(word(0), 1 << TRIGGER_CHANGED);
+        assert_eq!(word(1), 0);
+        assert_eq!(word(2), 1 << TRIGGER_CHANGED);
+        let readable = |fd: &OwnedFd| {
+            let mut counter = [0u8; 8];
+            rustix::io::read(fd, &mut counter).is_ok()
+        };
+        assert!(readable(&old_wakes[0]));
+        assert!(!readable(&old_wakes[1]));
+        assert!(readable(&old_wakes[2]));
+        // The new generation's wake-ups are new.
+        assert!(share.wakes.iter().all(|w| !old_wakes.iter().any(|o| Arc::ptr_eq(o, w))));
+    }
+}
