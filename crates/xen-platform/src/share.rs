@@ -127,8 +127,14 @@ pub trait Shares: Send + std::fmt::Debug {
     /// [`TRIGGER_CHANGED`] and their refresh fails with `ENOENT`.
     fn destroy(&self, share: ShareRef) -> io::Result<()>;
 
-    /// Attaches `share` as dom0, if dom0 is a member.
+    /// Attaches `share` as this domain, if it is a member.
     fn attach(&self, share: ShareRef) -> io::Result<Box<dyn Share>>;
+
+    /// The share holding `domid`'s vdevice page: one page, with dom0 and
+    /// the domain as members (dom0 alone for its own), made on first use
+    /// and gone with the domain. dom0 may ask for any domain's, a guest
+    /// for its own (`EPERM` otherwise).
+    fn vdevice(&self, domid: DomId) -> io::Result<ShareRef>;
 }
 
 /// A member's attachment: the pages mapped, its triggers, its buffers
@@ -152,7 +158,9 @@ pub trait Share: AsFd + Send + std::fmt::Debug {
     fn generation(&self) -> u64;
 
     /// Raises trigger `n` (below [`USER_TRIGGERS`], else `EINVAL`) in
-    /// every other member known at the last refresh.
+    /// every other member known at the last refresh; in this member
+    /// itself when it is the only one (dom0's own vdevice page, where the
+    /// toolstack and dom0's device bus are both dom0).
     fn trigger(&self, n: u32) -> io::Result<()>;
 
     /// Takes the triggers raised in this member since the last call, as

@@ -335,6 +335,12 @@ fn guest_share_outsider() -> i32 {
     assert_eq!(errno(shares.add_member(share, host.domid())), EPERM);
     assert_eq!(errno(shares.remove_member(share, 0)), EPERM);
     assert_eq!(errno(shares.destroy(share)), EPERM);
+    // Its own vdevice page it may have; dom0's or another's not.
+    let page = shares.vdevice(host.domid()).unwrap();
+    let attached = shares.attach_share(page).unwrap();
+    assert_eq!(attached.members(), [0, host.domid()]);
+    assert_eq!(errno(shares.vdevice(0)), EPERM);
+    assert_eq!(errno(shares.vdevice(host.domid() + 1)), EPERM);
     0
 }
 
@@ -856,4 +862,28 @@ fn share_membership_follows_the_toolstack_and_the_domains() {
     assert_eq!(errno(ours.register(1, &[seg(0, 16)])), ENOSPC);
     // Our own buffers are not a target for our transfers.
     assert_eq!(errno(ours.transfer(1, &[seg(0, 16)])), EAGAIN);
+}
+
+#[test]
+fn each_domain_has_a_vdevice_page_shared_with_dom0_alone() {
+    let world = World::new();
+    let shares = world.host.shares();
+    let guest = world.create("guest", "sleep", &[]);
+    let page = shares.vdevice(guest.domid).unwrap();
+    assert_eq!(shares.vdevice(guest.domid).unwrap(), page, "made once");
+    let attached = shares.attach_share(page).unwrap();
+    assert_eq!(attached.members(), [0, guest.domid]);
+    assert_eq!(attached.pages().len(), PAGE_SIZE);
+    assert_eq!(errno(shares.vdevice(999)), ESRCH);
+
+    // dom0's own has dom0 alone, and a trigger there wakes dom0 itself
+    // (the toolstack and dom0's device bus are both dom0).
+    let mut own = shares.attach_share(shares.vdevice(0).unwrap()).unwrap();
+    assert_eq!(own.members(), [0]);
+    own.trigger(0).unwrap();
+    assert_eq!(await_triggers(&mut own, 1), 1);
+
+    // The page goes with its domain.
+    world.domains().destroy(guest.domid).unwrap();
+    assert_eq!(errno(shares.attach_share(page)), ENOENT);
 }

@@ -105,6 +105,8 @@ pub(crate) enum Request {
     ShareTransfer { share: ShareRef, key: u32, segments: Vec<Segment> },
     /// Xen Share: a member takes its filled buffers.
     ShareCompleted { share: ShareRef },
+    /// The share of a domain's vdevice page, made on first use.
+    VdeviceShare { domid: DomId },
 }
 
 /// The hypervisor's answer; descriptors, if any, in the order each
@@ -135,7 +137,7 @@ pub(crate) enum Response {
     Created { domain: NewDomain },
     /// For [`Request::List`].
     Domains { domains: Vec<DomainInfo> },
-    /// For [`Request::ShareCreate`].
+    /// For [`Request::ShareCreate`] and [`Request::VdeviceShare`].
     Share { share: ShareRef },
     /// For [`Request::ShareAttach`]; descriptors: the pages, the trigger
     /// table (one page), the caller's wake-up, then every other member's

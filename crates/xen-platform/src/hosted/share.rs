@@ -60,6 +60,13 @@ impl Shares for HostedShares {
     fn attach(&self, share: ShareRef) -> io::Result<Box<dyn Share>> {
         Ok(Box::new(self.attach_share(share)?))
     }
+
+    fn vdevice(&self, domid: DomId) -> io::Result<ShareRef> {
+        match self.host.request(&Request::VdeviceShare { domid })?.0 {
+            Response::Share { share } => Ok(share),
+            _ => Err(invalid("unexpected reply to VdeviceShare")),
+        }
+    }
 }
 
 /// One member's attachment of a share (see [`Share`]).
@@ -137,6 +144,10 @@ impl Share for HostedShare {
             return Err(Errno::INVAL.into());
         }
         let words = self.attached.words.shared_mem();
+        if self.attached.others.is_empty() {
+            words.fetch_or_u32(4 * self.attached.me, 1 << n, Ordering::Release);
+            return signal(self.attached.wake.as_fd());
+        }
         for (index, wake) in &self.attached.others {
             // The word first, so the woken member finds the bit. Always
             // signalled, even if the bit was set: a member that set bits

@@ -355,6 +355,7 @@ impl State {
             Request::ShareRegister { share, key, segments } => self.share_register(conn, caller, share, key, segments),
             Request::ShareTransfer { share, key, segments } => self.share_transfer(caller, share, key, &segments),
             Request::ShareCompleted { share } => self.share_completed(conn, caller, share),
+            Request::VdeviceShare { domid } => self.vdevice_share(caller, domid),
         }
     }
 

@@ -28,6 +28,9 @@ pub(super) struct ShareTable {
     /// The next reference to try (references are not reused until the
     /// counter wraps, so a stale one names nothing rather than a stranger).
     next: ShareRef,
+    /// Each domain's vdevice page: a one-page share of dom0 and the
+    /// domain, made when first asked for, gone with the domain.
+    vdevice: BTreeMap<DomId, ShareRef>,
 }
 
 /// One share, in its current generation.
@@ -148,6 +151,19 @@ impl Share {
 }
 
 impl ShareTable {
+    /// Adds `share` under a fresh reference.
+    fn insert(&mut self, share: Share) -> ShareRef {
+        let reference = loop {
+            let candidate = self.next.max(1);
+            self.next = candidate.checked_add(1).unwrap_or(1);
+            if !self.shares.contains_key(&candidate) {
+                break candidate;
+            }
+        };
+        self.shares.insert(reference, share);
+        reference
+    }
+
     fn get(&self, share: ShareRef) -> Result<&Share, (Errno, &'static str)> {
         self.shares.get(&share).ok_or((Errno::NOENT, "no such share"))
     }
@@ -170,8 +186,12 @@ impl ShareTable {
         }
     }
 
-    /// Removes a domain that is gone from every share it was in.
+    /// Removes a domain that is gone from every share it was in, and ends
+    /// its vdevice page.
     pub(super) fn domain_gone(&mut self, domid: DomId) {
+        if let Some(share) = self.vdevice.remove(&domid).and_then(|r| self.shares.remove(&r)) {
+            share.changed();
+        }
         for share in self.shares.values_mut() {
             if let Some(index) = share.index_of(domid) {
                 if share.remove(index).is_err() {
@@ -210,16 +230,30 @@ impl State {
             return Err((Errno::NOSPC, "too many shares"));
         }
         let share = Share::new(pages, members.to_vec())?;
-        let table = &mut self.shares;
-        let reference = loop {
-            let candidate = table.next.max(1);
-            table.next = candidate.checked_add(1).unwrap_or(1);
-            if !table.shares.contains_key(&candidate) {
-                break candidate;
-            }
-        };
-        table.shares.insert(reference, share);
+        let reference = self.shares.insert(share);
         Ok((Response::Share { share: reference }, Vec::new()))
+    }
+
+    /// The share holding `domid`'s vdevice page (one page; members dom0
+    /// and the domain, or dom0 alone for its own), made on first use.
+    /// dom0 may ask for any domain's, a guest for its own only.
+    pub(super) fn vdevice_share(&mut self, caller: DomId, domid: DomId) -> Answer {
+        if caller != 0 && caller != domid {
+            return Err((Errno::PERM, "another domain's vdevice page"));
+        }
+        if !self.domains.contains_key(&domid) {
+            return Err((Errno::SRCH, "no such domain"));
+        }
+        if let Some(&share) = self.shares.vdevice.get(&domid) {
+            return Ok((Response::Share { share }, Vec::new()));
+        }
+        if self.shares.shares.len() >= MAX_SHARES {
+            return Err((Errno::NOSPC, "too many shares"));
+        }
+        let members = if domid == 0 { vec![0] } else { vec![0, domid] };
+        let share = self.shares.insert(Share::new(1, members)?);
+        self.shares.vdevice.insert(domid, share);
+        Ok((Response::Share { share }, Vec::new()))
     }
 
     /// dom0 adds a member.
@@ -256,6 +290,7 @@ impl State {
     pub(super) fn share_destroy(&mut self, caller: DomId, share: ShareRef) -> Answer {
         self.privileged(caller)?;
         let s = self.shares.shares.remove(&share).ok_or((Errno::NOENT, "no such share"))?;
+        self.shares.vdevice.retain(|_, r| *r != share);
         s.changed();
         done()
     }
