@@ -93,8 +93,8 @@ pub fn check_segments(segments: &[Segment], share_len: usize) -> Result<usize, r
     Ok(total)
 }
 
-/// A filled receive buffer, taken by its owner (which frees it for the
-/// next transfer).
+/// A filled receive buffer, taken by its owner (free again at the owner's
+/// next take).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "hosted", derive(serde::Serialize, serde::Deserialize))]
 pub struct Completed {
@@ -193,8 +193,14 @@ pub trait Share: AsFd + Send + std::fmt::Debug {
     fn transfer(&self, key: u32, segments: &[Segment]) -> io::Result<usize>;
 
     /// The buffers of this process that transfers filled since the last
-    /// call; each is free again.
+    /// call. Each is the caller's to read until its next call, which
+    /// frees it for the next transfer (so no sender overwrites a buffer
+    /// being read).
     fn take_completed(&mut self) -> io::Result<Vec<Completed>>;
+
+    /// Withdraws every buffer this process registered on the share,
+    /// filled or not (after a refresh gave the member a new place in it).
+    fn unregister_all(&mut self) -> io::Result<()>;
 }
 
 #[cfg(test)]

@@ -793,7 +793,8 @@ fn share_members_map_trigger_and_transfer_and_a_removed_member_is_cut_off() {
     let seen = await_triggers(&mut ours, 1 << 3 | 1 << TRIGGER_TRANSFERRED);
     assert_eq!(read_bytes(ours.pages(), 16, 9), b"checks-ok", "the peer's checks");
     assert_eq!(seen & 1 << TRIGGER_CHANGED, 0);
-    // The transfer landed in our buffer, which is free again once taken.
+    // The transfer landed in our buffer: ours to read until our next take,
+    // which frees it.
     let completed = ours.take_completed().unwrap();
     assert_eq!(completed, [xen_platform::share::Completed { buffer, len: 5 }]);
     assert_eq!(read_bytes(ours.pages(), 4096, 5), b"hello");
@@ -862,6 +863,9 @@ fn share_membership_follows_the_toolstack_and_the_domains() {
     assert_eq!(errno(ours.register(1, &[seg(0, 16)])), ENOSPC);
     // Our own buffers are not a target for our transfers.
     assert_eq!(errno(ours.transfer(1, &[seg(0, 16)])), EAGAIN);
+    // Withdrawn, they make room again.
+    ours.unregister_all().unwrap();
+    ours.register(1, &[seg(0, 16)]).unwrap();
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Xen Share's device layer (`docs/xen-share.md`): the vdevice page each
 //! domain has ([`page`]), the toolstack's serial changes to it
 //! ([`toolstack`]) and the guest's device bus that probes and removes
-//! drivers as the page changes ([`bus`]). The share transport itself
+//! drivers as the page changes ([`bus`]), and the devices on it: the
+//! multi-way LAN ([`net`]). The share transport itself
 //! (pages, triggers, transfers) is the platform's: `xen_platform::share`.
 //!
 //! Everything here works on a `xen_platform::share::Share` and the page's
@@ -9,6 +10,7 @@
 //! there, on Xen.
 
 pub mod bus;
+pub mod net;
 pub mod page;
 pub mod toolstack;
 

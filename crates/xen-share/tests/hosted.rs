@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use xen_platform::hosted::{hypervisor_socket, Confinement, Host, Hypervisor, StopHandle};
 use xen_platform::share::{Share, Shares};
-use xen_platform::{DomainConfig, NewDomain, Toolstack};
+use xen_platform::{DomainConfig, DomainState, NewDomain, ShutdownReason, Toolstack};
+use xen_share::net::{mac_of, LanPort, LAN_PAGES};
 use xen_share::{kind, status, Bus, Device, Driver, Entry, VdeviceError, VdeviceHost};
 
 const ROLE: &str = "XEN_SHARE_TEST_GUEST";
@@ -36,11 +37,20 @@ impl World {
 
     /// A paused guest running the bus.
     fn bus_guest(&self, name: &str) -> NewDomain {
+        self.guest(name, "bus", std::path::Path::new("/nonexistent"))
+    }
+
+    /// A paused guest running `role`, told where the share's reference
+    /// will be.
+    fn guest(&self, name: &str, role: &str, share_file: &std::path::Path) -> NewDomain {
         let exe = std::env::current_exe().unwrap().to_string_lossy().into_owned();
         let config = DomainConfig {
             name: name.to_owned(),
             program: vec![exe, "--exact".into(), "guest_entry".into(), "--nocapture".into()],
-            env: vec![(ROLE.to_owned(), "bus".to_owned())],
+            env: vec![
+                (ROLE.to_owned(), role.to_owned()),
+                ("SHARE_FILE".to_owned(), share_file.to_string_lossy().into_owned()),
+            ],
             cwd: None,
         };
         self.host.toolstack().create(&config).unwrap()
@@ -88,6 +98,9 @@ impl Driver for NetDriver {
 #[test]
 fn guest_entry() {
     let Ok(role) = std::env::var(ROLE) else { return };
+    if role == "lan" {
+        guest_lan();
+    }
     assert_eq!(role, "bus");
     let (host, _) = Host::from_guest_env().unwrap();
     let shares = host.shares();
@@ -159,5 +172,145 @@ fn a_guest_that_does_not_answer_costs_the_timeout_and_the_page_stays_whole() {
     match vdevice.remove(0, PATIENCE) {
         Err(VdeviceError::Gone) => {}
         other => panic!("{other:?}"),
+    }
+}
+
+// ------------------------------------------------------------------ LAN
+
+/// An experimental EtherType (IEEE 802 local use).
+const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+
+fn frame(dst: [u8; 6], src: [u8; 6], payload: &str) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ETHERTYPE);
+    f.extend_from_slice(payload.as_bytes());
+    f
+}
+
+fn payload(f: &[u8]) -> String {
+    String::from_utf8_lossy(&f[14..]).into_owned()
+}
+
+/// A LAN member: answers "ping N" with "pong N" to the sender; exits 0 on
+/// "bye", or when removed from the LAN.
+fn guest_lan() -> ! {
+    let (host, _) = Host::from_guest_env().unwrap();
+    let share_file = std::env::var("SHARE_FILE").unwrap();
+    let share: u32 = std::fs::read_to_string(share_file).unwrap().trim().parse().unwrap();
+    let shares = host.shares();
+    let mut port = LanPort::join(shares.attach(share).unwrap()).unwrap();
+    let mut frames = Vec::new();
+    loop {
+        port.share().wait(Some(Duration::from_millis(500))).unwrap();
+        frames.clear();
+        match port.receive(&mut frames) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(1) => {
+                println!("removed from the LAN");
+                std::process::exit(0);
+            }
+            Err(e) => panic!("receive: {e}"),
+        }
+        for f in &frames {
+            let text = payload(f);
+            if text == "bye" {
+                std::process::exit(0);
+            }
+            if let Some(n) = text.strip_prefix("ping ") {
+                let src: [u8; 6] = f[6..12].try_into().unwrap();
+                port.send(&frame(src, port.mac(), &format!("pong {n}"))).unwrap();
+            }
+        }
+    }
+}
+
+/// Sends `ping N` to `dst` until a pong came from each of `want`
+/// (retrying: a member may not have joined yet); returns who answered.
+fn ping(port: &mut LanPort, dst: [u8; 6], n: u32, want: &[u16]) -> Vec<u16> {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut answered = Vec::new();
+    let mut frames = Vec::new();
+    while !want.iter().all(|d| answered.contains(d)) {
+        assert!(std::time::Instant::now() < deadline, "pongs from {want:?} never came (got {answered:?})");
+        port.send(&frame(dst, port.mac(), &format!("ping {n}"))).unwrap();
+        port.share().wait(Some(Duration::from_millis(100))).unwrap();
+        frames.clear();
+        port.receive(&mut frames).unwrap();
+        for f in &frames {
+            assert_eq!(&f[..6], &port.mac(), "a frame for someone else reached us");
+            if payload(f) == format!("pong {n}") {
+                let from = xen_share::net::domid_of_mac(&f[6..12]).unwrap();
+                if !answered.contains(&from) {
+                    answered.push(from);
+                }
+            }
+        }
+    }
+    // Anything late shows up within a moment: collect it too.
+    std::thread::sleep(Duration::from_millis(50));
+    frames.clear();
+    port.receive(&mut frames).unwrap();
+    for f in &frames {
+        if payload(f) == format!("pong {n}") {
+            answered.push(xen_share::net::domid_of_mac(&f[6..12]).unwrap());
+        }
+    }
+    answered.sort_unstable();
+    answered.dedup();
+    answered
+}
+
+#[test]
+fn a_lan_delivers_by_address_broadcasts_to_all_and_follows_its_members() {
+    let world = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let share_file = dir.path().join("share");
+    let guests: Vec<NewDomain> = (0..3).map(|i| world.guest(&format!("lan{i}"), "lan", &share_file)).collect();
+    let ids: Vec<u16> = guests.iter().map(|g| g.domid).collect();
+    let shares = world.host.shares();
+    let share = shares.create(LAN_PAGES, &[0, ids[0], ids[1]]).unwrap();
+    std::fs::write(&share_file, share.to_string()).unwrap();
+    std::fs::set_permissions(&share_file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    for g in &guests[..2] {
+        world.host.toolstack().unpause(g.domid).unwrap();
+    }
+    let mut port = LanPort::join(shares.attach(share).unwrap()).unwrap();
+
+    // Broadcast reaches both; unicast only the one addressed.
+    assert_eq!(ping(&mut port, [0xff; 6], 1, &ids[..2]), ids[..2]);
+    assert_eq!(ping(&mut port, mac_of(ids[1]), 2, &ids[1..2]), ids[1..2]);
+
+    // A third joins while the others run.
+    shares.add_member(share, ids[2]).unwrap();
+    world.host.toolstack().unpause(ids[2]).unwrap();
+    assert_eq!(ping(&mut port, [0xff; 6], 3, &ids), ids);
+
+    // One leaves: cut off, the rest keep working.
+    shares.remove_member(share, ids[0]).unwrap();
+    let state = wait_shutdown(&world, ids[0]);
+    assert_eq!(state, Some(DomainState::Shutdown(ShutdownReason::Poweroff)));
+    assert_eq!(ping(&mut port, [0xff; 6], 4, &ids[1..]), ids[1..]);
+
+    // Frames that do not fit are refused before anything is sent.
+    assert!(port.send(&[0u8; 13]).is_err());
+    assert!(port.send(&vec![0u8; xen_share::net::SLOT + 1]).is_err());
+
+    port.send(&frame([0xff; 6], port.mac(), "bye")).unwrap();
+    for &id in &ids[1..] {
+        assert_eq!(wait_shutdown(&world, id), Some(DomainState::Shutdown(ShutdownReason::Poweroff)));
+    }
+}
+
+fn wait_shutdown(world: &World, domid: u16) -> Option<DomainState> {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let state = world.host.toolstack().info(domid).unwrap().map(|d| d.state);
+        if state.is_some_and(DomainState::is_shutdown_or_dying) || std::time::Instant::now() > deadline {
+            return state;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -105,6 +105,8 @@ pub(crate) enum Request {
     ShareTransfer { share: ShareRef, key: u32, segments: Vec<Segment> },
     /// Xen Share: a member takes its filled buffers.
     ShareCompleted { share: ShareRef },
+    /// Xen Share: a member withdraws every buffer it registered.
+    ShareUnregister { share: ShareRef },
     /// The share of a domain's vdevice page, made on first use.
     VdeviceShare { domid: DomId },
 }

@@ -208,6 +208,10 @@ impl Share for HostedShare {
         }
     }
 
+    fn unregister_all(&mut self) -> io::Result<()> {
+        self.host.request_done(&Request::ShareUnregister { share: self.share })
+    }
+
     fn take_completed(&mut self) -> io::Result<Vec<Completed>> {
         match self.host.request(&Request::ShareCompleted { share: self.share })?.0 {
             Response::Completed { completed } => Ok(completed),

@@ -356,6 +356,7 @@ impl State {
             Request::ShareTransfer { share, key, segments } => self.share_transfer(caller, share, key, &segments),
             Request::ShareCompleted { share } => self.share_completed(conn, caller, share),
             Request::VdeviceShare { domid } => self.vdevice_share(caller, domid),
+            Request::ShareUnregister { share } => self.share_unregister(conn, caller, share),
         }
     }
 

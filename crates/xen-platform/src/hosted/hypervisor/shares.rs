@@ -62,8 +62,19 @@ struct Buffer {
     key: u32,
     segments: Vec<Segment>,
     capacity: usize,
-    /// Bytes a transfer wrote, until the owner takes it.
-    filled: Option<usize>,
+    state: BufferState,
+}
+
+/// Where a buffer is in its cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BufferState {
+    /// Waiting for a transfer.
+    Free,
+    /// A transfer wrote this many bytes; its owner has not taken it.
+    Filled(usize),
+    /// Its owner took it and reads it: free again at the owner's next
+    /// take.
+    Taken,
 }
 
 /// A fresh wake-up descriptor.
@@ -327,7 +338,7 @@ impl State {
         }
         let id = s.next_buffer;
         s.next_buffer += 1;
-        s.buffers.push(Buffer { id, owner: caller, conn, key, segments, capacity, filled: None });
+        s.buffers.push(Buffer { id, owner: caller, conn, key, segments, capacity, state: BufferState::Free });
         Ok((Response::Buffer { id }, Vec::new()))
     }
 
@@ -343,7 +354,7 @@ impl State {
         let index = s
             .buffers
             .iter()
-            .position(|b| b.key == key && b.owner != caller && b.filled.is_none())
+            .position(|b| b.key == key && b.owner != caller && b.state == BufferState::Free)
             .ok_or((Errno::AGAIN, "no free buffer on the key"))?;
         if len > s.buffers[index].capacity {
             return Err((Errno::MSGSIZE, "buffer too small"));
@@ -368,7 +379,7 @@ impl State {
             written += n;
         }
         let buffer = &mut s.buffers[index];
-        buffer.filled = Some(len);
+        buffer.state = BufferState::Filled(len);
         let owner = buffer.owner;
         if let Some(owner_index) = s.index_of(owner) {
             s.raise(owner_index, TRIGGER_TRANSFERRED);
@@ -376,14 +387,28 @@ impl State {
         Ok((Response::Transferred { len }, Vec::new()))
     }
 
-    /// A member takes its filled buffers, which are free again.
+    /// A member withdraws every buffer its connection registered (filled
+    /// or not).
+    pub(super) fn share_unregister(&mut self, conn: ConnId, caller: DomId, share: ShareRef) -> Answer {
+        self.shares.member(share, caller)?;
+        self.shares.get_mut(share)?.buffers.retain(|b| b.conn != conn);
+        done()
+    }
+
+    /// A member takes its filled buffers, to read until its next take;
+    /// those it took last time are free again.
     pub(super) fn share_completed(&mut self, conn: ConnId, caller: DomId, share: ShareRef) -> Answer {
         self.shares.member(share, caller)?;
         let s = self.shares.get_mut(share)?;
         let mut completed = Vec::new();
         for buffer in s.buffers.iter_mut().filter(|b| b.conn == conn) {
-            if let Some(len) = buffer.filled.take() {
-                completed.push(Completed { buffer: buffer.id, len });
+            match buffer.state {
+                BufferState::Taken => buffer.state = BufferState::Free,
+                BufferState::Filled(len) => {
+                    buffer.state = BufferState::Taken;
+                    completed.push(Completed { buffer: buffer.id, len });
+                }
+                BufferState::Free => {}
             }
         }
         Ok((Response::Completed { completed }, Vec::new()))

@@ -1,0 +1,225 @@
+//! xensnet: a multi-way LAN on one share. Every member is a port of a
+//! switch: a frame goes to the member whose MAC address it names, a
+//! broadcast or multicast frame (or one for an unknown address) to every
+//! other member.
+//!
+//! The share is cut into one region per member index ([`REGION_PAGES`]
+//! pages): [`RX_BUFFERS`] receive buffers of [`SLOT`] bytes, registered
+//! on the member's key (its domid), and one transmit slot. Sending writes
+//! the frame into the sender's transmit slot and transfers it to each
+//! destination's key: the transport copies it into a free receive buffer
+//! of that member and wakes it. A member with no free buffer drops the
+//! frame, as a full NIC queue does.
+//!
+//! A member's MAC is [`mac_of`] its domid, so a destination's domid is in
+//! its address. After [`xen_platform::share::TRIGGER_CHANGED`] (a member
+//! added or removed) a port refreshes, and registers its buffers again if
+//! its index, and so its region, moved.
+
+use std::collections::HashMap;
+use std::io;
+
+use rustix::io::Errno;
+use xen_platform::share::{BufferId, Segment, Share, TRIGGER_CHANGED};
+use xen_platform::{DomId, PAGE_SIZE};
+
+/// The most members one LAN has.
+pub const MAX_LAN_MEMBERS: usize = 16;
+/// Pages of one member's region.
+pub const REGION_PAGES: usize = 16;
+/// Pages of a LAN's share.
+pub const LAN_PAGES: usize = MAX_LAN_MEMBERS * REGION_PAGES;
+/// One frame's room: an Ethernet frame of a 1500-byte MTU (1514 bytes,
+/// 1518 with a VLAN tag) fits.
+pub const SLOT: usize = 2048;
+/// Receive buffers per member: every slot of its region but the last,
+/// which is its transmit slot.
+pub const RX_BUFFERS: usize = REGION_PAGES * PAGE_SIZE / SLOT - 1;
+/// The shortest frame: an Ethernet header.
+pub const MIN_FRAME: usize = 14;
+
+// The layout fits what a share allows.
+const _: () = assert!(LAN_PAGES <= xen_platform::share::MAX_SHARE_PAGES);
+const _: () = assert!(MAX_LAN_MEMBERS <= xen_platform::share::MAX_MEMBERS);
+const _: () = assert!(RX_BUFFERS <= xen_platform::share::MAX_BUFFERS);
+const _: () = assert!(SLOT <= xen_platform::share::MAX_TRANSFER);
+
+/// The MAC address of `domid`'s port: locally administered, "XS", then
+/// the domid.
+pub fn mac_of(domid: DomId) -> [u8; 6] {
+    let [hi, lo] = domid.to_be_bytes();
+    [0x02, 0x58, 0x53, 0x00, hi, lo]
+}
+
+/// The domid a port's MAC address names, if it is one of ours.
+pub fn domid_of_mac(mac: &[u8]) -> Option<DomId> {
+    match mac {
+        [0x02, 0x58, 0x53, 0x00, hi, lo] => Some(DomId::from_be_bytes([*hi, *lo])),
+        _ => None,
+    }
+}
+
+/// The segment of `len` bytes at `offset`.
+fn segment(offset: usize, len: usize) -> io::Result<Segment> {
+    let offset = u64::try_from(offset).map_err(|_| Errno::INVAL)?;
+    let len = u32::try_from(len).map_err(|_| Errno::INVAL)?;
+    Ok(Segment { offset, len })
+}
+
+/// The key a member's receive buffers are registered on.
+fn key_of(domid: DomId) -> u32 {
+    u32::from(domid)
+}
+
+/// What one send did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Members the frame reached.
+    pub delivered: usize,
+    /// Members that had no free buffer for it.
+    pub dropped: usize,
+}
+
+/// One member's port on a LAN.
+#[derive(Debug)]
+pub struct LanPort {
+    share: Box<dyn Share>,
+    /// The index whose region the buffers are registered in.
+    registered_at: usize,
+    /// Each registered buffer's offset in the share.
+    buffers: HashMap<BufferId, usize>,
+}
+
+impl LanPort {
+    /// Joins the LAN on `share` (this member's attachment): registers the
+    /// receive buffers. `EINVAL` if the share is smaller than
+    /// [`LAN_PAGES`], `ENOSPC` if this member's index is past
+    /// [`MAX_LAN_MEMBERS`].
+    pub fn join(share: Box<dyn Share>) -> io::Result<LanPort> {
+        if share.pages().len() < LAN_PAGES * PAGE_SIZE {
+            return Err(Errno::INVAL.into());
+        }
+        let mut port = LanPort { share, registered_at: usize::MAX, buffers: HashMap::new() };
+        port.register()?;
+        Ok(port)
+    }
+
+    /// This port's MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        mac_of(self.domid())
+    }
+
+    fn domid(&self) -> DomId {
+        self.share.members()[self.share.me()]
+    }
+
+    /// The share, for polling (readable when frames or changes wait).
+    pub fn share(&self) -> &dyn Share {
+        &*self.share
+    }
+
+    /// The other members' domids.
+    pub fn peers(&self) -> Vec<DomId> {
+        let me = self.share.me();
+        self.share.members().iter().enumerate().filter(|(i, _)| *i != me).map(|(_, d)| *d).collect()
+    }
+
+    fn region(index: usize) -> usize {
+        index * REGION_PAGES * PAGE_SIZE
+    }
+
+    fn tx_offset(&self) -> usize {
+        Self::region(self.share.me()) + RX_BUFFERS * SLOT
+    }
+
+    /// (Re)registers the receive buffers in this member's region.
+    fn register(&mut self) -> io::Result<()> {
+        let me = self.share.me();
+        if me >= MAX_LAN_MEMBERS {
+            return Err(Errno::NOSPC.into());
+        }
+        if self.registered_at == me {
+            return Ok(());
+        }
+        self.share.unregister_all()?;
+        self.buffers.clear();
+        let key = key_of(self.domid());
+        for slot in 0..RX_BUFFERS {
+            let offset = Self::region(me) + slot * SLOT;
+            let segment = segment(offset, SLOT)?;
+            let id = self.share.register(key, &[segment])?;
+            self.buffers.insert(id, offset);
+        }
+        self.registered_at = me;
+        Ok(())
+    }
+
+    /// Sends one Ethernet frame (destination MAC first). `EINVAL` for a
+    /// frame shorter than a header or longer than [`SLOT`].
+    pub fn send(&mut self, frame: &[u8]) -> io::Result<Sent> {
+        if frame.len() < MIN_FRAME || frame.len() > SLOT {
+            return Err(Errno::INVAL.into());
+        }
+        let tx = self.tx_offset();
+        self.share.pages().shared_mem().write_bytes(tx, frame);
+        let segment = [segment(tx, frame.len())?];
+        let peers = self.peers();
+        let dst = &frame[..6];
+        let unicast = (dst[0] & 1 == 0).then(|| domid_of_mac(dst)).flatten().filter(|d| peers.contains(d));
+        let targets = match unicast {
+            Some(domid) => vec![domid],
+            None => peers,
+        };
+        let mut sent = Sent::default();
+        for domid in targets {
+            match self.share.transfer(key_of(domid), &segment) {
+                Ok(_) => sent.delivered += 1,
+                // No free buffer (the member is slow, or has not joined
+                // yet), or the membership just changed: the frame is
+                // lost for that member, as on a busy wire.
+                Err(e)
+                    if [Errno::AGAIN, Errno::PERM, Errno::NOENT]
+                        .iter()
+                        .any(|n| e.raw_os_error() == Some(n.raw_os_error())) =>
+                {
+                    sent.dropped += 1
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Appends the frames that arrived to `frames`, and follows the LAN's
+    /// changes. Does not block (wait on [`LanPort::share`]). An error
+    /// `EPERM` or `ENOENT`: this member was removed or the LAN destroyed.
+    pub fn receive(&mut self, frames: &mut Vec<Vec<u8>>) -> io::Result<()> {
+        let pending = self.share.take_pending()?;
+        if pending & 1 << TRIGGER_CHANGED != 0 {
+            self.share.refresh()?;
+            self.register()?;
+        }
+        let completed = self.share.take_completed()?;
+        let mem = self.share.pages().shared_mem();
+        for completed in completed {
+            let (Some(&offset), true) = (self.buffers.get(&completed.buffer), completed.len <= SLOT) else { continue };
+            let mut frame = vec![0u8; completed.len];
+            mem.read_bytes(offset, &mut frame);
+            frames.push(frame);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_carry_the_domid() {
+        assert_eq!(mac_of(0x1234), [2, 0x58, 0x53, 0, 0x12, 0x34]);
+        assert_eq!(domid_of_mac(&mac_of(7)), Some(7));
+        assert_eq!(domid_of_mac(&[0xff; 6]), None);
+        assert_eq!(domid_of_mac(&[2, 0x58, 0x53, 1, 0, 7]), None);
+    }
+}
