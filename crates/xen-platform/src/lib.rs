@@ -241,6 +241,12 @@ pub struct DomainConfig {
     /// Hosted: the working directory for the program (the host's when
     /// `None`).
     pub cwd: Option<String>,
+    /// Hosted: run the program in a network namespace of its own, with a
+    /// TAP interface ([`share::LAN_TAP`], with [`share::lan_mac`] and
+    /// [`share::lan_ip`] of its domid) for a xensnet LAN to carry, and loopback; needs a
+    /// hypervisor running as root.
+    #[cfg_attr(feature = "hosted", serde(default))]
+    pub netns: bool,
 }
 
 /// A domain just created, paused, with what a toolstack needs to introduce

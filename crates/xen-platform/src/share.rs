@@ -57,6 +57,27 @@ pub const TRIGGER_TRANSFERRED: u32 = 30;
 /// or the share was destroyed: [`Share::refresh`].
 pub const TRIGGER_CHANGED: u32 = 31;
 
+/// The MAC address of `domid`'s port on a xensnet LAN: locally
+/// administered, "XS", then the domid. The hosted hypervisor gives a
+/// guest's TAP interface this address, xensnet delivers by it.
+pub fn lan_mac(domid: DomId) -> [u8; 6] {
+    let [hi, lo] = domid.to_be_bytes();
+    [0x02, 0x58, 0x53, 0x00, hi, lo]
+}
+
+/// The IPv4 address of `domid` on a hosted xensnet LAN (`10.88.0.0/16`,
+/// the domid in the last two bytes).
+pub fn lan_ip(domid: DomId) -> std::net::Ipv4Addr {
+    let [hi, lo] = domid.to_be_bytes();
+    std::net::Ipv4Addr::new(10, 88, hi, lo)
+}
+
+/// The prefix length of [`lan_ip`]'s network.
+pub const LAN_PREFIX: u8 = 16;
+
+/// The name of a hosted guest's TAP interface in its network namespace.
+pub const LAN_TAP: &str = "xsn0";
+
 /// A run of bytes inside a share's pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "hosted", derive(serde::Serialize, serde::Deserialize))]

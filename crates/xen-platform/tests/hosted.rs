@@ -109,6 +109,7 @@ fn guest_config(name: &str, role: &str, env: &[(&str, String)]) -> DomainConfig 
         program: vec![exe, "--exact".into(), "guest_entry".into(), "--nocapture".into(), "--test-threads=1".into()],
         env: vars,
         cwd: None,
+        netns: false,
     }
 }
 

@@ -45,10 +45,10 @@ const _: () = assert!(RX_BUFFERS <= xen_platform::share::MAX_BUFFERS);
 const _: () = assert!(SLOT <= xen_platform::share::MAX_TRANSFER);
 
 /// The MAC address of `domid`'s port: locally administered, "XS", then
-/// the domid.
+/// the domid (the platform's scheme, which the hosted hypervisor gives
+/// the guest's TAP interface).
 pub fn mac_of(domid: DomId) -> [u8; 6] {
-    let [hi, lo] = domid.to_be_bytes();
-    [0x02, 0x58, 0x53, 0x00, hi, lo]
+    xen_platform::share::lan_mac(domid)
 }
 
 /// The domid a port's MAC address names, if it is one of ours.

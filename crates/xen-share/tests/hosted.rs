@@ -52,6 +52,7 @@ impl World {
                 ("SHARE_FILE".to_owned(), share_file.to_string_lossy().into_owned()),
             ],
             cwd: None,
+            netns: false,
         };
         self.host.toolstack().create(&config).unwrap()
     }

@@ -66,6 +66,11 @@ pub const LIBXEN_DEV: Need = Need::Package { name: "libxen-dev", file: "/usr/inc
 pub const LINUX_LIBC_DEV: Need = Need::Package { name: "linux-libc-dev", file: "/usr/include/xen/evtchn.h" };
 /// The C compiler that builds the shim.
 pub const GCC: Need = Need::Package { name: "gcc", file: "/usr/bin/gcc" };
+/// iputils' `ping`, which hosted guests run over a xensnet LAN.
+pub const PING: Need = Need::Package { name: "iputils-ping", file: "/usr/bin/ping" };
+/// iproute2's `ip`, with which the hosted hypervisor sets up a guest's
+/// network namespace.
+pub const IPROUTE2: Need = Need::Package { name: "iproute2", file: "/usr/sbin/ip" };
 /// Python 3, for the pyxs client checks.
 pub const PYTHON3: Need = Need::Package { name: "python3", file: "/usr/bin/python3" };
 /// pyxs, an independent Python XenStore client.

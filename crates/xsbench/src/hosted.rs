@@ -142,6 +142,7 @@ fn ring_read(ts: &mut Toolstack, state: &StateDir, guest: &Path, iters: usize) -
         program: vec![guest.to_string_lossy().into_owned(), "bench-read".into(), "1".into(), iters.to_string()],
         env: Vec::new(),
         paused: false,
+        netns: false,
     };
     let domid = ts.create(&spec)?.domid;
     let finished = ts.wait_shutdown(domid, Duration::from_secs(300))?;
@@ -167,6 +168,7 @@ fn create_introduce(ts: &mut Toolstack, n: usize) -> Result<(f64, f64)> {
             program: vec!["/bin/sleep".into(), "3600".into()],
             env: Vec::new(),
             paused: true,
+            netns: false,
         };
         domids.push(ts.create(&spec).with_context(|| format!("creating domain {i} of {n}"))?.domid);
     }

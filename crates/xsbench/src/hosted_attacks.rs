@@ -59,6 +59,7 @@ pub fn measure(
             program: vec![guest.to_string_lossy().into_owned(), "attack".into(), (*kind).into(), seconds.to_string()],
             env: Vec::new(),
             paused: false,
+            netns: false,
         };
         let rss_idle = daemon_rss(state);
         let domid = ts.create(&spec)?.domid;

@@ -250,6 +250,7 @@ fn through_guest(
         program: program.to_vec(),
         env: Vec::new(),
         paused: true,
+        netns: false,
     };
     let domid = ts.create(&spec)?.domid;
     let keys = [

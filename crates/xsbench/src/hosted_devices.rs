@@ -138,6 +138,7 @@ pub fn attach(ts: &mut Toolstack, state: &StateDir, guest: &std::path::Path, n: 
         program: vec![guest.to_string_lossy().into_owned(), "demo".into()],
         env: Vec::new(),
         paused: false,
+        netns: false,
     };
     let domid = ts.create(&spec)?.domid;
     let mut counter = Counter::new("attached", n, "devices");

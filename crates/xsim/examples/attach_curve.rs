@@ -45,8 +45,13 @@ fn run(state: &StateDir, guest: &str, n: usize, step: usize) -> Result<()> {
     let mut ts = Toolstack::connect(state)?;
     let client = xenstore::Client::connect(state.xenstored_socket())?;
     let backend = BackendThread::start(client, 0, "vif");
-    let spec =
-        DomainSpec { name: "curve".into(), program: vec![guest.into(), "demo".into()], env: Vec::new(), paused: false };
+    let spec = DomainSpec {
+        name: "curve".into(),
+        program: vec![guest.into(), "demo".into()],
+        env: Vec::new(),
+        paused: false,
+        netns: false,
+    };
     let domid = ts.create(&spec)?.domid;
     let stats = xenstore::Client::connect(state.xenstored_socket())?;
     println!("{:>12} {:>14} {:>16}", "devices", "µs per device", "dom0 requests/dev");

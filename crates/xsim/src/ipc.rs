@@ -41,6 +41,7 @@ pub fn run(ts: &mut Toolstack, guest: &str, count: u64, timeout: Duration) -> Re
         program: vec![guest.to_owned(), "ipc".into(), "--count".into(), count.to_string()],
         env: Vec::new(),
         paused: true,
+        netns: false,
     };
     let a = ts.create(&spec("ipc-a"))?.domid;
     let b = match ts.create(&spec("ipc-b")) {

@@ -73,6 +73,11 @@ enum Cmd {
         /// Leave the domain paused (`xsim unpause` lets it run).
         #[arg(short, long)]
         paused: bool,
+        /// Run it in a network namespace of its own, with loopback and a
+        /// TAP interface, xsn0, addressed 10.88.X.Y/16 from its domid, for
+        /// a xensnet LAN (`vdevice --create net`) to carry; needs root.
+        #[arg(long)]
+        netns: bool,
         /// Set a variable for the program (repeatable).
         #[arg(short, long = "env", value_name = "NAME=VALUE", value_parser = env_pair)]
         env: Vec<(String, String)>,
@@ -313,9 +318,9 @@ fn run(cli: Cli) -> Result<()> {
             hv.serve().context("running the hypervisor")?;
             Ok(())
         }
-        Cmd::Create { paused, env, name, program } => {
+        Cmd::Create { paused, netns, env, name, program } => {
             let mut ts = Toolstack::connect(&state)?;
-            let new = ts.create(&DomainSpec { name, program, env: guest_env(env), paused })?;
+            let new = ts.create(&DomainSpec { name, program, env: guest_env(env), paused, netns })?;
             println!("{}", new.domid);
             Ok(())
         }

@@ -26,6 +26,9 @@ pub struct DomainSpec {
     pub env: Vec<(String, String)>,
     /// Leave it paused.
     pub paused: bool,
+    /// Give it a network namespace of its own with a xensnet TAP
+    /// interface (`xsim create --netns`; needs root).
+    pub netns: bool,
 }
 
 /// A dom0 toolstack connected to a running host.
@@ -71,7 +74,8 @@ impl Toolstack {
         let mut argv = spec.program.clone();
         argv[0] = resolve_program(program)?;
         let cwd = std::env::current_dir().ok().map(|d| d.to_string_lossy().into_owned());
-        let config = DomainConfig { name: spec.name.clone(), program: argv, env: spec.env.clone(), cwd };
+        let config =
+            DomainConfig { name: spec.name.clone(), program: argv, env: spec.env.clone(), cwd, netns: spec.netns };
         let new = match self.domains.create(&config) {
             Ok(new) => new,
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {

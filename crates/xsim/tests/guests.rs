@@ -147,6 +147,7 @@ fn xenstore_tools_run_one_after_another_inside_a_guest() {
         program: vec!["/bin/sh".into(), "-c".into(), script],
         env: Vec::new(),
         paused: false,
+        netns: false,
     };
     let domid = host.ts.create(&spec).expect("create").domid;
     let state = host.wait_shutdown(domid, Duration::from_secs(30));

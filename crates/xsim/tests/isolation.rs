@@ -101,6 +101,7 @@ fn destroy_kills_what_a_guest_left_running_under_a_uid_per_guest() {
         program: vec!["/bin/sh".into(), "-c".into(), "setsid sleep 300 & echo $!; sleep 300".into()],
         env: Vec::new(),
         paused: false,
+        netns: false,
     };
     let domid = host.ts.create(&spec).expect("create").domid;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -93,9 +93,19 @@ impl State {
     fn build(&mut self, domid: DomId, config: &DomainConfig) -> Answer {
         let store_port = self.offer_port(domid, 0, None)?;
         let log = self.console_dir.join(format!("{domid}.log"));
+        let uid = self.guest_uid(domid);
+        let confinement = self.confinement;
+        let spawn = || spawn_paused(config, domid, &log, &confinement, uid);
+        let spawned = if config.netns {
+            let owner = uid.unwrap_or_else(|| rustix::process::geteuid().as_raw());
+            super::netns::in_new_netns(domid, owner, spawn).inspect_err(|e| {
+                eprintln!("xsim hypervisor: domain {domid}'s network namespace: {e}");
+            })
+        } else {
+            spawn()
+        };
         let Spawned { pidfd, socket, pid } =
-            spawn_paused(config, domid, &log, &self.confinement, self.guest_uid(domid))
-                .map_err(|e| (Errno::from_io_error(&e).unwrap_or(Errno::INVAL), "starting the guest program"))?;
+            spawned.map_err(|e| (Errno::from_io_error(&e).unwrap_or(Errno::INVAL), "starting the guest program"))?;
         let token = epoll::EventData::new_u64(KIND_CHILD | u64::from(domid));
         let watched = epoll::add(&self.epoll, &pidfd, token, epoll::EventFlags::IN);
         let domain = self.domains.get_mut(&domid).ok_or((Errno::SRCH, "domain vanished"))?;

@@ -20,6 +20,7 @@ mod helper;
 mod isolation;
 mod landlock;
 mod memory;
+mod netns;
 mod ports;
 mod shares;
 mod signals;

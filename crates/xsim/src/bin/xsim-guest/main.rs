@@ -21,6 +21,9 @@
 //! - `null-frontend TYPE` / `null-backend TYPE`: the handshake-only
 //!   drivers of `xsim::devices::null_driver` for this domain's devices of
 //!   TYPE, until the domain is destroyed (see `drivers.rs`).
+//! - `xensnet`: the Xen Share LAN driver: the domain's vdevice bus, each
+//!   LAN device carried to its TAP interface (`xsim create --netns`; see
+//!   `xensnet.rs`).
 
 mod attack;
 mod checks;
@@ -28,6 +31,7 @@ mod drivers;
 mod ipc;
 mod isolation;
 mod raw_ring;
+mod xensnet;
 
 use anyhow::{bail, Context, Result};
 use xen_platform::hosted::Host;
@@ -42,9 +46,11 @@ fn main() {
         Some("check") => checks::run(&args[1..]),
         Some("bench-read") => bench_read(&args[1..]),
         Some("attack") => attack::run(&args[1..]),
+        Some("xensnet") => xensnet::run(&args[1..]),
         Some(role @ ("null-frontend" | "null-backend")) => drivers::run(role, &args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: xsim-guest demo | ipc [--count N] | check NAME [ARGS] | null-frontend TYPE | null-backend TYPE"
+            "usage: xsim-guest demo | ipc [--count N] | check NAME [ARGS] | null-frontend TYPE | null-backend TYPE | \
+             xensnet"
         )),
     };
     match result {

@@ -1,0 +1,142 @@
+//! `xsim-guest xensnet`: the guest's xensnet driver ("modprobe xensnet").
+//! Runs the domain's vdevice bus with a driver for LAN devices: each one
+//! joins the LAN's share and carries frames between it and the guest's
+//! TAP interface (`xsn0`, made by `xsim create --netns` in the guest's
+//! network namespace), so ordinary tools (`ping`, TCP) run over the LAN.
+//! Prints each bus event; runs until the domain is destroyed.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::{open, Mode, OFlags};
+use rustix::io::Errno;
+use xen_platform::hosted::Host;
+use xen_platform::share::{Shares, LAN_TAP};
+use xen_share::net::{LanPort, SLOT};
+use xen_share::{kind, Bus, Device, Driver};
+
+/// Runs the bus until the domain goes.
+pub fn run(_args: &[String]) -> Result<()> {
+    let (host, _) = Host::from_guest_env().context("not a hosted guest")?;
+    let shares = host.shares();
+    let mut page = shares.attach(shares.vdevice(host.domid())?).context("attaching the vdevice page")?;
+    let mut bus = Bus::new();
+    bus.register(Box::new(NetDriver { host, running: HashMap::new() }));
+    println!("xensnet: waiting for LAN devices");
+    loop {
+        for event in bus.poll(&mut *page)? {
+            println!("xensnet: {event:?}");
+        }
+        page.wait(Some(Duration::from_secs(1)))?;
+    }
+}
+
+/// Drives LAN devices: one pump thread each.
+struct NetDriver {
+    host: Host,
+    running: HashMap<usize, (Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl Driver for NetDriver {
+    fn name(&self) -> &str {
+        "xensnet"
+    }
+
+    fn kind(&self) -> u16 {
+        kind::NET
+    }
+
+    fn probe(&mut self, device: &Device) -> Result<(), String> {
+        if !self.running.is_empty() {
+            return Err(format!("one LAN per guest: {LAN_TAP} carries another"));
+        }
+        let share = self.host.shares().attach(device.entry.share).map_err(|e| format!("attaching the LAN: {e}"))?;
+        let port = LanPort::join(share).map_err(|e| format!("joining the LAN: {e}"))?;
+        let tap = open_tap(LAN_TAP).map_err(|e| format!("opening {LAN_TAP} (xsim create --netns): {e}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let slot = device.slot;
+        let thread = std::thread::spawn(move || {
+            if let Err(e) = pump(port, tap, &flag) {
+                println!("xensnet: LAN in slot {slot} stopped: {e}");
+            }
+        });
+        self.running.insert(device.slot, (stop, thread));
+        Ok(())
+    }
+
+    fn remove(&mut self, device: &Device) {
+        if let Some((stop, thread)) = self.running.remove(&device.slot) {
+            stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Carries frames both ways until `stop`, or the LAN drops this member.
+fn pump(mut port: LanPort, tap: OwnedFd, stop: &AtomicBool) -> io::Result<()> {
+    let mut frame = vec![0u8; SLOT];
+    let mut frames = Vec::new();
+    let tick = Timespec { tv_sec: 0, tv_nsec: 200_000_000 };
+    while !stop.load(Ordering::Relaxed) {
+        {
+            let mut fds =
+                [PollFd::new(&tap, PollFlags::IN), PollFd::from_borrowed_fd(port.share().as_fd(), PollFlags::IN)];
+            match poll(&mut fds, Some(&tick)) {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Out: every frame the guest's stack queued.
+        loop {
+            match rustix::io::read(&tap, &mut frame) {
+                Ok(0) | Err(Errno::AGAIN) => break,
+                Ok(n) => {
+                    // A frame that is not Ethernet-sized is the stack's
+                    // error; dropped like any frame a wire refuses.
+                    let _ = port.send(&frame[..n]);
+                }
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // In: every frame the LAN delivered.
+        frames.clear();
+        port.receive(&mut frames)?;
+        for f in &frames {
+            // A full TAP queue drops the frame, as a NIC's would.
+            let _ = rustix::io::write(&tap, f);
+        }
+    }
+    Ok(())
+}
+
+/// Attaches to the persistent TAP interface `name` (made for this guest's
+/// user by the hypervisor), non-blocking, frames without a packet-info
+/// header.
+fn open_tap(name: &str) -> io::Result<OwnedFd> {
+    let fd = open("/dev/net/tun", OFlags::RDWR | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())?;
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= request.ifr_name.len() {
+        return Err(Errno::NAMETOOLONG.into());
+    }
+    for (dst, src) in request.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = libc::c_char::from_ne_bytes([src]);
+    }
+    request.ifr_ifru.ifru_flags = libc::c_short::try_from(libc::IFF_TAP | libc::IFF_NO_PI).map_err(|_| Errno::INVAL)?;
+    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which
+    // `request` is, for the call's duration; `fd` is an open tun device.
+    let result = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut request) };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}

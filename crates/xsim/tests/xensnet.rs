@@ -1,0 +1,200 @@
+//! xensnet, the Xen Share LAN, end to end on a hosted host: guests in
+//! network namespaces of their own (`xsim create --netns`) run the
+//! xensnet driver (`xsim-guest xensnet`), dom0 makes the LAN with the
+//! `vdevice` tool, and the guests' ordinary tools use it: `ping` between
+//! three domains, a TCP transfer, a member added and one removed while
+//! traffic flows.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{guest_program, TestHost};
+use xen_platform::share::lan_ip;
+use xen_platform::DomId;
+use xs_peers::harness::{run, Test};
+use xs_peers::{Need, IPROUTE2, PING, PYTHON3};
+use xsim::DomainSpec;
+
+/// Long enough for a loaded CI machine.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Network namespaces and a uid per guest: root, and the programs
+/// reachable by the guests' users.
+const ROOT_AND_TUN: Need = Need::Check {
+    missing: "not root, or no /dev/net/tun, or the build directory is not searchable by other users: \
+              hosted guests get network namespaces and TAP interfaces from a root hypervisor",
+    met: || {
+        rustix::process::geteuid().is_root()
+            && Path::new("/dev/net/tun").exists()
+            && xen_platform::hosted::Isolation::strongest() == xen_platform::hosted::Isolation::Uid
+    },
+};
+
+/// A directory the guests' users can read: the scripts and the go files.
+fn shared_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Creates guest `name` in a network namespace running `script` (a shell
+/// script in `dir`, which starts with the xensnet driver in the
+/// background).
+fn guest(host: &mut TestHost, dir: &Path, name: &str, script: &str) -> DomId {
+    let path = dir.join(format!("{name}.sh"));
+    let body = format!("set -u\nD={}\n\"{}\" xensnet &\n{script}\n", dir.display(), guest_program());
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let spec = DomainSpec {
+        name: name.to_owned(),
+        program: vec!["/bin/sh".into(), path.display().to_string()],
+        env: Vec::new(),
+        paused: false,
+        netns: true,
+    };
+    host.ts.create(&spec).expect("xsim create --netns").domid
+}
+
+/// Runs the `vdevice` tool on `host`; its stdout.
+fn vdevice(host: &TestHost, args: &[&str]) -> String {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_vdevice")).arg("--state").arg(host.state.root()).args(args).output().unwrap();
+    assert!(out.status.success(), "vdevice {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until `domid`'s console has `text`; returns the console.
+fn wait_console(host: &TestHost, domid: DomId, text: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let console = host.console(domid);
+        if console.contains(text) {
+            return console;
+        }
+        assert!(Instant::now() < deadline, "domain {domid} never printed {text:?}:\n{console}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn go(dir: &Path, name: &str, content: &str) {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::rename(tmp, dir.join(name)).unwrap();
+}
+
+fn three_guests_ping_each_other_over_a_lan() {
+    let mut host = TestHost::up();
+    let dir = shared_dir();
+    let script = "until [ -e $D/go ]; do sleep 0.05; done\n\
+                  for ip in $(cat $D/go); do ping -c 3 -i 0.2 -W 2 $ip >/dev/null || { echo PING-FAILED $ip; exit 1; }; done\n\
+                  echo PINGS-OK\nwait";
+    let ids: Vec<DomId> = ["a", "b", "c"].iter().map(|n| guest(&mut host, dir.path(), n, script)).collect();
+    let names: Vec<String> = ids.iter().map(|d| d.to_string()).collect();
+    let device = vdevice(&host, &["--create", "net", &names[0], &names[1], &names[2]]);
+    let list = vdevice(&host, &["--list"]);
+    assert_eq!(list.matches("acknowledge,driver,driver-ok").count(), 3, "{list}");
+    let ips: Vec<String> = ids.iter().map(|&d| lan_ip(d).to_string()).collect();
+    go(dir.path(), "go", &ips.join(" "));
+    for &id in &ids {
+        wait_console(&host, id, "PINGS-OK");
+    }
+    vdevice(&host, &["--destroy", device.trim()]);
+    assert_eq!(vdevice(&host, &["--list"]), "");
+}
+
+/// Sends 4 MiB to port 7000 of the address in $D/tcp and prints its hash.
+const TCP_CLIENT: &str = "import hashlib, socket, sys
+data = bytes((i * 7 + i // 251) % 256 for i in range(4 << 20))
+s = socket.create_connection((open(sys.argv[1]).read().strip(), 7000), timeout=30)
+s.sendall(data)
+s.close()
+print('SENT', len(data), hashlib.sha256(data).hexdigest())";
+
+/// Receives one connection on port 7000 and prints what came.
+const TCP_SERVER: &str = "import hashlib, socket
+s = socket.socket()
+s.bind(('0.0.0.0', 7000))
+s.listen(1)
+c, _ = s.accept()
+h, n = hashlib.sha256(), 0
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    h.update(d)
+    n += len(d)
+print('RECEIVED', n, h.hexdigest())";
+
+fn tcp_and_membership_changes_under_traffic() {
+    let mut host = TestHost::up();
+    let dir = shared_dir();
+    let d = dir.path();
+    std::fs::write(d.join("client.py"), TCP_CLIENT).unwrap();
+    std::fs::write(d.join("server.py"), TCP_SERVER).unwrap();
+    // a: TCP to b, then a steady ping of c while members come and go,
+    // then a ping of b (removed by then).
+    let a = guest(
+        &mut host,
+        d,
+        "a",
+        "until [ -e $D/go ]; do sleep 0.05; done\n\
+         python3 $D/client.py $D/tcp\n\
+         ping -c 80 -i 0.05 -W 1 $(cat $D/ip-c) | grep 'packets transmitted'\n\
+         echo PING-DONE\n\
+         until [ -e $D/go2 ]; do sleep 0.05; done\n\
+         ping -c 3 -i 0.2 -W 1 $(cat $D/tcp) >/dev/null; echo PING-B-EXIT=$?\nwait",
+    );
+    let b = guest(&mut host, d, "b", "python3 $D/server.py\nwait");
+    let c = guest(&mut host, d, "c", "wait");
+    let device = vdevice(&host, &["--create", "net", &a.to_string(), &b.to_string(), &c.to_string()]);
+    let device = device.trim();
+    go(d, "tcp", &lan_ip(b).to_string());
+    go(d, "ip-c", &lan_ip(c).to_string());
+    go(d, "go", "");
+
+    let sent = wait_console(&host, a, "SENT ");
+    let received = wait_console(&host, b, "RECEIVED ");
+    let line = |text: &str, tag: &str| text.lines().find(|l| l.starts_with(tag)).unwrap()[tag.len()..].to_owned();
+    assert_eq!(line(&sent, "SENT "), line(&received, "RECEIVED "), "what b received is what a sent");
+
+    // While a pings c: d joins, b leaves.
+    let new = guest(
+        &mut host,
+        d,
+        "d",
+        "until [ -e $D/go3 ]; do sleep 0.05; done\n\
+                                        ping -c 3 -i 0.2 -W 2 $(cat $D/go3) >/dev/null && echo D-REACHES-C\nwait",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    vdevice(&host, &["--add", device, &new.to_string()]);
+    vdevice(&host, &["--remove", device, &b.to_string()]);
+    let console = wait_console(&host, a, "PING-DONE");
+    let stats = console.lines().find(|l| l.contains("packets transmitted")).unwrap();
+    let received: u32 = stats.split(", ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(received >= 76, "a's pings of c while members changed: {stats}");
+    go(d, "go3", &lan_ip(c).to_string());
+    wait_console(&host, new, "D-REACHES-C");
+    // b is cut off.
+    go(d, "go2", "");
+    wait_console(&host, a, "PING-B-EXIT=1");
+    let list = vdevice(&host, &["--list"]);
+    assert!(!list.contains(&format!("domain {b} ")), "{list}");
+    assert!(list.contains(&format!("domain {new} ")), "{list}");
+}
+
+fn main() -> std::process::ExitCode {
+    let needs = [ROOT_AND_TUN, PING, IPROUTE2];
+    run(vec![
+        Test::new("three_guests_ping_each_other_over_a_lan", three_guests_ping_each_other_over_a_lan).needs(&needs),
+        Test::new("tcp_and_membership_changes_under_traffic", tcp_and_membership_changes_under_traffic).needs(&[
+            ROOT_AND_TUN,
+            PING,
+            IPROUTE2,
+            PYTHON3,
+        ]),
+    ])
+}
