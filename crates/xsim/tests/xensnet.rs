@@ -186,6 +186,19 @@ fn tcp_and_membership_changes_under_traffic() {
     assert!(list.contains(&format!("domain {new} ")), "{list}");
 }
 
+/// The README's command for the LAN (`scripts/lan-demo`), over this
+/// build's programs.
+fn the_lan_demo_runs() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_xsim")).parent().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lan-demo");
+    let out = Command::new(script).env("DEMO_BIN", bin).env_remove("XSIM_STATE").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("lan-demo: three guests pinged each other over xensnet"), "{stdout}");
+    // Each pinged the two others: two answers from each.
+    assert_eq!(stdout.matches("2 packets transmitted, 2 received").count(), 6, "{stdout}");
+}
+
 fn main() -> std::process::ExitCode {
     let needs = [ROOT_AND_TUN, PING, IPROUTE2];
     run(vec![
@@ -196,5 +209,6 @@ fn main() -> std::process::ExitCode {
             IPROUTE2,
             PYTHON3,
         ]),
+        Test::new("the_lan_demo_runs", the_lan_demo_runs).needs(&needs),
     ])
 }
