@@ -40,6 +40,11 @@ pub const MAX_SEGMENTS: usize = 16;
 /// (lguest's `LGUEST_MAX_DMA`).
 pub const MAX_BUFFERS: usize = 32;
 
+/// The most receive buffers one domain's processes may have registered on
+/// a share in all: a guest that opens many connections to the hypervisor
+/// still makes it hold a bounded amount.
+pub const MAX_DOMAIN_BUFFERS: usize = 8 * MAX_BUFFERS;
+
 /// The most bytes one transfer copies: a jumbo frame, a block request's
 /// data.
 pub const MAX_TRANSFER: usize = 64 * 1024;

@@ -867,6 +867,17 @@ fn share_membership_follows_the_toolstack_and_the_domains() {
     // Withdrawn, they make room again.
     ours.unregister_all().unwrap();
     ours.register(1, &[seg(0, 16)]).unwrap();
+    // A domain's processes together are bounded too: more connections do
+    // not buy more buffers.
+    let mut others: Vec<_> = (0..8).map(|_| Host::connect(&hypervisor_socket(world.dir.path())).unwrap()).collect();
+    let mut registered = 1;
+    for host in &mut others {
+        let mut attached = host.shares().attach_share(share).unwrap();
+        while attached.register(1, &[seg(0, 16)]).is_ok() {
+            registered += 1;
+        }
+    }
+    assert_eq!(registered, xen_platform::share::MAX_DOMAIN_BUFFERS);
 }
 
 #[test]

@@ -16,7 +16,8 @@ use super::{done, dup, Answer, ConnId, State};
 use crate::hosted::evtchn::signal;
 use crate::hosted::protocol::Response;
 use crate::share::{
-    check_segments, BufferId, Completed, Segment, ShareRef, MAX_BUFFERS, MAX_MEMBERS, MAX_SHARES, MAX_SHARE_PAGES,
+    check_segments, BufferId, Completed, Segment, ShareRef, MAX_BUFFERS, MAX_DOMAIN_BUFFERS, MAX_MEMBERS, MAX_SHARES,
+    MAX_SHARE_PAGES,
     MAX_TRANSFER, TRIGGER_CHANGED, TRIGGER_TRANSFERRED,
 };
 use crate::{DomId, MappedPages, PAGE_SIZE};
@@ -333,7 +334,9 @@ impl State {
         self.shares.member(share, caller)?;
         let s = self.shares.get_mut(share)?;
         let capacity = check_segments(&segments, s.pages * PAGE_SIZE).map_err(|e| (e, "bad segments"))?;
-        if s.buffers.iter().filter(|b| b.conn == conn).count() >= MAX_BUFFERS {
+        if s.buffers.iter().filter(|b| b.conn == conn).count() >= MAX_BUFFERS
+            || s.buffers.iter().filter(|b| b.owner == caller).count() >= MAX_DOMAIN_BUFFERS
+        {
             return Err((Errno::NOSPC, "too many buffers"));
         }
         let id = s.next_buffer;
