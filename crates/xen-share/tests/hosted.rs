@@ -19,6 +19,7 @@ const ROLE: &str = "XEN_SHARE_TEST_GUEST";
 const PATIENCE: Duration = Duration::from_secs(20);
 
 struct World {
+    /// The hypervisor's state directory.
     _dir: tempfile::TempDir,
     host: Host,
     stop: StopHandle,
@@ -101,6 +102,12 @@ fn guest_entry() {
     let Ok(role) = std::env::var(ROLE) else { return };
     if role == "lan" {
         guest_lan();
+    }
+    if role == "blk-client" {
+        guest_blk_client();
+    }
+    if role == "blk-server" {
+        dom0_blk_server();
     }
     assert_eq!(role, "bus");
     let (host, _) = Host::from_guest_env().unwrap();
@@ -313,5 +320,116 @@ fn wait_shutdown(world: &World, domid: u16) -> Option<DomainState> {
             return state;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// --------------------------------------------------------------- xensblk
+
+/// Chunks the client writes, and their size.
+const CHUNKS: u64 = 400;
+const CHUNK: usize = 8192;
+
+/// Chunk `i`'s bytes.
+fn chunk(i: u64) -> Vec<u8> {
+    (0..CHUNK as u64).map(|j| (i * 31 + j * 7 % 251).to_le_bytes()[0]).collect()
+}
+
+/// The client: writes every chunk (each answered before the next), says
+/// how far it got as it goes, flushes, reads everything back.
+fn guest_blk_client() -> ! {
+    let (host, _) = Host::from_guest_env().unwrap();
+    let share: u32 = std::fs::read_to_string(std::env::var("SHARE_FILE").unwrap()).unwrap().trim().parse().unwrap();
+    let mut disk = xen_share::blk::Disk::open(host.shares().attach(share).unwrap(), PATIENCE).unwrap();
+    assert_eq!(disk.len(), CHUNKS * CHUNK as u64 + 4096);
+    let dir = std::path::Path::new(&std::env::var("SHARE_FILE").unwrap()).parent().unwrap().to_owned();
+    for i in 0..CHUNKS {
+        disk.write_at(&chunk(i), i * CHUNK as u64).unwrap();
+        if i == 100 || i == 250 {
+            // The test kills the server now: the next writes wait for
+            // the one it starts again.
+            println!("written {i}");
+            while !dir.join(format!("killed-{i}")).exists() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+    disk.flush().unwrap();
+    let mut back = vec![0u8; CHUNK];
+    for i in 0..CHUNKS {
+        disk.read_at(&mut back, i * CHUNK as u64).unwrap();
+        assert_eq!(back, chunk(i), "chunk {i}");
+    }
+    // Past the end, and unaligned: refused, nothing done.
+    assert!(disk.read_at(&mut back, CHUNKS * CHUNK as u64).is_err());
+    assert!(disk.write_at(&[0u8; 100], 0).is_err());
+    println!("READ BACK OK");
+    std::process::exit(0);
+}
+
+/// Not a guest: dom0's server, serving `IMAGE` on `SHARE` until killed.
+fn dom0_blk_server() -> ! {
+    let host = Host::connect(std::path::Path::new(&std::env::var("SOCKET").unwrap())).unwrap();
+    let share: u32 = std::env::var("SHARE").unwrap().parse().unwrap();
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(std::env::var("IMAGE").unwrap()).unwrap();
+    let mut attached = host.shares().attach(share).unwrap();
+    xen_share::blk::serve(&mut *attached, &file, Duration::from_millis(100), &|| false).unwrap();
+    std::process::exit(0);
+}
+
+#[test]
+fn a_block_device_on_a_share_loses_no_answered_write_when_its_server_is_killed() {
+    let world = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let share_file = dir.path().join("share");
+    let image = dir.path().join("disk.img");
+    std::fs::File::create(&image).unwrap().set_len(CHUNKS * CHUNK as u64 + 4096).unwrap();
+    let client = world.guest("client", "blk-client", &share_file);
+    let shares = world.host.shares();
+    let share = shares.create(xen_share::blk::BLK_PAGES, &[0, client.domid]).unwrap();
+    std::fs::write(&share_file, share.to_string()).unwrap();
+    std::fs::set_permissions(&share_file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let server = || {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "guest_entry", "--nocapture"])
+            .env(ROLE, "blk-server")
+            .env("SOCKET", hypervisor_socket(world._dir.path()))
+            .env("SHARE", share.to_string())
+            .env("IMAGE", &image)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut running = server();
+    world.host.toolstack().unpause(client.domid).unwrap();
+    // Killed twice while the client writes, started again each time.
+    let console = || std::fs::read_to_string(world._dir.path().join("console").join(format!("{}.log", client.domid)));
+    for at in [100, 250] {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !console().unwrap_or_default().contains(&format!("written {at}")) {
+            assert!(std::time::Instant::now() < deadline, "{}", console().unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        running.kill().unwrap();
+        running.wait().unwrap();
+        std::fs::write(dir.path().join(format!("killed-{at}")), "").unwrap();
+        // The client's next write waits in the ring meanwhile.
+        std::thread::sleep(Duration::from_millis(100));
+        running = server();
+    }
+    assert_eq!(
+        wait_shutdown(&world, client.domid),
+        Some(DomainState::Shutdown(ShutdownReason::Poweroff)),
+        "{}",
+        console().unwrap()
+    );
+    assert!(console().unwrap().contains("READ BACK OK"));
+    running.kill().unwrap();
+    running.wait().unwrap();
+    // And the file has every chunk.
+    let data = std::fs::read(&image).unwrap();
+    for i in 0..CHUNKS {
+        let at = usize::try_from(i).unwrap() * CHUNK;
+        assert_eq!(&data[at..at + CHUNK], chunk(i).as_slice(), "chunk {i} in the image");
     }
 }

@@ -49,6 +49,22 @@ impl<'a> SharedMem<'a> {
         SharedMem { base, len, _memory: PhantomData }
     }
 
+    /// The `len` bytes at `offset` of this view, as a view of their own
+    /// (one page of a multi-page mapping, for a ring). Not in the loom
+    /// model.
+    ///
+    /// # Panics
+    ///
+    /// If the range is out of bounds or `offset` is not a multiple of 8.
+    pub fn slice(&self, offset: usize, len: usize) -> SharedMem<'a> {
+        check_range(offset, len, self.len);
+        assert!(offset % 8 == 0, "a view starts 8-aligned");
+        // SAFETY: the range lies within this view (checked), whose memory
+        // meets `new`'s contract for 'a; the new base keeps the 4-byte
+        // alignment (the old one was, and the offset is a multiple of 8).
+        unsafe { SharedMem::new(self.base.add(offset), len) }
+    }
+
     /// The first byte's address.
     pub fn as_ptr(&self) -> *mut u8 {
         self.base.as_ptr()

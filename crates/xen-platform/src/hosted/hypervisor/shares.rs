@@ -17,8 +17,7 @@ use crate::hosted::evtchn::signal;
 use crate::hosted::protocol::Response;
 use crate::share::{
     check_segments, BufferId, Completed, Segment, ShareRef, MAX_BUFFERS, MAX_DOMAIN_BUFFERS, MAX_MEMBERS, MAX_SHARES,
-    MAX_SHARE_PAGES,
-    MAX_TRANSFER, TRIGGER_CHANGED, TRIGGER_TRANSFERRED,
+    MAX_SHARE_PAGES, MAX_TRANSFER, TRIGGER_CHANGED, TRIGGER_TRANSFERRED,
 };
 use crate::{DomId, MappedPages, PAGE_SIZE};
 
