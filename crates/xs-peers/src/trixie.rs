@@ -21,11 +21,11 @@
 //!   `/proc`, `/dev`) can stay behind on the host, and a `ROOT.new` left by
 //!   an interrupted build is removed only when nothing is mounted below it.
 //!
-//! The shim for 4.20 ([`shim`]) is `shim420.c` (which includes `shim.c`
-//! unchanged), built with the root's `gcc` (chrooted) against the root's
-//! Xen 4.20 headers into `ROOT/opt/xs-peers/`, named by a hash of its
-//! sources and of the root's stamp, so that a changed source or a rebuilt
-//! root gets a fresh one.
+//! The shim for 4.20 is `shim420.c` (which includes `shim.c` unchanged),
+//! built with the root's `gcc` (chrooted) against the root's Xen 4.20
+//! headers into `ROOT/opt/xs-peers/`, named by a hash of its sources and of
+//! the root's stamp, so that a changed source or a rebuilt root gets a
+//! fresh one.
 //!
 //! Remove the root with `rm -rf --one-file-system ROOT` after stopping every
 //! 4.20 daemon (nothing is ever left mounted in it on the host).
