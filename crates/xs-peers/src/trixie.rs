@@ -6,8 +6,8 @@
 //! trixie system built once from the Debian archive. [`prepare`] builds it
 //! when it is missing: `mmdebstrap --variant=apt` with `xen-utils-4.20`,
 //! `libxen-dev`, `gcc` and `libc6-dev` (no Recommends, no manuals, docs or
-//! locales; about 370 MB), a download of a few minutes the first time. It
-//! is
+//! locales; about 370 MB), a download of half a minute to a few minutes,
+//! depending on the mirror, the first time. It is
 //!
 //! - at `$XS_TRIXIE_ROOT`, by default `/var/cache/xs-peers/trixie` (where
 //!   the shell scripts of the same shape, if any, put theirs: a root they
@@ -139,7 +139,7 @@ pub fn prepare() -> Result<PathBuf, Error> {
     let log = File::create(&log_path).map_err(|e| failed(&format!("create {}", log_path.display()), &e))?;
     eprintln!(
         "xs-peers: building the Debian 13 root of the Xen 4.20 references at {} with mmdebstrap from {mirror} \
-         (a few minutes, about 370 MB; log in {})",
+         (half a minute to a few minutes, about 370 MB; log in {})",
         root.display(),
         log_path.display()
     );

@@ -6,7 +6,7 @@
 //! socket-only by this project's launcher, `xs-peers`. The 4.17 ones need
 //! root, `xen-utils-4.17`, `libxen-dev` and `gcc`; the 4.20 ones root,
 //! `unshare` and a Debian 13 root file system, which `xs-peers` builds with
-//! `mmdebstrap` at their first start (a download of a few minutes). When
+//! `mmdebstrap` at their first start (a download of a minute or so). When
 //! something is missing the run says what and goes on with the daemons it
 //! has. `$XS_PEERS` names a directory of start/stop scripts to use instead
 //! (`start-cxenstored.sh SOCKET`, printing the pid, and `stop-cxenstored.sh
