@@ -17,6 +17,18 @@
 //!   configuration is Debian's `/etc/xen/oxenstored.conf` with the pid,
 //!   log, ring and port files moved into the state directory, plus the
 //!   caller's lines; the access log is off.
+//! - Xen 4.20's daemons ([`Flavor::C420`], [`Flavor::OCaml420`]) run
+//!   chrooted in the Debian 13 root of [`crate::trixie`], each in a private
+//!   mount namespace (`unshare -m --propagation private`) in which the state
+//!   directory is bind-mounted at `ROOT/xs`, `proc` at `ROOT/proc`, `/dev`
+//!   at `ROOT/dev` and a small tmpfs at `ROOT/run` (for oxenstored, the
+//!   state directory's `run/` over its `/var/run/xenstored` there); then
+//!   `chroot ROOT env LD_PRELOAD=<the 4.20 shim> DAEMON`. Every step execs
+//!   in place, so the child is the daemon, whose death ends the namespace
+//!   and its mounts: nothing is ever mounted on the host. The daemon's
+//!   socket is a file in the state directory (C: `daemon.sock`, with
+//!   `XENSTORED_PATH=/xs/daemon.sock` and `XENSTORED_RUNDIR=/xs`; OCaml:
+//!   `run/socket`) and the caller's socket path a symlink to it.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -28,32 +40,78 @@ use std::time::{Duration, Instant};
 
 use xenstore_wire::{Header, Op, HEADER_LEN};
 
+use crate::trixie::{self, STATE_IN_ROOT, XEN_BIN};
 use crate::{check, path, shim, Error, Need};
 
 /// Which reference daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
-    /// Xen 4.17's C `xenstored`.
+    /// Xen 4.17's C `xenstored` (Debian 12's `xen-utils-4.17`).
     C,
     /// Xen 4.17's OCaml `oxenstored`.
     OCaml,
+    /// Xen 4.20's C `xenstored` (Debian 13's `xen-utils-4.20`, in the root
+    /// of [`crate::trixie`]).
+    C420,
+    /// Xen 4.20's OCaml `oxenstored` (likewise).
+    OCaml420,
 }
 
 impl Flavor {
+    /// Every flavor, oldest Xen first, C before OCaml.
+    pub const ALL: [Flavor; 4] = [Flavor::C, Flavor::OCaml, Flavor::C420, Flavor::OCaml420];
+
     /// What running it needs.
     pub fn needs(self) -> &'static [Need] {
         match self {
             Flavor::C => crate::C_XENSTORED,
             Flavor::OCaml => crate::OXENSTORED,
+            Flavor::C420 => crate::C_XENSTORED_420,
+            Flavor::OCaml420 => crate::OXENSTORED_420,
         }
     }
 
-    /// The daemon's executable (under [`root`](crate::root)).
-    pub fn binary(self) -> PathBuf {
+    /// The Xen release it comes from: `4.17` or `4.20`.
+    pub fn xen_version(self) -> &'static str {
         match self {
-            Flavor::C => path("/usr/lib/xen-4.17/bin/xenstored"),
-            Flavor::OCaml => path("/usr/lib/xen-4.17/bin/oxenstored"),
+            Flavor::C | Flavor::OCaml => "4.17",
+            Flavor::C420 | Flavor::OCaml420 => "4.20",
         }
+    }
+
+    /// Whether it is an `oxenstored`.
+    pub fn is_ocaml(self) -> bool {
+        matches!(self, Flavor::OCaml | Flavor::OCaml420)
+    }
+
+    /// Whether it runs in the Debian 13 root of [`crate::trixie`].
+    pub fn in_trixie(self) -> bool {
+        matches!(self, Flavor::C420 | Flavor::OCaml420)
+    }
+
+    /// The daemon's executable as the host sees it (4.17: under
+    /// [`root`](crate::root); 4.20: in the Debian 13 root, which may not
+    /// be built yet).
+    pub fn binary(self) -> PathBuf {
+        if self.in_trixie() {
+            trixie::host_path(&self.binary_in_root())
+        } else {
+            path(&format!("/usr/lib/xen-{}/bin/{}", self.xen_version(), self.program()))
+        }
+    }
+
+    /// `xenstored` or `oxenstored`.
+    fn program(self) -> &'static str {
+        if self.is_ocaml() {
+            "oxenstored"
+        } else {
+            "xenstored"
+        }
+    }
+
+    /// A 4.20 daemon's executable as it sees itself, inside the root.
+    fn binary_in_root(self) -> String {
+        format!("{XEN_BIN}/{}", self.program())
     }
 }
 
@@ -82,7 +140,8 @@ impl Launch {
     }
 
     /// An extra command-line argument for the daemon (e.g. `-T FILE` to
-    /// trace the C daemon).
+    /// trace the C daemon). A 4.20 daemon sees the paths of the Debian 13
+    /// root, its state directory as `/xs`.
     pub fn arg(mut self, arg: impl Into<OsString>) -> Launch {
         self.args.push(arg.into());
         self
@@ -96,10 +155,17 @@ impl Launch {
     }
 
     /// Starts the daemon answering at `socket` (whose directory is created),
-    /// and returns once it has answered a request.
+    /// and returns once it has answered a request. A 4.20 daemon's first
+    /// start builds the Debian 13 root ([`trixie::prepare`]) when it is not
+    /// ready: minutes, not seconds.
     pub fn start(self, socket: &Path) -> Result<Reference, Error> {
         check(self.flavor.needs())?;
-        let shim = shim::shim()?;
+        let shim = if self.flavor.in_trixie() {
+            trixie::prepare()?;
+            PathBuf::from(trixie::shim()?)
+        } else {
+            shim::shim()?
+        };
         let failed = |what: &str, e: std::io::Error| Error::Failed(format!("{what}: {e}"));
         let socket = std::path::absolute(socket).map_err(|e| failed("socket path", e))?;
         if let Some(dir) = socket.parent() {
@@ -117,11 +183,19 @@ impl Launch {
             Flavor::C => {
                 let mut cmd = Command::new(self.flavor.binary());
                 cmd.arg("-N").args(&self.args).env("XENSTORED_RUNDIR", dir).env("XENSTORED_PATH", &socket);
+                cmd.env("LD_PRELOAD", &shim).env("XS_PEER_DIR", dir);
                 cmd
             }
-            Flavor::OCaml => self.oxenstored_command(dir).map_err(|e| failed("oxenstored.conf", e))?,
+            Flavor::OCaml => {
+                let mut cmd = self.oxenstored_command(dir).map_err(|e| failed("oxenstored.conf", e))?;
+                cmd.env("LD_PRELOAD", &shim).env("XS_PEER_DIR", dir);
+                cmd
+            }
+            Flavor::C420 | Flavor::OCaml420 => {
+                self.trixie_command(dir, &shim).map_err(|e| failed("prepare the 4.20 daemon's start", e))?
+            }
         };
-        cmd.env("LD_PRELOAD", &shim).env("XS_PEER_DIR", dir).env_remove("XS_PEER_DOMAINS");
+        cmd.env_remove("XS_PEER_DOMAINS");
         if let Some(domains) = &self.domains {
             cmd.env("XS_PEER_DOMAINS", domains);
         }
@@ -140,10 +214,12 @@ impl Launch {
         Ok(daemon)
     }
 
-    /// `unshare -m sh -c '<mounts>; exec oxenstored ...'`, with its
-    /// configuration written into `dir`.
-    fn oxenstored_command(&self, dir: &Path) -> std::io::Result<Command> {
-        let base = std::fs::read_to_string(path("/etc/xen/oxenstored.conf")).unwrap_or_default();
+    /// Writes oxenstored's configuration into `dir`: `base` (Debian's)
+    /// with its files moved into the state directory, which the daemon sees
+    /// as `seen_as`, then the caller's lines. Returns the file's path as
+    /// the daemon sees it.
+    fn oxenstored_conf(&self, base: &Path, dir: &Path, seen_as: &Path) -> std::io::Result<PathBuf> {
+        let base = std::fs::read_to_string(base).unwrap_or_default();
         let moved = ["pid-file", "xenstored-kva", "xenstored-port", "xenstored-log-file", "access-log-file"];
         let mut conf: String = base
             .lines()
@@ -151,16 +227,22 @@ impl Launch {
             .map(|l| format!("{l}\n"))
             .collect();
         for (key, file) in moved.iter().zip(["oxenstored.pid", "xsd_kva", "xsd_port", "oxenstored.log", "access.log"]) {
-            conf.push_str(&format!("{key} = {}\n", dir.join(file).display()));
+            conf.push_str(&format!("{key} = {}\n", seen_as.join(file).display()));
         }
         for line in &self.config {
             conf.push_str(line);
             conf.push('\n');
         }
-        let conf_file = dir.join("oxenstored.conf");
-        std::fs::write(&conf_file, conf)?;
+        std::fs::write(dir.join("oxenstored.conf"), conf)?;
+        std::fs::create_dir(dir.join("run"))?;
+        Ok(seen_as.join("oxenstored.conf"))
+    }
+
+    /// `unshare -m sh -c '<mounts>; exec oxenstored ...'`, with its
+    /// configuration written into `dir`.
+    fn oxenstored_command(&self, dir: &Path) -> std::io::Result<Command> {
+        let conf_file = self.oxenstored_conf(&path("/etc/xen/oxenstored.conf"), dir, dir)?;
         let run = dir.join("run");
-        std::fs::create_dir(&run)?;
         // /var/run is a link to /run on Debian: mount on what it names.
         let var_run = std::fs::canonicalize("/var/run").unwrap_or_else(|_| PathBuf::from("/var/run"));
         let mut cmd = Command::new(path("/usr/bin/unshare"));
@@ -178,6 +260,60 @@ impl Launch {
             .arg(conf_file)
             .args(&self.args);
         Ok(cmd)
+    }
+
+    /// A 4.20 daemon: `unshare -m sh -c '<mounts>; exec chroot ROOT env
+    /// LD_PRELOAD=SHIM DAEMON ...'` (see the module's documentation), with
+    /// oxenstored's configuration written into `dir`. `shim` is the path
+    /// inside the root.
+    fn trixie_command(&self, dir: &Path, shim: &Path) -> std::io::Result<Command> {
+        let root = trixie::root();
+        let seen_as = Path::new(STATE_IN_ROOT);
+        // The mount point of the state directory (the root has it; a root
+        // made elsewhere may not).
+        std::fs::create_dir_all(trixie::host_path(STATE_IN_ROOT))?;
+        let kind = if self.flavor.is_ocaml() { "ocaml" } else { "c" };
+        let mut cmd = Command::new(path("/usr/bin/unshare"));
+        cmd.args(["-m", "--propagation", "private", "/bin/sh", "-c"])
+            .arg(concat!(
+                "set -e; root=$1; state=$2; kind=$3; chroot=$4; shift 4; ",
+                "mount --bind \"$state\" \"$root/xs\"; ",
+                "mount -t proc proc \"$root/proc\"; ",
+                "mount --rbind /dev \"$root/dev\"; ",
+                "mount -t tmpfs -o mode=0755,size=16m xs-peer-run \"$root/run\"; ",
+                "mkdir -p \"$root/run/xenstored\" \"$root/run/lock\"; ",
+                "if [ \"$kind\" = ocaml ]; then mount --bind \"$state/run\" \"$root/run/xenstored\"; fi; ",
+                "exec \"$chroot\" \"$root\" \"$@\""
+            ))
+            .arg("sh")
+            .arg(&root)
+            .arg(dir)
+            .arg(kind)
+            .arg(path("/usr/sbin/chroot"))
+            // Set here rather than on `unshare`: the shim is a library of
+            // the root's, for the root's glibc, not the host's tools.
+            .arg("/usr/bin/env")
+            .arg(format!("LD_PRELOAD={}", shim.display()))
+            .arg(self.flavor.binary_in_root());
+        if self.flavor.is_ocaml() {
+            let base = trixie::host_path("/etc/xen/oxenstored.conf");
+            let conf_file = self.oxenstored_conf(&base, dir, seen_as)?;
+            cmd.args(["--no-fork", "--no-access-log", "--config-file"]).arg(conf_file);
+        } else {
+            cmd.arg("-N").env("XENSTORED_RUNDIR", seen_as).env("XENSTORED_PATH", seen_as.join("daemon.sock"));
+        }
+        cmd.args(&self.args).env("XS_PEER_DIR", seen_as);
+        Ok(cmd)
+    }
+}
+
+/// Where `flavor` makes its socket when that is not the caller's path (the
+/// caller's path is then a symlink to it), in the state directory `dir`.
+fn own_socket(flavor: Flavor, dir: &Path) -> Option<PathBuf> {
+    match flavor {
+        Flavor::C => None,
+        Flavor::OCaml | Flavor::OCaml420 => Some(dir.join("run/socket")),
+        Flavor::C420 => Some(dir.join("daemon.sock")),
     }
 }
 
@@ -248,13 +384,13 @@ impl Reference {
     /// Waits until the daemon answers a READ at its socket.
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
-        let inner = self.state.path().join("run/socket");
+        let inner = own_socket(self.flavor, self.state.path());
         loop {
             if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
                 return Err(format!("{:?} daemon exited during start ({status})", self.flavor));
             }
-            if self.flavor == Flavor::OCaml && !self.socket.exists() && inner.exists() {
-                std::os::unix::fs::symlink(&inner, &self.socket).map_err(|e| format!("link the socket: {e}"))?;
+            if let Some(inner) = inner.as_ref().filter(|inner| !self.socket.exists() && inner.exists()) {
+                std::os::unix::fs::symlink(inner, &self.socket).map_err(|e| format!("link the socket: {e}"))?;
             }
             if answers(&self.socket) {
                 return Ok(());

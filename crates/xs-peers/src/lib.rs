@@ -10,6 +10,14 @@
 //! `gcc` against `libxen-dev`'s headers) answering what they ask Xen. It
 //! needs root (the daemons' sockets, and oxenstored's mount namespace).
 //!
+//! The newer references, Xen 4.20's C `xenstored` and `oxenstored`
+//! (Debian 13's `xen-utils-4.20`, [`Flavor::C420`] and
+//! [`Flavor::OCaml420`]), need Debian 13's glibc: they run chrooted in a
+//! minimal Debian 13 root that [`trixie::prepare`] builds once with
+//! `mmdebstrap`, each in a private mount namespace, with the same shim plus
+//! `src/shim420.c` (what changed in Xen's tools interface) built there with
+//! the root's `gcc`.
+//!
 //! What a test needs is a list of [`Need`]s. [`harness::run`] (for tests
 //! with `harness = false`) checks them when the test is about to run: a
 //! missing one makes the test *ignored*, with the package to install as the
@@ -27,6 +35,7 @@ pub mod c_program;
 mod daemon;
 pub mod harness;
 mod shim;
+pub mod trixie;
 
 pub use daemon::{Flavor, Launch, Reference};
 
@@ -87,10 +96,44 @@ pub const PROMETHEUS_CLIENT: Need = Need::Package {
     file: "/usr/lib/python3/dist-packages/prometheus_client/parser.py",
 };
 
+/// `mmdebstrap`, which builds the Debian 13 root of the Xen 4.20 references.
+pub const MMDEBSTRAP: Need = Need::Package { name: "mmdebstrap", file: "/usr/bin/mmdebstrap" };
+
+/// A ready Debian 13 root for the Xen 4.20 references ([`trixie::ready`]),
+/// or [`MMDEBSTRAP`] to build one when a daemon first starts.
+pub const TRIXIE_ROOT_OR_MMDEBSTRAP: Need = Need::Check {
+    missing: "no ready Debian 13 root for the Xen 4.20 references (at $XS_TRIXIE_ROOT, default \
+              /var/cache/xs-peers/trixie) and no mmdebstrap to build one: apt-get install mmdebstrap",
+    met: trixie::ready_or_buildable,
+};
+
+/// A ready Debian 13 root for the Xen 4.20 references, already built: what
+/// a test needs that must not start a download of its own (see
+/// [`XEN_420_READY`]).
+pub const TRIXIE_ROOT_READY: Need = Need::Check {
+    missing: "no ready Debian 13 root for the Xen 4.20 references (at $XS_TRIXIE_ROOT, default \
+              /var/cache/xs-peers/trixie): the first start of a 4.20 reference builds it, as root with \
+              mmdebstrap (e.g. `xs-bench compare --daemons c-4.20 --only latency --reps 1 --no-store`)",
+    met: trixie::ready,
+};
+
 /// Everything [`Reference`] needs to run the C xenstored.
 pub const C_XENSTORED: &[Need] = &[XEN_UTILS, LIBXEN_DEV, GCC, Need::Root];
 /// Everything [`Reference`] needs to run oxenstored.
 pub const OXENSTORED: &[Need] = &[XEN_UTILS, LIBXEN_DEV, GCC, UTIL_LINUX, Need::Root];
+/// Everything [`Reference`] needs to run Xen 4.20's C xenstored: the
+/// Debian 13 root or `mmdebstrap` to build it (the root brings the daemon,
+/// the headers and the compiler), `unshare` for its mount namespace, root.
+pub const C_XENSTORED_420: &[Need] = &[TRIXIE_ROOT_OR_MMDEBSTRAP, UTIL_LINUX, Need::Root];
+/// Everything [`Reference`] needs to run Xen 4.20's oxenstored (as
+/// [`C_XENSTORED_420`]).
+pub const OXENSTORED_420: &[Need] = &[TRIXIE_ROOT_OR_MMDEBSTRAP, UTIL_LINUX, Need::Root];
+/// What a test of the Xen 4.20 references needs: as [`C_XENSTORED_420`],
+/// but with the Debian 13 root already built ([`TRIXIE_ROOT_READY`]), so
+/// that running the tests never starts a download of a few hundred
+/// megabytes. Such a test is best required with
+/// [`harness::Test::required_by`]`("XS_REQUIRE_PEERS_420")`, see there.
+pub const XEN_420_READY: &[Need] = &[TRIXIE_ROOT_READY, UTIL_LINUX, Need::Root];
 
 /// Where the Debian packages' files are looked for: `$XS_PEERS_ROOT`, else `/`.
 pub fn root() -> PathBuf {
@@ -133,7 +176,13 @@ pub fn missing(needs: &[Need]) -> Option<Need> {
 
 /// Whether a missing need must fail rather than skip: `XS_REQUIRE_PEERS=1`.
 pub fn required() -> bool {
-    std::env::var_os("XS_REQUIRE_PEERS").is_some_and(|v| v == "1")
+    required_by("XS_REQUIRE_PEERS")
+}
+
+/// Whether the environment variable `var` is `1` (a missing need of a test
+/// required by `var` then fails it).
+pub fn required_by(var: &str) -> bool {
+    std::env::var_os(var).is_some_and(|v| v == "1")
 }
 
 /// Why a reference daemon did not start.

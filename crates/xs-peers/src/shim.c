@@ -4,6 +4,8 @@
  * machine without Xen.  Why: the project's interoperability tests and
  * benchmarks compare our xenstored with Debian's C xenstored and oxenstored
  * (xen-utils-4.17), which otherwise refuse to start without /dev/xen.
+ * The Xen 4.20 daemons (Debian 13) load it too: shim420.c includes this
+ * file unchanged and adds what changed in Xen's tools interface since.
  *
  * xs-peers (src/shim.rs) compiles this file at run time against Debian's
  * libxen-dev headers and puts it in the daemon's LD_PRELOAD: a preloaded,

@@ -1,12 +1,17 @@
 //! Starting and stopping the daemons under test, and reading their memory.
 //!
 //! Ours is the `xenstored` built beside this binary. The references are
-//! Debian's C xenstored and oxenstored (Xen 4.17), started socket-only by
-//! this project's launcher, `xs-peers`, which needs root, `xen-utils-4.17`,
-//! `libxen-dev` and `gcc`; when something is missing the run says what and
-//! goes on with the daemons it has. `$XS_PEERS` names a directory of
-//! start/stop scripts to use instead (`start-cxenstored.sh SOCKET`, printing
-//! the pid, and `stop-cxenstored.sh SOCKET`; likewise `oxenstored`).
+//! Debian's C xenstored and oxenstored of Xen 4.17 (Debian 12's
+//! `xen-utils-4.17`) and of Xen 4.20 (Debian 13's `xen-utils-4.20`), started
+//! socket-only by this project's launcher, `xs-peers`. The 4.17 ones need
+//! root, `xen-utils-4.17`, `libxen-dev` and `gcc`; the 4.20 ones root,
+//! `unshare` and a Debian 13 root file system, which `xs-peers` builds with
+//! `mmdebstrap` at their first start (a download of a minute or so). When
+//! something is missing the run says what and goes on with the daemons it
+//! has. `$XS_PEERS` names a directory of start/stop scripts to use instead
+//! (`start-cxenstored.sh SOCKET`, printing the pid, and `stop-cxenstored.sh
+//! SOCKET`; likewise `oxenstored`, and `cxenstored-4.20`, `oxenstored-4.20`
+//! for the 4.20 ones, scripts that build their own Debian 13 root).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,33 +30,57 @@ pub enum Kind {
     Rust,
     /// Debian's C xenstored (Xen 4.17).
     C,
+    /// Debian's C xenstored (Xen 4.20, Debian 13).
+    C420,
     /// Debian's oxenstored (Xen 4.17).
     OCaml,
+    /// Debian's oxenstored (Xen 4.20, Debian 13).
+    OCaml420,
 }
 
 impl Kind {
-    /// Every daemon, ours first.
-    pub const ALL: [Kind; 3] = [Kind::Rust, Kind::C, Kind::OCaml];
+    /// Every daemon, ours first, then the references (the table's column
+    /// order).
+    pub const ALL: [Kind; 5] = [Kind::Rust, Kind::C, Kind::C420, Kind::OCaml, Kind::OCaml420];
 
-    /// The name used in results.
+    /// The name used in results (`c` and `ocaml` are the 4.17 ones, as in
+    /// results files written before the 4.20 ones took part).
     pub fn name(self) -> &'static str {
         match self {
             Kind::Rust => crate::results::OURS,
             Kind::C => "c",
+            Kind::C420 => "c-4.20",
             Kind::OCaml => "ocaml",
+            Kind::OCaml420 => "ocaml-4.20",
+        }
+    }
+
+    /// Its column's title in the table.
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::Rust => "rust (ours)",
+            Kind::C => "C 4.17",
+            Kind::C420 => "C 4.20",
+            Kind::OCaml => "OCaml 4.17",
+            Kind::OCaml420 => "OCaml 4.20",
         }
     }
 
     /// Parses a name from the command line.
     pub fn parse(s: &str) -> Result<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == s).with_context(|| format!("unknown daemon {s:?} (rust, c, ocaml)"))
+        Kind::ALL.into_iter().find(|k| k.name() == s).with_context(|| {
+            let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown daemon {s:?} ({})", names.join(", "))
+        })
     }
 
     fn peer_script(self) -> Option<&'static str> {
         match self {
             Kind::Rust => None,
             Kind::C => Some("cxenstored"),
+            Kind::C420 => Some("cxenstored-4.20"),
             Kind::OCaml => Some("oxenstored"),
+            Kind::OCaml420 => Some("oxenstored-4.20"),
         }
     }
 
@@ -59,7 +88,9 @@ impl Kind {
         match self {
             Kind::Rust => None,
             Kind::C => Some(Flavor::C),
+            Kind::C420 => Some(Flavor::C420),
             Kind::OCaml => Some(Flavor::OCaml),
+            Kind::OCaml420 => Some(Flavor::OCaml420),
         }
     }
 }
@@ -93,20 +124,29 @@ pub fn probe(kind: Kind) -> DaemonInfo {
         Some(name) => {
             let flavor = kind.flavor().expect("a reference");
             let binary = flavor.binary();
+            let package = if flavor.in_trixie() { "Debian 13 xen-utils-4.20" } else { "Debian xen-utils-4.17" };
             match (peers_dir(), xs_peers::missing(flavor.needs())) {
                 (None, Some(need)) => (false, format!("not run: {need}")),
-                (None, None) => (true, format!("Debian xen-utils-4.17 {}, socket-only via xs-peers", binary.display())),
+                (None, None) if flavor.in_trixie() => {
+                    let root = xs_peers::trixie::root();
+                    let built = if xs_peers::trixie::ready() { "" } else { ", built now with mmdebstrap" };
+                    let where_ = format!("chrooted in the Debian 13 root {}{built}", root.display());
+                    (true, format!("{package} {}, {where_}, socket-only via xs-peers", binary.display()))
+                }
+                (None, None) => (true, format!("{package} {}, socket-only via xs-peers", binary.display())),
                 (Some(peers), _) => {
                     let script = peers.join(format!("start-{name}.sh"));
                     if !script.is_file() {
                         (false, format!("not run: {} not found (XS_PEERS is set)", script.display()))
-                    } else if !binary.is_file() {
+                    } else if !flavor.in_trixie() && !binary.is_file() {
                         (false, format!("not run: {} missing (apt-get install xen-utils-4.17)", binary.display()))
                     } else if !rustix::process::geteuid().is_root() {
                         (false, "not run: the peer scripts need root".to_owned())
                     } else {
+                        // A 4.20 script builds its own Debian 13 root when
+                        // it has none.
                         let via = script.display();
-                        (true, format!("Debian xen-utils-4.17 {}, socket-only via {via}", binary.display()))
+                        (true, format!("{package} {}, socket-only via {via}", binary.display()))
                     }
                 }
             }

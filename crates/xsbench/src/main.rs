@@ -1,6 +1,6 @@
 //! `xs-bench`: drives any xenstored at a socket path with the same
-//! workloads, runs ours and the C and OCaml references side by side in one
-//! run, and publishes the table and plots.
+//! workloads, runs ours and the C and OCaml references (Xen 4.17 and 4.20)
+//! side by side in one run, and publishes the table and plots.
 //!
 //! `xs-bench --help` and `xs-bench COMMAND --help` give the commands and
 //! their options.
@@ -35,8 +35,8 @@ use workloads::{Config, Target};
 #[command(
     name = "xs-bench",
     version,
-    about = "Drives any xenstored with the same workloads: ours and the C and OCaml references side \
-             by side (compare), one daemon at a socket (run), and the published table and plots (report).",
+    about = "Drives any xenstored with the same workloads: ours and the C and OCaml references (Xen \
+             4.17 and 4.20) side by side (compare), one daemon at a socket (run), and the published table and plots (report).",
     after_help = "Workloads (--only): latency, throughput, subtree, directory, txn, contended, fanout, \
                   many-conns, contained, store, hosted, block (block device throughput through a \
                   hosted guest's blkfront and xen-blkback, beside pread/pwrite on the image)."
@@ -48,13 +48,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Ours and the references side by side in one run (references need root,
-    /// xen-utils-4.17, libxen-dev and gcc; missing ones are said and skipped).
+    /// Ours and the references side by side in one run (the Xen 4.17 references
+    /// need root, xen-utils-4.17, libxen-dev and gcc; the Xen 4.20 ones root and a
+    /// Debian 13 root file system, built at their first start with mmdebstrap;
+    /// missing ones are said and skipped).
     Compare {
         #[command(flatten)]
         common: Common,
-        /// Which daemons.
-        #[arg(long, value_delimiter = ',', default_value = "rust,c,ocaml", value_parser = daemon_kind)]
+        /// Which daemons: rust, c, c-4.20, ocaml, ocaml-4.20 (c and ocaml are Xen 4.17's).
+        #[arg(long, value_delimiter = ',', default_value = "rust,c,c-4.20,ocaml,ocaml-4.20", value_parser = daemon_kind)]
         daemons: Vec<Kind>,
         /// Skip the store-size phase.
         #[arg(long)]

@@ -19,6 +19,8 @@ fn colour(daemon: &str) -> RGBColor {
     match daemon {
         crate::results::OURS => RGBColor(200, 60, 20),
         "c" => RGBColor(30, 90, 200),
+        "c-4.20" => RGBColor(120, 60, 190),
+        "ocaml-4.20" => RGBColor(160, 130, 20),
         _ => RGBColor(40, 150, 60),
     }
 }
@@ -42,7 +44,7 @@ type Series = (String, Vec<Point>);
 /// at each x.
 fn series(r: &Results, group: &str, xs: &[(f64, String)]) -> Vec<Series> {
     let mut out: Vec<Series> = Vec::new();
-    for daemon in [crate::results::OURS, "c", "ocaml"] {
+    for daemon in crate::daemons::Kind::ALL.map(crate::daemons::Kind::name) {
         let points: Vec<Point> = xs
             .iter()
             .filter_map(|(x, name)| {
@@ -63,9 +65,7 @@ fn series(r: &Results, group: &str, xs: &[(f64, String)]) -> Vec<Series> {
 fn title(daemon: &str) -> &str {
     match daemon {
         crate::results::OURS => "ours (Rust)",
-        "c" => "C 4.17",
-        "ocaml" => "OCaml 4.17",
-        other => other,
+        other => crate::daemons::Kind::ALL.iter().find(|k| k.name() == other).map_or(other, |k| k.title()),
     }
 }
 

@@ -36,7 +36,8 @@ pub struct Results {
 /// A daemon in the run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaemonInfo {
-    /// `rust`, `c` or `ocaml`.
+    /// `rust`, `c`, `c-4.20`, `ocaml` or `ocaml-4.20` (`c` and `ocaml` are
+    /// Xen 4.17's).
     pub name: String,
     /// What ran (binary and options), or why it did not.
     pub description: String,
@@ -145,6 +146,17 @@ mod tests {
         let thr = r.figure("g", "throughput").unwrap();
         assert_eq!(thr.best_reference(), Some(("ocaml", 40.0)));
         assert_eq!(thr.ratio(), Some(11.0 / 40.0));
+    }
+
+    #[test]
+    fn the_best_reference_is_the_best_of_all_four() {
+        let mut r = Results::default();
+        for (d, v) in [("rust", 10.0), ("c", 20.0), ("c-4.20", 18.0), ("ocaml", 40.0), ("ocaml-4.20", 45.0)] {
+            r.add("g", "latency", "us", false, d, v);
+            r.add("g", "throughput", "ops/s", true, d, v);
+        }
+        assert_eq!(r.figure("g", "latency").unwrap().best_reference(), Some(("c-4.20", 18.0)));
+        assert_eq!(r.figure("g", "throughput").unwrap().best_reference(), Some(("ocaml-4.20", 45.0)));
     }
 
     #[test]

@@ -44,7 +44,7 @@ impl Config {
 /// A daemon to drive: its name in the results and its socket.
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
-    /// `rust`, `c`, `ocaml`, or what the user named it.
+    /// `rust`, `c`, `c-4.20`, `ocaml`, `ocaml-4.20`, or what the user named it.
     pub name: &'a str,
     /// Its Unix socket.
     pub socket: &'a Path,
