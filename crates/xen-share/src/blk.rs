@@ -184,45 +184,71 @@ pub fn serve(share: &mut dyn Share, file: &File, tick: Duration, stop: &dyn Fn()
         mem.store_u32(PAGE_SIZE + 8, (sectors >> 32) as u32, Ordering::Relaxed);
         mem.store_u32(PAGE_SIZE, INFO_MAGIC, Ordering::Release);
     }
-    let ring_error = |e| io::Error::other(format!("xensblk ring: {e:?}"));
     // Where the last server stopped: its published responses.
     let start = ring_mem(share).load_u32(8, Ordering::Acquire);
     let mut cursors = BackRing::<Request, Response>::attach(ring_mem(share), start)
         .map_err(|e| io::Error::other(format!("{e:?}")))?
         .cursors();
     loop {
-        let (answered, idle) = {
-            let mem = share.pages().shared_mem();
-            let mut ring: BackRing<'_, Request, Response> =
-                BackRing::resume(ring_mem(share), cursors).map_err(|e| io::Error::other(format!("{e:?}")))?;
-            let mut answered = false;
-            while let Some(request) = ring.take_request().map_err(ring_error)? {
-                let response = if request.magic == RESPONSE_MAGIC {
-                    // Answered by the server before us, not published.
-                    Response { id: request.id, status: 0, magic: RESPONSE_MAGIC }.with_status_of(&request)
-                } else {
-                    Response { id: request.id, status: execute(mem, file, sectors, &request), magic: RESPONSE_MAGIC }
-                };
-                ring.push_response(&response).map_err(|_| io::Error::other("response ring full"))?;
-                // One at a time, published at once: at most the slot being
-                // answered can be left half done by a kill.
-                answered |= ring.publish_responses();
-            }
-            let idle = !ring.final_check_for_requests().map_err(ring_error)?;
-            cursors = ring.cursors();
-            (answered, idle)
-        };
-        if answered {
+        let batch = serve_pending(share.pages().shared_mem(), file, sectors, &mut cursors)?;
+        if batch.notify {
             share.trigger(RING_TRIGGER)?;
         }
         if stop() {
             return Ok(());
         }
-        if idle {
+        if batch.idle {
             share.wait(Some(tick))?;
             share.take_pending()?;
         }
     }
+}
+
+/// What [`serve_pending`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// Answers were published that the client asked to be told of.
+    pub notify: bool,
+    /// No request is waiting (the client will notify for the next).
+    pub idle: bool,
+}
+
+/// Answers at most a ring's worth of the requests waiting in the share's
+/// memory `mem` (all of it, [`BLK_PAGES`] pages) on `file` of `sectors`
+/// sectors, from `cursors` on: the server's whole work between waits,
+/// with no I/O on the share itself (so it can be driven over any memory,
+/// a fuzzer's included). A ring the client broke is an error.
+pub fn serve_pending(
+    mem: SharedMem<'_>,
+    file: &File,
+    sectors: u64,
+    cursors: &mut xen_ioring::BackCursors,
+) -> io::Result<Batch> {
+    if mem.len() < BLK_PAGES * PAGE_SIZE {
+        return Err(Errno::INVAL.into());
+    }
+    let ring_error = |e| io::Error::other(format!("xensblk ring: {e:?}"));
+    let mut ring: BackRing<'_, Request, Response> =
+        BackRing::resume(mem.slice(0, PAGE_SIZE), *cursors).map_err(|e| io::Error::other(format!("{e:?}")))?;
+    let mut notify = false;
+    // A ring's worth at most: a client that refills as fast as it is
+    // answered does not keep the server from its other duties.
+    for _ in 0..ring.size() {
+        let Some(request) = ring.take_request().map_err(ring_error)? else { break };
+        let response = if request.magic == RESPONSE_MAGIC {
+            // Answered by the server before us, not published.
+            Response { id: request.id, status: 0, magic: RESPONSE_MAGIC }.with_status_of(&request)
+        } else {
+            Response { id: request.id, status: execute(mem, file, sectors, &request), magic: RESPONSE_MAGIC }
+        };
+        ring.push_response(&response).map_err(|_| io::Error::other("response ring full"))?;
+        // One at a time, published at once: at most the slot being
+        // answered can be left half done by a kill.
+        notify |= ring.publish_responses();
+    }
+    let idle = !ring.final_check_for_requests().map_err(ring_error)?;
+    *cursors = ring.cursors();
+    Ok(Batch { notify, idle })
 }
 
 impl Response {
