@@ -49,7 +49,8 @@ impl Host {
         let mut program = vec![env!("CARGO_BIN_EXE_blkfront").to_owned(), "--timeout".into(), "30".into()];
         program.push(DEVID.to_string());
         program.extend(args.iter().map(|a| a.to_string()));
-        let spec = DomainSpec { name: name.to_owned(), program, env: Vec::new(), paused: true, netns: false };
+        let spec =
+            DomainSpec { name: name.to_owned(), program, env: Vec::new(), paused: true, netns: false, fuse: false };
         let domid = self.ts.create(&spec).expect("xsim create").domid;
         let mut device = DeviceSpec::new("vbd", DEVID, domid, 0).with_backend_devtype("qdisk");
         device.backend_keys = [

@@ -247,6 +247,13 @@ pub struct DomainConfig {
     /// hypervisor running as root.
     #[cfg_attr(feature = "hosted", serde(default))]
     pub netns: bool,
+    /// Hosted: run the program in a mount namespace of its own whose
+    /// `/mnt` is a FUSE filesystem, mounted by the hypervisor for the
+    /// guest's user, which the guest serves on the `/dev/fuse` descriptor
+    /// named by `XSIM_FUSE_FD` (a hosted guest may not mount); needs a
+    /// hypervisor running as root.
+    #[cfg_attr(feature = "hosted", serde(default))]
+    pub fuse: bool,
 }
 
 /// A domain just created, paused, with what a toolstack needs to introduce

@@ -110,6 +110,7 @@ fn guest_config(name: &str, role: &str, env: &[(&str, String)]) -> DomainConfig 
         env: vars,
         cwd: None,
         netns: false,
+        fuse: false,
     }
 }
 

@@ -157,9 +157,13 @@ fn window_offset(window: usize) -> usize {
     2 * PAGE_SIZE + window * WINDOW
 }
 
-/// What the description page says: the disk's size in sectors, once the
-/// server runs.
-fn disk_sectors(mem: SharedMem<'_>) -> Option<u64> {
+/// What the description page of the share in `mem` says: the disk's
+/// size in sectors, once a server runs (a toolstack waits for this before
+/// it tells the client).
+pub fn disk_sectors(mem: SharedMem<'_>) -> Option<u64> {
+    if mem.len() < 2 * PAGE_SIZE {
+        return None;
+    }
     if mem.load_u32(PAGE_SIZE, Ordering::Acquire) != INFO_MAGIC {
         return None;
     }

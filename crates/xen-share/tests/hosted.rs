@@ -54,6 +54,7 @@ impl World {
             ],
             cwd: None,
             netns: false,
+            fuse: false,
         };
         self.host.toolstack().create(&config).unwrap()
     }

@@ -150,7 +150,14 @@ impl World {
     /// to its ring (the domain is not introduced yet: see
     /// [`World::introduce`]).
     pub fn create_guest(&mut self, name: &str) -> ClientId {
-        let config = DomainConfig { name: name.into(), program: Vec::new(), env: Vec::new(), cwd: None, netns: false };
+        let config = DomainConfig {
+            name: name.into(),
+            program: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            netns: false,
+            fuse: false,
+        };
         let new = self.hv.toolstack().create(&config).expect("creating a domain");
         self.ring_client(new.domid)
     }

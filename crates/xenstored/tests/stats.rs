@@ -72,8 +72,14 @@ fn many_domains_page_without_loss_or_repetition() {
     // Naming an existing domain in a permission makes the store know it
     // (as a toolstack does before INTRODUCE): 300 domains, 50 to a node.
     for i in 0..300 {
-        let config =
-            DomainConfig { name: format!("d{i}"), program: Vec::new(), env: Vec::new(), cwd: None, netns: false };
+        let config = DomainConfig {
+            name: format!("d{i}"),
+            program: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            netns: false,
+            fuse: false,
+        };
         w.hv.toolstack().create(&config).unwrap();
     }
     for chunk in 0..6u32 {

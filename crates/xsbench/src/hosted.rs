@@ -143,6 +143,7 @@ fn ring_read(ts: &mut Toolstack, state: &StateDir, guest: &Path, iters: usize) -
         env: Vec::new(),
         paused: false,
         netns: false,
+        fuse: false,
     };
     let domid = ts.create(&spec)?.domid;
     let finished = ts.wait_shutdown(domid, Duration::from_secs(300))?;
@@ -169,6 +170,7 @@ fn create_introduce(ts: &mut Toolstack, n: usize) -> Result<(f64, f64)> {
             env: Vec::new(),
             paused: true,
             netns: false,
+            fuse: false,
         };
         domids.push(ts.create(&spec).with_context(|| format!("creating domain {i} of {n}"))?.domid);
     }

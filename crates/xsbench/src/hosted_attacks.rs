@@ -60,6 +60,7 @@ pub fn measure(
             env: Vec::new(),
             paused: false,
             netns: false,
+            fuse: false,
         };
         let rss_idle = daemon_rss(state);
         let domid = ts.create(&spec)?.domid;

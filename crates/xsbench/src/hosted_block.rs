@@ -251,6 +251,7 @@ fn through_guest(
         env: Vec::new(),
         paused: true,
         netns: false,
+        fuse: false,
     };
     let domid = ts.create(&spec)?.domid;
     let keys = [

@@ -139,6 +139,7 @@ pub fn attach(ts: &mut Toolstack, state: &StateDir, guest: &std::path::Path, n: 
         env: Vec::new(),
         paused: false,
         netns: false,
+        fuse: false,
     };
     let domid = ts.create(&spec)?.domid;
     let mut counter = Counter::new("attached", n, "devices");

@@ -51,6 +51,7 @@ fn run(state: &StateDir, guest: &str, n: usize, step: usize) -> Result<()> {
         env: Vec::new(),
         paused: false,
         netns: false,
+        fuse: false,
     };
     let domid = ts.create(&spec)?.domid;
     let stats = xenstore::Client::connect(state.xenstored_socket())?;

@@ -42,6 +42,7 @@ pub fn run(ts: &mut Toolstack, guest: &str, count: u64, timeout: Duration) -> Re
         env: Vec::new(),
         paused: true,
         netns: false,
+        fuse: false,
     };
     let a = ts.create(&spec("ipc-a"))?.domid;
     let b = match ts.create(&spec("ipc-b")) {

@@ -78,6 +78,12 @@ enum Cmd {
         /// a xensnet LAN (`vdevice --create net`) to carry; needs root.
         #[arg(long)]
         netns: bool,
+        /// Run it in a mount namespace of its own whose /mnt is a FUSE
+        /// filesystem that the guest serves on the descriptor
+        /// XSIM_FUSE_FD (`xsim-guest xensblk` exports its disk there as
+        /// /mnt/disk); needs root.
+        #[arg(long)]
+        fuse: bool,
         /// Set a variable for the program (repeatable).
         #[arg(short, long = "env", value_name = "NAME=VALUE", value_parser = env_pair)]
         env: Vec<(String, String)>,
@@ -318,9 +324,9 @@ fn run(cli: Cli) -> Result<()> {
             hv.serve().context("running the hypervisor")?;
             Ok(())
         }
-        Cmd::Create { paused, netns, env, name, program } => {
+        Cmd::Create { paused, netns, fuse, env, name, program } => {
             let mut ts = Toolstack::connect(&state)?;
-            let new = ts.create(&DomainSpec { name, program, env: guest_env(env), paused, netns })?;
+            let new = ts.create(&DomainSpec { name, program, env: guest_env(env), paused, netns, fuse })?;
             println!("{}", new.domid);
             Ok(())
         }

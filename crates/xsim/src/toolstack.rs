@@ -29,6 +29,10 @@ pub struct DomainSpec {
     /// Give it a network namespace of its own with a xensnet TAP
     /// interface (`xsim create --netns`; needs root).
     pub netns: bool,
+    /// Give it a mount namespace of its own whose `/mnt` is a FUSE
+    /// filesystem it serves (`xsim create --fuse`: the xensblk disk's
+    /// export; needs root).
+    pub fuse: bool,
 }
 
 /// A dom0 toolstack connected to a running host.
@@ -74,8 +78,14 @@ impl Toolstack {
         let mut argv = spec.program.clone();
         argv[0] = resolve_program(program)?;
         let cwd = std::env::current_dir().ok().map(|d| d.to_string_lossy().into_owned());
-        let config =
-            DomainConfig { name: spec.name.clone(), program: argv, env: spec.env.clone(), cwd, netns: spec.netns };
+        let config = DomainConfig {
+            name: spec.name.clone(),
+            program: argv,
+            env: spec.env.clone(),
+            cwd,
+            netns: spec.netns,
+            fuse: spec.fuse,
+        };
         let new = match self.domains.create(&config) {
             Ok(new) => new,
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {

@@ -148,6 +148,7 @@ fn xenstore_tools_run_one_after_another_inside_a_guest() {
         env: Vec::new(),
         paused: false,
         netns: false,
+        fuse: false,
     };
     let domid = host.ts.create(&spec).expect("create").domid;
     let state = host.wait_shutdown(domid, Duration::from_secs(30));

@@ -102,6 +102,7 @@ fn destroy_kills_what_a_guest_left_running_under_a_uid_per_guest() {
         env: Vec::new(),
         paused: false,
         netns: false,
+        fuse: false,
     };
     let domid = host.ts.create(&spec).expect("create").domid;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -32,6 +32,7 @@ fn busy_host() -> (TestHost, u16, u16) {
         env: Vec::new(),
         paused: false,
         netns: false,
+        fuse: false,
     };
     let busy = host.ts.create(&spec("busy", vec!["sh".into(), "-c".into(), loop_])).unwrap().domid;
     let idle = host.ts.create(&spec("idle", vec!["sleep".into(), "60".into()])).unwrap().domid;

@@ -54,6 +54,7 @@ fn guest(host: &mut TestHost, dir: &Path, name: &str, script: &str) -> DomId {
         env: Vec::new(),
         paused: false,
         netns: true,
+        fuse: false,
     };
     host.ts.create(&spec).expect("xsim create --netns").domid
 }
@@ -186,15 +187,17 @@ fn tcp_and_membership_changes_under_traffic() {
     assert!(list.contains(&format!("domain {new} ")), "{list}");
 }
 
-/// The README's command for the LAN (`scripts/lan-demo`), over this
-/// build's programs.
-fn the_lan_demo_runs() {
+/// The README's command for Xen Share (`scripts/share-demo`: the LAN and
+/// the disk), over this build's programs.
+fn the_share_demo_runs() {
     let bin = Path::new(env!("CARGO_BIN_EXE_xsim")).parent().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lan-demo");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/share-demo");
     let out = Command::new(script).env("DEMO_BIN", bin).env_remove("XSIM_STATE").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("lan-demo: three guests pinged each other over xensnet"), "{stdout}");
+    assert!(stdout.contains("share-demo: three guests pinged each other over xensnet"), "{stdout}");
+    assert!(stdout.contains("read back: written on a xensblk disk"), "{stdout}");
+    assert!(stdout.contains("disk-user: fsck clean"), "{stdout}");
     // Each pinged the two others: two answers from each.
     assert_eq!(stdout.matches("2 packets transmitted, 2 received").count(), 6, "{stdout}");
 }
@@ -209,6 +212,11 @@ fn main() -> std::process::ExitCode {
             IPROUTE2,
             PYTHON3,
         ]),
-        Test::new("the_lan_demo_runs", the_lan_demo_runs).needs(&needs),
+        Test::new("the_share_demo_runs", the_share_demo_runs).needs(&[
+            ROOT_AND_TUN,
+            PING,
+            IPROUTE2,
+            Need::Package { name: "e2fsprogs", file: "/usr/sbin/mke2fs" },
+        ]),
     ])
 }

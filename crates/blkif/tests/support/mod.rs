@@ -174,7 +174,8 @@ impl Rig {
         let id = self.world.borrow_mut().create_guest(name);
         assert_eq!(self.world.borrow_mut().introduce(id).unwrap(), b"OK\0");
         let domid = self.world.borrow().domid(id);
-        let config = DomainConfig { name: name.into(), program: vec![], env: vec![], cwd: None, netns: false };
+        let config =
+            DomainConfig { name: name.into(), program: vec![], env: vec![], cwd: None, netns: false, fuse: false };
         let new = self.hv.toolstack().create(&config).unwrap();
         assert_eq!(new.domid, domid, "the store and the twin number guests alike");
         write_home(&self.toolstack, domid);

@@ -57,6 +57,10 @@ pub const ENV_HYPERVISOR_FD: &str = "XSIM_HYPERVISOR_FD";
 /// Environment variable holding a hosted guest's domid.
 pub const ENV_DOMID: &str = "XSIM_DOMID";
 
+/// The environment variable naming the `/dev/fuse` descriptor a guest
+/// created with `DomainConfig::fuse` serves (its `/mnt`).
+pub const ENV_FUSE_FD: &str = "XSIM_FUSE_FD";
+
 /// The hypervisor's socket inside a state directory.
 pub fn hypervisor_socket(state_dir: &Path) -> PathBuf {
     state_dir.join("hypervisor.sock")

@@ -34,7 +34,7 @@
 //! let dom_exc = events.bind_virq(Virq::DomExc)?;
 //!
 //! // The toolstack makes a guest (paused) ...
-//! let config = DomainConfig { name: "guest".into(), program: vec![], env: vec![], cwd: None, netns: false };
+//! let config = DomainConfig { name: "guest".into(), program: vec![], env: vec![], cwd: None, netns: false, fuse: false };
 //! let new = hv.toolstack().create(&config)?;
 //! // ... the guest side takes its page and its port ...
 //! let guest = hv.guest(new.domid)?;

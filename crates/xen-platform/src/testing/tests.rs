@@ -13,7 +13,7 @@ const EBUSY: i32 = 16;
 const EIO: i32 = 5;
 
 fn config(name: &str) -> DomainConfig {
-    DomainConfig { name: name.to_owned(), program: Vec::new(), env: Vec::new(), cwd: None, netns: false }
+    DomainConfig { name: name.to_owned(), program: Vec::new(), env: Vec::new(), cwd: None, netns: false, fuse: false }
 }
 
 fn errno<T: std::fmt::Debug>(result: io::Result<T>) -> i32 {

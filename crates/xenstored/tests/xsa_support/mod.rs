@@ -45,7 +45,8 @@ pub fn home(w: &mut World, dom0: ClientId, g: ClientId) {
 
 /// A domain that exists but is not introduced; its domid, as text.
 pub fn existing(w: &mut World, name: &str) -> String {
-    let config = DomainConfig { name: name.into(), program: Vec::new(), env: Vec::new(), cwd: None, netns: false };
+    let config =
+        DomainConfig { name: name.into(), program: Vec::new(), env: Vec::new(), cwd: None, netns: false, fuse: false };
     w.hv.toolstack().create(&config).unwrap().domid.to_string()
 }
 

@@ -17,6 +17,7 @@ use clap::{ArgGroup, Parser};
 use xen_platform::hosted::Host;
 use xen_platform::share::{ShareRef, Shares};
 use xen_platform::{DomId, Toolstack as _};
+use xen_share::blk::BLK_PAGES;
 use xen_share::net::{LAN_PAGES, MAX_LAN_MEMBERS};
 use xen_share::{kind, status, Entry, VdeviceError, VdeviceHost};
 use xsim::StateDir;
@@ -39,7 +40,10 @@ struct Cli {
     /// Seconds to wait for each guest's acknowledgement.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     timeout: f64,
-    /// Create a device: `net DOMAIN...` (a LAN of those domains).
+    /// Create a device: `net DOMAIN...` (a LAN of those domains), or
+    /// `block FILE SERVER CLIENT` (FILE served by SERVER, which must be
+    /// dom0, to CLIENT: waits for the server to run before it tells the
+    /// client).
     #[arg(long, num_args = 2.., value_names = ["KIND", "ARGS"])]
     create: Option<Vec<String>>,
     /// Add DOMAIN to DEVICE.
@@ -70,6 +74,7 @@ fn run(cli: Cli) -> Result<()> {
         .with_context(|| format!("no hosted host at {} (xsim up)", state.root().display()))?;
     let _lock = lock(&state.root().join("vdevices.lock"))?;
     let mut tool = Tool {
+        state: state.root().to_owned(),
         shares: host.shares(),
         host,
         registry: Registry::load(&state.root().join("vdevices"))?,
@@ -105,6 +110,8 @@ struct Device {
     pages: usize,
     /// Each member and its slot in that member's vdevice page.
     members: Vec<(DomId, usize)>,
+    /// A block device's dom0 server (`xensblk`), by pid.
+    server: Option<u32>,
 }
 
 /// The devices made here, as a file.
@@ -132,6 +139,9 @@ impl Registry {
             for (domid, slot) in &d.members {
                 let _ = write!(text, " {domid}:{slot}");
             }
+            if let Some(pid) = d.server {
+                let _ = write!(text, " server={pid}");
+            }
             text.push('\n');
         }
         let tmp = self.path.with_extension("new");
@@ -157,19 +167,24 @@ fn parse_device(line: &str) -> Result<Device> {
         _ => return Err(bad()),
     };
     let pages = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
-    let members = words
-        .map(|w| {
-            let (d, s) = w.split_once(':')?;
-            Some((d.parse().ok()?, s.parse().ok()?))
-        })
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(bad)?;
-    Ok(Device { share, kind, pages, members })
+    let mut members = Vec::new();
+    let mut server = None;
+    for word in words {
+        if let Some(pid) = word.strip_prefix("server=") {
+            server = Some(pid.parse().map_err(|_| bad())?);
+            continue;
+        }
+        let (d, s) = word.split_once(':').ok_or_else(bad)?;
+        members.push((d.parse().map_err(|_| bad())?, s.parse().map_err(|_| bad())?));
+    }
+    Ok(Device { share, kind, pages, members, server })
 }
 
 /// What a run works with.
 struct Tool {
     host: Host,
+    /// The host's state directory.
+    state: PathBuf,
     shares: xen_platform::hosted::HostedShares,
     registry: Registry,
     timeout: Duration,
@@ -222,8 +237,8 @@ impl Tool {
     fn create(&mut self, kind_name: &str, args: &[String]) -> Result<ShareRef> {
         match kind_name {
             "net" => {}
-            "block" => bail!("block devices need xensblk, which is not built yet"),
-            other => bail!("unknown device type {other:?} (net)"),
+            "block" => return self.create_block(args),
+            other => bail!("unknown device type {other:?} (net, block)"),
         }
         let domids = args.iter().map(|a| self.resolve(a)).collect::<Result<Vec<_>>>()?;
         if domids.len() > MAX_LAN_MEMBERS {
@@ -244,13 +259,119 @@ impl Tool {
                 }
             }
         }
-        self.registry.devices.push(Device { share, kind: kind::NET, pages: LAN_PAGES, members });
+        self.registry.devices.push(Device { share, kind: kind::NET, pages: LAN_PAGES, members, server: None });
         Ok(share)
+    }
+
+    /// `block FILE SERVER CLIENT`: starts dom0's `xensblk` on a new share,
+    /// waits until it describes the disk, then adds the device to the
+    /// client's page.
+    fn create_block(&mut self, args: &[String]) -> Result<ShareRef> {
+        let [file, server, client] = args else { bail!("usage: --create block FILE SERVER CLIENT") };
+        if self.resolve(server)? != 0 {
+            bail!("only dom0 serves xensblk disks so far");
+        }
+        let client = self.resolve(client)?;
+        let file = std::path::absolute(file)?;
+        let size = std::fs::metadata(&file).with_context(|| format!("{}", file.display()))?.len();
+        if size == 0 || size % xen_share::blk::SECTOR != 0 {
+            bail!("{}: its size must be a non-zero multiple of 512 bytes", file.display());
+        }
+        let share = self.shares.create(BLK_PAGES, &[0, client]).context("creating the share")?;
+        let undo = |tool: &Tool, server: Option<&mut std::process::Child>| {
+            if let Some(child) = server {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let _ = tool.shares.destroy(share);
+        };
+        let log = self.state.join(format!("xensblk-{share}.log"));
+        let mut child = match self.start_server(share, &file, &log) {
+            Ok(child) => child,
+            Err(e) => {
+                undo(self, None);
+                return Err(e);
+            }
+        };
+        // The server runs once it has described the disk.
+        let described = self.wait_described(share, &mut child, &log);
+        if let Err(e) = described {
+            undo(self, Some(&mut child));
+            return Err(e.context("nothing created"));
+        }
+        let entry = Entry { kind: kind::BLOCK, numpages: u16::try_from(BLK_PAGES)?, features: 0, share };
+        let slot = match self.add_entry(client, entry) {
+            Ok(slot) => slot,
+            Err(e) => {
+                undo(self, Some(&mut child));
+                return Err(e.context("nothing created"));
+            }
+        };
+        self.registry.devices.push(Device {
+            share,
+            kind: kind::BLOCK,
+            pages: BLK_PAGES,
+            members: vec![(client, slot)],
+            server: Some(child.id()),
+        });
+        Ok(share)
+    }
+
+    /// Starts `xensblk` (beside this program) on `share`, detached, its
+    /// output in `log`.
+    fn start_server(&self, share: ShareRef, file: &Path, log: &Path) -> Result<std::process::Child> {
+        use std::os::unix::process::CommandExt;
+        let program = std::env::current_exe()?.with_file_name("xensblk");
+        let out = std::fs::File::create(log)?;
+        std::process::Command::new(&program)
+            .arg("--state")
+            .arg(&self.state)
+            .arg("--share")
+            .arg(share.to_string())
+            .arg(file)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))
+    }
+
+    /// Waits up to the timeout until the server described the disk.
+    fn wait_described(&self, share: ShareRef, child: &mut std::process::Child, log: &Path) -> Result<()> {
+        let attached = self.shares.attach(share)?;
+        let deadline = std::time::Instant::now() + self.timeout;
+        loop {
+            if xen_share::blk::disk_sectors(attached.pages().shared_mem()).is_some() {
+                return Ok(());
+            }
+            if let Some(status) = child.try_wait()? {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                bail!("the server exited ({status}): {}", text.trim());
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("the server did not start within {:.1} s", self.timeout.as_secs_f64());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Ends a block device's server, if it is still ours.
+    fn stop_server(pid: u32) {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "xensblk" {
+            if let Some(pid) = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap_or(0)) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+        }
     }
 
     fn add(&mut self, device: &str, domain: &str) -> Result<()> {
         let domid = self.resolve(domain)?;
         let d = self.registry.find(device)?.clone();
+        if d.kind != kind::NET {
+            bail!("only a LAN takes more members");
+        }
         if d.members.iter().any(|(m, _)| *m == domid) {
             bail!("domain {domid} is on device {} already", d.share);
         }
@@ -274,6 +395,10 @@ impl Tool {
     fn remove(&mut self, device: &str, domain: &str) -> Result<()> {
         let domid = self.resolve(domain).or_else(|_| domain.parse().map_err(|_| anyhow!("no domain {domain:?}")))?;
         let d = self.registry.find(device)?.clone();
+        if d.kind == kind::BLOCK {
+            // A disk has one client: removing it ends the device.
+            return self.destroy(device);
+        }
         let &(_, slot) =
             d.members.iter().find(|(m, _)| *m == domid).ok_or_else(|| anyhow!("domain {domid} is not on {device}"))?;
         self.remove_entry(domid, slot)?;
@@ -293,6 +418,9 @@ impl Tool {
         for &(domid, slot) in &d.members {
             self.remove_entry(domid, slot)?;
         }
+        if let Some(pid) = d.server {
+            Tool::stop_server(pid);
+        }
         match self.shares.destroy(d.share) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {}
@@ -307,7 +435,11 @@ impl Tool {
             self.host.toolstack().list()?.into_iter().map(|d| (d.domid, d.name)).collect();
         let mut out = String::new();
         for d in &self.registry.devices {
-            let _ = writeln!(out, "{} {} ({} pages)", d.share, kind::name(d.kind), d.pages);
+            let _ = write!(out, "{} {} ({} pages)", d.share, kind::name(d.kind), d.pages);
+            if let Some(pid) = d.server {
+                let _ = write!(out, ", served by dom0's xensblk (pid {pid})");
+            }
+            out.push('\n');
             for &(domid, slot) in &d.members {
                 let Some(name) = names.get(&domid) else {
                     let _ = writeln!(out, "  domain {domid}: gone");

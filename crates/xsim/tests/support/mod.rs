@@ -55,7 +55,7 @@ impl TestHost {
     pub fn guest(&mut self, name: &str, args: &[&str], paused: bool) -> DomId {
         let mut program = vec![guest_program()];
         program.extend(args.iter().map(|a| a.to_string()));
-        let spec = DomainSpec { name: name.to_owned(), program, env: Vec::new(), paused, netns: false };
+        let spec = DomainSpec { name: name.to_owned(), program, env: Vec::new(), paused, netns: false, fuse: false };
         self.ts.create(&spec).expect("xsim create").domid
     }
 

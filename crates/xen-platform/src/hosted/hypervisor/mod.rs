@@ -20,7 +20,7 @@ mod helper;
 mod isolation;
 mod landlock;
 mod memory;
-mod netns;
+mod namespaces;
 mod ports;
 mod shares;
 mod signals;

@@ -27,7 +27,7 @@ use rustix::process::{getpid, kill_process, pidfd_open, waitid, Pid, PidfdFlags,
 
 use super::confine::Confine;
 use super::isolation::Confinement;
-use crate::hosted::{ENV_DOMID, ENV_HYPERVISOR_FD};
+use crate::hosted::{ENV_DOMID, ENV_FUSE_FD, ENV_HYPERVISOR_FD};
 use crate::{DomId, DomainConfig};
 
 /// A guest process, stopped before exec.
@@ -50,6 +50,7 @@ pub(super) fn spawn_paused(
     console: &Path,
     confinement: &Confinement,
     uid: Option<u32>,
+    fuse: Option<OwnedFd>,
 ) -> io::Result<Spawned> {
     let (name, args) = config.program.split_first().ok_or(Errno::INVAL)?;
     let cwd = config.cwd.as_ref().map(PathBuf::from);
@@ -60,6 +61,11 @@ pub(super) fn spawn_paused(
     // Keep the child's end off 0..=2, which the child's stdio replaces.
     let theirs = if theirs.as_raw_fd() < 3 { fcntl_dupfd_cloexec(&theirs, 3)? } else { theirs };
     let number = theirs.as_raw_fd();
+    // The FUSE device the guest serves, likewise off stdio.
+    let fuse = match fuse {
+        Some(fd) if fd.as_raw_fd() < 3 => Some(fcntl_dupfd_cloexec(&fd, 3)?),
+        other => other,
+    };
 
     let log = OpenOptions::new().create(true).append(true).open(console)?;
     let mut command = Command::new(&program);
@@ -75,11 +81,21 @@ pub(super) fn spawn_paused(
     if let Some(cwd) = &cwd {
         command.current_dir(cwd);
     }
+    if let Some(fd) = &fuse {
+        command.env(ENV_FUSE_FD, fd.as_raw_fd().to_string());
+    }
     let confine = Confine::prepare(confinement, uid, &mut command)?;
     let in_child = move || -> io::Result<()> {
         confine.apply()?;
         fcntl_setfd(&theirs, FdFlags::empty())?;
-        close_all_but(theirs.as_fd().as_raw_fd())?;
+        let fuse_number = match &fuse {
+            Some(fd) => {
+                fcntl_setfd(fd, FdFlags::empty())?;
+                fd.as_raw_fd()
+            }
+            None => -1,
+        };
+        close_all_but(theirs.as_fd().as_raw_fd(), fuse_number)?;
         kill_process(getpid(), Signal::STOP)?;
         Ok(())
     };
@@ -116,13 +132,22 @@ fn wait_stopped(pidfd: &OwnedFd) -> io::Result<()> {
     }
 }
 
-/// Closes every descriptor from 3 up except `keep`; async-signal-safe.
-fn close_all_but(keep: i32) -> io::Result<()> {
+/// Closes every descriptor from 3 up except `keep` and `also` (if not
+/// negative); async-signal-safe.
+fn close_all_but(keep: i32, also: i32) -> io::Result<()> {
     let keep = u32::try_from(keep).map_err(|_| Errno::BADF)?;
-    if keep > 3 {
-        close_range(3, keep - 1)?;
+    let (low, high) = match u32::try_from(also) {
+        Ok(also) if also != keep => (keep.min(also), keep.max(also)),
+        _ => (keep, keep),
+    };
+    // The gaps below, between and above the kept ones.
+    if low > 3 {
+        close_range(3, low - 1)?;
     }
-    close_range(keep.saturating_add(1), u32::MAX)
+    if high > low.saturating_add(1) {
+        close_range(low + 1, high - 1)?;
+    }
+    close_range(high.saturating_add(1), u32::MAX)
 }
 
 /// `close_range(first, last, 0)`, which rustix does not offer.

@@ -24,6 +24,9 @@
 //! - `xensnet`: the Xen Share LAN driver: the domain's vdevice bus, each
 //!   LAN device carried to its TAP interface (`xsim create --netns`; see
 //!   `xensnet.rs`).
+//! - `xensblk`: the Xen Share block driver: the domain's vdevice bus, its
+//!   block device exported as `/mnt/disk` (`xsim create --fuse`; see
+//!   `xensblk.rs`).
 
 mod attack;
 mod checks;
@@ -31,6 +34,7 @@ mod drivers;
 mod ipc;
 mod isolation;
 mod raw_ring;
+mod xensblk;
 mod xensnet;
 
 use anyhow::{bail, Context, Result};
@@ -47,10 +51,11 @@ fn main() {
         Some("bench-read") => bench_read(&args[1..]),
         Some("attack") => attack::run(&args[1..]),
         Some("xensnet") => xensnet::run(&args[1..]),
+        Some("xensblk") => xensblk::run(&args[1..]),
         Some(role @ ("null-frontend" | "null-backend")) => drivers::run(role, &args[1..]),
         _ => Err(anyhow::anyhow!(
             "usage: xsim-guest demo | ipc [--count N] | check NAME [ARGS] | null-frontend TYPE | null-backend TYPE | \
-             xensnet"
+             xensnet | xensblk"
         )),
     };
     match result {

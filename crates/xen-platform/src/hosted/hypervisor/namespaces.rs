@@ -1,0 +1,117 @@
+//! A guest's own namespaces, made by the hypervisor because a guest may
+//! not make them:
+//!
+//! - **network** (`DomainConfig::netns`): loopback and a TAP interface,
+//!   `xsn0`, with the guest's xensnet MAC and address
+//!   ([`crate::share::lan_mac`], [`crate::share::lan_ip`]), owned by the
+//!   guest's user so that its xensnet driver can attach to it without
+//!   privilege; ICMP echo sockets allowed, so `ping` works unprivileged.
+//! - **mount** (`DomainConfig::fuse`): `/mnt` is a FUSE filesystem mounted
+//!   for the guest's user, with every mount of the namespace private; the
+//!   guest serves it on the `/dev/fuse` descriptor it inherits (a guest
+//!   cannot mount: it has no privilege, runs with `no_new_privs`, and its
+//!   Landlock domain forbids mount changes).
+//!
+//! Namespaces belong to a thread: the guest is spawned from a short-lived
+//! thread that made them, configured them (iproute2's `ip` for the
+//! network, inheriting the thread's namespace) and then forks the guest,
+//! which inherits them too. The hypervisor's own thread never changes
+//! namespace; nothing is configured or mounted outside the guest's.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Command, Stdio};
+
+use rustix::fs::{open, Mode, OFlags};
+use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags};
+use rustix::thread::UnshareFlags;
+
+use crate::share::{lan_ip, lan_mac, LAN_PREFIX, LAN_TAP as TAP_NAME};
+use crate::DomId;
+
+/// Where the guest's FUSE filesystem is mounted in its namespace.
+pub const FUSE_MOUNT: &str = "/mnt";
+
+/// Runs `spawn` in a thread inside new namespaces set up for `domid`
+/// (owned by `owner`): a network namespace if `net`, a mount namespace
+/// with the FUSE mount if `fuse` (`spawn` then gets the `/dev/fuse`
+/// descriptor to hand the guest).
+pub(super) fn in_new_namespaces<T: Send>(
+    domid: DomId,
+    owner: u32,
+    net: bool,
+    fuse: bool,
+    spawn: impl FnOnce(Option<OwnedFd>) -> io::Result<T> + Send,
+) -> io::Result<T> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, "a guest's namespaces need a root hypervisor"));
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                if net {
+                    // SAFETY: the namespace changes for this thread alone
+                    // (a network namespace is per thread), which exists
+                    // only to make the guest's and ends after the spawn;
+                    // nothing else runs on it.
+                    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNET) }?;
+                    configure(domid, owner)?;
+                }
+                let device = if fuse {
+                    // SAFETY: as above; a new mount namespace takes this
+                    // thread's filesystem context with it, which no other
+                    // thread shares from here on.
+                    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS | UnshareFlags::FS) }?;
+                    Some(mount_fuse(owner)?)
+                } else {
+                    None
+                };
+                spawn(device)
+            })
+            .join()
+            .map_err(|_| io::Error::other("the namespaces' thread panicked"))?
+    })
+}
+
+/// Makes every mount of the calling thread's (new) mount namespace
+/// private, then mounts a FUSE filesystem for `owner` at [`FUSE_MOUNT`];
+/// returns its `/dev/fuse` descriptor.
+fn mount_fuse(owner: u32) -> io::Result<OwnedFd> {
+    mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)?;
+    let device = open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+    let data =
+        std::ffi::CString::new(format!("fd={},rootmode=40000,user_id={owner},group_id={owner}", device.as_raw_fd()))
+            .map_err(io::Error::other)?;
+    mount("xensblk", FUSE_MOUNT, "fuse.xensblk", MountFlags::NOSUID | MountFlags::NODEV, Some(data.as_c_str()))?;
+    Ok(device)
+}
+
+/// Brings up loopback and the guest's TAP in the calling thread's
+/// namespace.
+fn configure(domid: DomId, owner: u32) -> io::Result<()> {
+    let mac = lan_mac(domid).iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let address = format!("{}/{LAN_PREFIX}", lan_ip(domid));
+    let owner = owner.to_string();
+    ip(&["link", "set", "lo", "up"])?;
+    ip(&["tuntap", "add", "dev", TAP_NAME, "mode", "tap", "user", &owner, "group", &owner])?;
+    ip(&["link", "set", "dev", TAP_NAME, "address", &mac])?;
+    ip(&["address", "add", &address, "dev", TAP_NAME])?;
+    ip(&["link", "set", "dev", TAP_NAME, "up"])?;
+    // Per namespace: the file is this thread's namespace's.
+    std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")?;
+    Ok(())
+}
+
+/// Runs iproute2's `ip` with `args`; its error output on failure.
+fn ip(args: &[&str]) -> io::Result<()> {
+    let program = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "iproute2's ip is not installed"))?;
+    let output = Command::new(program).args(args).stdin(Stdio::null()).output()?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim())))
+    }
+}

@@ -1,0 +1,321 @@
+//! `xsim-guest xensblk`: the guest's xensblk driver. Runs the domain's
+//! vdevice bus with a driver for block devices; the disk is exported as
+//! the file `/mnt/disk` of the FUSE filesystem the hypervisor mounted for
+//! the guest (`xsim create --fuse`), so ordinary tools (`dd`, `mkfs`,
+//! `fsck`, `debugfs`) use it. One disk per guest. Runs until the domain
+//! is destroyed.
+
+use std::ffi::OsStr;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, LockOwner, OpenFlags, ReplyAttr, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyWrite, Request, SessionACL, WriteFlags,
+};
+use xen_platform::hosted::{Host, ENV_FUSE_FD};
+use xen_platform::share::Shares;
+use xen_share::blk::{Disk, SECTOR};
+use xen_share::{kind, Bus, Device, Driver};
+
+/// The disk's inode.
+const DISK: INodeNo = INodeNo(2);
+/// How long the kernel may cache names and attributes.
+const TTL: Duration = Duration::from_secs(1);
+
+/// Runs the bus until the domain goes.
+pub fn run(_args: &[String]) -> Result<()> {
+    let (host, _) = Host::from_guest_env().context("not a hosted guest")?;
+    let shares = host.shares();
+    let mut page = shares.attach(shares.vdevice(host.domid())?).context("attaching the vdevice page")?;
+    let mut bus = Bus::new();
+    bus.register(Box::new(BlockDriver { host, fuse: take_fuse_fd(), removed: None }));
+    println!("xensblk: waiting for a block device");
+    loop {
+        for event in bus.poll(&mut *page)? {
+            println!("xensblk: {event:?}");
+        }
+        page.wait(Some(Duration::from_secs(1)))?;
+    }
+}
+
+/// The `/dev/fuse` descriptor the hypervisor handed this guest, once.
+fn take_fuse_fd() -> Option<OwnedFd> {
+    let raw: i32 = std::env::var(ENV_FUSE_FD).ok()?.parse().ok()?;
+    std::env::remove_var(ENV_FUSE_FD);
+    // Make sure it is a character device (/dev/fuse) before owning it: a
+    // wrong environment must not make us close an unrelated file.
+    // SAFETY: the borrow lasts for this call only; fstat on a closed or
+    // foreign number fails harmlessly.
+    let stat = rustix::fs::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) }).ok()?;
+    if !rustix::fs::FileType::from_raw_mode(stat.st_mode).is_char_device() {
+        return None;
+    }
+    // SAFETY: the hypervisor started this process with `raw` open for it
+    // (XSIM_FUSE_FD), removed from the environment above so that nothing
+    // else in this process takes it, and nothing owns it yet.
+    Some(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Drives the guest's one block device.
+struct BlockDriver {
+    host: Host,
+    fuse: Option<OwnedFd>,
+    /// Set when the device goes: the filesystem then answers EIO.
+    removed: Option<Arc<AtomicBool>>,
+}
+
+impl Driver for BlockDriver {
+    fn name(&self) -> &str {
+        "xensblk"
+    }
+
+    fn kind(&self) -> u16 {
+        kind::BLOCK
+    }
+
+    fn probe(&mut self, device: &Device) -> Result<(), String> {
+        let fuse = self.fuse.take().ok_or("no FUSE mount to export the disk on (xsim create --fuse), or in use")?;
+        let share = self.host.shares().attach(device.entry.share).map_err(|e| format!("attaching the disk: {e}"))?;
+        let disk = Disk::open(share, Duration::from_secs(10)).map_err(|e| format!("the disk's server: {e}"))?;
+        let removed = Arc::new(AtomicBool::new(false));
+        let fs = DiskFs {
+            size: disk.len(),
+            disk: Mutex::new(disk),
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+            removed: Arc::clone(&removed),
+        };
+        let session = fuser::Session::from_fd(fs, fuse, SessionACL::Owner, fuser::Config::default())
+            .map_err(|e| format!("the FUSE session: {e}"))?;
+        std::thread::spawn(move || {
+            if let Err(e) = session.run() {
+                println!("xensblk: the FUSE session ended: {e}");
+            }
+        });
+        self.removed = Some(removed);
+        println!("xensblk: disk of share {} on /mnt/disk", device.entry.share);
+        Ok(())
+    }
+
+    fn remove(&mut self, _: &Device) {
+        if let Some(removed) = self.removed.take() {
+            removed.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `/mnt`: a directory holding `disk`, the block device as a file.
+struct DiskFs {
+    disk: Mutex<Disk>,
+    size: u64,
+    uid: u32,
+    gid: u32,
+    removed: Arc<AtomicBool>,
+}
+
+impl DiskFs {
+    fn attr(&self, ino: INodeNo) -> Option<FileAttr> {
+        let (kind, perm, size, nlink) = match ino {
+            INodeNo::ROOT => (FileType::Directory, 0o755, 0, 2),
+            DISK => (FileType::RegularFile, 0o600, self.size, 1),
+            _ => return None,
+        };
+        let now = SystemTime::now();
+        Some(FileAttr {
+            ino,
+            size,
+            blocks: size.div_ceil(512),
+            atime: now,
+            mtime: now,
+            ctime: now,
+            crtime: now,
+            kind,
+            perm,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        })
+    }
+
+    /// The sector-aligned span covering `len` bytes at `offset`, cut at
+    /// the disk's end.
+    fn span(&self, offset: u64, len: u64) -> (u64, u64) {
+        let end = offset.saturating_add(len).min(self.size);
+        let start = offset / SECTOR * SECTOR;
+        (start, end.div_ceil(SECTOR) * SECTOR)
+    }
+
+    fn gone(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
+    }
+}
+
+/// An I/O error's errno for FUSE.
+fn errno(e: &std::io::Error) -> Errno {
+    Errno::from_i32(e.raw_os_error().unwrap_or(5))
+}
+
+impl Filesystem for DiskFs {
+    fn lookup(&self, _: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match (parent, name.to_str()) {
+            (INodeNo::ROOT, Some("disk")) => match self.attr(DISK) {
+                Some(attr) => reply.entry(&TTL, &attr, Generation(0)),
+                None => reply.error(Errno::ENOENT),
+            },
+            _ => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn getattr(&self, _: &Request, ino: INodeNo, _: Option<FileHandle>, reply: ReplyAttr) {
+        match self.attr(ino) {
+            Some(attr) => reply.attr(&TTL, &attr),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn setattr(
+        &self,
+        _: &Request,
+        ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<fuser::TimeOrNow>,
+        _mtime: Option<fuser::TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        // A disk's size is the server's: only "no change" is accepted.
+        if size.is_some_and(|s| s != self.size) {
+            return reply.error(Errno::EINVAL);
+        }
+        match self.attr(ino) {
+            Some(attr) => reply.attr(&TTL, &attr),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &self,
+        _: &Request,
+        ino: INodeNo,
+        _: FileHandle,
+        offset: u64,
+        size: u32,
+        _: OpenFlags,
+        _: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        if ino != DISK {
+            return reply.error(Errno::EISDIR);
+        }
+        if self.gone() {
+            return reply.error(Errno::EIO);
+        }
+        if offset >= self.size {
+            return reply.data(&[]);
+        }
+        let (start, end) = self.span(offset, u64::from(size));
+        let mut buf = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
+        let mut disk = self.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match disk.read_at(&mut buf, start) {
+            Ok(()) => {
+                let from = usize::try_from(offset - start).unwrap_or(0);
+                let to = (from + size as usize).min(usize::try_from(self.size.min(end) - start).unwrap_or(0));
+                reply.data(&buf[from..to.max(from)]);
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        _: &Request,
+        ino: INodeNo,
+        _: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _: WriteFlags,
+        _: OpenFlags,
+        _: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        if ino != DISK {
+            return reply.error(Errno::EISDIR);
+        }
+        if self.gone() {
+            return reply.error(Errno::EIO);
+        }
+        if offset.saturating_add(data.len() as u64) > self.size {
+            return reply.error(Errno::from_i32(libc_enospc()));
+        }
+        let (start, end) = self.span(offset, data.len() as u64);
+        let mut buf = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
+        let mut disk = self.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Whole sectors: read what the write covers only in part.
+        let from = usize::try_from(offset - start).unwrap_or(0);
+        if from != 0 || data.len() != buf.len() {
+            if let Err(e) = disk.read_at(&mut buf, start) {
+                return reply.error(errno(&e));
+            }
+        }
+        buf[from..from + data.len()].copy_from_slice(data);
+        match disk.write_at(&buf, start) {
+            Ok(()) => reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(&self, _: &Request, _: INodeNo, _: FileHandle, _: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn fsync(&self, _: &Request, _: INodeNo, _: FileHandle, _: bool, reply: ReplyEmpty) {
+        if self.gone() {
+            return reply.error(Errno::EIO);
+        }
+        let mut disk = self.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match disk.flush() {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdir(&self, _: &Request, ino: INodeNo, _: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        if ino != INodeNo::ROOT {
+            return reply.error(Errno::ENOTDIR);
+        }
+        let entries = [
+            (INodeNo::ROOT, FileType::Directory, "."),
+            (INodeNo::ROOT, FileType::Directory, ".."),
+            (DISK, FileType::RegularFile, "disk"),
+        ];
+        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(usize::try_from(offset).unwrap_or(usize::MAX)) {
+            if reply.add(*ino, i as u64 + 1, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+}
+
+/// ENOSPC: a write past the disk's end.
+fn libc_enospc() -> i32 {
+    rustix::io::Errno::NOSPC.raw_os_error()
+}
