@@ -66,6 +66,8 @@ fn a_guest_makes_a_filesystem_on_a_xensblk_disk_and_reads_back_what_it_wrote() {
         &script,
         format!(
             "\"{}\" xensblk &\n\
+             dd if=/dev/zero of=/mnt/disk bs=64k count=16 conv=fsync 2>/dev/null && echo DD-WRITE-OK\n\
+             truncate -s 1M /mnt/disk 2>/dev/null || echo TRUNCATE-REFUSED\n\
              /usr/sbin/mkfs.ext4 -q -F /mnt/disk && echo MKFS-OK\n\
              until [ -e {d}/restarted ]; do sleep 0.05; done\n\
              T=$(mktemp -d); echo 'written by the guest' > $T/f\n\
@@ -109,6 +111,9 @@ fn a_guest_makes_a_filesystem_on_a_xensblk_disk_and_reads_back_what_it_wrote() {
     let console = wait_console(&host, guest, "DD-OK");
     assert!(console.contains("READ: written by the guest"), "{console}");
     assert!(console.contains("FSCK-OK"), "{console}");
+    // `dd of=` opens with O_TRUNC, ignored as a block device ignores it;
+    // a truncate of the disk is refused.
+    assert!(console.contains("DD-WRITE-OK") && console.contains("TRUNCATE-REFUSED"), "{console}");
     restarted.kill().unwrap();
     restarted.wait().unwrap();
     host.ts.destroy(guest).unwrap();

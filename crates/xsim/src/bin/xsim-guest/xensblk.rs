@@ -163,6 +163,14 @@ fn errno(e: &std::io::Error) -> Errno {
 }
 
 impl Filesystem for DiskFs {
+    fn init(&mut self, _: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        // O_TRUNC comes with the open, where it is ignored as a block
+        // device ignores it (`dd of=/mnt/disk` works); a truncate of its
+        // own is refused (setattr).
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
+        Ok(())
+    }
+
     fn lookup(&self, _: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match (parent, name.to_str()) {
             (INodeNo::ROOT, Some("disk")) => match self.attr(DISK) {
@@ -199,7 +207,8 @@ impl Filesystem for DiskFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        // A disk's size is the server's: only "no change" is accepted.
+        // A disk's size is the server's: only "no change" is accepted
+        // (an O_TRUNC open does not come here: see init).
         if size.is_some_and(|s| s != self.size) {
             return reply.error(Errno::EINVAL);
         }
