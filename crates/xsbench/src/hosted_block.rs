@@ -143,6 +143,7 @@ pub fn run(dir: &Path, cfg: Config, reps: usize, res: &mut Results) -> Result<()
     let (programs, _) = crate::hosted::programs()?;
     let blkback = beside("xen-blkback")?;
     let blkfront = beside("blkfront")?;
+    let share_side = ShareSide { guest: beside("xsim-guest")?, server: beside("xensblk")? };
     let plan = plan(cfg);
     let image = dir.join("block.img");
     progress::step(format_args!("block: writing a {} MiB image", plan.image_bytes >> 20));
@@ -152,7 +153,7 @@ pub fn run(dir: &Path, cfg: Config, reps: usize, res: &mut Results) -> Result<()
     let (result, down) = on_cpu(0, || {
         let result = host::up(&state, &programs).and_then(|()| {
             let backend = Backend::start(&blkback, &state, &dir.join("blkback.log"))?;
-            let measured = measure(&state, &blkfront, &image, plan, reps, res);
+            let measured = measure(&state, &blkfront, &share_side, &image, plan, reps, res);
             backend.stop();
             measured
         });
@@ -163,7 +164,15 @@ pub fn run(dir: &Path, cfg: Config, reps: usize, res: &mut Results) -> Result<()
     down.map(|_| ())
 }
 
-fn measure(state: &StateDir, blkfront: &Path, image: &Path, plan: Plan, reps: usize, res: &mut Results) -> Result<()> {
+fn measure(
+    state: &StateDir,
+    blkfront: &Path,
+    share_side: &ShareSide,
+    image: &Path,
+    plan: Plan,
+    reps: usize,
+    res: &mut Results,
+) -> Result<()> {
     let mut ts = Toolstack::connect(state)?;
     for rep in 0..reps {
         for case in cases() {
@@ -173,9 +182,96 @@ fn measure(state: &StateDir, blkfront: &Path, image: &Path, plan: Plan, reps: us
             let limit = on_the_file(image, plan.image_bytes, case, plan.seconds)
                 .with_context(|| format!("{} on the file", case.label()))?;
             record(res, case, ours, limit);
+            // Xen Share's block device beside it, one operation in flight
+            // (its client is synchronous).
+            if case.depth == 1 {
+                let shared = through_share(&mut ts, state, share_side, image, case, plan.seconds)
+                    .with_context(|| format!("{} through xensblk", case.label()))?;
+                let label = case.label();
+                res.add(
+                    GROUP,
+                    &format!("{label} over Xen Share (xensblk): MB/s"),
+                    "MB/s",
+                    true,
+                    OURS,
+                    shared.mb_per_s(),
+                );
+                res.add(GROUP, &format!("{label} over Xen Share (xensblk): IOPS"), "ops/s", true, OURS, shared.iops());
+                res.add(
+                    GROUP,
+                    &format!("{label}: xensblk / blkif"),
+                    "×",
+                    true,
+                    OURS,
+                    shared.mb_per_s() / ours.mb_per_s(),
+                );
+            }
         }
     }
     Ok(())
+}
+
+/// The programs of the Xen Share side: the guest's bench and dom0's
+/// server.
+struct ShareSide {
+    guest: PathBuf,
+    server: PathBuf,
+}
+
+/// One case through a new guest's xensblk client, against dom0's
+/// `xensblk` serving the same image on a new share.
+fn through_share(
+    ts: &mut Toolstack,
+    state: &StateDir,
+    side: &ShareSide,
+    image: &Path,
+    case: Case,
+    seconds: f64,
+) -> Result<Measured> {
+    use xen_platform::share::Shares;
+    let host = xen_platform::hosted::Host::connect(&state.hypervisor_socket())?;
+    let shares = host.shares();
+    let share = shares.create(xen_share::blk::BLK_PAGES, &[0])?;
+    let mut server = Command::new(&side.server)
+        .arg("--state")
+        .arg(state.root())
+        .args(["--share", &share.to_string()])
+        .arg(image)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", side.server.display()))?;
+    let program = vec![
+        side.guest.to_string_lossy().into_owned(),
+        "xensblk-bench".into(),
+        share.to_string(),
+        case.op().into(),
+        case.size.to_string(),
+        seconds.to_string(),
+    ];
+    let spec = DomainSpec {
+        name: format!("xsb-{}-{}k", case.op(), case.size / 1024),
+        program,
+        env: Vec::new(),
+        paused: true,
+        netns: false,
+        fuse: false,
+    };
+    let ran = ts.create(&spec).and_then(|new| {
+        shares.add_member(share, new.domid)?;
+        ts.unpause(new.domid)?;
+        let finished = ts.wait_shutdown(new.domid, Duration::from_secs_f64(seconds) + Duration::from_secs(60));
+        let console = std::fs::read_to_string(state.console(new.domid)).unwrap_or_default();
+        let destroyed = ts.destroy(new.domid);
+        ensure!(finished?.is_some(), "the guest did not finish:\n{console}");
+        destroyed?;
+        Ok(console)
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = shares.destroy(share);
+    let console = ran?;
+    ensure!(console.contains("PASS xensblk-bench"), "xensblk-bench failed:\n{console}");
+    parse_line(&console).with_context(|| format!("no bench line in\n{console}"))
 }
 
 /// Adds one repetition of a case: MB/s and IOPS of both sides (the limit

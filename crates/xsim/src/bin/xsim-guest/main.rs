@@ -26,15 +26,20 @@
 //!   `xensnet.rs`).
 //! - `xensblk`: the Xen Share block driver: the domain's vdevice bus, its
 //!   block device exported as `/mnt/disk` (`xsim create --fuse`; see
-//!   `xensblk.rs`).
+//!   `xensblk.rs`);
+//! - `xensblk-bench SHARE read|write SIZE SECONDS`: a xensblk disk's
+//!   throughput through its client API, for `xs-bench` (see
+//!   `xensblk_bench.rs`).
 
 mod attack;
 mod checks;
 mod drivers;
+mod handed;
 mod ipc;
 mod isolation;
 mod raw_ring;
 mod xensblk;
+mod xensblk_bench;
 mod xensnet;
 
 use anyhow::{bail, Context, Result};
@@ -52,6 +57,7 @@ fn main() {
         Some("attack") => attack::run(&args[1..]),
         Some("xensnet") => xensnet::run(&args[1..]),
         Some("xensblk") => xensblk::run(&args[1..]),
+        Some("xensblk-bench") => xensblk_bench::run(&args[1..]),
         Some(role @ ("null-frontend" | "null-backend")) => drivers::run(role, &args[1..]),
         _ => Err(anyhow::anyhow!(
             "usage: xsim-guest demo | ipc [--count N] | check NAME [ARGS] | null-frontend TYPE | null-backend TYPE | \
