@@ -202,9 +202,32 @@ fn the_share_demo_runs() {
     assert_eq!(stdout.matches("2 packets transmitted, 2 received").count(), 6, "{stdout}");
 }
 
+/// The guest's TAP comes attached, on a descriptor named by
+/// `XSIM_TAP_FD`: the guest needs no access to `/dev/net/tun` (root's
+/// alone on many hosts, where xensnet could not open the interface). A
+/// TAP has a carrier only while a descriptor is attached to it.
+fn a_guest_inherits_its_tap_attached() {
+    let mut host = TestHost::up();
+    let dir = shared_dir();
+    let domid = guest(
+        &mut host,
+        dir.path(),
+        "tap",
+        "echo link=$(ip -o link show xsn0)\n\
+         echo fd=$(readlink /proc/self/fd/$XSIM_TAP_FD)\n\
+         echo END",
+    );
+    let console = wait_console(&host, domid, "END");
+    let line = |key: &str| console.lines().find(|l| l.starts_with(key)).unwrap_or_default().to_owned();
+    assert!(line("link=").contains("LOWER_UP") && !line("link=").contains("NO-CARRIER"), "{console}");
+    assert_eq!(line("fd="), "fd=/dev/net/tun", "{console}");
+}
+
 fn main() -> std::process::ExitCode {
     let needs = [ROOT_AND_TUN, PING, IPROUTE2];
     run(vec![
+        Test::new("a_guest_inherits_its_tap_attached", a_guest_inherits_its_tap_attached)
+            .needs(&[ROOT_AND_TUN, IPROUTE2]),
         Test::new("three_guests_ping_each_other_over_a_lan", three_guests_ping_each_other_over_a_lan).needs(&needs),
         Test::new("tcp_and_membership_changes_under_traffic", tcp_and_membership_changes_under_traffic).needs(&[
             ROOT_AND_TUN,

@@ -61,6 +61,12 @@ pub const ENV_DOMID: &str = "XSIM_DOMID";
 /// created with `DomainConfig::fuse` serves (its `/mnt`).
 pub const ENV_FUSE_FD: &str = "XSIM_FUSE_FD";
 
+/// The environment variable naming the descriptor of the TAP interface
+/// (`xsn0`, attached, frames without packet information) of a guest
+/// created with `DomainConfig::netns`: the guest needs no access to
+/// `/dev/net/tun`, which hosts often keep to root.
+pub const ENV_TAP_FD: &str = "XSIM_TAP_FD";
+
 /// The hypervisor's socket inside a state directory.
 pub fn hypervisor_socket(state_dir: &Path) -> PathBuf {
     state_dir.join("hypervisor.sock")

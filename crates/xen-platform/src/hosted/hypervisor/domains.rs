@@ -95,14 +95,14 @@ impl State {
         let log = self.console_dir.join(format!("{domid}.log"));
         let uid = self.guest_uid(domid);
         let confinement = self.confinement;
-        let spawn = |fuse| spawn_paused(config, domid, &log, &confinement, uid, fuse);
+        let spawn = |handed| spawn_paused(config, domid, &log, &confinement, uid, handed);
         let spawned = if config.netns || config.fuse {
             let owner = uid.unwrap_or_else(|| rustix::process::geteuid().as_raw());
             super::namespaces::in_new_namespaces(domid, owner, config.netns, config.fuse, spawn).inspect_err(|e| {
                 eprintln!("xsim hypervisor: domain {domid}'s namespaces: {e}");
             })
         } else {
-            spawn(None)
+            spawn(super::namespaces::Handed::default())
         };
         let Spawned { pidfd, socket, pid } =
             spawned.map_err(|e| (Errno::from_io_error(&e).unwrap_or(Errno::INVAL), "starting the guest program"))?;

@@ -3,9 +3,12 @@
 //!
 //! - **network** (`DomainConfig::netns`): loopback and a TAP interface,
 //!   `xsn0`, with the guest's xensnet MAC and address
-//!   ([`crate::share::lan_mac`], [`crate::share::lan_ip`]), owned by the
-//!   guest's user so that its xensnet driver can attach to it without
-//!   privilege; ICMP echo sockets allowed, so `ping` works unprivileged.
+//!   ([`crate::share::lan_mac`], [`crate::share::lan_ip`]); the guest
+//!   inherits a descriptor attached to it (`XSIM_TAP_FD`), because
+//!   `/dev/net/tun` is often root's alone. The interface is persistent
+//!   and owned by the guest's user, so a driver that lost the descriptor
+//!   can attach again where `/dev/net/tun` is open to all. ICMP echo
+//!   sockets allowed, so `ping` works unprivileged.
 //! - **mount** (`DomainConfig::fuse`): `/mnt` is a FUSE filesystem mounted
 //!   for the guest's user, with every mount of the namespace private; the
 //!   guest serves it on the `/dev/fuse` descriptor it inherits (a guest
@@ -32,16 +35,26 @@ use crate::DomId;
 /// Where the guest's FUSE filesystem is mounted in its namespace.
 pub const FUSE_MOUNT: &str = "/mnt";
 
+/// Descriptors the hypervisor opened in a guest's namespaces, for the
+/// guest to inherit.
+#[derive(Debug, Default)]
+pub(super) struct Handed {
+    /// The `/dev/fuse` descriptor of its `/mnt` (`XSIM_FUSE_FD`).
+    pub(super) fuse: Option<OwnedFd>,
+    /// Its TAP interface, attached (`XSIM_TAP_FD`).
+    pub(super) tap: Option<OwnedFd>,
+}
+
 /// Runs `spawn` in a thread inside new namespaces set up for `domid`
-/// (owned by `owner`): a network namespace if `net`, a mount namespace
-/// with the FUSE mount if `fuse` (`spawn` then gets the `/dev/fuse`
-/// descriptor to hand the guest).
+/// (owned by `owner`): a network namespace with its TAP if `net`, a mount
+/// namespace with the FUSE mount if `fuse`; `spawn` gets the descriptors
+/// to hand the guest.
 pub(super) fn in_new_namespaces<T: Send>(
     domid: DomId,
     owner: u32,
     net: bool,
     fuse: bool,
-    spawn: impl FnOnce(Option<OwnedFd>) -> io::Result<T> + Send,
+    spawn: impl FnOnce(Handed) -> io::Result<T> + Send,
 ) -> io::Result<T> {
     if !rustix::process::geteuid().is_root() {
         return Err(io::Error::new(io::ErrorKind::PermissionDenied, "a guest's namespaces need a root hypervisor"));
@@ -49,24 +62,23 @@ pub(super) fn in_new_namespaces<T: Send>(
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
+                let mut handed = Handed::default();
                 if net {
                     // SAFETY: the namespace changes for this thread alone
                     // (a network namespace is per thread), which exists
                     // only to make the guest's and ends after the spawn;
                     // nothing else runs on it.
                     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNET) }?;
-                    configure(domid, owner)?;
+                    handed.tap = Some(configure(domid, owner)?);
                 }
-                let device = if fuse {
+                if fuse {
                     // SAFETY: as above; a new mount namespace takes this
                     // thread's filesystem context with it, which no other
                     // thread shares from here on.
                     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS | UnshareFlags::FS) }?;
-                    Some(mount_fuse(owner)?)
-                } else {
-                    None
-                };
-                spawn(device)
+                    handed.fuse = Some(mount_fuse(owner)?);
+                }
+                spawn(handed)
             })
             .join()
             .map_err(|_| io::Error::other("the namespaces' thread panicked"))?
@@ -87,8 +99,8 @@ fn mount_fuse(owner: u32) -> io::Result<OwnedFd> {
 }
 
 /// Brings up loopback and the guest's TAP in the calling thread's
-/// namespace.
-fn configure(domid: DomId, owner: u32) -> io::Result<()> {
+/// namespace; a descriptor attached to the TAP.
+fn configure(domid: DomId, owner: u32) -> io::Result<OwnedFd> {
     let mac = lan_mac(domid).iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
     let address = format!("{}/{LAN_PREFIX}", lan_ip(domid));
     let owner = owner.to_string();
@@ -99,7 +111,30 @@ fn configure(domid: DomId, owner: u32) -> io::Result<()> {
     ip(&["link", "set", "dev", TAP_NAME, "up"])?;
     // Per namespace: the file is this thread's namespace's.
     std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")?;
-    Ok(())
+    attach_tap(TAP_NAME)
+}
+
+/// Attaches to the TAP interface `name`: frames without a packet-info
+/// header, non-blocking (the guest's driver polls it).
+fn attach_tap(name: &str) -> io::Result<OwnedFd> {
+    let fd = open("/dev/net/tun", OFlags::RDWR | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())?;
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= request.ifr_name.len() {
+        return Err(rustix::io::Errno::NAMETOOLONG.into());
+    }
+    for (dst, src) in request.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = libc::c_char::from_ne_bytes([src]);
+    }
+    request.ifr_ifru.ifru_flags =
+        libc::c_short::try_from(libc::IFF_TAP | libc::IFF_NO_PI).map_err(|_| rustix::io::Errno::INVAL)?;
+    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which
+    // `request` is, for the call's duration; `fd` is an open tun device.
+    let result = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut request) };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
 }
 
 /// Runs iproute2's `ip` with `args`; its error output on failure.

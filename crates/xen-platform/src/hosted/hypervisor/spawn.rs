@@ -27,7 +27,8 @@ use rustix::process::{getpid, kill_process, pidfd_open, waitid, Pid, PidfdFlags,
 
 use super::confine::Confine;
 use super::isolation::Confinement;
-use crate::hosted::{ENV_DOMID, ENV_FUSE_FD, ENV_HYPERVISOR_FD};
+use super::namespaces::Handed;
+use crate::hosted::{ENV_DOMID, ENV_FUSE_FD, ENV_HYPERVISOR_FD, ENV_TAP_FD};
 use crate::{DomId, DomainConfig};
 
 /// A guest process, stopped before exec.
@@ -43,14 +44,15 @@ pub(super) struct Spawned {
 
 /// Starts `config.program` as domain `domid`, confined (as user `uid`
 /// if given), stopped, with
-/// stdin from `/dev/null` and stdout and stderr appended to `console`.
+/// stdin from `/dev/null` and stdout and stderr appended to `console`,
+/// and the `handed` descriptors inherited (named in its environment).
 pub(super) fn spawn_paused(
     config: &DomainConfig,
     domid: DomId,
     console: &Path,
     confinement: &Confinement,
     uid: Option<u32>,
-    fuse: Option<OwnedFd>,
+    handed: Handed,
 ) -> io::Result<Spawned> {
     let (name, args) = config.program.split_first().ok_or(Errno::INVAL)?;
     let cwd = config.cwd.as_ref().map(PathBuf::from);
@@ -58,14 +60,24 @@ pub(super) fn spawn_paused(
 
     let (ours, theirs) = socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
     rustix::io::ioctl_fionbio(&ours, true)?;
-    // Keep the child's end off 0..=2, which the child's stdio replaces.
-    let theirs = if theirs.as_raw_fd() < 3 { fcntl_dupfd_cloexec(&theirs, 3)? } else { theirs };
+    // Keep the child's end off 0..=2, which the child's stdio replaces,
+    // and the handed descriptors likewise.
+    let off_stdio = |fd: OwnedFd| if fd.as_raw_fd() < 3 { fcntl_dupfd_cloexec(&fd, 3) } else { Ok(fd) };
+    let theirs = off_stdio(theirs)?;
     let number = theirs.as_raw_fd();
-    // The FUSE device the guest serves, likewise off stdio.
-    let fuse = match fuse {
-        Some(fd) if fd.as_raw_fd() < 3 => Some(fcntl_dupfd_cloexec(&fd, 3)?),
-        other => other,
-    };
+    let mut inherited = Vec::with_capacity(2);
+    for (name, fd) in [(ENV_FUSE_FD, handed.fuse), (ENV_TAP_FD, handed.tap)] {
+        if let Some(fd) = fd {
+            inherited.push((name, off_stdio(fd)?));
+        }
+    }
+    // The descriptors the child keeps, ascending, for `close_all_but`;
+    // made before the fork, which may not allocate.
+    let mut keep: Vec<u32> = std::iter::once(&theirs)
+        .chain(inherited.iter().map(|(_, fd)| fd))
+        .map(|fd| u32::try_from(fd.as_raw_fd()).map_err(|_| Errno::BADF))
+        .collect::<Result<_, _>>()?;
+    keep.sort_unstable();
 
     let log = OpenOptions::new().create(true).append(true).open(console)?;
     let mut command = Command::new(&program);
@@ -81,21 +93,17 @@ pub(super) fn spawn_paused(
     if let Some(cwd) = &cwd {
         command.current_dir(cwd);
     }
-    if let Some(fd) = &fuse {
-        command.env(ENV_FUSE_FD, fd.as_raw_fd().to_string());
+    for (name, fd) in &inherited {
+        command.env(name, fd.as_raw_fd().to_string());
     }
     let confine = Confine::prepare(confinement, uid, &mut command)?;
     let in_child = move || -> io::Result<()> {
         confine.apply()?;
         fcntl_setfd(&theirs, FdFlags::empty())?;
-        let fuse_number = match &fuse {
-            Some(fd) => {
-                fcntl_setfd(fd, FdFlags::empty())?;
-                fd.as_raw_fd()
-            }
-            None => -1,
-        };
-        close_all_but(theirs.as_fd().as_raw_fd(), fuse_number)?;
+        for (_, fd) in &inherited {
+            fcntl_setfd(fd, FdFlags::empty())?;
+        }
+        close_all_but(&keep)?;
         kill_process(getpid(), Signal::STOP)?;
         Ok(())
     };
@@ -132,22 +140,17 @@ fn wait_stopped(pidfd: &OwnedFd) -> io::Result<()> {
     }
 }
 
-/// Closes every descriptor from 3 up except `keep` and `also` (if not
-/// negative); async-signal-safe.
-fn close_all_but(keep: i32, also: i32) -> io::Result<()> {
-    let keep = u32::try_from(keep).map_err(|_| Errno::BADF)?;
-    let (low, high) = match u32::try_from(also) {
-        Ok(also) if also != keep => (keep.min(also), keep.max(also)),
-        _ => (keep, keep),
-    };
-    // The gaps below, between and above the kept ones.
-    if low > 3 {
-        close_range(3, low - 1)?;
+/// Closes every descriptor from 3 up except those in `keep` (ascending,
+/// each at least 3); async-signal-safe.
+fn close_all_but(keep: &[u32]) -> io::Result<()> {
+    let mut first = 3u32;
+    for &kept in keep {
+        if kept > first {
+            close_range(first, kept - 1)?;
+        }
+        first = first.max(kept.saturating_add(1));
     }
-    if high > low.saturating_add(1) {
-        close_range(low + 1, high - 1)?;
-    }
-    close_range(high.saturating_add(1), u32::MAX)
+    close_range(first, u32::MAX)
 }
 
 /// `close_range(first, last, 0)`, which rustix does not offer.

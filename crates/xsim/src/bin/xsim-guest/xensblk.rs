@@ -6,7 +6,7 @@
 //! is destroyed.
 
 use std::ffi::OsStr;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -32,7 +32,7 @@ pub fn run(_args: &[String]) -> Result<()> {
     let shares = host.shares();
     let mut page = shares.attach(shares.vdevice(host.domid())?).context("attaching the vdevice page")?;
     let mut bus = Bus::new();
-    bus.register(Box::new(BlockDriver { host, fuse: take_fuse_fd(), removed: None }));
+    bus.register(Box::new(BlockDriver { host, fuse: crate::handed::take_char_device(ENV_FUSE_FD), removed: None }));
     println!("xensblk: waiting for a block device");
     loop {
         for event in bus.poll(&mut *page)? {
@@ -40,24 +40,6 @@ pub fn run(_args: &[String]) -> Result<()> {
         }
         page.wait(Some(Duration::from_secs(1)))?;
     }
-}
-
-/// The `/dev/fuse` descriptor the hypervisor handed this guest, once.
-fn take_fuse_fd() -> Option<OwnedFd> {
-    let raw: i32 = std::env::var(ENV_FUSE_FD).ok()?.parse().ok()?;
-    std::env::remove_var(ENV_FUSE_FD);
-    // Make sure it is a character device (/dev/fuse) before owning it: a
-    // wrong environment must not make us close an unrelated file.
-    // SAFETY: the borrow lasts for this call only; fstat on a closed or
-    // foreign number fails harmlessly.
-    let stat = rustix::fs::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) }).ok()?;
-    if !rustix::fs::FileType::from_raw_mode(stat.st_mode).is_char_device() {
-        return None;
-    }
-    // SAFETY: the hypervisor started this process with `raw` open for it
-    // (XSIM_FUSE_FD), removed from the environment above so that nothing
-    // else in this process takes it, and nothing owns it yet.
-    Some(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 /// Drives the guest's one block device.

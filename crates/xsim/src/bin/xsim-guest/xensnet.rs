@@ -2,7 +2,8 @@
 //! Runs the domain's vdevice bus with a driver for LAN devices: each one
 //! joins the LAN's share and carries frames between it and the guest's
 //! TAP interface (`xsn0`, made by `xsim create --netns` in the guest's
-//! network namespace), so ordinary tools (`ping`, TCP) run over the LAN.
+//! network namespace, attached for us by the hypervisor: `XSIM_TAP_FD`),
+//! so ordinary tools (`ping`, TCP) run over the LAN.
 //! Prints each bus event; runs until the domain is destroyed.
 
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use anyhow::{Context, Result};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::{open, Mode, OFlags};
 use rustix::io::Errno;
-use xen_platform::hosted::Host;
+use xen_platform::hosted::{Host, ENV_TAP_FD};
 use xen_platform::share::{Shares, LAN_TAP};
 use xen_share::net::{LanPort, SLOT};
 use xen_share::{kind, Bus, Device, Driver};
@@ -28,7 +29,8 @@ pub fn run(_args: &[String]) -> Result<()> {
     let shares = host.shares();
     let mut page = shares.attach(shares.vdevice(host.domid())?).context("attaching the vdevice page")?;
     let mut bus = Bus::new();
-    bus.register(Box::new(NetDriver { host, running: HashMap::new() }));
+    let tap = crate::handed::take_char_device(ENV_TAP_FD);
+    bus.register(Box::new(NetDriver { host, tap, running: HashMap::new() }));
     println!("xensnet: waiting for LAN devices");
     loop {
         for event in bus.poll(&mut *page)? {
@@ -41,6 +43,11 @@ pub fn run(_args: &[String]) -> Result<()> {
 /// Drives LAN devices: one pump thread each.
 struct NetDriver {
     host: Host,
+    /// The TAP descriptor the hypervisor handed this guest: each LAN's
+    /// pump gets a duplicate, so a LAN removed and added again finds the
+    /// interface still attached. Without one (a guest started some other
+    /// way), `/dev/net/tun` is opened.
+    tap: Option<OwnedFd>,
     running: HashMap<usize, (Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
@@ -59,7 +66,10 @@ impl Driver for NetDriver {
         }
         let share = self.host.shares().attach(device.entry.share).map_err(|e| format!("attaching the LAN: {e}"))?;
         let port = LanPort::join(share).map_err(|e| format!("joining the LAN: {e}"))?;
-        let tap = open_tap(LAN_TAP).map_err(|e| format!("opening {LAN_TAP} (xsim create --netns): {e}"))?;
+        let tap = match &self.tap {
+            Some(fd) => fd.try_clone().map_err(|e| format!("duplicating {LAN_TAP}'s descriptor: {e}"))?,
+            None => open_tap(LAN_TAP).map_err(|e| format!("opening {LAN_TAP} (xsim create --netns): {e}"))?,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let slot = device.slot;
