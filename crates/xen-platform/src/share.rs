@@ -71,9 +71,10 @@ pub fn lan_mac(domid: DomId) -> [u8; 6] {
 }
 
 /// The IPv4 address of `domid` on a hosted xensnet LAN (`10.88.0.0/16`,
-/// the domid in the last two bytes).
+/// the domid in the last two bytes), dom0's `10.88.255.254`: the domid's
+/// address would be the network's own, and no domain has id 0xfffe.
 pub fn lan_ip(domid: DomId) -> std::net::Ipv4Addr {
-    let [hi, lo] = domid.to_be_bytes();
+    let [hi, lo] = if domid == 0 { [0xff, 0xfe] } else { domid.to_be_bytes() };
     std::net::Ipv4Addr::new(10, 88, hi, lo)
 }
 
@@ -233,6 +234,14 @@ pub trait Share: AsFd + Send + std::fmt::Debug {
 mod tests {
     use super::*;
     use rustix::io::Errno;
+
+    #[test]
+    fn lan_addresses_carry_the_domid_and_dom0s_is_not_the_networks() {
+        assert_eq!(lan_ip(1), std::net::Ipv4Addr::new(10, 88, 0, 1));
+        assert_eq!(lan_ip(0x0102), std::net::Ipv4Addr::new(10, 88, 1, 2));
+        assert_eq!(lan_ip(0), std::net::Ipv4Addr::new(10, 88, 255, 254));
+        assert_eq!(lan_mac(0x0102), [2, 0x58, 0x53, 0, 1, 2]);
+    }
 
     fn seg(offset: u64, len: u32) -> Segment {
         Segment { offset, len }

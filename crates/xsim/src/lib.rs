@@ -13,6 +13,7 @@
 pub mod devices;
 pub mod host;
 pub mod ipc;
+pub mod lan;
 pub mod list;
 pub mod state;
 pub mod toolstack;

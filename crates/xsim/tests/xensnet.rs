@@ -95,16 +95,50 @@ fn three_guests_ping_each_other_over_a_lan() {
                   echo PINGS-OK\nwait";
     let ids: Vec<DomId> = ["a", "b", "c"].iter().map(|n| guest(&mut host, dir.path(), n, script)).collect();
     let names: Vec<String> = ids.iter().map(|d| d.to_string()).collect();
-    let device = vdevice(&host, &["--create", "net", &names[0], &names[1], &names[2]]);
+    // dom0 too: its end is a TAP in a network namespace of its own.
+    let device = vdevice(&host, &["--create", "net", "0", &names[0], &names[1], &names[2]]);
+    let device = device.trim();
     let list = vdevice(&host, &["--list"]);
     assert_eq!(list.matches("acknowledge,driver,driver-ok").count(), 3, "{list}");
-    let ips: Vec<String> = ids.iter().map(|&d| lan_ip(d).to_string()).collect();
+    let netns = dom0_netns(&list);
+    let ips: Vec<String> = ids.iter().chain([&0]).map(|&d| lan_ip(d).to_string()).collect();
+    assert_eq!(ips[3], "10.88.255.254");
     go(dir.path(), "go", &ips.join(" "));
     for &id in &ids {
         wait_console(&host, id, "PINGS-OK");
     }
-    vdevice(&host, &["--destroy", device.trim()]);
+    for ip in &ips[..3] {
+        dom0_ping(&netns, ip).unwrap();
+    }
+    // Off and on again: the namespace goes with dom0's end and comes back.
+    vdevice(&host, &["--remove", device, "0"]);
+    assert!(!Path::new("/run/netns").join(&netns).exists(), "{netns} outlived dom0's end");
+    assert!(!vdevice(&host, &["--list"]).contains("domain 0"));
+    vdevice(&host, &["--add", device, "0"]);
+    dom0_ping(&netns, &ips[1]).unwrap();
+    vdevice(&host, &["--destroy", device]);
     assert_eq!(vdevice(&host, &["--list"]), "");
+    assert!(!Path::new("/run/netns").join(&netns).exists(), "{netns} outlived the LAN");
+}
+
+/// The network namespace of dom0's end of the LAN `vdevice --list`
+/// shows.
+fn dom0_netns(list: &str) -> String {
+    let line = list.lines().find(|l| l.trim_start().starts_with("domain 0:")).unwrap_or_else(|| panic!("{list}"));
+    line.rsplit(' ').next().unwrap().to_owned()
+}
+
+/// Pings `ip` from dom0's end of a LAN, in `netns`.
+fn dom0_ping(netns: &str, ip: &str) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", netns, "ping", "-c", "3", "-i", "0.2", "-W", "2", ip])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("dom0 ping {ip}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
 }
 
 /// Sends 4 MiB to port 7000 of the address in $D/tcp and prints its hash.
@@ -195,11 +229,12 @@ fn the_share_demo_runs() {
     let out = Command::new(script).env("DEMO_BIN", bin).env_remove("XSIM_STATE").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("share-demo: three guests pinged each other over xensnet"), "{stdout}");
+    assert!(stdout.contains("share-demo: three guests and dom0 pinged each other over xensnet"), "{stdout}");
     assert!(stdout.contains("read back: written on a xensblk disk"), "{stdout}");
     assert!(stdout.contains("disk-user: fsck clean"), "{stdout}");
-    // Each pinged the two others: two answers from each.
-    assert_eq!(stdout.matches("2 packets transmitted, 2 received").count(), 6, "{stdout}");
+    // Each guest pinged the two others and dom0, dom0 each guest: two
+    // answers each time.
+    assert_eq!(stdout.matches("2 packets transmitted, 2 received").count(), 12, "{stdout}");
 }
 
 /// The guest's TAP comes attached, on a descriptor named by

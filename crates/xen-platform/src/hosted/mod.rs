@@ -32,6 +32,7 @@ mod memory;
 pub mod peer;
 pub(crate) mod protocol;
 mod share;
+pub mod tap;
 mod toolstack;
 
 pub use client::Host;

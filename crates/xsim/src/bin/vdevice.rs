@@ -40,7 +40,9 @@ struct Cli {
     /// Seconds to wait for each guest's acknowledgement.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     timeout: f64,
-    /// Create a device: `net DOMAIN...` (a LAN of those domains), or
+    /// Create a device: `net DOMAIN...` (a LAN of those domains; dom0,
+    /// `0`, joins through a TAP in a network namespace of its own that
+    /// --list names), or
     /// `block FILE SERVER CLIENT` (FILE served by SERVER, which must be
     /// dom0, to CLIENT: waits for the server to run before it tells the
     /// client).
@@ -110,7 +112,8 @@ struct Device {
     pages: usize,
     /// Each member and its slot in that member's vdevice page.
     members: Vec<(DomId, usize)>,
-    /// A block device's dom0 server (`xensblk`), by pid.
+    /// dom0's program, by pid: a disk's server (`xensblk`), or dom0's
+    /// end of a LAN (`xensnet`; dom0 is then a member).
     server: Option<u32>,
 }
 
@@ -244,23 +247,76 @@ impl Tool {
         if domids.len() > MAX_LAN_MEMBERS {
             bail!("a LAN has at most {MAX_LAN_MEMBERS} members");
         }
+        if (1..domids.len()).any(|i| domids[..i].contains(&domids[i])) {
+            bail!("a domain is named twice");
+        }
         let share = self.shares.create(LAN_PAGES, &domids).context("creating the share")?;
         let entry = Entry { kind: kind::NET, numpages: u16::try_from(LAN_PAGES)?, features: 0, share };
         let mut members = Vec::new();
+        let mut server = None;
         for &domid in &domids {
-            match self.add_entry(domid, entry) {
-                Ok(slot) => members.push((domid, slot)),
-                Err(e) => {
-                    for &(d, slot) in &members {
-                        let _ = self.remove_entry(d, slot);
-                    }
-                    let _ = self.shares.destroy(share);
-                    return Err(e.context("nothing created"));
+            // dom0 has no vdevice bus: its end is a program of its own.
+            let added = if domid == 0 {
+                self.start_lan_end(share).map(|pid| server = Some(pid))
+            } else {
+                self.add_entry(domid, entry).map(|slot| members.push((domid, slot)))
+            };
+            if let Err(e) = added {
+                for &(d, slot) in &members {
+                    let _ = self.remove_entry(d, slot);
                 }
+                if let Some(pid) = server {
+                    self.stop_server(pid);
+                }
+                let _ = self.shares.destroy(share);
+                return Err(e.context("nothing created"));
             }
         }
-        self.registry.devices.push(Device { share, kind: kind::NET, pages: LAN_PAGES, members, server: None });
+        self.registry.devices.push(Device { share, kind: kind::NET, pages: LAN_PAGES, members, server });
         Ok(share)
+    }
+
+    /// The network namespace of dom0's end of LAN `share`: named after
+    /// the host too, since hosts (state directories) share the machine's
+    /// namespaces.
+    fn lan_netns(&self, share: ShareRef) -> String {
+        // FNV-1a of the state directory's path.
+        let hash = self
+            .state
+            .as_os_str()
+            .as_encoded_bytes()
+            .iter()
+            .fold(0x811c_9dc5_u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        format!("xsim-lan{share}-{:04x}", hash & 0xffff)
+    }
+
+    /// Starts dom0's end of LAN `share` (`xensnet`, beside this program)
+    /// and waits until it has joined; its pid.
+    fn start_lan_end(&self, share: ShareRef) -> Result<u32> {
+        let netns = self.lan_netns(share);
+        let log = self.state.join(format!("xensnet-{share}.log"));
+        let args = ["--share".to_owned(), share.to_string(), "--netns".to_owned(), netns.clone()];
+        let mut child = self.start_server("xensnet", &args, &log)?;
+        let deadline = std::time::Instant::now() + self.timeout;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("xensnet: ready") {
+                eprintln!(
+                    "vdevice: dom0 is {} on LAN {share} in the network namespace {netns} (ip netns exec {netns} ...)",
+                    xen_platform::share::lan_ip(0)
+                );
+                return Ok(child.id());
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("dom0's xensnet exited ({status}): {}", text.trim());
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("dom0's xensnet did not join within {:.1} s", self.timeout.as_secs_f64());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// `block FILE SERVER CLIENT`: starts dom0's `xensblk` on a new share,
@@ -286,7 +342,8 @@ impl Tool {
             let _ = tool.shares.destroy(share);
         };
         let log = self.state.join(format!("xensblk-{share}.log"));
-        let mut child = match self.start_server(share, &file, &log) {
+        let args = ["--share".to_owned(), share.to_string(), file.to_string_lossy().into_owned()];
+        let mut child = match self.start_server("xensblk", &args, &log) {
             Ok(child) => child,
             Err(e) => {
                 undo(self, None);
@@ -317,18 +374,17 @@ impl Tool {
         Ok(share)
     }
 
-    /// Starts `xensblk` (beside this program) on `share`, detached, its
-    /// output in `log`.
-    fn start_server(&self, share: ShareRef, file: &Path, log: &Path) -> Result<std::process::Child> {
+    /// Starts dom0's `program` (beside this one) with `args` after the
+    /// state directory, detached (a process group of its own), its output
+    /// in `log`.
+    fn start_server(&self, program: &str, args: &[String], log: &Path) -> Result<std::process::Child> {
         use std::os::unix::process::CommandExt;
-        let program = std::env::current_exe()?.with_file_name("xensblk");
+        let program = std::env::current_exe()?.with_file_name(program);
         let out = std::fs::File::create(log)?;
         std::process::Command::new(&program)
             .arg("--state")
             .arg(&self.state)
-            .arg("--share")
-            .arg(share.to_string())
-            .arg(file)
+            .args(args)
             .stdin(std::process::Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -356,13 +412,30 @@ impl Tool {
         }
     }
 
-    /// Ends a block device's server, if it is still ours.
-    fn stop_server(pid: u32) {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() == "xensblk" {
-            if let Some(pid) = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap_or(0)) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    /// Ends dom0's program of a device (a disk's `xensblk`, a LAN's
+    /// `xensnet`), if that pid is still one, and waits (up to the
+    /// timeout) until it has: `xensnet` removes its namespace as it goes.
+    fn stop_server(&self, pid: u32) {
+        let ours = |pid: u32| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            // A zombie (nobody reaped it yet) is gone.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'));
+            matches!(comm.trim(), "xensblk" | "xensnet") && !zombie
+        };
+        let Some(target) = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap_or(0)) else { return };
+        if !ours(pid) {
+            return;
+        }
+        let _ = rustix::process::kill_process(target, rustix::process::Signal::TERM);
+        let deadline = std::time::Instant::now() + self.timeout;
+        while ours(pid) {
+            if std::time::Instant::now() >= deadline {
+                eprintln!("vdevice: dom0's process {pid} did not end; killed");
+                let _ = rustix::process::kill_process(target, rustix::process::Signal::KILL);
+                return;
             }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -372,13 +445,25 @@ impl Tool {
         if d.kind != kind::NET {
             bail!("only a LAN takes more members");
         }
-        if d.members.iter().any(|(m, _)| *m == domid) {
+        if d.members.iter().any(|(m, _)| *m == domid) || (domid == 0 && d.server.is_some()) {
             bail!("domain {domid} is on device {} already", d.share);
         }
-        if d.members.len() >= MAX_LAN_MEMBERS {
+        if d.members.len() + usize::from(d.server.is_some()) >= MAX_LAN_MEMBERS {
             bail!("a LAN has at most {MAX_LAN_MEMBERS} members");
         }
         self.shares.add_member(d.share, domid).context("adding to the share")?;
+        if domid == 0 {
+            return match self.start_lan_end(d.share) {
+                Ok(pid) => {
+                    self.registry.find(device)?.server = Some(pid);
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = self.shares.remove_member(d.share, 0);
+                    Err(e)
+                }
+            };
+        }
         let entry = Entry { kind: d.kind, numpages: u16::try_from(d.pages)?, features: 0, share: d.share };
         match self.add_entry(domid, entry) {
             Ok(slot) => {
@@ -399,9 +484,18 @@ impl Tool {
             // A disk has one client: removing it ends the device.
             return self.destroy(device);
         }
-        let &(_, slot) =
-            d.members.iter().find(|(m, _)| *m == domid).ok_or_else(|| anyhow!("domain {domid} is not on {device}"))?;
-        self.remove_entry(domid, slot)?;
+        if domid == 0 {
+            let pid = d.server.ok_or_else(|| anyhow!("domain 0 is not on {device}"))?;
+            self.stop_server(pid);
+            self.registry.find(device)?.server = None;
+        } else {
+            let &(_, slot) = d
+                .members
+                .iter()
+                .find(|(m, _)| *m == domid)
+                .ok_or_else(|| anyhow!("domain {domid} is not on {device}"))?;
+            self.remove_entry(domid, slot)?;
+        }
         // Cut off: the share moves away from it (a domain already gone has
         // left it).
         match self.shares.remove_member(d.share, domid) {
@@ -419,7 +513,7 @@ impl Tool {
             self.remove_entry(domid, slot)?;
         }
         if let Some(pid) = d.server {
-            Tool::stop_server(pid);
+            self.stop_server(pid);
         }
         match self.shares.destroy(d.share) {
             Ok(()) => {}
@@ -436,10 +530,21 @@ impl Tool {
         let mut out = String::new();
         for d in &self.registry.devices {
             let _ = write!(out, "{} {} ({} pages)", d.share, kind::name(d.kind), d.pages);
-            if let Some(pid) = d.server {
-                let _ = write!(out, ", served by dom0's xensblk (pid {pid})");
+            match d.server {
+                Some(pid) if d.kind == kind::BLOCK => {
+                    let _ = write!(out, ", served by dom0's xensblk (pid {pid})");
+                }
+                _ => {}
             }
             out.push('\n');
+            if let (Some(pid), true) = (d.server, d.kind == kind::NET) {
+                let _ = writeln!(
+                    out,
+                    "  domain 0: xensnet (pid {pid}), {} in the network namespace {}",
+                    xen_platform::share::lan_ip(0),
+                    self.lan_netns(d.share)
+                );
+            }
             for &(domid, slot) in &d.members {
                 let Some(name) = names.get(&domid) else {
                     let _ = writeln!(out, "  domain {domid}: gone");

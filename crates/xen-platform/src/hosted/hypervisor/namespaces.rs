@@ -23,13 +23,11 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Command, Stdio};
 
 use rustix::fs::{open, Mode, OFlags};
 use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags};
 use rustix::thread::UnshareFlags;
 
-use crate::share::{lan_ip, lan_mac, LAN_PREFIX, LAN_TAP as TAP_NAME};
 use crate::DomId;
 
 /// Where the guest's FUSE filesystem is mounted in its namespace.
@@ -69,7 +67,7 @@ pub(super) fn in_new_namespaces<T: Send>(
                     // only to make the guest's and ends after the spawn;
                     // nothing else runs on it.
                     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNET) }?;
-                    handed.tap = Some(configure(domid, owner)?);
+                    handed.tap = Some(crate::hosted::tap::set_up_lan_namespace(domid, Some(owner))?);
                 }
                 if fuse {
                     // SAFETY: as above; a new mount namespace takes this
@@ -96,57 +94,4 @@ fn mount_fuse(owner: u32) -> io::Result<OwnedFd> {
             .map_err(io::Error::other)?;
     mount("xensblk", FUSE_MOUNT, "fuse.xensblk", MountFlags::NOSUID | MountFlags::NODEV, Some(data.as_c_str()))?;
     Ok(device)
-}
-
-/// Brings up loopback and the guest's TAP in the calling thread's
-/// namespace; a descriptor attached to the TAP.
-fn configure(domid: DomId, owner: u32) -> io::Result<OwnedFd> {
-    let mac = lan_mac(domid).iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-    let address = format!("{}/{LAN_PREFIX}", lan_ip(domid));
-    let owner = owner.to_string();
-    ip(&["link", "set", "lo", "up"])?;
-    ip(&["tuntap", "add", "dev", TAP_NAME, "mode", "tap", "user", &owner, "group", &owner])?;
-    ip(&["link", "set", "dev", TAP_NAME, "address", &mac])?;
-    ip(&["address", "add", &address, "dev", TAP_NAME])?;
-    ip(&["link", "set", "dev", TAP_NAME, "up"])?;
-    // Per namespace: the file is this thread's namespace's.
-    std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")?;
-    attach_tap(TAP_NAME)
-}
-
-/// Attaches to the TAP interface `name`: frames without a packet-info
-/// header, non-blocking (the guest's driver polls it).
-fn attach_tap(name: &str) -> io::Result<OwnedFd> {
-    let fd = open("/dev/net/tun", OFlags::RDWR | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())?;
-    // SAFETY: ifreq is plain data; all zeroes is a valid value.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    if name.len() >= request.ifr_name.len() {
-        return Err(rustix::io::Errno::NAMETOOLONG.into());
-    }
-    for (dst, src) in request.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = libc::c_char::from_ne_bytes([src]);
-    }
-    request.ifr_ifru.ifru_flags =
-        libc::c_short::try_from(libc::IFF_TAP | libc::IFF_NO_PI).map_err(|_| rustix::io::Errno::INVAL)?;
-    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which
-    // `request` is, for the call's duration; `fd` is an open tun device.
-    let result = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut request) };
-    if result < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
-}
-
-/// Runs iproute2's `ip` with `args`; its error output on failure.
-fn ip(args: &[&str]) -> io::Result<()> {
-    let program = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).is_file())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "iproute2's ip is not installed"))?;
-    let output = Command::new(program).args(args).stdin(Stdio::null()).output()?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim())))
-    }
 }

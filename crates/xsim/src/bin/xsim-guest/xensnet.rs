@@ -7,20 +7,16 @@
 //! Prints each bus event; runs until the domain is destroyed.
 
 use std::collections::HashMap;
-use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::fs::{open, Mode, OFlags};
-use rustix::io::Errno;
 use xen_platform::hosted::{Host, ENV_TAP_FD};
 use xen_platform::share::{Shares, LAN_TAP};
-use xen_share::net::{LanPort, SLOT};
+use xen_share::net::LanPort;
 use xen_share::{kind, Bus, Device, Driver};
 
 /// Runs the bus until the domain goes.
@@ -68,13 +64,14 @@ impl Driver for NetDriver {
         let port = LanPort::join(share).map_err(|e| format!("joining the LAN: {e}"))?;
         let tap = match &self.tap {
             Some(fd) => fd.try_clone().map_err(|e| format!("duplicating {LAN_TAP}'s descriptor: {e}"))?,
-            None => open_tap(LAN_TAP).map_err(|e| format!("opening {LAN_TAP} (xsim create --netns): {e}"))?,
+            None => xen_platform::hosted::tap::attach(LAN_TAP)
+                .map_err(|e| format!("opening {LAN_TAP} (xsim create --netns): {e}"))?,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let slot = device.slot;
         let thread = std::thread::spawn(move || {
-            if let Err(e) = pump(port, tap, &flag) {
+            if let Err(e) = xsim::lan::pump(port, tap, &flag) {
                 println!("xensnet: LAN in slot {slot} stopped: {e}");
             }
         });
@@ -88,65 +85,4 @@ impl Driver for NetDriver {
             let _ = thread.join();
         }
     }
-}
-
-/// Carries frames both ways until `stop`, or the LAN drops this member.
-fn pump(mut port: LanPort, tap: OwnedFd, stop: &AtomicBool) -> io::Result<()> {
-    let mut frame = vec![0u8; SLOT];
-    let mut frames = Vec::new();
-    let tick = Timespec { tv_sec: 0, tv_nsec: 200_000_000 };
-    while !stop.load(Ordering::Relaxed) {
-        {
-            let mut fds =
-                [PollFd::new(&tap, PollFlags::IN), PollFd::from_borrowed_fd(port.share().as_fd(), PollFlags::IN)];
-            match poll(&mut fds, Some(&tick)) {
-                Ok(_) | Err(Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        // Out: every frame the guest's stack queued.
-        loop {
-            match rustix::io::read(&tap, &mut frame) {
-                Ok(0) | Err(Errno::AGAIN) => break,
-                Ok(n) => {
-                    // A frame that is not Ethernet-sized is the stack's
-                    // error; dropped like any frame a wire refuses.
-                    let _ = port.send(&frame[..n]);
-                }
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        // In: every frame the LAN delivered.
-        frames.clear();
-        port.receive(&mut frames)?;
-        for f in &frames {
-            // A full TAP queue drops the frame, as a NIC's would.
-            let _ = rustix::io::write(&tap, f);
-        }
-    }
-    Ok(())
-}
-
-/// Attaches to the persistent TAP interface `name` (made for this guest's
-/// user by the hypervisor), non-blocking, frames without a packet-info
-/// header.
-fn open_tap(name: &str) -> io::Result<OwnedFd> {
-    let fd = open("/dev/net/tun", OFlags::RDWR | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())?;
-    // SAFETY: ifreq is plain data; all zeroes is a valid value.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    if name.len() >= request.ifr_name.len() {
-        return Err(Errno::NAMETOOLONG.into());
-    }
-    for (dst, src) in request.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = libc::c_char::from_ne_bytes([src]);
-    }
-    request.ifr_ifru.ifru_flags = libc::c_short::try_from(libc::IFF_TAP | libc::IFF_NO_PI).map_err(|_| Errno::INVAL)?;
-    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which
-    // `request` is, for the call's duration; `fd` is an open tun device.
-    let result = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut request) };
-    if result < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
 }
