@@ -69,9 +69,10 @@ fn serves_at_the_socket_given_and_cleans_up(flavor: Flavor) {
     assert_eq!(mounts_in_trixie_root(), Vec::<String>::new());
 }
 
-/// The host's mount points at or below the Debian 13 root.
+/// The host's mount points at or below the Debian 13 root (none where
+/// there is no root: a machine that never made it).
 fn mounts_in_trixie_root() -> Vec<String> {
-    let root = std::fs::canonicalize(xs_peers::trixie::root()).unwrap();
+    let Ok(root) = std::fs::canonicalize(xs_peers::trixie::root()) else { return Vec::new() };
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
