@@ -31,6 +31,11 @@ struct Hosted {
 
 impl Hosted {
     fn up() -> Hosted {
+        Hosted::up_with(&[])
+    }
+
+    /// With `args` for the backend too.
+    fn up_with(args: &[&str]) -> Hosted {
         let (dir, state, ts) = xsim_host::up();
         let backend = Command::new(env!("CARGO_BIN_EXE_xen-blkback"))
             .arg("--hypervisor")
@@ -38,6 +43,7 @@ impl Hosted {
             .arg("--socket")
             .arg(state.xenstored_socket())
             .arg("-v")
+            .args(args)
             .stderr(std::fs::File::create(dir.path().join("blkback.log")).unwrap())
             .spawn()
             .expect("xen-blkback");
@@ -70,7 +76,13 @@ impl Hosted {
     /// Creates a paused guest running `blkfront DEVID ARGS`, attaches the
     /// image to it as libxl would, and lets it run.
     fn blkfront(&mut self, name: &str, image: &Path, mode: &str, args: &[&str]) -> DomId {
+        self.blkfront_with(name, image, mode, &[], args)
+    }
+
+    /// As [`Hosted::blkfront`], with `options` before the device.
+    fn blkfront_with(&mut self, name: &str, image: &Path, mode: &str, options: &[&str], args: &[&str]) -> DomId {
         let mut program = vec![env!("CARGO_BIN_EXE_blkfront").to_owned(), "--timeout".into(), "30".into()];
+        program.extend(options.iter().map(|a| a.to_string()));
         program.push(DEVID.to_string());
         program.extend(args.iter().map(|a| a.to_string()));
         let spec =
@@ -141,6 +153,26 @@ fn a_guest_writes_through_blkback_and_another_reads_it_back() {
 
 /// The `bench` command runs operations with many in flight and says how
 /// many completed (the figures are xs-bench's; only the line is checked).
+/// Both ends wait on their event channels and on their xenstore watch's
+/// doorbell, so a state change wakes them at once: with ticks of an hour
+/// (before, each end saw xenstore's changes only at its next tick, and
+/// the handshake took up to a tick per step), the device still connects,
+/// serves and closes.
+#[test]
+fn both_ends_are_woken_by_xenstore_events_not_by_their_tick() {
+    let hour = "3600000";
+    let mut hosted = Hosted::up_with(&["--tick-ms", hour]);
+    let image = hosted.image(2048);
+    let guest = hosted.blkfront_with(
+        "woken",
+        &image,
+        "w",
+        &["--tick-ms", hour],
+        &["info", "write", "0", "--pattern", "5", "64", "flush", "verify", "0", "--pattern", "5", "64"],
+    );
+    hosted.expect_pass(guest);
+}
+
 #[test]
 fn a_guest_benches_reads_and_writes_with_many_in_flight() {
     let mut hosted = Hosted::up();

@@ -560,14 +560,21 @@ pub trait Toolstack: DomainStates {
 /// Blocks until `fd` is readable or `timeout` passes; returns whether it
 /// is readable.
 pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    wait_any_readable(&[fd], timeout)
+}
+
+/// Blocks until one of `fds` is readable or `timeout` passes; returns
+/// whether one is (a device's event channels and its xenstore watch's
+/// doorbell, waited on together).
+pub fn wait_any_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<bool> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let timeout = timeout.map(|t| Timespec {
         tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
         tv_nsec: i64::from(t.subsec_nanos()),
     });
+    let mut polled: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN)).collect();
     loop {
-        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-        match poll(&mut fds, timeout.as_ref()) {
+        match poll(&mut polled, timeout.as_ref()) {
             Ok(n) => return Ok(n > 0),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),

@@ -35,6 +35,7 @@
 //! [`Bus::handle`] with each event of the connection) for ever.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use xenstore::WatchEvent;
@@ -166,6 +167,12 @@ impl<C: Conn> Bus<C> {
     pub fn start(&mut self) -> Result<(), Error> {
         self.conn.watch(&self.watched, &self.token)?;
         Ok(())
+    }
+
+    /// The connection's watch doorbell ([`Conn::doorbell`]), once
+    /// [`Bus::start`]ed: a descriptor to wait on beside the devices' own.
+    pub fn doorbell(&self) -> Option<OwnedFd> {
+        self.conn.doorbell()
     }
 
     /// The device at `dir`, if the bus has it.

@@ -6,6 +6,7 @@
 //! harness that steps a whole world in one thread. The trait is object
 //! safe: devices and driver hooks see `&dyn Conn`.
 
+use std::os::fd::OwnedFd;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -36,6 +37,15 @@ pub trait Conn {
     /// The next watch event: waits at most `timeout` (`None`: does not
     /// wait, only takes what is already here).
     fn next_event(&self, timeout: Option<Duration>) -> Option<WatchEvent>;
+
+    /// A descriptor that polls readable when a watch event may be
+    /// waiting, for a program that waits on other descriptors too (a
+    /// device's event channels): it then sees xenstore's changes at once
+    /// instead of at its next tick. `None` before the first watch, or
+    /// where the connection has none (a stepped test world).
+    fn doorbell(&self) -> Option<OwnedFd> {
+        None
+    }
 }
 
 /// Runs `body` in a transaction of `conn` and returns its value (the typed
@@ -118,5 +128,10 @@ impl Conn for SyncConn {
             }
             (None, None) => None,
         }
+    }
+
+    fn doorbell(&self) -> Option<OwnedFd> {
+        let slot = self.watch.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.as_ref().and_then(|watch| watch.doorbell().ok())
     }
 }

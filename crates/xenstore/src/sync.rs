@@ -9,9 +9,10 @@
 
 use std::fmt;
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use xenstore_wire::{DomId, Op, Reply, Request, WatchEvent};
@@ -53,13 +54,30 @@ impl Waiter for SyncSender<Outcome> {
     }
 }
 
-impl Sink for Sender<WatchEvent> {
+/// Where a watch handle's events go: its channel, and, once the handle
+/// asked for one ([`Watch::doorbell`]), an eventfd rung after each event.
+#[derive(Debug)]
+pub(crate) struct EventSink {
+    events: Sender<WatchEvent>,
+    doorbell: Arc<OnceLock<OwnedFd>>,
+}
+
+impl Sink for EventSink {
     fn deliver(&self, event: WatchEvent) {
-        let _ = self.send(event);
+        let _ = self.events.send(event);
+        if let Some(bell) = self.doorbell.get() {
+            ring(bell);
+        }
     }
 }
 
-type SyncHub = Hub<SyncSender<Outcome>, Sender<WatchEvent>>;
+/// Adds one to the eventfd `bell`: readable until drained. A full
+/// counter (never, at one per event) is readable already.
+fn ring(bell: &OwnedFd) {
+    let _ = rustix::io::write(bell, &1u64.to_ne_bytes());
+}
+
+type SyncHub = Hub<SyncSender<Outcome>, EventSink>;
 
 struct Inner {
     hub: Mutex<SyncHub>,
@@ -354,7 +372,9 @@ impl Client {
 
     fn watch_inner(&self, path: &str, token: &[u8], depth: Option<u32>) -> Result<Watch, Error> {
         store::check_token(token)?;
-        let (sink, events) = mpsc::channel();
+        let (events_in, events) = mpsc::channel();
+        let doorbell = Arc::new(OnceLock::new());
+        let sink = EventSink { events: events_in, doorbell: Arc::clone(&doorbell) };
         // Subscribe first: the first event may overtake the WATCH reply.
         let subscription = {
             let mut hub = self.inner.hub();
@@ -364,7 +384,8 @@ impl Client {
         };
         // On failure the handle is dropped: it unsubscribes, and having
         // nothing registered it sends no UNWATCH (but see `unwatch_lost`).
-        let mut watch = Watch { inner: Arc::clone(&self.inner), subscription, events, registered: Vec::new() };
+        let mut watch =
+            Watch { inner: Arc::clone(&self.inner), subscription, events, doorbell, registered: Vec::new() };
         let reply = self.inner.call(0, &Request::Watch { path, token, depth }).inspect_err(|err| {
             self.inner.unwatch_lost(err, path, token);
         })?;
@@ -506,6 +527,8 @@ pub struct Watch {
     inner: Arc<Inner>,
     subscription: SubscriptionId,
     events: Receiver<WatchEvent>,
+    /// The eventfd rung after each event, made when first asked for.
+    doorbell: Arc<OnceLock<OwnedFd>>,
     registered: Vec<(String, Vec<u8>)>,
 }
 
@@ -577,9 +600,34 @@ impl Watch {
         self.events.recv_timeout(timeout)
     }
 
-    /// The next event if one is already here.
+    /// The next event if one is already here. With a doorbell, drains it
+    /// first: an event that arrives after this call rings it again.
     pub fn try_recv(&self) -> Result<WatchEvent, TryRecvError> {
+        if let Some(bell) = self.doorbell.get() {
+            let mut count = [0u8; 8];
+            let _ = rustix::io::read(bell, &mut count);
+        }
         self.events.try_recv()
+    }
+
+    /// A descriptor that polls readable while an event may be waiting: a
+    /// program that also waits on other descriptors (event channels, a
+    /// ring) waits on it too, and is woken by xenstore's events at once
+    /// rather than when it next looks. An eventfd made on the first call,
+    /// rung after each event and drained by [`Watch::try_recv`]; each call
+    /// returns a duplicate, the caller's to keep, readable at once in case
+    /// events came before.
+    pub fn doorbell(&self) -> io::Result<OwnedFd> {
+        if self.doorbell.get().is_none() {
+            let fd = rustix::event::eventfd(
+                0,
+                rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+            )?;
+            let _ = self.doorbell.set(fd);
+        }
+        let bell = self.doorbell.get().ok_or_else(|| io::Error::other("no doorbell"))?;
+        ring(bell);
+        bell.try_clone()
     }
 
     /// Unregisters every watch of this handle and waits for the daemon to

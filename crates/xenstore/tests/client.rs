@@ -222,6 +222,40 @@ fn removing_one_watch_of_a_handle_stops_only_its_events() {
     server.join().unwrap();
 }
 
+/// The doorbell polls readable while an event may wait, and not once
+/// `try_recv` has drained it: a program waiting on other descriptors too
+/// is woken by each event.
+#[test]
+fn a_watch_doorbell_rings_for_each_event_and_try_recv_drains_it() {
+    use std::sync::mpsc;
+    let readable = |fd: &std::os::fd::OwnedFd, ms: i32| {
+        let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+        let timeout =
+            rustix::event::Timespec { tv_sec: i64::from(ms / 1000), tv_nsec: i64::from(ms % 1000) * 1_000_000 };
+        rustix::event::poll(&mut fds, Some(&timeout)).unwrap() > 0
+    };
+    let (client, mut daemon) = FakeDaemon::pair(Options::default());
+    let (go, went) = mpsc::channel::<()>();
+    let server = thread::spawn(move || {
+        let w = daemon.expect(Op::Watch);
+        daemon.ok(&w);
+        went.recv().unwrap();
+        daemon.event("/a/x", b"tok");
+        daemon
+    });
+    let watch = client.watch("/a", "tok").unwrap();
+    let bell = watch.doorbell().unwrap();
+    // Readable at first (events may have come before it was asked for).
+    assert!(readable(&bell, 0));
+    assert!(watch.try_recv().is_err());
+    assert!(!readable(&bell, 0), "drained");
+    go.send(()).unwrap();
+    assert!(readable(&bell, 5000), "rung by the event");
+    assert_eq!(watch.try_recv().unwrap().path, "/a/x");
+    assert!(!readable(&bell, 0));
+    server.join().unwrap();
+}
+
 #[test]
 fn watch_token_with_nul_is_einval_locally() {
     let (client, _daemon) = FakeDaemon::pair(Options::default());

@@ -31,10 +31,11 @@ mod ring_config;
 mod served;
 
 use std::cell::RefCell;
+use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use xen_platform::{DomId, EventChannels, Grants};
+use xen_platform::{wait_any_readable, DomId, EventChannels, Grants};
 use xenbus::{paths, switch, Bus, Conn, Error, XenbusState};
 
 pub use disk::Disk;
@@ -105,6 +106,9 @@ pub struct Blkback<C> {
     bus: Bus<C>,
     hub: Rc<RefCell<Hub>>,
     domid: DomId,
+    /// The bus's watch doorbell, waited on beside the event channels, so
+    /// that a state change is seen at once, not at the next tick.
+    doorbell: Option<OwnedFd>,
 }
 
 impl<C: Conn> Blkback<C> {
@@ -135,13 +139,15 @@ impl<C: Conn> Blkback<C> {
             // never answer completes at once.
             bus = bus.closing_unanswered();
         }
-        Blkback { bus, hub, domid }
+        Blkback { bus, hub, domid, doorbell: None }
     }
 
     /// Starts watching the backend directory (`backend/vbd`, or as the
     /// [`ServeConfig`] said).
     pub fn start(&mut self) -> Result<(), Error> {
-        self.bus.start()
+        self.bus.start()?;
+        self.doorbell = self.bus.doorbell();
+        Ok(())
     }
 
     /// Lists the devices there are now and probes the new ones (each
@@ -198,14 +204,20 @@ impl<C: Conn> Blkback<C> {
         self.hub.borrow().has_work()
     }
 
-    /// Waits at most `timeout` for an event channel to fire.
+    /// Waits at most `timeout` for an event channel to fire or, once
+    /// started, a xenstore event to arrive.
     pub fn wait(&self, timeout: Duration) -> std::io::Result<bool> {
-        self.hub.borrow().events.wait(Some(timeout))
+        let hub = self.hub.borrow();
+        match &self.doorbell {
+            Some(bell) => wait_any_readable(&[hub.events.as_fd(), bell.as_fd()], Some(timeout)),
+            None => hub.events.wait(Some(timeout)),
+        }
     }
 
     /// Serves for ever: a step, then (if it left no work) a wait of at
-    /// most `tick` for an event channel. Xenstore events are looked at
-    /// every step, so `tick` bounds how late a state change is seen.
+    /// most `tick` for an event channel or a xenstore event (over a
+    /// connection without a doorbell, `tick` bounds how late a state
+    /// change is seen).
     pub fn run(&mut self, tick: Duration) -> Result<(), Error> {
         loop {
             self.step()?;

@@ -30,10 +30,11 @@ mod queue;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use xen_platform::{DomId, EventChannels, Grants};
+use xen_platform::{wait_any_readable, DomId, EventChannels, Grants};
 use xenbus::{paths, switch, Bus, Conn, Error, XenbusState};
 
 pub use driver::VbdFrontend;
@@ -63,6 +64,9 @@ pub struct Blkfront<C> {
     bus: Bus<C>,
     hub: Rc<RefCell<FrontHub>>,
     domid: DomId,
+    /// The bus's watch doorbell, waited on beside the event channels, so
+    /// that a state change is seen at once, not at the next tick.
+    doorbell: Option<OwnedFd>,
 }
 
 impl<C: Conn> Blkfront<C> {
@@ -84,12 +88,14 @@ impl<C: Conn> Blkfront<C> {
         }));
         let shared = Rc::clone(&hub);
         let bus = Bus::frontend(conn, domid, "vbd", move |dev| VbdFrontend::new(Rc::clone(&shared), dev.dir()));
-        Blkfront { bus, hub, domid }
+        Blkfront { bus, hub, domid, doorbell: None }
     }
 
     /// Starts watching `device/vbd`.
     pub fn start(&mut self) -> Result<(), Error> {
-        self.bus.start()
+        self.bus.start()?;
+        self.doorbell = self.bus.doorbell();
+        Ok(())
     }
 
     /// The xenbus bus (its devices and their states).
@@ -190,14 +196,18 @@ impl<C: Conn> Blkfront<C> {
         Ok(work)
     }
 
-    /// Waits at most `timeout` for an event channel to fire.
+    /// Waits at most `timeout` for an event channel to fire or, once
+    /// started, a xenstore event to arrive.
     pub fn wait(&self, timeout: Duration) -> std::io::Result<bool> {
-        self.hub.borrow().events.wait(Some(timeout))
+        let hub = self.hub.borrow();
+        match &self.doorbell {
+            Some(bell) => wait_any_readable(&[hub.events.as_fd(), bell.as_fd()], Some(timeout)),
+            None => hub.events.wait(Some(timeout)),
+        }
     }
 
     /// Steps until `ticket` is done or `timeout` passes, waiting at most
-    /// `tick` on the event channels between idle steps (xenstore events
-    /// are looked at each step).
+    /// `tick` between idle steps ([`Blkfront::wait`]).
     pub fn wait_for(
         &mut self,
         devid: u32,

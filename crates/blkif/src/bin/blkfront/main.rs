@@ -48,8 +48,9 @@ use xenstore::Store;
 
 mod bench;
 
-/// Waiting between steps when nothing happens.
-const TICK: Duration = Duration::from_millis(10);
+/// Waiting between steps when nothing happens, by default: an event
+/// channel or a xenstore event ends the wait sooner.
+const TICK_MS: u64 = 10;
 
 /// One command of the command line.
 #[derive(Debug)]
@@ -84,6 +85,7 @@ impl Source {
 
 struct Options {
     timeout: Duration,
+    tick: Duration,
     order: u32,
     cpu: Option<usize>,
     no_persistent: bool,
@@ -112,6 +114,10 @@ struct Cli {
     /// Pin to this CPU (best effort), as a guest with a vCPU of its own.
     #[arg(long, value_name = "N")]
     cpu: Option<usize>,
+    /// The longest wait between steps when nothing happens (an event
+    /// channel or a xenstore event ends it sooner).
+    #[arg(long, default_value_t = TICK_MS, value_name = "MS")]
+    tick_ms: u64,
     /// Write `feature-persistent` 0: the backend maps each request's pages
     /// anew (for comparisons and tests).
     #[arg(long)]
@@ -182,7 +188,7 @@ fn wait_state(store: &dyn Store, dir: &str, wanted: &[XenbusState], timeout: Dur
         if start.elapsed() > timeout {
             bail!("{dir} is {state}, not {wanted:?}, after {timeout:?}");
         }
-        std::thread::sleep(TICK);
+        std::thread::sleep(Duration::from_millis(TICK_MS));
     }
 }
 
@@ -225,11 +231,11 @@ fn run(options: &Options) -> Result<bool> {
     let mut front = Blkfront::new(conn, domid, guest.grants, guest.events, config);
     front.start()?;
     front
-        .wait_connected(devid, options.timeout, TICK)?
+        .wait_connected(devid, options.timeout, options.tick)?
         .ok_or_else(|| anyhow!("device {devid} did not connect in {:?}", options.timeout))?;
     let mut passed = true;
     for command in &options.commands {
-        let ok = execute(&mut front, devid, command, options.timeout)?;
+        let ok = execute(&mut front, devid, command, options)?;
         println!("{} {command:?}", if ok { "ok" } else { "FAILED" });
         passed &= ok;
     }
@@ -239,7 +245,7 @@ fn run(options: &Options) -> Result<bool> {
         && start.elapsed() < options.timeout
     {
         if front.step()? == 0 {
-            let _ = front.wait(TICK);
+            let _ = front.wait(options.tick);
         }
     }
     Ok(passed)
@@ -297,9 +303,10 @@ impl Guest {
     }
 }
 
-fn execute(front: &mut Blkfront<SyncConn>, devid: u32, command: &Command, timeout: Duration) -> Result<bool> {
+fn execute(front: &mut Blkfront<SyncConn>, devid: u32, command: &Command, options: &Options) -> Result<bool> {
+    let (timeout, tick) = (options.timeout, options.tick);
     let wait = |front: &mut Blkfront<SyncConn>, ticket| -> Result<Vec<u8>> {
-        match front.wait_for(devid, ticket, timeout, TICK)? {
+        match front.wait_for(devid, ticket, timeout, tick)? {
             Some(result) => Ok(result?),
             None => bail!("no answer in {timeout:?}"),
         }
@@ -343,7 +350,7 @@ fn execute(front: &mut Blkfront<SyncConn>, devid: u32, command: &Command, timeou
         }
         Command::Bench(spec) => {
             let sectors = front.info(devid).ok_or_else(|| anyhow!("not connected"))?.sectors;
-            let outcome = bench::run(front, devid, sectors, spec, timeout, TICK)?;
+            let outcome = bench::run(front, devid, sectors, spec, timeout, tick)?;
             println!("{}", outcome.line(spec));
             Ok(true)
         }
@@ -355,6 +362,7 @@ fn main() {
     let result = parse_commands(&cli.commands).and_then(|commands| {
         let options = Options {
             timeout: Duration::from_secs(cli.timeout),
+            tick: Duration::from_millis(cli.tick_ms),
             order: cli.ring_page_order,
             cpu: cli.cpu,
             no_persistent: cli.no_persistent,

@@ -73,7 +73,8 @@ struct Args {
     /// The domain this backend runs in.
     #[arg(long, default_value_t = 0)]
     domid: u16,
-    /// How often xenstore events are looked at when no request comes.
+    /// The longest wait when nothing happens (a request's event channel
+    /// or a xenstore event ends it sooner).
     #[arg(long, default_value_t = 20)]
     tick_ms: u64,
     /// Log each device's handshake and failures (twice: every request).

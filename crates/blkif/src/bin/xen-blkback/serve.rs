@@ -41,7 +41,8 @@ pub enum Ended {
 
 /// Serves until a signal or until `done` (asked after every round)
 /// gives a reason: a round, then, if it left no work, a wait of at most
-/// `tick` for an event channel. The signal is seen within a tick.
+/// `tick` for an event channel or a xenstore event. The signal is seen
+/// within a tick.
 pub fn run(
     backend: &mut Blkback<SyncConn>,
     stop: &Stop,
@@ -57,7 +58,7 @@ pub fn run(
             return Ok(Ended::Done(reason));
         }
         if !backend.has_work() {
-            backend.wait(tick).context("waiting for event channels")?;
+            backend.wait(tick).context("waiting for event channels and xenstore")?;
         }
     }
 }
