@@ -39,6 +39,7 @@ use anyhow::{bail, ensure, Context, Result};
 use xsim::devices::{self, AttachSpec};
 use xsim::{host, DomainSpec, StateDir, Toolstack};
 
+use crate::hosted_block_share::{beside_blkif, ShareSide};
 use crate::progress;
 use crate::results::{Results, OURS};
 use crate::workloads::latency::MACHINE;
@@ -62,7 +63,8 @@ pub struct Case {
 }
 
 impl Case {
-    fn op(self) -> &'static str {
+    /// `read` or `write`.
+    pub fn op(self) -> &'static str {
         if self.write {
             "write"
         } else {
@@ -113,23 +115,26 @@ pub struct Measured {
     pub bytes: u64,
     /// The window.
     pub seconds: f64,
+    /// The median operation's time in microseconds, when the side
+    /// measured it (the guests do; the limit does not).
+    pub p50_us: Option<f64>,
 }
 
 impl Measured {
     // Counts of operations and bytes in a few seconds: far below 2^53.
     #[allow(clippy::cast_precision_loss)]
-    fn mb_per_s(&self) -> f64 {
+    pub fn mb_per_s(&self) -> f64 {
         self.bytes as f64 / 1e6 / self.seconds
     }
 
     #[allow(clippy::cast_precision_loss)]
-    fn iops(&self) -> f64 {
+    pub fn iops(&self) -> f64 {
         self.ops as f64 / self.seconds
     }
 }
 
 /// A program built beside this one.
-fn beside(name: &str) -> Result<PathBuf> {
+pub fn beside(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.parent().context("binary directory")?.join(name);
     if !path.is_file() {
@@ -143,12 +148,12 @@ pub fn run(dir: &Path, cfg: Config, reps: usize, res: &mut Results) -> Result<()
     let (programs, _) = crate::hosted::programs()?;
     let blkback = beside("xen-blkback")?;
     let blkfront = beside("blkfront")?;
-    let share_side = ShareSide { guest: beside("xsim-guest")?, server: beside("xensblk")? };
     let plan = plan(cfg);
     let image = dir.join("block.img");
     progress::step(format_args!("block: writing a {} MiB image", plan.image_bytes >> 20));
     fill(&image, plan.image_bytes)?;
     let state = StateDir::at(dir.join("xsim-block"));
+    let share_side = ShareSide::find(&state, &image)?;
     // Children inherit the affinity: the host and the backend live on CPU 0.
     let (result, down) = on_cpu(0, || {
         let result = host::up(&state, &programs).and_then(|()| {
@@ -185,93 +190,13 @@ fn measure(
             // Xen Share's block device beside it, one operation in flight
             // (its client is synchronous).
             if case.depth == 1 {
-                let shared = through_share(&mut ts, state, share_side, image, case, plan.seconds)
-                    .with_context(|| format!("{} through xensblk", case.label()))?;
-                let label = case.label();
-                res.add(
-                    GROUP,
-                    &format!("{label} over Xen Share (xensblk): MB/s"),
-                    "MB/s",
-                    true,
-                    OURS,
-                    shared.mb_per_s(),
-                );
-                res.add(GROUP, &format!("{label} over Xen Share (xensblk): IOPS"), "ops/s", true, OURS, shared.iops());
-                res.add(
-                    GROUP,
-                    &format!("{label}: xensblk / blkif"),
-                    "×",
-                    true,
-                    OURS,
-                    shared.mb_per_s() / ours.mb_per_s(),
-                );
+                beside_blkif(&mut ts, share_side, case, plan.seconds, ours, res)?;
             }
         }
+        progress::step(format_args!("block: setup of each, repetition {} of {reps}", rep + 1));
+        crate::hosted_block_share::setup(&mut ts, share_side, blkfront, res)?;
     }
     Ok(())
-}
-
-/// The programs of the Xen Share side: the guest's bench and dom0's
-/// server.
-struct ShareSide {
-    guest: PathBuf,
-    server: PathBuf,
-}
-
-/// One case through a new guest's xensblk client, against dom0's
-/// `xensblk` serving the same image on a new share.
-fn through_share(
-    ts: &mut Toolstack,
-    state: &StateDir,
-    side: &ShareSide,
-    image: &Path,
-    case: Case,
-    seconds: f64,
-) -> Result<Measured> {
-    use xen_platform::share::Shares;
-    let host = xen_platform::hosted::Host::connect(&state.hypervisor_socket())?;
-    let shares = host.shares();
-    let share = shares.create(xen_share::blk::BLK_PAGES, &[0])?;
-    let mut server = Command::new(&side.server)
-        .arg("--state")
-        .arg(state.root())
-        .args(["--share", &share.to_string()])
-        .arg(image)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", side.server.display()))?;
-    let program = vec![
-        side.guest.to_string_lossy().into_owned(),
-        "xensblk-bench".into(),
-        share.to_string(),
-        case.op().into(),
-        case.size.to_string(),
-        seconds.to_string(),
-    ];
-    let spec = DomainSpec {
-        name: format!("xsb-{}-{}k", case.op(), case.size / 1024),
-        program,
-        env: Vec::new(),
-        paused: true,
-        netns: false,
-        fuse: false,
-    };
-    let ran = ts.create(&spec).and_then(|new| {
-        shares.add_member(share, new.domid)?;
-        ts.unpause(new.domid)?;
-        let finished = ts.wait_shutdown(new.domid, Duration::from_secs_f64(seconds) + Duration::from_secs(60));
-        let console = std::fs::read_to_string(state.console(new.domid)).unwrap_or_default();
-        let destroyed = ts.destroy(new.domid);
-        ensure!(finished?.is_some(), "the guest did not finish:\n{console}");
-        destroyed?;
-        Ok(console)
-    });
-    let _ = server.kill();
-    let _ = server.wait();
-    let _ = shares.destroy(share);
-    let console = ran?;
-    ensure!(console.contains("PASS xensblk-bench"), "xensblk-bench failed:\n{console}");
-    parse_line(&console).with_context(|| format!("no bench line in\n{console}"))
 }
 
 /// Adds one repetition of a case: MB/s and IOPS of both sides (the limit
@@ -383,6 +308,7 @@ pub fn parse_line(console: &str) -> Option<Measured> {
         ops: field("ops")?.parse().ok()?,
         bytes: field("bytes")?.parse().ok()?,
         seconds: field("seconds")?.parse().ok()?,
+        p50_us: field("p50_us").and_then(|v| v.parse().ok()),
     })
 }
 
@@ -424,7 +350,7 @@ fn on_the_file(image: &Path, region: u64, case: Case, seconds: f64) -> Result<Me
             anyhow::Ok(sum + done)
         })
     })?;
-    Ok(Measured { ops, bytes: ops * case.size, seconds })
+    Ok(Measured { ops, bytes: ops * case.size, seconds, p50_us: None })
 }
 
 #[cfg(test)]
@@ -454,7 +380,7 @@ mod tests {
         let console = "blkfront: resetting\nbench op=read size=4096 depth=1 ops=25 bytes=102400 seconds=0.500 \
                        p50_us=12.0\nok Bench\nPASS blkfront\n";
         let m = parse_line(console).unwrap();
-        assert_eq!(m, Measured { ops: 25, bytes: 102_400, seconds: 0.5 });
+        assert_eq!(m, Measured { ops: 25, bytes: 102_400, seconds: 0.5, p50_us: Some(12.0) });
         assert!((m.mb_per_s() - 0.2048).abs() < 1e-9);
         assert!((m.iops() - 50.0).abs() < 1e-9);
     }

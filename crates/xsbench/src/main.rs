@@ -10,6 +10,7 @@ mod daemons;
 mod hosted;
 mod hosted_attacks;
 mod hosted_block;
+mod hosted_block_share;
 mod hosted_devices;
 mod plot;
 mod poller;

@@ -3,7 +3,9 @@
 //! the file `/mnt/disk` of the FUSE filesystem the hypervisor mounted for
 //! the guest (`xsim create --fuse`), so ordinary tools (`dd`, `mkfs`,
 //! `fsck`, `debugfs`) use it. One disk per guest. Runs until the domain
-//! is destroyed.
+//! is destroyed. With `--no-export` the driver opens the disk and holds
+//! it without exporting it (no FUSE mount needed): the probe's work
+//! alone, for measuring the device's setup.
 
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
@@ -27,12 +29,18 @@ const DISK: INodeNo = INodeNo(2);
 const TTL: Duration = Duration::from_secs(1);
 
 /// Runs the bus until the domain goes.
-pub fn run(_args: &[String]) -> Result<()> {
+pub fn run(args: &[String]) -> Result<()> {
+    let export = match args {
+        [] => true,
+        [flag] if flag == "--no-export" => false,
+        _ => anyhow::bail!("usage: xsim-guest xensblk [--no-export]"),
+    };
     let (host, _) = Host::from_guest_env().context("not a hosted guest")?;
     let shares = host.shares();
     let mut page = shares.attach(shares.vdevice(host.domid())?).context("attaching the vdevice page")?;
     let mut bus = Bus::new();
-    bus.register(Box::new(BlockDriver { host, fuse: crate::handed::take_char_device(ENV_FUSE_FD), removed: None }));
+    let fuse = crate::handed::take_char_device(ENV_FUSE_FD);
+    bus.register(Box::new(BlockDriver { host, export, fuse, removed: None, held: None }));
     println!("xensblk: waiting for a block device");
     loop {
         for event in bus.poll(&mut *page)? {
@@ -45,7 +53,11 @@ pub fn run(_args: &[String]) -> Result<()> {
 /// Drives the guest's one block device.
 struct BlockDriver {
     host: Host,
+    /// Whether to export the disk on the FUSE mount (else hold it).
+    export: bool,
     fuse: Option<OwnedFd>,
+    /// The disk, opened and not exported (`--no-export`).
+    held: Option<Disk>,
     /// Set when the device goes: the filesystem then answers EIO.
     removed: Option<Arc<AtomicBool>>,
 }
@@ -60,6 +72,17 @@ impl Driver for BlockDriver {
     }
 
     fn probe(&mut self, device: &Device) -> Result<(), String> {
+        if !self.export {
+            if self.held.is_some() {
+                return Err("one disk per guest".into());
+            }
+            let share =
+                self.host.shares().attach(device.entry.share).map_err(|e| format!("attaching the disk: {e}"))?;
+            let disk = Disk::open(share, Duration::from_secs(10)).map_err(|e| format!("the disk's server: {e}"))?;
+            println!("xensblk: disk of share {} opened ({} bytes)", device.entry.share, disk.len());
+            self.held = Some(disk);
+            return Ok(());
+        }
         let fuse = self.fuse.take().ok_or("no FUSE mount to export the disk on (xsim create --fuse), or in use")?;
         let share = self.host.shares().attach(device.entry.share).map_err(|e| format!("attaching the disk: {e}"))?;
         let disk = Disk::open(share, Duration::from_secs(10)).map_err(|e| format!("the disk's server: {e}"))?;
@@ -84,6 +107,7 @@ impl Driver for BlockDriver {
     }
 
     fn remove(&mut self, _: &Device) {
+        self.held = None;
         if let Some(removed) = self.removed.take() {
             removed.store(true, Ordering::Relaxed);
         }
