@@ -22,6 +22,11 @@ use xen_share::net::{LAN_PAGES, MAX_LAN_MEMBERS};
 use xen_share::{kind, status, Entry, VdeviceError, VdeviceHost};
 use xsim::StateDir;
 
+/// How often a wait for dom0's programs (a server describing its disk,
+/// a LAN end joining, one ending) looks: they take a few milliseconds, and
+/// each look is a read of memory or of a small file.
+const POLL: Duration = Duration::from_millis(1);
+
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -315,7 +320,7 @@ impl Tool {
                 let _ = child.wait();
                 bail!("dom0's xensnet did not join within {:.1} s", self.timeout.as_secs_f64());
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(POLL);
         }
     }
 
@@ -408,7 +413,7 @@ impl Tool {
             if std::time::Instant::now() >= deadline {
                 bail!("the server did not start within {:.1} s", self.timeout.as_secs_f64());
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(POLL);
         }
     }
 
@@ -435,7 +440,7 @@ impl Tool {
                 let _ = rustix::process::kill_process(target, rustix::process::Signal::KILL);
                 return;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(POLL);
         }
     }
 
