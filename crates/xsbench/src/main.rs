@@ -12,6 +12,7 @@ mod hosted_attacks;
 mod hosted_block;
 mod hosted_block_share;
 mod hosted_devices;
+mod hosted_lan;
 mod plot;
 mod poller;
 mod progress;
@@ -40,7 +41,8 @@ use workloads::{Config, Target};
              4.17 and 4.20) side by side (compare), one daemon at a socket (run), and the published table and plots (report).",
     after_help = "Workloads (--only): latency, throughput, subtree, directory, txn, contended, fanout, \
                   many-conns, contained, store, hosted, block (block device throughput through a \
-                  hosted guest's blkfront and xen-blkback, beside pread/pwrite on the image)."
+                  hosted guest's blkfront and xen-blkback, beside pread/pwrite on the image, and over \
+                  Xen Share's xensblk), lan (Xen Share's LAN against a veth pair; root)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -123,7 +125,7 @@ struct Common {
 }
 
 /// Every workload `--only` may name.
-const WORKLOADS: [&str; 12] = [
+const WORKLOADS: [&str; 13] = [
     "latency",
     "throughput",
     "subtree",
@@ -136,6 +138,7 @@ const WORKLOADS: [&str; 12] = [
     "store",
     "hosted",
     "block",
+    "lan",
 ];
 
 fn daemon_kind(name: &str) -> Result<Kind, String> {
@@ -378,6 +381,11 @@ fn compare(o: &Options, argv: &[String]) -> Result<()> {
     if o.hosted && o.wants("block") && kinds.contains(&Kind::Rust) {
         progress::step("block device throughput");
         attempt(&mut res, "block", |r| hosted_block::run(dir.path(), cfg, o.reps(), r));
+        checkpoint(&res, &o.out)?;
+    }
+    if o.hosted && o.wants("lan") && kinds.contains(&Kind::Rust) {
+        progress::step("Xen Share LAN against a veth pair");
+        attempt(&mut res, "lan", |r| hosted_lan::run(dir.path(), cfg, o.reps(), r));
     }
     save(&res, &o.out)
 }

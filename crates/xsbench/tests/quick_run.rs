@@ -115,6 +115,37 @@ fn quick_compare_measures_every_workload_and_reports() {
             }
         }
     }
+    // The same disk over Xen Share beside blkif: one operation in flight,
+    // and each side's setup.
+    for figure in [
+        "read 4 KiB QD1 over Xen Share (xensblk): MB/s",
+        "write 64 KiB QD1 over Xen Share (xensblk): IOPS",
+        "read 4 KiB QD1: xensblk / blkif",
+        "read 4 KiB QD1: median operation, blkif",
+        "read 4 KiB QD1 over Xen Share (xensblk): median operation",
+        "setup: blkif (xsim attach to frontend Connected)",
+        "setup: xensblk (vdevice --create block to driver ok)",
+    ] {
+        let v = values(&results, "Block device throughput", figure, "rust");
+        assert!(!v.is_empty() && v.iter().all(|x| x.is_finite() && *x > 0.0), "{figure}: {v:?}");
+    }
+    // The LAN against a veth pair, where the machine allows it (root,
+    // iproute2, ping: CI's); else the run says why it did not measure.
+    let lan_possible = rustix::process::geteuid().is_root()
+        && ["/usr/bin/ping", "/usr/sbin/ip", "/usr/bin/python3"].iter().all(|p| std::path::Path::new(p).exists());
+    if lan_possible {
+        for figure in ["ping round trip", "TCP, one connection"] {
+            for daemon in ["rust", "machine"] {
+                let v = values(&results, "Xen Share LAN", figure, daemon);
+                assert!(!v.is_empty() && v.iter().all(|x| x.is_finite() && *x > 0.0), "LAN {figure} {daemon}: {v:?}");
+            }
+        }
+    } else {
+        let said = results["observations"].as_array().is_some_and(|o| {
+            o.iter().any(|o| o.as_str().is_some_and(|o| o.starts_with("Xen Share LAN: not measured")))
+        });
+        assert!(said, "the run does not say why the LAN was not measured");
+    }
 
     let md = dir.path().join("benchmarks.md");
     std::fs::write(&md, "# Benchmarks\n\nHand-written text stays.\n").unwrap();
