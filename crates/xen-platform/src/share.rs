@@ -18,6 +18,8 @@
 use std::io;
 use std::os::fd::AsFd;
 
+use rustix::io::Errno;
+
 use crate::{DomId, MappedPages};
 
 /// A share's reference: what a vdevice entry names. Global on the host.
@@ -48,6 +50,9 @@ pub const MAX_DOMAIN_BUFFERS: usize = 8 * MAX_BUFFERS;
 /// The most bytes one transfer copies: a jumbo frame, a block request's
 /// data.
 pub const MAX_TRANSFER: usize = 64 * 1024;
+
+/// The most transfers one [`Share::transfer_many`] call asks for.
+pub const MAX_TRANSFER_BATCH: usize = 32;
 
 /// The most shares that may exist at once on a host.
 pub const MAX_SHARES: usize = 4096;
@@ -218,6 +223,23 @@ pub trait Share: AsFd + Send + std::fmt::Debug {
     /// [`MAX_TRANSFER`]; bad segments as for [`Share::register`]. Nothing
     /// is copied on an error.
     fn transfer(&self, key: u32, segments: &[Segment]) -> io::Result<usize>;
+
+    /// Several transfers, each as [`Share::transfer`] does it, in order,
+    /// in one call (hosted: one request to the hypervisor instead of one
+    /// each); each one's bytes copied or its error. `EINVAL` for the
+    /// whole call past [`MAX_TRANSFER_BATCH`].
+    fn transfer_many(&self, transfers: &[(u32, &[Segment])]) -> io::Result<Vec<Result<usize, Errno>>> {
+        if transfers.len() > MAX_TRANSFER_BATCH {
+            return Err(Errno::INVAL.into());
+        }
+        transfers
+            .iter()
+            .map(|&(key, segments)| match self.transfer(key, segments) {
+                Ok(n) => Ok(Ok(n)),
+                Err(e) => Errno::from_io_error(&e).map(Err).ok_or(e),
+            })
+            .collect()
+    }
 
     /// The buffers of this process that transfers filled since the last
     /// call. Each is the caller's to read until its next call, which

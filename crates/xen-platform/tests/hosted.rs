@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
 use xen_platform::hosted::{hypervisor_socket, Confinement, Host, HostedEventChannels, Hypervisor, StopHandle};
 use xen_platform::share::{
     Segment, Share, ShareRef, Shares, MAX_MEMBERS, MAX_SHARE_PAGES, TRIGGER_CHANGED, TRIGGER_TRANSFERRED,
@@ -303,6 +304,12 @@ fn guest_share_peer() -> i32 {
     assert_eq!(errno(share.transfer(7, &[seg(u64::MAX, 1)])), EFAULT);
     assert_eq!(errno(share.transfer(7, &[seg(0, 1); 17])), EINVAL);
     assert_eq!(errno(share.transfer(7, &[])), EINVAL);
+    // Several in one request: each done or refused on its own, in order.
+    let batch: [(u32, &[Segment]); 4] = [(8, &[seg(0, 5)]), (7, &[seg(0, 5)]), (9, &[seg(0, 5)]), (8, &[seg(8190, 3)])];
+    assert_eq!(share.transfer_many(&batch).unwrap(), [Ok(5), Err(Errno::AGAIN), Err(Errno::AGAIN), Err(Errno::FAULT)]);
+    let one = [seg(0, 5)];
+    let too_many = vec![(8, &one[..]); xen_platform::share::MAX_TRANSFER_BATCH + 1];
+    assert_eq!(errno(share.transfer_many(&too_many)), EINVAL);
     assert_eq!(errno(share.register(1, &[seg(4096, 4097)])), EFAULT);
     assert_eq!(errno(share.trigger(30)), EINVAL, "the transport's own trigger");
     write_bytes(share.pages(), 16, b"checks-ok");
@@ -786,6 +793,7 @@ fn share_members_map_trigger_and_transfer_and_a_removed_member_is_cut_off() {
     assert_eq!(ours.members(), [0, peer.domid]);
     assert_eq!(ours.me(), 0);
     let buffer = ours.register(7, &[seg(4096, 60), seg(6000, 40)]).unwrap();
+    let second = ours.register(8, &[seg(7000, 16)]).unwrap();
     world.domains().unpause(peer.domid).unwrap();
 
     // Memory and triggers, both ways.
@@ -797,9 +805,14 @@ fn share_members_map_trigger_and_transfer_and_a_removed_member_is_cut_off() {
     assert_eq!(seen & 1 << TRIGGER_CHANGED, 0);
     // The transfer landed in our buffer: ours to read until our next take,
     // which frees it.
-    let completed = ours.take_completed().unwrap();
-    assert_eq!(completed, [xen_platform::share::Completed { buffer, len: 5 }]);
+    let mut completed = ours.take_completed().unwrap();
+    completed.sort_by_key(|c| c.buffer);
+    let mut want =
+        [xen_platform::share::Completed { buffer, len: 5 }, xen_platform::share::Completed { buffer: second, len: 5 }];
+    want.sort_by_key(|c| c.buffer);
+    assert_eq!(completed, want);
     assert_eq!(read_bytes(ours.pages(), 4096, 5), b"hello");
+    assert_eq!(read_bytes(ours.pages(), 7000, 5), b"hello", "the batch's transfer");
     assert_eq!(ours.take_completed().unwrap(), []);
 
     // A domain that is not a member is refused everything.

@@ -5,11 +5,12 @@
 //!
 //! The share is cut into one region per member index ([`REGION_PAGES`]
 //! pages): [`RX_BUFFERS`] receive buffers of [`SLOT`] bytes, registered
-//! on the member's key (its domid), and one transmit slot. Sending writes
-//! the frame into the sender's transmit slot and transfers it to each
-//! destination's key: the transport copies it into a free receive buffer
-//! of that member and wakes it. A member with no free buffer drops the
-//! frame, as a full NIC queue does.
+//! on the member's key (its domid), and [`TX_SLOTS`] transmit slots.
+//! Sending writes each frame into one of the sender's transmit slots and
+//! transfers it to each destination's key, a batch of frames in one call
+//! ([`Share::transfer_many`]): the transport copies each into a free
+//! receive buffer of that member and wakes it. A member with no free
+//! buffer drops the frame, as a full NIC queue does.
 //!
 //! A member's MAC is [`mac_of`] its domid, so a destination's domid is in
 //! its address. After [`xen_platform::share::TRIGGER_CHANGED`] (a member
@@ -32,9 +33,11 @@ pub const LAN_PAGES: usize = MAX_LAN_MEMBERS * REGION_PAGES;
 /// One frame's room: an Ethernet frame of a 1500-byte MTU (1514 bytes,
 /// 1518 with a VLAN tag) fits.
 pub const SLOT: usize = 2048;
-/// Receive buffers per member: every slot of its region but the last,
-/// which is its transmit slot.
-pub const RX_BUFFERS: usize = REGION_PAGES * PAGE_SIZE / SLOT - 1;
+/// Transmit slots per member: the most frames one send carries.
+pub const TX_SLOTS: usize = 8;
+/// Receive buffers per member: every slot of its region but the
+/// transmit slots, at its end.
+pub const RX_BUFFERS: usize = REGION_PAGES * PAGE_SIZE / SLOT - TX_SLOTS;
 /// The shortest frame: an Ethernet header.
 pub const MIN_FRAME: usize = 14;
 
@@ -43,6 +46,8 @@ const _: () = assert!(LAN_PAGES <= xen_platform::share::MAX_SHARE_PAGES);
 const _: () = assert!(MAX_LAN_MEMBERS <= xen_platform::share::MAX_MEMBERS);
 const _: () = assert!(RX_BUFFERS <= xen_platform::share::MAX_BUFFERS);
 const _: () = assert!(SLOT <= xen_platform::share::MAX_TRANSFER);
+// A batch's transfers, a frame to every other member at most.
+const _: () = assert!(TX_SLOTS <= xen_platform::share::MAX_TRANSFER_BATCH);
 
 /// The MAC address of `domid`'s port: locally administered, "XS", then
 /// the domid (the platform's scheme, which the hosted hypervisor gives
@@ -128,8 +133,8 @@ impl LanPort {
         index * REGION_PAGES * PAGE_SIZE
     }
 
-    fn tx_offset(&self) -> usize {
-        Self::region(self.share.me()) + RX_BUFFERS * SLOT
+    fn tx_offset(&self, slot: usize) -> usize {
+        Self::region(self.share.me()) + (RX_BUFFERS + slot) * SLOT
     }
 
     /// (Re)registers the receive buffers in this member's region.
@@ -157,34 +162,47 @@ impl LanPort {
     /// Sends one Ethernet frame (destination MAC first). `EINVAL` for a
     /// frame shorter than a header or longer than [`SLOT`].
     pub fn send(&mut self, frame: &[u8]) -> io::Result<Sent> {
-        if frame.len() < MIN_FRAME || frame.len() > SLOT {
+        self.send_many(&[frame])
+    }
+
+    /// Sends frames, [`TX_SLOTS`] at a time, each as [`LanPort::send`]
+    /// does (in one call to the transport per batch whose transfers fit
+    /// in one); what they did in all. `EINVAL`, and nothing sent, if one
+    /// is not a frame.
+    pub fn send_many(&mut self, frames: &[&[u8]]) -> io::Result<Sent> {
+        if frames.iter().any(|f| f.len() < MIN_FRAME || f.len() > SLOT) {
             return Err(Errno::INVAL.into());
         }
-        let tx = self.tx_offset();
-        self.share.pages().shared_mem().write_bytes(tx, frame);
-        let segment = [segment(tx, frame.len())?];
         let peers = self.peers();
-        let dst = &frame[..6];
-        let unicast = (dst[0] & 1 == 0).then(|| domid_of_mac(dst)).flatten().filter(|d| peers.contains(d));
-        let targets = match unicast {
-            Some(domid) => vec![domid],
-            None => peers,
-        };
         let mut sent = Sent::default();
-        for domid in targets {
-            match self.share.transfer(key_of(domid), &segment) {
-                Ok(_) => sent.delivered += 1,
-                // No free buffer (the member is slow, or has not joined
-                // yet), or the membership just changed: the frame is
-                // lost for that member, as on a busy wire.
-                Err(e)
-                    if [Errno::AGAIN, Errno::PERM, Errno::NOENT]
-                        .iter()
-                        .any(|n| e.raw_os_error() == Some(n.raw_os_error())) =>
-                {
-                    sent.dropped += 1
+        for batch in frames.chunks(TX_SLOTS) {
+            let mut segments = Vec::with_capacity(batch.len());
+            for (slot, frame) in batch.iter().enumerate() {
+                let tx = self.tx_offset(slot);
+                self.share.pages().shared_mem().write_bytes(tx, frame);
+                segments.push([segment(tx, frame.len())?]);
+            }
+            let mut transfers: Vec<(u32, &[Segment])> = Vec::new();
+            for (frame, segment) in batch.iter().zip(&segments) {
+                let dst = &frame[..6];
+                let unicast = (dst[0] & 1 == 0).then(|| domid_of_mac(dst)).flatten().filter(|d| peers.contains(d));
+                match unicast {
+                    Some(domid) => transfers.push((key_of(domid), segment)),
+                    None => transfers.extend(peers.iter().map(|&d| (key_of(d), &segment[..]))),
                 }
-                Err(e) => return Err(e),
+            }
+            for chunk in transfers.chunks(xen_platform::share::MAX_TRANSFER_BATCH) {
+                for result in self.share.transfer_many(chunk)? {
+                    match result {
+                        Ok(_) => sent.delivered += 1,
+                        // No free buffer (the member is slow, or has not
+                        // joined yet), or the membership just changed:
+                        // the frame is lost for that member, as on a busy
+                        // wire.
+                        Err(Errno::AGAIN | Errno::PERM | Errno::NOENT) => sent.dropped += 1,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
         }
         Ok(sent)

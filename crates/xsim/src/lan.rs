@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
-use xen_share::net::{LanPort, SLOT};
+use xen_share::net::{LanPort, SLOT, TX_SLOTS};
 
 /// Carries frames both ways until `stop` (checked every 200 ms at
 /// least), or the LAN drops this member (`EPERM`, `ENOENT`).
 pub fn pump(mut port: LanPort, tap: OwnedFd, stop: &AtomicBool) -> io::Result<()> {
-    let mut frame = vec![0u8; SLOT];
+    let mut batch = vec![vec![0u8; SLOT]; TX_SLOTS];
+    let mut lens = [0usize; TX_SLOTS];
     let mut frames = Vec::new();
     let tick = Timespec { tv_sec: 0, tv_nsec: 200_000_000 };
     while !stop.load(Ordering::Relaxed) {
@@ -26,17 +27,30 @@ pub fn pump(mut port: LanPort, tap: OwnedFd, stop: &AtomicBool) -> io::Result<()
                 Err(e) => return Err(e.into()),
             }
         }
-        // Out: every frame the guest's stack queued.
+        // Out: every frame the stack queued, a batch of them per call to
+        // the transport.
         loop {
-            match rustix::io::read(&tap, &mut frame) {
-                Ok(0) | Err(Errno::AGAIN) => break,
-                Ok(n) => {
-                    // A frame that is not Ethernet-sized is the stack's
-                    // error; dropped like any frame a wire refuses.
-                    let _ = port.send(&frame[..n]);
+            let mut taken = 0;
+            while taken < TX_SLOTS {
+                match rustix::io::read(&tap, &mut batch[taken]) {
+                    Ok(0) | Err(Errno::AGAIN) => break,
+                    Ok(n) => {
+                        lens[taken] = n;
+                        taken += 1;
+                    }
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
                 }
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
+            }
+            if taken == 0 {
+                break;
+            }
+            let frames: Vec<&[u8]> = batch.iter().zip(&lens).take(taken).map(|(f, &n)| &f[..n]).collect();
+            // A frame that is not Ethernet-sized is the stack's error:
+            // the batch is dropped like frames a wire refuses.
+            let _ = port.send_many(&frames);
+            if taken < TX_SLOTS {
+                break;
             }
         }
         // In: every frame the LAN delivered.

@@ -103,6 +103,9 @@ pub(crate) enum Request {
     ShareRegister { share: ShareRef, key: u32, segments: Vec<Segment> },
     /// Xen Share: a member copies into another's buffer on a key.
     ShareTransfer { share: ShareRef, key: u32, segments: Vec<Segment> },
+    /// Xen Share: several transfers in one request, each a key and its
+    /// segments.
+    ShareTransferMany { share: ShareRef, transfers: Vec<(u32, Vec<Segment>)> },
     /// Xen Share: a member takes its filled buffers.
     ShareCompleted { share: ShareRef },
     /// Xen Share: a member withdraws every buffer it registered.
@@ -149,6 +152,9 @@ pub(crate) enum Response {
     Buffer { id: BufferId },
     /// For [`Request::ShareTransfer`]: the bytes copied.
     Transferred { len: usize },
+    /// For [`Request::ShareTransferMany`]: per transfer, the bytes copied
+    /// or the errno.
+    TransferredMany { results: Vec<Result<usize, i32>> },
     /// For [`Request::ShareCompleted`].
     Completed { completed: Vec<Completed> },
 }

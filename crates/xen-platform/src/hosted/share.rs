@@ -208,6 +208,19 @@ impl Share for HostedShare {
         }
     }
 
+    fn transfer_many(&self, transfers: &[(u32, &[Segment])]) -> io::Result<Vec<Result<usize, Errno>>> {
+        if transfers.len() > crate::share::MAX_TRANSFER_BATCH {
+            return Err(Errno::INVAL.into());
+        }
+        let transfers = transfers.iter().map(|&(key, segments)| (key, segments.to_vec())).collect();
+        match self.host.request(&Request::ShareTransferMany { share: self.share, transfers })?.0 {
+            Response::TransferredMany { results } => {
+                Ok(results.into_iter().map(|r| r.map_err(Errno::from_raw_os_error)).collect())
+            }
+            _ => Err(invalid("unexpected reply to ShareTransferMany")),
+        }
+    }
+
     fn unregister_all(&mut self) -> io::Result<()> {
         self.host.request_done(&Request::ShareUnregister { share: self.share })
     }

@@ -355,6 +355,7 @@ impl State {
             Request::ShareAttach { share } => self.share_attach(caller, share),
             Request::ShareRegister { share, key, segments } => self.share_register(conn, caller, share, key, segments),
             Request::ShareTransfer { share, key, segments } => self.share_transfer(caller, share, key, &segments),
+            Request::ShareTransferMany { share, transfers } => self.share_transfer_many(caller, share, &transfers),
             Request::ShareCompleted { share } => self.share_completed(conn, caller, share),
             Request::VdeviceShare { domid } => self.vdevice_share(caller, domid),
             Request::ShareUnregister { share } => self.share_unregister(conn, caller, share),

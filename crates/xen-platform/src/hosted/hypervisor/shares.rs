@@ -389,6 +389,31 @@ impl State {
         Ok((Response::Transferred { len }, Vec::new()))
     }
 
+    /// Each of `transfers` as [`State::share_transfer`] does it; one
+    /// failing does not stop the others. At most
+    /// [`crate::share::MAX_TRANSFER_BATCH`] (the request's size is
+    /// bounded by the socket's message size too).
+    pub(super) fn share_transfer_many(
+        &mut self,
+        caller: DomId,
+        share: ShareRef,
+        transfers: &[(u32, Vec<Segment>)],
+    ) -> Answer {
+        if transfers.len() > crate::share::MAX_TRANSFER_BATCH {
+            return Err((Errno::INVAL, "too many transfers in one request"));
+        }
+        self.shares.member(share, caller)?;
+        let results = transfers
+            .iter()
+            .map(|(key, segments)| match self.share_transfer(caller, share, *key, segments) {
+                Ok((Response::Transferred { len }, _)) => Ok(len),
+                Ok(_) => Err(Errno::INVAL.raw_os_error()),
+                Err((errno, _)) => Err(errno.raw_os_error()),
+            })
+            .collect();
+        Ok((Response::TransferredMany { results }, Vec::new()))
+    }
+
     /// A member withdraws every buffer its connection registered (filled
     /// or not).
     pub(super) fn share_unregister(&mut self, conn: ConnId, caller: DomId, share: ShareRef) -> Answer {
