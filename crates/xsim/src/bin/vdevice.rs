@@ -285,9 +285,9 @@ impl Tool {
     /// the host too, since hosts (state directories) share the machine's
     /// namespaces.
     fn lan_netns(&self, share: ShareRef) -> String {
-        // FNV-1a of the state directory's path.
-        let hash = self
-            .state
+        // FNV-1a of the state directory's path, however it was spelt.
+        let state = std::fs::canonicalize(&self.state).unwrap_or_else(|_| self.state.clone());
+        let hash = state
             .as_os_str()
             .as_encoded_bytes()
             .iter()
