@@ -92,7 +92,7 @@ pub fn beside_blkif(
 /// `xensblk` serving the same image on a new share.
 fn through_share(ts: &mut Toolstack, side: &ShareSide, case: Case, seconds: f64) -> Result<Measured> {
     let (state, image) = (&side.state, &side.image);
-    let host = xen_platform::hosted::Host::connect(&state.hypervisor_socket())?;
+    let host = state.connect_hypervisor()?;
     let shares = host.shares();
     let share = shares.create(xen_share::blk::BLK_PAGES, &[0])?;
     let mut server = Command::new(&side.server)

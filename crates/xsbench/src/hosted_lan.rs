@@ -19,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use xen_platform::hosted::tap::ip;
 use xsim::{host, DomainSpec, StateDir, Toolstack};
 
 use crate::hosted_block::beside;
@@ -136,13 +137,6 @@ fn in_netns(netns: &str, args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// `ip ARGS...`, its errors as ours.
-fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip").args(args).output()?;
-    ensure!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    Ok(())
 }
 
 /// The average round trip, in microseconds, of `n` pings from `netns`.

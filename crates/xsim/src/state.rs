@@ -37,6 +37,14 @@ impl StateDir {
         xen_platform::hosted::hypervisor_socket(&self.root)
     }
 
+    /// dom0's connection to the host's hypervisor, with an error that says
+    /// how to start one.
+    pub fn connect_hypervisor(&self) -> anyhow::Result<xen_platform::hosted::Host> {
+        use anyhow::Context as _;
+        xen_platform::hosted::Host::connect(&self.hypervisor_socket())
+            .with_context(|| format!("no host is running in {} (start one with `xsim up`)", self.root.display()))
+    }
+
     /// xenstored's socket: what `XENSTORED_PATH` names for dom0 tools.
     pub fn xenstored_socket(&self) -> PathBuf {
         self.root.join("xenstored.sock")

@@ -49,8 +49,7 @@ pub struct Toolstack {
 impl Toolstack {
     /// Connects to the host running in `state`.
     pub fn connect(state: &StateDir) -> Result<Toolstack> {
-        let host = xen_platform::hosted::Host::connect(&state.hypervisor_socket())
-            .with_context(|| format!("no host is running in {} (start one with `xsim up`)", state.root().display()))?;
+        let host = state.connect_hypervisor()?;
         let domains = Box::new(host.toolstack());
         let store = xenstore::Client::connect(state.xenstored_socket())
             .with_context(|| format!("connecting to xenstored at {}", state.xenstored_socket().display()))?;

@@ -9,17 +9,14 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{guest_program, TestHost};
-use xen_platform::DomId;
 use xs_peers::harness::{run, Test};
 use xs_peers::Need;
 use xsim::DomainSpec;
 
 mod support;
-
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A root hypervisor (mount namespaces, a uid per guest) and FUSE.
 const ROOT_AND_FUSE: Need = Need::Check {
@@ -34,25 +31,6 @@ const ROOT_AND_FUSE: Need = Need::Check {
 
 /// e2fsprogs: the guest's mkfs.ext4, debugfs and fsck.ext4.
 const E2FSPROGS: Need = Need::Package { name: "e2fsprogs", file: "/usr/sbin/mke2fs" };
-
-fn vdevice(host: &TestHost, args: &[&str]) -> String {
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_vdevice")).arg("--state").arg(host.state.root()).args(args).output().unwrap();
-    assert!(out.status.success(), "vdevice {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_console(host: &TestHost, domid: DomId, text: &str) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let console = host.console(domid);
-        if console.contains(text) {
-            return console;
-        }
-        assert!(Instant::now() < deadline, "domain {domid} never printed {text:?}:\n{console}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn a_guest_makes_a_filesystem_on_a_xensblk_disk_and_reads_back_what_it_wrote() {
     let mut host = TestHost::up();
@@ -89,12 +67,12 @@ fn a_guest_makes_a_filesystem_on_a_xensblk_disk_and_reads_back_what_it_wrote() {
         fuse: true,
     };
     let guest = host.ts.create(&spec).expect("xsim create --fuse").domid;
-    let device = vdevice(&host, &["--create", "block", &image.display().to_string(), "0", &guest.to_string()]);
+    let device = host.vdevice(&["--create", "block", &image.display().to_string(), "0", &guest.to_string()]);
     let device = device.trim().to_owned();
-    wait_console(&host, guest, "MKFS-OK");
+    host.wait_console(guest, "MKFS-OK");
 
     // dom0's server killed and started again: what it answered stays.
-    let list = vdevice(&host, &["--list"]);
+    let list = host.vdevice(&["--list"]);
     let pid: i32 = list.split("(pid ").nth(1).and_then(|r| r.split(')').next()).unwrap().parse().unwrap();
     rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), rustix::process::Signal::KILL).unwrap();
     std::thread::sleep(Duration::from_millis(100));
@@ -108,7 +86,7 @@ fn a_guest_makes_a_filesystem_on_a_xensblk_disk_and_reads_back_what_it_wrote() {
         .unwrap();
     std::fs::write(dir.path().join("restarted"), "").unwrap();
 
-    let console = wait_console(&host, guest, "DD-OK");
+    let console = host.wait_console(guest, "DD-OK");
     assert!(console.contains("READ: written by the guest"), "{console}");
     assert!(console.contains("FSCK-OK"), "{console}");
     // `dd of=` opens with O_TRUNC, ignored as a block device ignores it;

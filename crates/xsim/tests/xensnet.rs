@@ -9,7 +9,7 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{guest_program, TestHost};
 use xen_platform::share::lan_ip;
@@ -17,9 +17,6 @@ use xen_platform::DomId;
 use xs_peers::harness::{run, Test};
 use xs_peers::{Need, IPROUTE2, PING, PYTHON3};
 use xsim::DomainSpec;
-
-/// Long enough for a loaded CI machine.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Network namespaces and a uid per guest: root, and the programs
 /// reachable by the guests' users.
@@ -59,27 +56,6 @@ fn guest(host: &mut TestHost, dir: &Path, name: &str, script: &str) -> DomId {
     host.ts.create(&spec).expect("xsim create --netns").domid
 }
 
-/// Runs the `vdevice` tool on `host`; its stdout.
-fn vdevice(host: &TestHost, args: &[&str]) -> String {
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_vdevice")).arg("--state").arg(host.state.root()).args(args).output().unwrap();
-    assert!(out.status.success(), "vdevice {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Waits until `domid`'s console has `text`; returns the console.
-fn wait_console(host: &TestHost, domid: DomId, text: &str) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let console = host.console(domid);
-        if console.contains(text) {
-            return console;
-        }
-        assert!(Instant::now() < deadline, "domain {domid} never printed {text:?}:\n{console}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn go(dir: &Path, name: &str, content: &str) {
     let tmp = dir.join(format!("{name}.tmp"));
     std::fs::write(&tmp, content).unwrap();
@@ -96,28 +72,28 @@ fn three_guests_ping_each_other_over_a_lan() {
     let ids: Vec<DomId> = ["a", "b", "c"].iter().map(|n| guest(&mut host, dir.path(), n, script)).collect();
     let names: Vec<String> = ids.iter().map(|d| d.to_string()).collect();
     // dom0 too: its end is a TAP in a network namespace of its own.
-    let device = vdevice(&host, &["--create", "net", "0", &names[0], &names[1], &names[2]]);
+    let device = host.vdevice(&["--create", "net", "0", &names[0], &names[1], &names[2]]);
     let device = device.trim();
-    let list = vdevice(&host, &["--list"]);
+    let list = host.vdevice(&["--list"]);
     assert_eq!(list.matches("acknowledge,driver,driver-ok").count(), 3, "{list}");
     let netns = dom0_netns(&list);
     let ips: Vec<String> = ids.iter().chain([&0]).map(|&d| lan_ip(d).to_string()).collect();
     assert_eq!(ips[3], "10.88.255.254");
     go(dir.path(), "go", &ips.join(" "));
     for &id in &ids {
-        wait_console(&host, id, "PINGS-OK");
+        host.wait_console(id, "PINGS-OK");
     }
     for ip in &ips[..3] {
         dom0_ping(&netns, ip).unwrap();
     }
     // Off and on again: the namespace goes with dom0's end and comes back.
-    vdevice(&host, &["--remove", device, "0"]);
+    host.vdevice(&["--remove", device, "0"]);
     assert!(!Path::new("/run/netns").join(&netns).exists(), "{netns} outlived dom0's end");
-    assert!(!vdevice(&host, &["--list"]).contains("domain 0"));
-    vdevice(&host, &["--add", device, "0"]);
+    assert!(!host.vdevice(&["--list"]).contains("domain 0"));
+    host.vdevice(&["--add", device, "0"]);
     dom0_ping(&netns, &ips[1]).unwrap();
-    vdevice(&host, &["--destroy", device]);
-    assert_eq!(vdevice(&host, &["--list"]), "");
+    host.vdevice(&["--destroy", device]);
+    assert_eq!(host.vdevice(&["--list"]), "");
     assert!(!Path::new("/run/netns").join(&netns).exists(), "{netns} outlived the LAN");
 }
 
@@ -185,14 +161,14 @@ fn tcp_and_membership_changes_under_traffic() {
     );
     let b = guest(&mut host, d, "b", "python3 $D/server.py\nwait");
     let c = guest(&mut host, d, "c", "wait");
-    let device = vdevice(&host, &["--create", "net", &a.to_string(), &b.to_string(), &c.to_string()]);
+    let device = host.vdevice(&["--create", "net", &a.to_string(), &b.to_string(), &c.to_string()]);
     let device = device.trim();
     go(d, "tcp", &lan_ip(b).to_string());
     go(d, "ip-c", &lan_ip(c).to_string());
     go(d, "go", "");
 
-    let sent = wait_console(&host, a, "SENT ");
-    let received = wait_console(&host, b, "RECEIVED ");
+    let sent = host.wait_console(a, "SENT ");
+    let received = host.wait_console(b, "RECEIVED ");
     let line = |text: &str, tag: &str| text.lines().find(|l| l.starts_with(tag)).unwrap()[tag.len()..].to_owned();
     assert_eq!(line(&sent, "SENT "), line(&received, "RECEIVED "), "what b received is what a sent");
 
@@ -205,18 +181,18 @@ fn tcp_and_membership_changes_under_traffic() {
                                         ping -c 3 -i 0.2 -W 2 $(cat $D/go3) >/dev/null && echo D-REACHES-C\nwait",
     );
     std::thread::sleep(Duration::from_millis(500));
-    vdevice(&host, &["--add", device, &new.to_string()]);
-    vdevice(&host, &["--remove", device, &b.to_string()]);
-    let console = wait_console(&host, a, "PING-DONE");
+    host.vdevice(&["--add", device, &new.to_string()]);
+    host.vdevice(&["--remove", device, &b.to_string()]);
+    let console = host.wait_console(a, "PING-DONE");
     let stats = console.lines().find(|l| l.contains("packets transmitted")).unwrap();
     let received: u32 = stats.split(", ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     assert!(received >= 76, "a's pings of c while members changed: {stats}");
     go(d, "go3", &lan_ip(c).to_string());
-    wait_console(&host, new, "D-REACHES-C");
+    host.wait_console(new, "D-REACHES-C");
     // b is cut off.
     go(d, "go2", "");
-    wait_console(&host, a, "PING-B-EXIT=1");
-    let list = vdevice(&host, &["--list"]);
+    host.wait_console(a, "PING-B-EXIT=1");
+    let list = host.vdevice(&["--list"]);
     assert!(!list.contains(&format!("domain {b} ")), "{list}");
     assert!(list.contains(&format!("domain {new} ")), "{list}");
 }
@@ -252,7 +228,7 @@ fn a_guest_inherits_its_tap_attached() {
          echo fd=$(readlink /proc/self/fd/$XSIM_TAP_FD)\n\
          echo END",
     );
-    let console = wait_console(&host, domid, "END");
+    let console = host.wait_console(domid, "END");
     let line = |key: &str| console.lines().find(|l| l.starts_with(key)).unwrap_or_default().to_owned();
     assert!(line("link=").contains("LOWER_UP") && !line("link=").contains("NO-CARRIER"), "{console}");
     assert_eq!(line("fd="), "fd=/dev/net/tun", "{console}");

@@ -77,8 +77,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let state = cli.state.map_or_else(StateDir::from_env, StateDir::at);
-    let host = Host::connect(&state.hypervisor_socket())
-        .with_context(|| format!("no hosted host at {} (xsim up)", state.root().display()))?;
+    let host = state.connect_hypervisor()?;
     let _lock = lock(&state.root().join("vdevices.lock"))?;
     let mut tool = Tool {
         state: state.root().to_owned(),

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use xen_platform::hosted::Host;
 use xen_platform::share::Shares;
 use xsim::StateDir;
 
@@ -37,8 +36,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let state = cli.state.map_or_else(StateDir::from_env, StateDir::at);
-    let host = Host::connect(&state.hypervisor_socket())
-        .with_context(|| format!("no hosted host at {} (xsim up)", state.root().display()))?;
+    let host = state.connect_hypervisor()?;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -47,8 +47,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let state = cli.state.clone().map_or_else(StateDir::from_env, StateDir::at);
-    let host = Host::connect(&state.hypervisor_socket())
-        .with_context(|| format!("no hosted host at {} (xsim up)", state.root().display()))?;
+    let host = state.connect_hypervisor()?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;

@@ -69,6 +69,33 @@ impl TestHost {
         std::fs::read_to_string(self.state.console(domid)).unwrap_or_default()
     }
 
+    /// Waits (up to a minute) until `domid`'s console has `text`; returns
+    /// the console.
+    pub fn wait_console(&self, domid: DomId, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let console = self.console(domid);
+            if console.contains(text) {
+                return console;
+            }
+            assert!(std::time::Instant::now() < deadline, "domain {domid} never printed {text:?}:\n{console}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs the `vdevice` tool on this host and asserts it succeeded; its
+    /// stdout.
+    pub fn vdevice(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vdevice"))
+            .arg("--state")
+            .arg(self.state.root())
+            .args(args)
+            .output()
+            .expect("vdevice");
+        assert!(out.status.success(), "vdevice {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Waits for the domain to shut down; returns its state.
     pub fn wait_shutdown(&mut self, domid: DomId, timeout: Duration) -> DomainState {
         match self.ts.wait_shutdown(domid, timeout).expect("domain exists") {

@@ -38,6 +38,7 @@ mod handed;
 mod ipc;
 mod isolation;
 mod raw_ring;
+mod vdevice_bus;
 mod xensblk;
 mod xensblk_bench;
 mod xensnet;

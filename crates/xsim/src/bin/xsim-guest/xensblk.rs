@@ -21,7 +21,7 @@ use fuser::{
 use xen_platform::hosted::{Host, ENV_FUSE_FD};
 use xen_platform::share::Shares;
 use xen_share::blk::{Disk, SECTOR};
-use xen_share::{kind, Bus, Device, Driver};
+use xen_share::{kind, Device, Driver};
 
 /// The disk's inode.
 const DISK: INodeNo = INodeNo(2);
@@ -36,18 +36,10 @@ pub fn run(args: &[String]) -> Result<()> {
         _ => anyhow::bail!("usage: xsim-guest xensblk [--no-export]"),
     };
     let (host, _) = Host::from_guest_env().context("not a hosted guest")?;
-    let shares = host.shares();
-    let mut page = shares.attach(shares.vdevice(host.domid())?).context("attaching the vdevice page")?;
-    let mut bus = Bus::new();
+    let page = crate::vdevice_bus::page(&host)?;
     let fuse = crate::handed::take_char_device(ENV_FUSE_FD);
-    bus.register(Box::new(BlockDriver { host, export, fuse, removed: None, held: None }));
-    println!("xensblk: waiting for a block device");
-    loop {
-        for event in bus.poll(&mut *page)? {
-            println!("xensblk: {event:?}");
-        }
-        page.wait(Some(Duration::from_secs(1)))?;
-    }
+    let driver = BlockDriver { host, export, fuse, removed: None, held: None };
+    crate::vdevice_bus::serve(page, Box::new(driver), "xensblk", "waiting for a block device")
 }
 
 /// Drives the guest's one block device.

@@ -11,29 +11,20 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use xen_platform::hosted::{Host, ENV_TAP_FD};
 use xen_platform::share::{Shares, LAN_TAP};
 use xen_share::net::LanPort;
-use xen_share::{kind, Bus, Device, Driver};
+use xen_share::{kind, Device, Driver};
 
 /// Runs the bus until the domain goes.
 pub fn run(_args: &[String]) -> Result<()> {
     let (host, _) = Host::from_guest_env().context("not a hosted guest")?;
-    let shares = host.shares();
-    let mut page = shares.attach(shares.vdevice(host.domid())?).context("attaching the vdevice page")?;
-    let mut bus = Bus::new();
+    let page = crate::vdevice_bus::page(&host)?;
     let tap = crate::handed::take_char_device(ENV_TAP_FD);
-    bus.register(Box::new(NetDriver { host, tap, running: HashMap::new() }));
-    println!("xensnet: waiting for LAN devices");
-    loop {
-        for event in bus.poll(&mut *page)? {
-            println!("xensnet: {event:?}");
-        }
-        page.wait(Some(Duration::from_secs(1)))?;
-    }
+    let driver = NetDriver { host, tap, running: HashMap::new() };
+    crate::vdevice_bus::serve(page, Box::new(driver), "xensnet", "waiting for LAN devices")
 }
 
 /// Drives LAN devices: one pump thread each.
