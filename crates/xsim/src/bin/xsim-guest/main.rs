@@ -26,7 +26,7 @@
 //!   `xensnet.rs`).
 //! - `xensblk`: the Xen Share block driver: the domain's vdevice bus, its
 //!   block device exported as `/mnt/disk` (`xsim create --fuse`; see
-//!   `xensblk.rs`);
+//!   `xensblk.rs`), or with `--no-export` only opened and held;
 //! - `xensblk-bench SHARE read|write SIZE SECONDS`: a xensblk disk's
 //!   throughput through its client API, for `xs-bench` (see
 //!   `xensblk_bench.rs`).
@@ -62,7 +62,7 @@ fn main() {
         Some(role @ ("null-frontend" | "null-backend")) => drivers::run(role, &args[1..]),
         _ => Err(anyhow::anyhow!(
             "usage: xsim-guest demo | ipc [--count N] | check NAME [ARGS] | null-frontend TYPE | null-backend TYPE | \
-             xensnet | xensblk"
+             xensnet | xensblk [--no-export] | xensblk-bench SHARE read|write SIZE SECONDS"
         )),
     };
     match result {
