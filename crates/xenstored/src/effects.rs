@@ -117,6 +117,7 @@ impl Server {
         }
         self.departed.remove(&domid);
         self.dirty.remove(&conn);
+        self.gate.forget(conn, std::time::Instant::now());
     }
 
     /// The event-channel handle is readable: serve each pending ring, and

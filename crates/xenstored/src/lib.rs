@@ -32,6 +32,7 @@ mod stats;
 #[cfg(feature = "test-utils")]
 pub mod testing;
 mod trace;
+mod tx_gate;
 mod write_rate;
 
 pub use live_update::handover::ExecContext;

@@ -136,6 +136,9 @@ pub struct Server {
     /// When each connection with open transactions started its first
     /// (live update's timeout rule).
     pub(crate) tx_started: FxHashMap<ConnId, Instant>,
+    /// Contended connections' transaction starts, taking turns
+    /// ([`crate::tx_gate`]).
+    pub(crate) gate: crate::tx_gate::TxGate,
     /// The rings' platform while a live update has their event-channel
     /// handle apart.
     pub(crate) detached: Option<crate::live_update::handover::Detached>,
@@ -327,6 +330,7 @@ impl Server {
             fatal: None,
             live_update: None,
             tx_started: FxHashMap::default(),
+            gate: crate::tx_gate::TxGate::default(),
             detached: None,
             exec: Default::default(),
         })
@@ -372,7 +376,12 @@ impl Server {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        match (retry, self.rate_wakeup()) {
+        let retry = match (retry, self.rate_wakeup()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let gate = self.gate.next_deadline().map(|at| at.saturating_duration_since(Instant::now()));
+        match (retry, gate) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -412,7 +421,12 @@ impl Server {
                         }
                         self.dirty.insert(id);
                     }
-                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    if (event.is_read_closed() || event.is_error()) && self.gate.is_waiting(id) {
+                        // Not read while its start waits, so its end
+                        // would be seen only at its turn.
+                        debug!(conn = id, "closed while its transaction start waited");
+                        self.close(id);
+                    } else if event.is_readable() || event.is_read_closed() || event.is_error() {
                         self.serve(id);
                     }
                 }
@@ -426,6 +440,7 @@ impl Server {
         for id in std::mem::take(&mut self.again) {
             self.serve(id);
         }
+        self.gate_turns();
         // The journal first: a live update hands over a synced store.
         self.commit();
         if self.live_update_waiting() {
@@ -579,6 +594,15 @@ impl Server {
     /// paused.
     pub(crate) fn serve(&mut self, id: ConnId) {
         let mut served = 0;
+        // A start the transaction gate let through goes first; while one
+        // waits there, nothing more is read.
+        if let Some(packet) = self.gate.take_start(id) {
+            self.handle(id, packet);
+            served += 1;
+        }
+        if self.gate.is_waiting(id) {
+            return;
+        }
         let started = Instant::now();
         loop {
             let Some(conn) = self.conns.get_mut(&id) else { return };
@@ -610,10 +634,19 @@ impl Server {
             // One request at a time: the clock is looked at after each.
             let received = conn.receive(&mut self.read_buf, &mut packets, 1);
             served += packets.len();
+            let mut waits = false;
             for packet in packets.drain(..) {
-                self.handle(id, packet);
+                match self.through_gate(id, packet) {
+                    Some(packet) => self.handle(id, packet),
+                    None => waits = true,
+                }
             }
             self.packets = packets;
+            if waits {
+                // Its earlier replies still go out.
+                self.dirty.insert(id);
+                return;
+            }
             match received {
                 Received::More => {}
                 Received::Drained => {
@@ -654,6 +687,7 @@ impl Server {
                     }
                     self.engine.reset(id);
                     self.tx_started.remove(&id);
+                    self.gate.forget(id, Instant::now());
                 }
             }
             let limits = self.limits;
@@ -672,6 +706,40 @@ impl Server {
                     self.again.push(id);
                 }
                 return;
+            }
+        }
+    }
+
+    /// A request on its way to the engine: back, or held by the
+    /// transaction gate when it is a contended connection's
+    /// TRANSACTION_START that must wait its turn (never while a live
+    /// update waits: it must not hand over a request nobody answered).
+    fn through_gate(&mut self, id: ConnId, packet: Packet) -> Option<Packet> {
+        if packet.header.op != Op::TransactionStart as u32
+            || self.engine.transactions_of(id) > 0
+            || self.live_update_waiting()
+        {
+            return Some(packet);
+        }
+        self.gate.start(id, packet, Instant::now())
+    }
+
+    /// The transaction gate's turns: what waited its longest goes, and
+    /// every start let through is handled and its connection served on.
+    fn gate_turns(&mut self) {
+        if self.gate.next_deadline().is_some() {
+            self.gate.expire(Instant::now());
+        }
+        if self.live_update_waiting() {
+            self.gate.open();
+        }
+        loop {
+            let admitted = self.gate.take_admitted();
+            if admitted.is_empty() {
+                return;
+            }
+            for id in admitted {
+                self.serve(id);
             }
         }
     }
@@ -701,6 +769,10 @@ impl Server {
         self.carry_out(&mut outcome);
         self.journal(&outcome.applied);
         self.note_transactions(id, Op::from_u32(header.op));
+        if matches!(Op::from_u32(header.op), Some(Op::TransactionStart | Op::TransactionEnd)) {
+            let eagain = matches!(outcome.reply, Err(ErrorCode::EAGAIN));
+            self.gate.after(id, self.engine.transactions_of(id), eagain, Instant::now());
+        }
         self.charge_writes(id, header.tx_id, header.op, outcome.applied.len());
         let refused = match (&outcome.reply, &outcome.quota) {
             (_, Some(hit)) => Some(Cause::Quota(hit)),
@@ -838,6 +910,7 @@ impl Server {
                 self.trace.note(&format!("conn {id} (domain {domid}) ring stopped: {why}"));
                 conn.stop();
                 self.engine.reset(id);
+                self.gate.forget(id, Instant::now());
             }
         }
     }
@@ -852,6 +925,7 @@ impl Server {
         self.engine.disconnect(id);
         self.dirty.remove(&id);
         self.live_update_forget(id);
+        self.gate.forget(id, Instant::now());
     }
 
     /// The socket path being served (none in process).

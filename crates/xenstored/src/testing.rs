@@ -337,6 +337,14 @@ impl World {
         self.hv.toolstack().destroy(domid).expect("destroying the domain");
     }
 
+    /// Sets how long the transaction gate's turn and wait may last
+    /// (`crate::tx_gate`), so that a test can see a start wait without
+    /// racing the real clock.
+    pub fn set_tx_gate_times(&mut self, hold_max: Duration, wait_max: Duration) {
+        self.server.gate.hold_max = hold_max;
+        self.server.gate.wait_max = wait_max;
+    }
+
     /// Steps the server and every client until a round makes no progress;
     /// returns the rounds taken. Panics after [`MAX_ROUNDS`].
     /// A connection held by a timer (the write rate limit) is waited for,

@@ -140,6 +140,11 @@ impl Server {
     /// refuses if the time is up, else keeps waiting.
     pub(crate) fn live_update_due(&mut self) {
         let Some(start) = self.live_update.as_ref().and_then(|s| s.start) else { return };
+        if self.gate.holds_any() {
+            // A transaction start the gate held is handled first (it is
+            // let through while a live update waits).
+            return;
+        }
         let now = Instant::now();
         let open: Vec<(ConnId, Duration)> = self
             .tx_started
