@@ -133,6 +133,12 @@ impl ClientCore {
         Ok(req_id)
     }
 
+    /// Whether any request awaits its reply, abandoned ones included
+    /// (their replies must still be read off the connection).
+    pub fn awaiting_replies(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Nobody waits for `req_id` any more: its reply will be dropped.
     pub fn abandon(&mut self, req_id: u32) {
         if let Some(pending) = self.pending.get_mut(&req_id) {

@@ -172,6 +172,14 @@ impl<W: Waiter, S: Sink> Hub<W, S> {
         self.closed.is_some()
     }
 
+    /// Whether somebody must read the connection: a reply is due (one a
+    /// caller waits for, or one nobody does, which must still be read off
+    /// the connection), or a subscription waits for events. Never once
+    /// closed.
+    pub(crate) fn needs_reader(&self) -> bool {
+        self.closed.is_none() && (self.core.awaiting_replies() || !self.sinks.is_empty())
+    }
+
     /// Feeds received bytes and delivers what they complete. A fatal
     /// protocol error closes the hub (the caller must then shut the
     /// connection down) and is returned.

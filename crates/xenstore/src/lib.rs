@@ -11,9 +11,11 @@
 //! ends are thin drivers around it:
 //!
 //! - [`Client`] (blocking): callers write their request from their own
-//!   thread and sleep until a background reader thread hands them the reply.
-//!   Any number of threads may share one `Client` (`&self` methods), each
-//!   with a request in flight.
+//!   thread and read the reply themselves when nobody else is reading (a
+//!   background thread reads for watches, and for callers left waiting
+//!   when another one got its reply: `sync`'s "Who reads"). Any number of
+//!   threads may share one `Client` (`&self` methods), each with a
+//!   request in flight.
 //! - `tokio::AsyncClient` (feature `tokio`): a reader task and a writer task
 //!   do the I/O; requests are futures, watches are streams.
 //!
@@ -37,8 +39,8 @@
 //! setting the ring's error indicator: `ERROR_COMM` after xenstored was
 //! restarted (crash recovery, `--persist`), or `ERROR_PROTO`/
 //! `ERROR_RINGIDX` when it blames this guest. If the daemon supports
-//! reconnection, [`Client`] resumes by itself: its reader thread
-//! reconnects the ring (`XENSTORE_RECONNECT`), and then
+//! reconnection, [`Client`] resumes by itself: whichever thread reads
+//! next reconnects the ring (`XENSTORE_RECONNECT`), and then
 //!
 //! - every request that was in flight fails with [`Error::Restarted`]: the
 //!   old daemon may or may not have applied it (a write acknowledged before

@@ -1,18 +1,41 @@
 //! The blocking client.
 //!
-//! A [`Client`] owns one connection and one background reader thread. A
-//! caller frames its request under a short lock, writes it from its own
-//! thread, and sleeps on a channel until the reader thread delivers the
-//! reply with its `req_id`; so any number of threads can have requests in
-//! flight on one connection. Watch events go, by token, to the channel
-//! behind each [`Watch`] handle.
+//! A [`Client`] owns one connection. A caller frames its request under a
+//! short lock and writes it from its own thread; its reply comes back by
+//! `req_id` on a channel of its own. So any number of threads can have
+//! requests in flight on one connection. Watch events go, by token, to the
+//! channel behind each [`Watch`] handle.
+//!
+//! # Who reads
+//!
+//! The connection's read end is held by one thread at a time:
+//!
+//! - a caller waiting for its reply takes it if nobody has it, reads
+//!   (delivering whatever else comes to its owner) until its own reply is
+//!   in, and puts it back. A program that makes one call at a time thus
+//!   reads its replies itself: a round trip wakes the daemon and then the
+//!   caller, and nobody else. (A reader thread that handed each reply on
+//!   cost one more wake-up per call: over a hosted guest's ring, a third
+//!   of the round trip.)
+//! - a background thread, started with the client, takes it whenever the
+//!   read end is free and somebody needs a reader: callers still wait
+//!   once the one that read for them has its reply, or a watch exists
+//!   (events come unasked). It puts it back when nobody does.
+//!
+//! A caller that finds the end taken waits on its channel: whoever reads
+//! either delivers its reply or, on leaving, sees it waiting and wakes the
+//! background thread. Leaving and looking happen under the read end's
+//! lock, and a caller registers its reply before it looks for the end, so
+//! no caller is left with nobody reading for it. Without a watch, nobody
+//! reads an idle connection: a daemon that hangs up is noticed (and
+//! [`Client::is_closed`] turns true) at the next request.
 
 use std::fmt;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use xenstore_wire::{DomId, Op, Reply, Request, WatchEvent};
@@ -85,6 +108,26 @@ struct Inner {
     write_lock: Mutex<()>,
     transport: Box<dyn Transport>,
     options: Options,
+    /// The read end, while nobody reads (see "Who reads"). Locked before
+    /// the hub when both are.
+    reading: Mutex<Reading>,
+    /// Wakes the background reader: the read end came back while somebody
+    /// needs a reader, or the client was dropped.
+    wanted: Condvar,
+}
+
+/// The read end's slot.
+struct Reading {
+    end: Option<ReadEnd>,
+    /// The client was dropped: the background reader reads the end of the
+    /// connection, if watch handles still wait for it, and stops.
+    dropped: bool,
+}
+
+/// The connection's read end and the buffer it reads into.
+struct ReadEnd {
+    reader: Box<dyn Read + Send>,
+    buf: Vec<u8>,
 }
 
 impl fmt::Debug for Inner {
@@ -108,7 +151,7 @@ impl Inner {
     /// were framed in `epoch` (their request already failed with
     /// [`Error::Restarted`]). A failed write may have left half a message
     /// on the stream, so the connection is closed for everyone, unless the
-    /// transport can resume it: then the reader thread resets it, which
+    /// transport can resume it: then whoever reads next resets it, which
     /// fails the request with [`Error::Restarted`].
     fn send(&self, bytes: &[u8], epoch: u64) -> Result<(), Error> {
         if bytes.is_empty() {
@@ -171,8 +214,79 @@ impl Inner {
             self.hub().forget(req_id);
             return Err(err);
         }
-        let payload = reply.recv().unwrap_or_else(|_| Err(Error::closed()))?;
+        let payload = self.wait_reply(&reply)?;
         Ok((payload, sent_in))
+    }
+
+    /// Waits for the reply `reply` will carry, reading the connection
+    /// while nobody else does (see "Who reads").
+    fn wait_reply(&self, reply: &Receiver<Outcome>) -> Outcome {
+        // Routed already, by whoever read last.
+        match reply.try_recv() {
+            Ok(outcome) => return outcome,
+            Err(TryRecvError::Disconnected) => return Err(Error::closed()),
+            Err(TryRecvError::Empty) => {}
+        }
+        let Some(mut end) = lock(&self.reading).end.take() else {
+            // Whoever reads delivers it, or wakes the background reader.
+            return reply.recv().unwrap_or_else(|_| Err(Error::closed()));
+        };
+        let outcome = loop {
+            match reply.try_recv() {
+                Ok(outcome) => break outcome,
+                Err(TryRecvError::Disconnected) => break Err(Error::closed()),
+                Err(TryRecvError::Empty) => {}
+            }
+            if !self.read_once(&mut end) {
+                // The hub is closed: it failed every waiter, this one too.
+                break reply.recv().unwrap_or_else(|_| Err(Error::closed()));
+            }
+        };
+        self.put_back(end);
+        outcome
+    }
+
+    /// Returns the read end to its slot, and wakes the background reader
+    /// if somebody still needs one.
+    fn put_back(&self, end: ReadEnd) {
+        let mut reading = lock(&self.reading);
+        reading.end = Some(end);
+        if reading.dropped || self.hub().needs_reader() {
+            self.wanted.notify_one();
+        }
+    }
+
+    /// One read of the connection, fed to the hub; resumes the connection
+    /// when the transport can. `false` once the connection has ended (the
+    /// hub is closed).
+    fn read_once(&self, end: &mut ReadEnd) -> bool {
+        match end.reader.read(&mut end.buf) {
+            Ok(0) => {
+                self.hub().close(Error::closed());
+                false
+            }
+            Ok(n) => {
+                if self.hub().receive(end.buf.get(..n).unwrap_or_default()).is_err() {
+                    // The hub closed itself; drop the connection too.
+                    self.transport.shutdown();
+                    return false;
+                }
+                true
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => true,
+            Err(err) if self.transport.can_resume(&err) => match self.resume() {
+                Ok(()) => true,
+                Err(err) => {
+                    self.transport.shutdown();
+                    self.hub().close(Error::Io(err));
+                    false
+                }
+            },
+            Err(err) => {
+                self.hub().close(Error::Io(err));
+                false
+            }
+        }
     }
 
     /// Sends a request nobody waits for (from a destructor); errors are
@@ -191,6 +305,19 @@ impl Inner {
             hub.epoch()
         };
         let _ = self.send(&out, sent_in);
+        // Its reply must be read off the connection even though nobody
+        // waits for it: else unread replies pile up until the daemon stops
+        // reading this client, and the next write waits for ever.
+        self.wake_reader();
+    }
+
+    /// Wakes the background reader if the read end is free and somebody
+    /// needs a reader.
+    fn wake_reader(&self) {
+        let reading = lock(&self.reading);
+        if reading.end.is_some() && self.hub().needs_reader() {
+            self.wanted.notify_one();
+        }
     }
 
     /// A `WATCH` that failed with [`Error::Restarted`] may have been
@@ -202,32 +329,41 @@ impl Inner {
         }
     }
 
-    /// The reader thread: feeds the hub until the connection ends, and
-    /// resumes the connection when the transport can.
-    fn read_loop(&self, mut reader: Box<dyn Read + Send>) {
-        let mut buf = vec![0u8; 16 * 1024];
+    /// The background reader: reads while somebody needs a reader and
+    /// no caller reads for itself, until the connection ends or the
+    /// client is dropped.
+    fn background(&self) {
         loop {
-            match reader.read(&mut buf) {
-                Ok(0) => break self.hub().close(Error::closed()),
-                Ok(n) => {
-                    if self.hub().receive(buf.get(..n).unwrap_or_default()).is_err() {
-                        // The hub closed itself; drop the connection too.
-                        break self.transport.shutdown();
+            let mut end = {
+                let mut reading = lock(&self.reading);
+                loop {
+                    if reading.dropped || self.hub().needs_reader() {
+                        if let Some(end) = reading.end.take() {
+                            break end;
+                        }
                     }
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) if self.transport.can_resume(&err) => {
-                    if let Err(err) = self.resume() {
-                        self.transport.shutdown();
-                        break self.hub().close(Error::Io(err));
+                    if reading.dropped && self.hub().is_closed() {
+                        return;
                     }
+                    reading = self.wanted.wait(reading).unwrap_or_else(PoisonError::into_inner);
                 }
-                Err(err) => break self.hub().close(Error::Io(err)),
+            };
+            loop {
+                if !self.read_once(&mut end) {
+                    // Nothing more will come; later reads say so again.
+                    lock(&self.reading).end = Some(end);
+                    return;
+                }
+                let mut reading = lock(&self.reading);
+                if !reading.dropped && !self.hub().needs_reader() {
+                    reading.end = Some(end);
+                    break;
+                }
             }
         }
     }
 
-    /// Resets the connection (the reader thread, after an error the
+    /// Resets the connection (whoever reads, after an error the
     /// transport can resume from): with writers held off, the transport
     /// reconnects, every request in flight fails with
     /// [`Error::Restarted`], and every watch is registered again, first
@@ -271,14 +407,23 @@ impl Client {
         Client::with_transport(Box::new(UnixSocket::connect(path.as_ref())?), Options::default())
     }
 
-    /// Runs the client over any transport, and starts its reader thread.
+    /// Runs the client over any transport, and starts its background
+    /// reader thread (see "Who reads" in the module's documentation).
     pub fn with_transport(transport: Box<dyn Transport>, options: Options) -> Result<Client, Error> {
         let reader = transport.reader()?;
-        let inner = Arc::new(Inner { hub: Mutex::new(Hub::new()), write_lock: Mutex::new(()), transport, options });
+        let end = ReadEnd { reader, buf: vec![0u8; 16 * 1024] };
+        let inner = Arc::new(Inner {
+            hub: Mutex::new(Hub::new()),
+            write_lock: Mutex::new(()),
+            transport,
+            options,
+            reading: Mutex::new(Reading { end: Some(end), dropped: false }),
+            wanted: Condvar::new(),
+        });
         let for_reader = Arc::clone(&inner);
         std::thread::Builder::new()
             .name("xenstore-reader".into())
-            .spawn(move || for_reader.read_loop(reader))
+            .spawn(move || for_reader.background())
             .map_err(Error::Io)?;
         Ok(Client { inner })
     }
@@ -447,6 +592,8 @@ impl Store for Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.inner.transport.shutdown();
+        lock(&self.inner.reading).dropped = true;
+        self.inner.wanted.notify_one();
     }
 }
 

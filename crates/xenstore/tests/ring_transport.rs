@@ -16,7 +16,7 @@ use xenstore_ring::{FEATURE_ERROR, FEATURE_RECONNECTION, RING_SIZE};
 const LIMIT: Duration = Duration::from_secs(20);
 
 fn features() -> ServerConfig {
-    ServerConfig { features: FEATURE_ERROR | FEATURE_RECONNECTION, debris: Vec::new() }
+    ServerConfig { features: FEATURE_ERROR | FEATURE_RECONNECTION, debris: Vec::new(), max_unread: 0 }
 }
 
 /// A value of `len` bytes that differs by `seed`, so misrouted replies show.
@@ -99,7 +99,8 @@ fn a_watch_event_arrives_after_the_watch_reply() {
 
 #[test]
 fn the_error_indicator_without_reconnection_fails_the_call_instead_of_hanging() {
-    let (client, _server, _) = Setup::client(ServerConfig { features: FEATURE_ERROR, debris: Vec::new() });
+    let (client, _server, _) =
+        Setup::client(ServerConfig { features: FEATURE_ERROR, debris: Vec::new(), max_unread: 0 });
     let err = within(LIMIT, move || client.read(POISON).unwrap_err());
     let Error::Io(err) = err else { panic!("expected an I/O error, got {err:?}") };
     assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
@@ -279,7 +280,7 @@ fn reconnect_discards_what_an_earlier_user_left_in_the_ring() {
 
 #[test]
 fn reconnect_without_the_feature_does_nothing() {
-    let setup = Setup::new(ServerConfig { features: FEATURE_ERROR, debris: Vec::new() });
+    let setup = Setup::new(ServerConfig { features: FEATURE_ERROR, debris: Vec::new(), max_unread: 0 });
     within(LIMIT, move || setup.ring.reconnect().unwrap());
 }
 
@@ -303,4 +304,26 @@ fn the_async_client_runs_over_the_ring_too() {
     });
     assert_eq!(small, b"value of /async/small");
     assert_eq!(big, 3000);
+}
+
+/// Replies nobody waits for (the aborts of dropped transactions, the
+/// `UNWATCH`es of dropped watch handles) are still read off the ring. A
+/// daemon stops reading a guest whose replies pile up unread; when the
+/// client left them unread because no caller waited (and no watch made
+/// it read), its next write waited for ever (the storm attack of
+/// `xs-bench`'s hosted phase hung so).
+#[test]
+fn replies_nobody_waits_for_are_read_so_the_daemon_keeps_reading() {
+    let config = ServerConfig { max_unread: 256, ..features() };
+    let (client, _server, _) = Setup::client(config);
+    let value = within(LIMIT, move || {
+        let transactions: Vec<_> = (0..200).map(|_| client.transaction_start().unwrap()).collect();
+        // 200 aborts nobody waits for: more than the response queue (1 KiB,
+        // about 50 replies), the server's 256 bytes and the request queue
+        // (about 30 aborts) hold, so a client that left their replies
+        // unread would fill both queues and then wait for ever to write.
+        drop(transactions);
+        client.read("/after").unwrap()
+    });
+    assert_eq!(value, b"value of /after");
 }

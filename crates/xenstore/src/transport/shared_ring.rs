@@ -18,6 +18,9 @@
 //! 4. on return re-locks, clears `polling` and wakes every sleeper, which
 //!    all re-check the ring (one of them becomes the next poller).
 //!
+//! Every thread first tries once without arming (most tries succeed: no
+//! system call at all); arming is for a thread about to sleep.
+//!
 //! Any change the server makes after step 2 is followed by a notification
 //! (the server notifies whenever it moves bytes or sets the error
 //! indicator), which step 3 sees because step 1 came first. A sleeper
@@ -225,22 +228,29 @@ impl Shared {
     /// Calls `attempt` with the lock held until it returns `Some` (or an
     /// error), waiting for the server between attempts (see the module
     /// docs for why no notification is lost).
+    ///
+    /// The first attempt comes before any arming: most succeed (a reply
+    /// is often in by the time its caller looks, the daemon having run
+    /// when notified), and then the event channel is never touched.
+    /// Notifications left pending make a later poll return at once, which
+    /// costs that one call an extra look.
     fn until<T>(&self, mut attempt: impl FnMut(&mut State) -> io::Result<Option<T>>) -> io::Result<T> {
         let mut state = self.lock();
         loop {
-            let poller = !state.polling;
-            if poller {
-                // Arm before the attempt: see the module docs.
-                let pending = &mut state.pending;
-                pending.clear();
-                lock(&self.events).take_pending(pending)?;
-            }
             if let Some(done) = attempt(&mut state)? {
                 return Ok(done);
             }
-            if !poller {
+            if state.polling {
                 state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
                 continue;
+            }
+            // The poller. Arm, then look again: what came before the arming
+            // this look sees, what comes after it wakes the poll.
+            let pending = &mut state.pending;
+            pending.clear();
+            lock(&self.events).take_pending(pending)?;
+            if let Some(done) = attempt(&mut state)? {
+                return Ok(done);
             }
             state.polling = true;
             drop(state);

@@ -30,6 +30,10 @@ pub struct ServerConfig {
     /// Bytes to put in the response queue before serving (debris of an
     /// earlier connection).
     pub debris: Vec<u8>,
+    /// Stop reading requests while this many bytes of replies wait for
+    /// room in the ring, as xenstored stops reading a guest that leaves
+    /// its replies unread (0: never stop).
+    pub max_unread: usize,
 }
 
 /// The running server; stopped and joined on drop.
@@ -56,6 +60,7 @@ impl FakeServer {
             store: HashMap::new(),
             failed: false,
             output: OutputQueue::new(),
+            max_unread: config.max_unread,
         };
         let thread = std::thread::spawn(move || {
             let mut server = MappedServer::new(page, move || {
@@ -101,6 +106,8 @@ struct Serving {
     failed: bool,
     /// Replies and events waiting for room in the ring.
     output: OutputQueue,
+    /// See [`ServerConfig::max_unread`].
+    max_unread: usize,
 }
 
 impl Serving {
@@ -120,6 +127,9 @@ impl Serving {
                 self.failed = false;
             }
             loop {
+                if self.max_unread > 0 && self.output.pending() >= self.max_unread {
+                    break;
+                }
                 match server.poll() {
                     Ok(Some(Incoming::Packet(packet))) => {
                         self.requests.fetch_add(1, Ordering::SeqCst);
