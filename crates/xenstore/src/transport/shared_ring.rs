@@ -80,6 +80,9 @@ struct State {
     /// A thread is polling the event channel and will broadcast `changed`
     /// when it stops.
     polling: bool,
+    /// Threads waiting on `changed`: the poller broadcasts only if there
+    /// are any (a broadcast is a system call even to nobody).
+    sleepers: usize,
     shut_down: bool,
     /// Scratch space for `take_pending`.
     pending: Vec<Port>,
@@ -100,7 +103,7 @@ impl SharedRing {
     pub fn new(store_page: MappedPages, events: Box<dyn EventChannels>, port: Port) -> io::Result<SharedRing> {
         let notifier = events.notifier(port)?;
         let ring = OwnedRing::new(store_page, notifier);
-        let state = State { ring, polling: false, shut_down: false, pending: Vec::new() };
+        let state = State { ring, polling: false, sleepers: 0, shut_down: false, pending: Vec::new() };
         let shared = Shared {
             state: Mutex::new(state),
             changed: Condvar::new(),
@@ -241,7 +244,9 @@ impl Shared {
                 return Ok(done);
             }
             if state.polling {
+                state.sleepers += 1;
                 state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+                state.sleepers -= 1;
                 continue;
             }
             // The poller. Arm, then look again: what came before the arming
@@ -260,7 +265,9 @@ impl Shared {
             };
             state = self.lock();
             state.polling = false;
-            self.changed.notify_all();
+            if state.sleepers > 0 {
+                self.changed.notify_all();
+            }
             polled?;
         }
     }
