@@ -513,6 +513,33 @@ pub trait DomainStates: Send + fmt::Debug {
     fn state(&mut self, domid: DomId) -> io::Result<Option<DomainState>> {
         Ok(self.states()?.into_iter().find(|&(id, _)| id == domid).map(|(_, state)| state))
     }
+
+    /// The domains whose state changed since this caller last asked, so
+    /// that a VIRQ_DOM_EXC costs the daemon the domains that changed, not
+    /// every domain (Xen 4.21's `XEN_DOMCTL_get_domain_state`, which its
+    /// xenstored calls instead of `xc_domain_getinfolist`).
+    ///
+    /// `fresh` asks for a full look, and for the changes after it to be
+    /// tracked: the daemon asks so at its start, after a live update and
+    /// after recovery, when what it knew of domains may be stale. A
+    /// platform that cannot track changes (Xen 4.17's hypercalls) lists
+    /// every domain each time, which is what this default does.
+    fn changed_states(&mut self, fresh: bool) -> io::Result<DomainChanges> {
+        let _ = fresh;
+        Ok(DomainChanges::Everything(self.states()?))
+    }
+}
+
+/// What [`DomainStates::changed_states`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainChanges {
+    /// Every domain's state: a domain missing from it does not exist.
+    Everything(Vec<(DomId, DomainState)>),
+    /// Only the domains whose state changed since the last call, in
+    /// domid order; `None` for a domain that is gone. A domain destroyed
+    /// and then created again with its id comes twice: `None`, then the
+    /// new domain's state.
+    Changed(Vec<(DomId, Option<DomainState>)>),
 }
 
 /// Dom0's own xenstore ring, if the daemon serves dom0 over a ring.
