@@ -542,6 +542,30 @@ pub enum DomainChanges {
     Changed(Vec<(DomId, Option<DomainState>)>),
 }
 
+impl DomainChanges {
+    /// What [`DomainChanges::Changed`] holds on a platform that tracks
+    /// changes: for each changed domid in order, with whether a domain
+    /// with that id was destroyed since the last question, "gone" if so,
+    /// then the state of the domain that has the id now (`state_of`), if
+    /// any.
+    pub fn list_changed(
+        changed: impl IntoIterator<Item = (DomId, bool)>,
+        mut state_of: impl FnMut(DomId) -> Option<DomainState>,
+    ) -> Vec<(DomId, Option<DomainState>)> {
+        let mut changes = Vec::new();
+        for (domid, destroyed) in changed {
+            let now = state_of(domid);
+            if destroyed || now.is_none() {
+                changes.push((domid, None));
+            }
+            if now.is_some() {
+                changes.push((domid, now));
+            }
+        }
+        changes
+    }
+}
+
 /// Dom0's own xenstore ring, if the daemon serves dom0 over a ring.
 ///
 /// On Xen, a dom0 kernel whose xenstored runs in dom0 itself exposes the

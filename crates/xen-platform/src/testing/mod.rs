@@ -373,18 +373,9 @@ impl DomainStates for TestToolstack {
             }
         };
         let world = self.hv.lock();
-        let mut changes = Vec::with_capacity(changed.len());
-        for (domid, gone) in changed {
-            if gone {
-                changes.push((domid, None));
-            }
-            match world.domains.get(&domid) {
-                Some(domain) => changes.push((domid, Some(domain.state))),
-                None if !gone => changes.push((domid, None)),
-                None => {}
-            }
-        }
-        Ok(DomainChanges::Changed(changes))
+        Ok(DomainChanges::Changed(DomainChanges::list_changed(changed, |domid| {
+            world.domains.get(&domid).map(|d| d.state)
+        })))
     }
 }
 

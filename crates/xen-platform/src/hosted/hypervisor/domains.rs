@@ -17,7 +17,7 @@ use super::spawn::{spawn_paused, Spawned};
 use super::{done, Answer, ConnId, State, KIND_CHILD};
 use crate::hosted::protocol::Response;
 use crate::hosted::STORE_GFN;
-use crate::{DomId, DomainConfig, DomainInfo, DomainState, NewDomain, ShutdownReason};
+use crate::{DomId, DomainChanges, DomainConfig, DomainInfo, DomainState, NewDomain, ShutdownReason};
 
 /// Xen's first reserved domid (DOMID_FIRST_RESERVED); ids wrap below it.
 const DOMID_FIRST_RESERVED: DomId = 0x7ff0;
@@ -318,17 +318,7 @@ impl State {
                 return self.list();
             }
         };
-        let mut changes = Vec::with_capacity(changed.len());
-        for (domid, gone) in changed {
-            if gone {
-                changes.push((domid, None));
-            }
-            match self.domains.get(&domid) {
-                Some(domain) => changes.push((domid, Some(domain.state))),
-                None if !gone => changes.push((domid, None)),
-                None => {}
-            }
-        }
+        let changes = DomainChanges::list_changed(changed, |domid| self.domains.get(&domid).map(|d| d.state));
         Ok((Response::Changed { changes }, Vec::new()))
     }
 }
