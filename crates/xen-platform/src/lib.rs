@@ -513,6 +513,57 @@ pub trait DomainStates: Send + fmt::Debug {
     fn state(&mut self, domid: DomId) -> io::Result<Option<DomainState>> {
         Ok(self.states()?.into_iter().find(|&(id, _)| id == domid).map(|(_, state)| state))
     }
+
+    /// The domains whose state changed since this caller last asked, so
+    /// that a VIRQ_DOM_EXC costs the daemon the domains that changed, not
+    /// every domain (Xen 4.21's `XEN_DOMCTL_get_domain_state`, which its
+    /// xenstored calls instead of `xc_domain_getinfolist`).
+    ///
+    /// `fresh` asks for a full look, and for the changes after it to be
+    /// tracked: the daemon asks so at its start, after a live update and
+    /// after recovery, when what it knew of domains may be stale. A
+    /// platform that cannot track changes (Xen 4.17's hypercalls) lists
+    /// every domain each time, which is what this default does.
+    fn changed_states(&mut self, fresh: bool) -> io::Result<DomainChanges> {
+        let _ = fresh;
+        Ok(DomainChanges::Everything(self.states()?))
+    }
+}
+
+/// What [`DomainStates::changed_states`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainChanges {
+    /// Every domain's state: a domain missing from it does not exist.
+    Everything(Vec<(DomId, DomainState)>),
+    /// Only the domains whose state changed since the last call, in
+    /// domid order; `None` for a domain that is gone. A domain destroyed
+    /// and then created again with its id comes twice: `None`, then the
+    /// new domain's state.
+    Changed(Vec<(DomId, Option<DomainState>)>),
+}
+
+impl DomainChanges {
+    /// What [`DomainChanges::Changed`] holds on a platform that tracks
+    /// changes: for each changed domid in order, with whether a domain
+    /// with that id was destroyed since the last question, "gone" if so,
+    /// then the state of the domain that has the id now (`state_of`), if
+    /// any.
+    pub fn list_changed(
+        changed: impl IntoIterator<Item = (DomId, bool)>,
+        mut state_of: impl FnMut(DomId) -> Option<DomainState>,
+    ) -> Vec<(DomId, Option<DomainState>)> {
+        let mut changes = Vec::new();
+        for (domid, destroyed) in changed {
+            let now = state_of(domid);
+            if destroyed || now.is_none() {
+                changes.push((domid, None));
+            }
+            if now.is_some() {
+                changes.push((domid, now));
+            }
+        }
+        changes
+    }
 }
 
 /// Dom0's own xenstore ring, if the daemon serves dom0 over a ring.

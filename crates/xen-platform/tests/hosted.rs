@@ -14,8 +14,8 @@ use xen_platform::share::{
     Segment, Share, ShareRef, Shares, MAX_MEMBERS, MAX_SHARE_PAGES, TRIGGER_CHANGED, TRIGGER_TRANSFERRED,
 };
 use xen_platform::{
-    Binding, BoundPort, DomId, DomainConfig, DomainState, EventChannels, ForeignMemory, Grants, MappedPages, Port,
-    ShutdownReason, Toolstack, Virq, PAGE_SIZE,
+    Binding, BoundPort, DomId, DomainChanges, DomainConfig, DomainState, DomainStates, EventChannels, ForeignMemory,
+    Grants, MappedPages, Port, ShutdownReason, Toolstack, Virq, PAGE_SIZE,
 };
 
 /// Selects a guest role in a re-executed test binary.
@@ -598,6 +598,54 @@ fn destroy_removes_domain_and_fires_virq() {
     await_event(&mut channels, virq);
     assert_eq!(world.state(new.domid), None);
     assert_eq!(errno(world.domains().destroy(new.domid)), ESRCH);
+}
+
+#[test]
+fn changed_states_first_look_is_everything_then_only_changes() {
+    let world = World::new();
+    let mut states = world.domains();
+    let first = states.changed_states(false).unwrap();
+    assert_eq!(first, DomainChanges::Everything(vec![(0, DomainState::Running)]));
+    let stopped = world.create("stopped", "sleep", &[]);
+    let doomed = world.create("doomed", "sleep", &[]);
+    let quiet = world.create("quiet", "sleep", &[]);
+    world.domains().shutdown(stopped.domid, ShutdownReason::Reboot).unwrap();
+    world.domains().destroy(doomed.domid).unwrap();
+    let changes = states.changed_states(false).unwrap();
+    assert_eq!(
+        changes,
+        DomainChanges::Changed(vec![
+            (stopped.domid, Some(DomainState::Shutdown(ShutdownReason::Reboot))),
+            (doomed.domid, None),
+        ]),
+        "{} is unchanged",
+        quiet.domid
+    );
+    assert_eq!(states.changed_states(false).unwrap(), DomainChanges::Changed(Vec::new()), "taken once");
+}
+
+#[test]
+fn changed_states_fresh_lists_every_domain_again() {
+    let world = World::new();
+    let mut states = world.domains();
+    states.changed_states(false).unwrap();
+    let new = world.create("guest", "sleep", &[]);
+    world.domains().destroy(new.domid).unwrap();
+    let fresh = states.changed_states(true).unwrap();
+    assert_eq!(fresh, DomainChanges::Everything(vec![(0, DomainState::Running)]));
+    assert_eq!(states.changed_states(false).unwrap(), DomainChanges::Changed(Vec::new()));
+}
+
+#[test]
+fn changed_states_are_kept_per_connection() {
+    let world = World::new();
+    let mut first = world.domains();
+    first.changed_states(false).unwrap();
+    let new = world.create("guest", "sleep", &[]);
+    world.domains().destroy(new.domid).unwrap();
+    let mut second = Host::connect(&hypervisor_socket(world.dir.path())).unwrap().toolstack();
+    assert!(matches!(second.changed_states(false).unwrap(), DomainChanges::Everything(_)), "its own first look");
+    assert_eq!(first.changed_states(false).unwrap(), DomainChanges::Changed(vec![(new.domid, None)]));
 }
 
 #[test]

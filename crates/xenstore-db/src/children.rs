@@ -7,14 +7,15 @@
 //! handful, so a list is nothing at all when empty and one shared slice of
 //! `(name, node)` pairs when small (24 bytes a child, copied on change: at
 //! most [`SMALL_MAX`] pairs, found by a linear scan that compares lengths
-//! before bytes). Past that it becomes a persistent vector of names for the
-//! order and a persistent map for lookups, so that adding a domain under
-//! `/local/domain` with thousands of siblings costs O(log n), not a copy of
-//! the list.
+//! before bytes). Past that it becomes a persistent map of names by
+//! creation number for the order and a persistent map for lookups (each
+//! node with its creation number), so that adding or removing a domain
+//! under `/local/domain` with thousands of siblings costs O(log n), not a
+//! copy of the list or a scan for its place in the order.
 
 use std::sync::Arc;
 
-use imbl::{OrdMap, Vector};
+use imbl::OrdMap;
 
 use crate::node::{Name, Node};
 
@@ -33,11 +34,24 @@ pub enum Children {
     Large(Box<Large>),
 }
 
-/// A long children list: the names in creation order, and the nodes by name.
+/// A long children list: the names by creation number (creation order),
+/// and the nodes by name with their creation numbers.
 #[derive(Debug, Clone)]
 pub struct Large {
-    order: Vector<Name>,
-    nodes: OrdMap<Name, Arc<Node>>,
+    order: OrdMap<u64, Name>,
+    nodes: OrdMap<Name, (u64, Arc<Node>)>,
+    /// The next creation number.
+    next: u64,
+}
+
+impl Large {
+    /// Appends a child not listed yet.
+    fn push(&mut self, name: Name, node: Arc<Node>) {
+        let number = self.next;
+        self.next += 1;
+        self.order.insert(number, name.clone());
+        self.nodes.insert(name, (number, node));
+    }
 }
 
 impl Children {
@@ -60,7 +74,7 @@ impl Children {
         match self {
             Children::Empty => Iter::Slice([].iter()),
             Children::Small(pairs) => Iter::Slice(pairs.iter()),
-            Children::Large(large) => Iter::Vector(large.order.iter()),
+            Children::Large(large) => Iter::Large(large.order.values()),
         }
     }
 
@@ -69,7 +83,7 @@ impl Children {
         match self {
             Children::Empty => Box::new(std::iter::empty()),
             Children::Small(pairs) => Box::new(pairs.iter().map(|(n, c)| (n, c))),
-            Children::Large(large) => Box::new(large.nodes.iter()),
+            Children::Large(large) => Box::new(large.nodes.iter().map(|(n, (_, c))| (n, c))),
         }
     }
 
@@ -79,7 +93,7 @@ impl Children {
         match self {
             Children::Empty => None,
             Children::Small(pairs) => pairs.iter().find(|(n, _)| same(n, name)).map(|(_, c)| c),
-            Children::Large(large) => large.nodes.get(name),
+            Children::Large(large) => large.nodes.get(name).map(|(_, c)| c),
         }
     }
 
@@ -92,7 +106,7 @@ impl Children {
                 let i = pairs.iter().position(|(n, _)| same(n, name))?;
                 Arc::make_mut(pairs).get_mut(i).map(|(_, c)| c)
             }
-            Children::Large(large) => large.nodes.get_mut(name),
+            Children::Large(large) => large.nodes.get_mut(name).map(|(_, c)| c),
         }
     }
 
@@ -107,17 +121,13 @@ impl Children {
                 *pairs = Arc::from(grown);
             }
             Children::Small(pairs) => {
-                let mut large = Large { order: Vector::new(), nodes: OrdMap::new() };
+                let mut large = Large { order: OrdMap::new(), nodes: OrdMap::new(), next: 0 };
                 for (n, c) in pairs.iter().cloned().chain([(name, node)]) {
-                    large.order.push_back(n.clone());
-                    large.nodes.insert(n, c);
+                    large.push(n, c);
                 }
                 *self = Children::Large(Box::new(large));
             }
-            Children::Large(large) => {
-                large.order.push_back(name.clone());
-                large.nodes.insert(name, node);
-            }
+            Children::Large(large) => large.push(name, node),
         }
     }
 
@@ -138,10 +148,8 @@ impl Children {
                 node
             }
             Children::Large(large) => {
-                let node = large.nodes.remove(name)?;
-                if let Some(i) = large.order.iter().position(|n| **n == *name) {
-                    large.order.remove(i);
-                }
+                let (number, node) = large.nodes.remove(name)?;
+                large.order.remove(&number);
                 Some(node)
             }
         }
@@ -160,7 +168,7 @@ pub enum Iter<'a> {
     /// Over an empty or small list.
     Slice(std::slice::Iter<'a, (Name, Arc<Node>)>),
     /// Over a large list.
-    Vector(imbl::vector::Iter<'a, Name, imbl::shared_ptr::DefaultSharedPtr>),
+    Large(imbl::ordmap::Values<'a, u64, Name, imbl::shared_ptr::DefaultSharedPtr>),
 }
 
 impl std::fmt::Debug for Iter<'_> {
@@ -175,14 +183,14 @@ impl<'a> Iterator for Iter<'a> {
     fn next(&mut self) -> Option<&'a Name> {
         match self {
             Iter::Slice(it) => it.next().map(|(n, _)| n),
-            Iter::Vector(it) => it.next(),
+            Iter::Large(it) => it.next(),
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         match self {
             Iter::Slice(it) => it.size_hint(),
-            Iter::Vector(it) => it.size_hint(),
+            Iter::Large(it) => it.size_hint(),
         }
     }
 }
@@ -191,7 +199,7 @@ impl DoubleEndedIterator for Iter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
         match self {
             Iter::Slice(it) => it.next_back().map(|(n, _)| n),
-            Iter::Vector(it) => it.next_back(),
+            Iter::Large(it) => it.next_back(),
         }
     }
 }
@@ -224,6 +232,25 @@ mod tests {
             assert_eq!(c.get(n).map(|node| node.meta_gen), Some(i as u64), "{n}");
         }
         assert_eq!(c.nodes().count(), all.len());
+    }
+
+    #[test]
+    fn a_large_list_removed_from_and_added_to_lists_in_creation_order_both_ways() {
+        let mut c = Children::default();
+        for i in 0..SMALL_MAX * 2 {
+            c.push(Name::from(format!("n{i}").as_str()), leaf(i as u64));
+        }
+        assert!(c.remove("n3").is_some());
+        assert!(c.remove(&format!("n{}", SMALL_MAX * 2 - 1)).is_some());
+        c.push(Name::from("n3"), leaf(3));
+        let mut want: Vec<String> = (0..SMALL_MAX * 2 - 1).filter(|&i| i != 3).map(|i| format!("n{i}")).collect();
+        want.push("n3".to_owned());
+        assert_eq!(names(&c), want);
+        let backwards: Vec<String> = c.iter().rev().map(|n| n.to_string()).collect();
+        want.reverse();
+        assert_eq!(backwards, want);
+        assert_eq!(c.get("n3").map(|n| n.meta_gen), Some(3));
+        assert_eq!(c.len(), SMALL_MAX * 2 - 1);
     }
 
     #[test]

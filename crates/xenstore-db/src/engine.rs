@@ -155,6 +155,11 @@ pub struct Engine {
     /// before it, when it asked for effects: [`Engine::effect_failed`]
     /// makes them pending again (the failed outcome lists nothing).
     pub(crate) known_before_request: Vec<DomId>,
+    /// Whether any domain was ever given a target (SET_TARGET, or the
+    /// stream or journal said so): until then a domain's removal has no
+    /// target to clear and need not look at every domain. Never reset, so
+    /// it can only make that look happen when it is not needed.
+    pub(crate) any_target: bool,
 }
 
 /// `@releaseDomain`'s permissions at start: dom0's, readable by every
@@ -187,6 +192,7 @@ impl Engine {
             txs: BTreeMap::new(),
             next_tx: 1,
             domains: BTreeMap::new(),
+            any_target: false,
             watches: Watches::default(),
             // As Xen 4.22's `setup_structure`: every domain may watch
             // `@releaseDomain` (DOMID_ANY may read it); `@introduceDomain`

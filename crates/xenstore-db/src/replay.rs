@@ -144,6 +144,7 @@ impl Engine {
             Applied::Target { domid, target } => {
                 self.ensure_domain(*target);
                 self.ensure_domain(*domid).target = Some(*target);
+                self.any_target = true;
             }
             Applied::GlobalQuota { kind, value } => self.config.quotas.set(*kind, *value),
             Applied::SoftQuota { kind, value } => self.config.soft_quotas.set(*kind, *value),
@@ -175,9 +176,11 @@ impl Engine {
                 if domain.memory > 0 {
                     self.orphaned_memory.insert(*domid, domain.memory);
                 }
-                for d in self.domains.values_mut() {
-                    if d.target == Some(*domid) {
-                        d.target = None;
+                if self.any_target {
+                    for d in self.domains.values_mut() {
+                        if d.target == Some(*domid) {
+                            d.target = None;
+                        }
                     }
                 }
             }

@@ -440,6 +440,7 @@ impl Engine {
             }
         }
         let special_perms = import_special_perms(&state)?;
+        let any_target = domains.values().any(|d| d.target.is_some());
         let mut engine = Engine {
             tree,
             gen,
@@ -449,6 +450,7 @@ impl Engine {
             txs,
             next_tx: state.next_tx,
             domains,
+            any_target,
             watches,
             special_perms,
             empty,

@@ -550,6 +550,18 @@ fn set_target_lets_a_controller_act_for_its_target() {
 }
 
 #[test]
+fn removing_a_target_ends_its_controller_acting_for_the_next_domain_with_its_id() {
+    let mut w = World::new();
+    w.ok("dom0", SetTarget, b"3\02\0");
+    w.engine.remove_domain(2);
+    // A new domain 2: domain 3 must not act for it.
+    w.write("dom0", "/local/domain/2/device", "d");
+    w.set_perms("dom0", "/local/domain/2/device", &["n2"]);
+    assert_eq!(w.reply("d3", 0, Read, b"/local/domain/2/device\0"), Err(EACCES));
+    assert_eq!(w.engine.check(), Ok(()));
+}
+
+#[test]
 fn directory_part_pages_with_generation_and_end_marker() {
     let mut w = World::new();
     for i in 0..600 {

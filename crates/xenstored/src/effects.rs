@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use tracing::{info, warn};
-use xen_platform::DomainState;
+use xen_platform::{DomainChanges, DomainState};
 use xenstore_db::{ConnId, Effect, Outcome};
 use xenstore_wire::{DomId, Reply};
 
@@ -153,53 +153,87 @@ impl Server {
     /// VIRQ_DOM_EXC: some domain shut down or went away. The engine fires
     /// `@releaseDomain` for introduced domains that shut down, and removes
     /// those that are gone (connection, watches, transactions, nodes).
+    ///
+    /// The platform is asked which domains changed since the last time
+    /// (Xen 4.21's changed-domain query), so that this costs the domains
+    /// that changed, not every domain; a platform that cannot say lists
+    /// them all, and so does the first look after a start.
     pub(crate) fn domain_exceptions(&mut self) {
         let Some(rings) = self.rings.as_mut() else { return };
-        let states: HashMap<DomId, DomainState> = match rings.platform.domains.states() {
-            Ok(states) => states.into_iter().collect(),
+        let fresh = std::mem::take(&mut rings.fresh_look);
+        let changes = match rings.platform.domains.changed_states(fresh) {
+            Ok(changes) => changes,
             Err(e) => {
-                warn!("VIRQ_DOM_EXC: cannot list domains: {e}");
+                warn!("VIRQ_DOM_EXC: cannot ask which domains changed: {e}");
+                // The answer may have been taken and lost: look at every
+                // domain next time.
+                rings.fresh_look = true;
                 return;
             }
         };
+        match changes {
+            DomainChanges::Everything(states) => self.every_domain_state(&states.into_iter().collect()),
+            DomainChanges::Changed(changes) => {
+                for (domid, state) in changes {
+                    self.domain_changed(domid, state);
+                }
+            }
+        }
+    }
+
+    /// Every domain's state (a full look): each domain the daemon knows is
+    /// checked against it; one missing is gone.
+    fn every_domain_state(&mut self, states: &HashMap<DomId, DomainState>) {
+        let Some(rings) = self.rings.as_ref() else { return };
         let mut introduced: Vec<DomId> = rings.by_domid.keys().copied().collect();
         introduced.sort_unstable();
         for domid in introduced {
-            let mut outcome = match states.get(&domid) {
-                None | Some(DomainState::Dying) => {
-                    info!(domid, "domain gone: removing its connection and nodes");
-                    self.engine.remove_domain(domid)
-                }
-                Some(DomainState::Shutdown(reason)) => {
-                    let outcome = self.engine.domain_shutdown(domid);
-                    if !outcome.events.is_empty() {
-                        info!(domid, reason = reason.name(), "domain shut down");
-                    }
-                    outcome
-                }
-                Some(_) => continue,
-            };
-            self.carry_out(&mut outcome);
-            self.journal(&outcome.applied);
-            let now = std::time::Instant::now();
-            for delivery in outcome.events {
-                self.deliver(delivery, now);
-            }
+            self.domain_changed(domid, states.get(&domid).copied());
         }
         // Domains the store knew without an INTRODUCE (a permission entry
         // named them): forgotten once gone, or a new domain with the id
         // would inherit their grants (XSA-417).
         for domid in self.engine.unintroduced_domains() {
             if matches!(states.get(&domid), None | Some(DomainState::Dying)) {
-                info!(domid, "domain gone before it was introduced: forgetting it");
-                let mut outcome = self.engine.forget_domain(domid);
-                self.carry_out(&mut outcome);
-                self.journal(&outcome.applied);
-                let now = std::time::Instant::now();
-                for delivery in outcome.events {
-                    self.deliver(delivery, now);
-                }
+                self.domain_changed(domid, None);
             }
+        }
+    }
+
+    /// Domain `domid` is now in `state` (`None`: gone). An introduced
+    /// domain that shut down fires `@releaseDomain` (once); one that is
+    /// gone is removed; a domain the store knew without an INTRODUCE is
+    /// forgotten once gone; anything else needs nothing.
+    fn domain_changed(&mut self, domid: DomId, state: Option<DomainState>) {
+        let introduced = self.rings.as_ref().is_some_and(|rings| rings.by_domid.contains_key(&domid));
+        let mut outcome = match state {
+            None | Some(DomainState::Dying) if introduced => {
+                info!(domid, "domain gone: removing its connection and nodes");
+                self.engine.remove_domain(domid)
+            }
+            None | Some(DomainState::Dying) => {
+                // Nothing for a domain the store does not know, or one
+                // introduced without a ring this daemon serves.
+                let outcome = self.engine.forget_domain(domid);
+                if !outcome.applied.is_empty() || !outcome.events.is_empty() {
+                    info!(domid, "domain gone before it was introduced: forgetting it");
+                }
+                outcome
+            }
+            Some(DomainState::Shutdown(reason)) if introduced => {
+                let outcome = self.engine.domain_shutdown(domid);
+                if !outcome.events.is_empty() {
+                    info!(domid, reason = reason.name(), "domain shut down");
+                }
+                outcome
+            }
+            Some(_) => return,
+        };
+        self.carry_out(&mut outcome);
+        self.journal(&outcome.applied);
+        let now = std::time::Instant::now();
+        for delivery in outcome.events {
+            self.deliver(delivery, now);
         }
     }
 }

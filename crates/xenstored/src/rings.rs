@@ -6,7 +6,8 @@
 //! wakes the loop, which asks the handle which ports are pending and
 //! serves those rings only (nothing is O(domains) per request). The
 //! domain-exception interrupt (VIRQ_DOM_EXC) arrives on the same handle;
-//! only then does the daemon list domains, to learn which have shut down
+//! only then does the daemon ask which domains changed (listing every
+//! domain where the platform cannot say), to learn which have shut down
 //! or gone.
 
 use std::io::{self, IoSlice, Write};
@@ -193,6 +194,11 @@ pub(crate) struct Rings {
     pub(crate) by_domid: FxHashMap<DomId, ConnId>,
     /// Scratch for pending ports.
     pub(crate) pending: Vec<Port>,
+    /// The next VIRQ_DOM_EXC looks at every domain rather than at those
+    /// that changed: set at start (fresh, live update, recovery), when
+    /// what the daemon knows of domains may be stale, and after a failed
+    /// query, whose answer may have been lost.
+    pub(crate) fresh_look: bool,
 }
 
 impl Rings {
@@ -205,6 +211,7 @@ impl Rings {
             by_port: FxHashMap::default(),
             by_domid: FxHashMap::default(),
             pending: Vec::new(),
+            fresh_look: true,
         })
     }
 
@@ -217,6 +224,7 @@ impl Rings {
             by_port: FxHashMap::default(),
             by_domid: FxHashMap::default(),
             pending: Vec::new(),
+            fresh_look: true,
         }
     }
 

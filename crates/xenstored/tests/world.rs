@@ -5,7 +5,7 @@
 //! keeps the same behaviours over real processes and the hosted
 //! hypervisor.
 
-use xen_platform::ShutdownReason;
+use xen_platform::{ShutdownReason, Toolstack};
 use xenstore::{ErrorCode, Op};
 use xenstore_ring::{Field, ERROR_COMM, ERROR_NONE, ERROR_PROTO, ERROR_RINGIDX};
 use xenstored::testing::{ClientId, World};
@@ -142,6 +142,46 @@ fn shutdown_fires_release_domain_once_before_destruction() {
     w.destroy(guest);
     w.run();
     assert!(w.take_events(dom0).is_empty());
+    assert_eq!(w.call(dom0, Op::IsDomainIntroduced, format!("{domid}\0").as_bytes()).unwrap(), b"F\0");
+}
+
+#[test]
+fn domain_exceptions_list_every_domain_only_at_the_first_look() {
+    let mut w = World::new();
+    let dom0 = w.dom0();
+    let guests: Vec<ClientId> = (0..4).map(|i| introduced(&mut w, &format!("g{i}"))).collect();
+    w.watch(dom0, "@releaseDomain", "rel").unwrap();
+    w.take_events(dom0);
+    for &guest in &guests {
+        w.destroy(guest);
+        w.run();
+    }
+    assert_eq!(w.take_events(dom0).len(), guests.len(), "one @releaseDomain per domain");
+    for &guest in &guests {
+        let domid = w.domid(guest);
+        assert_eq!(w.call(dom0, Op::IsDomainIntroduced, format!("{domid}\0").as_bytes()).unwrap(), b"F\0");
+    }
+    assert_eq!(w.hv.full_looks(), 1, "later exceptions asked which domains changed");
+}
+
+#[test]
+fn a_destroyed_domain_whose_id_is_reused_at_once_is_still_removed() {
+    let mut w = World::new();
+    let dom0 = w.dom0();
+    let first = introduced(&mut w, "first");
+    w.hv.fire_dom_exc();
+    w.run();
+    let domid = w.domid(first);
+    w.watch(dom0, "@releaseDomain", "rel").unwrap();
+    w.take_events(dom0);
+    // Destroyed and made again before the daemon looks: the changed
+    // query says "gone" and then the new domain's state.
+    w.hv.toolstack().destroy(domid).unwrap();
+    w.hv.reuse_domid_next(domid);
+    let second = w.create_guest("second");
+    assert_eq!(w.domid(second), domid, "the id was reused");
+    w.run();
+    assert_eq!(w.take_events(dom0).len(), 1, "@releaseDomain for the old domain");
     assert_eq!(w.call(dom0, Op::IsDomainIntroduced, format!("{domid}\0").as_bytes()).unwrap(), b"F\0");
 }
 

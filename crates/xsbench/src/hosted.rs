@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use rustix::event::{eventfd, EventfdFlags};
@@ -20,22 +20,24 @@ use xenstore_wire::Op;
 use xsim::{host, DomainSpec, StateDir, Toolstack};
 
 use crate::conn::Conn;
-use crate::hosted_devices;
-use crate::progress::{self, Counter};
+use crate::limits;
+use crate::progress;
 use crate::results::{Results, OURS};
-use crate::stats::{micros, time_each};
+use crate::stats::time_each;
 use crate::workloads::latency::MACHINE;
 use crate::workloads::{on_cpu, pin_thread, Config};
+use crate::{hosted_devices, hosted_domains};
 
 /// The group the figures go in.
 pub const GROUP: &str = "Hosted domains";
 
-/// Domain counts for create + introduce.
+/// Domain counts for create + introduce, the handshake and destroy
+/// (`hosted_domains`).
 pub fn domain_counts(cfg: Config) -> Vec<usize> {
     if cfg.quick {
         vec![2, 10]
     } else {
-        vec![10, 100, 1000]
+        vec![10, 100, 1000, 10_000]
     }
 }
 
@@ -53,13 +55,44 @@ pub(crate) fn programs() -> Result<(host::Programs, PathBuf)> {
     Ok((programs, guest))
 }
 
-/// Runs the hosted figures `reps` times.
-pub fn run(dir: &Path, cfg: Config, reps: usize, res: &mut Results) -> Result<()> {
+/// Runs the hosted figures `reps` times; with `domains_only`, only the
+/// many-domains ones (`--only domains`).
+pub fn run(dir: &Path, cfg: Config, reps: usize, domains_only: bool, res: &mut Results) -> Result<()> {
     let (programs, guest) = programs()?;
+    // Before the host starts, which inherits it: thousands of domains
+    // hold more descriptors than a default limit allows.
+    let (before, after) = limits::raise_files();
+    let (pid_max, threads_max, nproc) = limits::processes();
+    let shown = |n: Option<u64>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
+    let raised = if after.1 > before.1 {
+        "hard limit raised"
+    } else {
+        "the hard limit could not be raised (that needs CAP_SYS_RESOURCE)"
+    };
+    res.limits.push(format!(
+        "RLIMIT_NOFILE (soft/hard) {}/{}, for the host {}/{} ({raised}); pid_max {}, threads-max {}, \
+         RLIMIT_NPROC {}, memory available {} KiB",
+        before.0,
+        before.1,
+        after.0,
+        after.1,
+        shown(pid_max),
+        shown(threads_max),
+        nproc,
+        shown(limits::available_kib()),
+    ));
     let state = StateDir::at(dir.join("xsim"));
     // Children inherit the affinity: the whole host lives on CPU 0.
     let (result, down) = on_cpu(0, || {
-        let result = host::up(&state, &programs).and_then(|()| measure(&state, &guest, cfg, reps, res));
+        let result = host::up(&state, &programs).and_then(|()| {
+            if domains_only {
+                let mut ts = Toolstack::connect(&state)?;
+                many_domains(&mut ts, &state, cfg, reps, res);
+                Ok(())
+            } else {
+                measure(&state, &guest, cfg, reps, res)
+            }
+        });
         (result, host::down(&state))
     });
     result?;
@@ -93,15 +126,118 @@ fn measure(state: &StateDir, guest: &Path, cfg: Config, reps: usize, res: &mut R
             res.add(hosted_devices::ATTACH_GROUP, &format!("attach {n} in a row: per device"), "µs", false, OURS, per);
         }
     }
-    for n in domain_counts(cfg) {
+    many_domains(&mut ts, state, cfg, reps, res);
+    Ok(())
+}
+
+/// The many-domains figures (`hosted_domains`) for each count; a count
+/// the host's descriptor limit cannot hold (as measured at the counts
+/// before it) is lowered to what it can, and said; a count that fails is
+/// noted with what stopped it, and larger ones are not tried. The first
+/// repetition of the largest count notes what each domain costs the host,
+/// and where that puts the limit.
+fn many_domains(ts: &mut Toolstack, state: &StateDir, cfg: Config, reps: usize, res: &mut Results) {
+    let held = |file: &Path| host::pid_of(file).and_then(limits::held);
+    let counts = domain_counts(cfg);
+    let mut fits: Option<(usize, String)> = None;
+    for &wanted in &counts {
+        let n = match &fits {
+            Some((most, why)) if *most < wanted => {
+                res.limits.push(format!("{wanted} domains lowered to {most}: {why}"));
+                *most
+            }
+            _ => wanted,
+        };
         for rep in 0..reps {
-            progress::step(format_args!("hosted: {n} domains created and destroyed, repetition {} of {reps}", rep + 1));
-            let (create, destroy) = create_introduce(&mut ts, n)?;
-            res.add(GROUP, &format!("create + introduce, {n} domains: per domain"), "µs", false, OURS, create);
-            res.add(GROUP, &format!("destroy + release, {n} domains: per domain"), "µs", false, OURS, destroy);
+            progress::step(format_args!(
+                "hosted: {n} domains created, connected and destroyed, repetition {} of {reps}",
+                rep + 1
+            ));
+            let base = (held(&state.hypervisor_pid()), held(&state.xenstored_pid()), limits::available_kib());
+            let per = match hosted_domains::run(ts, state, n) {
+                Ok(per) => per,
+                Err(e) => {
+                    res.notes.push(format!("hosted domains: {n} domains not reached: {e:#}"));
+                    return;
+                }
+            };
+            res.add(GROUP, &format!("create + introduce, {n} domains: per domain"), "µs", false, OURS, per.create);
+            res.add(GROUP, &format!("device handshake, {n} domains: per domain"), "µs", false, OURS, per.handshake);
+            res.add(GROUP, &format!("destroy + release, {n} domains: per domain"), "µs", false, OURS, per.destroy);
+            if rep == 0 {
+                fits = most_domains(n, base, &per).or(fits);
+                if counts.last() == Some(&wanted) {
+                    res.limits.push(cost_note(n, base, &per));
+                }
+            }
         }
     }
-    Ok(())
+}
+
+/// The most domains the descriptor limit lets the host hold (with a
+/// twentieth to spare, in hundreds), from the descriptors each process
+/// gained with `n` domains, and which process that is.
+fn most_domains(
+    n: usize,
+    base: (Option<limits::Held>, Option<limits::Held>, Option<u64>),
+    per: &hosted_domains::PerDomain,
+) -> Option<(usize, String)> {
+    let files = limits::files();
+    let mut most: Option<(usize, String)> = None;
+    for (name, before, after) in [("the hypervisor", base.0, per.hypervisor), ("xenstored", base.1, per.xenstored)] {
+        let (Some(b), Some(a)) = (before, after) else { continue };
+        let gained = a.fds.saturating_sub(b.fds);
+        if gained == 0 {
+            continue;
+        }
+        let room = files.saturating_sub(b.fds).saturating_mul(19) / 20;
+        let count = usize::try_from(room.saturating_mul(n as u64) / gained).unwrap_or(usize::MAX);
+        let count = if count >= 100 { count / 100 * 100 } else { count };
+        // Counts fit f64 exactly.
+        #[allow(clippy::cast_precision_loss)]
+        let each = gained as f64 / n as f64;
+        if most.as_ref().is_none_or(|(m, _)| count < *m) {
+            most = Some((count, format!("{name} holds {each:.1} descriptors per domain and RLIMIT_NOFILE is {files}")));
+        }
+    }
+    most
+}
+
+/// What one domain costs the host, from what was held before `n` domains
+/// and with them, and how many domains that allows.
+fn cost_note(
+    n: usize,
+    base: (Option<limits::Held>, Option<limits::Held>, Option<u64>),
+    per: &hosted_domains::PerDomain,
+) -> String {
+    // Counts and sizes fit f64 exactly enough for a note.
+    #[allow(clippy::cast_precision_loss)]
+    let each = |before: u64, after: u64| after.saturating_sub(before) as f64 / n as f64;
+    let mut note = format!("with {n} domains up, per domain:");
+    let files = limits::files();
+    for (name, before, after) in [("hypervisor", base.0, per.hypervisor), ("xenstored", base.1, per.xenstored)] {
+        if let (Some(b), Some(a)) = (before, after) {
+            let fds = each(b.fds, a.fds);
+            note += &format!(" {name} {fds:.1} descriptors and {:.1} KiB resident", each(b.rss_kib, a.rss_kib));
+            if fds > 0.0 {
+                // Rough: a limit over what f64 says exactly is no limit here.
+                #[allow(clippy::cast_precision_loss)]
+                let most = files.saturating_sub(b.fds) as f64 / fds;
+                note += &format!(" (RLIMIT_NOFILE {files} allows ~{most:.0} domains);");
+            }
+        }
+    }
+    if let (Some(b), Some(a)) = (base.2, per.available_kib) {
+        let kib = each(a, b);
+        note += &format!(" machine memory {kib:.0} KiB (all processes and the kernel)");
+        if kib > 0.0 {
+            // As above.
+            #[allow(clippy::cast_precision_loss)]
+            let most = b as f64 / kib;
+            note += &format!(", so the {b} KiB available would hold ~{most:.0} domains");
+        }
+    }
+    note
 }
 
 /// Two threads ping-pong a counter in shared memory, waking each other
@@ -154,34 +290,4 @@ fn ring_read(ts: &mut Toolstack, state: &StateDir, guest: &Path, iters: usize) -
         console.lines().find_map(|l| l.strip_prefix("round ")).with_context(|| format!("no result in\n{console}"))?;
     let ns: f64 = line.split_whitespace().next().context("round median")?.parse()?;
     Ok(ns / 1000.0)
-}
-
-/// Creates and introduces `n` domains one after another (each a paused
-/// process), then destroys them; per-domain microseconds of each phase.
-fn create_introduce(ts: &mut Toolstack, n: usize) -> Result<(f64, f64)> {
-    let mut domids = Vec::with_capacity(n);
-    let mut counter = Counter::new("created", n, "domains");
-    let began = Instant::now();
-    for i in 0..n {
-        counter.update(i);
-        let spec = DomainSpec {
-            name: format!("idle{i}"),
-            program: vec!["/bin/sleep".into(), "3600".into()],
-            env: Vec::new(),
-            paused: true,
-            netns: false,
-            fuse: false,
-        };
-        domids.push(ts.create(&spec).with_context(|| format!("creating domain {i} of {n}"))?.domid);
-    }
-    let create = micros(began.elapsed());
-    counter.finish(n);
-    let began = Instant::now();
-    for d in domids {
-        ts.destroy(d)?;
-    }
-    let destroy = micros(began.elapsed());
-    // Counts are small.
-    #[allow(clippy::cast_precision_loss)]
-    Ok((create / n as f64, destroy / n as f64))
 }

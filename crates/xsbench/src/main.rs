@@ -12,7 +12,9 @@ mod hosted_attacks;
 mod hosted_block;
 mod hosted_block_share;
 mod hosted_devices;
+mod hosted_domains;
 mod hosted_lan;
+mod limits;
 mod plot;
 mod poller;
 mod progress;
@@ -40,7 +42,7 @@ use workloads::{Config, Target};
     about = "Drives any xenstored with the same workloads: ours and the C and OCaml references (Xen \
              4.17 and 4.20) side by side (compare), one daemon at a socket (run), and the published table and plots (report).",
     after_help = "Workloads (--only): latency, throughput, subtree, directory, txn, contended, fanout, \
-                  many-conns, contained, store, hosted, block (block device throughput through a \
+                  many-conns, contained, store, hosted, domains (hosted's many-domains figures alone), block (block device throughput through a \
                   hosted guest's blkfront and xen-blkback, beside pread/pwrite on the image, and over \
                   Xen Share's xensblk), lan (Xen Share's LAN against a veth pair; root)."
 )]
@@ -125,7 +127,7 @@ struct Common {
 }
 
 /// Every workload `--only` may name.
-const WORKLOADS: [&str; 13] = [
+const WORKLOADS: [&str; 14] = [
     "latency",
     "throughput",
     "subtree",
@@ -137,6 +139,7 @@ const WORKLOADS: [&str; 13] = [
     "contained",
     "store",
     "hosted",
+    "domains",
     "block",
     "lan",
 ];
@@ -373,9 +376,10 @@ fn compare(o: &Options, argv: &[String]) -> Result<()> {
         }
         checkpoint(&res, &o.out)?;
     }
-    if o.hosted && o.wants("hosted") && kinds.contains(&Kind::Rust) {
+    if o.hosted && (o.wants("hosted") || o.wants("domains")) && kinds.contains(&Kind::Rust) {
         progress::step("hosted domains");
-        attempt(&mut res, "hosted", |r| hosted::run(dir.path(), cfg, o.reps(), r));
+        let domains_only = !o.wants("hosted");
+        attempt(&mut res, "hosted", |r| hosted::run(dir.path(), cfg, o.reps(), domains_only, r));
         checkpoint(&res, &o.out)?;
     }
     if o.hosted && o.wants("block") && kinds.contains(&Kind::Rust) {

@@ -31,6 +31,11 @@ pub struct Results {
     /// (measured anyway), once each.
     #[serde(default)]
     pub observations: Vec<String>,
+    /// What bounds the number of hosted domains on the machine (its
+    /// limits, what each domain costs, a count lowered to fit), measured
+    /// by the many-domains figures.
+    #[serde(default)]
+    pub limits: Vec<String>,
 }
 
 /// A daemon in the run.

@@ -25,7 +25,7 @@ use rustix::net::{
 use serde::{Deserialize, Serialize};
 
 use crate::share::{BufferId, Completed, Segment, ShareRef};
-use crate::{DomId, DomainConfig, DomainInfo, GrantRef, NewDomain, Port, ShutdownReason, Virq};
+use crate::{DomId, DomainConfig, DomainInfo, DomainState, GrantRef, NewDomain, Port, ShutdownReason, Virq};
 
 /// The flag byte of a message's final record.
 pub(crate) const LAST: u8 = 1;
@@ -89,6 +89,14 @@ pub(crate) enum Request {
     Destroy { domid: DomId },
     /// XEN_SYSCTL_getdomaininfolist.
     List,
+    /// XEN_DOMCTL_getdomaininfo: one domain, so that asking about one
+    /// does not list them all.
+    Info { domid: DomId },
+    /// Xen 4.21's XEN_DOMCTL_get_domain_state: the domains whose state
+    /// changed since this connection last asked ([`Response::Changed`]);
+    /// with `fresh`, or on a connection that never asked, every domain
+    /// ([`Response::Domains`]) and tracking from now on.
+    ChangedDomains { fresh: bool },
     /// Xen Share: dom0 makes a share.
     ShareCreate { pages: usize, members: Vec<DomId> },
     /// Xen Share: dom0 lets a domain attach a share.
@@ -140,8 +148,14 @@ pub(crate) enum Response {
     Segments { pages: Vec<(usize, u64)> },
     /// For [`Request::Create`].
     Created { domain: NewDomain },
-    /// For [`Request::List`].
+    /// For [`Request::List`] (and a fresh [`Request::ChangedDomains`]).
     Domains { domains: Vec<DomainInfo> },
+    /// For [`Request::Info`]: the domain, if there is one.
+    Info { domain: Option<DomainInfo> },
+    /// For [`Request::ChangedDomains`]: per changed domain in id order,
+    /// its state, `None` if gone (a domain destroyed and made again comes
+    /// twice).
+    Changed { changes: Vec<(DomId, Option<DomainState>)> },
     /// For [`Request::ShareCreate`] and [`Request::VdeviceShare`].
     Share { share: ShareRef },
     /// For [`Request::ShareAttach`]; descriptors: the pages, the trigger

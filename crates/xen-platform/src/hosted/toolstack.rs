@@ -6,7 +6,7 @@ use std::io;
 use super::client::Host;
 use super::protocol::{invalid, Request, Response};
 use crate::{
-    Dom0Store, DomId, DomainConfig, DomainInfo, DomainState, DomainStates, MappedPages, NewDomain, Port,
+    Dom0Store, DomId, DomainChanges, DomainConfig, DomainInfo, DomainState, DomainStates, MappedPages, NewDomain, Port,
     ShutdownReason, Toolstack,
 };
 
@@ -26,6 +26,22 @@ impl HostedToolstack {
 impl DomainStates for HostedToolstack {
     fn states(&mut self) -> io::Result<Vec<(DomId, DomainState)>> {
         Ok(self.list()?.into_iter().map(|d| (d.domid, d.state)).collect())
+    }
+
+    /// One question about one domain, not a list of all.
+    fn state(&mut self, domid: DomId) -> io::Result<Option<DomainState>> {
+        Ok(self.info(domid)?.map(|d| d.state))
+    }
+
+    /// The hypervisor tracks changes per connection: this handle's.
+    fn changed_states(&mut self, fresh: bool) -> io::Result<DomainChanges> {
+        match self.host.request(&Request::ChangedDomains { fresh })?.0 {
+            Response::Changed { changes } => Ok(DomainChanges::Changed(changes)),
+            Response::Domains { domains } => {
+                Ok(DomainChanges::Everything(domains.into_iter().map(|d| (d.domid, d.state)).collect()))
+            }
+            _ => Err(invalid("unexpected reply to ChangedDomains")),
+        }
     }
 }
 
@@ -57,6 +73,13 @@ impl Toolstack for HostedToolstack {
         match self.host.request(&Request::List)?.0 {
             Response::Domains { domains } => Ok(domains),
             _ => Err(invalid("unexpected reply to List")),
+        }
+    }
+
+    fn info(&mut self, domid: DomId) -> io::Result<Option<DomainInfo>> {
+        match self.host.request(&Request::Info { domid })?.0 {
+            Response::Info { domain } => Ok(domain),
+            _ => Err(invalid("unexpected reply to Info")),
         }
     }
 }

@@ -83,6 +83,7 @@
 mod events;
 mod world;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -93,8 +94,8 @@ pub use events::TestEventChannels;
 use world::World;
 
 use crate::{
-    Dom0Store, DomId, DomainConfig, DomainInfo, DomainState, DomainStates, EventChannelParts, ForeignMemory, GrantRef,
-    GrantedPages, Grants, MappedPages, NewDomain, Port, ShutdownReason, Toolstack,
+    Dom0Store, DomId, DomainChanges, DomainConfig, DomainInfo, DomainState, DomainStates, EventChannelParts,
+    ForeignMemory, GrantRef, GrantedPages, Grants, MappedPages, NewDomain, Port, ShutdownReason, Toolstack,
 };
 
 /// The gfn of every twin guest's xenstore page (as hosted: Xen's x86 HVM
@@ -247,6 +248,12 @@ impl TestHypervisor {
         self.lock().next_domid = domid;
     }
 
+    /// How many times the daemon was given every domain (`states`, or a
+    /// full look of `changed_states`).
+    pub fn full_looks(&self) -> usize {
+        self.lock().full_looks
+    }
+
     /// Raises VIRQ_DOM_EXC without a change of state (a spurious one,
     /// which the daemon must tolerate).
     pub fn fire_dom_exc(&self) {
@@ -346,7 +353,29 @@ pub struct TestToolstack {
 
 impl DomainStates for TestToolstack {
     fn states(&mut self) -> io::Result<Vec<(DomId, DomainState)>> {
-        Ok(self.hv.lock().domains.iter().map(|(&domid, d)| (domid, d.state)).collect())
+        let mut world = self.hv.lock();
+        world.full_looks += 1;
+        Ok(world.domains.iter().map(|(&domid, d)| (domid, d.state)).collect())
+    }
+
+    /// As the hosted hypervisor, with one set for the whole twin (Xen's
+    /// single consumer).
+    fn changed_states(&mut self, fresh: bool) -> io::Result<DomainChanges> {
+        let changed = {
+            let mut world = self.hv.lock();
+            let taken = world.changed.replace(BTreeMap::new());
+            match taken {
+                Some(changed) if !fresh => changed,
+                _ => {
+                    drop(world);
+                    return Ok(DomainChanges::Everything(self.states()?));
+                }
+            }
+        };
+        let world = self.hv.lock();
+        Ok(DomainChanges::Changed(DomainChanges::list_changed(changed, |domid| {
+            world.domains.get(&domid).map(|d| d.state)
+        })))
     }
 }
 
@@ -374,6 +403,7 @@ impl Toolstack for TestToolstack {
         }
         let mut world = self.hv.lock();
         world.domain_mut(domid)?.state = DomainState::Shutdown(reason);
+        world.domain_changed(domid, false);
         world.fire_dom_exc();
         Ok(())
     }

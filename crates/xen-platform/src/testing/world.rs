@@ -33,6 +33,14 @@ pub(super) struct World {
     /// Dom0's ports bound to VIRQ_DOM_EXC.
     dom_exc: BTreeSet<Port>,
     pub(super) faults: Faults,
+    /// The changed-domain query's set (one consumer, as Xen's flag per
+    /// domain): each changed domid and whether one with that id was
+    /// destroyed; `None` until a full look starts tracking.
+    pub(super) changed: Option<BTreeMap<DomId, bool>>,
+    /// How many times every domain was listed for the daemon (states()
+    /// or a full look), for tests that it does not list on every
+    /// VIRQ_DOM_EXC.
+    pub(super) full_looks: usize,
 }
 
 /// Failures a test asked for.
@@ -176,6 +184,8 @@ impl World {
             next_handle: 1,
             dom_exc: BTreeSet::new(),
             faults: Faults::default(),
+            changed: None,
+            full_looks: 0,
         }
     }
 
@@ -485,8 +495,17 @@ impl World {
             self.close_port(domid, port);
         }
         self.domains.remove(&domid);
+        self.domain_changed(domid, true);
         self.fire_dom_exc();
         Ok(())
+    }
+
+    /// Notes a change of `domid`'s state (`gone`: destroyed) for the
+    /// changed-domain query.
+    pub(super) fn domain_changed(&mut self, domid: DomId, gone: bool) {
+        if let Some(changed) = &mut self.changed {
+            *changed.entry(domid).or_insert(false) |= gone;
+        }
     }
 
     /// Raises VIRQ_DOM_EXC on every dom0 port bound to it.

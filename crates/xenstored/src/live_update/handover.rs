@@ -236,7 +236,9 @@ pub(crate) struct Detached {
 impl Detached {
     /// The rings without their event-channel handle, and the handle.
     fn split(rings: Rings) -> (Box<dyn xen_platform::EventChannels>, Detached) {
-        let Rings { platform, virq_port, by_port, by_domid, pending } = rings;
+        // A failed update's rings look at every domain again: a change
+        // query may have been answered while the handle was apart.
+        let Rings { platform, virq_port, by_port, by_domid, pending, fresh_look: _ } = rings;
         let Platform { events, memory, domains, dom0_store, adopt_events } = platform;
         (events, Detached { memory, domains, dom0_store, adopt_events, virq_port, by_port, by_domid, pending })
     }
@@ -245,7 +247,7 @@ impl Detached {
     fn join(self, events: Box<dyn xen_platform::EventChannels>) -> Rings {
         let Detached { memory, domains, dom0_store, adopt_events, virq_port, by_port, by_domid, pending } = self;
         let platform = Platform { events, memory, domains, dom0_store, adopt_events };
-        Rings { platform, virq_port, by_port, by_domid, pending }
+        Rings { platform, virq_port, by_port, by_domid, pending, fresh_look: true }
     }
 }
 

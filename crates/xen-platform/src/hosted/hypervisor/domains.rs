@@ -17,7 +17,7 @@ use super::spawn::{spawn_paused, Spawned};
 use super::{done, Answer, ConnId, State, KIND_CHILD};
 use crate::hosted::protocol::Response;
 use crate::hosted::STORE_GFN;
-use crate::{DomId, DomainConfig, DomainInfo, DomainState, NewDomain, ShutdownReason};
+use crate::{DomId, DomainChanges, DomainConfig, DomainInfo, DomainState, NewDomain, ShutdownReason};
 
 /// Xen's first reserved domid (DOMID_FIRST_RESERVED); ids wrap below it.
 const DOMID_FIRST_RESERVED: DomId = 0x7ff0;
@@ -40,6 +40,9 @@ pub(super) struct Domain {
     pub(super) grants: GrantTable,
     /// The connection the hypervisor made for the guest at spawn.
     pub(super) guest_conn: Option<ConnId>,
+    /// Whether it was ever unpaused: a guest stopped before its exec since
+    /// creation cannot have started other processes.
+    ran: bool,
 }
 
 impl Domain {
@@ -55,7 +58,13 @@ impl Domain {
             ports: PortTable::default(),
             grants: GrantTable::default(),
             guest_conn: None,
+            ran: true,
         }
+    }
+
+    /// What listing says of it, as domain `domid`.
+    fn info(&self, domid: DomId) -> DomainInfo {
+        DomainInfo { domid, name: self.name.clone(), state: self.state, pid: self.process.as_ref().and(self.pid) }
     }
 
     /// Sends `signal` to the guest's process, if it still has one.
@@ -73,14 +82,16 @@ impl State {
     pub(super) fn create(&mut self, config: &DomainConfig) -> Answer {
         // Names are unique among live domains, as with xl; checked here so
         // that a toolstack need not list every domain to create one.
-        if self.domains.values().any(|d| d.name == config.name) {
+        if self.names.contains(&config.name) {
             return Err((Errno::EXIST, "a domain with this name exists"));
         }
         let domid = self.alloc_domid().ok_or((Errno::NOSPC, "out of domids"))?;
         let mut domain = Domain::dom0();
         domain.name.clone_from(&config.name);
         domain.state = DomainState::Paused;
+        domain.ran = false;
         domain.store_page = Some(memfd("xsim-store", 1)?);
+        self.names.insert(config.name.clone());
         self.domains.insert(domid, domain);
         let built = self.build(domid, config);
         if built.is_err() {
@@ -95,14 +106,16 @@ impl State {
         let log = self.console_dir.join(format!("{domid}.log"));
         let uid = self.guest_uid(domid);
         let confinement = self.confinement;
-        let spawn = |handed| spawn_paused(config, domid, &log, &confinement, uid, handed);
         let spawned = if config.netns || config.fuse {
+            // Rare (root only, a few domains): forked from the loop, with
+            // the namespaces' descriptors handed over.
+            let spawn = |handed| spawn_paused(config, domid, &log, &confinement, uid, handed);
             let owner = uid.unwrap_or_else(|| rustix::process::geteuid().as_raw());
             super::namespaces::in_new_namespaces(domid, owner, config.netns, config.fuse, spawn).inspect_err(|e| {
                 eprintln!("xsim hypervisor: domain {domid}'s namespaces: {e}");
             })
         } else {
-            spawn(super::namespaces::Handed::default())
+            self.spawner.spawn(config, domid, log, confinement, uid)
         };
         let Spawned { pidfd, socket, pid } =
             spawned.map_err(|e| (Errno::from_io_error(&e).unwrap_or(Errno::INVAL), "starting the guest program"))?;
@@ -154,6 +167,7 @@ impl State {
             DomainState::Paused => {
                 domain.signal(Signal::CONT)?;
                 domain.state = DomainState::Running;
+                domain.ran = true;
                 done()
             }
             DomainState::Running => done(),
@@ -190,6 +204,7 @@ impl State {
         if let Some(domain) = self.domains.get_mut(&domid) {
             if !domain.state.is_shutdown_or_dying() {
                 domain.state = DomainState::Shutdown(reason);
+                self.changes.record(domid, false);
                 self.fire_dom_exc();
             }
         }
@@ -224,6 +239,7 @@ impl State {
     pub(super) fn destroy(&mut self, domid: DomId) -> Answer {
         self.guest(domid)?;
         self.remove_domain(domid);
+        self.changes.record(domid, true);
         self.fire_dom_exc();
         done()
     }
@@ -242,7 +258,11 @@ impl State {
             // SIGKILL cannot be caught: this wait is short.
             while let Err(Errno::INTR) = waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {}
         }
-        if let Some(uid) = self.guest_uid(domid) {
+        // Killing what is left walks every process of the machine (and
+        // forks a copy of this process): only for a guest that ran, since
+        // one stopped before its exec has started nothing.
+        let ran = domain.ran;
+        if let Some(uid) = self.guest_uid(domid).filter(|_| ran) {
             if let Err(e) = kill_all_of(uid) {
                 eprintln!("xsim hypervisor: cannot kill what is left of domain {domid}'s processes: {e}");
             }
@@ -253,10 +273,11 @@ impl State {
         for port in ports {
             self.close_port(domid, port);
         }
-        self.domains.remove(&domid);
+        if let Some(domain) = self.domains.remove(&domid) {
+            self.names.remove(&domain.name);
+        }
         self.shares.domain_gone(domid);
-        let conns: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.domid == domid).map(|(&id, _)| id).collect();
-        for conn in conns {
+        for conn in self.conns_of.remove(&domid).unwrap_or_default() {
             self.close_conn(conn);
         }
     }
@@ -266,6 +287,7 @@ impl State {
         let guests: Vec<DomId> = self.domains.keys().copied().filter(|&domid| domid != 0).collect();
         for domid in guests {
             self.remove_domain(domid);
+            self.changes.record(domid, true);
         }
         if !self.domains.is_empty() {
             self.fire_dom_exc();
@@ -274,16 +296,29 @@ impl State {
 
     /// XEN_SYSCTL_getdomaininfolist: every domain, dom0 first.
     pub(super) fn list(&mut self) -> Answer {
-        let domains = self
-            .domains
-            .iter()
-            .map(|(&domid, domain)| DomainInfo {
-                domid,
-                name: domain.name.clone(),
-                state: domain.state,
-                pid: domain.process.as_ref().and(domain.pid),
-            })
-            .collect();
+        let domains = self.domains.iter().map(|(&domid, domain)| domain.info(domid)).collect();
         Ok((Response::Domains { domains }, Vec::new()))
+    }
+
+    /// XEN_DOMCTL_getdomaininfo: one domain, if it exists.
+    pub(super) fn info(&mut self, domid: DomId) -> Answer {
+        let domain = self.domains.get(&domid).map(|domain| domain.info(domid));
+        Ok((Response::Info { domain }, Vec::new()))
+    }
+
+    /// XEN_DOMCTL_get_domain_state's changed-domain query for connection
+    /// `conn`: what changed since it last asked; every domain (as
+    /// [`State::list`]) when `fresh` or on its first question, tracking
+    /// from then on.
+    pub(super) fn changed_domains(&mut self, conn: ConnId, fresh: bool) -> Answer {
+        let changed = match self.changes.take(conn) {
+            Some(changed) if !fresh => changed,
+            _ => {
+                self.changes.subscribe(conn);
+                return self.list();
+            }
+        };
+        let changes = DomainChanges::list_changed(changed, |domid| self.domains.get(&domid).map(|d| d.state));
+        Ok((Response::Changed { changes }, Vec::new()))
     }
 }

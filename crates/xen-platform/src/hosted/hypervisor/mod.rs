@@ -11,6 +11,7 @@
 //! Nothing a client sends can panic the loop: bad messages get an error
 //! reply, broken framing closes that connection.
 
+mod changes;
 mod confine;
 mod conn;
 mod domains;
@@ -25,12 +26,13 @@ mod ports;
 mod shares;
 mod signals;
 mod spawn;
+mod spawner;
 mod uid_range;
 
 pub use isolation::{Confinement, Isolation};
 pub use uid_range::GUEST_UID_BASE;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -126,14 +128,18 @@ impl Hypervisor {
             socket_path,
             console_dir,
             conns: HashMap::new(),
+            conns_of: HashMap::new(),
             next_conn: 1,
             domains: BTreeMap::from([(0, Domain::dom0())]),
+            names: HashSet::from(["Domain-0".to_owned()]),
             next_domid: 1,
             virq_subscribers: BTreeMap::new(),
             confinement,
             uids,
             refusals: RefusalLog::default(),
             shares: shares::ShareTable::default(),
+            changes: changes::ChangeLog::default(),
+            spawner: spawner::Spawner::start()?,
         };
         Ok(Hypervisor { state, stop })
     }
@@ -210,9 +216,15 @@ struct State {
     socket_path: PathBuf,
     console_dir: PathBuf,
     conns: HashMap<ConnId, Connection>,
+    /// Each domain's connections, so that destroying one does not look at
+    /// every connection.
+    conns_of: HashMap<DomId, BTreeSet<ConnId>>,
     next_conn: ConnId,
     /// Every domain, dom0 included.
     domains: BTreeMap<DomId, Domain>,
+    /// Their names, unique among live domains, so that creating one does
+    /// not look at every domain.
+    names: HashSet<String>,
     next_domid: DomId,
     /// Ports bound to VIRQ_DOM_EXC, by domain and port.
     virq_subscribers: BTreeMap<(DomId, Port), Arc<OwnedFd>>,
@@ -224,6 +236,10 @@ struct State {
     refusals: RefusalLog,
     /// Xen Share's shares.
     shares: shares::ShareTable,
+    /// The domains that changed state, for each connection that asks.
+    changes: changes::ChangeLog,
+    /// Where guests are forked from (a thread with few descriptors).
+    spawner: spawner::Spawner,
 }
 
 impl State {
@@ -267,6 +283,7 @@ impl State {
         self.next_conn += 1;
         epoll::add(&self.epoll, &socket, epoll::EventData::new_u64(KIND_CONN | id), epoll::EventFlags::IN)?;
         self.conns.insert(id, Connection::new(socket, domid));
+        self.conns_of.entry(domid).or_default().insert(id);
         Ok(id)
     }
 
@@ -314,8 +331,15 @@ impl State {
     fn close_conn(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.remove(&id) {
             let _ = epoll::delete(&self.epoll, &conn.socket);
+            if let Some(ids) = self.conns_of.get_mut(&conn.domid) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.conns_of.remove(&conn.domid);
+                }
+            }
             self.release_ports_of(id, conn.domid);
             self.shares.connection_gone(id);
+            self.changes.connection_gone(id);
             if let Some(domain) = self.domains.get_mut(&conn.domid) {
                 if domain.guest_conn == Some(id) {
                     domain.guest_conn = None;
@@ -348,6 +372,8 @@ impl State {
             Request::Shutdown { domid, reason } => self.privileged(caller)?.shutdown(domid, reason),
             Request::Destroy { domid } => self.privileged(caller)?.destroy(domid),
             Request::List => self.privileged(caller)?.list(),
+            Request::Info { domid } => self.privileged(caller)?.info(domid),
+            Request::ChangedDomains { fresh } => self.privileged(caller)?.changed_domains(conn, fresh),
             Request::ShareCreate { pages, members } => self.share_create(caller, pages, &members),
             Request::ShareAdd { share, domid } => self.share_add(caller, share, domid),
             Request::ShareRemove { share, domid } => self.share_remove(caller, share, domid),

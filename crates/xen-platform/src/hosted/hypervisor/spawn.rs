@@ -142,7 +142,7 @@ fn wait_stopped(pidfd: &OwnedFd) -> io::Result<()> {
 
 /// Closes every descriptor from 3 up except those in `keep` (ascending,
 /// each at least 3); async-signal-safe.
-fn close_all_but(keep: &[u32]) -> io::Result<()> {
+pub(super) fn close_all_but(keep: &[u32]) -> io::Result<()> {
     let mut first = 3u32;
     for &kept in keep {
         if kept > first {
