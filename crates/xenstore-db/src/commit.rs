@@ -37,6 +37,30 @@ impl Engine {
         Outcome::ok(Reply::TransactionStart(id))
     }
 
+    /// Moves transaction `tx_id` of `conn` to the live store as it is
+    /// now, if it has done nothing yet (seen, written and changed
+    /// nothing): as if it had started now, which nothing in it can tell
+    /// apart. The daemon's transaction gate starts a contended
+    /// connection's transaction at once and holds its first request until
+    /// its turn; this makes the turn, not the start, the transaction's
+    /// point in time, so that it sees the commit it waited for. Returns
+    /// whether it moved.
+    pub fn restart_untouched_transaction(&mut self, conn: ConnId, tx_id: u32) -> bool {
+        let Some(tx) = self.txs.get_mut(&tx_id) else { return false };
+        let untouched = tx.seen.is_empty()
+            && tx.written.is_empty()
+            && tx.removed.is_empty()
+            && tx.changes.is_empty()
+            && tx.node_delta == 0
+            && !tx.failed;
+        if tx.conn != conn || !untouched {
+            return false;
+        }
+        tx.base = self.tree.clone();
+        tx.work = self.tree.clone();
+        true
+    }
+
     fn allocate_tx_id(&mut self) -> u32 {
         loop {
             let id = self.next_tx;

@@ -642,3 +642,28 @@ fn remove_domain_owning_root_gives_root_to_dom0() {
     assert_eq!(w.engine.check(), Ok(()));
     run(&mut w, &[row("dom0", GetPerms, b"/\0", Ok(b"r0\0"))]);
 }
+
+/// `Engine::restart_untouched_transaction` (the daemon's transaction
+/// gate): a transaction that has done nothing yet moves to the store as
+/// it is now and sees what was committed since its start; one that has
+/// read, written, or belongs to another connection does not move.
+#[test]
+fn an_untouched_transaction_restarts_at_the_present() {
+    let mut w = World::new();
+    w.write("dom0", "/c", "0");
+    let t1 = w.tx_start("dom0");
+    let t2 = w.tx_start("dom0");
+    w.write("dom0", "/c", "1");
+    let conn = w.conn("dom0");
+    let other = w.conn("d1");
+    assert!(!w.engine.restart_untouched_transaction(other, t1), "another connection's transaction moved");
+    assert!(w.engine.restart_untouched_transaction(conn, t1));
+    assert_eq!(w.reply("dom0", t1, Read, b"/c\0"), Ok(b"1".to_vec()));
+    assert_eq!(w.reply("dom0", t1, Write, b"/c\x002"), Ok(b"OK\0".to_vec()));
+    assert_eq!(w.reply("dom0", t1, TransactionEnd, b"T\0"), Ok(b"OK\0".to_vec()), "it saw the commit before it");
+    // t2 read before: it keeps its snapshot and conflicts.
+    assert_eq!(w.reply("dom0", t2, Read, b"/c\0"), Ok(b"0".to_vec()));
+    assert!(!w.engine.restart_untouched_transaction(conn, t2), "a transaction that read moved");
+    assert_eq!(w.reply("dom0", t2, TransactionEnd, b"T\0"), Err(EAGAIN));
+    assert!(!w.engine.restart_untouched_transaction(conn, 999), "no such transaction");
+}

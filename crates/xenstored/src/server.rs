@@ -422,9 +422,9 @@ impl Server {
                         self.dirty.insert(id);
                     }
                     if (event.is_read_closed() || event.is_error()) && self.gate.is_waiting(id) {
-                        // Not read while its start waits, so its end
+                        // Not read while its request waits, so its end
                         // would be seen only at its turn.
-                        debug!(conn = id, "closed while its transaction start waited");
+                        debug!(conn = id, "closed while its transaction's first request waited");
                         self.close(id);
                     } else if event.is_readable() || event.is_read_closed() || event.is_error() {
                         self.serve(id);
@@ -594,9 +594,11 @@ impl Server {
     /// paused.
     pub(crate) fn serve(&mut self, id: ConnId) {
         let mut served = 0;
-        // A start the transaction gate let through goes first; while one
-        // waits there, nothing more is read.
+        // A request the transaction gate let through goes first, in its
+        // transaction moved to now; while one waits there, nothing more is
+        // read.
         if let Some(packet) = self.gate.take_start(id) {
+            self.engine.restart_untouched_transaction(id, packet.header.tx_id);
             self.handle(id, packet);
             served += 1;
         }
@@ -711,17 +713,19 @@ impl Server {
     }
 
     /// A request on its way to the engine: back, or held by the
-    /// transaction gate when it is a contended connection's
-    /// TRANSACTION_START that must wait its turn (never while a live
-    /// update waits: it must not hand over a request nobody answered).
+    /// transaction gate when it is the first request of a contended
+    /// connection's transaction and must wait its turn (never while a
+    /// live update waits: it must not hand over a request nobody
+    /// answered). A request let through moves its untouched transaction
+    /// to the store as it is now.
     fn through_gate(&mut self, id: ConnId, packet: Packet) -> Option<Packet> {
-        if packet.header.op != Op::TransactionStart as u32
-            || self.engine.transactions_of(id) > 0
-            || self.live_update_waiting()
-        {
+        let tx_id = packet.header.tx_id;
+        if tx_id == 0 || !self.gate.awaits(id, tx_id) || self.live_update_waiting() {
             return Some(packet);
         }
-        self.gate.start(id, packet, Instant::now())
+        let packet = self.gate.first_request(id, packet, Instant::now())?;
+        self.engine.restart_untouched_transaction(id, tx_id);
+        Some(packet)
     }
 
     /// The transaction gate's turns: what waited its longest goes, and
@@ -771,7 +775,12 @@ impl Server {
         self.note_transactions(id, Op::from_u32(header.op));
         if matches!(Op::from_u32(header.op), Some(Op::TransactionStart | Op::TransactionEnd)) {
             let eagain = matches!(outcome.reply, Err(ErrorCode::EAGAIN));
-            self.gate.after(id, self.engine.transactions_of(id), eagain, Instant::now());
+            let open = self.engine.transactions_of(id);
+            let now = Instant::now();
+            if let (Ok(xenstore_wire::Reply::TransactionStart(tx_id)), 1) = (&outcome.reply, open) {
+                self.gate.started(id, *tx_id, now);
+            }
+            self.gate.after(id, open, eagain, now);
         }
         self.charge_writes(id, header.tx_id, header.op, outcome.applied.len());
         let refused = match (&outcome.reply, &outcome.quota) {

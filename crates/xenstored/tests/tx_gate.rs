@@ -1,5 +1,6 @@
 //! The transaction gate (`src/tx_gate.rs`) in the running daemon:
-//! connections whose commits failed with EAGAIN take turns, with bounds.
+//! transactions of connections whose commits failed with EAGAIN take
+//! turns (their first requests wait), with bounds.
 
 use std::time::{Duration, Instant};
 
@@ -56,24 +57,32 @@ fn settle(w: &mut World) {
     panic!("still busy");
 }
 
+fn read_counter(w: &mut World, who: ClientId, tx: u32) -> u64 {
+    String::from_utf8(call(w, who, tx, Op::Read, COUNTER).unwrap()).unwrap().parse().unwrap()
+}
+
 #[test]
 fn after_a_conflict_racers_take_turns_and_commit_without_retrying() {
     let mut w = World::new();
     w.set_tx_gate_times(Duration::from_secs(60), Duration::from_secs(60));
     let (a, b) = two_contended(&mut w);
     let ta = start(&mut w, a);
-    // b's start waits while a's transaction is open.
-    let b_start = w.send(b, Op::TransactionStart, 0, b"\0");
+    // b's start is answered at once: the gate holds first requests.
+    let tb = start(&mut w, b);
+    // a's first request takes the turn.
+    assert_eq!(read_counter(&mut w, a, ta), 100);
+    // b's first request waits while a's transaction is open.
+    let b_read = w.send(b, Op::Read, tb, COUNTER);
     settle(&mut w);
-    assert!(w.reply(b, b_start).is_none(), "b's start went through while a's transaction was open");
-    // b sends nothing else meanwhile, so nothing else is held.
-    increment(&mut w, a, ta);
+    assert!(w.reply(b, b_read).is_none(), "b's first request went through while a's transaction was open");
+    call(&mut w, a, ta, Op::Write, b"/counter\x00101").unwrap();
     assert_eq!(commit(&mut w, a, ta), Ok(()));
-    // a's commit lets b through: no retry needed.
+    // a's commit lets b through, in a transaction moved to after it: b
+    // sees 101 and needs no retry.
     settle(&mut w);
-    let tb = w.reply(b, b_start).expect("b's start answered once a committed").unwrap();
-    let tb: u32 = std::str::from_utf8(tb.strip_suffix(b"\0").unwrap()).unwrap().parse().unwrap();
-    increment(&mut w, b, tb);
+    let seen = w.reply(b, b_read).expect("b's read answered once a committed").unwrap();
+    assert_eq!(seen, b"101", "b's transaction still saw the store of its start");
+    call(&mut w, b, tb, Op::Write, b"/counter\x00102").unwrap();
     assert_eq!(commit(&mut w, b, tb), Ok(()));
     assert_eq!(w.call(a, Op::Read, COUNTER).unwrap(), b"102");
 }
@@ -83,11 +92,13 @@ fn an_uncontended_client_never_waits_at_the_gate() {
     let mut w = World::new();
     w.set_tx_gate_times(Duration::from_secs(60), Duration::from_secs(60));
     let (a, _b) = two_contended(&mut w);
-    let _ta = start(&mut w, a);
+    let ta = start(&mut w, a);
+    read_counter(&mut w, a, ta);
     let c = w.dom0();
-    let c_start = w.send(c, Op::TransactionStart, 0, b"\0");
+    let tc = start(&mut w, c);
+    let c_read = w.send(c, Op::Read, tc, COUNTER);
     settle(&mut w);
-    assert!(w.reply(c, c_start).is_some(), "a client that never saw EAGAIN waited");
+    assert!(w.reply(c, c_read).is_some(), "a client that never saw EAGAIN waited");
 }
 
 #[test]
@@ -96,14 +107,15 @@ fn a_transaction_left_open_holds_the_others_only_for_the_turn_limit() {
     let hold = Duration::from_millis(50);
     w.set_tx_gate_times(hold, Duration::from_secs(60));
     let (a, b) = two_contended(&mut w);
-    let _ta = start(&mut w, a);
+    let ta = start(&mut w, a);
+    read_counter(&mut w, a, ta);
+    let tb = start(&mut w, b);
     let began = Instant::now();
     // a never ends its transaction: b goes when a's turn runs out (the
     // world waits for the daemon's timer).
-    let tb = w.call(b, Op::TransactionStart, b"\0").unwrap();
-    let tb: u32 = std::str::from_utf8(tb.strip_suffix(b"\0").unwrap()).unwrap().parse().unwrap();
+    let n: u64 = String::from_utf8(w.call_in(b, tb, Op::Read, COUNTER).unwrap()).unwrap().parse().unwrap();
     assert!(began.elapsed() >= hold, "b went through before a's turn ran out");
-    increment(&mut w, b, tb);
+    call(&mut w, b, tb, Op::Write, format!("/counter\0{}", n + 1).as_bytes()).unwrap();
     assert_eq!(commit(&mut w, b, tb), Ok(()));
 }
 
@@ -113,13 +125,17 @@ fn a_waiting_client_that_goes_away_leaves_no_trace() {
     w.set_tx_gate_times(Duration::from_secs(60), Duration::from_secs(60));
     let (a, b) = two_contended(&mut w);
     let ta = start(&mut w, a);
-    let _ = w.send(b, Op::TransactionStart, 0, b"\0");
+    let tb = start(&mut w, b);
+    increment(&mut w, a, ta);
+    let _ = w.send(b, Op::Read, tb, COUNTER);
     settle(&mut w);
     w.close(b);
     settle(&mut w);
-    increment(&mut w, a, ta);
     assert_eq!(commit(&mut w, a, ta), Ok(()));
     // The gate is free again: a contended client goes at once.
     let tc = start(&mut w, a);
+    let c_read = w.send(a, Op::Read, tc, COUNTER);
+    settle(&mut w);
+    assert!(w.reply(a, c_read).is_some(), "the gate stayed held by a client that went away");
     assert_eq!(commit(&mut w, a, tc), Ok(()));
 }

@@ -141,8 +141,8 @@ impl Server {
     pub(crate) fn live_update_due(&mut self) {
         let Some(start) = self.live_update.as_ref().and_then(|s| s.start) else { return };
         if self.gate.holds_any() {
-            // A transaction start the gate held is handled first (it is
-            // let through while a live update waits).
+            // A request the transaction gate held is handled first (it
+            // is let through while a live update waits).
             return;
         }
         let now = Instant::now();
