@@ -373,8 +373,8 @@ mod tests {
         assert!(!(2..=20).any(|c| gate.is_waiting(c)));
     }
 
-    #[test]
-    fn a_connection_that_goes_gives_up_its_turn_and_its_place() {
+    /// Connections 1 to 3 contended: 1 holds the gate, 2 and 3 wait.
+    fn three_in_line() -> (TxGate, Instant) {
         let t0 = Instant::now();
         let mut gate = TxGate::default();
         for conn in 1..=3 {
@@ -383,6 +383,12 @@ mod tests {
         assert!(begin(&mut gate, 1, t0));
         assert!(!begin(&mut gate, 2, t0));
         assert!(!begin(&mut gate, 3, t0));
+        (gate, t0)
+    }
+
+    #[test]
+    fn a_connection_that_goes_gives_up_its_turn_and_its_place() {
+        let (mut gate, t0) = three_in_line();
         gate.forget(2, t0);
         assert!(!gate.is_waiting(2));
         gate.forget(1, t0);
@@ -392,14 +398,7 @@ mod tests {
 
     #[test]
     fn opening_lets_everyone_through() {
-        let t0 = Instant::now();
-        let mut gate = TxGate::default();
-        for conn in 1..=3 {
-            gate.after(conn, 0, true, t0);
-        }
-        assert!(begin(&mut gate, 1, t0));
-        assert!(!begin(&mut gate, 2, t0));
-        assert!(!begin(&mut gate, 3, t0));
+        let (mut gate, _) = three_in_line();
         assert!(gate.holds_any());
         gate.open();
         assert!(gate.holds_any(), "let through, not yet handled");
