@@ -102,6 +102,15 @@ fn ring(bell: &OwnedFd) {
 
 type SyncHub = Hub<SyncSender<Outcome>, EventSink>;
 
+/// The reply on `reply`, if it has come (or the connection's end).
+fn arrived(reply: &Receiver<Outcome>) -> Option<Outcome> {
+    match reply.try_recv() {
+        Ok(outcome) => Some(outcome),
+        Err(TryRecvError::Disconnected) => Some(Err(Error::closed())),
+        Err(TryRecvError::Empty) => None,
+    }
+}
+
 struct Inner {
     hub: Mutex<SyncHub>,
     /// Serializes writers so that messages never interleave.
@@ -222,20 +231,16 @@ impl Inner {
     /// while nobody else does (see "Who reads").
     fn wait_reply(&self, reply: &Receiver<Outcome>) -> Outcome {
         // Routed already, by whoever read last.
-        match reply.try_recv() {
-            Ok(outcome) => return outcome,
-            Err(TryRecvError::Disconnected) => return Err(Error::closed()),
-            Err(TryRecvError::Empty) => {}
+        if let Some(outcome) = arrived(reply) {
+            return outcome;
         }
         let Some(mut end) = lock(&self.reading).end.take() else {
             // Whoever reads delivers it, or wakes the background reader.
             return reply.recv().unwrap_or_else(|_| Err(Error::closed()));
         };
         let outcome = loop {
-            match reply.try_recv() {
-                Ok(outcome) => break outcome,
-                Err(TryRecvError::Disconnected) => break Err(Error::closed()),
-                Err(TryRecvError::Empty) => {}
+            if let Some(outcome) = arrived(reply) {
+                break outcome;
             }
             if !self.read_once(&mut end) {
                 // The hub is closed: it failed every waiter, this one too.

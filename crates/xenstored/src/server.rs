@@ -728,6 +728,20 @@ impl Server {
         Some(packet)
     }
 
+    /// After a TRANSACTION_START or TRANSACTION_END of `id` with `reply`:
+    /// a contended connection's new transaction will wait its turn, a
+    /// failed commit makes its connection contended, an ended turn passes
+    /// on.
+    fn gate_notes(&mut self, id: ConnId, reply: &Result<xenstore_wire::Reply, ErrorCode>) {
+        let eagain = matches!(reply, Err(ErrorCode::EAGAIN));
+        let open = self.engine.transactions_of(id);
+        let now = Instant::now();
+        if let (Ok(xenstore_wire::Reply::TransactionStart(tx_id)), 1) = (reply, open) {
+            self.gate.started(id, *tx_id, now);
+        }
+        self.gate.after(id, open, eagain, now);
+    }
+
     /// The transaction gate's turns: what waited its longest goes, and
     /// every start let through is handled and its connection served on.
     fn gate_turns(&mut self) {
@@ -772,15 +786,10 @@ impl Server {
         }
         self.carry_out(&mut outcome);
         self.journal(&outcome.applied);
-        self.note_transactions(id, Op::from_u32(header.op));
-        if matches!(Op::from_u32(header.op), Some(Op::TransactionStart | Op::TransactionEnd)) {
-            let eagain = matches!(outcome.reply, Err(ErrorCode::EAGAIN));
-            let open = self.engine.transactions_of(id);
-            let now = Instant::now();
-            if let (Ok(xenstore_wire::Reply::TransactionStart(tx_id)), 1) = (&outcome.reply, open) {
-                self.gate.started(id, *tx_id, now);
-            }
-            self.gate.after(id, open, eagain, now);
+        let op = Op::from_u32(header.op);
+        self.note_transactions(id, op);
+        if matches!(op, Some(Op::TransactionStart | Op::TransactionEnd)) {
+            self.gate_notes(id, &outcome.reply);
         }
         self.charge_writes(id, header.tx_id, header.op, outcome.applied.len());
         let refused = match (&outcome.reply, &outcome.quota) {
@@ -792,9 +801,9 @@ impl Server {
         let refused_access = matches!(refused, Some(Cause::Error(_)));
         if let Some(cause) = refused {
             let domid = self.engine.caller(id).map_or(0, |c| c.domid);
-            let op = Op::from_u32(header.op).map_or("UNKNOWN", Op::name);
+            let name = op.map_or("UNKNOWN", Op::name);
             let path = packet.payload.split(|&b| b == 0).next().unwrap_or_default();
-            self.refusals.note(domid, op, path, cause);
+            self.refusals.note(domid, name, path, cause);
         }
         // One look at the clock for all of a request's events.
         let now = if outcome.events.is_empty() && outcome.after_reply.is_none() { None } else { Some(Instant::now()) };
@@ -802,7 +811,7 @@ impl Server {
             self.deliver(delivery, now.unwrap_or_else(Instant::now));
         }
         let mut bytes = Vec::new();
-        match (&outcome.reply, Op::from_u32(header.op)) {
+        match (&outcome.reply, op) {
             (Ok(reply), Some(op)) => reply.encode(op, header.req_id, header.tx_id, &mut bytes),
             (Err(e), _) => e.encode_reply(header.req_id, header.tx_id, &mut bytes),
             (Ok(_), None) => ErrorCode::ENOSYS.encode_reply(header.req_id, header.tx_id, &mut bytes),
