@@ -14,12 +14,15 @@
 //! - `snapshot`: the state at the start of journal `G` (its header says
 //!   `G`);
 //! - `snapshot.tmp`: a snapshot being written;
+//! - `journal.G.new`: a journal being created (its header written, then
+//!   renamed to `journal.G`);
 //! - `lock`: held (`flock`) while a daemon uses the directory.
 //!
 //! When journal `G` passes [`Persist::snapshot_bytes`], a snapshot is
 //! taken, each step safe to crash after (`recover.rs` copes):
 //! 1. journal `G` is synced (it always is when this runs);
-//! 2. `journal.G+1` is created with its header, synced, and the
+//! 2. `journal.G+1` is created with its header (through
+//!    `journal.G+1.new`), synced, and the
 //!    directory synced: a crash now replays `G` then the empty `G+1`;
 //! 3. the state is written to `snapshot.tmp` (generation `G+1`), synced,
 //!    renamed to `snapshot`, and the directory synced: before the rename
@@ -93,17 +96,23 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Creates `journal.{generation}` holding only its header, synced, with
-/// its directory.
+/// its directory. The header is written to `journal.{generation}.new` and
+/// renamed into place, so a crash at any point leaves either no journal
+/// or a whole header: a kill between `open` and `write` used to leave an
+/// empty `journal.G` that recovery then refused as corrupt (`recover.rs`
+/// removes a leftover `.new`).
 fn create_journal(dir: &Path, generation: u64) -> Result<File> {
     let path = recover::journal_path(dir, generation);
+    let new = recover::new_journal_path(dir, generation);
     let mut file = fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(&journal::header(generation))?;
-    file.sync_all().with_context(|| format!("syncing {}", path.display()))?;
+        .open(&new)
+        .with_context(|| format!("creating {}", new.display()))?;
+    file.write_all(&journal::header(generation)).with_context(|| format!("writing {}", new.display()))?;
+    file.sync_all().with_context(|| format!("syncing {}", new.display()))?;
+    fs::rename(&new, &path).with_context(|| format!("renaming {} to {}", new.display(), path.display()))?;
     sync_dir(dir)?;
     Ok(file)
 }
@@ -336,6 +345,33 @@ mod tests {
         let (_, back, report) = Persist::open(dir.path(), &Config::default()).expect("reopens");
         assert_eq!(report.snapshot, Some(generation));
         assert_eq!(back.export().nodes, engine.export().nodes);
+    }
+
+    /// A kill while the next journal is being created (CI caught one
+    /// between `open` and `write`: an empty `journal.G` that recovery
+    /// refused as "not a journal"): whatever part of the header reached
+    /// the disk, the daemon starts with everything it acknowledged.
+    #[test]
+    fn a_journal_creation_cut_short_is_removed_and_recovery_starts() {
+        let header = journal::header(2);
+        for cut in [0, 5, journal::HEADER_LEN] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (mut p, _, _) = Persist::open(dir.path(), &Config::default()).expect("opens");
+            p.append(&[write("/a", "1")]);
+            p.sync().expect("syncs");
+            drop(p);
+            let new = recover::new_journal_path(dir.path(), 2);
+            fs::write(&new, &header[..cut]).expect("writes");
+            let (mut p, engine, _) = Persist::open(dir.path(), &Config::default())
+                .unwrap_or_else(|e| panic!("a header cut at {cut} bytes: {e:#}"));
+            assert_eq!(value(&engine, "/a"), Some(b"1".to_vec()));
+            assert!(!new.exists(), "the unfinished journal stays");
+            p.append(&[write("/b", "2")]);
+            p.sync().expect("syncs");
+            drop(p);
+            let (_, engine, _) = Persist::open(dir.path(), &Config::default()).expect("reopens");
+            assert_eq!(value(&engine, "/b"), Some(b"2".to_vec()));
+        }
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! With `S` the snapshot's generation (1 without a snapshot, onto a new
 //! engine): journals below `S` and a `snapshot.tmp` are leftovers of a
-//! snapshot interrupted after its rename or before it, and are removed;
+//! snapshot interrupted after its rename or before it, and are removed,
+//! as is a `journal.G.new` (a journal's creation interrupted before its
+//! header was renamed into place);
 //! journals `S`, `S+1`, ... are replayed in order while they exist. Only
 //! the last may end in a torn tail (a journal is synced before the next is
 //! created), which is truncated away. Anything else wrong refuses to start
@@ -35,6 +37,31 @@ pub(crate) fn journal_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("journal.{generation}"))
 }
 
+/// Where a journal's header is written before it is renamed to
+/// [`journal_path`].
+pub(crate) fn new_journal_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("journal.{generation}.new"))
+}
+
+/// Removes journals whose creation was interrupted (`journal.G.new`):
+/// nothing was ever appended to them.
+fn remove_unfinished_journals(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let unfinished = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("journal.")?.strip_suffix(".new"))
+            .is_some_and(|g| g.parse::<u64>().is_ok());
+        if unfinished {
+            let path = entry.path();
+            warn!("{}: an interrupted journal creation, removed", path.display());
+            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// The generations of the journals in `dir`.
 fn journal_generations(dir: &Path) -> Result<Vec<u64>> {
     let mut found = Vec::new();
@@ -59,6 +86,7 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<(Engine, u64, Recov
         warn!("{}: an interrupted snapshot, removed", tmp.display());
         fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     }
+    remove_unfinished_journals(dir)?;
     let snap = dir.join("snapshot");
     let (start, mut engine) = match fs::read(&snap) {
         Ok(bytes) => {
