@@ -1,5 +1,6 @@
 //! PNG plots of a run: latency and memory against store size, throughput
-//! against clients, one line per daemon through its medians, a bar from
+//! against clients, one line per daemon (and our per-domain cost of each
+//! step against the number of hosted domains, one line per step) through its medians, a bar from
 //! the smallest to the largest repetition, a logarithmic y axis when one
 //! outlier would squash the rest, readable ticks (`350k`), and the legend
 //! beside the plot.
@@ -21,6 +22,10 @@ fn colour(daemon: &str) -> RGBColor {
         "c" => RGBColor(30, 90, 200),
         "c-4.20" => RGBColor(120, 60, 190),
         "ocaml-4.20" => RGBColor(160, 130, 20),
+        // The many-domains plot's lines are steps, not daemons.
+        "create + introduce" => RGBColor(200, 60, 20),
+        "device handshake" => RGBColor(30, 90, 200),
+        "destroy + release" => RGBColor(120, 60, 190),
         _ => RGBColor(40, 150, 60),
     }
 }
@@ -61,10 +66,44 @@ fn series(r: &Results, group: &str, xs: &[(f64, String)]) -> Vec<Series> {
     out
 }
 
+/// The steps of the many-domains workload (`hosted.rs`), one line each.
+const DOMAIN_STEPS: [&str; 3] = ["create + introduce", "device handshake", "destroy + release"];
+
+/// Our per-domain cost of each step against the number of domains: the
+/// counts are the run's own (the largest depends on the machine's
+/// descriptor limit), read back from the figures' names
+/// (`create + introduce, 1000 domains: per domain`).
+fn domain_steps(r: &Results) -> Vec<Series> {
+    let mut out: Vec<Series> = Vec::new();
+    for step in DOMAIN_STEPS {
+        let prefix = format!("{step}, ");
+        let mut points: Vec<Point> = r
+            .figures
+            .iter()
+            .filter(|f| f.group == crate::hosted::GROUP)
+            .filter_map(|f| {
+                let n: usize = f.name.strip_prefix(&prefix)?.strip_suffix(" domains: per domain")?.parse().ok()?;
+                let median = f.median(crate::results::OURS)?;
+                let (lo, hi) = f.spread(crate::results::OURS).unwrap_or((median, median));
+                Some((n as f64, median, lo, hi))
+            })
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if !points.is_empty() {
+            out.push((step.to_owned(), points));
+        }
+    }
+    out
+}
+
 /// How a daemon is named in the legend.
 fn title(daemon: &str) -> &str {
     match daemon {
         crate::results::OURS => "ours (Rust)",
+        // Steps, shortened to fit the legend (the title names them whole).
+        "create + introduce" => "create",
+        "device handshake" => "handshake",
+        "destroy + release" => "destroy",
         other => crate::daemons::Kind::ALL.iter().find(|k| k.name() == other).map_or(other, |k| k.title()),
     }
 }
@@ -235,6 +274,14 @@ pub fn all(r: &Results, dir: &Path) -> Result<Vec<(String, String)>> {
                 &crate::workloads::throughput::CLIENTS.map(|n| (n as f64, format!("{n} clients"))),
             ),
         },
+        Plot {
+            file: "per-domain-cost-vs-domains.png",
+            title: "Ours, per hosted domain: create + introduce, handshake, destroy",
+            x: "domains up at once",
+            y: "µs per domain",
+            log_y_allowed: false,
+            data: domain_steps(r),
+        },
     ];
     for p in plots {
         if p.data.is_empty() {
@@ -265,5 +312,28 @@ mod tests {
         assert!(wants_log_y(120.0, 2130.0));
         assert!(!wants_log_y(100.0, 300.0));
         assert!(!wants_log_y(0.0, 300.0));
+    }
+
+    #[test]
+    fn the_domain_plot_has_a_line_per_step_in_domain_order() {
+        let mut r = Results::default();
+        for (n, cost) in [(1000, 3.0), (10, 1.0), (3700, 4.0)] {
+            r.add(
+                crate::hosted::GROUP,
+                &format!("destroy + release, {n} domains: per domain"),
+                "µs",
+                false,
+                "rust",
+                cost,
+            );
+        }
+        r.add(crate::hosted::GROUP, "create + introduce, 10 domains: per domain", "µs", false, "rust", 7.0);
+        r.add(crate::hosted::GROUP, "READ over a guest's ring p50", "µs", false, "rust", 9.0);
+        let lines = domain_steps(&r);
+        let names: Vec<&str> = lines.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(names, ["create + introduce", "destroy + release"]);
+        let xs: Vec<f64> = lines[1].1.iter().map(|p| p.0).collect();
+        assert_eq!(xs, [10.0, 1000.0, 3700.0]);
+        assert_eq!(lines[1].1[2].1, 4.0);
     }
 }
