@@ -407,6 +407,32 @@ pub trait EventChannels: AsFd + Send + fmt::Debug {
     /// blocking, and re-arms them.
     fn take_pending(&mut self, out: &mut Vec<Port>) -> io::Result<()>;
 
+    /// Where ports can be polled one by one (hosted: each is an eventfd),
+    /// hands `port`'s wake-ups to the caller: from now on the handle's own
+    /// descriptor and [`EventChannels::take_pending`] no longer report it,
+    /// and the returned descriptor, valid while the port stays bound,
+    /// is readable while the port is pending. Reading 8 bytes from it
+    /// (it is non-blocking) clears it; an edge-triggered poller need not
+    /// clear it, each signal being a new edge.
+    ///
+    /// This is for a caller that waits on one port (a guest's xenstore
+    /// ring) or polls many in its own loop (xenstored): a notification
+    /// then wakes it without the handle's shared set in between and
+    /// without the look that says which port fired, two system calls a
+    /// round trip. `Ok(None)` where ports share one descriptor (Xen's
+    /// `/dev/xen/evtchn`): keep using `take_pending`.
+    fn poll_directly(&mut self, port: Port) -> io::Result<Option<std::os::fd::OwnedFd>> {
+        let _ = port;
+        Ok(None)
+    }
+
+    /// Undoes [`EventChannels::poll_directly`]: the handle reports `port`
+    /// again (for a caller that could not poll the descriptor after all).
+    fn poll_through_handle(&mut self, port: Port) -> io::Result<()> {
+        let _ = port;
+        Ok(())
+    }
+
     /// The ports this handle holds and what each is bound to, in port
     /// order (what a live update records).
     fn bindings(&self) -> Vec<BoundPort>;

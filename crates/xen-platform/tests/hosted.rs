@@ -525,6 +525,39 @@ fn adopted_handle_keeps_its_ports_events_and_notifications() {
     adopted.unbind(port).unwrap();
 }
 
+/// A port handed to its caller (`poll_directly`, what xenstored and a
+/// guest's ring transport do) fires on its own descriptor and no longer
+/// through the handle, until it is given back.
+#[test]
+fn a_port_polled_directly_fires_on_its_own_descriptor_until_given_back() {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let world = World::new();
+    let new = world.create("pinger", "ping-pong", &[]);
+    let page = world.host.foreign_memory().map_foreign(new.domid, new.store_gfn, 1).unwrap();
+    let mut channels = world.host.event_channels().unwrap();
+    let virq = channels.bind_virq(Virq::DomExc).unwrap();
+    let port = channels.bind_interdomain(new.domid, new.store_port).unwrap();
+    let fd = channels.poll_directly(port).unwrap().expect("hosted ports have their own descriptor");
+    poke(&page, 0, 41);
+    channels.notify(port).unwrap();
+    world.domains().unpause(new.domid).unwrap();
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let ready = poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 10, tv_nsec: 0 })).unwrap();
+    assert_eq!(ready, 1, "no event on the port's descriptor; console: {}", world.console(new.domid));
+    assert_eq!(peek(&page, 1), 42);
+    // The guest's exit raises the virq, which the handle still reports;
+    // the port it no longer does.
+    await_event(&mut channels, virq);
+    let mut pending = Vec::new();
+    channels.take_pending(&mut pending).unwrap();
+    assert!(!pending.contains(&port), "{pending:?}");
+    // Given back while still pending (nobody cleared it): the handle
+    // reports it again.
+    channels.poll_through_handle(port).unwrap();
+    channels.take_pending(&mut pending).unwrap();
+    assert!(pending.contains(&port), "{pending:?}");
+}
+
 #[test]
 fn bound_store_port_cannot_be_bound_twice_but_can_after_unbind() {
     let world = World::new();

@@ -4,13 +4,20 @@
 //!
 //! All rings share one pollable event-channel handle: one notification
 //! wakes the loop, which asks the handle which ports are pending and
-//! serves those rings only (nothing is O(domains) per request). The
-//! domain-exception interrupt (VIRQ_DOM_EXC) arrives on the same handle;
+//! serves those rings only (nothing is O(domains) per request). Where the
+//! platform lets each port be polled on its own (hosted: an eventfd per
+//! port), a ring's port is instead registered in the server's own poll
+//! under its connection's token ([`Rings::watch`]): a notification then
+//! wakes the loop straight into that ring, without the handle's nested
+//! set and the look that says which port fired (two system calls a round
+//! trip). The domain-exception interrupt (VIRQ_DOM_EXC) arrives on the
+//! shared handle either way;
 //! only then does the daemon ask which domains changed (listing every
 //! domain where the platform cannot say), to learn which have shut down
 //! or gone.
 
 use std::io::{self, IoSlice, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -192,6 +199,11 @@ pub(crate) struct Rings {
     pub(crate) virq_port: Port,
     pub(crate) by_port: FxHashMap<Port, ConnId>,
     pub(crate) by_domid: FxHashMap<DomId, ConnId>,
+    /// The server's poll, for ports polled directly.
+    pub(crate) registry: mio::Registry,
+    /// Ports registered in it ([`Rings::watch`]), with their descriptors
+    /// (deregistered before they are closed).
+    pub(crate) direct: FxHashMap<Port, OwnedFd>,
     /// Scratch for pending ports.
     pub(crate) pending: Vec<Port>,
     /// The next VIRQ_DOM_EXC looks at every domain rather than at those
@@ -202,29 +214,66 @@ pub(crate) struct Rings {
 }
 
 impl Rings {
-    /// Binds VIRQ_DOM_EXC and gets ready to serve rings.
-    pub(crate) fn new(mut platform: Platform) -> io::Result<Rings> {
+    /// Binds VIRQ_DOM_EXC and gets ready to serve rings, polling ports
+    /// that can be polled directly through `registry`.
+    pub(crate) fn new(mut platform: Platform, registry: mio::Registry) -> io::Result<Rings> {
         let virq_port = platform.events.bind_virq(xen_platform::Virq::DomExc)?;
-        Ok(Rings {
-            platform,
-            virq_port,
-            by_port: FxHashMap::default(),
-            by_domid: FxHashMap::default(),
-            pending: Vec::new(),
-            fresh_look: true,
-        })
+        Ok(Rings::adopted(platform, virq_port, registry))
     }
 
     /// Rings served again after a live update: the event-channel handle
     /// in `platform` was adopted with its ports, VIRQ_DOM_EXC's among them.
-    pub(crate) fn adopted(platform: Platform, virq_port: Port) -> Rings {
+    pub(crate) fn adopted(platform: Platform, virq_port: Port, registry: mio::Registry) -> Rings {
         Rings {
             platform,
             virq_port,
             by_port: FxHashMap::default(),
             by_domid: FxHashMap::default(),
+            registry,
+            direct: FxHashMap::default(),
             pending: Vec::new(),
             fresh_look: true,
+        }
+    }
+
+    /// Indexes `local` as `conn`'s port, and polls it directly where the
+    /// platform allows: registered under the connection's token, so
+    /// [`crate::Server::step`] serves the connection when it fires.
+    fn watch(&mut self, local: Port, conn: ConnId) -> io::Result<()> {
+        self.by_port.insert(local, conn);
+        if let Some(fd) = self.platform.events.poll_directly(local)? {
+            let token = crate::socket::token(conn);
+            let raw = fd.as_raw_fd();
+            if let Err(e) = self.registry.register(&mut mio::unix::SourceFd(&raw), token, mio::Interest::READABLE) {
+                // The handle reports it again, or nobody would.
+                self.platform.events.poll_through_handle(local)?;
+                return Err(e);
+            }
+            self.direct.insert(local, fd);
+        }
+        Ok(())
+    }
+
+    /// Takes every directly polled port out of the server's poll and
+    /// closes their descriptors (a live update is about to take the handle
+    /// apart: the new daemon polls what it adopts itself).
+    /// [`Rings::watch_again`] undoes it.
+    pub(crate) fn unwatch_all(&mut self) {
+        for (_, fd) in self.direct.drain() {
+            let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd.as_raw_fd()));
+        }
+    }
+
+    /// Polls every ring's port directly again, after [`Rings::unwatch_all`]
+    /// and a handle given back (or rebuilt) whole. A port that cannot be
+    /// is still reported by the handle ([`Rings::watch`] gives it back on
+    /// failure), so nothing is lost but the shortcut.
+    pub(crate) fn watch_again(&mut self) {
+        let ports: Vec<(Port, ConnId)> = self.by_port.iter().map(|(p, c)| (*p, *c)).collect();
+        for (port, conn) in ports {
+            if let Err(e) = self.watch(port, conn) {
+                tracing::warn!(port, conn, "polling the port through the handle: {e}");
+            }
         }
     }
 
@@ -240,7 +289,7 @@ impl Rings {
         features: u32,
     ) -> io::Result<DomainRing> {
         let notifier = self.platform.events.notifier(local)?;
-        self.by_port.insert(local, conn);
+        self.watch(local, conn)?;
         if domid != 0 {
             self.by_domid.insert(domid, conn);
         }
@@ -267,8 +316,7 @@ impl Rings {
                 filled
             }
         };
-        let (local, notifier) = self.bind(domid, port)?;
-        self.by_port.insert(local, conn);
+        let (local, notifier) = self.bind(domid, port, conn)?;
         self.by_domid.insert(domid, conn);
         Ok(DomainRing::new(domid, local, pages, notifier, features))
     }
@@ -282,29 +330,42 @@ impl Rings {
         conn: ConnId,
         features: u32,
     ) -> io::Result<DomainRing> {
-        let (local, notifier) = self.bind(0, port)?;
-        self.by_port.insert(local, conn);
+        let (local, notifier) = self.bind(0, port, conn)?;
         Ok(DomainRing::new(0, local, pages, notifier, features))
     }
 
-    /// Binds `domid`'s `port` here; returns our port and what signals it.
-    fn bind(&mut self, domid: DomId, port: Port) -> io::Result<(Port, Notifier)> {
+    /// Binds `domid`'s `port` here and watches it for `conn`; returns our
+    /// port and what signals it.
+    fn bind(&mut self, domid: DomId, port: Port, conn: ConnId) -> io::Result<(Port, Notifier)> {
         let local = self.platform.events.bind_interdomain(domid, port)?;
-        match self.platform.events.notifier(local) {
+        let watched = self.platform.events.notifier(local).and_then(|notifier| {
+            self.watch(local, conn)?;
+            Ok(notifier)
+        });
+        match watched {
             Ok(notifier) => Ok((local, notifier)),
             Err(e) => {
-                let _ = self.platform.events.unbind(local);
+                self.forget(local);
                 Err(e)
             }
         }
+    }
+
+    /// Stops polling `port` and unbinds it.
+    fn forget(&mut self, port: Port) {
+        self.by_port.remove(&port);
+        if let Some(fd) = self.direct.remove(&port) {
+            // Before the descriptor is closed (dropped here).
+            let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd.as_raw_fd()));
+        }
+        let _ = self.platform.events.unbind(port);
     }
 
     /// Stops serving a domain's ring: unbinds its port (the page is
     /// unmapped when `ring` is dropped).
     pub(crate) fn detach(&mut self, ring: &DomainRing) {
         self.by_domid.remove(&ring.domid);
-        self.by_port.remove(&ring.port);
-        let _ = self.platform.events.unbind(ring.port);
+        self.forget(ring.port);
     }
 }
 

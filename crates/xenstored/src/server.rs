@@ -202,7 +202,8 @@ impl Server {
     /// dom0's port once as it does), and polls the event-channel handle.
     /// Without a platform, INTRODUCE only records the domain in the store.
     pub fn serve_domains(&mut self, platform: Platform) -> Result<()> {
-        let mut rings = Rings::new(platform).context("binding VIRQ_DOM_EXC")?;
+        let registry = self.poll.registry().try_clone().context("sharing the poll with the rings")?;
+        let mut rings = Rings::new(platform, registry).context("binding VIRQ_DOM_EXC")?;
         if let Some((pages, port)) = rings.platform.dom0_store.dom0_ring().context("finding dom0's xenstore ring")? {
             let conn = self.engine.connect(Caller::DOM0);
             let features = self.engine.config().features;

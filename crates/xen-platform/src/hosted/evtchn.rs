@@ -48,6 +48,9 @@ struct LocalPort {
     /// How it was bound; [`Binding::Claimed`] ports are released, not
     /// closed, when the handle goes.
     binding: Binding,
+    /// Handed to the caller ([`EventChannels::poll_directly`]): out of
+    /// the handle's epoll set.
+    direct: bool,
 }
 
 impl HostedEventChannels {
@@ -72,7 +75,7 @@ impl HostedEventChannels {
                 Binding::Virq(_) => None,
                 _ => Some(Arc::new(fds.next().ok_or(Errno::INVAL)?)),
             };
-            handle.register(port, LocalPort { poll, notify, binding })?;
+            handle.register(port, LocalPort { poll, notify, binding, direct: false })?;
         }
         if fds.next().is_some() {
             return Err(Errno::INVAL.into());
@@ -107,7 +110,7 @@ impl HostedEventChannels {
             (Response::Virq { port }, Some(poll), None, None) => (port, poll, None),
             _ => return Err(invalid("unexpected reply to a bind")),
         };
-        self.register(port, LocalPort { poll, notify, binding })?;
+        self.register(port, LocalPort { poll, notify, binding, direct: false })?;
         Ok(port)
     }
 }
@@ -127,7 +130,9 @@ impl EventChannels for HostedEventChannels {
 
     fn unbind(&mut self, port: Port) -> io::Result<()> {
         let local = self.ports.remove(&port).ok_or(Errno::INVAL)?;
-        let _ = epoll::delete(&self.epoll, &local.poll);
+        if !local.direct {
+            let _ = epoll::delete(&self.epoll, &local.poll);
+        }
         self.host.request_done(&Request::Unbind { port })
     }
 
@@ -135,6 +140,25 @@ impl EventChannels for HostedEventChannels {
         let local = self.ports.get(&port).ok_or(Errno::INVAL)?;
         let fd = local.notify.clone().ok_or(Errno::INVAL)?;
         Ok(Notifier::new(move || signal(fd.as_fd())))
+    }
+
+    fn poll_directly(&mut self, port: Port) -> io::Result<Option<OwnedFd>> {
+        let local = self.ports.get_mut(&port).ok_or(Errno::INVAL)?;
+        let fd = local.poll.try_clone()?;
+        if !local.direct {
+            epoll::delete(&self.epoll, &local.poll)?;
+            local.direct = true;
+        }
+        Ok(Some(fd))
+    }
+
+    fn poll_through_handle(&mut self, port: Port) -> io::Result<()> {
+        let local = self.ports.get_mut(&port).ok_or(Errno::INVAL)?;
+        if local.direct {
+            epoll::add(&self.epoll, &local.poll, epoll::EventData::new_u64(u64::from(port)), epoll::EventFlags::IN)?;
+            local.direct = false;
+        }
+        Ok(())
     }
 
     fn bindings(&self) -> Vec<BoundPort> {

@@ -21,6 +21,13 @@
 //! Every thread first tries once without arming (most tries succeed: no
 //! system call at all); arming is for a thread about to sleep.
 //!
+//! Where the platform lets the port be polled on its own
+//! ([`EventChannels::poll_directly`]: hosted), arming is one read that
+//! clears the port's descriptor and the poll is on that descriptor:
+//! one system call less per wait than the handle's look at which port
+//! fired, and no nested poll set between the notification and the
+//! waiting thread.
+//!
 //! Any change the server makes after step 2 is followed by a notification
 //! (the server notifies whenever it moves bytes or sets the error
 //! indicator), which step 3 sees because step 1 came first. A sleeper
@@ -36,7 +43,7 @@ mod wake;
 
 use std::fmt;
 use std::io::{self, Read};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use xen_platform::{EventChannels, MappedPages, Port};
@@ -73,6 +80,9 @@ struct Shared {
     /// Interrupts the poller on shutdown.
     wake: Wake,
     port: Port,
+    /// The port's own descriptor, where the platform has one: the poller
+    /// clears and polls it instead of the handle.
+    direct: Option<OwnedFd>,
 }
 
 struct State {
@@ -100,8 +110,9 @@ impl SharedRing {
     /// already be bound or claimed on that handle; the transport takes the
     /// handle over (and so its other ports: any of them firing makes it
     /// re-check the ring, which is harmless).
-    pub fn new(store_page: MappedPages, events: Box<dyn EventChannels>, port: Port) -> io::Result<SharedRing> {
+    pub fn new(store_page: MappedPages, mut events: Box<dyn EventChannels>, port: Port) -> io::Result<SharedRing> {
         let notifier = events.notifier(port)?;
+        let direct = events.poll_directly(port)?;
         let ring = OwnedRing::new(store_page, notifier);
         let state = State { ring, polling: false, sleepers: 0, shut_down: false, pending: Vec::new() };
         let shared = Shared {
@@ -110,6 +121,7 @@ impl SharedRing {
             events: Mutex::new(events),
             wake: Wake::new()?,
             port,
+            direct,
         };
         Ok(SharedRing { shared: Arc::new(shared) })
     }
@@ -251,17 +263,25 @@ impl Shared {
             }
             // The poller. Arm, then look again: what came before the arming
             // this look sees, what comes after it wakes the poll.
-            let pending = &mut state.pending;
-            pending.clear();
-            lock(&self.events).take_pending(pending)?;
+            match &self.direct {
+                Some(fd) => clear(fd),
+                None => {
+                    let pending = &mut state.pending;
+                    pending.clear();
+                    lock(&self.events).take_pending(pending)?;
+                }
+            }
             if let Some(done) = attempt(&mut state)? {
                 return Ok(done);
             }
             state.polling = true;
             drop(state);
-            let polled = {
-                let events = lock(&self.events);
-                self.wake.wait(events.as_fd())
+            let polled = match &self.direct {
+                Some(fd) => self.wake.wait(fd.as_fd()),
+                None => {
+                    let events = lock(&self.events);
+                    self.wake.wait(events.as_fd())
+                }
             };
             state = self.lock();
             state.polling = false;
@@ -287,6 +307,13 @@ impl State {
             self.ring.server_features() & FEATURE_RECONNECTION != 0 && self.ring.connection_state() != CONNECTED;
         Ok(!reconnecting)
     }
+}
+
+/// Clears a port's own (non-blocking) descriptor: what arrives after this
+/// makes it readable again.
+fn clear(fd: &OwnedFd) {
+    let mut counter = [0u8; 8];
+    while let Err(rustix::io::Errno::INTR) = rustix::io::read(fd, &mut counter) {}
 }
 
 fn shut_down() -> io::Error {

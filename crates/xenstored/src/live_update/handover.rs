@@ -230,24 +230,44 @@ pub(crate) struct Detached {
     virq_port: xen_platform::Port,
     by_port: rustc_hash::FxHashMap<xen_platform::Port, xenstore_db::ConnId>,
     by_domid: rustc_hash::FxHashMap<xen_platform::DomId, xenstore_db::ConnId>,
+    registry: mio::Registry,
     pending: Vec<xen_platform::Port>,
 }
 
 impl Detached {
     /// The rings without their event-channel handle, and the handle.
-    fn split(rings: Rings) -> (Box<dyn xen_platform::EventChannels>, Detached) {
+    /// Directly polled ports leave the server's poll first: taking the
+    /// handle apart closes their descriptors.
+    fn split(mut rings: Rings) -> (Box<dyn xen_platform::EventChannels>, Detached) {
+        rings.unwatch_all();
         // A failed update's rings look at every domain again: a change
         // query may have been answered while the handle was apart.
-        let Rings { platform, virq_port, by_port, by_domid, pending, fresh_look: _ } = rings;
+        let Rings { platform, virq_port, by_port, by_domid, registry, direct: _, pending, fresh_look: _ } = rings;
         let Platform { events, memory, domains, dom0_store, adopt_events } = platform;
-        (events, Detached { memory, domains, dom0_store, adopt_events, virq_port, by_port, by_domid, pending })
+        (
+            events,
+            Detached { memory, domains, dom0_store, adopt_events, virq_port, by_port, by_domid, registry, pending },
+        )
     }
 
-    /// The rings again, with `events` as their handle.
+    /// The rings again, with `events` as their handle, their ports polled
+    /// directly again where they can be.
     fn join(self, events: Box<dyn xen_platform::EventChannels>) -> Rings {
-        let Detached { memory, domains, dom0_store, adopt_events, virq_port, by_port, by_domid, pending } = self;
+        let Detached { memory, domains, dom0_store, adopt_events, virq_port, by_port, by_domid, registry, pending } =
+            self;
         let platform = Platform { events, memory, domains, dom0_store, adopt_events };
-        Rings { platform, virq_port, by_port, by_domid, pending, fresh_look: true }
+        let mut rings = Rings {
+            platform,
+            virq_port,
+            by_port,
+            by_domid,
+            registry,
+            direct: rustc_hash::FxHashMap::default(),
+            pending,
+            fresh_look: true,
+        };
+        rings.watch_again();
+        rings
     }
 }
 

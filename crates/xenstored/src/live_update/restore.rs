@@ -195,7 +195,8 @@ impl Server {
             };
             let fd = platform.events.as_fd().as_raw_fd();
             server.poll.registry().register(&mut mio::unix::SourceFd(&fd), EVTCHN, Interest::READABLE)?;
-            server.rings = Some(Rings::adopted(platform, virq_port));
+            let registry = server.poll.registry().try_clone()?;
+            server.rings = Some(Rings::adopted(platform, virq_port, registry));
         }
         let now = std::time::Instant::now();
         for c in state.conns {
