@@ -5,7 +5,8 @@
 //! children's nodes, so a leaf name is stored once, here, and no node has a
 //! full-path key. Most nodes have no children and most directories a
 //! handful, so a list is nothing at all when empty and one shared slice of
-//! `(name, node)` pairs when small (24 bytes a child, copied on change: at
+//! `(name, node)` pairs when small (24 bytes a child with its name inline
+//! when short, see [`crate::small`]; copied on change: at
 //! most [`SMALL_MAX`] pairs, found by a linear scan that compares lengths
 //! before bytes). Past that it becomes a persistent map of names by
 //! creation number for the order and a persistent map for lookups (each
@@ -13,24 +14,29 @@
 //! under `/local/domain` with thousands of siblings costs O(log n), not a
 //! copy of the list or a scan for its place in the order.
 
-use std::sync::Arc;
-
 use imbl::OrdMap;
 
-use crate::node::{Name, Node};
+use crate::node::{Name, NodeRef};
 
-/// Lists up to this long are a plain shared slice.
+/// Lists up to this long are a plain slice.
 pub const SMALL_MAX: usize = 32;
 
-/// The children of one node.
+/// The children of one node: nothing when there are none, else one
+/// shared list.
+///
+/// Eight bytes in the node: a node is the store's most numerous thing,
+/// and most have no children, so the list's variants live behind the one
+/// pointer (an enum of them inline would be 24 bytes, pushing every node
+/// into the allocator's next size class).
 #[derive(Debug, Clone, Default)]
-pub enum Children {
-    /// No children.
-    #[default]
-    Empty,
+pub struct Children(Option<triomphe::Arc<List>>);
+
+/// A non-empty children list.
+#[derive(Debug, Clone)]
+enum List {
     /// Up to [`SMALL_MAX`] children, in creation order.
-    Small(Arc<[(Name, Arc<Node>)]>),
-    /// More (boxed to keep the node small).
+    Small(Box<[(Name, NodeRef)]>),
+    /// More (boxed to keep the small case small).
     Large(Box<Large>),
 }
 
@@ -39,14 +45,14 @@ pub enum Children {
 #[derive(Debug, Clone)]
 pub struct Large {
     order: OrdMap<u64, Name>,
-    nodes: OrdMap<Name, (u64, Arc<Node>)>,
+    nodes: OrdMap<Name, (u64, NodeRef)>,
     /// The next creation number.
     next: u64,
 }
 
 impl Large {
     /// Appends a child not listed yet.
-    fn push(&mut self, name: Name, node: Arc<Node>) {
+    fn push(&mut self, name: Name, node: NodeRef) {
         let number = self.next;
         self.next += 1;
         self.order.insert(number, name.clone());
@@ -57,116 +63,128 @@ impl Large {
 impl Children {
     /// Number of children.
     pub fn len(&self) -> usize {
-        match self {
-            Children::Empty => 0,
-            Children::Small(pairs) => pairs.len(),
-            Children::Large(large) => large.order.len(),
+        match self.0.as_deref() {
+            None => 0,
+            Some(List::Small(pairs)) => pairs.len(),
+            Some(List::Large(large)) => large.order.len(),
         }
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.0.is_none()
     }
 
     /// The names in creation order.
     pub fn iter(&self) -> Iter<'_> {
-        match self {
-            Children::Empty => Iter::Slice([].iter()),
-            Children::Small(pairs) => Iter::Slice(pairs.iter()),
-            Children::Large(large) => Iter::Large(large.order.values()),
+        match self.0.as_deref() {
+            None => Iter::Slice([].iter()),
+            Some(List::Small(pairs)) => Iter::Slice(pairs.iter()),
+            Some(List::Large(large)) => Iter::Large(large.order.values()),
         }
     }
 
     /// Every child with its name, in no particular order (for walks).
-    pub fn nodes(&self) -> Box<dyn Iterator<Item = (&Name, &Arc<Node>)> + '_> {
-        match self {
-            Children::Empty => Box::new(std::iter::empty()),
-            Children::Small(pairs) => Box::new(pairs.iter().map(|(n, c)| (n, c))),
-            Children::Large(large) => Box::new(large.nodes.iter().map(|(n, (_, c))| (n, c))),
+    pub fn nodes(&self) -> Box<dyn Iterator<Item = (&Name, &NodeRef)> + '_> {
+        match self.0.as_deref() {
+            None => Box::new(std::iter::empty()),
+            Some(List::Small(pairs)) => Box::new(pairs.iter().map(|(n, c)| (n, c))),
+            Some(List::Large(large)) => Box::new(large.nodes.iter().map(|(n, (_, c))| (n, c))),
         }
     }
 
     /// The child called `name`.
     #[inline]
-    pub fn get(&self, name: &str) -> Option<&Arc<Node>> {
-        match self {
-            Children::Empty => None,
-            Children::Small(pairs) => pairs.iter().find(|(n, _)| same(n, name)).map(|(_, c)| c),
-            Children::Large(large) => large.nodes.get(name).map(|(_, c)| c),
+    pub fn get(&self, name: &str) -> Option<&NodeRef> {
+        match self.0.as_deref()? {
+            List::Small(pairs) => pairs.iter().find(|(n, _)| same(n.as_bytes(), name.as_bytes())).map(|(_, c)| c),
+            List::Large(large) => large.nodes.get(name.as_bytes()).map(|(_, c)| c),
         }
     }
 
     /// The child called `name`, for replacing; copies this list first if
     /// it is shared (with a transaction's snapshot).
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut Arc<Node>> {
-        match self {
-            Children::Empty => None,
-            Children::Small(pairs) => {
-                let i = pairs.iter().position(|(n, _)| same(n, name))?;
-                Arc::make_mut(pairs).get_mut(i).map(|(_, c)| c)
-            }
-            Children::Large(large) => large.nodes.get_mut(name).map(|(_, c)| c),
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut NodeRef> {
+        let list = self.0.as_mut()?;
+        if let List::Small(pairs) = &**list {
+            // Look before copying: a miss must not copy a shared list.
+            pairs.iter().position(|(n, _)| same(n.as_bytes(), name.as_bytes()))?;
+        }
+        match triomphe::Arc::make_mut(list) {
+            List::Small(pairs) => pairs.iter_mut().find(|(n, _)| same(n.as_bytes(), name.as_bytes())).map(|(_, c)| c),
+            List::Large(large) => large.nodes.get_mut(name.as_bytes()).map(|(_, c)| c),
         }
     }
 
     /// Appends a child; its name must not be listed yet.
-    pub fn push(&mut self, name: Name, node: Arc<Node>) {
-        match self {
-            Children::Empty => *self = Children::Small(Arc::from([(name, node)])),
-            Children::Small(pairs) if pairs.len() < SMALL_MAX => {
-                let mut grown = Vec::with_capacity(pairs.len() + 1);
-                grown.extend(pairs.iter().cloned());
+    pub fn push(&mut self, name: Name, node: NodeRef) {
+        let Some(list) = self.0.as_mut() else {
+            self.0 = Some(triomphe::Arc::new(List::Small(Box::new([(name, node)]))));
+            return;
+        };
+        match triomphe::Arc::make_mut(list) {
+            List::Small(pairs) if pairs.len() < SMALL_MAX => {
+                let mut grown = std::mem::take(pairs).into_vec();
+                grown.reserve_exact(1);
                 grown.push((name, node));
-                *pairs = Arc::from(grown);
+                *pairs = grown.into_boxed_slice();
             }
-            Children::Small(pairs) => {
+            List::Small(pairs) => {
                 let mut large = Large { order: OrdMap::new(), nodes: OrdMap::new(), next: 0 };
-                for (n, c) in pairs.iter().cloned().chain([(name, node)]) {
+                for (n, c) in std::mem::take(pairs).into_vec().into_iter().chain([(name, node)]) {
                     large.push(n, c);
                 }
-                *self = Children::Large(Box::new(large));
+                *triomphe::Arc::make_mut(list) = List::Large(Box::new(large));
             }
-            Children::Large(large) => large.push(name, node),
+            List::Large(large) => large.push(name, node),
         }
     }
 
     /// Removes the child called `name` and returns its node.
-    pub fn remove(&mut self, name: &str) -> Option<Arc<Node>> {
-        match self {
-            Children::Empty => None,
-            Children::Small(pairs) => {
-                let i = pairs.iter().position(|(n, _)| **n == *name)?;
-                let node = pairs.get(i).map(|(_, c)| c.clone());
+    pub fn remove(&mut self, name: &str) -> Option<NodeRef> {
+        let list = self.0.as_mut()?;
+        let node = match &**list {
+            List::Small(pairs) => {
+                let i = pairs.iter().position(|(n, _)| n.as_bytes() == name.as_bytes())?;
                 if pairs.len() == 1 {
-                    *self = Children::Empty;
-                } else {
-                    let kept: Vec<_> =
-                        pairs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| p.clone()).collect();
-                    *pairs = Arc::from(kept);
+                    let node = pairs.first().map(|(_, c)| c.clone());
+                    self.0 = None;
+                    return node;
+                }
+                let List::Small(pairs) = triomphe::Arc::make_mut(list) else { return None };
+                let mut kept = std::mem::take(pairs).into_vec();
+                let (_, node) = kept.remove(i);
+                *pairs = kept.into_boxed_slice();
+                node
+            }
+            List::Large(large) => {
+                if !large.nodes.contains_key(name.as_bytes()) {
+                    return None;
+                }
+                let List::Large(large) = triomphe::Arc::make_mut(list) else { return None };
+                let (number, node) = large.nodes.remove(name.as_bytes())?;
+                large.order.remove(&number);
+                if large.order.is_empty() {
+                    self.0 = None;
                 }
                 node
             }
-            Children::Large(large) => {
-                let (number, node) = large.nodes.remove(name)?;
-                large.order.remove(&number);
-                Some(node)
-            }
-        }
+        };
+        Some(node)
     }
 }
 
-/// Whether two leaf names are equal: the length (in the pointer) first,
+/// Whether two leaf names are equal: the length first,
 /// then a byte loop, which beats a `memcmp` call on names this short.
 #[inline]
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Iterator over the names of [`Children`], both ways.
 pub enum Iter<'a> {
     /// Over an empty or small list.
-    Slice(std::slice::Iter<'a, (Name, Arc<Node>)>),
+    Slice(std::slice::Iter<'a, (Name, NodeRef)>),
     /// Over a large list.
     Large(imbl::ordmap::Values<'a, u64, Name, imbl::shared_ptr::DefaultSharedPtr>),
 }
@@ -207,13 +225,14 @@ impl DoubleEndedIterator for Iter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::Node;
 
     fn names(c: &Children) -> Vec<String> {
         c.iter().map(|n| n.to_string()).collect()
     }
 
-    fn leaf(tag: u64) -> Arc<Node> {
-        Arc::new(Node::new(Arc::from(&b""[..]), xenstore_wire::PermList::owned_by(0, xenstore_wire::Access::None), tag))
+    fn leaf(tag: u64) -> NodeRef {
+        NodeRef::new(Node::new(b"", xenstore_wire::PermList::owned_by(0, xenstore_wire::Access::None), tag))
     }
 
     #[test]
@@ -223,7 +242,7 @@ mod tests {
         for (i, n) in all.iter().enumerate() {
             c.push(Name::from(n.as_str()), leaf(i as u64));
             assert_eq!(c.len(), i + 1);
-            assert_eq!(matches!(c, Children::Large(_)), i + 1 > SMALL_MAX);
+            assert_eq!(matches!(c.0.as_deref(), Some(List::Large(_))), i + 1 > SMALL_MAX);
         }
         assert_eq!(names(&c), all);
         let back: Vec<String> = c.iter().rev().map(|n| n.to_string()).collect();
@@ -270,7 +289,7 @@ mod tests {
         let mut one = Children::default();
         one.push(Name::from("x"), leaf(0));
         assert!(one.remove("x").is_some());
-        assert!(matches!(one, Children::Empty) && one.is_empty());
+        assert!(one.0.is_none() && one.is_empty());
     }
 
     #[test]

@@ -151,7 +151,7 @@ impl Engine {
                     let after = Charge { owner: updated.perms.owner(), bytes: memory::node_at(p, &updated) };
                     mutations.push(Mutation::changed(before, after));
                     self.tree.replace(p, updated);
-                    let (value, perms) = (new.value.clone(), new.perms.clone());
+                    let (value, perms) = (new.value.to_arc(), new.perms.clone());
                     applied.push(Applied::Write { path: p.clone(), value, perms });
                 }
                 None => created.push(p),
@@ -191,10 +191,10 @@ impl Engine {
                     continue;
                 };
                 self.gen += 1;
-                let node = Node::new(new.value.clone(), new.perms.clone(), self.gen);
+                let node = Node::new(&new.value, new.perms.clone(), self.gen);
                 let owner = node.perms.owner();
                 let bytes = memory::node_at(&child, &node);
-                let (value, perms) = (node.value.clone(), node.perms.clone());
+                let (value, perms) = (node.value.to_arc(), node.perms.clone());
                 let path = self.tree.create(&child, node, self.gen);
                 applied.push(Applied::Write { path, value, perms });
                 mutations.push(Mutation::created(owner, bytes));

@@ -64,6 +64,7 @@ mod quota_charge;
 mod quota_requests;
 pub mod replay;
 mod route;
+pub mod small;
 pub mod state;
 mod state_import;
 mod state_tree;
