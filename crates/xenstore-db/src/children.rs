@@ -21,19 +21,29 @@ use crate::node::{Name, NodeRef};
 /// Lists up to this long are a plain slice.
 pub const SMALL_MAX: usize = 32;
 
-/// The children of one node: nothing when there are none, else one
-/// shared list.
+/// The children of one node and the generation of their list: nothing
+/// when there are none and the generation is the node's own (see
+/// [`crate::node::Node::list_gen`]), else one shared list.
 ///
 /// Eight bytes in the node: a node is the store's most numerous thing,
-/// and most have no children, so the list's variants live behind the one
-/// pointer (an enum of them inline would be 24 bytes, pushing every node
-/// into the allocator's next size class).
+/// and most have no children, so the list, its variants and its
+/// generation live behind the one pointer (an enum of the variants inline
+/// would be 24 bytes and the generation 8 more, pushing every node into
+/// the allocator's next size class).
 #[derive(Debug, Clone, Default)]
 pub struct Children(Option<triomphe::Arc<List>>);
 
-/// A non-empty children list.
+/// A children list, possibly empty (then kept only for its generation).
 #[derive(Debug, Clone)]
-enum List {
+struct List {
+    /// Generation of the last change to the list.
+    gen: u64,
+    entries: Entries,
+}
+
+/// The children themselves.
+#[derive(Debug, Clone)]
+enum Entries {
     /// Up to [`SMALL_MAX`] children, in creation order.
     Small(Box<[(Name, NodeRef)]>),
     /// More (boxed to keep the small case small).
@@ -61,116 +71,132 @@ impl Large {
 }
 
 impl Children {
+    fn entries(&self) -> Option<&Entries> {
+        self.0.as_deref().map(|list| &list.entries)
+    }
+
+    /// The list's own generation; `None` when it has none (no children,
+    /// and the generation is the node's).
+    pub(crate) fn gen(&self) -> Option<u64> {
+        self.0.as_deref().map(|list| list.gen)
+    }
+
+    /// Sets the list's generation, keeping an empty list for it if need be.
+    pub(crate) fn set_gen(&mut self, gen: u64) {
+        match &mut self.0 {
+            Some(list) => triomphe::Arc::make_mut(list).gen = gen,
+            None => self.0 = Some(triomphe::Arc::new(List { gen, entries: Entries::Small(Box::new([])) })),
+        }
+    }
+
+    /// Drops an empty list (its generation with it).
+    pub(crate) fn clear_if_empty(&mut self) {
+        if self.is_empty() {
+            self.0 = None;
+        }
+    }
+
     /// Number of children.
     pub fn len(&self) -> usize {
-        match self.0.as_deref() {
+        match self.entries() {
             None => 0,
-            Some(List::Small(pairs)) => pairs.len(),
-            Some(List::Large(large)) => large.order.len(),
+            Some(Entries::Small(pairs)) => pairs.len(),
+            Some(Entries::Large(large)) => large.order.len(),
         }
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_none()
+        self.len() == 0
     }
 
     /// The names in creation order.
     pub fn iter(&self) -> Iter<'_> {
-        match self.0.as_deref() {
+        match self.entries() {
             None => Iter::Slice([].iter()),
-            Some(List::Small(pairs)) => Iter::Slice(pairs.iter()),
-            Some(List::Large(large)) => Iter::Large(large.order.values()),
+            Some(Entries::Small(pairs)) => Iter::Slice(pairs.iter()),
+            Some(Entries::Large(large)) => Iter::Large(large.order.values()),
         }
     }
 
     /// Every child with its name, in no particular order (for walks).
     pub fn nodes(&self) -> Box<dyn Iterator<Item = (&Name, &NodeRef)> + '_> {
-        match self.0.as_deref() {
+        match self.entries() {
             None => Box::new(std::iter::empty()),
-            Some(List::Small(pairs)) => Box::new(pairs.iter().map(|(n, c)| (n, c))),
-            Some(List::Large(large)) => Box::new(large.nodes.iter().map(|(n, (_, c))| (n, c))),
+            Some(Entries::Small(pairs)) => Box::new(pairs.iter().map(|(n, c)| (n, c))),
+            Some(Entries::Large(large)) => Box::new(large.nodes.iter().map(|(n, (_, c))| (n, c))),
         }
     }
 
     /// The child called `name`.
     #[inline]
     pub fn get(&self, name: &str) -> Option<&NodeRef> {
-        match self.0.as_deref()? {
-            List::Small(pairs) => pairs.iter().find(|(n, _)| same(n.as_bytes(), name.as_bytes())).map(|(_, c)| c),
-            List::Large(large) => large.nodes.get(name.as_bytes()).map(|(_, c)| c),
+        match self.entries()? {
+            Entries::Small(pairs) => pairs.iter().find(|(n, _)| same(n.as_bytes(), name.as_bytes())).map(|(_, c)| c),
+            Entries::Large(large) => large.nodes.get(name.as_bytes()).map(|(_, c)| c),
         }
     }
 
     /// The child called `name`, for replacing; copies this list first if
     /// it is shared (with a transaction's snapshot).
     pub fn get_mut(&mut self, name: &str) -> Option<&mut NodeRef> {
+        // Look before copying: a miss must not copy a shared list.
+        self.get(name)?;
         let list = self.0.as_mut()?;
-        if let List::Small(pairs) = &**list {
-            // Look before copying: a miss must not copy a shared list.
-            pairs.iter().position(|(n, _)| same(n.as_bytes(), name.as_bytes()))?;
-        }
-        match triomphe::Arc::make_mut(list) {
-            List::Small(pairs) => pairs.iter_mut().find(|(n, _)| same(n.as_bytes(), name.as_bytes())).map(|(_, c)| c),
-            List::Large(large) => large.nodes.get_mut(name.as_bytes()).map(|(_, c)| c),
+        match &mut triomphe::Arc::make_mut(list).entries {
+            Entries::Small(pairs) => {
+                pairs.iter_mut().find(|(n, _)| same(n.as_bytes(), name.as_bytes())).map(|(_, c)| c)
+            }
+            Entries::Large(large) => large.nodes.get_mut(name.as_bytes()).map(|(_, c)| c),
         }
     }
 
-    /// Appends a child; its name must not be listed yet.
+    /// Appends a child; its name must not be listed yet. The caller sets
+    /// the generation ([`crate::node::Node::set_list_gen`]).
     pub fn push(&mut self, name: Name, node: NodeRef) {
         let Some(list) = self.0.as_mut() else {
-            self.0 = Some(triomphe::Arc::new(List::Small(Box::new([(name, node)]))));
+            let entries = Entries::Small(Box::new([(name, node)]));
+            self.0 = Some(triomphe::Arc::new(List { gen: 0, entries }));
             return;
         };
-        match triomphe::Arc::make_mut(list) {
-            List::Small(pairs) if pairs.len() < SMALL_MAX => {
+        let entries = &mut triomphe::Arc::make_mut(list).entries;
+        match entries {
+            Entries::Small(pairs) if pairs.len() < SMALL_MAX => {
                 let mut grown = std::mem::take(pairs).into_vec();
                 grown.reserve_exact(1);
                 grown.push((name, node));
                 *pairs = grown.into_boxed_slice();
             }
-            List::Small(pairs) => {
+            Entries::Small(pairs) => {
                 let mut large = Large { order: OrdMap::new(), nodes: OrdMap::new(), next: 0 };
                 for (n, c) in std::mem::take(pairs).into_vec().into_iter().chain([(name, node)]) {
                     large.push(n, c);
                 }
-                *triomphe::Arc::make_mut(list) = List::Large(Box::new(large));
+                *entries = Entries::Large(Box::new(large));
             }
-            List::Large(large) => large.push(name, node),
+            Entries::Large(large) => large.push(name, node),
         }
     }
 
-    /// Removes the child called `name` and returns its node.
+    /// Removes the child called `name` and returns its node. An emptied
+    /// list stays, for its generation, until the caller sets that.
     pub fn remove(&mut self, name: &str) -> Option<NodeRef> {
+        self.get(name)?;
         let list = self.0.as_mut()?;
-        let node = match &**list {
-            List::Small(pairs) => {
+        match &mut triomphe::Arc::make_mut(list).entries {
+            Entries::Small(pairs) => {
                 let i = pairs.iter().position(|(n, _)| n.as_bytes() == name.as_bytes())?;
-                if pairs.len() == 1 {
-                    let node = pairs.first().map(|(_, c)| c.clone());
-                    self.0 = None;
-                    return node;
-                }
-                let List::Small(pairs) = triomphe::Arc::make_mut(list) else { return None };
                 let mut kept = std::mem::take(pairs).into_vec();
                 let (_, node) = kept.remove(i);
                 *pairs = kept.into_boxed_slice();
-                node
+                Some(node)
             }
-            List::Large(large) => {
-                if !large.nodes.contains_key(name.as_bytes()) {
-                    return None;
-                }
-                let List::Large(large) = triomphe::Arc::make_mut(list) else { return None };
+            Entries::Large(large) => {
                 let (number, node) = large.nodes.remove(name.as_bytes())?;
                 large.order.remove(&number);
-                if large.order.is_empty() {
-                    self.0 = None;
-                }
-                node
+                Some(node)
             }
-        };
-        Some(node)
+        }
     }
 }
 
@@ -242,13 +268,13 @@ mod tests {
         for (i, n) in all.iter().enumerate() {
             c.push(Name::from(n.as_str()), leaf(i as u64));
             assert_eq!(c.len(), i + 1);
-            assert_eq!(matches!(c.0.as_deref(), Some(List::Large(_))), i + 1 > SMALL_MAX);
+            assert_eq!(matches!(c.entries(), Some(Entries::Large(_))), i + 1 > SMALL_MAX);
         }
         assert_eq!(names(&c), all);
         let back: Vec<String> = c.iter().rev().map(|n| n.to_string()).collect();
         assert_eq!(back, all.iter().rev().cloned().collect::<Vec<_>>());
         for (i, n) in all.iter().enumerate() {
-            assert_eq!(c.get(n).map(|node| node.meta_gen), Some(i as u64), "{n}");
+            assert_eq!(c.get(n).map(|node| node.meta_gen()), Some(i as u64), "{n}");
         }
         assert_eq!(c.nodes().count(), all.len());
     }
@@ -268,7 +294,7 @@ mod tests {
         let backwards: Vec<String> = c.iter().rev().map(|n| n.to_string()).collect();
         want.reverse();
         assert_eq!(backwards, want);
-        assert_eq!(c.get("n3").map(|n| n.meta_gen), Some(3));
+        assert_eq!(c.get("n3").map(|n| n.meta_gen()), Some(3));
         assert_eq!(c.len(), SMALL_MAX * 2 - 1);
     }
 
@@ -280,7 +306,7 @@ mod tests {
                 c.push(Name::from(format!("n{i}").as_str()), leaf(i as u64));
             }
             assert!(c.remove("absent").is_none());
-            let gone = c.remove(&format!("n{}", size / 2)).map(|n| n.meta_gen);
+            let gone = c.remove(&format!("n{}", size / 2)).map(|n| n.meta_gen());
             assert_eq!(gone, Some((size / 2) as u64));
             let want: Vec<String> = (0..size).filter(|i| *i != size / 2).map(|i| format!("n{i}")).collect();
             assert_eq!(names(&c), want, "size {size}");
@@ -289,7 +315,9 @@ mod tests {
         let mut one = Children::default();
         one.push(Name::from("x"), leaf(0));
         assert!(one.remove("x").is_some());
-        assert!(one.0.is_none() && one.is_empty());
+        assert!(one.is_empty());
+        one.clear_if_empty();
+        assert!(one.gen().is_none());
     }
 
     #[test]
@@ -306,8 +334,8 @@ mod tests {
             }
             assert_eq!(a.len(), size + 1);
             assert_eq!(b.len(), size);
-            assert_eq!(a.get("n0").map(|n| n.meta_gen), Some(7));
-            assert_eq!(b.get("n0").map(|n| n.meta_gen), Some(0));
+            assert_eq!(a.get("n0").map(|n| n.meta_gen()), Some(7));
+            assert_eq!(b.get("n0").map(|n| n.meta_gen()), Some(0));
         }
     }
 }

@@ -141,12 +141,7 @@ impl Engine {
             match self.tree.get(p).cloned() {
                 Some(old) => {
                     self.gen += 1;
-                    let updated = Node {
-                        value: new.value.clone(),
-                        perms: new.perms.clone(),
-                        meta_gen: self.gen,
-                        ..(*old).clone()
-                    };
+                    let updated = old.with_meta(Some(new.value.clone()), new.perms.clone(), self.gen);
                     let before = Charge { owner: old.perms.owner(), bytes: memory::node_at(p, &old) };
                     let after = Charge { owner: updated.perms.owner(), bytes: memory::node_at(p, &updated) };
                     mutations.push(Mutation::changed(before, after));

@@ -46,9 +46,13 @@ const ARC_HEADER: usize = 2 * size_of::<usize>();
 /// [`crate::small::INLINE_MAX`] bytes lives inside these; a longer one is
 /// charged its own allocation ([`SmallBytes::heap_bytes`]).
 ///
-/// 88 bytes on a 64-bit target, where glibc's malloc rounds the node's 64
-/// up to 80: the allocator's 16 bytes and a directory's list header are
-/// the part of the measured memory per node not charged here.
+/// 80 bytes on a 64-bit target (8 + 48 + 24), where glibc's malloc
+/// serves the node's 56 from a 64-byte chunk. Not charged: the allocator's
+/// rounding, and the 32-byte header of a children list (a directory's,
+/// or a leaf's whose list generation no longer equals its `meta_gen`, see
+/// [`Node`]), because a node's charge must not change when its children
+/// do (the running totals are only adjusted for the node a request
+/// writes); each child's slot in that list is charged to the child.
 pub(crate) const NODE: usize = size_of::<usize>() + size_of::<Node>() + size_of::<(Name, NodeRef)>();
 
 /// A watch's fixed cost: the record and its two index entries.

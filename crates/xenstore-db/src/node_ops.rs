@@ -62,7 +62,7 @@ impl Ctx<'_> {
     pub fn directory_part(&mut self, p: &str, offset: u32) -> Result<Reply, ErrorCode> {
         let node = self.lookup(p, Need::Read)?;
         self.observe_list(p)?;
-        let generation = node.list_gen;
+        let generation = node.list_gen();
         let gen_len = generation.to_string().len() + 1;
         let max = PAYLOAD_MAX - gen_len - 1;
         let offset = offset as usize;
@@ -104,8 +104,7 @@ impl Ctx<'_> {
                 let gen = self.next_gen();
                 let perms = self.effective_perms(&node);
                 let value: Arc<[u8]> = Arc::from(value);
-                let updated =
-                    Node { value: Value::new(&value), perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
+                let updated = node.with_meta(Some(Value::new(&value)), perms.clone(), gen);
                 let old = Charge { owner: node.perms.owner(), bytes: memory::node_at(p, &node) };
                 let new = Charge { owner: updated.perms.owner(), bytes: memory::node_at(p, &updated) };
                 self.charge_node(p, Some(old), Some(new))?;
@@ -293,7 +292,7 @@ impl Ctx<'_> {
         let old_owner = node.perms.owner();
         owner_change_allowed(self.caller, old_owner, perms.owner())?;
         let gen = self.next_gen();
-        let updated = Node { perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
+        let updated = node.with_meta(None, perms.clone(), gen);
         let old = Charge { owner: old_owner, bytes: memory::node_at(p, &node) };
         let new = Charge { owner: perms.owner(), bytes: memory::node_at(p, &updated) };
         self.charge_node(p, Some(old), Some(new))?;

@@ -92,8 +92,7 @@ impl Engine {
                 canonical(p)?;
                 if let Some(old) = self.tree.get(p).cloned() {
                     self.gen += 1;
-                    let updated =
-                        Node { value: Value::new(value), perms: perms.clone(), meta_gen: self.gen, ..(*old).clone() };
+                    let updated = old.with_meta(Some(Value::new(value)), perms.clone(), self.gen);
                     let before = Charge { owner: old.perms.owner(), bytes: memory::node_at(p, &old) };
                     let after = Charge { owner: perms.owner(), bytes: memory::node_at(p, &updated) };
                     self.tree.replace(p, updated);
@@ -115,7 +114,7 @@ impl Engine {
                     return Err(ReplayError::MissingNode(p.to_string()));
                 };
                 self.gen += 1;
-                let updated = Node { perms: perms.clone(), meta_gen: self.gen, ..(*old).clone() };
+                let updated = old.with_meta(None, perms.clone(), self.gen);
                 let before = Charge { owner: old.perms.owner(), bytes: memory::node_at(p, &old) };
                 let after = Charge { owner: perms.owner(), bytes: memory::node_at(p, &updated) };
                 self.tree.replace(p, updated);

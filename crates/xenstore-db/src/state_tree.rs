@@ -48,7 +48,7 @@ pub(crate) fn build(
         let perms = PermList::new(state.perms.clone())
             .ok_or_else(|| ImportError::InvalidPerms { view, path: state.path.clone() })?;
         let value = Value::new(&state.value);
-        let node = Node { value, perms, children, meta_gen: state.meta_gen, list_gen: state.list_gen };
+        let node = Node::from_parts(value, perms, children, state.meta_gen, state.list_gen);
         let node = match share.and_then(|tree| tree.get(&state.path)) {
             Some(there) if same(there, &node) => there.clone(),
             _ => NodeRef::new(node),
@@ -116,8 +116,8 @@ fn depth(p: &str) -> usize {
 /// Whether `there` can stand for `node`: the same fields and the very same
 /// children, in the same order.
 fn same(there: &Node, node: &Node) -> bool {
-    there.meta_gen == node.meta_gen
-        && there.list_gen == node.list_gen
+    there.meta_gen() == node.meta_gen()
+        && there.list_gen() == node.list_gen()
         && there.perms == node.perms
         && there.value == node.value
         && there.children.len() == node.children.len()

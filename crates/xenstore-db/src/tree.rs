@@ -114,7 +114,7 @@ impl Tree {
         if let Some(slot) = path::parent(p).and_then(|parent| self.get_mut(parent)) {
             let parent = NodeRef::make_mut(slot);
             parent.children.push(Name::from(path::basename(p)), NodeRef::new(node));
-            parent.list_gen = gen;
+            parent.set_list_gen(gen);
             self.len += 1;
         }
         Arc::from(p)
@@ -134,7 +134,7 @@ impl Tree {
         let Some(top) = parent.children.remove(path::basename(p)) else {
             return Vec::new();
         };
-        parent.list_gen = gen;
+        parent.set_list_gen(gen);
         let mut removed = vec![(Arc::from(p), top.clone())];
         removed.extend(below(p, &top).into_iter().map(|(k, n)| (Arc::from(k), n.clone())));
         self.len -= removed.len();
@@ -221,14 +221,14 @@ mod tests {
         let all: Vec<String> = t.iter().map(|(p, _)| p).collect();
         assert_eq!(all, ["/", "/a", "/a-z", "/a/one", "/a/one-x", "/a/one/two", "/b"]);
         assert_eq!(
-            &*t.find(|n| n.meta_gen % 2 == 0).into_iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            &*t.find(|n| n.meta_gen() % 2 == 0).into_iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             ["/", "/a-z", "/a/one", "/a/one-x"]
         );
         let removed: Vec<String> = t.remove_subtree("/a", 9).into_iter().map(|(p, _)| p.to_string()).collect();
         assert_eq!(removed, ["/a", "/a/one", "/a/one-x", "/a/one/two"]);
         assert_eq!(t.len(), 3);
         assert!(t.get("/a/one").is_none());
-        assert_eq!(t.get("/").map(|n| n.list_gen), Some(9));
+        assert_eq!(t.get("/").map(|n| n.list_gen()), Some(9));
         assert!(t.remove_subtree("/a", 10).is_empty());
     }
 
@@ -249,10 +249,10 @@ mod tests {
         live.replace("/a/b", node(42));
         live.create("/a/c", node(43), 43);
         live.remove_subtree("/a/b", 44);
-        assert_eq!(snapshot.get("/a/b").map(|n| n.meta_gen), Some(2));
+        assert_eq!(snapshot.get("/a/b").map(|n| n.meta_gen()), Some(2));
         assert!(snapshot.get("/a/c").is_none());
         assert_eq!(snapshot.len(), 3);
-        assert_eq!(live.get("/a/c").map(|n| n.meta_gen), Some(43));
+        assert_eq!(live.get("/a/c").map(|n| n.meta_gen()), Some(43));
         assert_eq!(live.get("/a").map(|n| n.children.len()), Some(1));
     }
 }
