@@ -5,7 +5,8 @@
 //! children's nodes, so a leaf name is stored once, here, and no node has a
 //! full-path key. Most nodes have no children and most directories a
 //! handful, so a list is nothing at all when empty and one shared slice of
-//! `(name, node)` pairs when small (24 bytes a child, copied on change: at
+//! `(name, node)` pairs when small (24 bytes a child with its name inline
+//! when short, see [`crate::small`]; copied on change: at
 //! most [`SMALL_MAX`] pairs, found by a linear scan that compares lengths
 //! before bytes). Past that it becomes a persistent map of names by
 //! creation number for the order and a persistent map for lookups (each
@@ -13,24 +14,39 @@
 //! under `/local/domain` with thousands of siblings costs O(log n), not a
 //! copy of the list or a scan for its place in the order.
 
-use std::sync::Arc;
-
 use imbl::OrdMap;
 
-use crate::node::{Name, Node};
+use crate::node::{Name, NodeRef};
 
-/// Lists up to this long are a plain shared slice.
+/// Lists up to this long are a plain slice.
 pub const SMALL_MAX: usize = 32;
 
-/// The children of one node.
+/// The children of one node and the generation of their list: nothing
+/// when there are none and the generation is the node's own (see
+/// [`crate::node::Node::list_gen`]), else one shared list.
+///
+/// Eight bytes in the node: a node is the store's most numerous thing,
+/// and most have no children, so the list, its variants and its
+/// generation live behind the one pointer (an enum of the variants inline
+/// would be 24 bytes and the generation 8 more, pushing every node into
+/// the allocator's next size class).
 #[derive(Debug, Clone, Default)]
-pub enum Children {
-    /// No children.
-    #[default]
-    Empty,
+pub struct Children(Option<triomphe::Arc<List>>);
+
+/// A children list, possibly empty (then kept only for its generation).
+#[derive(Debug, Clone)]
+struct List {
+    /// Generation of the last change to the list.
+    gen: u64,
+    entries: Entries,
+}
+
+/// The children themselves.
+#[derive(Debug, Clone)]
+enum Entries {
     /// Up to [`SMALL_MAX`] children, in creation order.
-    Small(Arc<[(Name, Arc<Node>)]>),
-    /// More (boxed to keep the node small).
+    Small(Box<[(Name, NodeRef)]>),
+    /// More (boxed to keep the small case small).
     Large(Box<Large>),
 }
 
@@ -39,14 +55,14 @@ pub enum Children {
 #[derive(Debug, Clone)]
 pub struct Large {
     order: OrdMap<u64, Name>,
-    nodes: OrdMap<Name, (u64, Arc<Node>)>,
+    nodes: OrdMap<Name, (u64, NodeRef)>,
     /// The next creation number.
     next: u64,
 }
 
 impl Large {
     /// Appends a child not listed yet.
-    fn push(&mut self, name: Name, node: Arc<Node>) {
+    fn push(&mut self, name: Name, node: NodeRef) {
         let number = self.next;
         self.next += 1;
         self.order.insert(number, name.clone());
@@ -55,12 +71,37 @@ impl Large {
 }
 
 impl Children {
+    fn entries(&self) -> Option<&Entries> {
+        self.0.as_deref().map(|list| &list.entries)
+    }
+
+    /// The list's own generation; `None` when it has none (no children,
+    /// and the generation is the node's).
+    pub(crate) fn gen(&self) -> Option<u64> {
+        self.0.as_deref().map(|list| list.gen)
+    }
+
+    /// Sets the list's generation, keeping an empty list for it if need be.
+    pub(crate) fn set_gen(&mut self, gen: u64) {
+        match &mut self.0 {
+            Some(list) => triomphe::Arc::make_mut(list).gen = gen,
+            None => self.0 = Some(triomphe::Arc::new(List { gen, entries: Entries::Small(Box::new([])) })),
+        }
+    }
+
+    /// Drops an empty list (its generation with it).
+    pub(crate) fn clear_if_empty(&mut self) {
+        if self.is_empty() {
+            self.0 = None;
+        }
+    }
+
     /// Number of children.
     pub fn len(&self) -> usize {
-        match self {
-            Children::Empty => 0,
-            Children::Small(pairs) => pairs.len(),
-            Children::Large(large) => large.order.len(),
+        match self.entries() {
+            None => 0,
+            Some(Entries::Small(pairs)) => pairs.len(),
+            Some(Entries::Large(large)) => large.order.len(),
         }
     }
 
@@ -71,84 +112,87 @@ impl Children {
 
     /// The names in creation order.
     pub fn iter(&self) -> Iter<'_> {
-        match self {
-            Children::Empty => Iter::Slice([].iter()),
-            Children::Small(pairs) => Iter::Slice(pairs.iter()),
-            Children::Large(large) => Iter::Large(large.order.values()),
+        match self.entries() {
+            None => Iter::Slice([].iter()),
+            Some(Entries::Small(pairs)) => Iter::Slice(pairs.iter()),
+            Some(Entries::Large(large)) => Iter::Large(large.order.values()),
         }
     }
 
     /// Every child with its name, in no particular order (for walks).
-    pub fn nodes(&self) -> Box<dyn Iterator<Item = (&Name, &Arc<Node>)> + '_> {
-        match self {
-            Children::Empty => Box::new(std::iter::empty()),
-            Children::Small(pairs) => Box::new(pairs.iter().map(|(n, c)| (n, c))),
-            Children::Large(large) => Box::new(large.nodes.iter().map(|(n, (_, c))| (n, c))),
+    pub fn nodes(&self) -> Box<dyn Iterator<Item = (&Name, &NodeRef)> + '_> {
+        match self.entries() {
+            None => Box::new(std::iter::empty()),
+            Some(Entries::Small(pairs)) => Box::new(pairs.iter().map(|(n, c)| (n, c))),
+            Some(Entries::Large(large)) => Box::new(large.nodes.iter().map(|(n, (_, c))| (n, c))),
         }
     }
 
     /// The child called `name`.
     #[inline]
-    pub fn get(&self, name: &str) -> Option<&Arc<Node>> {
-        match self {
-            Children::Empty => None,
-            Children::Small(pairs) => pairs.iter().find(|(n, _)| same(n, name)).map(|(_, c)| c),
-            Children::Large(large) => large.nodes.get(name).map(|(_, c)| c),
+    pub fn get(&self, name: &str) -> Option<&NodeRef> {
+        match self.entries()? {
+            Entries::Small(pairs) => pairs.iter().find(|(n, _)| same(n.as_bytes(), name.as_bytes())).map(|(_, c)| c),
+            Entries::Large(large) => large.nodes.get(name.as_bytes()).map(|(_, c)| c),
         }
     }
 
     /// The child called `name`, for replacing; copies this list first if
     /// it is shared (with a transaction's snapshot).
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut Arc<Node>> {
-        match self {
-            Children::Empty => None,
-            Children::Small(pairs) => {
-                let i = pairs.iter().position(|(n, _)| same(n, name))?;
-                Arc::make_mut(pairs).get_mut(i).map(|(_, c)| c)
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut NodeRef> {
+        // Look before copying: a miss must not copy a shared list.
+        self.get(name)?;
+        let list = self.0.as_mut()?;
+        match &mut triomphe::Arc::make_mut(list).entries {
+            Entries::Small(pairs) => {
+                pairs.iter_mut().find(|(n, _)| same(n.as_bytes(), name.as_bytes())).map(|(_, c)| c)
             }
-            Children::Large(large) => large.nodes.get_mut(name).map(|(_, c)| c),
+            Entries::Large(large) => large.nodes.get_mut(name.as_bytes()).map(|(_, c)| c),
         }
     }
 
-    /// Appends a child; its name must not be listed yet.
-    pub fn push(&mut self, name: Name, node: Arc<Node>) {
-        match self {
-            Children::Empty => *self = Children::Small(Arc::from([(name, node)])),
-            Children::Small(pairs) if pairs.len() < SMALL_MAX => {
-                let mut grown = Vec::with_capacity(pairs.len() + 1);
-                grown.extend(pairs.iter().cloned());
+    /// Appends a child; its name must not be listed yet. The caller sets
+    /// the generation ([`crate::node::Node::set_list_gen`]).
+    pub fn push(&mut self, name: Name, node: NodeRef) {
+        let Some(list) = self.0.as_mut() else {
+            let entries = Entries::Small(Box::new([(name, node)]));
+            self.0 = Some(triomphe::Arc::new(List { gen: 0, entries }));
+            return;
+        };
+        let entries = &mut triomphe::Arc::make_mut(list).entries;
+        match entries {
+            Entries::Small(pairs) if pairs.len() < SMALL_MAX => {
+                let mut grown = std::mem::take(pairs).into_vec();
+                grown.reserve_exact(1);
                 grown.push((name, node));
-                *pairs = Arc::from(grown);
+                *pairs = grown.into_boxed_slice();
             }
-            Children::Small(pairs) => {
+            Entries::Small(pairs) => {
                 let mut large = Large { order: OrdMap::new(), nodes: OrdMap::new(), next: 0 };
-                for (n, c) in pairs.iter().cloned().chain([(name, node)]) {
+                for (n, c) in std::mem::take(pairs).into_vec().into_iter().chain([(name, node)]) {
                     large.push(n, c);
                 }
-                *self = Children::Large(Box::new(large));
+                *entries = Entries::Large(Box::new(large));
             }
-            Children::Large(large) => large.push(name, node),
+            Entries::Large(large) => large.push(name, node),
         }
     }
 
-    /// Removes the child called `name` and returns its node.
-    pub fn remove(&mut self, name: &str) -> Option<Arc<Node>> {
-        match self {
-            Children::Empty => None,
-            Children::Small(pairs) => {
-                let i = pairs.iter().position(|(n, _)| **n == *name)?;
-                let node = pairs.get(i).map(|(_, c)| c.clone());
-                if pairs.len() == 1 {
-                    *self = Children::Empty;
-                } else {
-                    let kept: Vec<_> =
-                        pairs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| p.clone()).collect();
-                    *pairs = Arc::from(kept);
-                }
-                node
+    /// Removes the child called `name` and returns its node. An emptied
+    /// list stays, for its generation, until the caller sets that.
+    pub fn remove(&mut self, name: &str) -> Option<NodeRef> {
+        self.get(name)?;
+        let list = self.0.as_mut()?;
+        match &mut triomphe::Arc::make_mut(list).entries {
+            Entries::Small(pairs) => {
+                let i = pairs.iter().position(|(n, _)| n.as_bytes() == name.as_bytes())?;
+                let mut kept = std::mem::take(pairs).into_vec();
+                let (_, node) = kept.remove(i);
+                *pairs = kept.into_boxed_slice();
+                Some(node)
             }
-            Children::Large(large) => {
-                let (number, node) = large.nodes.remove(name)?;
+            Entries::Large(large) => {
+                let (number, node) = large.nodes.remove(name.as_bytes())?;
                 large.order.remove(&number);
                 Some(node)
             }
@@ -156,17 +200,17 @@ impl Children {
     }
 }
 
-/// Whether two leaf names are equal: the length (in the pointer) first,
+/// Whether two leaf names are equal: the length first,
 /// then a byte loop, which beats a `memcmp` call on names this short.
 #[inline]
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Iterator over the names of [`Children`], both ways.
 pub enum Iter<'a> {
     /// Over an empty or small list.
-    Slice(std::slice::Iter<'a, (Name, Arc<Node>)>),
+    Slice(std::slice::Iter<'a, (Name, NodeRef)>),
     /// Over a large list.
     Large(imbl::ordmap::Values<'a, u64, Name, imbl::shared_ptr::DefaultSharedPtr>),
 }
@@ -207,13 +251,14 @@ impl DoubleEndedIterator for Iter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::Node;
 
     fn names(c: &Children) -> Vec<String> {
         c.iter().map(|n| n.to_string()).collect()
     }
 
-    fn leaf(tag: u64) -> Arc<Node> {
-        Arc::new(Node::new(Arc::from(&b""[..]), xenstore_wire::PermList::owned_by(0, xenstore_wire::Access::None), tag))
+    fn leaf(tag: u64) -> NodeRef {
+        NodeRef::new(Node::new(b"", xenstore_wire::PermList::owned_by(0, xenstore_wire::Access::None), tag))
     }
 
     #[test]
@@ -223,13 +268,13 @@ mod tests {
         for (i, n) in all.iter().enumerate() {
             c.push(Name::from(n.as_str()), leaf(i as u64));
             assert_eq!(c.len(), i + 1);
-            assert_eq!(matches!(c, Children::Large(_)), i + 1 > SMALL_MAX);
+            assert_eq!(matches!(c.entries(), Some(Entries::Large(_))), i + 1 > SMALL_MAX);
         }
         assert_eq!(names(&c), all);
         let back: Vec<String> = c.iter().rev().map(|n| n.to_string()).collect();
         assert_eq!(back, all.iter().rev().cloned().collect::<Vec<_>>());
         for (i, n) in all.iter().enumerate() {
-            assert_eq!(c.get(n).map(|node| node.meta_gen), Some(i as u64), "{n}");
+            assert_eq!(c.get(n).map(|node| node.meta_gen()), Some(i as u64), "{n}");
         }
         assert_eq!(c.nodes().count(), all.len());
     }
@@ -249,7 +294,7 @@ mod tests {
         let backwards: Vec<String> = c.iter().rev().map(|n| n.to_string()).collect();
         want.reverse();
         assert_eq!(backwards, want);
-        assert_eq!(c.get("n3").map(|n| n.meta_gen), Some(3));
+        assert_eq!(c.get("n3").map(|n| n.meta_gen()), Some(3));
         assert_eq!(c.len(), SMALL_MAX * 2 - 1);
     }
 
@@ -261,7 +306,7 @@ mod tests {
                 c.push(Name::from(format!("n{i}").as_str()), leaf(i as u64));
             }
             assert!(c.remove("absent").is_none());
-            let gone = c.remove(&format!("n{}", size / 2)).map(|n| n.meta_gen);
+            let gone = c.remove(&format!("n{}", size / 2)).map(|n| n.meta_gen());
             assert_eq!(gone, Some((size / 2) as u64));
             let want: Vec<String> = (0..size).filter(|i| *i != size / 2).map(|i| format!("n{i}")).collect();
             assert_eq!(names(&c), want, "size {size}");
@@ -270,7 +315,9 @@ mod tests {
         let mut one = Children::default();
         one.push(Name::from("x"), leaf(0));
         assert!(one.remove("x").is_some());
-        assert!(matches!(one, Children::Empty) && one.is_empty());
+        assert!(one.is_empty());
+        one.clear_if_empty();
+        assert!(one.gen().is_none());
     }
 
     #[test]
@@ -287,8 +334,8 @@ mod tests {
             }
             assert_eq!(a.len(), size + 1);
             assert_eq!(b.len(), size);
-            assert_eq!(a.get("n0").map(|n| n.meta_gen), Some(7));
-            assert_eq!(b.get("n0").map(|n| n.meta_gen), Some(0));
+            assert_eq!(a.get("n0").map(|n| n.meta_gen()), Some(7));
+            assert_eq!(b.get("n0").map(|n| n.meta_gen()), Some(0));
         }
     }
 }

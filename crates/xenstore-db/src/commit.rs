@@ -141,17 +141,12 @@ impl Engine {
             match self.tree.get(p).cloned() {
                 Some(old) => {
                     self.gen += 1;
-                    let updated = Node {
-                        value: new.value.clone(),
-                        perms: new.perms.clone(),
-                        meta_gen: self.gen,
-                        ..(*old).clone()
-                    };
+                    let updated = old.with_meta(Some(new.value.clone()), new.perms.clone(), self.gen);
                     let before = Charge { owner: old.perms.owner(), bytes: memory::node_at(p, &old) };
                     let after = Charge { owner: updated.perms.owner(), bytes: memory::node_at(p, &updated) };
                     mutations.push(Mutation::changed(before, after));
                     self.tree.replace(p, updated);
-                    let (value, perms) = (new.value.clone(), new.perms.clone());
+                    let (value, perms) = (new.value.to_arc(), new.perms.clone());
                     applied.push(Applied::Write { path: p.clone(), value, perms });
                 }
                 None => created.push(p),
@@ -191,10 +186,10 @@ impl Engine {
                     continue;
                 };
                 self.gen += 1;
-                let node = Node::new(new.value.clone(), new.perms.clone(), self.gen);
+                let node = Node::new(&new.value, new.perms.clone(), self.gen);
                 let owner = node.perms.owner();
                 let bytes = memory::node_at(&child, &node);
-                let (value, perms) = (node.value.clone(), node.perms.clone());
+                let (value, perms) = (node.value.to_arc(), node.perms.clone());
                 let path = self.tree.create(&child, node, self.gen);
                 applied.push(Applied::Write { path, value, perms });
                 mutations.push(Mutation::created(owner, bytes));

@@ -253,7 +253,7 @@ impl Engine {
             // `/` cannot be removed: it goes to dom0, as with keep-orphans.
             if self.config.keep_orphans || &*key == "/" {
                 let perms = node.perms.with_owner(0);
-                let updated = crate::node::Node { perms: perms.clone(), meta_gen: self.gen, ..(*node).clone() };
+                let updated = node.with_meta(None, perms.clone(), self.gen);
                 let before = Charge { owner: domid, bytes: memory::node_at(&key, &node) };
                 let after = Charge { owner: 0, bytes: memory::node_at(&key, &updated) };
                 self.tree.replace(&key, updated);

@@ -185,7 +185,7 @@ impl Engine {
         let empty: Arc<[u8]> = Arc::from(&b""[..]);
         let root_perms = PermList::owned_by(0, Access::None);
         let mut engine = Engine {
-            tree: Tree::with_root(Node::new(empty.clone(), root_perms.clone(), 1)),
+            tree: Tree::with_root(Node::new(b"", root_perms.clone(), 1)),
             gen: 1,
             conns: BTreeMap::new(),
             next_conn: 1,
@@ -214,7 +214,7 @@ impl Engine {
         for p in ["/tool", "/tool/xenstored"] {
             engine.gen += 1;
             let gen = engine.gen;
-            engine.tree.create(p, Node::new(engine.empty.clone(), root_perms.clone(), gen), gen);
+            engine.tree.create(p, Node::new(b"", root_perms.clone(), gen), gen);
         }
         engine.set_memory_from_recount();
         engine
@@ -327,12 +327,12 @@ impl Engine {
     /// checks (for the daemon's own use and for tests).
     pub fn peek(&self, p: &str) -> Option<(Arc<[u8]>, PermList)> {
         let node = self.tree.get(p)?;
-        Some((node.value.clone(), self.peek_perms(node)))
+        Some((node.value.to_arc(), self.peek_perms(node)))
     }
 
     /// A live node's children, bypassing permission checks.
     pub fn peek_children(&self, p: &str) -> Option<Vec<Arc<str>>> {
-        Some(self.tree.get(p)?.children.iter().cloned().collect())
+        Some(self.tree.get(p)?.children.iter().map(Arc::from).collect())
     }
 
     /// Every live path in byte order, bypassing permission checks. Builds

@@ -11,6 +11,10 @@
 //! - The tree is nested persistent nodes, each holding its children under
 //!   their leaf names ([`tree`], [`children`]): a transaction's snapshot
 //!   costs O(1), a subtree is one node, and no node carries its full path.
+//! - A node is small because a store holds a million of them: 48 bytes in
+//!   one allocation, short values and leaf names inline ([`small`]), the
+//!   children list and its generation behind one pointer ([`node`]; the
+//!   figures are in `memory.rs` and `docs/benchmarks.md`).
 //! - Transactions conflict only when a node they depended on changed
 //!   (the rule and why it is safe are in `src/tx.rs` and `docs/DESIGN.md`).
 //! - Watches are indexed by path ([`watch`]): an event costs O(depth), not
@@ -64,6 +68,7 @@ mod quota_charge;
 mod quota_requests;
 pub mod replay;
 mod route;
+pub mod small;
 pub mod state;
 mod state_import;
 mod state_tree;

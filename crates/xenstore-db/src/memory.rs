@@ -31,7 +31,8 @@ use std::sync::Arc;
 use xenstore_wire::{path, DomId};
 
 use crate::event::Change;
-use crate::node::Node;
+use crate::node::{Name, Node, NodeRef};
+use crate::small::SmallBytes;
 use crate::tx::{Seen, Transaction};
 use crate::watch::Watch;
 use crate::Engine;
@@ -39,9 +40,20 @@ use crate::Engine;
 /// Size of a reference-counted allocation's header (two counters).
 const ARC_HEADER: usize = 2 * size_of::<usize>();
 
-/// A node's fixed cost: the node in its `Arc`, the value's and the
-/// name's `Arc` headers, and its entry in the parent's list.
-pub(crate) const NODE: usize = size_of::<Node>() + 3 * ARC_HEADER + 2 * size_of::<Arc<Node>>();
+/// A node's fixed cost: the node with its reference count (one
+/// allocation: `triomphe`'s `Arc` has no weak count) and its entry in the
+/// parent's list (leaf name and pointer). A value or name of up to
+/// [`crate::small::INLINE_MAX`] bytes lives inside these; a longer one is
+/// charged its own allocation ([`SmallBytes::heap_bytes`]).
+///
+/// 80 bytes on a 64-bit target (8 + 48 + 24), where glibc's malloc
+/// serves the node's 56 from a 64-byte chunk. Not charged: the allocator's
+/// rounding, and the 32-byte header of a children list (a directory's,
+/// or a leaf's whose list generation no longer equals its `meta_gen`, see
+/// [`Node`]), because a node's charge must not change when its children
+/// do (the running totals are only adjusted for the node a request
+/// writes); each child's slot in that list is charged to the child.
+pub(crate) const NODE: usize = size_of::<usize>() + size_of::<Node>() + size_of::<(Name, NodeRef)>();
 
 /// A watch's fixed cost: the record and its two index entries.
 pub(crate) const WATCH: usize = size_of::<Watch>() + 2 * ARC_HEADER + 4 * size_of::<u64>();
@@ -56,7 +68,9 @@ pub(crate) const CHANGE: usize = size_of::<Change>() + 2 * size_of::<Arc<str>>()
 /// of `name_len` bytes. The full path is stored nowhere, so not charged;
 /// each level of a deep path is a node and pays its own name.
 pub(crate) fn node(name_len: usize, node: &Node) -> usize {
-    NODE + name_len + node.value.len() + std::mem::size_of_val(node.perms.entries())
+    NODE + SmallBytes::heap_bytes(name_len)
+        + SmallBytes::heap_bytes(node.value.len())
+        + std::mem::size_of_val(node.perms.entries())
 }
 
 /// The cost of the node at `p`.

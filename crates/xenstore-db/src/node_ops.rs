@@ -13,14 +13,14 @@ use crate::applied::Applied;
 use crate::ctx::{Charge, Ctx, Store};
 use crate::event::Change;
 use crate::memory;
-use crate::node::Node;
+use crate::node::{Node, NodeRef, Value};
 use crate::permissions::{created_perms, owner_change_allowed, without_unfeatured_any, Need};
 
 impl Ctx<'_> {
     /// Finds a node the caller may access as `need`. A missing node is
     /// `ENOENT` or `EACCES` by [`Need::missing_error`] on its nearest
     /// existing ancestor.
-    pub fn lookup(&mut self, p: &str, need: Need) -> Result<Arc<Node>, ErrorCode> {
+    pub fn lookup(&mut self, p: &str, need: Need) -> Result<NodeRef, ErrorCode> {
         self.observe_meta(p)?;
         if let Some(node) = self.tree().get(p).cloned() {
             return if need.granted(self.rights_on(&node)) { Ok(node) } else { Err(ErrorCode::EACCES) };
@@ -43,7 +43,7 @@ impl Ctx<'_> {
     /// READ.
     pub fn read(&mut self, p: &str) -> Result<Reply, ErrorCode> {
         let node = self.lookup(p, Need::Read)?;
-        Ok(Reply::Read(node.value.clone()))
+        Ok(Reply::Read(node.value.to_arc()))
     }
 
     /// DIRECTORY.
@@ -54,7 +54,7 @@ impl Ctx<'_> {
         if node.children.iter().map(|c| c.len() + 1).sum::<usize>() > PAYLOAD_MAX {
             return Err(ErrorCode::E2BIG);
         }
-        Ok(Reply::Directory(node.children.iter().cloned().collect()))
+        Ok(Reply::Directory(node.children.iter().map(Arc::from).collect()))
     }
 
     /// DIRECTORY_PART: children from a byte offset into the nul-separated
@@ -62,7 +62,7 @@ impl Ctx<'_> {
     pub fn directory_part(&mut self, p: &str, offset: u32) -> Result<Reply, ErrorCode> {
         let node = self.lookup(p, Need::Read)?;
         self.observe_list(p)?;
-        let generation = node.list_gen;
+        let generation = node.list_gen();
         let gen_len = generation.to_string().len() + 1;
         let max = PAYLOAD_MAX - gen_len - 1;
         let offset = offset as usize;
@@ -104,7 +104,7 @@ impl Ctx<'_> {
                 let gen = self.next_gen();
                 let perms = self.effective_perms(&node);
                 let value: Arc<[u8]> = Arc::from(value);
-                let updated = Node { value: value.clone(), perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
+                let updated = node.with_meta(Some(Value::new(&value)), perms.clone(), gen);
                 let old = Charge { owner: node.perms.owner(), bytes: memory::node_at(p, &node) };
                 let new = Charge { owner: updated.perms.owner(), bytes: memory::node_at(p, &updated) };
                 self.charge_node(p, Some(old), Some(new))?;
@@ -168,7 +168,7 @@ impl Ctx<'_> {
             let gen = self.next_gen();
             let is_last = i + 1 == missing.len();
             let node_value = if is_last { value.clone() } else { self.empty.clone() };
-            let node = Node::new(node_value.clone(), perms.clone(), gen);
+            let node = Node::new(&node_value, perms.clone(), gen);
             self.record_node(level, None, Some(Charge { owner, bytes: memory::node_at(level, &node) }));
             let key = self.tree_mut().create(level, node, gen);
             self.mark_written(&key);
@@ -292,7 +292,7 @@ impl Ctx<'_> {
         let old_owner = node.perms.owner();
         owner_change_allowed(self.caller, old_owner, perms.owner())?;
         let gen = self.next_gen();
-        let updated = Node { perms: perms.clone(), meta_gen: gen, ..(*node).clone() };
+        let updated = node.with_meta(None, perms.clone(), gen);
         let old = Charge { owner: old_owner, bytes: memory::node_at(p, &node) };
         let new = Charge { owner: perms.owner(), bytes: memory::node_at(p, &updated) };
         self.charge_node(p, Some(old), Some(new))?;

@@ -190,18 +190,18 @@ pub(crate) fn entry_valid(domains: &BTreeMap<DomId, Domain>, perm: &Perm, node_g
 impl Ctx<'_> {
     /// The node's permissions without entries that no longer count.
     pub fn effective_perms(&self, node: &Node) -> PermList {
-        without_stale(&node.perms, |p| entry_valid(self.domains, p, node.meta_gen))
+        without_stale(&node.perms, |p| entry_valid(self.domains, p, node.meta_gen()))
     }
 
     pub(crate) fn rights_on(&self, node: &Node) -> Rights {
-        rights(self.caller, self.target, &node.perms, |p| entry_valid(self.domains, p, node.meta_gen))
+        rights(self.caller, self.target, &node.perms, |p| entry_valid(self.domains, p, node.meta_gen()))
     }
 }
 
 impl Engine {
     /// A node's permissions without entries that no longer count.
     pub(crate) fn peek_perms(&self, node: &Node) -> PermList {
-        without_stale(&node.perms, |e| entry_valid(&self.domains, e, node.meta_gen))
+        without_stale(&node.perms, |e| entry_valid(&self.domains, e, node.meta_gen()))
     }
 
     /// Whether the connection may see an event on a node with `perms`.

@@ -25,7 +25,7 @@ use crate::applied::Applied;
 use crate::ctx::{Charge, Mutation};
 use crate::domain::RingAddress;
 use crate::memory;
-use crate::node::Node;
+use crate::node::{Node, NodeRef, Value};
 use crate::permissions::Caller;
 use crate::quota::QuotaKind;
 use crate::Engine;
@@ -92,8 +92,7 @@ impl Engine {
                 canonical(p)?;
                 if let Some(old) = self.tree.get(p).cloned() {
                     self.gen += 1;
-                    let updated =
-                        Node { value: value.clone(), perms: perms.clone(), meta_gen: self.gen, ..(*old).clone() };
+                    let updated = old.with_meta(Some(Value::new(value)), perms.clone(), self.gen);
                     let before = Charge { owner: old.perms.owner(), bytes: memory::node_at(p, &old) };
                     let after = Charge { owner: perms.owner(), bytes: memory::node_at(p, &updated) };
                     self.tree.replace(p, updated);
@@ -103,7 +102,7 @@ impl Engine {
                         return Err(ReplayError::MissingParent(p.to_string()));
                     }
                     self.gen += 1;
-                    let node = Node::new(value.clone(), perms.clone(), self.gen);
+                    let node = Node::new(value, perms.clone(), self.gen);
                     let bytes = memory::node_at(p, &node);
                     self.tree.create(p, node, self.gen);
                     self.apply_mutations(vec![Mutation::created(perms.owner(), bytes)]);
@@ -115,7 +114,7 @@ impl Engine {
                     return Err(ReplayError::MissingNode(p.to_string()));
                 };
                 self.gen += 1;
-                let updated = Node { perms: perms.clone(), meta_gen: self.gen, ..(*old).clone() };
+                let updated = old.with_meta(None, perms.clone(), self.gen);
                 let before = Charge { owner: old.perms.owner(), bytes: memory::node_at(p, &old) };
                 let after = Charge { owner: perms.owner(), bytes: memory::node_at(p, &updated) };
                 self.tree.replace(p, updated);
@@ -235,10 +234,10 @@ impl Engine {
             }
         }
         // Depth first, parents before children, siblings in list order.
-        let mut stack: Vec<(Arc<str>, &Arc<Node>)> = vec![(Arc::from("/"), &self.tree.root)];
+        let mut stack: Vec<(Arc<str>, &NodeRef)> = vec![(Arc::from("/"), &self.tree.root)];
         while let Some((p, node)) = stack.pop() {
             let perms = self.peek_perms(node);
-            out.push(Applied::Write { path: p.clone(), value: node.value.clone(), perms });
+            out.push(Applied::Write { path: p.clone(), value: node.value.to_arc(), perms });
             let kids: Vec<_> = node.children.nodes().collect();
             for (name, child) in kids.into_iter().rev() {
                 stack.push((Arc::from(path::join(&p, name)), child));

@@ -319,8 +319,8 @@ fn export_tree(tree: &Tree) -> Vec<NodeState> {
             path,
             value: node.value.to_vec(),
             perms: node.perms.entries().to_vec(),
-            meta_gen: node.meta_gen,
-            list_gen: node.list_gen,
+            meta_gen: node.meta_gen(),
+            list_gen: node.list_gen(),
             children: node.children.iter().map(|c| c.to_string()).collect(),
         })
         .collect()

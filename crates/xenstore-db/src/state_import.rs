@@ -400,9 +400,8 @@ impl Engine {
     /// answers every later request as the exporting one would have.
     pub fn import(state: EngineState) -> Result<Engine, ImportError> {
         let gen = state.generation;
-        let empty: Arc<[u8]> = Arc::from(&b""[..]);
         let domains = import_domains(&state.domains, gen)?;
-        let tree = state_tree::build(&state.nodes, StoreView::Live, gen, None, &empty)?;
+        let tree = state_tree::build(&state.nodes, StoreView::Live, gen, None)?;
         check_owners(&state, &domains)?;
         let mut conns = import_conns(&state.conns, state.next_conn)?;
         for (domid, d) in &domains {
@@ -419,7 +418,7 @@ impl Engine {
             if !conns.contains_key(&tx.conn) {
                 return Err(ImportError::TransactionConnectionMissing { tx: tx.id, conn: tx.conn });
             }
-            let imported = import_transaction(tx, gen, &tree, &empty)?;
+            let imported = import_transaction(tx, gen, &tree)?;
             if txs.insert(tx.id, imported).is_some() {
                 return Err(ImportError::DuplicateTransaction { tx: tx.id });
             }
@@ -453,7 +452,7 @@ impl Engine {
             any_target,
             watches,
             special_perms,
-            empty,
+            empty: Arc::from(&b""[..]),
             orphaned_memory: BTreeMap::new(),
             newly_known: Vec::new(),
             known_before_request: Vec::new(),
@@ -603,15 +602,10 @@ fn import_watch(
     })
 }
 
-fn import_transaction(
-    tx: &TransactionState,
-    gen: u64,
-    live: &Tree,
-    empty: &Arc<[u8]>,
-) -> Result<Transaction, ImportError> {
+fn import_transaction(tx: &TransactionState, gen: u64, live: &Tree) -> Result<Transaction, ImportError> {
     let id = tx.id;
-    let base = state_tree::build(&tx.base, StoreView::Base(id), gen, Some(live), empty)?;
-    let work = state_tree::build(&tx.work, StoreView::Work(id), gen, Some(&base), empty)?;
+    let base = state_tree::build(&tx.base, StoreView::Base(id), gen, Some(live))?;
+    let work = state_tree::build(&tx.work, StoreView::Work(id), gen, Some(&base))?;
     let mut seen = BTreeMap::new();
     for s in &tx.seen {
         let path = tx_path(id, &s.path)?;

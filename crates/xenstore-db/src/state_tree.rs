@@ -12,30 +12,28 @@
 //! the live store, as they did in the engine that exported them.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use xenstore_wire::path::{self, PathKind};
 use xenstore_wire::PermList;
 
 use crate::children::Children;
-use crate::node::{Name, Node};
+use crate::node::{Name, Node, NodeRef, Value};
 use crate::state::NodeState;
 use crate::state_import::{ImportError, StoreView};
 use crate::tree::Tree;
 
 /// Checks `nodes` (one view of the store) and builds its tree, sharing
-/// unchanged nodes with `share`. `empty` is the engine's shared empty value.
+/// unchanged nodes with `share`.
 pub(crate) fn build(
     nodes: &[NodeState],
     view: StoreView,
     generation: u64,
     share: Option<&Tree>,
-    empty: &Arc<[u8]>,
 ) -> Result<Tree, ImportError> {
     check(nodes, view, generation)?;
     let mut order: Vec<&NodeState> = nodes.iter().collect();
     order.sort_by_key(|n| std::cmp::Reverse(depth(&n.path)));
-    let mut built: HashMap<&str, Arc<Node>> = HashMap::with_capacity(nodes.len());
+    let mut built: HashMap<&str, NodeRef> = HashMap::with_capacity(nodes.len());
     for state in order {
         let mut children = Children::default();
         for name in &state.children {
@@ -49,11 +47,11 @@ pub(crate) fn build(
         }
         let perms = PermList::new(state.perms.clone())
             .ok_or_else(|| ImportError::InvalidPerms { view, path: state.path.clone() })?;
-        let value = if state.value.is_empty() { empty.clone() } else { Arc::from(state.value.as_slice()) };
-        let node = Node { value, perms, children, meta_gen: state.meta_gen, list_gen: state.list_gen };
+        let value = Value::new(&state.value);
+        let node = Node::from_parts(value, perms, children, state.meta_gen, state.list_gen);
         let node = match share.and_then(|tree| tree.get(&state.path)) {
             Some(there) if same(there, &node) => there.clone(),
-            _ => Arc::new(node),
+            _ => NodeRef::new(node),
         };
         built.insert(state.path.as_str(), node);
     }
@@ -118,13 +116,16 @@ fn depth(p: &str) -> usize {
 /// Whether `there` can stand for `node`: the same fields and the very same
 /// children, in the same order.
 fn same(there: &Node, node: &Node) -> bool {
-    there.meta_gen == node.meta_gen
-        && there.list_gen == node.list_gen
+    there.meta_gen() == node.meta_gen()
+        && there.list_gen() == node.list_gen()
         && there.perms == node.perms
         && there.value == node.value
         && there.children.len() == node.children.len()
         && there.children.iter().zip(node.children.iter()).all(|(a, b)| a == b)
-        && there.children.nodes().all(|(name, child)| node.children.get(name).is_some_and(|c| Arc::ptr_eq(c, child)))
+        && there
+            .children
+            .nodes()
+            .all(|(name, child)| node.children.get(name).is_some_and(|c| NodeRef::ptr_eq(c, child)))
 }
 
 #[cfg(test)]
@@ -145,13 +146,12 @@ mod tests {
         };
         engine.handle(dom0, tx, &Request::Write { path: "/c", value: b"w" });
         let state = engine.export();
-        let empty: Arc<[u8]> = Arc::from(&b""[..]);
         let gen = state.generation;
-        let live = build(&state.nodes, StoreView::Live, gen, None, &empty).expect("live");
+        let live = build(&state.nodes, StoreView::Live, gen, None).expect("live");
         let t = &state.transactions[0];
-        let base = build(&t.base, StoreView::Base(tx), gen, Some(&live), &empty).expect("base");
-        let work = build(&t.work, StoreView::Work(tx), gen, Some(&base), &empty).expect("work");
-        let same = |a: &Tree, b: &Tree, p: &str| a.get(p).zip(b.get(p)).is_some_and(|(x, y)| Arc::ptr_eq(x, y));
+        let base = build(&t.base, StoreView::Base(tx), gen, Some(&live)).expect("base");
+        let work = build(&t.work, StoreView::Work(tx), gen, Some(&base)).expect("work");
+        let same = |a: &Tree, b: &Tree, p: &str| a.get(p).zip(b.get(p)).is_some_and(|(x, y)| NodeRef::ptr_eq(x, y));
         assert!(same(&live, &base, "/"), "nothing changed since the snapshot");
         assert!(same(&base, &work, "/a"), "untouched by the transaction");
         assert!(!same(&base, &work, "/"), "the transaction added /c");

@@ -17,12 +17,12 @@ use std::sync::Arc;
 
 use xenstore_wire::path;
 
-use crate::node::{Name, Node};
+use crate::node::{Name, Node, NodeRef};
 
 /// A whole store (the live one, or a transaction's view).
 #[derive(Debug, Clone)]
 pub struct Tree {
-    pub(crate) root: Arc<Node>,
+    pub(crate) root: NodeRef,
     pub(crate) len: usize,
 }
 
@@ -55,11 +55,11 @@ impl<'a> Iterator for Components<'a> {
 impl Tree {
     /// A tree holding only `root`.
     pub fn with_root(root: Node) -> Tree {
-        Tree { root: Arc::new(root), len: 1 }
+        Tree { root: NodeRef::new(root), len: 1 }
     }
 
     /// The node at `path`.
-    pub fn get(&self, path: &str) -> Option<&Arc<Node>> {
+    pub fn get(&self, path: &str) -> Option<&NodeRef> {
         let mut node = &self.root;
         for name in components(path) {
             node = node.children.get(name)?;
@@ -68,10 +68,10 @@ impl Tree {
     }
 
     /// The slot of the node at `path`, copying every shared node above it.
-    fn get_mut(&mut self, path: &str) -> Option<&mut Arc<Node>> {
+    fn get_mut(&mut self, path: &str) -> Option<&mut NodeRef> {
         let mut slot = &mut self.root;
         for name in components(path) {
-            slot = Arc::make_mut(slot).children.get_mut(name)?;
+            slot = NodeRef::make_mut(slot).children.get_mut(name)?;
         }
         Some(slot)
     }
@@ -87,7 +87,7 @@ impl Tree {
     }
 
     /// The closest existing ancestor of `path` (not `path` itself).
-    pub fn nearest_ancestor<'a>(&self, p: &'a str) -> Option<(&'a str, &Arc<Node>)> {
+    pub fn nearest_ancestor<'a>(&self, p: &'a str) -> Option<(&'a str, &NodeRef)> {
         let parent = path::parent(p)?;
         let mut found = ("/", &self.root);
         let mut end = 0;
@@ -103,7 +103,7 @@ impl Tree {
     /// there, children included).
     pub fn replace(&mut self, path: &str, node: Node) {
         if let Some(slot) = self.get_mut(path) {
-            *slot = Arc::new(node);
+            *slot = NodeRef::new(node);
         }
     }
 
@@ -112,9 +112,9 @@ impl Tree {
     /// Returns the path, shared by the events and records that name it.
     pub fn create(&mut self, p: &str, node: Node, gen: u64) -> Arc<str> {
         if let Some(slot) = path::parent(p).and_then(|parent| self.get_mut(parent)) {
-            let parent = Arc::make_mut(slot);
-            parent.children.push(Name::from(path::basename(p)), Arc::new(node));
-            parent.list_gen = gen;
+            let parent = NodeRef::make_mut(slot);
+            parent.children.push(Name::from(path::basename(p)), NodeRef::new(node));
+            parent.set_list_gen(gen);
             self.len += 1;
         }
         Arc::from(p)
@@ -123,18 +123,18 @@ impl Tree {
     /// Removes `path` and every node below it, unlinking it from its parent
     /// (stamping the parent's `list_gen`). Returns the removed nodes, top
     /// first then descendants in path order.
-    pub fn remove_subtree(&mut self, p: &str, gen: u64) -> Vec<(Arc<str>, Arc<Node>)> {
+    pub fn remove_subtree(&mut self, p: &str, gen: u64) -> Vec<(Arc<str>, NodeRef)> {
         let Some(slot) = path::parent(p).and_then(|parent| self.get_mut(parent)) else {
             return Vec::new();
         };
         if slot.children.get(path::basename(p)).is_none() {
             return Vec::new();
         }
-        let parent = Arc::make_mut(slot);
+        let parent = NodeRef::make_mut(slot);
         let Some(top) = parent.children.remove(path::basename(p)) else {
             return Vec::new();
         };
-        parent.list_gen = gen;
+        parent.set_list_gen(gen);
         let mut removed = vec![(Arc::from(p), top.clone())];
         removed.extend(below(p, &top).into_iter().map(|(k, n)| (Arc::from(k), n.clone())));
         self.len -= removed.len();
@@ -142,13 +142,13 @@ impl Tree {
     }
 
     /// Paths strictly below `path`, in path order.
-    pub fn descendants(&self, p: &str) -> Vec<(Arc<str>, Arc<Node>)> {
+    pub fn descendants(&self, p: &str) -> Vec<(Arc<str>, NodeRef)> {
         self.get(p)
             .map_or_else(Vec::new, |node| below(p, node).into_iter().map(|(k, n)| (Arc::from(k), n.clone())).collect())
     }
 
     /// Every node, in path order (builds every path: for checks and tests).
-    pub fn iter(&self) -> impl Iterator<Item = (String, &Arc<Node>)> {
+    pub fn iter(&self) -> impl Iterator<Item = (String, &NodeRef)> {
         let mut all = vec![("/".to_owned(), &self.root)];
         all.extend(below("/", &self.root));
         all.into_iter()
@@ -161,7 +161,7 @@ impl Tree {
         if pred(&self.root) {
             found.push(Arc::from("/"));
         }
-        let mut stack: Vec<(String, &Arc<Node>)> = vec![(String::new(), &self.root)];
+        let mut stack: Vec<(String, &NodeRef)> = vec![(String::new(), &self.root)];
         while let Some((prefix, node)) = stack.pop() {
             for (name, child) in node.children.nodes() {
                 let p = format!("{prefix}/{name}");
@@ -180,7 +180,7 @@ impl Tree {
 
 /// Every node strictly below `node` (which is at `p`), with its path, in
 /// path order. An explicit stack, so depth costs no call stack.
-fn below<'a>(p: &str, node: &'a Arc<Node>) -> Vec<(String, &'a Arc<Node>)> {
+fn below<'a>(p: &str, node: &'a NodeRef) -> Vec<(String, &'a NodeRef)> {
     let mut out = Vec::new();
     let mut stack = vec![(if p == "/" { String::new() } else { p.to_owned() }, node)];
     while let Some((prefix, node)) = stack.pop() {
@@ -203,7 +203,7 @@ mod tests {
     use super::*;
 
     fn node(gen: u64) -> Node {
-        Node::new(Arc::from(&b""[..]), PermList::owned_by(0, Access::None), gen)
+        Node::new(b"", PermList::owned_by(0, Access::None), gen)
     }
 
     fn tree_of(paths: &[&str]) -> Tree {
@@ -221,14 +221,14 @@ mod tests {
         let all: Vec<String> = t.iter().map(|(p, _)| p).collect();
         assert_eq!(all, ["/", "/a", "/a-z", "/a/one", "/a/one-x", "/a/one/two", "/b"]);
         assert_eq!(
-            &*t.find(|n| n.meta_gen % 2 == 0).into_iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            &*t.find(|n| n.meta_gen() % 2 == 0).into_iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             ["/", "/a-z", "/a/one", "/a/one-x"]
         );
         let removed: Vec<String> = t.remove_subtree("/a", 9).into_iter().map(|(p, _)| p.to_string()).collect();
         assert_eq!(removed, ["/a", "/a/one", "/a/one-x", "/a/one/two"]);
         assert_eq!(t.len(), 3);
         assert!(t.get("/a/one").is_none());
-        assert_eq!(t.get("/").map(|n| n.list_gen), Some(9));
+        assert_eq!(t.get("/").map(|n| n.list_gen()), Some(9));
         assert!(t.remove_subtree("/a", 10).is_empty());
     }
 
@@ -249,10 +249,10 @@ mod tests {
         live.replace("/a/b", node(42));
         live.create("/a/c", node(43), 43);
         live.remove_subtree("/a/b", 44);
-        assert_eq!(snapshot.get("/a/b").map(|n| n.meta_gen), Some(2));
+        assert_eq!(snapshot.get("/a/b").map(|n| n.meta_gen()), Some(2));
         assert!(snapshot.get("/a/c").is_none());
         assert_eq!(snapshot.len(), 3);
-        assert_eq!(live.get("/a/c").map(|n| n.meta_gen), Some(43));
+        assert_eq!(live.get("/a/c").map(|n| n.meta_gen()), Some(43));
         assert_eq!(live.get("/a").map(|n| n.children.len()), Some(1));
     }
 }

@@ -109,7 +109,7 @@ impl Transaction {
     /// Records that the request depended on the node's value, permissions
     /// or existence. `ENOSPC` when the transaction touches too many nodes.
     pub fn observe_meta(&mut self, path: &str) -> Result<(), ErrorCode> {
-        let gen = self.base.get(path).map(|n| n.meta_gen);
+        let gen = self.base.get(path).map(|n| n.meta_gen());
         let seen = self.entry(path)?;
         seen.meta.get_or_insert(gen);
         Ok(())
@@ -117,7 +117,7 @@ impl Transaction {
 
     /// Records that the request depended on the node's children list.
     pub fn observe_list(&mut self, path: &str) -> Result<(), ErrorCode> {
-        let gen = self.base.get(path).map(|n| n.list_gen);
+        let gen = self.base.get(path).map(|n| n.list_gen());
         let seen = self.entry(path)?;
         seen.list.get_or_insert(gen);
         Ok(())
@@ -135,8 +135,8 @@ impl Transaction {
     pub fn validate(&self, live: &Tree) -> bool {
         self.seen.iter().all(|(path, seen)| {
             let node = live.get(path);
-            let meta_ok = seen.meta.is_none_or(|gen| gen == node.map(|n| n.meta_gen));
-            let list_ok = seen.list.is_none_or(|gen| gen == node.map(|n| n.list_gen));
+            let meta_ok = seen.meta.is_none_or(|gen| gen == node.map(|n| n.meta_gen()));
+            let list_ok = seen.list.is_none_or(|gen| gen == node.map(|n| n.list_gen()));
             meta_ok && list_ok
         })
     }
