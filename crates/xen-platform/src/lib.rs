@@ -410,10 +410,10 @@ pub trait EventChannels: AsFd + Send + fmt::Debug {
     /// Where ports can be polled one by one (hosted: each is an eventfd),
     /// hands `port`'s wake-ups to the caller: from now on the handle's own
     /// descriptor and [`EventChannels::take_pending`] no longer report it,
-    /// and the returned descriptor, valid while the port stays bound,
-    /// is readable while the port is pending. Reading 8 bytes from it
-    /// (it is non-blocking) clears it; an edge-triggered poller need not
-    /// clear it, each signal being a new edge.
+    /// and the returned descriptor (the caller's own duplicate) is to be
+    /// polled edge-triggered (`EPOLLET`): each signal is a new edge. It is
+    /// never to be read or written: the peer holds the same file (hosted:
+    /// the eventfd it writes, or for a guest an epoll set holding it).
     ///
     /// This is for a caller that waits on one port (a guest's xenstore
     /// ring) or polls many in its own loop (xenstored): a notification

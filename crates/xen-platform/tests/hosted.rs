@@ -182,6 +182,7 @@ fn guest_entry() {
         "check-fds" => guest_check_fds(),
         "share-peer" => guest_share_peer(),
         "share-outsider" => guest_share_outsider(),
+        "share-jammer" => guest_share_jammer(),
         "exit" => std::env::var("EXIT_CODE").unwrap().parse().unwrap(),
         "shutdown-self" => {
             let (host, _) = Host::from_guest_env().unwrap();
@@ -331,6 +332,40 @@ fn guest_share_peer() -> i32 {
     write_bytes(share.pages(), 32, b"stale");
     share.trigger(3).unwrap();
     0
+}
+
+/// A member that tries to make the hypervisor block in the wake-ups it
+/// sends: every eventfd it holds (what it was given to signal others
+/// with, its store port's) is filled to the counter's maximum and made
+/// blocking, which is the open file's flag, shared by every holder.
+fn guest_share_jammer() -> i32 {
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    let (host, _) = Host::from_guest_env().unwrap();
+    let share = host.shares().attach_share(share_from_env()).unwrap();
+    let mut jammed = 0;
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let entry = entry.unwrap();
+        let Ok(target) = std::fs::read_link(entry.path()) else { continue };
+        if target.to_string_lossy() != "anon_inode:[eventfd]" {
+            continue;
+        }
+        let fd: i32 = entry.file_name().to_string_lossy().parse().unwrap();
+        // SAFETY: a test guest borrowing its own open descriptor for the
+        // duration of two calls; nothing closes it meanwhile.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let _ = rustix::io::write(fd, &(u64::MAX - 1).to_ne_bytes());
+        if let Ok(flags) = fcntl_getfl(fd) {
+            let _ = fcntl_setfl(fd, flags - OFlags::NONBLOCK);
+        }
+        jammed += 1;
+    }
+    println!("jammed {jammed} eventfds");
+    assert!(jammed > 0);
+    drop(share);
+    std::fs::write(std::env::var("GUEST_FILE").unwrap(), b"jammed").unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
 }
 
 /// Not a member: every share operation is refused.
@@ -918,6 +953,48 @@ fn share_members_map_trigger_and_transfer_and_a_removed_member_is_cut_off() {
     shares.destroy(share).unwrap();
     assert_eq!(errno(ours.refresh()), ENOENT);
     assert_eq!(errno(shares.attach_share(share)), ENOENT);
+}
+
+/// Whatever a member does to the eventfds it holds, the hypervisor's own
+/// wake-ups (a membership change raises TRIGGER_CHANGED in every member,
+/// the jammer too) cannot block it: it goes on answering.
+#[test]
+fn a_member_cannot_make_the_hypervisor_block_in_a_wake_up() {
+    let world = World::new();
+    let shares = world.host.shares();
+    let share_file = world.shared.path().join("share");
+    let guest_file = world.shared.path().join("jammed");
+    let env = [
+        ("SHARE_FILE", share_file.to_string_lossy().into_owned()),
+        ("GUEST_FILE", guest_file.to_string_lossy().into_owned()),
+    ];
+    let jammer = world.create("jammer", "share-jammer", &env);
+    let other = world.create("other", "sleep", &[]);
+    let share = shares.create(1, &[0, jammer.domid, other.domid]).unwrap();
+    std::fs::write(&share_file, share.to_string()).unwrap();
+    let mut ours = shares.attach_share(share).unwrap();
+    world.domains().unpause(jammer.domid).unwrap();
+    wait_for_file(&guest_file);
+    // Each change makes the hypervisor signal every member; then a plain
+    // request. On a thread: a hypervisor that blocks would never answer.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let socket = hypervisor_socket(world.dir.path());
+    let other_domid = other.domid;
+    std::thread::spawn(move || {
+        let host = Host::connect(&socket).unwrap();
+        let shares = host.shares();
+        let answer = (|| -> io::Result<usize> {
+            shares.remove_member(share, other_domid)?;
+            shares.add_member(share, other_domid)?;
+            Ok(host.toolstack().list()?.len())
+        })();
+        let _ = tx.send(answer.map_err(|e| e.to_string()));
+    });
+    let answer = rx.recv_timeout(Duration::from_secs(10)).expect("the hypervisor stopped answering");
+    assert!(answer.unwrap() >= 3);
+    await_triggers(&mut ours, 1 << TRIGGER_CHANGED);
+    ours.refresh().unwrap();
+    assert_eq!(ours.members(), [0, jammer.domid, other.domid]);
 }
 
 #[test]

@@ -115,6 +115,25 @@ fn oversize_payload_sets_error_3_until_reconnection() {
     TestHost::up().check("oversize", &[]);
 }
 
+/// A guest cannot make xenstored block in the notification it sends it:
+/// whatever it does to the descriptor it polls its port with (made
+/// blocking and filled to the counter's maximum, when it is the eventfd
+/// the daemon writes), the daemon keeps answering it and dom0.
+#[test]
+fn a_guest_cannot_make_the_daemon_block_in_its_notification() {
+    let mut host = TestHost::up();
+    let jam = host.guest("check-jam", &["check", "jam-port"], false);
+    host.expect_pass(jam, "jam-port");
+    let socket = host.state.xenstored_socket();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let dom0 = xenstore::Client::connect(&socket).expect("dom0 client");
+        let _ = tx.send(dom0.read("/local/domain/0/name").map_err(|e| e.to_string()));
+    });
+    let answer = rx.recv_timeout(Duration::from_secs(10)).expect("xenstored stopped answering dom0");
+    assert_eq!(answer.expect("read"), b"Domain-0");
+}
+
 #[test]
 fn corrupt_indices_cut_off_only_that_guest() {
     let mut host = TestHost::up();

@@ -4,6 +4,17 @@
 //! Binding goes through the hypervisor (it decides who may bind what);
 //! signalling does not: [`Notifier`]s write the peer's eventfd directly,
 //! so a notification costs one `write`.
+//!
+//! Nothing here ever reads a port's descriptor: every port is watched
+//! edge-triggered, and each signal is a new edge. The eventfd a process
+//! polls is also held by its peer, which writes it, and a file's
+//! `O_NONBLOCK` and counter are shared by every holder: a guest could
+//! make dom0's eventfd blocking and empty it between dom0's poll and
+//! dom0's `read`, which would then never return. A guest does not get
+//! its own eventfd at all, only an edge-triggered epoll set holding it
+//! (the hypervisor's `guarded`), so that dom0's `write`s to it cannot be
+//! made to block either. Never read, a counter grows by one a signal:
+//! it would take 2^64 of them to fill.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -96,7 +107,7 @@ impl HostedEventChannels {
         if self.ports.contains_key(&port) {
             return Err(invalid("hypervisor bound a port twice"));
         }
-        epoll::add(&self.epoll, &local.poll, epoll::EventData::new_u64(u64::from(port)), epoll::EventFlags::IN)?;
+        watch(&self.epoll, port, &local.poll)?;
         self.ports.insert(port, local);
         Ok(())
     }
@@ -155,7 +166,7 @@ impl EventChannels for HostedEventChannels {
     fn poll_through_handle(&mut self, port: Port) -> io::Result<()> {
         let local = self.ports.get_mut(&port).ok_or(Errno::INVAL)?;
         if local.direct {
-            epoll::add(&self.epoll, &local.poll, epoll::EventData::new_u64(u64::from(port)), epoll::EventFlags::IN)?;
+            watch(&self.epoll, port, &local.poll)?;
             local.direct = false;
         }
         Ok(())
@@ -204,8 +215,9 @@ impl EventChannels for HostedEventChannels {
             };
             for event in events.iter() {
                 let Ok(port) = Port::try_from(event.data.u64()) else { continue };
-                if let Some(local) = self.ports.get(&port) {
-                    drain(local.poll.as_fd());
+                // Edge-triggered: taking the event is all the re-arming
+                // there is (nothing is read: see the module's docs).
+                if self.ports.contains_key(&port) {
                     out.push(port);
                 }
             }
@@ -253,8 +265,8 @@ pub(crate) fn signal(fd: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
-/// Clears a non-blocking eventfd.
-fn drain(fd: BorrowedFd<'_>) {
-    let mut counter = [0u8; 8];
-    while let Err(Errno::INTR) = rustix::io::read(fd, &mut counter) {}
+/// Watches a port's descriptor in `set`, edge-triggered.
+fn watch(set: &OwnedFd, port: Port, poll: &OwnedFd) -> io::Result<()> {
+    let flags = epoll::EventFlags::IN | epoll::EventFlags::ET;
+    Ok(epoll::add(set, poll, epoll::EventData::new_u64(u64::from(port)), flags)?)
 }

@@ -86,9 +86,11 @@ struct Attached {
     pages: MappedPages,
     /// The trigger table: member `i`'s word at `4 * i`.
     words: MappedPages,
-    /// This member's wake-up, polled.
+    /// This member's wake-up: an edge-triggered epoll set, polled, its
+    /// edges taken with `epoll_wait` (the hypervisor's `Wake`).
     wake: OwnedFd,
-    /// The other members' wake-ups with their indices, signalled.
+    /// The other members' wake-ups with their indices, signalled (a lone
+    /// member's own, as index `me`).
     others: Vec<(usize, OwnedFd)>,
 }
 
@@ -98,7 +100,8 @@ impl Attached {
         let Response::ShareAttached { generation, pages, me, members } = response else {
             return Err(invalid("unexpected reply to ShareAttach"));
         };
-        if me >= members.len() || fds.len() != members.len() + 2 {
+        let signalled = members.len().saturating_sub(1).max(1);
+        if me >= members.len() || fds.len() != signalled + 3 {
             return Err(invalid("inconsistent share description"));
         }
         let mut fds = fds.into_iter();
@@ -107,7 +110,7 @@ impl Attached {
         };
         let pages = MappedPages::map(file.as_fd(), 0, pages, true)?;
         let words = MappedPages::map(words_file.as_fd(), 0, 1, true)?;
-        let others = (0..members.len()).filter(|&i| i != me).zip(fds).collect();
+        let others = (0..members.len()).filter(|&i| i != me || members.len() == 1).zip(fds).collect();
         Ok(Attached { generation, members, me, pages, words, wake, others })
     }
 }
@@ -144,10 +147,6 @@ impl Share for HostedShare {
             return Err(Errno::INVAL.into());
         }
         let words = self.attached.words.shared_mem();
-        if self.attached.others.is_empty() {
-            words.fetch_or_u32(4 * self.attached.me, 1 << n, Ordering::Release);
-            return signal(self.attached.wake.as_fd());
-        }
         for (index, wake) in &self.attached.others {
             // The word first, so the woken member finds the bit. Always
             // signalled, even if the bit was set: a member that set bits
@@ -159,12 +158,13 @@ impl Share for HostedShare {
     }
 
     fn take_pending(&mut self) -> io::Result<u32> {
-        // The wake-up first: a trigger raised after the swap below signals
-        // again, so none is missed.
-        let mut counter = [0u8; 8];
+        // The wake-up's edges first: a trigger raised after the swap below
+        // signals again, so none is missed.
+        let mut events = [std::mem::MaybeUninit::<rustix::event::epoll::Event>::uninit(); 2];
+        let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
         loop {
-            match rustix::io::read(&self.attached.wake, &mut counter) {
-                Ok(_) | Err(Errno::AGAIN) => break,
+            match rustix::event::epoll::wait(&self.attached.wake, &mut events, Some(&zero)) {
+                Ok(_) => break,
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
             }

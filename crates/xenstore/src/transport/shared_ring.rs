@@ -22,11 +22,12 @@
 //! system call at all); arming is for a thread about to sleep.
 //!
 //! Where the platform lets the port be polled on its own
-//! ([`EventChannels::poll_directly`]: hosted), arming is one read that
-//! clears the port's descriptor and the poll is on that descriptor:
-//! one system call less per wait than the handle's look at which port
-//! fired, and no nested poll set between the notification and the
-//! waiting thread.
+//! ([`EventChannels::poll_directly`]: hosted), the poller waits in an
+//! epoll set of its own holding that descriptor (edge-triggered, as the
+//! platform asks: it is never read) and the shutdown wake: arming is one
+//! `epoll_wait` that takes the edges already there, waiting is another.
+//! No handle's shared set sits between the notification and the waiting
+//! thread, and no look says which port fired.
 //!
 //! Any change the server makes after step 2 is followed by a notification
 //! (the server notifies whenever it moves bytes or sets the error
@@ -80,9 +81,17 @@ struct Shared {
     /// Interrupts the poller on shutdown.
     wake: Wake,
     port: Port,
-    /// The port's own descriptor, where the platform has one: the poller
-    /// clears and polls it instead of the handle.
-    direct: Option<OwnedFd>,
+    /// Where the platform has a descriptor for the port alone: an epoll
+    /// set of the port's descriptor (edge-triggered) and the wake, which
+    /// the poller waits in instead of the handle.
+    direct: Option<DirectWait>,
+}
+
+/// [`Shared::direct`]: the set, and the port's descriptor it watches
+/// (kept open for as long as the watch is wanted).
+struct DirectWait {
+    set: OwnedFd,
+    _port: OwnedFd,
 }
 
 struct State {
@@ -112,14 +121,18 @@ impl SharedRing {
     /// re-check the ring, which is harmless).
     pub fn new(store_page: MappedPages, mut events: Box<dyn EventChannels>, port: Port) -> io::Result<SharedRing> {
         let notifier = events.notifier(port)?;
-        let direct = events.poll_directly(port)?;
+        let wake = Wake::new()?;
+        let direct = match events.poll_directly(port)? {
+            Some(fd) => Some(direct_set(fd, &wake)?),
+            None => None,
+        };
         let ring = OwnedRing::new(store_page, notifier);
         let state = State { ring, polling: false, sleepers: 0, shut_down: false, pending: Vec::new() };
         let shared = Shared {
             state: Mutex::new(state),
             changed: Condvar::new(),
             events: Mutex::new(events),
-            wake: Wake::new()?,
+            wake,
             port,
             direct,
         };
@@ -264,7 +277,7 @@ impl Shared {
             // The poller. Arm, then look again: what came before the arming
             // this look sees, what comes after it wakes the poll.
             match &self.direct {
-                Some(fd) => clear(fd),
+                Some(direct) => take_edges(&direct.set, Some(0))?,
                 None => {
                     let pending = &mut state.pending;
                     pending.clear();
@@ -277,7 +290,7 @@ impl Shared {
             state.polling = true;
             drop(state);
             let polled = match &self.direct {
-                Some(fd) => self.wake.wait(fd.as_fd()),
+                Some(direct) => take_edges(&direct.set, None),
                 None => {
                     let events = lock(&self.events);
                     self.wake.wait(events.as_fd())
@@ -309,11 +322,29 @@ impl State {
     }
 }
 
-/// Clears a port's own (non-blocking) descriptor: what arrives after this
-/// makes it readable again.
-fn clear(fd: &OwnedFd) {
-    let mut counter = [0u8; 8];
-    while let Err(rustix::io::Errno::INTR) = rustix::io::read(fd, &mut counter) {}
+/// The poller's own epoll set: the port's descriptor, edge-triggered, and
+/// the shutdown wake.
+fn direct_set(port_fd: OwnedFd, wake: &Wake) -> io::Result<DirectWait> {
+    use rustix::event::epoll;
+    let set = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+    epoll::add(&set, &port_fd, epoll::EventData::new_u64(0), epoll::EventFlags::IN | epoll::EventFlags::ET)?;
+    wake.watch_in(&set, 1)?;
+    Ok(DirectWait { set, _port: port_fd })
+}
+
+/// Takes what the direct set has, waiting up to `timeout_ms` (`None`:
+/// until something comes). Taking the port's edges is what arms it.
+fn take_edges(set: &OwnedFd, timeout_ms: Option<i32>) -> io::Result<()> {
+    use rustix::event::epoll;
+    let mut events = [std::mem::MaybeUninit::<epoll::Event>::uninit(); 4];
+    let timeout = timeout_ms.map(|ms| rustix::event::Timespec { tv_sec: 0, tv_nsec: i64::from(ms) * 1_000_000 });
+    loop {
+        match epoll::wait(set, &mut events, timeout.as_ref()) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn shut_down() -> io::Error {

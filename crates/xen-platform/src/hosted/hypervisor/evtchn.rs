@@ -181,10 +181,31 @@ impl State {
         let entry = self.domains.get(&domid).and_then(|d| d.ports.get(port)).ok_or((Errno::INVAL, "no such port"))?;
         match &entry.kind {
             PortKind::Interdomain { poll, notify, .. } => {
-                let fds: Vec<OwnedFd> = vec![dup(poll)?, dup(notify)?];
+                let poll = if domid == 0 { dup(poll)? } else { guarded(poll)? };
+                let fds: Vec<OwnedFd> = vec![poll, dup(notify)?];
                 Ok((Response::Port { port }, fds))
             }
             PortKind::Virq { fd, .. } => Ok((Response::Virq { port }, vec![dup(fd)?])),
         }
     }
+}
+
+/// What a guest polls its end of a channel with: an epoll set holding the
+/// end's eventfd, edge-triggered, never the eventfd itself.
+///
+/// The eventfd is what the peer writes to notify the guest (xenstored, a
+/// backend), and an open file's `O_NONBLOCK` belongs to the file, shared
+/// by every holder: a guest holding the eventfd could make it blocking and
+/// fill its counter to the maximum, and the peer's next notification, a
+/// `write` of 1, would never return (xenstored blocked in it for every
+/// domain). Through the set the guest can only wait: an epoll set takes no
+/// `write`, and its `O_NONBLOCK` governs nothing of the eventfd's. Each
+/// signal is a new edge for the set and for any set polling it, so nobody
+/// reads the eventfd (see `hosted/evtchn.rs`).
+fn guarded(poll: &OwnedFd) -> Result<OwnedFd, (Errno, &'static str)> {
+    use rustix::event::epoll;
+    let set = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| (e, "creating a port's poll set"))?;
+    epoll::add(&set, poll, epoll::EventData::new_u64(0), epoll::EventFlags::IN | epoll::EventFlags::ET)
+        .map_err(|e| (e, "filling a port's poll set"))?;
+    Ok(set)
 }

@@ -46,7 +46,7 @@ struct Share {
     words_file: Arc<OwnedFd>,
     words: MappedPages,
     /// Member `i`'s wake-up.
-    wakes: Vec<Arc<OwnedFd>>,
+    wakes: Vec<Wake>,
     /// Receive buffers, oldest first.
     buffers: Vec<Buffer>,
     next_buffer: BufferId,
@@ -77,11 +77,40 @@ enum BufferState {
     Taken,
 }
 
-/// A fresh wake-up descriptor.
-fn wake() -> Result<Arc<OwnedFd>, (Errno, &'static str)> {
-    eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
-        .map(Arc::new)
-        .map_err(|_| (Errno::NOMEM, "out of descriptors"))
+/// A member's wake-up.
+///
+/// The member polls `set`, an epoll set holding two eventfds
+/// edge-triggered: `peers`, which the other members write to trigger it
+/// (each holds it), and `own`, which only the hypervisor holds and writes
+/// (transfers, membership changes). An open file's `O_NONBLOCK` and
+/// counter are shared by all its holders, so an eventfd a guest holds is
+/// one it can make blocking and fill: the hypervisor never writes one (it
+/// would block in that `write`, and every domain with it), and nobody
+/// reads one (a guest could empty it between a poll and the `read`).
+/// Each signal is a new edge for the set, which the member takes with an
+/// `epoll_wait`.
+#[derive(Debug, Clone)]
+struct Wake {
+    peers: Arc<OwnedFd>,
+    own: Arc<OwnedFd>,
+    set: Arc<OwnedFd>,
+}
+
+/// A fresh wake-up.
+fn wake() -> Result<Wake, (Errno, &'static str)> {
+    use rustix::event::epoll;
+    let fresh = || {
+        eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+            .map(Arc::new)
+            .map_err(|_| (Errno::NOMEM, "out of descriptors"))
+    };
+    let (peers, own) = (fresh()?, fresh()?);
+    let set = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|_| (Errno::NOMEM, "out of descriptors"))?;
+    let flags = epoll::EventFlags::IN | epoll::EventFlags::ET;
+    for fd in [&peers, &own] {
+        epoll::add(&set, &**fd, epoll::EventData::new_u64(0), flags).map_err(|e| (e, "filling a wake-up set"))?;
+    }
+    Ok(Wake { peers, own, set: Arc::new(set) })
 }
 
 /// A memfd of `pages` pages and the hypervisor's mapping of it.
@@ -118,7 +147,7 @@ impl Share {
     fn raise(&self, index: usize, n: u32) {
         if let Some(wake) = self.wakes.get(index) {
             self.words.shared_mem().fetch_or_u32(4 * index, 1 << n, Ordering::Release);
-            let _ = signal(wake.as_fd());
+            let _ = signal(wake.own.as_fd());
         }
     }
 
@@ -149,7 +178,7 @@ impl Share {
         for (i, wake) in old_wakes.iter().enumerate() {
             if i != index {
                 old_words.shared_mem().fetch_or_u32(4 * i, 1 << TRIGGER_CHANGED, Ordering::Release);
-                let _ = signal(wake.as_fd());
+                let _ = signal(wake.own.as_fd());
             }
         }
         self.members = members;
@@ -306,14 +335,15 @@ impl State {
         done()
     }
 
-    /// A member maps the share: the pages, the trigger table, its wake-up,
-    /// then every other member's wake-up in member order.
+    /// A member maps the share: the pages, the trigger table, the set it
+    /// polls for its wake-up, then what it signals the other members with
+    /// in member order (a lone member: its own, to trigger itself).
     pub(super) fn share_attach(&self, caller: DomId, share: ShareRef) -> Answer {
         let (s, me) = self.shares.member(share, caller)?;
-        let mut fds = vec![dup(&s.file)?, dup(&s.words_file)?, dup(&s.wakes[me])?];
+        let mut fds = vec![dup(&s.file)?, dup(&s.words_file)?, dup(&s.wakes[me].set)?];
         for (i, wake) in s.wakes.iter().enumerate() {
-            if i != me {
-                fds.push(dup(wake)?);
+            if i != me || s.wakes.len() == 1 {
+                fds.push(dup(&wake.peers)?);
             }
         }
         let response =
@@ -465,14 +495,14 @@ mod tests {
         assert_eq!(word(0), 1 << TRIGGER_CHANGED);
         assert_eq!(word(1), 0);
         assert_eq!(word(2), 1 << TRIGGER_CHANGED);
-        let readable = |fd: &OwnedFd| {
+        let readable = |wake: &Wake| {
             let mut counter = [0u8; 8];
-            rustix::io::read(fd, &mut counter).is_ok()
+            rustix::io::read(&*wake.own, &mut counter).is_ok()
         };
         assert!(readable(&old_wakes[0]));
         assert!(!readable(&old_wakes[1]));
         assert!(readable(&old_wakes[2]));
         // The new generation's wake-ups are new.
-        assert!(share.wakes.iter().all(|w| !old_wakes.iter().any(|o| Arc::ptr_eq(o, w))));
+        assert!(share.wakes.iter().all(|w| !old_wakes.iter().any(|o| Arc::ptr_eq(&o.set, &w.set))));
     }
 }

@@ -24,6 +24,13 @@ impl Wake {
         let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
     }
 
+    /// Adds the wake to an epoll set (level-triggered: once fired it
+    /// reports at every wait), under `data`.
+    pub(super) fn watch_in(&self, set: &OwnedFd, data: u64) -> io::Result<()> {
+        use rustix::event::epoll;
+        Ok(epoll::add(set, &self.fd, epoll::EventData::new_u64(data), epoll::EventFlags::IN)?)
+    }
+
     /// Blocks until `events` (the event-channel handle) is readable or the
     /// wake has fired. Consumes nothing.
     pub(super) fn wait(&self, events: BorrowedFd<'_>) -> io::Result<()> {

@@ -28,6 +28,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "reconnect" => reconnect()?,
         "corrupt" => corrupt()?,
         "oversize" => oversize()?,
+        "jam-port" => jam_port()?,
         "pinger" => pinger(u32::from(arg(0)?))?,
         "steady" => steady(u32::from(arg(0)?))?,
         "resume" => resume(u32::from(arg(0)?))?,
@@ -443,6 +444,31 @@ fn no_access(dirs: &[String]) -> Result<()> {
         expect_err(&format!("reading {dir}/state"), client.read(&format!("{dir}/state")), ErrorCode::EACCES)?;
         expect_err(&format!("listing {dir}"), client.directory(dir), ErrorCode::EACCES)?;
         expect_err(&format!("writing {dir}/state"), client.write(&format!("{dir}/state"), b"6"), ErrorCode::EACCES)?;
+    }
+    Ok(())
+}
+
+/// Tries to make the daemon block in its notification of this guest: the
+/// descriptor this guest polls its store port with is, on a platform that
+/// hands out the eventfd itself, the one the daemon writes to notify it.
+/// Made blocking (the flag is the open file's, shared with every holder)
+/// and filled to the counter's maximum, the daemon's next `write` of 1
+/// would never return. Then a request, whose reply is that notification.
+/// The check passes when it got its reply: dom0's side (tests/guests.rs)
+/// then checks that the daemon still serves everyone.
+fn jam_port() -> Result<()> {
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    let mut raw = RawRing::open()?;
+    raw.reconnect()?;
+    let fd = raw.port_descriptor()?;
+    let filled = rustix::io::write(&fd, &(u64::MAX - 1).to_ne_bytes());
+    let flags = fcntl_getfl(&fd).map(|f| f - OFlags::NONBLOCK);
+    let blocking = flags.and_then(|f| fcntl_setfl(&fd, f));
+    println!("jam-port: filling the port's descriptor: {filled:?}, making it blocking: {blocking:?}");
+    for n in 0..3 {
+        let id = raw.send(Op::Read, b"domid\0")?;
+        let reply = raw.reply(id)?;
+        ensure!(reply.header.op == Op::Read as u32, "READ {n}: {:?}", reply.header);
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ pub struct RawRing {
     /// Bytes read from the ring and not yet decoded.
     unread: Vec<u8>,
     pub domid: u16,
+    store_port: xen_platform::Port,
     next_req: u32,
     notifier: Notifier,
 }
@@ -47,9 +48,17 @@ impl RawRing {
             decoder: Decoder::new(),
             unread: Vec::new(),
             domid: start.domid,
+            store_port: start.store_port,
             next_req: 1,
             notifier,
         })
+    }
+
+    /// The descriptor the platform gives this guest to poll its store
+    /// port with, for checks that abuse it.
+    pub fn port_descriptor(&mut self) -> Result<std::os::fd::OwnedFd> {
+        let port = self.store_port;
+        self.events.poll_directly(port)?.context("no descriptor of its own for the store port")
     }
 
     /// Waits for a notification (or `timeout`), consuming it.
