@@ -47,6 +47,8 @@ struct Share {
     words: MappedPages,
     /// Member `i`'s wake-up.
     wakes: Vec<Wake>,
+    /// What the members signal each other with.
+    links: Links,
     /// Receive buffers, oldest first.
     buffers: Vec<Buffer>,
     next_buffer: BufferId,
@@ -79,38 +81,121 @@ enum BufferState {
 
 /// A member's wake-up.
 ///
-/// The member polls `set`, an epoll set holding two eventfds
-/// edge-triggered: `peers`, which the other members write to trigger it
-/// (each holds it), and `own`, which only the hypervisor holds and writes
-/// (transfers, membership changes). An open file's `O_NONBLOCK` and
-/// counter are shared by all its holders, so an eventfd a guest holds is
-/// one it can make blocking and fill: the hypervisor never writes one (it
-/// would block in that `write`, and every domain with it), and nobody
-/// reads one (a guest could empty it between a poll and the `read`).
-/// Each signal is a new edge for the set, which the member takes with an
-/// `epoll_wait`.
+/// The member polls `set`, an edge-triggered epoll set holding `own`,
+/// which only the hypervisor writes (transfers, membership changes), and
+/// one eventfd per other member, which that member alone writes to
+/// trigger it ([`Links`]). An open file's `O_NONBLOCK` and counter are
+/// shared by all its holders, so an eventfd a guest holds is one it can
+/// make blocking and fill: nobody but that guest ever writes one (the
+/// writer would block in that `write`: the hypervisor, and every domain
+/// with it, or dom0's LAN), and nobody reads one (a guest could empty it
+/// between a poll and the `read`). Each signal is a new edge for the set,
+/// which the member takes with an `epoll_wait`.
 #[derive(Debug, Clone)]
 struct Wake {
-    peers: Arc<OwnedFd>,
     own: Arc<OwnedFd>,
     set: Arc<OwnedFd>,
+}
+
+/// A fresh eventfd.
+fn eventfd_fresh() -> Result<Arc<OwnedFd>, (Errno, &'static str)> {
+    eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+        .map(Arc::new)
+        .map_err(|_| (Errno::NOMEM, "out of descriptors"))
+}
+
+/// Adds `fd` to a wake-up set, edge-triggered.
+fn watch_in(set: &OwnedFd, fd: &OwnedFd) -> Result<(), (Errno, &'static str)> {
+    use rustix::event::epoll;
+    let flags = epoll::EventFlags::IN | epoll::EventFlags::ET;
+    epoll::add(set, fd, epoll::EventData::new_u64(0), flags).map_err(|e| (e, "filling a wake-up set"))
 }
 
 /// A fresh wake-up.
 fn wake() -> Result<Wake, (Errno, &'static str)> {
     use rustix::event::epoll;
-    let fresh = || {
-        eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
-            .map(Arc::new)
-            .map_err(|_| (Errno::NOMEM, "out of descriptors"))
-    };
-    let (peers, own) = (fresh()?, fresh()?);
+    let own = eventfd_fresh()?;
     let set = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|_| (Errno::NOMEM, "out of descriptors"))?;
-    let flags = epoll::EventFlags::IN | epoll::EventFlags::ET;
-    for fd in [&peers, &own] {
-        epoll::add(&set, &**fd, epoll::EventData::new_u64(0), flags).map_err(|e| (e, "filling a wake-up set"))?;
+    watch_in(&set, &own)?;
+    Ok(Wake { own, set: Arc::new(set) })
+}
+
+/// What each member writes to wake each other member: `by[w][t]`, written
+/// by member `w` alone, watched in member `t`'s set (a lone member has
+/// `by[0][0]`, to trigger itself). One eventfd per ordered pair: a member
+/// can do what it likes to the ones it holds without touching anybody
+/// else's `write` (see [`Wake`]). [`MAX_MEMBERS`] bounds a share to
+/// 64 × 63 of them.
+#[derive(Debug, Default)]
+struct Links {
+    by: Vec<Vec<Option<Arc<OwnedFd>>>>,
+}
+
+impl Links {
+    /// The links of members with `wakes`.
+    fn new(wakes: &[Wake]) -> Result<Links, (Errno, &'static str)> {
+        let mut links = Links::default();
+        for n in 0..wakes.len() {
+            links.joined(wakes, n)?;
+        }
+        Ok(links)
     }
-    Ok(Wake { peers, own, set: Arc::new(set) })
+
+    /// Member `n` (the last of `wakes`) joined: the links between it and
+    /// each earlier member, both ways (for a lone member, its own).
+    fn joined(&mut self, wakes: &[Wake], n: usize) -> Result<(), (Errno, &'static str)> {
+        for row in &mut self.by {
+            row.resize(n + 1, None);
+        }
+        self.by.push(vec![None; n + 1]);
+        let pairs: Vec<(usize, usize)> =
+            if n == 0 { vec![(0, 0)] } else { (0..n).flat_map(|i| [(n, i), (i, n)]).collect() };
+        for (w, t) in pairs {
+            let fd = eventfd_fresh()?;
+            watch_in(&wakes[t].set, &fd)?;
+            self.by[w][t] = Some(fd);
+        }
+        Ok(())
+    }
+
+    /// The one member left makes sure it has its own link.
+    fn lone(&mut self, wakes: &[Wake]) -> Result<(), (Errno, &'static str)> {
+        if self.by.first().and_then(|row| row.first()).is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        let (Some(wake), Some(row)) = (wakes.first(), self.by.first_mut()) else { return Ok(()) };
+        let fd = eventfd_fresh()?;
+        watch_in(&wake.set, &fd)?;
+        if row.is_empty() {
+            row.push(None);
+        }
+        row[0] = Some(fd);
+        Ok(())
+    }
+
+    /// Member `index` left without a move of the share (a dead domain the
+    /// move could not be made for).
+    fn left(&mut self, index: usize) {
+        if index < self.by.len() {
+            self.by.remove(index);
+        }
+        for row in &mut self.by {
+            if index < row.len() {
+                row.remove(index);
+            }
+        }
+    }
+
+    /// What member `me` of `members` members signals, in member order (a
+    /// lone member: itself).
+    fn written_by(&self, me: usize, members: usize) -> Result<Vec<Arc<OwnedFd>>, (Errno, &'static str)> {
+        (0..members)
+            .filter(|&t| t != me || members == 1)
+            .map(|t| {
+                self.by.get(me).and_then(|row| row.get(t)).cloned().flatten().ok_or((Errno::NOENT, "a missing link"))
+            })
+            .collect()
+    }
 }
 
 /// A memfd of `pages` pages and the hypervisor's mapping of it.
@@ -125,6 +210,7 @@ impl Share {
         let (file, map) = pages("xsim-share", pages_count)?;
         let (words_file, words) = pages("xsim-share-triggers", 1)?;
         let wakes = members.iter().map(|_| wake()).collect::<Result<Vec<_>, _>>()?;
+        let links = Links::new(&wakes)?;
         Ok(Share {
             pages: pages_count,
             members,
@@ -134,6 +220,7 @@ impl Share {
             words_file,
             words,
             wakes,
+            links,
             buffers: Vec::new(),
             next_buffer: 1,
         })
@@ -167,6 +254,7 @@ impl Share {
         let mut members = self.members.clone();
         let removed = members.remove(index);
         let wakes = members.iter().map(|_| wake()).collect::<Result<Vec<_>, _>>()?;
+        let links = Links::new(&wakes)?;
         // Nothing can fail from here: the old generation is told and
         // replaced as one step.
         let mut bounce = vec![0u8; self.pages * PAGE_SIZE];
@@ -182,6 +270,7 @@ impl Share {
             }
         }
         self.members = members;
+        self.links = links;
         self.file = file;
         self.map = map;
         self.words_file = words_file;
@@ -239,6 +328,12 @@ impl ShareTable {
                     // must not name a dead domain (its id may be reused).
                     share.members.remove(index);
                     share.wakes.remove(index);
+                    share.links.left(index);
+                    if share.members.len() == 1 {
+                        // Out of descriptors too: the lone member's
+                        // attach then fails until the share is remade.
+                        let _ = share.links.lone(&share.wakes);
+                    }
                     share.buffers.retain(|b| b.owner != domid);
                     share.generation += 1;
                     share.changed();
@@ -309,10 +404,14 @@ impl State {
         if s.members.len() >= MAX_MEMBERS {
             return Err((Errno::NOSPC, "too many members"));
         }
-        let new_wake = wake()?;
+        s.wakes.push(wake()?);
+        if let Err(e) = s.links.joined(&s.wakes, s.members.len()) {
+            s.wakes.pop();
+            s.links.left(s.members.len());
+            return Err(e);
+        }
         s.changed();
         s.members.push(domid);
-        s.wakes.push(new_wake);
         s.generation += 1;
         done()
     }
@@ -341,10 +440,8 @@ impl State {
     pub(super) fn share_attach(&self, caller: DomId, share: ShareRef) -> Answer {
         let (s, me) = self.shares.member(share, caller)?;
         let mut fds = vec![dup(&s.file)?, dup(&s.words_file)?, dup(&s.wakes[me].set)?];
-        for (i, wake) in s.wakes.iter().enumerate() {
-            if i != me || s.wakes.len() == 1 {
-                fds.push(dup(&wake.peers)?);
-            }
+        for link in s.links.written_by(me, s.members.len())? {
+            fds.push(dup(&link)?);
         }
         let response =
             Response::ShareAttached { generation: s.generation, pages: s.pages, me, members: s.members.clone() };
