@@ -259,9 +259,15 @@ impl Rings {
     /// apart: the new daemon polls what it adopts itself).
     /// [`Rings::watch_again`] undoes it.
     pub(crate) fn unwatch_all(&mut self) {
-        for (_, fd) in self.direct.drain() {
-            let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd.as_raw_fd()));
+        for (_, fd) in std::mem::take(&mut self.direct) {
+            self.unwatch(&fd);
         }
+    }
+
+    /// Takes a directly polled port's descriptor out of the server's poll,
+    /// before it is closed (a registration cannot be removed after).
+    fn unwatch(&self, fd: &OwnedFd) {
+        let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd.as_raw_fd()));
     }
 
     /// Polls every ring's port directly again, after [`Rings::unwatch_all`]
@@ -355,8 +361,7 @@ impl Rings {
     fn forget(&mut self, port: Port) {
         self.by_port.remove(&port);
         if let Some(fd) = self.direct.remove(&port) {
-            // Before the descriptor is closed (dropped here).
-            let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd.as_raw_fd()));
+            self.unwatch(&fd);
         }
         let _ = self.platform.events.unbind(port);
     }

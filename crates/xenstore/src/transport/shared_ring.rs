@@ -277,7 +277,7 @@ impl Shared {
             // The poller. Arm, then look again: what came before the arming
             // this look sees, what comes after it wakes the poll.
             match &self.direct {
-                Some(direct) => take_edges(&direct.set, Some(0))?,
+                Some(direct) => take_edges(&direct.set, false)?,
                 None => {
                     let pending = &mut state.pending;
                     pending.clear();
@@ -290,7 +290,7 @@ impl Shared {
             state.polling = true;
             drop(state);
             let polled = match &self.direct {
-                Some(direct) => take_edges(&direct.set, None),
+                Some(direct) => take_edges(&direct.set, true),
                 None => {
                     let events = lock(&self.events);
                     self.wake.wait(events.as_fd())
@@ -332,14 +332,15 @@ fn direct_set(port_fd: OwnedFd, wake: &Wake) -> io::Result<DirectWait> {
     Ok(DirectWait { set, _port: port_fd })
 }
 
-/// Takes what the direct set has, waiting up to `timeout_ms` (`None`:
-/// until something comes). Taking the port's edges is what arms it.
-fn take_edges(set: &OwnedFd, timeout_ms: Option<i32>) -> io::Result<()> {
+/// Takes what the direct set has; with `wait`, waits until something
+/// comes. Taking the port's edges is what arms it.
+fn take_edges(set: &OwnedFd, wait: bool) -> io::Result<()> {
     use rustix::event::epoll;
     let mut events = [std::mem::MaybeUninit::<epoll::Event>::uninit(); 4];
-    let timeout = timeout_ms.map(|ms| rustix::event::Timespec { tv_sec: 0, tv_nsec: i64::from(ms) * 1_000_000 });
+    let now = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+    let timeout = (!wait).then_some(&now);
     loop {
-        match epoll::wait(set, &mut events, timeout.as_ref()) {
+        match epoll::wait(set, &mut events, timeout) {
             Ok(_) => return Ok(()),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),

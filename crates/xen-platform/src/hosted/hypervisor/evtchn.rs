@@ -202,10 +202,17 @@ impl State {
 /// `write`, and its `O_NONBLOCK` governs nothing of the eventfd's. Each
 /// signal is a new edge for the set and for any set polling it, so nobody
 /// reads the eventfd (see `hosted/evtchn.rs`).
-fn guarded(poll: &OwnedFd) -> Result<OwnedFd, (Errno, &'static str)> {
+pub(super) fn guarded(poll: &OwnedFd) -> Result<OwnedFd, (Errno, &'static str)> {
     use rustix::event::epoll;
-    let set = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| (e, "creating a port's poll set"))?;
-    epoll::add(&set, poll, epoll::EventData::new_u64(0), epoll::EventFlags::IN | epoll::EventFlags::ET)
-        .map_err(|e| (e, "filling a port's poll set"))?;
+    let set = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| (e, "creating a poll set"))?;
+    watch_edges(&set, poll)?;
     Ok(set)
+}
+
+/// Adds `fd` to a set made by [`guarded`], edge-triggered: each signal of
+/// it is a new edge for the set.
+pub(super) fn watch_edges(set: &OwnedFd, fd: &OwnedFd) -> Result<(), (Errno, &'static str)> {
+    use rustix::event::epoll;
+    let flags = epoll::EventFlags::IN | epoll::EventFlags::ET;
+    epoll::add(set, fd, epoll::EventData::new_u64(0), flags).map_err(|e| (e, "filling a poll set"))
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::io::Errno;
 
+use super::evtchn::{guarded, watch_edges};
 use super::memory::memfd;
 use super::{done, dup, Answer, ConnId, State};
 use crate::hosted::evtchn::signal;
@@ -104,19 +105,10 @@ fn eventfd_fresh() -> Result<Arc<OwnedFd>, (Errno, &'static str)> {
         .map_err(|_| (Errno::NOMEM, "out of descriptors"))
 }
 
-/// Adds `fd` to a wake-up set, edge-triggered.
-fn watch_in(set: &OwnedFd, fd: &OwnedFd) -> Result<(), (Errno, &'static str)> {
-    use rustix::event::epoll;
-    let flags = epoll::EventFlags::IN | epoll::EventFlags::ET;
-    epoll::add(set, fd, epoll::EventData::new_u64(0), flags).map_err(|e| (e, "filling a wake-up set"))
-}
-
-/// A fresh wake-up.
+/// A fresh wake-up: its set is made as a guest's port set is.
 fn wake() -> Result<Wake, (Errno, &'static str)> {
-    use rustix::event::epoll;
     let own = eventfd_fresh()?;
-    let set = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|_| (Errno::NOMEM, "out of descriptors"))?;
-    watch_in(&set, &own)?;
+    let set = guarded(&own)?;
     Ok(Wake { own, set: Arc::new(set) })
 }
 
@@ -152,7 +144,7 @@ impl Links {
             if n == 0 { vec![(0, 0)] } else { (0..n).flat_map(|i| [(n, i), (i, n)]).collect() };
         for (w, t) in pairs {
             let fd = eventfd_fresh()?;
-            watch_in(&wakes[t].set, &fd)?;
+            watch_edges(&wakes[t].set, &fd)?;
             self.by[w][t] = Some(fd);
         }
         Ok(())
@@ -165,7 +157,7 @@ impl Links {
         }
         let (Some(wake), Some(row)) = (wakes.first(), self.by.first_mut()) else { return Ok(()) };
         let fd = eventfd_fresh()?;
-        watch_in(&wake.set, &fd)?;
+        watch_edges(&wake.set, &fd)?;
         if row.is_empty() {
             row.push(None);
         }
