@@ -208,20 +208,31 @@ pub trait Share: AsFd + Send + std::fmt::Debug {
     /// member's index and, after a removal, the pages may be new (the old
     /// mapping is dropped). `ENOENT` once the share is destroyed, `EPERM`
     /// once this domain is removed.
+    ///
+    /// Until a member refreshes, the calls that read or write the pages
+    /// for it ([`Share::register`], [`Share::transfer`],
+    /// [`Share::take_completed`]) fail with `ESTALE`: made on the old
+    /// mapping, they would copy bytes the member never wrote into the
+    /// new pages, or point it at buffers in pages it no longer sees.
+    /// After a removal, the buffers of every member whose index moved
+    /// are withdrawn (they were laid out by index): such a member
+    /// registers again.
     fn refresh(&mut self) -> io::Result<()>;
 
     /// Offers a buffer made of `segments` of the share to transfers on
     /// `key` from other members. `EINVAL`/`EFAULT` for bad segments,
-    /// `ENOSPC` past [`MAX_BUFFERS`]. The buffer is this process's: it
-    /// goes when the process's connection does.
+    /// `ENOSPC` past [`MAX_BUFFERS`], `ESTALE` until a refresh after a
+    /// change. The buffer is this process's: it goes when the process's
+    /// connection does.
     fn register(&mut self, key: u32, segments: &[Segment]) -> io::Result<BufferId>;
 
     /// Copies the bytes of `segments` into the first free buffer another
     /// member registered on `key`, and raises [`TRIGGER_TRANSFERRED`] in
     /// its owner. Returns the bytes copied. `EAGAIN` when no buffer is
     /// free, `EMSGSIZE` when the data is longer than the buffer or
-    /// [`MAX_TRANSFER`]; bad segments as for [`Share::register`]. Nothing
-    /// is copied on an error.
+    /// [`MAX_TRANSFER`]; bad segments as for [`Share::register`];
+    /// `ESTALE` until a refresh after a change. Nothing is copied on an
+    /// error.
     fn transfer(&self, key: u32, segments: &[Segment]) -> io::Result<usize>;
 
     /// Several transfers, each as [`Share::transfer`] does it, in order,
@@ -244,7 +255,7 @@ pub trait Share: AsFd + Send + std::fmt::Debug {
     /// The buffers of this process that transfers filled since the last
     /// call. Each is the caller's to read until its next call, which
     /// frees it for the next transfer (so no sender overwrites a buffer
-    /// being read).
+    /// being read). `ESTALE` until a refresh after a change.
     fn take_completed(&mut self) -> io::Result<Vec<Completed>>;
 
     /// Withdraws every buffer this process registered on the share,

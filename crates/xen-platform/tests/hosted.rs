@@ -30,6 +30,7 @@ const ENOENT: i32 = 2;
 const EAGAIN: i32 = 11;
 const EFAULT: i32 = 14;
 const ENOSPC: i32 = 28;
+const ESTALE: i32 = 116;
 
 /// Long enough for a loaded CI machine, short enough to fail a hung test.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -1022,9 +1023,16 @@ fn share_membership_follows_the_toolstack_and_the_domains() {
 
     shares.add_member(share, second.domid).unwrap();
     await_triggers(&mut ours, 1 << TRIGGER_CHANGED);
+    // Until it refreshes, what a member asks of the pages was made on its
+    // old mapping, and is refused.
+    assert_eq!(errno(ours.register(1, &[seg(0, 16)])), ESTALE);
+    assert_eq!(errno(ours.transfer(1, &[seg(0, 16)])), ESTALE);
+    assert_eq!(errno(ours.transfer_many(&[(1, &[seg(0, 16)])])), ESTALE);
+    assert_eq!(errno(ours.take_completed()), ESTALE);
     ours.refresh().unwrap();
     assert_eq!(ours.members(), [0, first.domid, second.domid]);
     assert_eq!(ours.generation(), 2);
+    assert_eq!(ours.take_completed().unwrap(), []);
 
     // A destroyed domain leaves every share it was in.
     world.domains().destroy(first.domid).unwrap();
@@ -1053,6 +1061,39 @@ fn share_membership_follows_the_toolstack_and_the_domains() {
         }
     }
     assert_eq!(registered, xen_platform::share::MAX_DOMAIN_BUFFERS);
+}
+
+/// A removal withdraws the buffers of the members whose index moved
+/// (they were laid out by index, and would overlap another's), and keeps
+/// those of the members before it.
+#[test]
+fn a_removal_withdraws_the_buffers_of_the_members_it_moves() {
+    let world = World::new();
+    let shares = world.host.shares();
+    let guests: Vec<DomId> = (0..3).map(|i| world.create(&format!("g{i}"), "sleep", &[]).domid).collect();
+    let fill = |attached: &mut dyn Share| {
+        let mut n = 0;
+        while attached.register(1, &[seg(0, 16)]).is_ok() {
+            n += 1;
+        }
+        n
+    };
+    // dom0 last: it moves when a member before it goes.
+    let moved = shares.create(1, &[guests[0], guests[1], 0]).unwrap();
+    let mut ours = shares.attach_share(moved).unwrap();
+    assert_eq!(fill(&mut ours), xen_platform::share::MAX_BUFFERS);
+    shares.remove_member(moved, guests[0]).unwrap();
+    ours.refresh().unwrap();
+    assert_eq!(ours.me(), 1);
+    assert_eq!(fill(&mut ours), xen_platform::share::MAX_BUFFERS, "the old buffers were withdrawn");
+    // dom0 first: a member after it goes, and its buffers stay.
+    let kept = shares.create(1, &[0, guests[1], guests[2]]).unwrap();
+    let mut ours = shares.attach_share(kept).unwrap();
+    assert_eq!(fill(&mut ours), xen_platform::share::MAX_BUFFERS);
+    shares.remove_member(kept, guests[1]).unwrap();
+    ours.refresh().unwrap();
+    assert_eq!(ours.me(), 0);
+    assert_eq!(errno(ours.register(1, &[seg(0, 16)])), ENOSPC, "the buffers stayed");
 }
 
 #[test]

@@ -15,7 +15,17 @@
 //! A member's MAC is [`mac_of`] its domid, so a destination's domid is in
 //! its address. After [`xen_platform::share::TRIGGER_CHANGED`] (a member
 //! added or removed) a port refreshes, and registers its buffers again if
-//! its index, and so its region, moved.
+//! its index, and so its region, moved (the transport withdrew them). A
+//! send or take that the transport refuses as made on the old pages
+//! (`ESTALE`: the port had not refreshed yet) refreshes and goes again.
+//! A change loses the frames already in a moved member's buffers, and
+//! those sent to it before it registered again (about a millisecond).
+//!
+//! A buffer that was taken is free again only at the next take: a port
+//! that took many at once takes again at once, so that enough stay free
+//! for the next frame, whose wake-up brings the next take. (Left taken,
+//! a full set of buffers would refuse every frame, and with no frame
+//! delivered no wake-up would come to free them.)
 
 use std::collections::HashMap;
 use std::io;
@@ -74,6 +84,17 @@ fn segment(offset: usize, len: usize) -> io::Result<Segment> {
 /// The key a member's receive buffers are registered on.
 fn key_of(domid: DomId) -> u32 {
     u32::from(domid)
+}
+
+/// How many changes in a row one call follows before it gives up with
+/// `ESTALE` (each change is a toolstack's request: more than a few while
+/// one call runs is not a LAN at work).
+const MAX_FOLLOWS: usize = 8;
+
+/// Whether the transport refused a call made on pages that a change
+/// replaced.
+fn stale(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(Errno::STALE.raw_os_error())
 }
 
 /// What one send did.
@@ -137,8 +158,24 @@ impl LanPort {
         Self::region(self.share.me()) + (RX_BUFFERS + slot) * SLOT
     }
 
-    /// (Re)registers the receive buffers in this member's region.
+    /// (Re)registers the receive buffers in this member's region, unless
+    /// they are there. (An index only moves down, so a member whose
+    /// index is the one it registered at never moved.)
     fn register(&mut self) -> io::Result<()> {
+        let mut follows = 0;
+        loop {
+            match self.register_once() {
+                Err(e) if stale(&e) && follows < MAX_FOLLOWS => {
+                    follows += 1;
+                    self.registered_at = usize::MAX;
+                    self.share.refresh()?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn register_once(&mut self) -> io::Result<()> {
         let me = self.share.me();
         if me >= MAX_LAN_MEMBERS {
             return Err(Errno::NOSPC.into());
@@ -159,6 +196,19 @@ impl LanPort {
         Ok(())
     }
 
+    /// Writes `batch` into this member's transmit slots; each frame's
+    /// segment.
+    fn write_tx(&self, batch: &[&[u8]]) -> io::Result<Vec<Segment>> {
+        let mem = self.share.pages().shared_mem();
+        let mut segments = Vec::with_capacity(batch.len());
+        for (slot, frame) in batch.iter().enumerate() {
+            let tx = self.tx_offset(slot);
+            mem.write_bytes(tx, frame);
+            segments.push(segment(tx, frame.len())?);
+        }
+        Ok(segments)
+    }
+
     /// Sends one Ethernet frame (destination MAC first). `EINVAL` for a
     /// frame shorter than a header or longer than [`SLOT`].
     pub fn send(&mut self, frame: &[u8]) -> io::Result<Sent> {
@@ -173,35 +223,57 @@ impl LanPort {
         if frames.iter().any(|f| f.len() < MIN_FRAME || f.len() > SLOT) {
             return Err(Errno::INVAL.into());
         }
-        let peers = self.peers();
         let mut sent = Sent::default();
         for batch in frames.chunks(TX_SLOTS) {
-            let mut segments = Vec::with_capacity(batch.len());
-            for (slot, frame) in batch.iter().enumerate() {
-                let tx = self.tx_offset(slot);
-                self.share.pages().shared_mem().write_bytes(tx, frame);
-                segments.push([segment(tx, frame.len())?]);
-            }
-            let mut transfers: Vec<(u32, &[Segment])> = Vec::new();
-            for (frame, segment) in batch.iter().zip(&segments) {
+            let mut segments = self.write_tx(batch)?;
+            let peers = self.peers();
+            // Each (frame, destination) to transfer.
+            let mut pending: Vec<(usize, DomId)> = Vec::new();
+            for (i, frame) in batch.iter().enumerate() {
                 let dst = &frame[..6];
                 let unicast = (dst[0] & 1 == 0).then(|| domid_of_mac(dst)).flatten().filter(|d| peers.contains(d));
                 match unicast {
-                    Some(domid) => transfers.push((key_of(domid), segment)),
-                    None => transfers.extend(peers.iter().map(|&d| (key_of(d), &segment[..]))),
+                    Some(domid) => pending.push((i, domid)),
+                    None => pending.extend(peers.iter().map(|&d| (i, d))),
                 }
             }
-            for chunk in transfers.chunks(xen_platform::share::MAX_TRANSFER_BATCH) {
-                for result in self.share.transfer_many(chunk)? {
-                    match result {
-                        Ok(_) => sent.delivered += 1,
-                        // No free buffer (the member is slow, or has not
-                        // joined yet), or the membership just changed:
-                        // the frame is lost for that member, as on a busy
-                        // wire.
-                        Err(Errno::AGAIN | Errno::PERM | Errno::NOENT) => sent.dropped += 1,
-                        Err(e) => return Err(e.into()),
+            let mut follows = 0;
+            while !pending.is_empty() {
+                let n = pending.len().min(xen_platform::share::MAX_TRANSFER_BATCH);
+                let results = {
+                    let transfers: Vec<(u32, &[Segment])> =
+                        pending[..n].iter().map(|&(i, d)| (key_of(d), std::slice::from_ref(&segments[i]))).collect();
+                    self.share.transfer_many(&transfers)
+                };
+                match results {
+                    Ok(results) => {
+                        for result in results {
+                            match result {
+                                Ok(_) => sent.delivered += 1,
+                                // No free buffer (the member is slow, or
+                                // has not joined yet), or the membership
+                                // just changed: the frame is lost for that
+                                // member, as on a busy wire.
+                                Err(Errno::AGAIN | Errno::PERM | Errno::NOENT) => sent.dropped += 1,
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                        pending.drain(..n);
                     }
+                    // The share changed before this port saw it: the
+                    // frames were written into pages the transport no
+                    // longer reads. Follow, write them again, and send
+                    // what is left to those still on the LAN.
+                    Err(e) if stale(&e) && follows < MAX_FOLLOWS => {
+                        follows += 1;
+                        self.share.refresh()?;
+                        segments = self.write_tx(batch)?;
+                        let peers = self.peers();
+                        let before = pending.len();
+                        pending.retain(|(_, d)| peers.contains(d));
+                        sent.dropped += before - pending.len();
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -215,17 +287,35 @@ impl LanPort {
         let pending = self.share.take_pending()?;
         if pending & 1 << TRIGGER_CHANGED != 0 {
             self.share.refresh()?;
-            self.register()?;
         }
-        let completed = self.share.take_completed()?;
-        let mem = self.share.pages().shared_mem();
-        for completed in completed {
-            let (Some(&offset), true) = (self.buffers.get(&completed.buffer), completed.len <= SLOT) else { continue };
-            let mut frame = vec![0u8; completed.len];
-            mem.read_bytes(offset, &mut frame);
-            frames.push(frame);
+        // The frames first, then the buffers again if they were withdrawn
+        // (registering anew withdraws the filled ones too).
+        let mut follows = 0;
+        loop {
+            let completed = match self.share.take_completed() {
+                Err(e) if stale(&e) && follows < MAX_FOLLOWS => {
+                    follows += 1;
+                    self.share.refresh()?;
+                    continue;
+                }
+                result => result?,
+            };
+            let mem = self.share.pages().shared_mem();
+            for completed in &completed {
+                let (Some(&offset), true) = (self.buffers.get(&completed.buffer), completed.len <= SLOT) else {
+                    continue;
+                };
+                let mut frame = vec![0u8; completed.len];
+                mem.read_bytes(offset, &mut frame);
+                frames.push(frame);
+            }
+            // Taken buffers are free at the next take: after many, take
+            // again now (see the module's notes).
+            if completed.len() < RX_BUFFERS / 2 {
+                break;
+            }
         }
-        Ok(())
+        self.register()
     }
 }
 

@@ -107,15 +107,17 @@ pub(crate) enum Request {
     ShareDestroy { share: ShareRef },
     /// Xen Share: a member maps a share (and again after a change).
     ShareAttach { share: ShareRef },
-    /// Xen Share: a member offers a receive buffer on a key.
-    ShareRegister { share: ShareRef, key: u32, segments: Vec<Segment> },
+    /// Xen Share: a member offers a receive buffer on a key. Like every
+    /// request that reads or writes the pages, it names the generation
+    /// the member mapped, and is refused (`ESTALE`) on another.
+    ShareRegister { share: ShareRef, generation: u64, key: u32, segments: Vec<Segment> },
     /// Xen Share: a member copies into another's buffer on a key.
-    ShareTransfer { share: ShareRef, key: u32, segments: Vec<Segment> },
+    ShareTransfer { share: ShareRef, generation: u64, key: u32, segments: Vec<Segment> },
     /// Xen Share: several transfers in one request, each a key and its
     /// segments.
-    ShareTransferMany { share: ShareRef, transfers: Vec<(u32, Vec<Segment>)> },
+    ShareTransferMany { share: ShareRef, generation: u64, transfers: Vec<(u32, Vec<Segment>)> },
     /// Xen Share: a member takes its filled buffers.
-    ShareCompleted { share: ShareRef },
+    ShareCompleted { share: ShareRef, generation: u64 },
     /// Xen Share: a member withdraws every buffer it registered.
     ShareUnregister { share: ShareRef },
     /// The share of a domain's vdevice page, made on first use.

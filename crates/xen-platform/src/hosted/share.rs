@@ -193,7 +193,12 @@ impl Share for HostedShare {
     }
 
     fn register(&mut self, key: u32, segments: &[Segment]) -> io::Result<BufferId> {
-        let request = Request::ShareRegister { share: self.share, key, segments: segments.to_vec() };
+        let request = Request::ShareRegister {
+            share: self.share,
+            generation: self.attached.generation,
+            key,
+            segments: segments.to_vec(),
+        };
         match self.host.request(&request)?.0 {
             Response::Buffer { id } => Ok(id),
             _ => Err(invalid("unexpected reply to ShareRegister")),
@@ -201,7 +206,12 @@ impl Share for HostedShare {
     }
 
     fn transfer(&self, key: u32, segments: &[Segment]) -> io::Result<usize> {
-        let request = Request::ShareTransfer { share: self.share, key, segments: segments.to_vec() };
+        let request = Request::ShareTransfer {
+            share: self.share,
+            generation: self.attached.generation,
+            key,
+            segments: segments.to_vec(),
+        };
         match self.host.request(&request)?.0 {
             Response::Transferred { len } => Ok(len),
             _ => Err(invalid("unexpected reply to ShareTransfer")),
@@ -213,7 +223,15 @@ impl Share for HostedShare {
             return Err(Errno::INVAL.into());
         }
         let transfers = transfers.iter().map(|&(key, segments)| (key, segments.to_vec())).collect();
-        match self.host.request(&Request::ShareTransferMany { share: self.share, transfers })?.0 {
+        match self
+            .host
+            .request(&Request::ShareTransferMany {
+                share: self.share,
+                generation: self.attached.generation,
+                transfers,
+            })?
+            .0
+        {
             Response::TransferredMany { results } => {
                 Ok(results.into_iter().map(|r| r.map_err(Errno::from_raw_os_error)).collect())
             }
@@ -226,7 +244,8 @@ impl Share for HostedShare {
     }
 
     fn take_completed(&mut self) -> io::Result<Vec<Completed>> {
-        match self.host.request(&Request::ShareCompleted { share: self.share })?.0 {
+        match self.host.request(&Request::ShareCompleted { share: self.share, generation: self.attached.generation })?.0
+        {
             Response::Completed { completed } => Ok(completed),
             _ => Err(invalid("unexpected reply to ShareCompleted")),
         }

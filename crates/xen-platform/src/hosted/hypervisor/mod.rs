@@ -379,10 +379,16 @@ impl State {
             Request::ShareRemove { share, domid } => self.share_remove(caller, share, domid),
             Request::ShareDestroy { share } => self.share_destroy(caller, share),
             Request::ShareAttach { share } => self.share_attach(caller, share),
-            Request::ShareRegister { share, key, segments } => self.share_register(conn, caller, share, key, segments),
-            Request::ShareTransfer { share, key, segments } => self.share_transfer(caller, share, key, &segments),
-            Request::ShareTransferMany { share, transfers } => self.share_transfer_many(caller, share, &transfers),
-            Request::ShareCompleted { share } => self.share_completed(conn, caller, share),
+            Request::ShareRegister { share, generation, key, segments } => {
+                self.share_register(conn, caller, (share, generation), key, segments)
+            }
+            Request::ShareTransfer { share, generation, key, segments } => {
+                self.share_transfer(caller, (share, generation), key, &segments)
+            }
+            Request::ShareTransferMany { share, generation, transfers } => {
+                self.share_transfer_many(caller, (share, generation), &transfers)
+            }
+            Request::ShareCompleted { share, generation } => self.share_completed(conn, caller, (share, generation)),
             Request::VdeviceShare { domid } => self.vdevice_share(caller, domid),
             Request::ShareUnregister { share } => self.share_unregister(conn, caller, share),
         }

@@ -34,6 +34,10 @@ pub(super) struct ShareTable {
     vdevice: BTreeMap<DomId, ShareRef>,
 }
 
+/// A share as a member's request names it: the reference and the
+/// generation the member mapped.
+pub(super) type Viewed = (ShareRef, u64);
+
 /// One share, in its current generation.
 #[derive(Debug)]
 struct Share {
@@ -165,8 +169,25 @@ impl Links {
         Ok(())
     }
 
-    /// Member `index` left without a move of the share (a dead domain the
-    /// move could not be made for).
+    /// Member `index` leaves: every link it writes goes out of the set it
+    /// woke, every link to it out of its set, and the rows and columns
+    /// go.
+    fn cut(&mut self, index: usize, wakes: &[Wake]) {
+        for (w, row) in self.by.iter().enumerate() {
+            for (t, link) in row.iter().enumerate() {
+                if let (Some(link), Some(wake)) = (link, wakes.get(t)) {
+                    if (w == index || t == index) && w != t {
+                        // Only fails for a link that is not in the set.
+                        let _ = rustix::event::epoll::delete(&*wake.set, &**link);
+                    }
+                }
+            }
+        }
+        self.left(index);
+    }
+
+    /// Drops member `index`'s row and column (a join undone, or
+    /// [`Links::cut`]).
     fn left(&mut self, index: usize) {
         if index < self.by.len() {
             self.by.remove(index);
@@ -222,6 +243,13 @@ impl Share {
         self.members.iter().position(|&m| m == domid)
     }
 
+    /// Keeps the buffers of the members before `index` alone (the member
+    /// at `index` is going, and those after it move).
+    fn keep_buffers_before(&mut self, index: usize) {
+        let kept = &self.members[..index.min(self.members.len())];
+        self.buffers.retain(|b| kept.contains(&b.owner));
+    }
+
     /// Raises trigger `n` in member `index`.
     fn raise(&self, index: usize, n: u32) {
         if let Some(wake) = self.wakes.get(index) {
@@ -238,36 +266,51 @@ impl Share {
     }
 
     /// Moves the share away from member `index`: new pages (a copy of the
-    /// old), a new trigger table and new wake-ups for the others, who are
-    /// told on the old ones. The removed member's buffers go.
+    /// old) and a new trigger table, so what the removed member still
+    /// maps is nobody's; the others are told on the old table, which they
+    /// map until they refresh, and their wake-ups, which they keep. Then
+    /// the member [leaves](Share::leave).
     fn remove(&mut self, index: usize) -> Result<(), (Errno, &'static str)> {
         let (file, map) = pages("xsim-share", self.pages)?;
         let (words_file, words) = pages("xsim-share-triggers", 1)?;
-        let mut members = self.members.clone();
-        let removed = members.remove(index);
-        let wakes = members.iter().map(|_| wake()).collect::<Result<Vec<_>, _>>()?;
-        let links = Links::new(&wakes)?;
         // Nothing can fail from here: the old generation is told and
         // replaced as one step.
         let mut bounce = vec![0u8; self.pages * PAGE_SIZE];
         self.map.shared_mem().read_bytes(0, &mut bounce);
         map.shared_mem().write_bytes(0, &bounce);
-        self.buffers.retain(|b| b.owner != removed);
-        let old_wakes = std::mem::replace(&mut self.wakes, wakes);
         let old_words = std::mem::replace(&mut self.words, words);
-        for (i, wake) in old_wakes.iter().enumerate() {
+        for (i, wake) in self.wakes.iter().enumerate() {
             if i != index {
                 old_words.shared_mem().fetch_or_u32(4 * i, 1 << TRIGGER_CHANGED, Ordering::Release);
                 let _ = signal(wake.own.as_fd());
             }
         }
-        self.members = members;
-        self.links = links;
+        self.leave(index);
         self.file = file;
         self.map = map;
         self.words_file = words_file;
-        self.generation += 1;
         Ok(())
+    }
+
+    /// Member `index` leaves the membership. Its links, both ways, go out
+    /// of the sets they wake: what it still holds wakes nobody, and
+    /// nothing wakes it. The others keep their wake-ups: a new one would
+    /// lose the signal just given (closing an eventfd takes its pending
+    /// edge out of the set before a member polled it). Its buffers go,
+    /// and so do those of every member after it: their index moves down,
+    /// and a member lays its buffers out by its index (the LAN's region),
+    /// so left in place they would overlap another member's.
+    fn leave(&mut self, index: usize) {
+        self.keep_buffers_before(index);
+        self.links.cut(index, &self.wakes);
+        self.wakes.remove(index);
+        self.members.remove(index);
+        if self.members.len() == 1 {
+            // Out of descriptors: the lone member's attach fails until the
+            // share is remade.
+            let _ = self.links.lone(&self.wakes);
+        }
+        self.generation += 1;
     }
 }
 
@@ -300,6 +343,20 @@ impl ShareTable {
         Ok((s, index))
     }
 
+    /// The share, if `caller` is a member that mapped its present
+    /// generation: after a removal the pages are new, so a request made
+    /// on an older mapping would copy bytes its maker never wrote, or
+    /// hand it buffers it would read in the wrong pages (`ESTALE`:
+    /// refresh, then ask again).
+    fn current(&mut self, (share, generation): Viewed, caller: DomId) -> Result<&mut Share, (Errno, &'static str)> {
+        self.member(share, caller)?;
+        let s = self.get_mut(share)?;
+        if s.generation != generation {
+            return Err((Errno::STALE, "the share changed since the caller mapped it"));
+        }
+        Ok(s)
+    }
+
     /// Drops the buffers a connection registered (its process is gone).
     pub(super) fn connection_gone(&mut self, conn: ConnId) {
         for share in self.shares.values_mut() {
@@ -318,16 +375,7 @@ impl ShareTable {
                 if share.remove(index).is_err() {
                     // Out of memory for the move: the member list still
                     // must not name a dead domain (its id may be reused).
-                    share.members.remove(index);
-                    share.wakes.remove(index);
-                    share.links.left(index);
-                    if share.members.len() == 1 {
-                        // Out of descriptors too: the lone member's
-                        // attach then fails until the share is remade.
-                        let _ = share.links.lone(&share.wakes);
-                    }
-                    share.buffers.retain(|b| b.owner != domid);
-                    share.generation += 1;
+                    share.leave(index);
                     share.changed();
                 }
             }
@@ -445,12 +493,11 @@ impl State {
         &mut self,
         conn: ConnId,
         caller: DomId,
-        share: ShareRef,
+        share: Viewed,
         key: u32,
         segments: Vec<Segment>,
     ) -> Answer {
-        self.shares.member(share, caller)?;
-        let s = self.shares.get_mut(share)?;
+        let s = self.shares.current(share, caller)?;
         let capacity = check_segments(&segments, s.pages * PAGE_SIZE).map_err(|e| (e, "bad segments"))?;
         if s.buffers.iter().filter(|b| b.conn == conn).count() >= MAX_BUFFERS
             || s.buffers.iter().filter(|b| b.owner == caller).count() >= MAX_DOMAIN_BUFFERS
@@ -465,9 +512,8 @@ impl State {
 
     /// A member copies into the first free buffer another registered on
     /// `key`.
-    pub(super) fn share_transfer(&mut self, caller: DomId, share: ShareRef, key: u32, segments: &[Segment]) -> Answer {
-        self.shares.member(share, caller)?;
-        let s = self.shares.get_mut(share)?;
+    pub(super) fn share_transfer(&mut self, caller: DomId, share: Viewed, key: u32, segments: &[Segment]) -> Answer {
+        let s = self.shares.current(share, caller)?;
         let len = check_segments(segments, s.pages * PAGE_SIZE).map_err(|e| (e, "bad segments"))?;
         if len > MAX_TRANSFER {
             return Err((Errno::MSGSIZE, "transfer too long"));
@@ -515,13 +561,13 @@ impl State {
     pub(super) fn share_transfer_many(
         &mut self,
         caller: DomId,
-        share: ShareRef,
+        share: Viewed,
         transfers: &[(u32, Vec<Segment>)],
     ) -> Answer {
         if transfers.len() > crate::share::MAX_TRANSFER_BATCH {
             return Err((Errno::INVAL, "too many transfers in one request"));
         }
-        self.shares.member(share, caller)?;
+        self.shares.current(share, caller)?;
         let results = transfers
             .iter()
             .map(|(key, segments)| match self.share_transfer(caller, share, *key, segments) {
@@ -543,9 +589,8 @@ impl State {
 
     /// A member takes its filled buffers, to read until its next take;
     /// those it took last time are free again.
-    pub(super) fn share_completed(&mut self, conn: ConnId, caller: DomId, share: ShareRef) -> Answer {
-        self.shares.member(share, caller)?;
-        let s = self.shares.get_mut(share)?;
+    pub(super) fn share_completed(&mut self, conn: ConnId, caller: DomId, share: Viewed) -> Answer {
+        let s = self.shares.current(share, caller)?;
         let mut completed = Vec::new();
         for buffer in s.buffers.iter_mut().filter(|b| b.conn == conn) {
             match buffer.state {
@@ -571,7 +616,12 @@ mod tests {
         share.map.shared_mem().write_bytes(100, b"kept");
         let old_file = Arc::clone(&share.file);
         let old_words = MappedPages::map(share.words_file.as_fd(), 0, 1, true).unwrap();
-        let old_wakes = share.wakes.clone();
+        // What each member holds of its wake-up: the set alone (the
+        // hypervisor's own eventfd in it is the hypervisor's).
+        let held: Vec<OwnedFd> = share.wakes.iter().map(|w| rustix::io::dup(&*w.set).unwrap()).collect();
+        let own0 = Arc::clone(&share.wakes[0].own);
+        // What member 5 writes to wake member 0.
+        let from_removed = share.links.by[1][0].clone().unwrap();
         share.remove(1).unwrap();
         assert_eq!(share.members, [0, 7]);
         assert_eq!(share.generation, 2);
@@ -584,14 +634,32 @@ mod tests {
         assert_eq!(word(0), 1 << TRIGGER_CHANGED);
         assert_eq!(word(1), 0);
         assert_eq!(word(2), 1 << TRIGGER_CHANGED);
-        let readable = |wake: &Wake| {
-            let mut counter = [0u8; 8];
-            rustix::io::read(&*wake.own, &mut counter).is_ok()
+        let edges = |set: &OwnedFd| {
+            let mut events = [std::mem::MaybeUninit::<rustix::event::epoll::Event>::uninit(); 4];
+            let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+            rustix::event::epoll::wait(set, &mut events, Some(&zero)).unwrap().0.len()
         };
-        assert!(readable(&old_wakes[0]));
-        assert!(!readable(&old_wakes[1]));
-        assert!(readable(&old_wakes[2]));
-        // The new generation's wake-ups are new.
-        assert!(share.wakes.iter().all(|w| !old_wakes.iter().any(|o| Arc::ptr_eq(&o.set, &w.set))));
+        // The signal is pending in what each other member polls (the
+        // hypervisor kept their wake-ups: had it closed the eventfds it
+        // signalled, their edges would have left the sets unseen).
+        assert_eq!(edges(&held[0]), 1);
+        assert_eq!(edges(&held[1]), 0, "the removed member is not told");
+        assert_eq!(edges(&held[2]), 1);
+        assert!(Arc::ptr_eq(&share.wakes[0].own, &own0));
+        // What the removed member writes wakes nobody now.
+        signal(from_removed.as_fd()).unwrap();
+        assert_eq!(edges(&held[0]), 0);
+        // The links between those left still work.
+        signal(share.links.by[1][0].as_ref().unwrap().as_fd()).unwrap();
+        assert_eq!(edges(&held[0]), 1);
+    }
+
+    /// A member left alone by a removal gets its own link, to trigger
+    /// itself.
+    #[test]
+    fn a_member_left_alone_can_trigger_itself() {
+        let mut share = Share::new(1, vec![0, 5]).unwrap();
+        share.remove(1).unwrap();
+        assert_eq!(share.links.written_by(0, 1).unwrap().len(), 1);
     }
 }
