@@ -71,6 +71,7 @@
 pub mod hosted;
 pub mod inherit;
 pub mod pages;
+pub mod pair_share;
 pub mod rate_limit;
 pub mod share;
 #[cfg(feature = "test-utils")]

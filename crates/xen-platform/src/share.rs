@@ -5,7 +5,9 @@
 //! Xen has no share hypercall; the hosted platform implements these
 //! traits in its hypervisor process, and on Xen they are to be built from
 //! grants and event channels by a dom0 service (the design is in the
-//! document). Callers see the same rules either way:
+//! document). A share of dom0 and one guest needs no service:
+//! [`crate::pair_share`] makes one over grants and an event channel, on
+//! either platform. Callers see the same rules either way:
 //!
 //! - only dom0 makes, changes and destroys shares ([`Shares`]);
 //! - only a member attaches (`EPERM` for anyone else, `ENOENT` for a share

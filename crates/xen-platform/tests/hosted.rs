@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 use xen_platform::hosted::{hypervisor_socket, Confinement, Host, HostedEventChannels, Hypervisor, StopHandle};
+use xen_platform::pair_share::{PairOffer, PairShare};
 use xen_platform::share::{
-    Segment, Share, ShareRef, Shares, MAX_MEMBERS, MAX_SHARE_PAGES, TRIGGER_CHANGED, TRIGGER_TRANSFERRED,
+    Segment, Share, ShareRef, Shares, MAX_MEMBERS, MAX_SHARE_PAGES, TRIGGER_CHANGED, TRIGGER_TRANSFERRED, USER_TRIGGERS,
 };
 use xen_platform::{
     Binding, BoundPort, DomId, DomainChanges, DomainConfig, DomainState, DomainStates, EventChannels, ForeignMemory,
@@ -184,6 +185,8 @@ fn guest_entry() {
         "share-peer" => guest_share_peer(),
         "share-outsider" => guest_share_outsider(),
         "share-jammer" => guest_share_jammer(),
+        "pair" => guest_pair(),
+        "pair-outsider" => guest_pair_outsider(),
         "exit" => std::env::var("EXIT_CODE").unwrap().parse().unwrap(),
         "shutdown-self" => {
             let (host, _) = Host::from_guest_env().unwrap();
@@ -285,6 +288,40 @@ fn read_bytes(pages: &MappedPages, offset: usize, len: usize) -> Vec<u8> {
 
 fn seg(offset: u64, len: u32) -> Segment {
     Segment { offset, len }
+}
+
+/// dom0's offer of a two-domain share, from `SHARE_FILE`.
+fn pair_offer_from_env() -> PairOffer {
+    PairOffer::parse(std::fs::read_to_string(std::env::var("SHARE_FILE").unwrap()).unwrap().trim()).unwrap()
+}
+
+/// Accepts dom0's offer of a two-domain share: reads dom0's bytes at 0,
+/// writes its own at the second page and raises 3; exits on dom0's 5.
+fn guest_pair() -> i32 {
+    let (host, _) = Host::from_guest_env().unwrap();
+    let channels = Box::new(host.event_channels().unwrap());
+    let mut share = PairShare::accept(7, &mut host.grants(), channels, host.domid(), &pair_offer_from_env()).unwrap();
+    assert_eq!(share.members(), [0, host.domid()]);
+    assert_eq!(share.me(), 1);
+    assert_eq!(read_bytes(share.pages(), 0, 9), b"from dom0");
+    write_bytes(share.pages(), PAGE_SIZE, b"from guest");
+    share.trigger(3).unwrap();
+    await_triggers(&mut share, 1 << 5);
+    0
+}
+
+/// Tries to accept an offer made to another domain: exits 0 when the
+/// grants refuse it (EPERM).
+fn guest_pair_outsider() -> i32 {
+    let (host, _) = Host::from_guest_env().unwrap();
+    let channels = Box::new(host.event_channels().unwrap());
+    match PairShare::accept(7, &mut host.grants(), channels, host.domid(), &pair_offer_from_env()) {
+        Err(e) if e.raw_os_error() == Some(EPERM) => 0,
+        other => {
+            eprintln!("an outsider accepted, or failed oddly: {other:?}");
+            1
+        }
+    }
 }
 
 /// A member of a two-page share with dom0: writes "hello" and raises 3;
@@ -1061,6 +1098,47 @@ fn share_membership_follows_the_toolstack_and_the_domains() {
         }
     }
     assert_eq!(registered, xen_platform::share::MAX_DOMAIN_BUFFERS);
+}
+
+/// A share of dom0 and one guest made of grants and an event channel
+/// (what Xen has, `PairShare`): the guest accepts dom0's offer, each sees
+/// the other's bytes and triggers, a third domain cannot map the pages,
+/// and transfers say they need the share service.
+#[test]
+fn a_pair_share_over_grants_and_a_channel_joins_dom0_and_one_guest() {
+    let world = World::new();
+    let offer_file = world.shared.path().join("offer");
+    let env = [("SHARE_FILE", offer_file.to_string_lossy().into_owned())];
+    let guest = world.create("pair", "pair", &env);
+    let channels = Box::new(world.host.event_channels().unwrap());
+    let (mut ours, offer) = PairShare::offer(7, &mut world.host.grants(), channels, guest.domid, 2).unwrap();
+    assert_eq!(ours.members(), [0, guest.domid]);
+    assert_eq!(ours.me(), 0);
+    write_bytes(ours.pages(), 0, b"from dom0");
+    std::fs::write(&offer_file, offer.to_text()).unwrap();
+    world.domains().unpause(guest.domid).unwrap();
+    await_triggers(&mut ours, 1 << 3);
+    assert_eq!(read_bytes(ours.pages(), PAGE_SIZE, 10), b"from guest");
+    ours.trigger(5).unwrap();
+    wait_poweroff(&world, guest.domid);
+
+    let outsider = world.create("outsider", "pair-outsider", &env);
+    world.domains().unpause(outsider.domid).unwrap();
+    wait_poweroff(&world, outsider.domid);
+
+    assert_eq!(ours.register(1, &[seg(0, 16)]).unwrap_err().kind(), io::ErrorKind::Unsupported);
+    assert_eq!(ours.transfer(1, &[seg(0, 16)]).unwrap_err().kind(), io::ErrorKind::Unsupported);
+    assert_eq!(errno(ours.trigger(USER_TRIGGERS)), EINVAL);
+    assert_eq!(
+        errno(PairShare::offer(
+            8,
+            &mut world.host.grants(),
+            Box::new(world.host.event_channels().unwrap()),
+            guest.domid,
+            0
+        )),
+        EINVAL
+    );
 }
 
 /// A removal withdraws the buffers of the members whose index moved

@@ -234,6 +234,70 @@ fn a_guest_inherits_its_tap_attached() {
     assert_eq!(line("fd="), "fd=/dev/net/tun", "{console}");
 }
 
+/// A LAN with dom0 whose creation fails (a guest that runs no bus never
+/// acknowledges) leaves nothing behind: dom0's end stopped, its network
+/// namespace gone, no device listed, and the same LAN can be made again.
+fn a_failed_lan_creation_with_dom0_undoes_dom0s_end() {
+    let mut host = TestHost::up();
+    let spec = DomainSpec {
+        name: "mute".to_owned(),
+        program: vec!["/bin/sleep".into(), "600".into()],
+        env: Vec::new(),
+        paused: false,
+        netns: false,
+        fuse: false,
+    };
+    let mute = host.ts.create(&spec).expect("xsim create").domid.to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_vdevice"))
+        .arg("--state")
+        .arg(host.state.root())
+        .args(["--timeout", "0.5", "--create", "net", "0", &mute])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("nothing created") && stderr.contains(&format!("domain {mute}")), "{stderr}");
+    // dom0's end had started (its namespace is named as it did).
+    let netns = stderr
+        .split("in the network namespace ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("dom0's end never started: {stderr}"))
+        .to_owned();
+    assert!(!Path::new("/run/netns").join(&netns).exists(), "{netns} outlived the failed creation");
+    let running = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .any(|cmdline| String::from_utf8_lossy(&cmdline).contains(&netns));
+    assert!(!running, "dom0's xensnet for {netns} still runs");
+    assert_eq!(host.vdevice(&["--list"]), "");
+    // Nothing is left half made: a LAN of dom0 alone comes up and goes.
+    let device = host.vdevice(&["--create", "net", "0"]);
+    host.vdevice(&["--destroy", device.trim()]);
+    assert_eq!(host.vdevice(&["--list"]), "");
+}
+
+/// dom0's end makes its network namespace and will not take one that
+/// exists (it would remove it when it ends): it says so and leaves it.
+fn dom0s_end_will_not_take_an_existing_namespace() {
+    let host = TestHost::up();
+    let name = format!("xsim-test-taken-{}", std::process::id());
+    let ip = |args: &[&str]| Command::new("ip").args(args).status().unwrap().success();
+    assert!(ip(&["netns", "add", &name]));
+    let out = Command::new(env!("CARGO_BIN_EXE_xensnet"))
+        .arg("--state")
+        .arg(host.state.root())
+        .args(["--share", "1", "--netns", &name])
+        .output()
+        .unwrap();
+    let kept = Path::new("/run/netns").join(&name).exists();
+    ip(&["netns", "del", &name]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("the network namespace {name} exists already")), "{stderr}");
+    assert!(kept, "xensnet removed a namespace it did not make");
+}
+
 fn main() -> std::process::ExitCode {
     let needs = [ROOT_AND_TUN, PING, IPROUTE2];
     run(vec![
@@ -246,6 +310,10 @@ fn main() -> std::process::ExitCode {
             IPROUTE2,
             PYTHON3,
         ]),
+        Test::new("a_failed_lan_creation_with_dom0_undoes_dom0s_end", a_failed_lan_creation_with_dom0_undoes_dom0s_end)
+            .needs(&[ROOT_AND_TUN, IPROUTE2]),
+        Test::new("dom0s_end_will_not_take_an_existing_namespace", dom0s_end_will_not_take_an_existing_namespace)
+            .needs(&[ROOT_AND_TUN, IPROUTE2]),
         Test::new("the_share_demo_runs", the_share_demo_runs).needs(&[
             ROOT_AND_TUN,
             PING,
