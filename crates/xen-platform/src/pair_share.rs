@@ -115,8 +115,9 @@ impl PairShare {
     }
 
     /// Guest `me` accepts dom0's offer: maps the pages and binds the
-    /// channel. A domain the pages were not granted to gets the grants'
-    /// refusal (`EPERM` hosted; Xen's `GNTST_permission_denied`).
+    /// channel. A domain the pages were not granted to is refused by the
+    /// grants (`EPERM` hosted; on Xen the map fails, which no test here
+    /// has run yet).
     pub fn accept(
         share: ShareRef,
         grants: &mut dyn Grants,
