@@ -25,7 +25,9 @@
 //! that took many at once takes again at once, so that enough stay free
 //! for the next frame, whose wake-up brings the next take. (Left taken,
 //! a full set of buffers would refuse every frame, and with no frame
-//! delivered no wake-up would come to free them.)
+//! delivered no wake-up would come to free them.) Under a flood it
+//! stops after [`MAX_TAKES`] takes and says more may wait, so that its
+//! caller can send in between and come back without waiting.
 
 use std::collections::HashMap;
 use std::io;
@@ -85,6 +87,9 @@ fn segment(offset: usize, len: usize) -> io::Result<Segment> {
 fn key_of(domid: DomId) -> u32 {
     u32::from(domid)
 }
+
+/// The most takes one [`LanPort::receive`] makes.
+pub const MAX_TAKES: usize = 4;
 
 /// How many changes in a row one call follows before it gives up with
 /// `ESTALE` (each change is a toolstack's request: more than a few while
@@ -281,9 +286,12 @@ impl LanPort {
     }
 
     /// Appends the frames that arrived to `frames`, and follows the LAN's
-    /// changes. Does not block (wait on [`LanPort::share`]). An error
-    /// `EPERM` or `ENOENT`: this member was removed or the LAN destroyed.
-    pub fn receive(&mut self, frames: &mut Vec<Vec<u8>>) -> io::Result<()> {
+    /// changes. Does not block (wait on [`LanPort::share`]). Returns
+    /// whether more may be waiting: it stopped after [`MAX_TAKES`] full
+    /// takes, and the caller should come back without waiting (no wake-up
+    /// may come for them). An error `EPERM` or `ENOENT`: this member was
+    /// removed or the LAN destroyed.
+    pub fn receive(&mut self, frames: &mut Vec<Vec<u8>>) -> io::Result<bool> {
         let pending = self.share.take_pending()?;
         if pending & 1 << TRIGGER_CHANGED != 0 {
             self.share.refresh()?;
@@ -291,7 +299,8 @@ impl LanPort {
         // The frames first, then the buffers again if they were withdrawn
         // (registering anew withdraws the filled ones too).
         let mut follows = 0;
-        loop {
+        let mut takes = 0;
+        let more = loop {
             let completed = match self.share.take_completed() {
                 Err(e) if stale(&e) && follows < MAX_FOLLOWS => {
                     follows += 1;
@@ -312,10 +321,15 @@ impl LanPort {
             // Taken buffers are free at the next take: after many, take
             // again now (see the module's notes).
             if completed.len() < RX_BUFFERS / 2 {
-                break;
+                break false;
             }
-        }
-        self.register()
+            takes += 1;
+            if takes == MAX_TAKES {
+                break true;
+            }
+        };
+        self.register()?;
+        Ok(more)
     }
 }
 

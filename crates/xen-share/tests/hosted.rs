@@ -215,7 +215,7 @@ fn guest_lan() -> ! {
         port.share().wait(Some(Duration::from_millis(500))).unwrap();
         frames.clear();
         match port.receive(&mut frames) {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(1) => {
                 println!("removed from the LAN");
                 std::process::exit(0);

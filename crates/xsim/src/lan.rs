@@ -18,11 +18,15 @@ pub fn pump(mut port: LanPort, tap: OwnedFd, stop: &AtomicBool) -> io::Result<()
     let mut lens = [0usize; TX_SLOTS];
     let mut frames = Vec::new();
     let tick = Timespec { tv_sec: 0, tv_nsec: 200_000_000 };
+    let now = Timespec { tv_sec: 0, tv_nsec: 0 };
+    // Frames may wait that no wake-up will announce (the port stopped
+    // taking under a flood): look again without waiting.
+    let mut more = false;
     while !stop.load(Ordering::Relaxed) {
         {
             let mut fds =
                 [PollFd::new(&tap, PollFlags::IN), PollFd::from_borrowed_fd(port.share().as_fd(), PollFlags::IN)];
-            match poll(&mut fds, Some(&tick)) {
+            match poll(&mut fds, Some(if more { &now } else { &tick })) {
                 Ok(_) | Err(Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -55,7 +59,7 @@ pub fn pump(mut port: LanPort, tap: OwnedFd, stop: &AtomicBool) -> io::Result<()
         }
         // In: every frame the LAN delivered.
         frames.clear();
-        port.receive(&mut frames)?;
+        more = port.receive(&mut frames)?;
         for f in &frames {
             // A full TAP queue drops the frame, as a NIC's would.
             let _ = rustix::io::write(&tap, f);
