@@ -116,8 +116,8 @@ impl PairShare {
 
     /// Guest `me` accepts dom0's offer: maps the pages and binds the
     /// channel. A domain the pages were not granted to is refused by the
-    /// grants (`EPERM` hosted; on Xen the map fails, which no test here
-    /// has run yet).
+    /// grants (`EPERM` hosted; on Xen gntdev's map fails with `EINVAL`,
+    /// as `tests/xen` checks with a PV and a PVH guest).
     pub fn accept(
         share: ShareRef,
         grants: &mut dyn Grants,

@@ -29,7 +29,10 @@
 //!   `xensblk.rs`), or with `--no-export` only opened and held;
 //! - `xensblk-bench SHARE read|write SIZE SECONDS`: a xensblk disk's
 //!   throughput through its client API, for `xs-bench` (see
-//!   `xensblk_bench.rs`).
+//!   `xensblk_bench.rs`);
+//! - `pair-share offer GUEST [OUTSIDER]` / `pair-share accept`: a share
+//!   of dom0 and one guest on real Xen (`tests/xen`; see
+//!   `pair_share.rs`).
 
 mod attack;
 mod checks;
@@ -37,6 +40,7 @@ mod drivers;
 mod handed;
 mod ipc;
 mod isolation;
+mod pair_share;
 mod raw_ring;
 mod vdevice_bus;
 mod xensblk;
@@ -53,6 +57,7 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("ipc") => ipc::run(&args[1..]),
+        Some("pair-share") => pair_share::run(&args[1..]),
         Some("check") => checks::run(&args[1..]),
         Some("bench-read") => bench_read(&args[1..]),
         Some("attack") => attack::run(&args[1..]),
@@ -62,7 +67,8 @@ fn main() {
         Some(role @ ("null-frontend" | "null-backend")) => drivers::run(role, &args[1..]),
         _ => Err(anyhow::anyhow!(
             "usage: xsim-guest demo | ipc [--count N] | check NAME [ARGS] | null-frontend TYPE | null-backend TYPE | \
-             xensnet | xensblk [--no-export] | xensblk-bench SHARE read|write SIZE SECONDS"
+             xensnet | xensblk [--no-export] | xensblk-bench SHARE read|write SIZE SECONDS | \
+             pair-share offer GUEST [OUTSIDER] | pair-share accept"
         )),
     };
     match result {

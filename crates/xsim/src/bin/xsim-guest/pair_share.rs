@@ -1,0 +1,136 @@
+//! `xsim-guest pair-share offer GUEST [OUTSIDER]` (in dom0) and
+//! `xsim-guest pair-share accept` (in a guest): a two-domain Xen Share
+//! (`xen_platform::pair_share`) on real Xen, for `tests/xen`.
+//!
+//! dom0 grants two pages and a trigger page to GUEST, writes `from dom0`
+//! at 0 and the offer to `data/pair-offer` of GUEST (and of OUTSIDER,
+//! who was granted nothing). The guest accepts: it reads dom0's bytes,
+//! writes `from guest` at the second page, raises trigger 3 and waits
+//! for dom0's 5. dom0 checks the guest's bytes, raises 5 and exits 0.
+//! Each guest writes what came of its accept to `data/pair-result`:
+//! `ok`, or `refused: WHY` (the outsider's expected end), or
+//! `failed: WHY`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use xen_platform::pair_share::{PairOffer, PairShare};
+use xen_platform::share::Share;
+use xen_platform::xen::{XenEventChannels, XenGrants};
+use xen_platform::{DomId, PAGE_SIZE};
+use xenstore::{Access, Client, ErrorCode, PermList, Store};
+
+/// The share's name in this test (one share at a time).
+const SHARE: u32 = 1;
+
+/// How long each side waits for the other.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+pub fn run(args: &[String]) -> Result<()> {
+    match args {
+        [what, guest, rest @ ..] if what == "offer" && rest.len() <= 1 => {
+            let guest: DomId = guest.parse().context("GUEST")?;
+            let outsider = rest.first().map(|o| o.parse::<DomId>()).transpose().context("OUTSIDER")?;
+            offer(guest, outsider)
+        }
+        [what] if what == "accept" => accept(),
+        _ => bail!("usage: xsim-guest pair-share offer GUEST [OUTSIDER] | accept"),
+    }
+}
+
+/// Waits up to [`PATIENCE`] for every bit of `want` on `share`.
+fn await_triggers(share: &mut PairShare, want: u32) -> Result<()> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut seen = 0;
+    while seen & want != want {
+        if Instant::now() > deadline {
+            bail!("triggers {want:#x} never came (saw {seen:#x})");
+        }
+        share.wait(Some(Duration::from_millis(100)))?;
+        seen |= share.take_pending()?;
+    }
+    Ok(())
+}
+
+fn read_bytes(share: &PairShare, offset: usize, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0; len];
+    share.pages().shared_mem().read_bytes(offset, &mut bytes);
+    bytes
+}
+
+fn offer(guest: DomId, outsider: Option<DomId>) -> Result<()> {
+    let client = Client::open().context("connecting to xenstored")?;
+    let mut grants = XenGrants::open()?;
+    let channels = Box::new(XenEventChannels::open()?);
+    let (mut share, offer) = PairShare::offer(SHARE, &mut grants, channels, guest, 2).context("offering the share")?;
+    share.pages().shared_mem().write_bytes(0, b"from dom0");
+    for domid in std::iter::once(guest).chain(outsider) {
+        let path = format!("/local/domain/{domid}/data/pair-offer");
+        client.write(&path, offer.to_text().as_bytes()).with_context(|| format!("writing {path}"))?;
+        let perms = PermList::owned_by(domid, Access::None);
+        client.set_perms(&path, &perms).with_context(|| format!("setting the permissions of {path}"))?;
+    }
+    println!("pair-share: offered {} to domain {guest}", offer.to_text());
+    await_triggers(&mut share, 1 << 3).context("the guest's trigger")?;
+    let got = read_bytes(&share, PAGE_SIZE, 10);
+    if got != b"from guest" {
+        bail!("the guest's bytes: {:?}", String::from_utf8_lossy(&got));
+    }
+    share.trigger(5)?;
+    println!("pair-share: the guest's bytes and trigger came; PASS");
+    // The guest's last wait ends on our trigger: keep the grants until it
+    // has said so.
+    let deadline = Instant::now() + PATIENCE;
+    let result = format!("/local/domain/{guest}/data/pair-result");
+    while Instant::now() < deadline {
+        match client.read(&result) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code() == Some(ErrorCode::ENOENT) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(e).context("reading the guest's result"),
+        }
+    }
+    bail!("the guest never wrote {result}")
+}
+
+fn accept() -> Result<()> {
+    let client = Client::open().context("connecting to xenstored")?;
+    let me: DomId = String::from_utf8(client.read("domid")?)?.trim().parse()?;
+    let deadline = Instant::now() + PATIENCE;
+    let text = loop {
+        match client.read("data/pair-offer") {
+            Ok(text) => break String::from_utf8(text)?,
+            Err(e) if e.code() == Some(ErrorCode::ENOENT) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e).context("waiting for data/pair-offer"),
+        }
+    };
+    let result = match use_offer(me, &text) {
+        Ok(None) => "ok".to_owned(),
+        Ok(Some(refused)) => format!("refused: {refused}"),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    println!("pair-share: {result}");
+    client.write("data/pair-result", result.as_bytes())?;
+    Ok(())
+}
+
+/// Accepts and plays the guest's part; `Some(why)` when the grants refused
+/// this domain.
+fn use_offer(me: DomId, text: &str) -> Result<Option<String>> {
+    let offer = PairOffer::parse(text.trim())?;
+    let mut grants = XenGrants::open()?;
+    let channels = Box::new(XenEventChannels::open()?);
+    let mut share = match PairShare::accept(SHARE, &mut grants, channels, me, &offer) {
+        Ok(share) => share,
+        Err(e) => return Ok(Some(e.to_string())),
+    };
+    let got = read_bytes(&share, 0, 9);
+    if got != b"from dom0" {
+        bail!("dom0's bytes: {:?}", String::from_utf8_lossy(&got));
+    }
+    share.pages().shared_mem().write_bytes(PAGE_SIZE, b"from guest");
+    share.trigger(3)?;
+    await_triggers(&mut share, 1 << 5).context("dom0's trigger")?;
+    Ok(None)
+}
