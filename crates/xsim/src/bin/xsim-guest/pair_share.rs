@@ -10,6 +10,14 @@
 //! Each guest writes what came of its accept to `data/pair-result`:
 //! `ok`, or `refused: WHY` (the outsider's expected end), or
 //! `failed: WHY`.
+//!
+//! `pair-share vdevice-host GUEST` (dom0) and `pair-share vdevice-bus`
+//! (the guest) run the vdevice page on such a share: dom0 offers a page
+//! in `/local/domain/GUEST/vdevice/page` (the guest may read it, only
+//! dom0 write), adds a LAN device to it and removes it again, each change
+//! acknowledged by the guest's bus, whose driver takes the device and
+//! lets it go. The guest writes `data/vdevice-result` (`ok` or
+//! `failed: WHY`).
 
 use std::time::{Duration, Instant};
 
@@ -18,10 +26,14 @@ use xen_platform::pair_share::{PairOffer, PairShare};
 use xen_platform::share::Share;
 use xen_platform::xen::{XenEventChannels, XenGrants};
 use xen_platform::{DomId, PAGE_SIZE};
+use xen_share::{kind, status, Bus, BusEvent, Device, Driver, Entry, VdeviceHost};
 use xenstore::{Access, Client, ErrorCode, PermList, Store};
 
 /// The share's name in this test (one share at a time).
 const SHARE: u32 = 1;
+
+/// The vdevice page's share.
+const PAGE_SHARE: u32 = 2;
 
 /// How long each side waits for the other.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -34,7 +46,9 @@ pub fn run(args: &[String]) -> Result<()> {
             offer(guest, outsider)
         }
         [what] if what == "accept" => accept(),
-        _ => bail!("usage: xsim-guest pair-share offer GUEST [OUTSIDER] | accept"),
+        [what, guest] if what == "vdevice-host" => vdevice_host(guest.parse().context("GUEST")?),
+        [what] if what == "vdevice-bus" => vdevice_bus(),
+        _ => bail!("usage: xsim-guest pair-share offer GUEST [OUTSIDER] | accept | vdevice-host GUEST | vdevice-bus"),
     }
 }
 
@@ -133,4 +147,109 @@ fn use_offer(me: DomId, text: &str) -> Result<Option<String>> {
     share.trigger(3)?;
     await_triggers(&mut share, 1 << 5).context("dom0's trigger")?;
     Ok(None)
+}
+
+/// Reads `path` once it exists (up to [`PATIENCE`]).
+fn await_node(client: &Client, path: &str) -> Result<String> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match client.read(path) {
+            Ok(text) => return Ok(String::from_utf8(text)?),
+            Err(e) if e.code() == Some(ErrorCode::ENOENT) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e).with_context(|| format!("waiting for {path}")),
+        }
+    }
+}
+
+fn vdevice_host(guest: DomId) -> Result<()> {
+    let client = Client::open().context("connecting to xenstored")?;
+    let mut grants = XenGrants::open()?;
+    let channels = Box::new(XenEventChannels::open()?);
+    let (mut share, offer) =
+        PairShare::offer(PAGE_SHARE, &mut grants, channels, guest, 1).context("offering the page")?;
+    let mut host = VdeviceHost::new(&mut share);
+    let path = format!("/local/domain/{guest}/vdevice/page");
+    client.write(&path, offer.to_text().as_bytes())?;
+    let perms = xsim::toolstack::perms(&[(0, Access::None), (guest, Access::Read)]);
+    for node in [format!("/local/domain/{guest}/vdevice"), path.clone()] {
+        client.set_perms(&node, &perms).with_context(|| format!("setting the permissions of {node}"))?;
+    }
+    let entry = Entry { kind: kind::NET, numpages: 1, features: 0, share: 99 };
+    let (slot, bits) = host.add(entry, PATIENCE).map_err(|e| anyhow::anyhow!("adding a device: {e}"))?;
+    let want = status::ACKNOWLEDGE | status::DRIVER | status::DRIVER_OK;
+    if bits & want != want {
+        bail!("the guest's bus answered status {bits:#x}, not {want:#x}");
+    }
+    println!("pair-share: the guest's bus took the device in slot {slot} (status {bits:#x})");
+    host.remove(slot, PATIENCE).map_err(|e| anyhow::anyhow!("removing the device: {e}"))?;
+    println!("pair-share: the guest acknowledged the removal");
+    let result = await_node(&client, &format!("/local/domain/{guest}/data/vdevice-result"))?;
+    if result != "ok" {
+        bail!("the guest's bus: {result}");
+    }
+    println!("pair-share: vdevice page on a two-domain share; PASS");
+    Ok(())
+}
+
+/// Takes LAN devices and lets them go; nothing more.
+struct Null;
+
+impl Driver for Null {
+    fn name(&self) -> &str {
+        "null"
+    }
+
+    fn kind(&self) -> u16 {
+        kind::NET
+    }
+
+    fn probe(&mut self, device: &Device) -> Result<(), String> {
+        println!("pair-share: probed {device:?}");
+        Ok(())
+    }
+
+    fn remove(&mut self, device: &Device) {
+        println!("pair-share: removed {device:?}");
+    }
+}
+
+fn vdevice_bus() -> Result<()> {
+    let client = Client::open().context("connecting to xenstored")?;
+    let me: DomId = String::from_utf8(client.read("domid")?)?.trim().parse()?;
+    let result = match run_bus(&client, me) {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    println!("pair-share: vdevice bus {result}");
+    client.write("data/vdevice-result", result.as_bytes())?;
+    Ok(())
+}
+
+/// Runs a bus on the page dom0 offers until its one device came and went.
+fn run_bus(client: &Client, me: DomId) -> Result<()> {
+    let offer = PairOffer::parse(await_node(client, "vdevice/page")?.trim())?;
+    let mut grants = XenGrants::open()?;
+    let channels = Box::new(XenEventChannels::open()?);
+    let mut page = PairShare::accept(PAGE_SHARE, &mut grants, channels, me, &offer).context("accepting the page")?;
+    let mut bus = Bus::new();
+    bus.register(Box::new(Null));
+    let deadline = Instant::now() + PATIENCE;
+    let (mut probed, mut removed) = (false, false);
+    while !(probed && removed) {
+        if Instant::now() > deadline {
+            bail!("the device never came and went (probed {probed}, removed {removed})");
+        }
+        for event in bus.poll(&mut page)? {
+            println!("pair-share: {event:?}");
+            match event {
+                BusEvent::Probed { .. } => probed = true,
+                BusEvent::Removed { .. } if probed => removed = true,
+                other => bail!("unexpected bus event {other:?}"),
+            }
+        }
+        page.wait(Some(Duration::from_millis(200)))?;
+    }
+    Ok(())
 }
