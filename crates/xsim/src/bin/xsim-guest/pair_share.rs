@@ -18,6 +18,12 @@
 //! acknowledged by the guest's bus, whose driver takes the device and
 //! lets it go. The guest writes `data/vdevice-result` (`ok` or
 //! `failed: WHY`).
+//!
+//! `pair-share block-server GUEST` (dom0) and `pair-share block-client`
+//! (the guest) run xensblk on such a share: dom0 serves a 4 MiB image
+//! it makes to the guest (the offer in the guest's `data/blk-offer`),
+//! the guest writes 1 MiB of a pattern, flushes, reads it back and
+//! writes `data/blk-result`; dom0 then finds the pattern in its image.
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +41,14 @@ const SHARE: u32 = 1;
 /// The vdevice page's share.
 const PAGE_SHARE: u32 = 2;
 
+/// The block device's share.
+const BLOCK_SHARE: u32 = 3;
+
+/// What the block check writes: 1 MiB of a pattern no sector repeats.
+fn pattern() -> Vec<u8> {
+    (0..1u32 << 20).map(|i| (i.wrapping_mul(31) ^ (i >> 9)).to_le_bytes()[0]).collect()
+}
+
 /// How long each side waits for the other.
 const PATIENCE: Duration = Duration::from_secs(120);
 
@@ -48,7 +62,12 @@ pub fn run(args: &[String]) -> Result<()> {
         [what] if what == "accept" => accept(),
         [what, guest] if what == "vdevice-host" => vdevice_host(guest.parse().context("GUEST")?),
         [what] if what == "vdevice-bus" => vdevice_bus(),
-        _ => bail!("usage: xsim-guest pair-share offer GUEST [OUTSIDER] | accept | vdevice-host GUEST | vdevice-bus"),
+        [what, guest] if what == "block-server" => block_server(guest.parse().context("GUEST")?),
+        [what] if what == "block-client" => block_client(),
+        _ => bail!(
+            "usage: xsim-guest pair-share offer GUEST [OUTSIDER] | accept | vdevice-host GUEST | vdevice-bus | \
+             block-server GUEST | block-client"
+        ),
     }
 }
 
@@ -250,6 +269,95 @@ fn run_bus(client: &Client, me: DomId) -> Result<()> {
             }
         }
         page.wait(Some(Duration::from_millis(200)))?;
+    }
+    Ok(())
+}
+
+fn block_server(guest: DomId) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let client = Client::open().context("connecting to xenstored")?;
+    let path = std::env::temp_dir().join(format!("xensblk-{guest}.img"));
+    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+    file.set_len(4 << 20)?;
+    let mut grants = XenGrants::open()?;
+    let channels = Box::new(XenEventChannels::open()?);
+    let pages = xen_share::blk::BLK_PAGES;
+    let (mut share, offer) =
+        PairShare::offer(BLOCK_SHARE, &mut grants, channels, guest, pages).context("offering the disk's share")?;
+    let offer_path = format!("/local/domain/{guest}/data/blk-offer");
+    client.write(&offer_path, offer.to_text().as_bytes())?;
+    client.set_perms(&offer_path, &PermList::owned_by(guest, Access::None))?;
+    println!("pair-share: serving {} ({pages} pages) to domain {guest}", path.display());
+    // Served until the guest says how it went (or for PATIENCE).
+    let result_path = format!("/local/domain/{guest}/data/blk-result");
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let done = std::sync::Arc::clone(&done);
+        let result_path = result_path.clone();
+        std::thread::spawn(move || -> Result<Option<String>> {
+            let client = Client::open()?;
+            let deadline = Instant::now() + PATIENCE;
+            let result = loop {
+                match client.read(&result_path) {
+                    Ok(text) => break Some(String::from_utf8(text)?),
+                    Err(e) if e.code() == Some(ErrorCode::ENOENT) && Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(e) if e.code() == Some(ErrorCode::ENOENT) => break None,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            done.store(true, Ordering::Release);
+            Ok(result)
+        })
+    };
+    xen_share::blk::serve(&mut share, &file, Duration::from_millis(100), &|| done.load(Ordering::Acquire))
+        .context("serving")?;
+    let result = watcher.join().map_err(|_| anyhow::anyhow!("the watcher panicked"))??;
+    match result.as_deref() {
+        Some("ok") => {}
+        Some(other) => bail!("the guest's client: {other}"),
+        None => bail!("the guest never wrote {result_path}"),
+    }
+    let mut image = vec![0; 1 << 20];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut image, 0)?;
+    if image != pattern() {
+        bail!("the image does not hold what the guest wrote");
+    }
+    let _ = std::fs::remove_file(&path);
+    println!("pair-share: xensblk on a two-domain share: the guest's 1 MiB is in the image; PASS");
+    Ok(())
+}
+
+fn block_client() -> Result<()> {
+    let client = Client::open().context("connecting to xenstored")?;
+    let me: DomId = String::from_utf8(client.read("domid")?)?.trim().parse()?;
+    let result = match run_client(&client, me) {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    println!("pair-share: block client {result}");
+    client.write("data/blk-result", result.as_bytes())?;
+    Ok(())
+}
+
+/// Writes the pattern, flushes and reads it back through xensblk.
+fn run_client(client: &Client, me: DomId) -> Result<()> {
+    let offer = PairOffer::parse(await_node(client, "data/blk-offer")?.trim())?;
+    let mut grants = XenGrants::open()?;
+    let channels = Box::new(XenEventChannels::open()?);
+    let share = PairShare::accept(BLOCK_SHARE, &mut grants, channels, me, &offer).context("accepting the disk")?;
+    let mut disk = xen_share::blk::Disk::open(Box::new(share), PATIENCE).context("opening the disk")?;
+    if disk.len() != 4 << 20 {
+        bail!("the disk is {} bytes, not 4 MiB", disk.len());
+    }
+    let data = pattern();
+    disk.write_at(&data, 0).context("writing")?;
+    disk.flush().context("flushing")?;
+    let mut back = vec![0; data.len()];
+    disk.read_at(&mut back, 0).context("reading back")?;
+    if back != data {
+        bail!("what came back differs from what was written");
     }
     Ok(())
 }
