@@ -91,81 +91,9 @@ fn read_bytes(share: &PairShare, offset: usize, len: usize) -> Vec<u8> {
     bytes
 }
 
-fn offer(guest: DomId, outsider: Option<DomId>) -> Result<()> {
-    let client = Client::open().context("connecting to xenstored")?;
-    let mut grants = XenGrants::open()?;
-    let channels = Box::new(XenEventChannels::open()?);
-    let (mut share, offer) = PairShare::offer(SHARE, &mut grants, channels, guest, 2).context("offering the share")?;
-    share.pages().shared_mem().write_bytes(0, b"from dom0");
-    for domid in std::iter::once(guest).chain(outsider) {
-        let path = format!("/local/domain/{domid}/data/pair-offer");
-        client.write(&path, offer.to_text().as_bytes()).with_context(|| format!("writing {path}"))?;
-        let perms = PermList::owned_by(domid, Access::None);
-        client.set_perms(&path, &perms).with_context(|| format!("setting the permissions of {path}"))?;
-    }
-    println!("pair-share: offered {} to domain {guest}", offer.to_text());
-    await_triggers(&mut share, 1 << 3).context("the guest's trigger")?;
-    let got = read_bytes(&share, PAGE_SIZE, 10);
-    if got != b"from guest" {
-        bail!("the guest's bytes: {:?}", String::from_utf8_lossy(&got));
-    }
-    share.trigger(5)?;
-    println!("pair-share: the guest's bytes and trigger came; PASS");
-    // The guest's last wait ends on our trigger: keep the grants until it
-    // has said so.
-    let deadline = Instant::now() + PATIENCE;
-    let result = format!("/local/domain/{guest}/data/pair-result");
-    while Instant::now() < deadline {
-        match client.read(&result) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.code() == Some(ErrorCode::ENOENT) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => return Err(e).context("reading the guest's result"),
-        }
-    }
-    bail!("the guest never wrote {result}")
-}
-
-fn accept() -> Result<()> {
-    let client = Client::open().context("connecting to xenstored")?;
-    let me: DomId = String::from_utf8(client.read("domid")?)?.trim().parse()?;
-    let deadline = Instant::now() + PATIENCE;
-    let text = loop {
-        match client.read("data/pair-offer") {
-            Ok(text) => break String::from_utf8(text)?,
-            Err(e) if e.code() == Some(ErrorCode::ENOENT) && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => return Err(e).context("waiting for data/pair-offer"),
-        }
-    };
-    let result = match use_offer(me, &text) {
-        Ok(None) => "ok".to_owned(),
-        Ok(Some(refused)) => format!("refused: {refused}"),
-        Err(e) => format!("failed: {e:#}"),
-    };
-    println!("pair-share: {result}");
-    client.write("data/pair-result", result.as_bytes())?;
-    Ok(())
-}
-
-/// Accepts and plays the guest's part; `Some(why)` when the grants refused
-/// this domain.
-fn use_offer(me: DomId, text: &str) -> Result<Option<String>> {
-    let offer = PairOffer::parse(text.trim())?;
-    let mut grants = XenGrants::open()?;
-    let channels = Box::new(XenEventChannels::open()?);
-    let mut share = match PairShare::accept(SHARE, &mut grants, channels, me, &offer) {
-        Ok(share) => share,
-        Err(e) => return Ok(Some(e.to_string())),
-    };
-    let got = read_bytes(&share, 0, 9);
-    if got != b"from dom0" {
-        bail!("dom0's bytes: {:?}", String::from_utf8_lossy(&got));
-    }
-    share.pages().shared_mem().write_bytes(PAGE_SIZE, b"from guest");
-    share.trigger(3)?;
-    await_triggers(&mut share, 1 << 5).context("dom0's trigger")?;
-    Ok(None)
+/// This domain's grant and event-channel handles on Xen.
+fn xen_handles() -> Result<(XenGrants, Box<XenEventChannels>)> {
+    Ok((XenGrants::open()?, Box::new(XenEventChannels::open()?)))
 }
 
 /// Reads `path` once it exists (up to [`PATIENCE`]).
@@ -182,19 +110,79 @@ fn await_node(client: &Client, path: &str) -> Result<String> {
     }
 }
 
+/// dom0 writes `offer` at `path` with `perms`.
+fn publish(client: &Client, path: &str, offer: &PairOffer, perms: &PermList) -> Result<()> {
+    client.write(path, offer.to_text().as_bytes()).with_context(|| format!("writing {path}"))?;
+    client.set_perms(path, perms).with_context(|| format!("setting the permissions of {path}"))
+}
+
+/// A guest's part: `part` runs with the store and this domain's id, and
+/// what came of it (`ok`, or `failed: WHY`) goes to `node` for dom0.
+fn guest_part(node: &str, label: &str, part: impl FnOnce(&Client, DomId) -> Result<String>) -> Result<()> {
+    let client = Client::open().context("connecting to xenstored")?;
+    let me: DomId = String::from_utf8(client.read("domid")?)?.trim().parse()?;
+    let result = part(&client, me).unwrap_or_else(|e| format!("failed: {e:#}"));
+    println!("pair-share: {label}{result}");
+    client.write(node, result.as_bytes())?;
+    Ok(())
+}
+
+fn offer(guest: DomId, outsider: Option<DomId>) -> Result<()> {
+    let client = Client::open().context("connecting to xenstored")?;
+    let (mut grants, channels) = xen_handles()?;
+    let (mut share, offer) = PairShare::offer(SHARE, &mut grants, channels, guest, 2).context("offering the share")?;
+    share.pages().shared_mem().write_bytes(0, b"from dom0");
+    for domid in std::iter::once(guest).chain(outsider) {
+        let path = format!("/local/domain/{domid}/data/pair-offer");
+        publish(&client, &path, &offer, &PermList::owned_by(domid, Access::None))?;
+    }
+    println!("pair-share: offered {} to domain {guest}", offer.to_text());
+    await_triggers(&mut share, 1 << 3).context("the guest's trigger")?;
+    let got = read_bytes(&share, PAGE_SIZE, 10);
+    if got != b"from guest" {
+        bail!("the guest's bytes: {:?}", String::from_utf8_lossy(&got));
+    }
+    share.trigger(5)?;
+    println!("pair-share: the guest's bytes and trigger came; PASS");
+    // The guest's last wait ends on our trigger: keep the grants until it
+    // has said so.
+    await_node(&client, &format!("/local/domain/{guest}/data/pair-result"))?;
+    Ok(())
+}
+
+fn accept() -> Result<()> {
+    guest_part("data/pair-result", "", use_offer)
+}
+
+/// Accepts and plays the guest's part: `ok`, or `refused: WHY` when the
+/// grants refused this domain.
+fn use_offer(client: &Client, me: DomId) -> Result<String> {
+    let offer = PairOffer::parse(await_node(client, "data/pair-offer")?.trim())?;
+    let (mut grants, channels) = xen_handles()?;
+    let mut share = match PairShare::accept(SHARE, &mut grants, channels, me, &offer) {
+        Ok(share) => share,
+        Err(e) => return Ok(format!("refused: {e}")),
+    };
+    let got = read_bytes(&share, 0, 9);
+    if got != b"from dom0" {
+        bail!("dom0's bytes: {:?}", String::from_utf8_lossy(&got));
+    }
+    share.pages().shared_mem().write_bytes(PAGE_SIZE, b"from guest");
+    share.trigger(3)?;
+    await_triggers(&mut share, 1 << 5).context("dom0's trigger")?;
+    Ok("ok".to_owned())
+}
+
 fn vdevice_host(guest: DomId) -> Result<()> {
     let client = Client::open().context("connecting to xenstored")?;
-    let mut grants = XenGrants::open()?;
-    let channels = Box::new(XenEventChannels::open()?);
+    let (mut grants, channels) = xen_handles()?;
     let (mut share, offer) =
         PairShare::offer(PAGE_SHARE, &mut grants, channels, guest, 1).context("offering the page")?;
     let mut host = VdeviceHost::new(&mut share);
-    let path = format!("/local/domain/{guest}/vdevice/page");
-    client.write(&path, offer.to_text().as_bytes())?;
     let perms = xsim::toolstack::perms(&[(0, Access::None), (guest, Access::Read)]);
-    for node in [format!("/local/domain/{guest}/vdevice"), path.clone()] {
-        client.set_perms(&node, &perms).with_context(|| format!("setting the permissions of {node}"))?;
-    }
+    publish(&client, &format!("/local/domain/{guest}/vdevice/page"), &offer, &perms)?;
+    let dir = format!("/local/domain/{guest}/vdevice");
+    client.set_perms(&dir, &perms).with_context(|| format!("setting the permissions of {dir}"))?;
     let entry = Entry { kind: kind::NET, numpages: 1, features: 0, share: 99 };
     let (slot, bits) = host.add(entry, PATIENCE).map_err(|e| anyhow::anyhow!("adding a device: {e}"))?;
     let want = status::ACKNOWLEDGE | status::DRIVER | status::DRIVER_OK;
@@ -235,22 +223,13 @@ impl Driver for Null {
 }
 
 fn vdevice_bus() -> Result<()> {
-    let client = Client::open().context("connecting to xenstored")?;
-    let me: DomId = String::from_utf8(client.read("domid")?)?.trim().parse()?;
-    let result = match run_bus(&client, me) {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => format!("failed: {e:#}"),
-    };
-    println!("pair-share: vdevice bus {result}");
-    client.write("data/vdevice-result", result.as_bytes())?;
-    Ok(())
+    guest_part("data/vdevice-result", "vdevice bus ", run_bus)
 }
 
 /// Runs a bus on the page dom0 offers until its one device came and went.
-fn run_bus(client: &Client, me: DomId) -> Result<()> {
+fn run_bus(client: &Client, me: DomId) -> Result<String> {
     let offer = PairOffer::parse(await_node(client, "vdevice/page")?.trim())?;
-    let mut grants = XenGrants::open()?;
-    let channels = Box::new(XenEventChannels::open()?);
+    let (mut grants, channels) = xen_handles()?;
     let mut page = PairShare::accept(PAGE_SHARE, &mut grants, channels, me, &offer).context("accepting the page")?;
     let mut bus = Bus::new();
     bus.register(Box::new(Null));
@@ -270,7 +249,7 @@ fn run_bus(client: &Client, me: DomId) -> Result<()> {
         }
         page.wait(Some(Duration::from_millis(200)))?;
     }
-    Ok(())
+    Ok("ok".to_owned())
 }
 
 fn block_server(guest: DomId) -> Result<()> {
@@ -279,45 +258,30 @@ fn block_server(guest: DomId) -> Result<()> {
     let path = std::env::temp_dir().join(format!("xensblk-{guest}.img"));
     let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
     file.set_len(4 << 20)?;
-    let mut grants = XenGrants::open()?;
-    let channels = Box::new(XenEventChannels::open()?);
+    let (mut grants, channels) = xen_handles()?;
     let pages = xen_share::blk::BLK_PAGES;
     let (mut share, offer) =
         PairShare::offer(BLOCK_SHARE, &mut grants, channels, guest, pages).context("offering the disk's share")?;
     let offer_path = format!("/local/domain/{guest}/data/blk-offer");
-    client.write(&offer_path, offer.to_text().as_bytes())?;
-    client.set_perms(&offer_path, &PermList::owned_by(guest, Access::None))?;
+    publish(&client, &offer_path, &offer, &PermList::owned_by(guest, Access::None))?;
     println!("pair-share: serving {} ({pages} pages) to domain {guest}", path.display());
-    // Served until the guest says how it went (or for PATIENCE).
+    // Served until the guest says how it went, or fails to within
+    // PATIENCE (the serving stops either way).
     let result_path = format!("/local/domain/{guest}/data/blk-result");
     let done = std::sync::Arc::new(AtomicBool::new(false));
     let watcher = {
         let done = std::sync::Arc::clone(&done);
-        let result_path = result_path.clone();
-        std::thread::spawn(move || -> Result<Option<String>> {
-            let client = Client::open()?;
-            let deadline = Instant::now() + PATIENCE;
-            let result = loop {
-                match client.read(&result_path) {
-                    Ok(text) => break Some(String::from_utf8(text)?),
-                    Err(e) if e.code() == Some(ErrorCode::ENOENT) && Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                    Err(e) if e.code() == Some(ErrorCode::ENOENT) => break None,
-                    Err(e) => return Err(e.into()),
-                }
-            };
+        std::thread::spawn(move || -> Result<String> {
+            let result = Client::open().map_err(anyhow::Error::from).and_then(|c| await_node(&c, &result_path));
             done.store(true, Ordering::Release);
-            Ok(result)
+            result
         })
     };
     xen_share::blk::serve(&mut share, &file, Duration::from_millis(100), &|| done.load(Ordering::Acquire))
         .context("serving")?;
     let result = watcher.join().map_err(|_| anyhow::anyhow!("the watcher panicked"))??;
-    match result.as_deref() {
-        Some("ok") => {}
-        Some(other) => bail!("the guest's client: {other}"),
-        None => bail!("the guest never wrote {result_path}"),
+    if result != "ok" {
+        bail!("the guest's client: {result}");
     }
     let mut image = vec![0; 1 << 20];
     std::os::unix::fs::FileExt::read_exact_at(&file, &mut image, 0)?;
@@ -330,22 +294,13 @@ fn block_server(guest: DomId) -> Result<()> {
 }
 
 fn block_client() -> Result<()> {
-    let client = Client::open().context("connecting to xenstored")?;
-    let me: DomId = String::from_utf8(client.read("domid")?)?.trim().parse()?;
-    let result = match run_client(&client, me) {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => format!("failed: {e:#}"),
-    };
-    println!("pair-share: block client {result}");
-    client.write("data/blk-result", result.as_bytes())?;
-    Ok(())
+    guest_part("data/blk-result", "block client ", run_client)
 }
 
 /// Writes the pattern, flushes and reads it back through xensblk.
-fn run_client(client: &Client, me: DomId) -> Result<()> {
+fn run_client(client: &Client, me: DomId) -> Result<String> {
     let offer = PairOffer::parse(await_node(client, "data/blk-offer")?.trim())?;
-    let mut grants = XenGrants::open()?;
-    let channels = Box::new(XenEventChannels::open()?);
+    let (mut grants, channels) = xen_handles()?;
     let share = PairShare::accept(BLOCK_SHARE, &mut grants, channels, me, &offer).context("accepting the disk")?;
     let mut disk = xen_share::blk::Disk::open(Box::new(share), PATIENCE).context("opening the disk")?;
     if disk.len() != 4 << 20 {
@@ -359,5 +314,5 @@ fn run_client(client: &Client, me: DomId) -> Result<()> {
     if back != data {
         bail!("what came back differs from what was written");
     }
-    Ok(())
+    Ok("ok".to_owned())
 }
