@@ -73,6 +73,7 @@ pub mod inherit;
 pub mod pages;
 pub mod pair_share;
 pub mod rate_limit;
+pub mod relay_share;
 pub mod share;
 #[cfg(feature = "test-utils")]
 pub mod testing;
