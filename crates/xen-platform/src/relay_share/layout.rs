@@ -9,21 +9,24 @@
 //! 8       4     asked: counts the member's requests          member
 //! 12      4     answered: the last request answered          service
 //! 16      4     state: 0 member, 1 removed, 2 destroyed      service
-//! 64      280   the request                                  member
-//!   +0    4     op (1 refresh, 2 register, 3 transfer, 4 completed, 5 unregister)
+//! 64      536   the request                                  member
+//!   +0    4     op (1 refresh, 2 register, 3 transfer, 4 completed,
+//!               5 unregister, 6 transfers: one segment each)
 //!   +4    4     key
 //!   +8    8     generation the member mapped
-//!   +16   4     segments used (at most 16)
-//!   +24   16×16 segments: offset (8), length (4), unused (4)
-//! 512   672   the answer                                     service
+//!   +16   4     segments used (at most 16; 32 for op 6)
+//!   +24   16×32 segments: offset (8), length (4), key for op 6 (4)
+//! 1024  968   the answer                                     service
 //!   +0    4     0, or the errno
 //!   +4    4     members (at most 64)
 //!   +8    8     value: the buffer registered, the bytes transferred
 //!   +16   8     the share's generation
 //!   +24   4     this member's index
 //!   +28   4     completed buffers (at most 32)
-//!   +32   2×64  the members' domids
-//!   +160  16×32 completed buffers: id (8), length (8)
+//!   +32   4     results of op 6 (at most 32)
+//!   +40   2×64  the members' domids
+//!   +168  16×32 completed buffers: id (8), length (8)
+//!   +680  8×32  results of op 6: bytes copied, or minus the errno
 //! ```
 //!
 //! All little-endian (both ends are on one machine). The service copies
@@ -33,7 +36,7 @@
 
 use rustix::io::Errno;
 
-use crate::share::{Completed, Segment, MAX_BUFFERS, MAX_MEMBERS, MAX_SEGMENTS};
+use crate::share::{Completed, Segment, MAX_BUFFERS, MAX_MEMBERS, MAX_SEGMENTS, MAX_TRANSFER_BATCH};
 use crate::DomId;
 
 /// Triggers raised in the member.
@@ -49,11 +52,15 @@ pub(super) const STATE: usize = 16;
 /// Where the request is.
 pub(super) const REQUEST: usize = 64;
 /// Its length.
-pub(super) const REQUEST_LEN: usize = 24 + 16 * MAX_SEGMENTS;
+pub(super) const REQUEST_LEN: usize = 24 + 16 * MAX_TRANSFER_BATCH;
 /// Where the answer is.
-pub(super) const ANSWER: usize = 512;
+pub(super) const ANSWER: usize = 1024;
 /// Its length.
-pub(super) const ANSWER_LEN: usize = 32 + 2 * MAX_MEMBERS + 16 * MAX_BUFFERS;
+pub(super) const ANSWER_LEN: usize = RESULTS + 8 * MAX_TRANSFER_BATCH;
+/// Where the answer's lists start.
+const MEMBERS: usize = 40;
+const COMPLETED: usize = MEMBERS + 2 * MAX_MEMBERS;
+const RESULTS: usize = COMPLETED + 16 * MAX_BUFFERS;
 
 const _: () = assert!(REQUEST + REQUEST_LEN <= ANSWER && ANSWER + ANSWER_LEN <= crate::PAGE_SIZE);
 
@@ -91,6 +98,9 @@ pub(super) enum Op {
     Completed = 4,
     /// [`crate::share::Share::unregister_all`].
     Unregister = 5,
+    /// [`crate::share::Share::transfer_many`] of transfers of one
+    /// segment each, checked against the generation once for all.
+    TransferMany = 6,
 }
 
 /// A member's request, as the service reads it.
@@ -100,6 +110,8 @@ pub(super) struct Request {
     pub(super) key: u32,
     pub(super) generation: u64,
     pub(super) segments: Vec<Segment>,
+    /// For [`Op::TransferMany`], each segment's key.
+    pub(super) keys: Vec<u32>,
 }
 
 /// A count the slot bounds, as the page holds it.
@@ -116,11 +128,19 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 }
 
 impl Request {
-    /// The request as the page holds it. `EINVAL` for more than
-    /// [`MAX_SEGMENTS`] segments (the member's own mistake, before it
-    /// asks).
+    /// The most segments `op` carries.
+    fn room(op: Op) -> usize {
+        if op == Op::TransferMany {
+            MAX_TRANSFER_BATCH
+        } else {
+            MAX_SEGMENTS
+        }
+    }
+
+    /// The request as the page holds it. `EINVAL` for more segments than
+    /// the operation carries (the member's own mistake, before it asks).
     pub(super) fn encode(&self) -> Result<[u8; REQUEST_LEN], Errno> {
-        if self.segments.len() > MAX_SEGMENTS {
+        if self.segments.len() > Request::room(self.op) {
             return Err(Errno::INVAL);
         }
         let mut bytes = [0u8; REQUEST_LEN];
@@ -132,12 +152,13 @@ impl Request {
             let at = 24 + 16 * i;
             bytes[at..at + 8].copy_from_slice(&segment.offset.to_le_bytes());
             bytes[at + 8..at + 12].copy_from_slice(&segment.len.to_le_bytes());
+            bytes[at + 12..at + 16].copy_from_slice(&self.keys.get(i).copied().unwrap_or(0).to_le_bytes());
         }
         Ok(bytes)
     }
 
     /// Reads what a member wrote. `EINVAL` for an unknown operation or a
-    /// segment count past [`MAX_SEGMENTS`]; the segments themselves are
+    /// segment count past what it carries; the segments themselves are
     /// checked against the share by whoever uses them.
     pub(super) fn decode(bytes: &[u8; REQUEST_LEN]) -> Result<Request, Errno> {
         let op = match u32_at(bytes, 0) {
@@ -146,16 +167,22 @@ impl Request {
             3 => Op::Transfer,
             4 => Op::Completed,
             5 => Op::Unregister,
+            6 => Op::TransferMany,
             _ => return Err(Errno::INVAL),
         };
         let count = usize::try_from(u32_at(bytes, 16)).map_err(|_| Errno::INVAL)?;
-        if count > MAX_SEGMENTS {
+        if count > Request::room(op) {
             return Err(Errno::INVAL);
         }
         let segments = (0..count)
             .map(|i| Segment { offset: u64_at(bytes, 24 + 16 * i), len: u32_at(bytes, 24 + 16 * i + 8) })
             .collect();
-        Ok(Request { op, key: u32_at(bytes, 4), generation: u64_at(bytes, 8), segments })
+        let keys = if op == Op::TransferMany {
+            (0..count).map(|i| u32_at(bytes, 24 + 16 * i + 12)).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Request { op, key: u32_at(bytes, 4), generation: u64_at(bytes, 8), segments, keys })
     }
 }
 
@@ -171,6 +198,8 @@ pub(super) struct Answer {
     pub(super) me: u32,
     pub(super) members: Vec<DomId>,
     pub(super) completed: Vec<Completed>,
+    /// Each transfer's bytes or errno ([`Op::TransferMany`]).
+    pub(super) results: Vec<Result<usize, Errno>>,
 }
 
 impl Answer {
@@ -185,19 +214,28 @@ impl Answer {
         let mut bytes = [0u8; ANSWER_LEN];
         let members = &self.members[..self.members.len().min(MAX_MEMBERS)];
         let completed = &self.completed[..self.completed.len().min(MAX_BUFFERS)];
+        let results = &self.results[..self.results.len().min(MAX_TRANSFER_BATCH)];
         bytes[0..4].copy_from_slice(&self.errno.to_le_bytes());
         bytes[4..8].copy_from_slice(&count(members.len()).to_le_bytes());
         bytes[8..16].copy_from_slice(&self.value.to_le_bytes());
         bytes[16..24].copy_from_slice(&self.generation.to_le_bytes());
         bytes[24..28].copy_from_slice(&self.me.to_le_bytes());
         bytes[28..32].copy_from_slice(&count(completed.len()).to_le_bytes());
+        bytes[32..36].copy_from_slice(&count(results.len()).to_le_bytes());
         for (i, domid) in members.iter().enumerate() {
-            bytes[32 + 2 * i..34 + 2 * i].copy_from_slice(&domid.to_le_bytes());
+            bytes[MEMBERS + 2 * i..MEMBERS + 2 * i + 2].copy_from_slice(&domid.to_le_bytes());
         }
         for (i, done) in completed.iter().enumerate() {
-            let at = 32 + 2 * MAX_MEMBERS + 16 * i;
+            let at = COMPLETED + 16 * i;
             bytes[at..at + 8].copy_from_slice(&done.buffer.to_le_bytes());
             bytes[at + 8..at + 16].copy_from_slice(&(done.len as u64).to_le_bytes());
+        }
+        for (i, result) in results.iter().enumerate() {
+            let value = match result {
+                Ok(n) => i64::try_from(*n).unwrap_or(i64::MAX),
+                Err(e) => -i64::from(e.raw_os_error()),
+            };
+            bytes[RESULTS + 8 * i..RESULTS + 8 * i + 8].copy_from_slice(&value.to_le_bytes());
         }
         bytes
     }
@@ -207,7 +245,8 @@ impl Answer {
     pub(super) fn decode(bytes: &[u8; ANSWER_LEN]) -> Result<Answer, Errno> {
         let members = usize::try_from(u32_at(bytes, 4)).map_err(|_| Errno::IO)?;
         let completed = usize::try_from(u32_at(bytes, 28)).map_err(|_| Errno::IO)?;
-        if members > MAX_MEMBERS || completed > MAX_BUFFERS {
+        let results = usize::try_from(u32_at(bytes, 32)).map_err(|_| Errno::IO)?;
+        if members > MAX_MEMBERS || completed > MAX_BUFFERS || results > MAX_TRANSFER_BATCH {
             return Err(Errno::IO);
         }
         let me = u32_at(bytes, 24);
@@ -217,7 +256,7 @@ impl Answer {
         }
         let completed = (0..completed)
             .map(|i| {
-                let at = 32 + 2 * MAX_MEMBERS + 16 * i;
+                let at = COMPLETED + 16 * i;
                 let len = usize::try_from(u64_at(bytes, at + 8)).map_err(|_| Errno::IO)?;
                 Ok(Completed { buffer: u64_at(bytes, at), len })
             })
@@ -227,8 +266,20 @@ impl Answer {
             value: u64_at(bytes, 8),
             generation: u64_at(bytes, 16),
             me,
-            members: (0..members).map(|i| u16::from_le_bytes([bytes[32 + 2 * i], bytes[33 + 2 * i]])).collect(),
+            members: (0..members)
+                .map(|i| u16::from_le_bytes([bytes[MEMBERS + 2 * i], bytes[MEMBERS + 2 * i + 1]]))
+                .collect(),
             completed,
+            results: (0..results)
+                .map(|i| {
+                    let value = u64_at(bytes, RESULTS + 8 * i).cast_signed();
+                    if value >= 0 {
+                        usize::try_from(value).map_err(|_| Errno::IO)
+                    } else {
+                        Err(Errno::from_raw_os_error(i32::try_from(-value).map_err(|_| Errno::IO)?))
+                    }
+                })
+                .collect(),
         })
     }
 }
@@ -244,13 +295,22 @@ mod tests {
             key: 7,
             generation: 0x1_0000_0002,
             segments: vec![Segment { offset: 1 << 40, len: 9 }, Segment { offset: 4096, len: 1 }],
+            keys: Vec::new(),
+        };
+        assert_eq!(Request::decode(&request.encode().unwrap()), Ok(request));
+        let request = Request {
+            op: Op::TransferMany,
+            key: 0,
+            generation: 4,
+            segments: vec![Segment { offset: 8, len: 9 }; MAX_TRANSFER_BATCH],
+            keys: (0..MAX_TRANSFER_BATCH as u32).collect(),
         };
         assert_eq!(Request::decode(&request.encode().unwrap()), Ok(request));
     }
 
     #[test]
     fn a_request_past_the_slot_is_refused_on_both_sides() {
-        let mut request = Request { op: Op::Register, key: 1, generation: 1, segments: vec![] };
+        let mut request = Request { op: Op::Register, key: 1, generation: 1, segments: vec![], keys: vec![] };
         request.segments = vec![Segment { offset: 0, len: 1 }; MAX_SEGMENTS + 1];
         assert_eq!(request.encode(), Err(Errno::INVAL));
         let mut bytes = [0u8; REQUEST_LEN];
@@ -259,7 +319,11 @@ mod tests {
         assert_eq!(Request::decode(&bytes), Err(Errno::INVAL));
         bytes[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(Request::decode(&bytes), Err(Errno::INVAL));
-        for op in [0u32, 6, u32::MAX] {
+        let mut bytes = [0u8; REQUEST_LEN];
+        bytes[0] = 6;
+        bytes[16..20].copy_from_slice(&(count(MAX_TRANSFER_BATCH) + 1).to_le_bytes());
+        assert_eq!(Request::decode(&bytes), Err(Errno::INVAL));
+        for op in [0u32, 7, u32::MAX] {
             let mut bytes = [0u8; REQUEST_LEN];
             bytes[0..4].copy_from_slice(&op.to_le_bytes());
             assert_eq!(Request::decode(&bytes), Err(Errno::INVAL), "op {op}");
@@ -275,6 +339,7 @@ mod tests {
             me: 1,
             members: vec![0, 9, 0xfff0],
             completed: vec![Completed { buffer: 4, len: 1500 }, Completed { buffer: u64::MAX, len: 0 }],
+            results: vec![Ok(1500), Err(Errno::AGAIN), Ok(0)],
         };
         assert_eq!(Answer::decode(&answer.encode()), Ok(answer));
         let failed = Answer::failed(Errno::STALE);
@@ -288,6 +353,9 @@ mod tests {
         assert_eq!(Answer::decode(&bytes), Err(Errno::IO));
         let mut bytes = [0u8; ANSWER_LEN];
         bytes[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(Answer::decode(&bytes), Err(Errno::IO));
+        let mut bytes = [0u8; ANSWER_LEN];
+        bytes[32..36].copy_from_slice(&(count(MAX_TRANSFER_BATCH) + 1).to_le_bytes());
         assert_eq!(Answer::decode(&bytes), Err(Errno::IO));
         let mut bytes = [0u8; ANSWER_LEN];
         bytes[4] = 2;

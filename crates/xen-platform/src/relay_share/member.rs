@@ -16,7 +16,7 @@ use super::layout::{
     Answer, Op, Request, Standing, ANSWER, ANSWERED, ANSWER_LEN, ASKED, PENDING, RAISED, REQUEST, STATE,
 };
 use super::RelayOffer;
-use crate::share::{BufferId, Completed, Segment, Share, ShareRef, MAX_SHARE_PAGES, USER_TRIGGERS};
+use crate::share::{BufferId, Completed, Segment, Share, ShareRef, MAX_SHARE_PAGES, MAX_TRANSFER_BATCH, USER_TRIGGERS};
 use crate::{DomId, EventChannels, Grants, MappedPages, Port};
 
 /// How long a member waits for the service's answer.
@@ -91,8 +91,18 @@ impl RelayMember {
     /// Asks the service and waits for its answer (up to
     /// [`ANSWER_PATIENCE`]: `ETIMEDOUT`, the service is gone or stuck).
     fn ask(&self, op: Op, key: u32, segments: &[Segment]) -> io::Result<Answer> {
+        self.ask_request(&Request {
+            op,
+            key,
+            generation: self.generation,
+            segments: segments.to_vec(),
+            keys: Vec::new(),
+        })
+    }
+
+    /// Asks `request`, as [`RelayMember::ask`].
+    fn ask_request(&self, request: &Request) -> io::Result<Answer> {
         self.standing()?;
-        let request = Request { op, key, generation: self.generation, segments: segments.to_vec() };
         let bytes = request.encode()?;
         let mut side = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let control = self.control.shared_mem();
@@ -187,6 +197,37 @@ impl Share for RelayMember {
 
     fn transfer(&self, key: u32, segments: &[Segment]) -> io::Result<usize> {
         usize::try_from(self.ask(Op::Transfer, key, segments)?.value).map_err(|_| Errno::IO.into())
+    }
+
+    /// One request for a batch of one-segment transfers (a LAN's frames),
+    /// checked against the generation once: a change makes the whole call
+    /// `ESTALE`, never a part of it. A batch with a transfer of several
+    /// segments goes one request each.
+    fn transfer_many(&self, transfers: &[(u32, &[Segment])]) -> io::Result<Vec<Result<usize, Errno>>> {
+        if transfers.len() > MAX_TRANSFER_BATCH {
+            return Err(Errno::INVAL.into());
+        }
+        if transfers.iter().all(|(_, segments)| segments.len() == 1) {
+            let request = Request {
+                op: Op::TransferMany,
+                key: 0,
+                generation: self.generation,
+                segments: transfers.iter().map(|(_, segments)| segments[0]).collect(),
+                keys: transfers.iter().map(|&(key, _)| key).collect(),
+            };
+            let answer = self.ask_request(&request)?;
+            if answer.results.len() != transfers.len() {
+                return Err(Errno::IO.into());
+            }
+            return Ok(answer.results);
+        }
+        transfers
+            .iter()
+            .map(|&(key, segments)| match self.transfer(key, segments) {
+                Ok(n) => Ok(Ok(n)),
+                Err(e) => Errno::from_io_error(&e).map(Err).ok_or(e),
+            })
+            .collect()
     }
 
     fn take_completed(&mut self) -> io::Result<Vec<Completed>> {

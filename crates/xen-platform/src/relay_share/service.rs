@@ -232,6 +232,16 @@ impl RShare {
                 self.buffers.retain_owners(|owner| owner != domid);
                 Ok(ok(0))
             }
+            Op::TransferMany => {
+                self.current(request.generation)?;
+                let results = request
+                    .segments
+                    .iter()
+                    .zip(&request.keys)
+                    .map(|(segment, &key)| self.transfer(channels, index, key, std::slice::from_ref(segment)))
+                    .collect();
+                Ok(Answer { results, ..Answer::default() })
+            }
         }
     }
 }
@@ -664,6 +674,17 @@ impl crate::share::Share for LocalMember {
 
     fn transfer(&self, key: u32, segments: &[Segment]) -> io::Result<usize> {
         self.with_current(|share, channels, index| share.transfer(channels, index, key, segments))
+    }
+
+    /// All under one look at the generation, as a guest's batch: a
+    /// change makes the whole call `ESTALE`, never a part of it.
+    fn transfer_many(&self, transfers: &[(u32, &[Segment])]) -> io::Result<Vec<Result<usize, Errno>>> {
+        if transfers.len() > crate::share::MAX_TRANSFER_BATCH {
+            return Err(Errno::INVAL.into());
+        }
+        self.with_current(|share, channels, index| {
+            Ok(transfers.iter().map(|&(key, segments)| share.transfer(channels, index, key, segments)).collect())
+        })
     }
 
     fn take_completed(&mut self) -> io::Result<Vec<crate::share::Completed>> {
