@@ -33,6 +33,9 @@
 //! - `pair-share offer GUEST [OUTSIDER]` / `pair-share accept`: a share
 //!   of dom0 and one guest on real Xen (`tests/xen`; see
 //!   `pair_share.rs`).
+//! - `relay-share lan GUEST...` / `relay-share lan-member`: xensnet on
+//!   real Xen over a share of several guests relayed by dom0's service
+//!   (`tests/xen`; see `relay_share.rs`).
 
 mod attack;
 mod checks;
@@ -42,6 +45,7 @@ mod ipc;
 mod isolation;
 mod pair_share;
 mod raw_ring;
+mod relay_share;
 mod vdevice_bus;
 mod xensblk;
 mod xensblk_bench;
@@ -58,6 +62,7 @@ fn main() {
         Some("demo") => demo(),
         Some("ipc") => ipc::run(&args[1..]),
         Some("pair-share") => pair_share::run(&args[1..]),
+        Some("relay-share") => relay_share::run(&args[1..]),
         Some("check") => checks::run(&args[1..]),
         Some("bench-read") => bench_read(&args[1..]),
         Some("attack") => attack::run(&args[1..]),
@@ -68,7 +73,7 @@ fn main() {
         _ => Err(anyhow::anyhow!(
             "usage: xsim-guest demo | ipc [--count N] | check NAME [ARGS] | null-frontend TYPE | null-backend TYPE | \
              xensnet | xensblk [--no-export] | xensblk-bench SHARE read|write SIZE SECONDS | \
-             pair-share offer GUEST [OUTSIDER] | pair-share accept"
+             pair-share offer GUEST [OUTSIDER] | pair-share accept | relay-share lan GUEST... | relay-share lan-member"
         )),
     };
     match result {

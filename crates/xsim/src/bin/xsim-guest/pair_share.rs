@@ -50,7 +50,7 @@ fn pattern() -> Vec<u8> {
 }
 
 /// How long each side waits for the other.
-const PATIENCE: Duration = Duration::from_secs(120);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(120);
 
 pub fn run(args: &[String]) -> Result<()> {
     match args {
@@ -97,8 +97,13 @@ fn xen_handles() -> Result<(XenGrants, Box<XenEventChannels>)> {
 }
 
 /// Reads `path` once it exists (up to [`PATIENCE`]).
-fn await_node(client: &Client, path: &str) -> Result<String> {
-    let deadline = Instant::now() + PATIENCE;
+pub(crate) fn await_node(client: &Client, path: &str) -> Result<String> {
+    await_node_within(client, path, PATIENCE)
+}
+
+/// Reads `path` once it exists (up to `patience`).
+pub(crate) fn await_node_within(client: &Client, path: &str, patience: Duration) -> Result<String> {
+    let deadline = Instant::now() + patience;
     loop {
         match client.read(path) {
             Ok(text) => return Ok(String::from_utf8(text)?),
@@ -110,9 +115,9 @@ fn await_node(client: &Client, path: &str) -> Result<String> {
     }
 }
 
-/// dom0 writes `offer` at `path` with `perms`.
-fn publish(client: &Client, path: &str, offer: &PairOffer, perms: &PermList) -> Result<()> {
-    client.write(path, offer.to_text().as_bytes()).with_context(|| format!("writing {path}"))?;
+/// dom0 writes `offer` (its text) at `path` with `perms`.
+pub(crate) fn publish(client: &Client, path: &str, offer: &str, perms: &PermList) -> Result<()> {
+    client.write(path, offer.as_bytes()).with_context(|| format!("writing {path}"))?;
     client.set_perms(path, perms).with_context(|| format!("setting the permissions of {path}"))
 }
 
@@ -134,7 +139,7 @@ fn offer(guest: DomId, outsider: Option<DomId>) -> Result<()> {
     share.pages().shared_mem().write_bytes(0, b"from dom0");
     for domid in std::iter::once(guest).chain(outsider) {
         let path = format!("/local/domain/{domid}/data/pair-offer");
-        publish(&client, &path, &offer, &PermList::owned_by(domid, Access::None))?;
+        publish(&client, &path, &offer.to_text(), &PermList::owned_by(domid, Access::None))?;
     }
     println!("pair-share: offered {} to domain {guest}", offer.to_text());
     await_triggers(&mut share, 1 << 3).context("the guest's trigger")?;
@@ -180,7 +185,7 @@ fn vdevice_host(guest: DomId) -> Result<()> {
         PairShare::offer(PAGE_SHARE, &mut grants, channels, guest, 1).context("offering the page")?;
     let mut host = VdeviceHost::new(&mut share);
     let perms = xsim::toolstack::perms(&[(0, Access::None), (guest, Access::Read)]);
-    publish(&client, &format!("/local/domain/{guest}/vdevice/page"), &offer, &perms)?;
+    publish(&client, &format!("/local/domain/{guest}/vdevice/page"), &offer.to_text(), &perms)?;
     let dir = format!("/local/domain/{guest}/vdevice");
     client.set_perms(&dir, &perms).with_context(|| format!("setting the permissions of {dir}"))?;
     let entry = Entry { kind: kind::NET, numpages: 1, features: 0, share: 99 };
@@ -263,7 +268,7 @@ fn block_server(guest: DomId) -> Result<()> {
     let (mut share, offer) =
         PairShare::offer(BLOCK_SHARE, &mut grants, channels, guest, pages).context("offering the disk's share")?;
     let offer_path = format!("/local/domain/{guest}/data/blk-offer");
-    publish(&client, &offer_path, &offer, &PermList::owned_by(guest, Access::None))?;
+    publish(&client, &offer_path, &offer.to_text(), &PermList::owned_by(guest, Access::None))?;
     println!("pair-share: serving {} ({pages} pages) to domain {guest}", path.display());
     // Served until the guest says how it went, or fails to within
     // PATIENCE (the serving stops either way).
