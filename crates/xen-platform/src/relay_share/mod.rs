@@ -33,6 +33,8 @@ mod service;
 use std::io;
 
 pub use member::{RelayMember, ANSWER_PATIENCE};
+#[doc(hidden)]
+pub use service::fuzz_hostile_guest;
 pub use service::{LocalMember, RelayShares, GNTALLOC_LIMIT};
 
 use crate::share::{ShareRef, MAX_SHARE_PAGES};

@@ -30,6 +30,17 @@ use crate::{DomId, EventChannels, GrantedPages, Grants, MappedPages, Port, PAGE_
 /// The bits of the user triggers: a member raises only those.
 const USER_BITS: u32 = (1 << USER_TRIGGERS) - 1;
 
+/// How the service rings a guest's port.
+type Notify<'a> = dyn Fn(Port) + 'a;
+
+/// Rings ports on `channels`. A guest whose channel is gone hears
+/// nothing; the others still do.
+fn notifier(channels: &dyn EventChannels) -> impl Fn(Port) + '_ {
+    move |port| {
+        let _ = channels.notify(port);
+    }
+}
+
 /// How often the service thread looks whether it is to stop.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -114,13 +125,11 @@ impl Member {
     }
 
     /// Raises `bits` in this member.
-    fn raise(&self, channels: &dyn EventChannels, bits: u32) {
+    fn raise(&self, notify: &Notify<'_>, bits: u32) {
         match &self.held {
             Held::Guest(guest) => {
                 guest.control.pages().shared_mem().fetch_or_u32(PENDING, bits, Ordering::Release);
-                // A guest whose channel is gone hears nothing; the others
-                // still do.
-                let _ = channels.notify(guest.trigger);
+                notify(guest.trigger);
             }
             Held::Dom0(local) => {
                 local.pending.fetch_or(bits, Ordering::Release);
@@ -130,11 +139,11 @@ impl Member {
     }
 
     /// Tells the member where it stands now, and wakes it to look.
-    fn stand(&self, channels: &dyn EventChannels, standing: Standing) {
+    fn stand(&self, notify: &Notify<'_>, standing: Standing) {
         if let Held::Guest(guest) = &self.held {
             guest.control.pages().shared_mem().store_u32(STATE, standing as u32, Ordering::Release);
         }
-        self.raise(channels, 1 << TRIGGER_CHANGED);
+        self.raise(notify, 1 << TRIGGER_CHANGED);
     }
 }
 
@@ -149,10 +158,10 @@ impl RShare {
 
     /// Member `from` raises `bits` in every other member (in itself when
     /// it is alone).
-    fn relay(&self, channels: &dyn EventChannels, from: usize, bits: u32) {
+    fn relay(&self, notify: &Notify<'_>, from: usize, bits: u32) {
         for (i, member) in self.members.iter().enumerate() {
             if i != from || self.members.len() == 1 {
-                member.raise(channels, bits);
+                member.raise(notify, bits);
             }
         }
     }
@@ -167,13 +176,7 @@ impl RShare {
 
     /// Copies `segments` of member `from`'s copy into the first free
     /// buffer another member registered on `key`, in that member's copy.
-    fn transfer(
-        &mut self,
-        channels: &dyn EventChannels,
-        from: usize,
-        key: u32,
-        segments: &[Segment],
-    ) -> Result<usize, Errno> {
+    fn transfer(&mut self, notify: &Notify<'_>, from: usize, key: u32, segments: &[Segment]) -> Result<usize, Errno> {
         let share_len = self.pages * PAGE_SIZE;
         let len = check_segments(segments, share_len)?;
         if len > MAX_TRANSFER {
@@ -200,12 +203,40 @@ impl RShare {
             written += n;
         }
         self.buffers.fill(index, len);
-        self.members[receiver].raise(channels, 1 << TRIGGER_TRANSFERRED);
+        self.members[receiver].raise(notify, 1 << TRIGGER_TRANSFERRED);
         Ok(len)
     }
 
+    /// Looks at guest member `index`'s control page: relays the triggers
+    /// it raised, answers its request if it made a new one.
+    fn serve_member(&mut self, notify: &Notify<'_>, index: usize) {
+        let Some(Held::Guest(guest)) = self.members.get(index).map(|m| &m.held) else { return };
+        let control = guest.control.pages().shared_mem();
+        let raised = control.swap_u32(RAISED, 0, Ordering::Acquire) & USER_BITS;
+        if raised != 0 {
+            self.relay(notify, index, raised);
+        }
+        let asked = control.load_u32(ASKED, Ordering::Acquire);
+        if asked == guest.answered {
+            return;
+        }
+        // Copied out first: what the guest writes from now on is not
+        // looked at.
+        let mut bytes = [0u8; REQUEST_LEN];
+        control.read_bytes(REQUEST, &mut bytes);
+        let answer = Request::decode(&bytes)
+            .and_then(|request| self.answer(notify, index, request))
+            .unwrap_or_else(Answer::failed);
+        let Held::Guest(guest) = &mut self.members[index].held else { return };
+        let control = guest.control.pages().shared_mem();
+        control.write_bytes(ANSWER, &answer.encode());
+        control.store_u32(ANSWERED, asked, Ordering::Release);
+        guest.answered = asked;
+        notify(guest.request);
+    }
+
     /// What member `index` asked.
-    fn answer(&mut self, channels: &dyn EventChannels, index: usize, request: Request) -> Result<Answer, Errno> {
+    fn answer(&mut self, notify: &Notify<'_>, index: usize, request: Request) -> Result<Answer, Errno> {
         let domid = self.members[index].domid;
         let ok = |value: u64| Answer { value, ..Answer::default() };
         match request.op {
@@ -222,7 +253,7 @@ impl RShare {
             }
             Op::Transfer => {
                 self.current(request.generation)?;
-                self.transfer(channels, index, request.key, &request.segments).map(|n| ok(n as u64))
+                self.transfer(notify, index, request.key, &request.segments).map(|n| ok(n as u64))
             }
             Op::Completed => {
                 self.current(request.generation)?;
@@ -238,7 +269,7 @@ impl RShare {
                     .segments
                     .iter()
                     .zip(&request.keys)
-                    .map(|(segment, &key)| self.transfer(channels, index, key, std::slice::from_ref(segment)))
+                    .map(|(segment, &key)| self.transfer(notify, index, key, std::slice::from_ref(segment)))
                     .collect();
                 Ok(Answer { results, ..Answer::default() })
             }
@@ -303,29 +334,7 @@ impl State {
         let channels = &*self.channels;
         let Some(share) = self.shares.get_mut(&reference) else { return };
         let Some(index) = share.index_of(domid) else { return };
-        let Held::Guest(guest) = &share.members[index].held else { return };
-        let control = guest.control.pages().shared_mem();
-        let raised = control.swap_u32(RAISED, 0, Ordering::Acquire) & USER_BITS;
-        if raised != 0 {
-            share.relay(channels, index, raised);
-        }
-        let asked = control.load_u32(ASKED, Ordering::Acquire);
-        if asked == guest.answered {
-            return;
-        }
-        // Copied out first: what the guest writes from now on is not
-        // looked at.
-        let mut bytes = [0u8; REQUEST_LEN];
-        control.read_bytes(REQUEST, &mut bytes);
-        let answer = Request::decode(&bytes)
-            .and_then(|request| share.answer(channels, index, request))
-            .unwrap_or_else(Answer::failed);
-        let Held::Guest(guest) = &mut share.members[index].held else { return };
-        let control = guest.control.pages().shared_mem();
-        control.write_bytes(ANSWER, &answer.encode());
-        control.store_u32(ANSWERED, asked, Ordering::Release);
-        guest.answered = asked;
-        let _ = channels.notify(guest.request);
+        share.serve_member(&notifier(channels), index);
     }
 
     /// Takes `domid` out of share `reference`: it is told, its grants
@@ -340,21 +349,26 @@ impl State {
         let member = share.members.remove(index);
         share.generation += 1;
         let pages = share.pages;
-        member.stand(&*self.channels, Standing::Removed);
+        member.stand(&notifier(&*self.channels), Standing::Removed);
         let share = self.shares.get(&reference).ok_or(Errno::NOENT)?;
         for other in &share.members {
-            other.raise(&*self.channels, 1 << TRIGGER_CHANGED);
+            other.raise(&notifier(&*self.channels), 1 << TRIGGER_CHANGED);
         }
         self.release(pages, member);
         Ok(())
     }
 }
 
+/// `pages` zeroed pages of this process's own, mapped.
+fn memory(pages: usize) -> io::Result<MappedPages> {
+    let file = rustix::fs::memfd_create("xen-share-dom0", rustix::fs::MemfdFlags::CLOEXEC)?;
+    rustix::fs::ftruncate(&file, (pages * PAGE_SIZE) as u64)?;
+    MappedPages::map(file.as_fd(), 0, pages, true)
+}
+
 impl Local {
     fn new(pages: usize) -> io::Result<Local> {
-        let file = rustix::fs::memfd_create("xen-share-dom0", rustix::fs::MemfdFlags::CLOEXEC)?;
-        rustix::fs::ftruncate(&file, (pages * PAGE_SIZE) as u64)?;
-        let pages = MappedPages::map(file.as_fd(), 0, pages, true)?;
+        let pages = memory(pages)?;
         let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         Ok(Local { pages, pending: AtomicU32::new(0), wake })
     }
@@ -456,7 +470,7 @@ impl Drop for RelayShares {
         let shares = std::mem::take(&mut state.shares);
         for (_, share) in shares {
             for member in share.members {
-                member.stand(&*state.channels, Standing::Destroyed);
+                member.stand(&notifier(&*state.channels), Standing::Destroyed);
                 state.release(share.pages, member);
             }
         }
@@ -512,7 +526,7 @@ impl Shares for RelayShares {
         let State { channels, shares, .. } = &mut *state;
         let s = shares.get_mut(&share).ok_or(Errno::NOENT)?;
         for other in &s.members {
-            other.raise(&**channels, 1 << TRIGGER_CHANGED);
+            other.raise(&notifier(&**channels), 1 << TRIGGER_CHANGED);
         }
         s.members.push(member);
         s.generation += 1;
@@ -527,7 +541,7 @@ impl Shares for RelayShares {
         let mut state = self.inner.lock();
         let s = state.shares.remove(&share).ok_or(Errno::NOENT)?;
         for member in s.members {
-            member.stand(&*state.channels, Standing::Destroyed);
+            member.stand(&notifier(&*state.channels), Standing::Destroyed);
             state.release(s.pages, member);
         }
         Ok(())
@@ -581,16 +595,15 @@ impl LocalMember {
 
     /// Runs `f` on the share and this member's index, if this member
     /// mapped its present generation.
-    fn with_current<T>(
-        &self,
-        f: impl FnOnce(&mut RShare, &dyn EventChannels, usize) -> Result<T, Errno>,
-    ) -> io::Result<T> {
+    fn with_current<T>(&self, f: impl FnOnce(&mut RShare, &Notify<'_>, usize) -> Result<T, Errno>) -> io::Result<T> {
         let mut state = self.inner.lock();
         let State { channels, shares, .. } = &mut *state;
         let share = shares.get_mut(&self.share).ok_or(Errno::NOENT)?;
         let index = share.index_of(0).ok_or(Errno::PERM)?;
         share.current(self.generation)?;
-        Ok(f(share, &**channels, index)?)
+        let notify = notifier(&**channels);
+        let result = f(share, &notify, index);
+        Ok(result?)
     }
 }
 
@@ -628,7 +641,7 @@ impl crate::share::Share for LocalMember {
         let state = self.inner.lock();
         let share = state.shares.get(&self.share).ok_or(Errno::NOENT)?;
         let index = share.index_of(0).ok_or(Errno::PERM)?;
-        share.relay(&*state.channels, index, 1 << n);
+        share.relay(&notifier(&*state.channels), index, 1 << n);
         Ok(())
     }
 
@@ -697,5 +710,55 @@ impl crate::share::Share for LocalMember {
             share.buffers.retain_owners(|owner| owner != 0);
         }
         Ok(())
+    }
+}
+
+/// For `fuzz/`: a share of dom0 and one guest (two pages, dom0 with a
+/// buffer on key 1) whose control page the guest fills from `data`,
+/// request after request, each served as the service thread serves a
+/// ring of the guest's port. Each request's bytes are preceded by 8:
+/// the triggers it raises, and whether it counts as a new request. The
+/// service must answer each one in a form a member decodes, and never
+/// panic.
+#[doc(hidden)]
+pub fn fuzz_hostile_guest(data: &[u8]) {
+    const PAGES: usize = 2;
+    let (Ok(copy), Ok(control), Ok(local)) = (memory(PAGES), memory(1), Local::new(PAGES)) else { return };
+    let guest = Guest {
+        pages: GrantedPages::new(copy, Vec::new(), None),
+        control: GrantedPages::new(control, Vec::new(), None),
+        trigger: 1,
+        request: 2,
+        answered: 0,
+    };
+    let mut share = RShare {
+        pages: PAGES,
+        members: vec![
+            Member { domid: 0, held: Held::Dom0(Arc::new(local)) },
+            Member { domid: 1, held: Held::Guest(guest) },
+        ],
+        generation: 1,
+        buffers: Buffers::default(),
+    };
+    let _ = share.buffers.register(0, 1, &[Segment { offset: 0, len: 64 }], PAGES * PAGE_SIZE);
+    let mut asked = 0u32;
+    for chunk in data.chunks(8 + REQUEST_LEN) {
+        let Some((head, request)) = chunk.split_at_checked(8) else { return };
+        let Held::Guest(guest) = &share.members[1].held else { return };
+        let control = guest.control.pages().shared_mem();
+        control.store_u32(RAISED, u32::from_le_bytes([head[0], head[1], head[2], head[3]]), Ordering::Relaxed);
+        control.write_bytes(REQUEST, request);
+        if head[4] & 1 == 1 {
+            asked = asked.wrapping_add(1);
+            control.store_u32(ASKED, asked, Ordering::Release);
+        }
+        share.serve_member(&|_| {}, 1);
+        let Held::Guest(guest) = &share.members[1].held else { return };
+        let control = guest.control.pages().shared_mem();
+        let mut bytes = [0u8; super::layout::ANSWER_LEN];
+        control.read_bytes(ANSWER, &mut bytes);
+        assert!(Answer::decode(&bytes).is_ok(), "the service wrote an answer a member cannot read");
+        assert_eq!(control.load_u32(ANSWERED, Ordering::Acquire), asked, "a request left unanswered");
+        let _ = share.buffers.take(0);
     }
 }

@@ -304,3 +304,19 @@ fn hostile_requests_get_errors_and_the_service_goes_on() {
     assert_eq!(gg.take_completed().unwrap()[0].len, 10);
     assert_eq!(read(gg.pages(), 0, 10), b"still here");
 }
+
+/// The fuzz target's harness runs, on requests of every kind.
+#[test]
+fn the_fuzz_harness_serves_hostile_requests() {
+    let mut data = Vec::new();
+    for op in 0u32..8 {
+        let mut request = [0u8; REQUEST_LEN];
+        request[0..4].copy_from_slice(&op.to_le_bytes());
+        request[8] = 1;
+        request[16] = 1;
+        request[24 + 8] = 16;
+        data.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0]);
+        data.extend_from_slice(&request);
+    }
+    super::fuzz_hostile_guest(&data);
+}
