@@ -272,7 +272,8 @@ impl Answer {
             completed,
             results: (0..results)
                 .map(|i| {
-                    let value = u64_at(bytes, RESULTS + 8 * i).cast_signed();
+                    let at = RESULTS + 8 * i;
+                    let value = i64::from_le_bytes(bytes[at..at + 8].try_into().map_err(|_| Errno::IO)?);
                     if value >= 0 {
                         usize::try_from(value).map_err(|_| Errno::IO)
                     } else {
@@ -303,7 +304,7 @@ mod tests {
             key: 0,
             generation: 4,
             segments: vec![Segment { offset: 8, len: 9 }; MAX_TRANSFER_BATCH],
-            keys: (0..MAX_TRANSFER_BATCH as u32).collect(),
+            keys: (0..count(MAX_TRANSFER_BATCH)).collect(),
         };
         assert_eq!(Request::decode(&request.encode().unwrap()), Ok(request));
     }
