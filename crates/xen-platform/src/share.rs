@@ -3,11 +3,13 @@
 //! registered (`docs/xen-share.md`).
 //!
 //! Xen has no share hypercall; the hosted platform implements these
-//! traits in its hypervisor process, and on Xen they are to be built from
-//! grants and event channels by a dom0 service (the design is in the
-//! document). A share of dom0 and one guest needs no service:
-//! [`crate::pair_share`] makes one over grants and an event channel, on
-//! either platform. Callers see the same rules either way:
+//! traits in its hypervisor process, and on Xen they are built from
+//! grants and event channels: [`crate::relay_share`]'s dom0 service for
+//! any members (each guest its own copy of the pages, transfers copied
+//! by the service), and for dom0 and one guest, pages both map in place,
+//! [`crate::pair_share`], which needs no service. Both are written over
+//! the platform's traits, so they run hosted too. Callers see the same
+//! rules everywhere:
 //!
 //! - only dom0 makes, changes and destroys shares ([`Shares`]);
 //! - only a member attaches (`EPERM` for anyone else, `ENOENT` for a share
