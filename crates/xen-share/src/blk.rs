@@ -172,22 +172,29 @@ pub fn disk_sectors(mem: SharedMem<'_>) -> Option<u64> {
     Some(u64::from(lo) | u64::from(hi) << 32)
 }
 
-/// The server: serves `file` to the client on `share` until `stop`
-/// returns true (checked at least every `tick`). Takes up a ring an
-/// earlier server left.
-pub fn serve(share: &mut dyn Share, file: &File, tick: Duration, stop: &dyn Fn() -> bool) -> io::Result<()> {
+/// Describes `file` in `share` for the client (what [`serve`] does first,
+/// and what a server that must be running before the client is told
+/// does before it serves): its size in sectors. `EINVAL` for a share
+/// smaller than [`BLK_PAGES`].
+pub fn describe(share: &dyn Share, file: &File) -> io::Result<u64> {
     if share.pages().len() < BLK_PAGES * PAGE_SIZE {
         return Err(Errno::INVAL.into());
     }
     let sectors = file.metadata()?.len() / SECTOR;
-    {
-        let mem = share.pages().shared_mem();
-        // The size first, the magic last (the client reads the magic with
-        // Acquire).
-        mem.store_u32(PAGE_SIZE + 4, (sectors & 0xffff_ffff) as u32, Ordering::Relaxed);
-        mem.store_u32(PAGE_SIZE + 8, (sectors >> 32) as u32, Ordering::Relaxed);
-        mem.store_u32(PAGE_SIZE, INFO_MAGIC, Ordering::Release);
-    }
+    let mem = share.pages().shared_mem();
+    // The size first, the magic last (the client reads the magic with
+    // Acquire).
+    mem.store_u32(PAGE_SIZE + 4, (sectors & 0xffff_ffff) as u32, Ordering::Relaxed);
+    mem.store_u32(PAGE_SIZE + 8, (sectors >> 32) as u32, Ordering::Relaxed);
+    mem.store_u32(PAGE_SIZE, INFO_MAGIC, Ordering::Release);
+    Ok(sectors)
+}
+
+/// The server: serves `file` to the client on `share` until `stop`
+/// returns true (checked at least every `tick`). Takes up a ring an
+/// earlier server left.
+pub fn serve(share: &mut dyn Share, file: &File, tick: Duration, stop: &dyn Fn() -> bool) -> io::Result<()> {
+    let sectors = describe(share, file)?;
     // Where the last server stopped: its published responses.
     let start = ring_mem(share).load_u32(8, Ordering::Acquire);
     let mut cursors = BackRing::<Request, Response>::attach(ring_mem(share), start)

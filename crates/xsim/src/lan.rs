@@ -67,3 +67,19 @@ pub fn pump(mut port: LanPort, tap: OwnedFd, stop: &AtomicBool) -> io::Result<()
     }
     Ok(())
 }
+
+/// Makes `name`, this domain's end of a LAN where nobody else makes it
+/// (real Xen: the hosted hypervisor makes a guest's): a TAP interface
+/// with `domid`'s MAC and address ([`xen_platform::share::lan_mac`],
+/// [`xen_platform::share::lan_ip`]), up; gone when the returned
+/// descriptor closes. Needs root and an `ip` (iproute2's or busybox's).
+pub fn make_tap(name: &str, domid: xen_platform::DomId) -> io::Result<OwnedFd> {
+    use xen_platform::hosted::tap;
+    use xen_platform::share::{lan_ip, lan_mac, LAN_PREFIX};
+    let fd = tap::attach(name)?;
+    let mac = lan_mac(domid).iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    tap::ip(&["link", "set", "dev", name, "address", &mac])?;
+    tap::ip(&["addr", "add", &format!("{}/{LAN_PREFIX}", lan_ip(domid)), "dev", name])?;
+    tap::ip(&["link", "set", "dev", name, "up"])?;
+    Ok(fd)
+}

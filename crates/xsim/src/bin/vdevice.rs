@@ -1,5 +1,7 @@
 //! `vdevice`: Xen Share's device tool, run in dom0 of a hosted host
-//! (`xsim up`). A device is a share plus one entry in each member's
+//! (`xsim up`), or of real Xen, where it asks dom0's `vdeviced`, which
+//! holds what the devices are made of (`--xen`, the default on a Xen
+//! dom0 when no hosted state directory is named). A device is a share plus one entry in each member's
 //! vdevice page; every page change waits for that guest's bus to
 //! acknowledge it (see `docs/xen-share.md`).
 //!
@@ -65,6 +67,13 @@ struct Cli {
     /// Remove every member of DEVICE and end it.
     #[arg(long, value_name = "DEVICE")]
     destroy: Option<String>,
+    /// Real Xen: ask dom0's `vdeviced` (the default on a Xen dom0 when no
+    /// hosted state directory is named).
+    #[arg(long, conflicts_with = "state")]
+    xen: bool,
+    /// Where `vdeviced` listens (real Xen).
+    #[arg(long, value_name = "PATH", default_value = xsim::vdeviced::SOCKET)]
+    socket: PathBuf,
 }
 
 fn main() {
@@ -75,7 +84,56 @@ fn main() {
     }
 }
 
+/// Whether this runs on real Xen: asked, or a Xen dom0 (`privcmd`) and
+/// no hosted host named.
+fn on_xen(cli: &Cli) -> bool {
+    cli.xen
+        || (cli.state.is_none() && std::env::var_os("XSIM_STATE").is_none() && Path::new("/dev/xen/privcmd").exists())
+}
+
+/// On real Xen: the request to `vdeviced`, its answer printed (its notes,
+/// `vdevice: ...` lines, on stderr).
+fn ask_service(cli: &Cli) -> Result<()> {
+    let mut words = vec!["timeout".to_owned(), cli.timeout.to_string()];
+    if let Some(args) = &cli.create {
+        words.push("create".into());
+        words.extend(args.iter().cloned());
+    } else if let Some(args) = &cli.add {
+        words.push("add".into());
+        words.extend(args.iter().cloned());
+    } else if let Some(args) = &cli.remove {
+        words.push("remove".into());
+        words.extend(args.iter().cloned());
+    } else if let Some(device) = &cli.destroy {
+        words.extend(["destroy".to_owned(), device.clone()]);
+    } else {
+        words.push("list".into());
+    }
+    let (text, failed) = match xsim::vdeviced::ask(&cli.socket, &words)? {
+        Ok(text) => (text, None),
+        Err(text) => {
+            let (notes, why) =
+                text.rsplit_once('\n').map_or((String::new(), text.clone()), |(n, w)| (n.to_owned(), w.to_owned()));
+            (notes + "\n", Some(why))
+        }
+    };
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if line.starts_with("vdevice: ") {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    match failed {
+        Some(why) => bail!("{why}"),
+        None => Ok(()),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
+    if on_xen(&cli) {
+        return ask_service(&cli);
+    }
     let state = cli.state.map_or_else(StateDir::from_env, StateDir::at);
     let host = state.connect_hypervisor()?;
     let _lock = lock(&state.root().join("vdevices.lock"))?;

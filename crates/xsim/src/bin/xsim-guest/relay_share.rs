@@ -157,6 +157,7 @@ fn lan_member() -> Result<()> {
     let ended = pumping.join().map_err(|_| anyhow::anyhow!("the pump panicked"))?;
     let said = match ended {
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => format!("removed: {e}"),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => "the LAN ended".to_owned(),
         Err(e) => format!("failed: {e}"),
         Ok(()) => "stopped".to_owned(),
     };

@@ -1,4 +1,7 @@
-//! `xsim-guest xensblk`: the guest's xensblk driver. Runs the domain's
+//! `xsim-guest xensblk`: the guest's xensblk driver, hosted and on real
+//! Xen (where the page and the disk's offer come from `vdeviced` through
+//! the store, and the driver mounts its own FUSE filesystem at `/mnt`).
+//! Runs the domain's
 //! vdevice bus with a driver for block devices; the disk is exported as
 //! the file `/mnt/disk` of the FUSE filesystem the hypervisor mounted for
 //! the guest (`xsim create --fuse`), so ordinary tools (`dd`, `mkfs`,
@@ -19,7 +22,9 @@ use fuser::{
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyWrite, Request, SessionACL, WriteFlags,
 };
 use xen_platform::hosted::{Host, ENV_FUSE_FD};
-use xen_platform::share::Shares;
+use xen_platform::pair_share::{PairOffer, PairShare};
+use xen_platform::share::{Share, ShareRef, Shares};
+use xen_platform::xen::{XenEventChannels, XenGrants};
 use xen_share::blk::{Disk, SECTOR};
 use xen_share::{kind, Device, Driver};
 
@@ -35,19 +40,67 @@ pub fn run(args: &[String]) -> Result<()> {
         [flag] if flag == "--no-export" => false,
         _ => anyhow::bail!("usage: xsim-guest xensblk [--no-export]"),
     };
-    let (host, _) = Host::from_guest_env().context("not a hosted guest")?;
-    let page = crate::vdevice_bus::page(&host)?;
-    let fuse = crate::handed::take_char_device(ENV_FUSE_FD);
-    let driver = BlockDriver { host, export, fuse, removed: None, held: None };
+    let (page, driver) = match Host::from_guest_env() {
+        Ok((host, _)) => {
+            let page = crate::vdevice_bus::page(&host)?;
+            let fuse = crate::handed::take_char_device(ENV_FUSE_FD);
+            let attach: Attach = Box::new(move |share| host.shares().attach(share));
+            (page, BlockDriver { attach, export, fuse, mount: false, removed: None, held: None })
+        }
+        Err(_) if crate::vdevice_bus::on_xen() => {
+            let client = xenstore::Client::open().context("connecting to xenstored")?;
+            let me = crate::vdevice_bus::xen_domid(&client)?;
+            let page = crate::vdevice_bus::xen_page(&client)?;
+            let attach: Attach = Box::new(move |share| {
+                let offer = PairOffer::parse(crate::vdevice_bus::xen_offer(share)?.trim())?;
+                let channels = Box::new(XenEventChannels::open()?);
+                let disk = PairShare::accept(share, &mut XenGrants::open()?, channels, me, &offer)?;
+                Ok(Box::new(disk) as Box<dyn Share>)
+            });
+            (page, BlockDriver { attach, export, fuse: None, mount: true, removed: None, held: None })
+        }
+        Err(e) => return Err(e).context("neither a hosted guest nor a Xen guest"),
+    };
     crate::vdevice_bus::serve(page, Box::new(driver), "xensblk", "waiting for a block device")
+}
+
+/// How a block device attaches its share.
+type Attach = Box<dyn FnMut(ShareRef) -> std::io::Result<Box<dyn Share>> + Send>;
+
+/// Where the disk is exported on real Xen, where nobody mounted a FUSE
+/// filesystem for the guest (it is root and mounts its own).
+const XEN_MOUNT: &str = "/mnt";
+
+/// Mounts a FUSE filesystem at [`XEN_MOUNT`] for this (root) process;
+/// its `/dev/fuse` descriptor.
+fn mount_fuse() -> std::io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(XEN_MOUNT)?;
+    let device = rustix::fs::open(
+        "/dev/fuse",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let data = std::ffi::CString::new(format!("fd={},rootmode=40000,user_id=0,group_id=0", device.as_raw_fd()))
+        .map_err(std::io::Error::other)?;
+    rustix::mount::mount(
+        "xensblk",
+        XEN_MOUNT,
+        "fuse.xensblk",
+        rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+        Some(data.as_c_str()),
+    )?;
+    Ok(device)
 }
 
 /// Drives the guest's one block device.
 struct BlockDriver {
-    host: Host,
+    attach: Attach,
     /// Whether to export the disk on the FUSE mount (else hold it).
     export: bool,
     fuse: Option<OwnedFd>,
+    /// Whether to mount the FUSE filesystem at the probe (real Xen).
+    mount: bool,
     /// The disk, opened and not exported (`--no-export`).
     held: Option<Disk>,
     /// Set when the device goes: the filesystem then answers EIO.
@@ -68,15 +121,20 @@ impl Driver for BlockDriver {
             if self.held.is_some() {
                 return Err("one disk per guest".into());
             }
-            let share =
-                self.host.shares().attach(device.entry.share).map_err(|e| format!("attaching the disk: {e}"))?;
+            let share = (self.attach)(device.entry.share).map_err(|e| format!("attaching the disk: {e}"))?;
             let disk = Disk::open(share, Duration::from_secs(10)).map_err(|e| format!("the disk's server: {e}"))?;
             println!("xensblk: disk of share {} opened ({} bytes)", device.entry.share, disk.len());
             self.held = Some(disk);
             return Ok(());
         }
-        let fuse = self.fuse.take().ok_or("no FUSE mount to export the disk on (xsim create --fuse), or in use")?;
-        let share = self.host.shares().attach(device.entry.share).map_err(|e| format!("attaching the disk: {e}"))?;
+        let share = (self.attach)(device.entry.share).map_err(|e| format!("attaching the disk: {e}"))?;
+        let fuse = match self.fuse.take() {
+            Some(fuse) => fuse,
+            None if self.mount => {
+                mount_fuse().map_err(|e| format!("mounting FUSE at {XEN_MOUNT} (is fuse loaded?): {e}"))?
+            }
+            None => return Err("no FUSE mount to export the disk on (xsim create --fuse), or in use".into()),
+        };
         let disk = Disk::open(share, Duration::from_secs(10)).map_err(|e| format!("the disk's server: {e}"))?;
         let removed = Arc::new(AtomicBool::new(false));
         let fs = DiskFs {
