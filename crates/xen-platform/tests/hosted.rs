@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use xen_platform::hosted::{hypervisor_socket, Confinement, Host, HostedEventChannels, Hypervisor, StopHandle};
 use xen_platform::pair_share::{PairOffer, PairShare};
+use xen_platform::relay_share::{RelayMember, RelayOffer, RelayShares, GNTALLOC_LIMIT};
 use xen_platform::share::{
     Segment, Share, ShareRef, Shares, MAX_MEMBERS, MAX_SHARE_PAGES, TRIGGER_CHANGED, TRIGGER_TRANSFERRED, USER_TRIGGERS,
 };
@@ -187,6 +188,7 @@ fn guest_entry() {
         "share-jammer" => guest_share_jammer(),
         "pair" => guest_pair(),
         "pair-outsider" => guest_pair_outsider(),
+        "relay-member" => guest_relay_member(),
         "exit" => std::env::var("EXIT_CODE").unwrap().parse().unwrap(),
         "shutdown-self" => {
             let (host, _) = Host::from_guest_env().unwrap();
@@ -307,6 +309,37 @@ fn guest_pair() -> i32 {
     write_bytes(share.pages(), PAGE_SIZE, b"from guest");
     share.trigger(3).unwrap();
     await_triggers(&mut share, 1 << 5);
+    0
+}
+
+/// A guest member of a relayed share (the offer in SHARE_FILE): takes
+/// dom0's transfer into its buffer on key 2, sends it back on key 1
+/// with " back", raises 4, and exits once it is removed (EPERM).
+fn guest_relay_member() -> i32 {
+    let (host, _) = Host::from_guest_env().unwrap();
+    let offer =
+        RelayOffer::parse(std::fs::read_to_string(std::env::var("SHARE_FILE").unwrap()).unwrap().trim()).unwrap();
+    let mut share = RelayMember::accept(
+        &mut host.grants(),
+        Box::new(host.event_channels().unwrap()),
+        Box::new(host.event_channels().unwrap()),
+        &offer,
+    )
+    .unwrap();
+    assert_eq!(share.members(), [0, host.domid()]);
+    share.register(2, &[seg(0, 64)]).unwrap();
+    share.trigger(3).unwrap();
+    await_triggers(&mut share, 1 << TRIGGER_TRANSFERRED);
+    let done = share.take_completed().unwrap();
+    assert_eq!(done.len(), 1);
+    let mut got = read_bytes(share.pages(), 0, done[0].len);
+    got.extend_from_slice(b" back");
+    write_bytes(share.pages(), PAGE_SIZE, &got);
+    let len = u32::try_from(got.len()).unwrap();
+    assert_eq!(share.transfer(1, &[seg(PAGE_SIZE as u64, len)]).unwrap(), got.len());
+    share.trigger(4).unwrap();
+    await_triggers(&mut share, 1 << TRIGGER_CHANGED);
+    assert_eq!(errno(share.refresh()), EPERM);
     0
 }
 
@@ -1139,6 +1172,38 @@ fn a_pair_share_over_grants_and_a_channel_joins_dom0_and_one_guest() {
         )),
         EINVAL
     );
+}
+
+/// A share relayed by dom0's service (`relay_share`, what shares of
+/// several guests are on Xen) over the hosted platform's grants and
+/// event channels, with a guest process: triggers and transfers cross
+/// both ways through the service, and a removed guest hears that it was.
+#[test]
+fn a_relayed_share_carries_a_guest_process_transfers_and_triggers() {
+    let world = World::new();
+    let offer_file = world.shared.path().join("offer");
+    let env = [("SHARE_FILE", offer_file.to_string_lossy().into_owned())];
+    let guest = world.create("relay", "relay-member", &env);
+    let service = RelayShares::start(
+        Box::new(world.host.grants()),
+        Box::new(world.host.event_channels().unwrap()),
+        GNTALLOC_LIMIT,
+    )
+    .unwrap();
+    let share = service.create(2, &[0, guest.domid]).unwrap();
+    let mut ours = service.attach_local(share).unwrap();
+    ours.register(1, &[seg(PAGE_SIZE as u64, 64)]).unwrap();
+    std::fs::write(&offer_file, service.offer(share, guest.domid).unwrap().to_text()).unwrap();
+    world.domains().unpause(guest.domid).unwrap();
+    await_triggers(&mut ours, 1 << 3);
+    write_bytes(ours.pages(), 0, b"hello");
+    assert_eq!(ours.transfer(2, &[seg(0, 5)]).unwrap(), 5);
+    await_triggers(&mut ours, 1 << 4 | 1 << TRIGGER_TRANSFERRED);
+    let done = ours.take_completed().unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(read_bytes(ours.pages(), PAGE_SIZE, done[0].len), b"hello back");
+    service.remove_member(share, guest.domid).unwrap();
+    wait_poweroff(&world, guest.domid);
 }
 
 /// A removal withdraws the buffers of the members whose index moved

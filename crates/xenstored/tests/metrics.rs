@@ -27,8 +27,28 @@ fn http<S: Read + Write>(mut stream: S, request: &str) -> String {
     answer
 }
 
+/// Connects to the metrics socket. The test's daemon counts as started
+/// once its store socket answers, and the metrics listener is bound a
+/// little after it: a loaded machine saw the first scrape come before it
+/// (ENOENT). Waits up to 10 s for it.
+fn connect_metrics(socket: &Path) -> UnixStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(stream) => return stream,
+            Err(e)
+                if Instant::now() < deadline
+                    && matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("{}: {e}", socket.display()),
+        }
+    }
+}
+
 fn get_unix(socket: &Path, path: &str) -> String {
-    let stream = UnixStream::connect(socket).unwrap();
+    let stream = connect_metrics(socket);
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     http(stream, &format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n"))
 }
