@@ -17,6 +17,7 @@ pub mod lan;
 pub mod list;
 pub mod state;
 pub mod toolstack;
+pub mod vdevice_entries;
 pub mod vdeviced;
 
 pub use state::StateDir;

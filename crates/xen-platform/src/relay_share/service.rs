@@ -655,18 +655,7 @@ impl crate::share::Share for LocalMember {
     }
 
     fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        let timeout = timeout.map(|t| Timespec {
-            tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(t.subsec_nanos()),
-        });
-        let mut fds = [PollFd::new(&self.local().wake, PollFlags::IN)];
-        loop {
-            match poll(&mut fds, timeout.as_ref()) {
-                Ok(n) => return Ok(n > 0),
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        crate::wait_readable(self.local().wake.as_fd(), timeout)
     }
 
     fn refresh(&mut self) -> io::Result<()> {

@@ -21,7 +21,7 @@ use xen_platform::share::{ShareRef, Shares};
 use xen_platform::{DomId, Toolstack as _};
 use xen_share::blk::BLK_PAGES;
 use xen_share::net::{LAN_PAGES, MAX_LAN_MEMBERS};
-use xen_share::{kind, status, Entry, VdeviceError, VdeviceHost};
+use xen_share::{kind, status, Entry, VdeviceHost};
 use xsim::StateDir;
 
 /// How often a wait for dom0's programs (a server describing its disk,
@@ -270,16 +270,7 @@ impl Tool {
     /// Writes `entry` into `domid`'s page and waits for its bus.
     fn add_entry(&self, domid: DomId, entry: Entry) -> Result<usize> {
         let mut page = self.shares.attach(self.shares.vdevice(domid)?)?;
-        let mut vdevice = VdeviceHost::new(&mut *page);
-        let (slot, bits) = vdevice.add(entry, self.timeout).map_err(|e| anyhow!("domain {domid}: {e}"))?;
-        if bits & status::FAILED != 0 {
-            vdevice.remove(slot, self.timeout).unwrap_or_else(|_| vdevice.free(slot));
-            bail!("domain {domid}: its driver failed to start the device");
-        }
-        if bits & status::DRIVER_OK == 0 {
-            eprintln!("vdevice: domain {domid} has no driver for the device (acknowledged only)");
-        }
-        Ok(slot)
+        xsim::vdevice_entries::add_entry(&mut *page, domid, entry, self.timeout, &mut |n| eprintln!("vdevice: {n}"))
     }
 
     /// Takes the entry in `slot` out of `domid`'s page: acknowledged by
@@ -287,16 +278,7 @@ impl Tool {
     fn remove_entry(&self, domid: DomId, slot: usize) -> Result<()> {
         let Ok(share) = self.shares.vdevice(domid) else { return Ok(()) }; // the domain is gone
         let mut page = self.shares.attach(share)?;
-        let mut vdevice = VdeviceHost::new(&mut *page);
-        match vdevice.remove(slot, self.timeout) {
-            Ok(()) | Err(VdeviceError::Gone) => Ok(()),
-            Err(e @ VdeviceError::Timeout { .. }) => {
-                eprintln!("vdevice: domain {domid}: {e}; removed anyway");
-                vdevice.free(slot);
-                Ok(())
-            }
-            Err(e) => Err(anyhow!("domain {domid}: {e}")),
-        }
+        xsim::vdevice_entries::remove_entry(&mut *page, domid, slot, self.timeout, &mut |n| eprintln!("vdevice: {n}"))
     }
 
     fn create(&mut self, kind_name: &str, args: &[String]) -> Result<ShareRef> {

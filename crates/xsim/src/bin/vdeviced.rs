@@ -41,7 +41,7 @@ use xen_platform::xen::{XenDomainStates, XenEventChannels, XenGrants};
 use xen_platform::{DomId, DomainStates};
 use xen_share::blk::BLK_PAGES;
 use xen_share::net::{LanPort, LAN_PAGES, MAX_LAN_MEMBERS};
-use xen_share::{kind, status, Entry, VdeviceError, VdeviceHost};
+use xen_share::{kind, status, Entry, VdeviceHost};
 use xenstore::{Access, Client, Store};
 
 /// How long a change waits for a guest's acknowledgement unless the
@@ -273,33 +273,19 @@ impl Service {
 
     /// Writes `entry` into `domid`'s page and waits for its bus.
     fn add_entry(&mut self, domid: DomId, entry: Entry, timeout: Duration) -> Result<usize> {
+        let mut notes = Vec::new();
         let page = self.page(domid)?;
-        let mut host = VdeviceHost::new(page);
-        let (slot, bits) = host.add(entry, timeout).map_err(|e| anyhow!("domain {domid}: {e}"))?;
-        if bits & status::FAILED != 0 {
-            host.remove(slot, timeout).unwrap_or_else(|_| host.free(slot));
-            bail!("domain {domid}: its driver failed to start the device");
-        }
-        if bits & status::DRIVER_OK == 0 {
-            self.notes.push(format!("domain {domid} has no driver for the device (acknowledged only)"));
-        }
-        Ok(slot)
+        let slot = xsim::vdevice_entries::add_entry(page, domid, entry, timeout, &mut |n| notes.push(n));
+        self.notes.extend(notes);
+        slot
     }
 
     /// Takes the entry in `slot` out of `domid`'s page: acknowledged by
     /// its bus, or forced after the timeout (said in a note).
     fn remove_entry(&mut self, domid: DomId, slot: usize, timeout: Duration) -> Result<()> {
         let Some(page) = self.pages.get_mut(&domid) else { return Ok(()) };
-        let mut host = VdeviceHost::new(page);
-        match host.remove(slot, timeout) {
-            Ok(()) | Err(VdeviceError::Gone) => Ok(()),
-            Err(e @ VdeviceError::Timeout { .. }) => {
-                host.free(slot);
-                self.notes.push(format!("domain {domid}: {e}; removed anyway"));
-                Ok(())
-            }
-            Err(e) => Err(anyhow!("domain {domid}: {e}")),
-        }
+        let notes = &mut self.notes;
+        xsim::vdevice_entries::remove_entry(page, domid, slot, timeout, &mut |n| notes.push(n))
     }
 
     fn next_device(&mut self) -> u32 {
