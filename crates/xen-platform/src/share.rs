@@ -247,13 +247,7 @@ pub trait Share: AsFd + Send + std::fmt::Debug {
         if transfers.len() > MAX_TRANSFER_BATCH {
             return Err(Errno::INVAL.into());
         }
-        transfers
-            .iter()
-            .map(|&(key, segments)| match self.transfer(key, segments) {
-                Ok(n) => Ok(Ok(n)),
-                Err(e) => Errno::from_io_error(&e).map(Err).ok_or(e),
-            })
-            .collect()
+        transfer_each(self, transfers)
     }
 
     /// The buffers of this process that transfers filled since the last
@@ -265,6 +259,21 @@ pub trait Share: AsFd + Send + std::fmt::Debug {
     /// Withdraws every buffer this process registered on the share,
     /// filled or not (after a refresh gave the member a new place in it).
     fn unregister_all(&mut self) -> io::Result<()>;
+}
+
+/// `transfers` one [`Share::transfer`] at a time: each one's bytes or its
+/// errno; an error that is no errno ends the call.
+pub(crate) fn transfer_each<S: Share + ?Sized>(
+    share: &S,
+    transfers: &[(u32, &[Segment])],
+) -> io::Result<Vec<Result<usize, Errno>>> {
+    transfers
+        .iter()
+        .map(|&(key, segments)| match share.transfer(key, segments) {
+            Ok(n) => Ok(Ok(n)),
+            Err(e) => Errno::from_io_error(&e).map(Err).ok_or(e),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -221,13 +221,7 @@ impl Share for RelayMember {
             }
             return Ok(answer.results);
         }
-        transfers
-            .iter()
-            .map(|&(key, segments)| match self.transfer(key, segments) {
-                Ok(n) => Ok(Ok(n)),
-                Err(e) => Errno::from_io_error(&e).map(Err).ok_or(e),
-            })
-            .collect()
+        crate::share::transfer_each(self, transfers)
     }
 
     fn take_completed(&mut self) -> io::Result<Vec<Completed>> {

@@ -34,7 +34,8 @@ const POLL: Duration = Duration::from_millis(1);
 #[command(
     name = "vdevice",
     version,
-    about = "Creates, changes and lists Xen Share devices of a hosted host's domains (xsim up).",
+    about = "Creates, changes and lists Xen Share devices of a hosted host's domains (xsim up), or of real Xen's \
+             (asking dom0's vdeviced).",
     after_help = "DOMAIN is a domain name or id; DEVICE is the number --create printed (the device's share). \
                   Each change to a domain's vdevice page waits for its bus to acknowledge it \
                   (xsim-guest xensnet runs one).",
