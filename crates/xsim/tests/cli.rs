@@ -247,3 +247,49 @@ fn console_follow_prints_until_the_domain_is_destroyed() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("first") && text.contains("second"), "{text}");
 }
+
+/// `vdevice --xen` asks `vdeviced` over its socket: without one it says
+/// so; with one, it prints the answer, notes on stderr, and fails with
+/// the service's reason when the service refuses.
+#[test]
+fn vdevice_on_xen_asks_vdeviced_and_says_what_it_answered() {
+    use std::io::Write;
+    let dir = scratch("vdeviced");
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("vdeviced.sock");
+    let vdevice = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vdevice"))
+            .args(["--xen", "--socket"])
+            .arg(&socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = vdevice(&["--list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is vdeviced running in dom0?"), "{out:?}");
+
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let server = std::thread::spawn(move || {
+        let mut requests = Vec::new();
+        for answer in ["ok\nvdevice: dom0 is on LAN 5\n5\n", "error\nvdevice: a note\nno domain \"x\"\n"] {
+            let (mut stream, _) = listener.accept().unwrap();
+            let words = xsim::vdeviced::read_request(&mut stream).unwrap();
+            requests.push(words);
+            stream.write_all(answer.as_bytes()).unwrap();
+        }
+        requests
+    });
+    let out = vdevice(&["--timeout", "3", "--create", "net", "0", "7"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "5\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "vdevice: dom0 is on LAN 5\n");
+    let out = vdevice(&["--add", "5", "x"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("vdevice: a note\n") && stderr.contains("no domain \"x\""), "{stderr}");
+    let requests = server.join().unwrap();
+    assert_eq!(requests[0], ["timeout", "3", "create", "net", "0", "7"]);
+    assert_eq!(requests[1], ["timeout", "10", "add", "5", "x"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
